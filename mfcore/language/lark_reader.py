@@ -1,0 +1,197 @@
+"""The reference reader: models.lark through Lark's LALR parser into the raw tree.
+
+It is the pure-Python path, and the one that explains syntax errors: the compiled
+reader hands any text it rejects to this one for the message.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from .raw import Call, ListValue, Name, RawEnum, RawModel, TupleValue, number, unescape
+
+GRAMMAR_PATH = os.path.join(os.path.dirname(__file__), "models.lark")
+
+_OPENERS = {"LPAR", "LSQB"}
+_CLOSERS = {"RPAR", "RSQB"}
+
+
+class _DropNewlinesInBrackets:
+    """Post-lexer: a newline inside (...) or [...] is white space, not a separator."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for token in stream:
+            kind = token.type
+            if kind in _OPENERS:
+                depth += 1
+            elif kind in _CLOSERS:
+                depth = max(depth - 1, 0)
+            elif kind == "_NL" and depth:
+                continue
+            yield token
+
+
+def _pos(token: Token) -> tuple:
+    return (token.line, token.column)
+
+
+@v_args(inline=True)
+class _ToRaw(Transformer):
+    # Values travel as (value, pos) pairs until they are placed in a statement,
+    # an argument or a list item, which all keep the position.
+    def start(self, *declarations):
+        return list(declarations)
+
+    def enum_decl(self, name, *members):
+        return RawEnum(str(name), _pos(name), tuple(members))
+
+    def enum_member(self, key, value=None):
+        return (str(key), None if value is None else unescape(value[1:-1]), _pos(key))
+
+    def model_decl(self, name, base, *statements):
+        return RawModel(str(name), _pos(name), str(base), _pos(base), tuple(statements))
+
+    def statement(self, name, value):
+        return (str(name), _pos(name), value[0], value[1])
+
+    def string(self, token):
+        return (unescape(token[1:-1]), _pos(token))
+
+    def number(self, token):
+        return (number(str(token)), _pos(token))
+
+    @v_args(meta=True)
+    def true(self, meta, *_):
+        return (True, (meta.line, meta.column))
+
+    @v_args(meta=True)
+    def false(self, meta, *_):
+        return (False, (meta.line, meta.column))
+
+    @v_args(meta=True)
+    def null(self, meta, *_):
+        return (None, (meta.line, meta.column))
+
+    def dotted(self, *names):
+        return (Name(".".join(str(n) for n in names)), _pos(names[0]))
+
+    def call(self, name, *arguments):
+        args = tuple(a for a in arguments if a is not None)
+        return (Call(str(name), _pos(name), args), _pos(name))
+
+    def keyword_argument(self, key, value):
+        return (str(key), value[0], _pos(key))
+
+    def positional_argument(self, value):
+        return (None, value[0], value[1])
+
+    # With meta=True Lark passes the children as one list, not inlined.
+    @v_args(meta=True)
+    def list(self, meta, items):
+        return (ListValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
+
+    @v_args(meta=True)
+    def tuple(self, meta, items):
+        return (TupleValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark.open(
+        GRAMMAR_PATH,
+        parser="lalr",
+        postlex=_DropNewlinesInBrackets(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+class SyntaxProblem(Exception):
+    """A syntax error found by Lark, in the language's own words."""
+
+    def __init__(self, message: str, line: int, column: int):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "_NL": "a newline",
+    "SEMICOLON": "';'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "DOT": "'.'",
+    "ENUM": "'enum'",
+    "MODEL": "'model'",
+    "EXTENDS": "'extends'",
+    "TRUE": "'true'",
+    "FALSE": "'false'",
+    "NULL": "'null'",
+    "$END": "the end of the file",
+}
+
+
+def _describe_token(token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    if token.type == "_NL":
+        return "a newline"
+    return f"'{token}'"
+
+
+def _expected(names) -> str:
+    words = sorted({_TERMINAL_WORDS.get(n, n.lower()) for n in names})
+    # A value can start many ways; name the family instead of listing every token.
+    if {"a string", "a number", "a name"} <= set(words) and "'['" in words:
+        words = ["a value"] + [w for w in words if w not in {
+            "a string", "a number", "a name", "'['", "'('", "'true'", "'false'", "'null'"}]
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def read(text: str) -> list:
+    """Parse models.mp text into the raw tree; raise SyntaxProblem on bad syntax."""
+    parser = _parser()
+    try:
+        tree = parser.parse(text)
+    except UnexpectedToken as exc:
+        token = exc.token
+        if token.type == "$END":
+            line, column = _end_position(text)
+        else:
+            line, column = exc.line, exc.column
+        raise SyntaxProblem(
+            f"unexpected {_describe_token(token)}; expected {_expected(exc.accepts or exc.expected)}",
+            line, column) from None
+    except UnexpectedCharacters as exc:
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if char == '"':
+            message = "unterminated string (a string ends with '\"' on the same line)"
+        else:
+            message = f"unexpected character {char!r}"
+        raise SyntaxProblem(message, exc.line, exc.column) from None
+    except UnexpectedInput as exc:  # pragma: no cover - other Lark input errors
+        raise SyntaxProblem(str(exc).splitlines()[0], exc.line, exc.column) from None
+    return _ToRaw().transform(tree)
+
+
+def _end_position(text: str) -> tuple:
+    lines = text.split("\n")
+    return (len(lines), len(lines[-1]) + 1)

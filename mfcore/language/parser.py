@@ -1,0 +1,80 @@
+"""models.mp text -> Schema, on the compiled reader when it is there.
+
+The compiled reader (mfcore._parser) and the Lark reader produce the same raw
+tree; validate.py gives it meaning. Set MF_PURE_PYTHON=1 to use the Lark reader
+only (tests and benchmarks run both ways).
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import ModelsError
+from ..schema import Schema
+from .validate import Problem, build_schema
+
+
+def _load_compiled():
+    if os.environ.get("MF_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from .. import _parser
+    except ImportError:
+        return None
+    return _parser
+
+
+_compiled = _load_compiled()
+
+
+def implementation() -> str:
+    """'compiled' or 'python': which reader parse() uses in this process."""
+    return "compiled" if _compiled is not None else "python"
+
+
+def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None) -> list:
+    """The raw declaration tree of a models file (see raw.py); ModelsError on bad syntax.
+
+    ``compiled`` forces one reader (None: the compiled one when it is available).
+    """
+    use_compiled = _compiled is not None if compiled is None else compiled
+    if use_compiled:
+        if _compiled is None:
+            raise RuntimeError("the compiled reader is not built in this installation")
+        try:
+            return _compiled.read(text)
+        except _compiled.ReadError:
+            pass  # Lark explains the error: it is the normative reader.
+    from .lark_reader import SyntaxProblem, read
+
+    try:
+        declarations = read(text)
+    except SyntaxProblem as problem:
+        raise ModelsError([Problem(problem.message, (problem.line, problem.column), path, text)]) from None
+    if use_compiled:
+        raise RuntimeError(
+            f"{path}: the compiled reader rejected text that the grammar accepts; "
+            "set MF_PURE_PYTHON=1 to work around it and report the file")
+    return declarations
+
+
+def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None) -> Schema:
+    """Parse and validate models.mp text; raise ModelsError listing every problem."""
+    declarations = read_raw(text, path, compiled=compiled)
+    schema, problems = build_schema(declarations)
+    if problems:
+        raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
+    return schema
+
+
+def parse_file(path: str, *, display_path: str | None = None) -> Schema:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"models file not found: {display_path or path}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelsError([Problem(f"the file is not UTF-8 text ({exc.reason})", None,
+                                   display_path or path)]) from None
+    return parse(text, display_path or path)

@@ -1,0 +1,356 @@
+"""The meaning of models.mp: from the raw tree to a Schema, or to every problem in it."""
+from __future__ import annotations
+
+from ..fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
+from ..schema import Enum, Field, Index, Model, Schema, index_name, table_name_for
+from .raw import Call, ListValue, Name, RawEnum, TupleValue
+
+BASE_MODELS = ("Model", "BaseModel")
+MODEL_OPTIONS = ("table", "abstract", "indexes", "unique_together")
+
+
+class Problem:
+    """One error in a models file, with where it is and the line it is on."""
+
+    def __init__(self, message: str, pos, path: str = "models.mp", source: str = ""):
+        self.message = message
+        self.line, self.column = pos if pos else (0, 0)
+        self.path = path
+        self.source = source
+
+    def render(self) -> str:
+        head = f"{self.path}:{self.line}:{self.column}: error: {self.message}"
+        if not self.line or not self.source:
+            return head
+        lines = self.source.split("\n")
+        if self.line > len(lines):
+            return head
+        text = lines[self.line - 1].rstrip("\r").expandtabs(1)
+        return f"{head}\n    {text}\n    {' ' * (self.column - 1)}^"
+
+    def __repr__(self):
+        return f"Problem({self.line}:{self.column} {self.message!r})"
+
+
+def build_schema(declarations) -> tuple[Schema, list]:
+    """Validate the raw tree; returns (schema, problems) with problems as (message, pos)."""
+    problems: list = []
+    add = lambda message, pos: problems.append((message, pos))  # noqa: E731
+
+    enums: dict = {}
+    raw_models: dict = {}
+    for decl in declarations:
+        if type(decl) is RawEnum:
+            if decl.name in enums or decl.name in raw_models:
+                add(f"duplicate name '{decl.name}': an enum or model of that name is declared already",
+                    decl.pos)
+                continue
+            enums[decl.name] = _build_enum(decl, add)
+        else:
+            if decl.name in raw_models or decl.name in enums:
+                add(f"duplicate name '{decl.name}': a model or enum of that name is declared already",
+                    decl.pos)
+                continue
+            raw_models[decl.name] = decl
+
+    builder = _ModelBuilder(raw_models, enums, add)
+    models = {}
+    for name in raw_models:
+        built = builder.model(name)
+        if built is not None and not builder.is_abstract(name):
+            models[name] = built
+
+    _check_references(models, raw_models, builder, add)
+    _check_tables(models, raw_models, add)
+    problems.sort(key=lambda p: (p[1] or (0, 0)))
+    return Schema(enums=enums, models=models), problems
+
+
+def _build_enum(decl, add) -> Enum:
+    members = []
+    seen_keys = set()
+    seen_values = set()
+    for key, value, pos in decl.members:
+        stored = key if value is None else value
+        if key in seen_keys:
+            add(f"duplicate key '{key}' in enum {decl.name}", pos)
+            continue
+        if stored in seen_values:
+            add(f"enum {decl.name}: '{key}' stores the value \"{stored}\" that another member stores", pos)
+            continue
+        seen_keys.add(key)
+        seen_values.add(stored)
+        members.append((key, stored))
+    if not decl.members:
+        add(f"enum {decl.name} has no members", decl.pos)
+    return Enum(decl.name, tuple(members))
+
+
+class _ModelBuilder:
+    """Builds models on demand, so that a model can extend one declared after it."""
+
+    def __init__(self, raw_models, enums, add):
+        self.raw = raw_models
+        self.enums = enums
+        self.add = add
+        self.built: dict = {}
+        self.options: dict = {}
+        self.in_progress: set = set()
+        self.field_positions: dict = {}
+        self.index_specs: dict = {}
+
+    def is_abstract(self, name) -> bool:
+        return self.options.get(name, {}).get("abstract", False)
+
+    def model(self, name):
+        if name in self.built:
+            return self.built[name]
+        if name in self.in_progress:
+            return None
+        self.in_progress.add(name)
+        try:
+            result = self._build(self.raw[name])
+        finally:
+            self.in_progress.discard(name)
+        self.built[name] = result
+        return result
+
+    def _build(self, decl):
+        add = self.add
+        options, field_statements = self._split(decl)
+        self.options[decl.name] = options
+
+        inherited: list = []
+        inherited_specs: list = []
+        if decl.base not in BASE_MODELS:
+            if decl.base not in self.raw:
+                add(f"model {decl.name} extends unknown model '{decl.base}'"
+                    f"{did_you_mean(decl.base, list(self.raw) + list(BASE_MODELS))}", decl.base_pos)
+            elif decl.base in self.in_progress:
+                add(f"circular extends: {decl.name} extends {decl.base}, which extends {decl.name}",
+                    decl.base_pos)
+            else:
+                base = self.model(decl.base)
+                if not self.is_abstract(decl.base):
+                    add(f"model {decl.name} extends {decl.base}, which is not abstract"
+                        f" (add `abstract = true` to {decl.base})", decl.base_pos)
+                elif base is not None:
+                    inherited = list(base.fields)
+                    inherited_specs = list(self.index_specs.get(decl.base, ()))
+                    self.field_positions.setdefault(decl.name, {}).update(
+                        self.field_positions.get(decl.base, {}))
+
+        abstract = options.get("abstract", False)
+        table = options.get("table") or table_name_for(decl.name)
+        fields: list = []
+        by_name: dict = {}
+        for f in inherited:
+            by_name[f.name] = len(fields)
+            fields.append(f)
+        index_fields: list = []
+        positions = self.field_positions.setdefault(decl.name, {})
+        own_seen = set()
+        for name, pos, call in field_statements:
+            if name in own_seen:
+                add(f"duplicate field '{name}' in model {decl.name}", pos)
+                continue
+            own_seen.add(name)
+            try:
+                built, db_index, field_problems = build_field(
+                    decl.name, name, call.name, call.args, call.pos, self.enums)
+            except FieldProblem as problem:
+                add(problem.message, problem.pos)
+                continue
+            for problem in field_problems:
+                add(problem.message, problem.pos or pos)
+            if built is None:
+                continue
+            positions[name] = pos
+            if db_index:
+                index_fields.append(((name,), None, False, pos))
+            if name in by_name:
+                fields[by_name[name]] = built  # a model may override an inherited field
+            else:
+                by_name[name] = len(fields)
+                fields.append(built)
+
+        primary_keys = [f for f in fields if f.primary_key]
+        if not primary_keys and not abstract:
+            if "id" in by_name:
+                add(f"model {decl.name} has a field 'id' that is not its primary key; "
+                    "mark it primary_key=true or rename it (a model without a primary key gets id = AutoField())",
+                    positions.get("id", decl.pos))
+            else:
+                fields.insert(0, Field("id", "AutoField", "id", primary_key=True))
+        if len(primary_keys) > 1:
+            for extra in primary_keys[1:]:
+                add(f"model {decl.name} has more than one primary key ('{primary_keys[0].name}' and"
+                    f" '{extra.name}')", positions.get(extra.name, decl.pos))
+
+        seen_columns: dict = {}
+        for f in fields:
+            if f.column in seen_columns:
+                add(f"fields '{seen_columns[f.column]}' and '{f.name}' of model {decl.name} both use"
+                    f" column '{f.column}'", positions.get(f.name, decl.pos))
+            seen_columns[f.column] = f.name
+
+        index_fields.extend(options.get("indexes", ()))
+        index_fields.extend(options.get("unique_together", ()))
+        # Index specs, not built indexes, are inherited: default names follow the child's table.
+        self.index_specs[decl.name] = inherited_specs + index_fields
+        indexes = self._indexes(decl, table, fields, inherited_specs + index_fields)
+        return Model(decl.name, table, tuple(fields), indexes)
+
+    def _split(self, decl):
+        """Separate field calls from model options, checking the options."""
+        add = self.add
+        options: dict = {}
+        fields = []
+        for name, pos, value, value_pos in decl.statements:
+            if type(value) is Call and name not in ("indexes",):
+                fields.append((name, pos, value))
+                continue
+            if name not in MODEL_OPTIONS:
+                add(f"unknown model option '{name}'{did_you_mean(name, MODEL_OPTIONS)}"
+                    " (a field is written name = Type(...))", pos)
+                continue
+            if name in options:
+                add(f"model option '{name}' is given twice", pos)
+                continue
+            if name == "table":
+                if type(value) is str and value:
+                    options["table"] = value
+                else:
+                    add("table takes a non-empty string, e.g. table = \"customers\"", value_pos)
+            elif name == "abstract":
+                if value is True or value is False:
+                    options["abstract"] = value
+                else:
+                    add("abstract takes true or false", value_pos)
+            elif name == "indexes":
+                options["indexes"] = self._read_indexes(value, value_pos)
+            else:
+                options["unique_together"] = self._read_unique_together(value, value_pos)
+        return options, fields
+
+    def _read_indexes(self, value, pos):
+        if type(value) is not ListValue:
+            self.add("indexes takes a list: indexes = [Index(field, ...), ...]", pos)
+            return []
+        found = []
+        for item, item_pos in value.items:
+            if type(item) is not Call or item.name != "Index":
+                self.add("each entry of indexes is Index(field, ..., name=\"...\", unique=true)", item_pos)
+                continue
+            names = []
+            index_name_given = None
+            unique = False
+            ok = True
+            for keyword, arg, arg_pos in item.args:
+                if keyword is None:
+                    if type(arg) is Name and "." not in arg.text:
+                        names.append((arg.text, arg_pos))
+                    else:
+                        self.add("Index takes field names", arg_pos)
+                        ok = False
+                elif keyword == "name":
+                    if type(arg) is str and arg:
+                        index_name_given = arg
+                    else:
+                        self.add("Index name takes a non-empty string", arg_pos)
+                        ok = False
+                elif keyword == "unique":
+                    if arg is True or arg is False:
+                        unique = arg
+                    else:
+                        self.add("Index unique takes true or false", arg_pos)
+                        ok = False
+                else:
+                    self.add(f"Index has no argument '{keyword}'{did_you_mean(keyword, ('name', 'unique'))}",
+                             arg_pos)
+                    ok = False
+            if not names:
+                self.add("Index needs at least one field", item_pos)
+                ok = False
+            if ok:
+                found.append((tuple(names), index_name_given, unique, item_pos))
+        return found
+
+    def _read_unique_together(self, value, pos):
+        if type(value) is not ListValue:
+            self.add("unique_together takes a list of tuples: unique_together = [(a, b)]", pos)
+            return []
+        items = value.items
+        # A single tuple of names is accepted as one group, as Django does.
+        if items and all(type(i) is Name for i, _p in items):
+            items = ((TupleValue(items), pos),)
+        found = []
+        for group, group_pos in items:
+            if type(group) not in (TupleValue, ListValue) or not group.items:
+                self.add("each entry of unique_together is a tuple of field names: (a, b)", group_pos)
+                continue
+            names = []
+            for name, name_pos in group.items:
+                if type(name) is Name and "." not in name.text:
+                    names.append((name.text, name_pos))
+                else:
+                    self.add("unique_together takes field names", name_pos)
+            if len(names) == len(group.items):
+                found.append((tuple(names), None, True, group_pos))
+        return found
+
+    def _indexes(self, decl, table, fields, specs):
+        by_name = {f.name: f for f in fields}
+        indexes: dict = {}
+        for names, given_name, unique, pos in specs:
+            field_names = []
+            for name, name_pos in names:
+                if name not in by_name:
+                    self.add(f"index on model {decl.name} names unknown field '{name}'"
+                             f"{did_you_mean(name, by_name)}", name_pos)
+                else:
+                    field_names.append(name)
+            if len(field_names) != len(names):
+                continue
+            columns = [by_name[n].column for n in field_names]
+            name = given_name or index_name("uq" if unique else "ix", table, columns)
+            index = Index(name, tuple(field_names), unique)
+            if name in indexes and indexes[name] != index:
+                self.add(f"two different indexes on model {decl.name} are named '{name}'", pos)
+                continue
+            indexes[name] = index
+        return tuple(indexes[name] for name in sorted(indexes))
+
+
+def _check_references(models, raw_models, builder, add):
+    for model in models.values():
+        positions = builder.field_positions.get(model.name, {})
+        for f in model.fields:
+            if f.type not in RELATION_TYPES:
+                continue
+            if f.target in models:
+                continue
+            pos = positions.get(f.name, raw_models[model.name].pos)
+            if f.target in raw_models and builder.is_abstract(f.target):
+                add(f"{f.type} '{model.name}.{f.name}' points to abstract model {f.target}, which has no table",
+                    pos)
+            else:
+                add(f"{f.type} '{model.name}.{f.name}' points to unknown model '{f.target}'"
+                    f"{did_you_mean(f.target, models)}", pos)
+
+
+def _check_tables(models, raw_models, add):
+    tables: dict = {}
+    index_owner: dict = {}
+    for model in models.values():
+        if model.table in tables:
+            add(f"models {tables[model.table]} and {model.name} both use table '{model.table}'",
+                raw_models[model.name].pos)
+        else:
+            tables[model.table] = model.name
+        for index in model.indexes:
+            owner = index_owner.get(index.name)
+            if owner is not None and owner != model.name:
+                add(f"index name '{index.name}' is used by models {owner} and {model.name};"
+                    " index names must be unique in the database", raw_models[model.name].pos)
+            index_owner[index.name] = model.name

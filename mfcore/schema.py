@@ -1,0 +1,133 @@
+"""The schema IR: what models.mp means, independent of how it was spelt.
+
+Two spellings of the same models give equal Schemas: positional and keyword
+arguments, argument order and declaration order are gone by the time a Schema
+exists; defaults are resolved (an enum member is stored as its value), implicit
+primary keys added, table names derived and abstract models flattened.
+
+Field is a NamedTuple rather than a dataclass: a large project has a hundred
+thousand of them, and they are built, compared and hashed in the hot loops of
+parsing and diffing, where a tuple is several times cheaper.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Optional
+
+
+class Field(NamedTuple):
+    name: str
+    type: str
+    column: str
+    null: bool = False
+    unique: bool = False
+    primary_key: bool = False
+    has_default: bool = False
+    default: Any = None
+    max_length: Optional[int] = None
+    max_digits: Optional[int] = None
+    decimal_places: Optional[int] = None
+    auto_now: bool = False
+    auto_now_add: bool = False
+    enum: Optional[str] = None
+    target: Optional[str] = None
+    on_delete: Optional[str] = None
+
+    @property
+    def is_relation(self) -> bool:
+        return self.target is not None
+
+
+class Index(NamedTuple):
+    name: str
+    fields: tuple
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class Enum:
+    name: str
+    members: tuple  # ((key, stored value), ...) in declared order
+
+    def values_by_key(self) -> dict:
+        return dict(self.members)
+
+    @property
+    def values(self) -> tuple:
+        return tuple(value for _key, value in self.members)
+
+    @property
+    def type_name(self) -> str:
+        """The database type name (PostgreSQL) of this enum."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    table: str
+    fields: tuple  # Field, in column order
+    indexes: tuple = ()  # Index, sorted by name
+
+    def field(self, name: str) -> Optional[Field]:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    @property
+    def primary_key(self) -> Optional[Field]:
+        for f in self.fields:
+            if f.primary_key:
+                return f
+        return None
+
+    def column_of(self, field_name: str) -> str:
+        found = self.field(field_name)
+        return found.column if found is not None else field_name
+
+    def replace(self, **changes) -> "Model":
+        values = {"name": self.name, "table": self.table, "fields": self.fields, "indexes": self.indexes}
+        values.update(changes)
+        return Model(**values)
+
+
+@dataclass(frozen=True)
+class Schema:
+    enums: dict = field(default_factory=dict)   # name -> Enum
+    models: dict = field(default_factory=dict)  # name -> Model
+
+    def __eq__(self, other):
+        if not isinstance(other, Schema):
+            return NotImplemented
+        return self.enums == other.enums and self.models == other.models
+
+    def model_for_table(self, table: str) -> Optional[Model]:
+        for model in self.models.values():
+            if model.table == table:
+                return model
+        return None
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def table_name_for(model_name: str) -> str:
+    """The default table of a model: its name in snake_case (OrderLine -> order_line)."""
+    return _CAMEL_BOUNDARY.sub("_", model_name).lower()
+
+
+MAX_IDENTIFIER = 63  # PostgreSQL's limit; the stricter of the two databases
+
+
+def index_name(prefix: str, table: str, columns) -> str:
+    """A default index name that fits every database: ``ix_<table>_<cols>``, shortened
+    with a stable hash suffix when too long."""
+    name = f"{prefix}_{table}_{'_'.join(columns)}"
+    if len(name) <= MAX_IDENTIFIER:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name[: MAX_IDENTIFIER - 9] + "_" + digest
