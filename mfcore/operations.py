@@ -388,6 +388,8 @@ class RenameModel(Operation):
         return f"Rename model {self.old_name} -> {self.new_name}{tables}"
 
     def name_part(self):
+        if self.old_name == self.new_name:  # the model stays; its table moves
+            return f"rename_{self.old_table}_{self.new_table}"
         return f"rename_{self.old_name}_{self.new_name}"
 
     def to_json(self):

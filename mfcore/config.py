@@ -1,0 +1,182 @@
+"""language_config.yaml -> Config (SPEC §1)."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from .dialects import canonical_driver
+from .errors import ConfigError
+
+CONFIG_NAME = "language_config.yaml"
+DEFAULT_LOCK_TIMEOUT = 60.0        # seconds to wait for another process's migration lock
+DEFAULT_STATEMENT_LOCK_TIMEOUT = "5s"  # PostgreSQL lock_timeout for migration statements
+
+
+@dataclass(frozen=True)
+class Config:
+    driver: str                 # "sqlite" or "postgresql"
+    dsn: str                    # sqlite: a file path or ":memory:"; postgresql: a URL
+    models_path: str
+    migrations_dir: str
+    config_path: Optional[str] = None
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    statement_lock_timeout: str = DEFAULT_STATEMENT_LOCK_TIMEOUT
+
+    @property
+    def display_dsn(self) -> str:
+        return mask_dsn(self.dsn)
+
+    def with_database(self, dsn: str) -> "Config":
+        driver, resolved = driver_and_dsn(dsn, base_dir=os.getcwd())
+        return replace(self, driver=driver, dsn=resolved)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, where: str) -> str:
+    """${VAR} and ${VAR:-default} from the environment."""
+    def substitute(match):
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{where}: environment variable {name} is not set "
+                                  f"(use ${{{name}:-default}} to give a default)")
+            return default
+        return value
+    return _VAR.sub(substitute, text)
+
+
+def mask_dsn(dsn: str) -> str:
+    """A DSN fit to print: any password becomes ***."""
+    if "://" not in dsn:
+        return dsn
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def driver_and_dsn(url: str, base_dir: str, driver: Optional[str] = None) -> tuple[str, str]:
+    """Work out the driver and a usable DSN; a URL's scheme picks the driver."""
+    url = url.strip()
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme:
+        if scheme.startswith("postgres"):
+            return "postgresql", "postgresql://" + url.split("://", 1)[1]
+        if scheme in ("sqlite", "sqlite3"):
+            path = url.split("://", 1)[1]
+            # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy writes them
+            if path.startswith("/"):
+                path = path[1:]
+            return "sqlite", _sqlite_path(path, base_dir)
+        raise ConfigError(f"unsupported database URL scheme '{scheme}' (use sqlite:// or postgresql://)")
+    canonical = canonical_driver(driver or "sqlite")
+    if canonical is None:
+        raise ConfigError(f"unknown database driver '{driver}' (use sqlite or postgresql)")
+    if canonical == "postgresql":
+        raise ConfigError(f"a postgresql dsn must be a URL like postgresql://user:pass@host:5432/db, "
+                          f"got '{mask_dsn(url)}'")
+    return "sqlite", _sqlite_path(url, base_dir)
+
+
+def _sqlite_path(path: str, base_dir: str) -> str:
+    if path in (":memory:", ""):
+        return ":memory:"
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def find_config(start: str) -> Optional[str]:
+    """language_config.yaml in ``start`` or the nearest folder above it."""
+    current = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(current, CONFIG_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config:
+    """Read the project's config: ``path`` if given, else found by walking up from ``cwd``."""
+    if path is None:
+        path = find_config(cwd or os.getcwd())
+        if path is None:
+            raise ConfigError(f"no {CONFIG_NAME} found in {os.path.abspath(cwd or os.getcwd())} "
+                              "or any folder above it (pass --config PATH)")
+    elif not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'database' section")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    database = doc.get("database") or {}
+    if not isinstance(database, dict):
+        raise ConfigError(f"{path}: 'database' must be a mapping with 'driver' and 'dsn'")
+
+    override = os.environ.get("MF_DATABASE_URL")
+    if override:
+        driver, dsn = driver_and_dsn(expand_env(override, "MF_DATABASE_URL"), os.getcwd())
+    else:
+        raw_driver = str(database.get("driver", "sqlite"))
+        if canonical_driver(raw_driver) is None:
+            raise ConfigError(f"{path}: unknown database driver '{raw_driver}' (use sqlite or postgresql)")
+        raw_dsn = database.get("dsn")
+        if raw_dsn is None:
+            raise ConfigError(f"{path}: database.dsn is missing")
+        driver, dsn = driver_and_dsn(expand_env(str(raw_dsn), f"{path}: database.dsn"), base_dir, raw_driver)
+        if canonical_driver(raw_driver) != driver:
+            raise ConfigError(f"{path}: driver '{raw_driver}' does not match the dsn '{mask_dsn(dsn)}'")
+
+    def relative(key, default):
+        value = doc.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: '{key}' must be a path")
+        return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
+
+    lock_timeout = database.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
+    if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) or lock_timeout < 0:
+        raise ConfigError(f"{path}: database.lock_timeout must be a number of seconds")
+    statement_lock_timeout = str(database.get("statement_lock_timeout", DEFAULT_STATEMENT_LOCK_TIMEOUT))
+    if not re.fullmatch(r"\d+(ms|s|min)?", statement_lock_timeout):
+        raise ConfigError(f"{path}: database.statement_lock_timeout must look like 5s, 500ms or 1min")
+    return Config(
+        driver=driver,
+        dsn=dsn,
+        models_path=relative("models", "models.mp"),
+        migrations_dir=relative("migrations", "migrations"),
+        config_path=os.path.abspath(path),
+        lock_timeout=float(lock_timeout),
+        statement_lock_timeout=statement_lock_timeout,
+    )
+
+
+def config_for(dsn: str, migrations_dir: str, models_path: Optional[str] = None) -> Config:
+    """A Config from explicit values (the API's migrate(dsn=..., migrations_dir=...))."""
+    driver, resolved = driver_and_dsn(expand_env(dsn, "dsn"), os.getcwd())
+    migrations_dir = os.path.abspath(migrations_dir)
+    return Config(driver=driver, dsn=resolved,
+                  models_path=models_path or os.path.join(os.path.dirname(migrations_dir), "models.mp"),
+                  migrations_dir=migrations_dir)

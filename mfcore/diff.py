@@ -1,0 +1,223 @@
+"""diff(old, new) -> the operations that turn one schema into the other.
+
+Pure and deterministic: the same two schemas give the same list in the same order.
+Order (SPEC §4): enums first; renames; new tables in dependency order (a referenced
+table before its referrer, a cycle broken by adding its key afterwards); column and
+index changes model by model; deferred foreign keys; dropped tables in reverse
+dependency order; dropped enums last.
+
+Most models of a large schema are unchanged; one tuple comparison per model (in C)
+settles those, and only the changed ones are compared field by field.
+"""
+from __future__ import annotations
+
+from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
+                         CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
+                         RenameColumn, RenameModel, attach_tables, table_def)
+from .questioner import Questioner
+from .schema import Schema
+
+
+def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list:
+    """The operations from ``old`` to ``new``, each with its TableDef attached."""
+    questioner = questioner or Questioner()
+    operations: list = []
+
+    # 1. Enums created or changed (drops wait until nothing uses them).
+    for name in sorted(new.enums):
+        if name not in old.enums:
+            operations.append(CreateEnum(name, new.enums[name].members))
+        elif old.enums[name].members != new.enums[name].members:
+            operations.append(AlterEnum(name, old.enums[name].members, new.enums[name].members))
+
+    state = old
+    # 2. Models renamed (asked), or moved to another table.
+    renames = _model_renames(old, new, questioner)
+    for old_name, new_name in renames:
+        before = old.models[old_name]
+        rename = RenameModel(old_name, new_name, before.table, new.models[new_name].table)
+        operations.append(rename)
+        state = rename.apply(state)
+    for name in sorted(set(state.models) & set(new.models)):
+        if state.models[name].table != new.models[name].table:
+            rename = RenameModel(name, name, state.models[name].table, new.models[name].table)
+            operations.append(rename)
+            state = rename.apply(state)
+
+    # 3. New tables, referenced tables first.
+    created = [name for name in new.models if name not in state.models]
+    deferred_keys = []
+    for name, deferred in _creation_order(created, new):
+        model = new.models[name]
+        operations.append(CreateModel(name, model.table, table_def(new, name, deferred), deferred))
+        deferred_keys.extend((name, field_name) for field_name in deferred)
+
+    # 4. Changed tables, one at a time.
+    for name in sorted(set(state.models) & set(new.models)):
+        before, after = state.models[name], new.models[name]
+        if before != after:
+            operations.extend(_model_changes(before, after, questioner))
+
+    # 5. Keys that closed a cycle among the new tables.
+    for name, field_name in deferred_keys:
+        model = new.models[name]
+        key = model.field(field_name)
+        operations.append(AddForeignKey(name, model.table, field_name, key.target, key.on_delete))
+
+    # 6. Dropped tables, referrers first; a cycle loses its keys before its tables.
+    dropped = [name for name in state.models if name not in new.models]
+    for step, name, keys in _drop_order(dropped, state):
+        model = state.models[name]
+        for field_name in keys:
+            key = model.field(field_name)
+            operations.append(DropForeignKey(name, model.table, field_name, key.target, key.on_delete))
+        if step == "drop":
+            operations.append(DropModel(name, model.table))
+
+    # 7. Enums nothing uses any more.
+    for name in sorted(old.enums):
+        if name not in new.enums:
+            operations.append(DropEnum(name, old.enums[name].members))
+
+    completed, _final = attach_tables(_with_drop_tables(operations, old), old)
+    return completed
+
+
+def _with_drop_tables(operations, old):
+    """DropModel carries the table as it was just before the drop, for reversal."""
+    state = old
+    result = []
+    for operation in operations:
+        if isinstance(operation, DropModel) and operation.table_def is None:
+            operation = DropModel(operation.model, operation.table, table_def(state, operation.model))
+        result.append(operation)
+        state = operation.apply(state)
+    return result
+
+
+def _model_renames(old, new, questioner):
+    removed = [name for name in sorted(old.models) if name not in new.models]
+    added = [name for name in sorted(new.models) if name not in old.models]
+    renames = []
+    taken = set()
+    for old_name in removed:
+        before = old.models[old_name]
+        for new_name in added:
+            if new_name in taken:
+                continue
+            after = new.models[new_name]
+            if _same_shape(before, after) and questioner.ask_rename_model(before, after):
+                renames.append((old_name, new_name))
+                taken.add(new_name)
+                break
+    return renames
+
+
+def _same_shape(before, after) -> bool:
+    """Would renaming ``before`` give ``after``, up to the table and references to itself?"""
+    if len(before.fields) != len(after.fields):
+        return False
+    for a, b in zip(before.fields, after.fields):
+        if a.target == before.name:
+            a = a._replace(target=after.name)
+        if a != b:
+            return False
+    return True
+
+
+def _creation_order(created, new):
+    """(model, keys to defer) for each new model, each after the new models it references."""
+    pending = set(created)
+    order = []
+    while pending:
+        ready = sorted(name for name in pending
+                       if not any(f.target in pending and f.target != name
+                                  for f in new.models[name].fields))
+        if ready:
+            for name in ready:
+                order.append((name, ()))
+                pending.discard(name)
+            continue
+        # A cycle: create the first model now and add its keys into the cycle afterwards.
+        name = sorted(pending)[0]
+        deferred = tuple(f.name for f in new.models[name].fields
+                         if f.target in pending and f.target != name)
+        order.append((name, deferred))
+        pending.discard(name)
+    return order
+
+
+def _drop_order(dropped, state):
+    """Steps ("keys", model, key names) and ("drop", model, ()) that drop the given
+    models, each referrer before what it references."""
+    pending = set(dropped)
+    steps = []
+    while pending:
+        # A model can go once no other pending model references it.
+        ready = sorted(name for name in pending
+                       if not any(f.target == name for other in pending if other != name
+                                  for f in state.models[other].fields))
+        if not ready:
+            # A cycle: the other models' keys into the first one go, then it can.
+            name = sorted(pending)[0]
+            for other in sorted(pending - {name}):
+                keys = tuple(f.name for f in state.models[other].fields if f.target == name)
+                if keys:
+                    steps.append(("keys", other, keys))
+            ready = [name]
+        for name in ready:
+            steps.append(("drop", name, ()))
+            pending.discard(name)
+    return steps
+
+
+def _model_changes(before, after, questioner) -> list:
+    """Field and index operations for one model present on both sides."""
+    operations = []
+    old_fields = {f.name: f for f in before.fields}
+    new_fields = {f.name: f for f in after.fields}
+    removed = [f for f in before.fields if f.name not in new_fields]
+    added = [f for f in after.fields if f.name not in old_fields]
+
+    renamed = []
+    for old_field in removed:
+        for new_field in added:
+            if any(new_field is r[1] for r in renamed):
+                continue
+            if old_field._replace(name=new_field.name, column=new_field.column) == new_field \
+                    and questioner.ask_rename_field(before.name, old_field, new_field):
+                renamed.append((old_field, new_field))
+                break
+    renamed_old = {r[0].name for r in renamed}
+    renamed_new = {r[1].name for r in renamed}
+
+    old_indexes = {i.name: i for i in before.indexes}
+    new_indexes = {i.name: i for i in after.indexes}
+    rename_map = {o.name: n.name for o, n in renamed}
+    for name in sorted(old_indexes):
+        index = old_indexes[name]
+        carried = index._replace(fields=tuple(rename_map.get(f, f) for f in index.fields))
+        if new_indexes.get(name) != carried:
+            operations.append(DropIndex(before.name, before.table, index))
+
+    for old_field, new_field in renamed:
+        operations.append(RenameColumn(before.name, before.table, old_field, new_field))
+    for f in added:
+        if f.name not in renamed_new:
+            operations.append(AddColumn(before.name, before.table, f))
+    for f in after.fields:
+        previous = old_fields.get(f.name)
+        if previous is not None and previous != f:
+            operations.append(AlterColumn(before.name, before.table, previous, f))
+    for f in removed:
+        if f.name not in renamed_old:
+            operations.append(DropColumn(before.name, before.table, f))
+
+    for name in sorted(new_indexes):
+        index = new_indexes[name]
+        previous = old_indexes.get(name)
+        carried = previous._replace(fields=tuple(rename_map.get(f, f) for f in previous.fields)) \
+            if previous is not None else None
+        if carried != index:
+            operations.append(AddIndex(before.name, before.table, index))
+    return operations

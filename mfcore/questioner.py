@@ -1,0 +1,54 @@
+"""Questions the differ cannot answer alone: was this a rename?
+
+The differ never prompts; it asks a Questioner. The CLI picks the interactive one
+on a terminal and the one that never guesses elsewhere (Django's split).
+"""
+from __future__ import annotations
+
+import sys
+
+from .schema import Field, Model
+
+
+class Questioner:
+    """Answers no to every question: off a terminal mf does not guess."""
+
+    def ask_rename_field(self, model: str, old: Field, new: Field) -> bool:
+        return False
+
+    def ask_rename_model(self, old: Model, new: Model) -> bool:
+        return False
+
+
+class InteractiveQuestioner(Questioner):
+    """Asks on the terminal; the default answer is no."""
+
+    def __init__(self, input_stream=None, output_stream=None):
+        self.input = input_stream or sys.stdin
+        self.output = output_stream or sys.stderr
+
+    def _ask(self, question: str) -> bool:
+        self.output.write(f"{question} [y/N] ")
+        self.output.flush()
+        answer = self.input.readline()
+        return answer.strip().lower() in ("y", "yes")
+
+    def ask_rename_field(self, model, old, new):
+        return self._ask(f"Did you rename {model}.{old.name} to {model}.{new.name} ({new.type})?")
+
+    def ask_rename_model(self, old, new):
+        return self._ask(f"Did you rename model {old.name} to {new.name}?")
+
+
+class AnswerQuestioner(Questioner):
+    """Answers from a fixed set of renames: {("Customer", "phone"): "mobile", "OldModel": "NewModel"}."""
+
+    def __init__(self, field_renames=None, model_renames=None):
+        self.field_renames = dict(field_renames or {})
+        self.model_renames = dict(model_renames or {})
+
+    def ask_rename_field(self, model, old, new):
+        return self.field_renames.get((model, old.name)) == new.name
+
+    def ask_rename_model(self, old, new):
+        return self.model_renames.get(old.name) == new.name
