@@ -1,0 +1,49 @@
+"""mf: async schema migrations for projects whose data model lives in models.mp.
+
+    import mfcore
+    applied = await mfcore.migrate()                 # config found from the cwd
+    schema = mfcore.parse(open("models.mp").read())
+    operations = mfcore.diff(old_schema, schema)
+
+Importing mfcore is cheap: the parser, the differ and the database drivers load
+on first use.
+"""
+from __future__ import annotations
+
+from .errors import (ConfigError, DatabaseError, DriftError, IntegrityError, LockTimeoutError, MfError,
+                     MigrationFileError, ModelsError, SchemaFileError, UnresolvedMigrationError,
+                     UnsafeChangeError)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "migrate", "makemigrations", "parse", "diff", "load_schema", "dump_schema", "load_config",
+    "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
+    "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
+    "__version__",
+]
+
+_LAZY = {
+    "migrate": ("mfcore.api", "migrate"),
+    "makemigrations": ("mfcore.api", "makemigrations"),
+    "parse": ("mfcore.language.parser", "parse"),
+    "diff": ("mfcore.diff", "diff"),
+    "load_schema": ("mfcore.snapshot", "load_schema"),
+    "dump_schema": ("mfcore.snapshot", "dump_schema"),
+    "load_config": ("mfcore.config", "load_config"),
+}
+
+
+def __getattr__(name):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'mfcore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,380 @@
+"""The `mf` command: argparse, rendering and exit codes over the library.
+
+Exit codes (SPEC §4): 0 success; 1 the command found something (--check found
+changes); 2 bad input or usage; 3 database error. Nothing heavy is imported until
+a command runs, so `mf --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
+
+
+class Output:
+    """Where and how to print: marks and colour only on a terminal, never with NO_COLOR."""
+
+    def __init__(self, json_mode: bool = False, verbose: bool = False):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.reconfigure(errors="replace")
+            except (AttributeError, ValueError):
+                pass
+        self.json_mode = json_mode
+        self.verbose = verbose
+        self.tty = sys.stdout.isatty()
+        self.fancy = self.tty and "NO_COLOR" not in os.environ
+
+    def mark(self, symbol: str = "✓") -> str:
+        return f"{symbol} " if self.fancy else ""
+
+    def color(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.fancy else text
+
+    def line(self, text: str = "") -> None:
+        if not self.json_mode:
+            print(text)
+
+    def error(self, text: str) -> None:
+        print(self.color("error:", "31;1") + " " + text, file=sys.stderr)
+
+    def notice(self, text: str) -> None:
+        print(text, file=sys.stderr if self.json_mode else sys.stdout)
+
+    def document(self, doc) -> None:
+        import json
+
+        print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+def _display_path(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_makemigrations(args, out: Output) -> int:
+    from .api import makemigrations
+    from .questioner import InteractiveQuestioner, Questioner
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
+    questioner = InteractiveQuestioner() if interactive else Questioner()
+    result = makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
+                            empty=args.empty, questioner=questioner)
+    for notice in result.notices:
+        out.notice(notice)
+    if out.json_mode:
+        out.document({
+            "changes": [dict(op.to_json(), destructive=op.destructive, description=op.describe())
+                        for op in result.operations],
+            "file": _display_path(result.path) if result.path else None,
+            "written": result.written,
+            "notices": result.notices,
+        })
+        return EXIT_FOUND if args.check and result.path else EXIT_OK
+    if result.path is None:
+        out.line("No changes detected.")
+        return EXIT_OK
+    _render_changes(result.operations, out)
+    shown = _display_path(result.path)
+    if args.check:
+        out.line(f"Changes detected: {shown} would be generated (run `mf db makemigrations`).")
+        return EXIT_FOUND
+    if args.dry_run:
+        out.line(f"Would write {shown}:")
+        out.line(result.content.decode("utf-8").rstrip("\n"))
+        return EXIT_OK
+    out.line(out.color(f"{out.mark()}Migrations generated: {shown}", "32"))
+    return EXIT_OK
+
+
+def _render_changes(operations, out: Output) -> None:
+    """The tree of detected changes: enums, then each model, destructive ones marked ⚠."""
+    groups: dict = {}
+    for operation in operations:
+        key = operation.model_name or "Enums"
+        groups.setdefault(key, []).append(operation)
+    if not operations:
+        out.line("Empty migration (no operations).")
+        return
+    out.line("Detected changes:")
+    for group, members in groups.items():
+        out.line(f"  {group}")
+        for operation in members:
+            if operation.destructive:
+                out.line(out.color(f"    ⚠ {operation.describe()}", "33"))
+            else:
+                out.line(f"    + {operation.describe()}")
+
+
+def cmd_migrate(args, out: Output) -> int:
+    import anyio
+
+    from .api import migrate, resolve_config
+
+    config = resolve_config(args.config_path)
+    if args.dry_run:
+        from . import applier
+
+        plans = anyio.run(lambda: applier.pending_sql(config, to=args.to))
+        if out.json_mode:
+            out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans]})
+            return EXIT_OK
+        if not plans:
+            out.line("No unapplied migrations.")
+        for name, statements in plans:
+            out.line(f"-- {name}")
+            for statement in statements:
+                out.line(statement.rstrip(";") + ";")
+        return EXIT_OK
+
+    progress = _Progress(out) if out.tty and not out.json_mode else None
+    notices: list = []
+    applied = anyio.run(lambda: migrate(config, to=args.to, fake=args.fake,
+                                        on_event=progress.event if progress else None, notices=notices))
+    if progress:
+        progress.finish()
+    for notice in notices:
+        out.notice(notice)
+    if out.json_mode:
+        out.document({"applied": applied, "fake": args.fake, "notices": notices})
+        return EXIT_OK
+    if not applied:
+        out.line("No unapplied migrations.")
+        return EXIT_OK
+    verb = "Faked" if args.fake else "Applied"
+    out.line(out.color(f"{out.mark()}{verb} {len(applied)} migration(s):", "32"))
+    for name in applied:
+        out.line(f"  {out.mark()}{name}")
+    return EXIT_OK
+
+
+class _Progress:
+    """A one-line progress indicator on stderr, for runs of more than a few migrations."""
+
+    def __init__(self, out: Output):
+        self.out = out
+        self.shown = False
+
+    def event(self, kind, name, index, total):
+        if total < 5 or kind != "start":
+            return
+        width = 24
+        filled = int(width * (index - 1) / total)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\r[{bar}] {index}/{total} {name[:40]:<40}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self):
+        if self.shown:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.flush()
+
+
+def cmd_reset(args, out: Output) -> int:
+    from . import store
+    from .api import resolve_config
+
+    config = resolve_config(args.config_path)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if args.drop_db and not args.yes and not interactive:
+        out.error("reset --drop-db drops tables; off a terminal it needs --yes to confirm")
+        return EXIT_INPUT
+    if not args.yes and interactive:
+        what = "drop the tables and enum types of this schema in " + config.display_dsn + " and " \
+            if args.drop_db else ""
+        sys.stderr.write(f"This will {what}remove the migration files, schema.json and .applied in "
+                         f"{_display_path(config.migrations_dir)}. Continue? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            out.line("Reset cancelled; nothing changed.")
+            return EXIT_OK
+    dropped = []
+    if args.drop_db:
+        import anyio
+
+        from . import applier
+
+        dropped = anyio.run(lambda: applier.reset_database(config))
+    removed = []
+    for file in store.list_migration_files(config.migrations_dir):
+        os.unlink(file.path)
+        removed.append(file.name)
+    for extra in (store.snapshot_path(config.migrations_dir), store.applied_path(config.migrations_dir)):
+        if os.path.exists(extra):
+            os.unlink(extra)
+            removed.append(os.path.basename(extra))
+    store.fsync_directory(config.migrations_dir) if os.path.isdir(config.migrations_dir) else None
+    if out.json_mode:
+        out.document({"dropped": dropped, "removed": removed})
+        return EXIT_OK
+    if args.drop_db:
+        out.line(f"{out.mark()}Dropped {len(dropped)} database object(s)" +
+                 (": " + ", ".join(dropped) if dropped else ""))
+    out.line(f"{out.mark()}Removed {len(removed)} file(s) from {_display_path(config.migrations_dir)}")
+    return EXIT_OK
+
+
+def cmd_status(args, out: Output) -> int:
+    import anyio
+
+    from . import applier
+    from .api import resolve_config
+
+    config = resolve_config(args.config_path)
+    records = anyio.run(lambda: applier.status(config))
+    if out.json_mode:
+        out.document({"migrations": [_record_doc(r) for r in records]})
+        return EXIT_OK
+    if not records:
+        out.line("No migrations.")
+        return EXIT_OK
+    pending = 0
+    for record in records:
+        doc = _record_doc(record)
+        if doc.get("applied"):
+            when = doc.get("applied_at")
+            out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else ""))
+        else:
+            pending += 1
+            state = doc.get("state")
+            out.line(f"  [ ] {doc['name']}" + (f"  ({state})" if state and state != "pending" else ""))
+    out.line(f"{pending} pending." if pending else "Up to date.")
+    return EXIT_OK
+
+
+def _record_doc(record) -> dict:
+    if isinstance(record, dict):
+        return dict(record)
+    if hasattr(record, "_asdict"):
+        return dict(record._asdict())
+    import dataclasses
+
+    if dataclasses.is_dataclass(record):
+        return dataclasses.asdict(record)
+    return dict(vars(record))
+
+
+def cmd_sql(args, out: Output) -> int:
+    from . import applier
+    from .api import resolve_config
+
+    config = resolve_config(args.config_path)
+    name, statements = applier.migration_statements(config, args.number)
+    if out.json_mode:
+        out.document({"name": name, "driver": config.driver, "sql": statements})
+        return EXIT_OK
+    out.line(f"-- {name} ({config.driver})")
+    for statement in statements:
+        out.line(statement.rstrip(";") + ";")
+    return EXIT_OK
+
+
+def cmd_resolve(args, out: Output) -> int:
+    import anyio
+
+    from . import applier
+    from .api import resolve_config
+
+    config = resolve_config(args.config_path)
+    message = anyio.run(lambda: applier.resolve(config, args.number, args.applied))
+    if out.json_mode:
+        out.document({"resolved": args.number, "applied": args.applied, "message": message})
+    else:
+        out.line(f"{out.mark()}{message}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+def _migration_number(text: str) -> int:
+    digits = text.split("_", 1)[0]
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a migration number like 002, got '{text}'")
+    return int(digits)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", dest="config_path", metavar="PATH",
+                        help="language_config.yaml to use (default: found by walking up from here)")
+    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    common.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
+
+    parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")
+    parser.add_argument("--version", action="version", version=f"mf {__version__}")
+    groups = parser.add_subparsers(dest="group", metavar="db")
+    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, sql, reset, resolve")
+    commands = db.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = commands.add_parser("makemigrations", parents=[common], help="write the next migration file")
+    p.add_argument("--name", help="file name suffix instead of the generated one")
+    p.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a migration is needed")
+    p.add_argument("--empty", action="store_true", help="write an empty migration even with no changes")
+    p.add_argument("--no-input", action="store_true", help="never ask (renames become drop + add)")
+    p.set_defaults(handler=cmd_makemigrations)
+
+    p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")
+    p.add_argument("--to", type=_migration_number, metavar="NNN", help="stop after this migration")
+    p.add_argument("--dry-run", action="store_true", help="print the SQL that would run")
+    p.add_argument("--fake", action="store_true", help="record migrations as applied without running them")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = commands.add_parser("status", parents=[common], help="list migrations: applied or pending")
+    p.set_defaults(handler=cmd_status)
+
+    p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
+    p.add_argument("number", type=_migration_number, metavar="NNN")
+    p.set_defaults(handler=cmd_sql)
+
+    p = commands.add_parser("reset", parents=[common], help="remove migration files (and, with --drop-db, "
+                                                            "the schema's tables)")
+    p.add_argument("--drop-db", action="store_true", help="first drop the tables and enum types the schema owns")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=cmd_reset)
+
+    p = commands.add_parser("resolve", parents=[common],
+                            help="settle a non-transactional migration that died half-way")
+    p.add_argument("number", type=_migration_number, metavar="NNN")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--applied", dest="applied", action="store_true", help="it completed: record it")
+    which.add_argument("--rolled-back", dest="applied", action="store_false", help="it did not: forget it")
+    p.set_defaults(handler=cmd_resolve)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_OK if args.group is None else EXIT_INPUT
+    out = Output(json_mode=args.json, verbose=args.verbose)
+    from .errors import MfError
+
+    try:
+        return args.handler(args, out)
+    except MfError as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        out.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""makemigrations: models.mp + schema.json -> the next numbered migration file.
+
+It never touches a database. Files are written migration first and schema.json
+last; schema.json names the migration it reflects, so a run interrupted between
+the two is noticed (schema.json is behind the newest file) and repaired by
+folding the files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .config import Config
+from .diff import diff
+from .errors import UnsafeChangeError
+from .language.parser import parse_file
+from .operations import AddColumn, fold
+from .questioner import Questioner
+from .schema import Schema
+from . import store
+
+
+@dataclass
+class MakeMigrationsResult:
+    operations: list
+    path: Optional[str] = None          # the file written (or that would be, with dry_run/check)
+    content: Optional[bytes] = None     # its bytes
+    written: bool = False
+    notices: list = field(default_factory=list)  # things mf repaired or converted, to tell the user
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.operations)
+
+    @property
+    def file_name(self) -> Optional[str]:
+        return os.path.basename(self.path) if self.path else None
+
+
+def current_snapshot(directory: str, files, notices: list, repair: bool) -> Schema:
+    """The schema as of the newest migration file.
+
+    schema.json normally says it; when it is missing or behind the newest file (an
+    interrupted run, a merge), the files are folded instead and, if ``repair``,
+    schema.json is rewritten from them.
+    """
+    snapshot, reflects = store.read_snapshot(directory)
+    if not files:
+        return Schema()
+    newest = files[-1].name
+    if snapshot is not None and (reflects == newest or reflects is None):
+        # reflects is None: the earlier tool's snapshot, which named no file; it was kept
+        # in step with its files, and compat projects rely on it.
+        return snapshot
+    _migrations, folded = store.load_history(directory, files)
+    if snapshot is None:
+        notices.append(f"schema.json was missing; rebuilt it from the migration files up to {newest}.")
+    else:
+        notices.append(f"schema.json reflected {reflects}, not the newest file {newest} "
+                       "(an interrupted makemigrations, or a merge); rebuilt it from the migration files.")
+    if repair:
+        store.write_snapshot(directory, folded, newest)
+    return folded
+
+
+def check_safety(operations, old: Schema) -> None:
+    """Refuse changes that would fail on a table holding rows; say what to do instead."""
+    problems = []
+    for operation in operations:
+        if isinstance(operation, AddColumn) and operation.model in old.models:
+            f = operation.field
+            if not f.null and not f.has_default and not f.auto_now and not f.auto_now_add \
+                    and not f.primary_key:
+                problems.append(
+                    f"cannot add {f.type} '{operation.model}.{f.name}' as NOT NULL without a default: "
+                    f"rows already in table '{operation.table}' would have no value. Give it a default "
+                    f"(default=...) or allow NULL (null=true), then run makemigrations again.")
+    if problems:
+        raise UnsafeChangeError("\n".join(problems))
+
+
+def makemigrations(config: Config, *, name: Optional[str] = None, dry_run: bool = False,
+                   check: bool = False, empty: bool = False,
+                   questioner: Optional[Questioner] = None) -> MakeMigrationsResult:
+    """Diff models.mp against the snapshot and write the next migration (unless dry_run/check)."""
+    directory = config.migrations_dir
+    writing = not (dry_run or check)
+    notices: list = []
+    new = parse_file(config.models_path, display_path=_display(config.models_path))
+
+    from .carryover import carry_over_if_needed
+
+    carry_over_if_needed(directory, notices, write=writing)
+    files = store.list_migration_files(directory)
+    old = current_snapshot(directory, files, notices, repair=writing)
+
+    operations = diff(old, new, questioner)
+    check_safety(operations, old)
+    result = MakeMigrationsResult(operations, notices=notices)
+    if not operations and not empty:
+        return result
+
+    number = store.next_number(files)
+    suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
+    result.path = os.path.join(directory, store.file_name(number, suffix))
+    result.content = store.migration_bytes(operations)
+    if writing:
+        os.makedirs(directory, exist_ok=True)
+        store.atomic_write(result.path, result.content)
+        store.write_snapshot(directory, fold(operations, old), os.path.basename(result.path))
+        result.written = True
+    return result
+
+
+def _display(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return relative if not relative.startswith("..") else path
