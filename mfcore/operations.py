@@ -38,49 +38,64 @@ class TableDef:
     """A table with everything needed to write its CREATE TABLE.
 
     ``references`` has an entry for each foreign key whose constraint exists; a key
-    left out (a cycle's key, added later by add_fk) is a plain column for now.
+    left out (a cycle's key, added later by add_fk) is a plain column for now, and
+    ``deferred`` says where it will point: its column still takes the type of the
+    target's primary key.
     """
 
     model: Model
     references: dict = field(default_factory=dict)  # field name -> Reference
     enums: dict = field(default_factory=dict)       # enum name -> tuple of stored values
+    deferred: dict = field(default_factory=dict)    # field name -> Reference, no constraint yet
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "model": model_to_json(self.model),
-            "references": {name: {"model": r.model, "table": r.table, "column": r.column,
-                                  "key": field_to_json(r.key)}
-                           for name, r in self.references.items()},
+            "references": _references_json(self.references),
             "enums": {name: list(values) for name, values in self.enums.items()},
         }
+        if self.deferred:
+            doc["deferred"] = _references_json(self.deferred)
+        return doc
 
     @classmethod
     def from_json(cls, doc, where) -> "TableDef":
         try:
             model = model_from_json(doc["model"].get("name", "?"), doc["model"], {}, where)
-            references = {name: Reference(r["model"], r["table"], r["column"],
-                                          field_from_json(r["key"], {}, where))
-                          for name, r in doc.get("references", {}).items()}
+            references = _references_from_json(doc.get("references", {}), where)
             enums = {name: tuple(values) for name, values in doc.get("enums", {}).items()}
+            deferred = _references_from_json(doc.get("deferred", {}), where)
         except (KeyError, TypeError, AttributeError):
             raise MigrationFileError(f"{where}: malformed table definition") from None
-        return cls(model, references, enums)
+        return cls(model, references, enums, deferred)
+
+
+def _references_json(references: dict) -> dict:
+    return {name: {"model": r.model, "table": r.table, "column": r.column, "key": field_to_json(r.key)}
+            for name, r in references.items()}
+
+
+def _references_from_json(doc: dict, where) -> dict:
+    return {name: Reference(r["model"], r["table"], r["column"], field_from_json(r["key"], {}, where))
+            for name, r in doc.items()}
 
 
 def table_def(schema: Schema, model_name: str, without_keys=()) -> TableDef:
     """The TableDef of a model in a schema; ``without_keys`` lists keys with no constraint yet."""
     model = schema.models[model_name]
     references = {}
+    deferred = {}
     enums = {}
     for f in model.fields:
-        if f.target is not None and f.name not in without_keys:
+        if f.target is not None:
             target = schema.models.get(f.target)
             if target is not None and target.primary_key is not None:
                 key = target.primary_key
-                references[f.name] = Reference(target.name, target.table, key.column, key)
+                found = deferred if f.name in without_keys else references
+                found[f.name] = Reference(target.name, target.table, key.column, key)
         if f.enum is not None and f.enum in schema.enums:
             enums[f.enum] = schema.enums[f.enum].values
-    return TableDef(model, references, enums)
+    return TableDef(model, references, enums, deferred)
 
 
 # ---------------------------------------------------------------- the operations
@@ -363,10 +378,14 @@ class RenameModel(Operation):
     new_name: str
     old_table: str
     new_table: str
+    table_def: Optional[TableDef] = None  # the table after the rename: its constraints are renamed too
 
     @property
     def model(self):
         return self.new_name
+
+    def with_table(self, schema_after):
+        return replace(self, table_def=table_def(schema_after, self.new_name))
 
     def apply(self, schema):
         models = {}
@@ -394,11 +413,12 @@ class RenameModel(Operation):
 
     def to_json(self):
         return {"op": self.op, "old_name": self.old_name, "new_name": self.new_name,
-                "old_table": self.old_table, "new_table": self.new_table}
+                "old_table": self.old_table, "new_table": self.new_table, **_table_json(self.table_def)}
 
     @classmethod
     def from_json(cls, doc, state, where):
-        return cls(doc["old_name"], doc["new_name"], doc["old_table"], doc["new_table"])
+        return cls(doc["old_name"], doc["new_name"], doc["old_table"], doc["new_table"],
+                   _read_table(doc, where))
 
 
 @dataclass(frozen=True)
