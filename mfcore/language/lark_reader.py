@@ -57,6 +57,9 @@ class _ToRaw(Transformer):
     def model_decl(self, name, base, *statements):
         return RawModel(str(name), _pos(name), str(base), _pos(base), tuple(statements))
 
+    def field_name(self, token):
+        return token
+
     def statement(self, name, value):
         return (str(name), _pos(name), value[0], value[1])
 

@@ -167,7 +167,7 @@ class _ModelBuilder:
                 continue
             positions[name] = pos
             if db_index:
-                index_fields.append(((name,), None, False, pos))
+                index_fields.append((((name, pos),), None, False, pos))
             if name in by_name:
                 fields[by_name[name]] = built  # a model may override an inherited field
             else:

@@ -1,0 +1,106 @@
+"""Shared fixtures: temporary projects, the `mf` command, and copies of compat projects.
+
+Tests drive mf the way a user does: a folder with language_config.yaml and
+models.mp, the `mf` command run in it, then a look at the files and the database.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+COMPAT = SHARED / "compat"
+
+SQLITE_CONFIG = 'database:\n  driver: "sqlite"\n  dsn: "./dev.db"\n'
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def __repr__(self):
+        return f"Result(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+class Project:
+    """A project folder on disk, and `mf` run inside it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def migrations(self) -> Path:
+        return self.path / "migrations"
+
+    def write(self, name: str, text: str) -> Path:
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def write_models(self, text: str) -> Path:
+        return self.write("models.mp", text)
+
+    def run(self, *args: str, env: dict | None = None, input: str | None = None, cwd=None) -> Result:
+        full_env = dict(os.environ)
+        full_env.pop("MF_DATABASE_URL", None)
+        full_env.update(env or {})
+        completed = subprocess.run(
+            [sys.executable, "-m", "mfcore.cli", *args], cwd=str(cwd or self.path), env=full_env,
+            input=input if input is not None else "", capture_output=True, text=True, timeout=120)
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def migration_names(self) -> list[str]:
+        if not self.migrations.is_dir():
+            return []
+        return sorted(p.name for p in self.migrations.iterdir() if p.name[:1].isdigit())
+
+    def state(self) -> dict:
+        """Every file under the project with a hash of its bytes: compare before and after."""
+        return tree_state(self.path)
+
+
+def tree_state(root: Path) -> dict:
+    found = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    """An empty SQLite project: language_config.yaml pointing at ./dev.db."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "language_config.yaml").write_text(SQLITE_CONFIG)
+    return Project(root)
+
+
+def copy_compat(name: str, destination: Path) -> Project:
+    """A writable copy of ../shared/compat/<name>; the original is never touched."""
+    source = COMPAT / name
+    if not source.is_dir():
+        pytest.fail(f"compat project {source} is missing: shared/ must sit beside the checkout")
+    target = destination / name
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return Project(target)
+
+
+@pytest.fixture
+def compat(tmp_path):
+    """compat("onr_demo") -> Project for a fresh writable copy."""
+    return lambda name: copy_compat(name, tmp_path)

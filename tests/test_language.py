@@ -1,0 +1,251 @@
+"""The models.mp language (SPEC §2): what parses, what it means, and every error kind."""
+from __future__ import annotations
+
+import pytest
+
+import mfcore
+from mfcore import ModelsError
+from mfcore.language.parser import implementation
+from mfcore.snapshot import dump_schema
+
+from conftest import COMPAT
+
+SPEC_EXAMPLE = '''
+// line comment            # line comment too
+enum InvoiceStatus { DRAFT, PENDING, PAID, CANCELED }
+enum UserRole {
+    ADMIN
+    CUSTOMER
+    STAFF
+}
+enum Currency {
+    USD = "usd",            // KEY = "stored value"; a bare KEY stores "KEY"
+    EUR = "eur"
+}
+
+model Customer extends Model {
+    id = AutoField()
+    email = CharField(max_length=255, unique=true)
+    name = CharField(120)                     // positional max_length
+    phone = CharField(max_length=20, null=true)
+    signup_at = DateTimeField(auto_now_add=true)
+    is_active = BooleanField(default=true)
+    role = EnumField(UserRole, default=UserRole.ADMIN)
+
+    table = "lt_customers"
+}
+
+model Invoice extends Model {
+    id = AutoField()
+    customer = ForeignKey(Customer, on_delete=CASCADE)
+    total = DecimalField(12, 2)
+    discount_cents = IntegerField(default=0)
+    status = EnumField(InvoiceStatus, default=InvoiceStatus.DRAFT)
+
+    table = "lt_invoices"
+    indexes = [Index(customer, status), Index(total, name="ix_invoice_total")]
+    unique_together = [(customer, total)]
+}
+'''
+
+
+def test_the_spec_example_parses_into_its_meaning():
+    schema = mfcore.parse(SPEC_EXAMPLE)
+    assert sorted(schema.enums) == ["Currency", "InvoiceStatus", "UserRole"]
+    assert schema.enums["Currency"].members == (("USD", "usd"), ("EUR", "eur"))
+    assert schema.enums["UserRole"].values == ("ADMIN", "CUSTOMER", "STAFF")
+
+    customer = schema.models["Customer"]
+    assert customer.table == "lt_customers"
+    assert [f.name for f in customer.fields] == [
+        "id", "email", "name", "phone", "signup_at", "is_active", "role"]
+    assert customer.field("name").max_length == 120
+    assert customer.field("email").unique and not customer.field("email").null
+    assert customer.field("phone").null
+    assert customer.field("signup_at").auto_now_add
+    assert customer.field("role").default == "ADMIN"  # the member's value, not "UserRole.ADMIN"
+    assert customer.primary_key.name == "id"
+
+    invoice = schema.models["Invoice"]
+    fk = invoice.field("customer")
+    assert (fk.target, fk.on_delete, fk.column) == ("Customer", "CASCADE", "customer")
+    assert (invoice.field("total").max_digits, invoice.field("total").decimal_places) == (12, 2)
+    indexes = {i.name: i for i in invoice.indexes}
+    assert indexes["ix_invoice_total"].fields == ("total",)
+    assert indexes["ix_lt_invoices_customer_status"].fields == ("customer", "status")
+    assert indexes["uq_lt_invoices_customer_total"].unique
+
+
+@pytest.mark.parametrize("project", ["onr_demo", "orm_demo", "customer_app"])
+def test_every_compat_models_file_parses(project):
+    text = (COMPAT / project / "models.mp").read_text()
+    assert mfcore.parse(text).models
+
+
+def test_the_bundled_example_parses():
+    from conftest import REPO
+
+    schema = mfcore.parse((REPO / "examples" / "shop" / "models.mp").read_text())
+    assert len(schema.models) >= 30
+
+
+def test_spellings_of_the_same_models_give_the_same_schema_and_bytes():
+    one = '''
+enum Kind { A, B }
+model Item extends Model {
+    name = CharField(120)
+    price = DecimalField(10, 2, default=0)
+    kind = EnumField(Kind, default=Kind.B)
+}
+model Tag extends Model { item = ForeignKey(Item, on_delete=CASCADE, null=true) }
+'''
+    other = '''
+model Tag extends BaseModel {
+    item = ForeignKey(Item, null=true)
+}
+model Item extends Model {
+    name = CharField(max_length=120);  price = DecimalField(decimal_places=2, max_digits=10, default=0.0)
+    kind = EnumField(Kind,
+        default=Kind.B,
+    )
+}
+enum Kind {
+    A,
+    B
+}
+'''
+    assert mfcore.parse(one) == mfcore.parse(other)
+    assert dump_schema(mfcore.parse(one)) == dump_schema(mfcore.parse(other))
+
+
+def test_table_names_default_to_snake_case():
+    schema = mfcore.parse("model OrderLine extends Model { n = IntegerField() }\n"
+                          "model HTTPLog extends Model { n = IntegerField() }")
+    assert schema.models["OrderLine"].table == "order_line"
+    assert schema.models["HTTPLog"].table == "http_log"
+
+
+def test_a_model_without_a_primary_key_gets_an_auto_id():
+    model = mfcore.parse("model A extends Model { n = IntegerField() }").models["A"]
+    assert model.fields[0].name == "id" and model.fields[0].type == "AutoField"
+    assert model.primary_key.name == "id"
+    custom = mfcore.parse('model B extends Model { code = CharField(8, primary_key=true) }').models["B"]
+    assert [f.name for f in custom.fields] == ["code"]
+
+
+def test_abstract_models_are_flattened_into_their_children():
+    schema = mfcore.parse('''
+model Stamped extends Model {
+    created_at = DateTimeField(auto_now_add=true)
+    abstract = true
+    indexes = [Index(created_at)]
+}
+model Post extends Stamped { title = CharField(100) }
+model Note extends Stamped { body = TextField() }
+''')
+    assert "Stamped" not in schema.models
+    assert [f.name for f in schema.models["Post"].fields] == ["id", "created_at", "title"]
+    assert [i.name for i in schema.models["Post"].indexes] == ["ix_post_created_at"]
+    assert [i.name for i in schema.models["Note"].indexes] == ["ix_note_created_at"]
+
+
+def test_literals_strings_numbers_and_separators():
+    schema = mfcore.parse(r'''
+model A extends Model {
+    a = CharField(20, default="say \"hi\" \\ there"); b = FloatField(default=-1.5)
+    c = IntegerField(default=-3)   # comment after a field
+    d = JSONField(default=[1, "two", null, true])
+    e = TextField(null=true, default=null)
+}
+''')
+    fields = {f.name: f for f in schema.models["A"].fields}
+    assert fields["a"].default == 'say "hi" \\ there'
+    assert fields["b"].default == -1.5
+    assert fields["c"].default == -3
+    assert fields["d"].default == [1, "two", None, True]
+    assert fields["e"].has_default and fields["e"].default is None
+
+
+def test_keywords_can_name_fields_inside_a_model():
+    model = mfcore.parse("model Car extends Model { model = CharField(50); enum = IntegerField()\n"
+                         "extends = TextField() }").models["Car"]
+    assert [f.name for f in model.fields] == ["id", "model", "enum", "extends"]
+
+
+def test_db_index_is_an_index_like_any_other():
+    a = mfcore.parse("model A extends Model { n = IntegerField(db_index=true) }")
+    b = mfcore.parse("model A extends Model { n = IntegerField()\n indexes = [Index(n)] }")
+    assert a == b and a.models["A"].indexes[0].name == "ix_a_n"
+
+
+def test_implementation_is_reported():
+    assert implementation() in ("compiled", "python")
+
+
+# ---------------------------------------------------------------- errors
+
+def problems_of(text):
+    with pytest.raises(ModelsError) as caught:
+        mfcore.parse(text, path="models.mp")
+    return caught.value.problems
+
+
+ERRORS = [
+    # (models text, words the message must hold, line, column)
+    ("model A extends Model {\n  n = IntegerField() m = IntegerField()\n}",
+     "unexpected 'm'; expected ';', '}' or a newline", 2, 22),
+    ("model A extends Model {\n  name = Charfield(120)\n}", "unknown field type 'Charfield' — did you mean 'CharField'?", 2, 10),
+    ("model A extends Model {\n  n = IntegerField(nul=true)\n}", "IntegerField has no argument 'nul' — did you mean 'null'?", 2, 20),
+    ("model A extends Model {\n  n = IntegerField(null=true, null=false)\n}", "argument 'null' is given twice", 2, 31),
+    ("model A extends Model {\n  s = CharField(unique=true)\n}", "CharField 'A.s' needs max_length", 2, 7),
+    ("model A extends Model { n = IntegerField() }\nmodel A extends Model { m = IntegerField() }",
+     "duplicate name 'A'", 2, 7),
+    ("enum E { X }\nenum E { Y }", "duplicate name 'E'", 2, 6),
+    ("model A extends Model {\n  n = IntegerField()\n  n = TextField()\n}", "duplicate field 'n' in model A", 3, 3),
+    ("enum E { X, Y, X }", "duplicate key 'X' in enum E", 1, 16),
+    ("model A extends Model {\n  b = ForeignKey(Bee)\n}\nmodel Be extends Model { n = IntegerField() }",
+     "ForeignKey 'A.b' points to unknown model 'Bee' — did you mean 'Be'?", 2, 3),
+    ("enum Role { X }\nmodel A extends Model {\n  r = EnumField(Rol)\n}", "names unknown enum 'Rol' — did you mean 'Role'?", 3, 17),
+    ('model A extends Model {\n  n = IntegerField(default="x")\n}', 'default "x" does not fit IntegerField', 2, 20),
+    ("enum Role { ADMIN }\nmodel A extends Model {\n  r = EnumField(Role, default=Role.ADMN)\n}",
+     "default ADMN is not a member of Role — did you mean 'ADMIN'?", 3, 23),
+    ('model A extends Model { n = IntegerField() }\nmodel B extends Model {\n  m = IntegerField()\n  table = "a"\n}',
+     "models A and B both use table 'a'", 2, 7),
+    ("model A extends Model { n = IntegerField() }\nmodel B extends Model {\n  a = ForeignKey(A, on_delete=SET_NULL)\n}",
+     "on_delete=SET_NULL on 'B.a' needs null=true", 3, 21),
+    ("model A extends Model {\n  a = IntegerField(primary_key=true)\n  b = IntegerField(primary_key=true)\n}",
+     "model A has more than one primary key ('a' and 'b')", 3, 3),
+    ("model A extends B {\n  abstract = true\n}\nmodel B extends A {\n  abstract = true\n}", "circular extends: B extends A", 4, 17),
+    ("model A extends Model {\n  tabel = \"x\"\n}", "unknown model option 'tabel' — did you mean 'table'?", 2, 3),
+    ('model A extends Model {\n  s = CharField(3, default="long")\n}', "longer than max_length=3", 2, 20),
+    ("model A extends Model {\n  n = IntegerField(\n", "unexpected end of file", 3, 1),
+    ('model A extends Model {\n  s = CharField(10, default="open)\n}', "unterminated string", 2, 29),
+]
+
+
+@pytest.mark.parametrize("text,message,line,column", ERRORS, ids=[e[1][:40] for e in ERRORS])
+def test_each_error_kind_names_its_place_and_what_was_expected(text, message, line, column):
+    first = problems_of(text)[0]
+    assert message in first.message
+    assert (first.line, first.column) == (line, column)
+    rendered = first.render().splitlines()
+    assert rendered[0].startswith(f"models.mp:{line}:{column}: error: ")
+    source_line = text.split("\n")[line - 1]
+    assert rendered[1] == "    " + source_line
+    assert rendered[2] == "    " + " " * (column - 1) + "^"
+
+
+def test_all_errors_are_reported_in_one_run():
+    problems = problems_of('''
+model A extends Model {
+    a = Charfield(10)
+    b = IntegerField(default="x")
+    c = ForeignKey(Nowhere)
+}
+''')
+    messages = [p.message for p in problems]
+    assert len(messages) == 3
+    assert "unknown field type 'Charfield'" in messages[0]
+    assert "does not fit IntegerField" in messages[1]
+    assert "unknown model 'Nowhere'" in messages[2]
+    assert [p.line for p in problems] == [3, 4, 5]
