@@ -63,12 +63,27 @@ class Enum:
         return self.name.lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Model:
+    """A table. Field order is the column order of a new table, but not part of the
+    model's identity: moving a field in models.mp is not a change to migrate."""
+
     name: str
     table: str
     fields: tuple  # Field, in column order
     indexes: tuple = ()  # Index, sorted by name
+
+    def __eq__(self, other):
+        if not isinstance(other, Model):
+            return NotImplemented
+        if self.name != other.name or self.table != other.table or self.indexes != other.indexes:
+            return False
+        # The tuple comparison settles the common case; order is ignored only when it differs.
+        return self.fields == other.fields or (
+            len(self.fields) == len(other.fields) and sorted(self.fields) == sorted(other.fields))
+
+    def __hash__(self):
+        return hash((self.name, self.table, len(self.fields)))
 
     def field(self, name: str) -> Optional[Field]:
         for f in self.fields:

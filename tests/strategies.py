@@ -1,0 +1,81 @@
+"""Hypothesis strategies for random, valid models.mp texts.
+
+``schema_texts()`` draws small schemas (a few enums and models, fields of every
+type, foreign keys between the models, indexes); pairs of draws are the raw
+material for differ and dialect property tests.
+"""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+MODEL_NAMES = ["Alpha", "Beta", "Gamma", "Delta", "Epsilon"]
+ENUM_NAMES = ["Colour", "Size", "Mood"]
+FIELD_NAMES = ["a", "b", "c", "d", "e", "f", "g"]
+ENUM_KEYS = ["RED", "GREEN", "BLUE", "BLACK"]
+
+SIMPLE_TYPES = ["IntegerField", "BigIntegerField", "SmallIntegerField", "FloatField", "TextField",
+                "BooleanField", "DateTimeField", "DateField", "TimeField", "UUIDField", "JSONField",
+                "BinaryField", "CharField", "DecimalField"]
+
+
+@st.composite
+def field_calls(draw, enums, models):
+    kinds = SIMPLE_TYPES + (["EnumField"] if enums else []) + (["ForeignKey"] if models else [])
+    kind = draw(st.sampled_from(kinds))
+    null = draw(st.booleans())
+    args = []
+    if kind == "CharField":
+        length = draw(st.sampled_from([10, 20, 255]))
+        args.append(str(length))
+        if draw(st.booleans()):
+            args.append('default="x"')
+    elif kind == "DecimalField":
+        args.append(draw(st.sampled_from(["10, 2", "12, 4"])))
+        if draw(st.booleans()):
+            args.append("default=0")
+    elif kind == "EnumField":
+        enum_name, keys = draw(st.sampled_from(sorted(enums.items())))
+        args.append(enum_name)
+        if draw(st.booleans()):
+            args.append(f"default={enum_name}.{draw(st.sampled_from(keys))}")
+    elif kind == "ForeignKey":
+        args.append(draw(st.sampled_from(models)))
+        if null and draw(st.booleans()):
+            args.append("on_delete=SET_NULL")
+    elif kind in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
+        if draw(st.booleans()):
+            args.append(f"default={draw(st.integers(-5, 5))}")
+    elif kind == "BooleanField":
+        if draw(st.booleans()):
+            args.append(f"default={draw(st.sampled_from(['true', 'false']))}")
+    elif kind == "DateTimeField":
+        if draw(st.booleans()):
+            args.append("auto_now_add=true")
+    if null:
+        args.append("null=true")
+    if kind not in ("TextField", "JSONField", "BinaryField", "ForeignKey") and draw(st.integers(0, 5)) == 0:
+        args.append("unique=true")
+    return f"{kind}({', '.join(args)})"
+
+
+@st.composite
+def schema_texts(draw, max_models=4, max_fields=5):
+    enum_count = draw(st.integers(0, 2))
+    enums = {}
+    for name in ENUM_NAMES[:enum_count]:
+        keys = draw(st.lists(st.sampled_from(ENUM_KEYS), min_size=1, max_size=4, unique=True))
+        enums[name] = keys
+    model_count = draw(st.integers(1, max_models))
+    models = MODEL_NAMES[:model_count]
+    lines = []
+    for name, keys in enums.items():
+        lines.append(f"enum {name} {{ {', '.join(keys)} }}")
+    for name in models:
+        field_names = draw(st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=max_fields, unique=True))
+        body = [f"    {field} = {draw(field_calls(enums, models))}" for field in field_names]
+        if len(field_names) >= 2 and draw(st.integers(0, 3)) == 0:
+            body.append(f"    indexes = [Index({field_names[0]}, {field_names[1]})]")
+        if draw(st.integers(0, 4)) == 0:
+            body.append(f"    table = \"tbl_{name.lower()}\"")
+        lines.append(f"model {name} extends Model {{\n" + "\n".join(body) + "\n}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,193 @@
+"""diff(old, new): every change the language can express, in the order SPEC §4 gives."""
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+
+import mfcore
+from mfcore.diff import diff
+from mfcore.operations import fold, operation_from_json
+from mfcore.questioner import AnswerQuestioner
+from mfcore.schema import Schema
+
+from strategies import schema_texts
+
+BASE = '''
+enum Role { ADMIN, STAFF }
+model Customer extends Model {
+    email = CharField(255, unique=true)
+    phone = CharField(20, null=true)
+    role = EnumField(Role, default=Role.ADMIN)
+}
+model Invoice extends Model {
+    customer = ForeignKey(Customer)
+    total = DecimalField(10, 2)
+}
+'''
+
+
+def ops_between(old_text, new_text, questioner=None):
+    old = mfcore.parse(old_text) if old_text else Schema()
+    new = mfcore.parse(new_text)
+    operations = diff(old, new, questioner)
+    assert fold(operations, old) == new  # every diff folds back to its target
+    return operations
+
+
+def kinds(operations):
+    return [op.op for op in operations]
+
+
+def test_no_change_gives_no_operations():
+    assert ops_between(BASE, BASE) == []
+
+
+def test_first_run_creates_enums_then_tables_in_dependency_order():
+    operations = ops_between("", BASE)
+    assert kinds(operations) == ["create_enum", "create_model", "create_model"]
+    assert [op.model_name for op in operations[1:]] == ["Customer", "Invoice"]
+    invoice = operations[2].table_def
+    assert invoice.references["customer"].table == "customer"  # the referenced table's name
+
+
+def test_referenced_table_is_created_first_whatever_the_names():
+    operations = ops_between("", "model A extends Model { z = ForeignKey(Z) }\nmodel Z extends Model { n = IntegerField() }")
+    assert [op.model for op in operations] == ["Z", "A"]
+
+
+def test_a_cycle_is_broken_by_adding_the_key_afterwards():
+    text = ("model A extends Model { b = ForeignKey(B, null=true) }\n"
+            "model B extends Model { a = ForeignKey(A, null=true) }")
+    operations = ops_between("", text)
+    assert kinds(operations) == ["create_model", "create_model", "add_fk"]
+    assert operations[0].deferred_keys == ("b",)
+    assert "b" not in operations[0].table_def.references
+    assert operations[2].field_name == "b"
+
+
+def test_self_reference_needs_no_deferral():
+    operations = ops_between("", "model Node extends Model { parent = ForeignKey(Node, null=true) }")
+    assert kinds(operations) == ["create_model"] and operations[0].deferred_keys == ()
+
+
+def test_field_added_removed_and_altered():
+    new = BASE.replace("phone = CharField(20, null=true)", "phone = CharField(40, null=true)\n    age = IntegerField(default=0)")
+    new = new.replace("total = DecimalField(10, 2)", "")
+    operations = ops_between(BASE, new)
+    assert kinds(operations) == ["add_column", "alter_column", "drop_column"]
+    alter = operations[1]
+    assert (alter.old.max_length, alter.new.max_length) == (20, 40)
+    assert operations[2].field.name == "total" and operations[2].destructive
+    assert not operations[0].destructive
+
+
+def test_every_field_attribute_change_is_an_alter():
+    changes = [
+        ("phone = CharField(20, null=true)", "phone = CharField(20)", "null"),
+        ("phone = CharField(20, null=true)", "phone = TextField(null=true)", "type"),
+        ("phone = CharField(20, null=true)", "phone = CharField(20, null=true, unique=true)", "unique"),
+        ("phone = CharField(20, null=true)", 'phone = CharField(20, null=true, default="-")', "default"),
+        ("phone = CharField(20, null=true)", 'phone = CharField(20, null=true, db_column="tel")', "column"),
+        ("total = DecimalField(10, 2)", "total = DecimalField(12, 4)", "max_digits"),
+        ("customer = ForeignKey(Customer)", "customer = ForeignKey(Customer, on_delete=PROTECT)", "on_delete"),
+    ]
+    for before, after, attribute in changes:
+        operations = ops_between(BASE, BASE.replace(before, after))
+        assert kinds(operations) == ["alter_column"], attribute
+        old, new = operations[0].old, operations[0].new
+        assert getattr(old, attribute) != getattr(new, attribute), attribute
+
+
+def test_narrowing_changes_are_destructive():
+    narrowing = ops_between(BASE, BASE.replace("CharField(20, null=true)", "CharField(10, null=true)"))
+    widening = ops_between(BASE, BASE.replace("CharField(20, null=true)", "CharField(30, null=true)"))
+    assert narrowing[0].destructive and not widening[0].destructive
+
+
+def test_rename_is_asked_and_never_guessed():
+    renamed = BASE.replace("phone = CharField(20, null=true)", "mobile = CharField(20, null=true)")
+    guessed = ops_between(BASE, renamed)
+    assert kinds(guessed) == ["add_column", "drop_column"]
+    asked = ops_between(BASE, renamed, AnswerQuestioner({("Customer", "phone"): "mobile"}))
+    assert kinds(asked) == ["rename_column"]
+    assert (asked[0].old.name, asked[0].new.name) == ("phone", "mobile")
+
+
+def test_model_rename_and_table_rename():
+    renamed = BASE.replace("model Customer", "model Client").replace("ForeignKey(Customer)", "ForeignKey(Client)")
+    asked = ops_between(BASE, renamed, AnswerQuestioner(model_renames={"Customer": "Client"}))
+    assert kinds(asked) == ["rename_model"]
+    assert (asked[0].old_table, asked[0].new_table) == ("customer", "client")
+    moved = ops_between(BASE, BASE.replace("role = EnumField(Role, default=Role.ADMIN)",
+                                           'role = EnumField(Role, default=Role.ADMIN)\n    table = "clients"'))
+    assert kinds(moved) == ["rename_model"] and moved[0].new_table == "clients"
+
+
+def test_enum_members_added_removed_revalued_and_reordered():
+    for new_enum, destructive in [("enum Role { ADMIN, STAFF, GUEST }", False),
+                                  ("enum Role { ADMIN }", True),
+                                  ('enum Role { ADMIN = "admin", STAFF }', False),
+                                  ("enum Role { STAFF, ADMIN }", False)]:
+        operations = ops_between(BASE, BASE.replace("enum Role { ADMIN, STAFF }", new_enum))
+        assert kinds(operations)[0] == "alter_enum", new_enum
+        assert operations[0].destructive is destructive, new_enum
+
+
+def test_enum_value_change_alters_the_stored_default():
+    operations = ops_between(BASE, BASE.replace("enum Role { ADMIN, STAFF }", 'enum Role { ADMIN = "adm", STAFF }'))
+    assert kinds(operations) == ["alter_enum", "alter_column"]
+    assert operations[1].new.default == "adm"
+
+
+def test_indexes_and_unique_together():
+    added = BASE.replace("total = DecimalField(10, 2)",
+                         "total = DecimalField(10, 2)\n    indexes = [Index(total)]\n    unique_together = [(customer, total)]")
+    operations = ops_between(BASE, added)
+    assert kinds(operations) == ["add_index", "add_index"]
+    assert {op.index.name for op in operations} == {"ix_invoice_total", "uq_invoice_customer_total"}
+    assert ops_between(added, BASE)[0].op == "drop_index"
+
+
+def test_drops_come_last_referrers_first_then_enums():
+    operations = ops_between(BASE, "model Other extends Model { n = IntegerField() }")
+    assert kinds(operations) == ["create_model", "drop_model", "drop_model", "drop_enum"]
+    assert [op.model_name for op in operations[1:3]] == ["Invoice", "Customer"]
+
+
+def test_dropping_a_cycle_drops_a_key_first():
+    text = ("model A extends Model { b = ForeignKey(B, null=true) }\n"
+            "model B extends Model { a = ForeignKey(A, null=true) }")
+    operations = ops_between(text, "model C extends Model { n = IntegerField() }")
+    assert kinds(operations) == ["create_model", "drop_fk", "drop_model", "drop_model"]
+
+
+def test_diff_is_deterministic_and_survives_its_json_form():
+    new = BASE.replace("model Invoice", "model Item extends Model { name = TextField() }\nmodel Invoice")
+    new = new.replace("phone = CharField(20, null=true)", "phone = CharField(30)")
+    first = diff(mfcore.parse(BASE), mfcore.parse(new))
+    second = diff(mfcore.parse(BASE), mfcore.parse(new))
+    assert first == second
+    documents = [orjson.loads(orjson.dumps(op.to_json())) for op in first]
+    state = mfcore.parse(BASE)
+    for document, original in zip(documents, first):
+        again = operation_from_json(document, state, "test")
+        assert again == original
+        state = again.apply(state)
+    assert state == mfcore.parse(new)
+
+
+def test_operations_reverse_back_to_the_start():
+    new = BASE.replace("phone = CharField(20, null=true)", "phone = CharField(30)\n    age = IntegerField(default=1)")
+    old_schema, new_schema = mfcore.parse(BASE), mfcore.parse(new)
+    operations = diff(old_schema, new_schema)
+    state = new_schema
+    for operation in reversed(operations):
+        state = operation.reverse().apply(state)
+    assert state == old_schema
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schema_texts(), schema_texts())
+def test_diff_folded_over_a_gives_b(a_text, b_text):
+    a, b = mfcore.parse(a_text), mfcore.parse(b_text)
+    assert fold(diff(a, b), a) == b
