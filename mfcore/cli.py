@@ -360,7 +360,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_OK if args.group is None else EXIT_INPUT
     out = Output(json_mode=args.json, verbose=args.verbose)
-    from .errors import MfError
+    from .errors import MfError, ModelsError
 
     try:
         return args.handler(args, out)
@@ -369,7 +369,12 @@ def main(argv=None) -> int:
             import traceback
 
             traceback.print_exc()
-        out.error(str(exc))
+        if isinstance(exc, ModelsError):  # each problem is rendered with its own location
+            print(str(exc), file=sys.stderr)
+            count = len(exc.problems)
+            print(f"{count} error{'s' if count != 1 else ''}; nothing was written.", file=sys.stderr)
+        else:
+            out.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         out.error("interrupted")
