@@ -1,0 +1,88 @@
+"""language_config.yaml (SPEC §1)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mfcore import ConfigError
+from mfcore.config import load_config, mask_dsn
+
+
+def write(tmp_path, text):
+    path = tmp_path / "language_config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_paths_relative_to_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    monkeypatch.chdir("/")
+    config = load_config(str(write(tmp_path, 'database:\n  driver: "sqlite"\n  dsn: "./dev.db"\nname: x\n')))
+    assert config.driver == "sqlite"
+    assert config.dsn == str(tmp_path / "dev.db")
+    assert config.models_path == str(tmp_path / "models.mp")
+    assert config.migrations_dir == str(tmp_path / "migrations")
+
+
+@pytest.mark.parametrize("dsn,expected", [
+    ("sqlite:///data/app.db", "data/app.db"),
+    (":memory:", ":memory:"),
+])
+def test_sqlite_dsn_forms(tmp_path, monkeypatch, dsn, expected):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    config = load_config(str(write(tmp_path, f'database:\n  driver: sqlite\n  dsn: "{dsn}"\n')))
+    assert config.dsn == (expected if expected == ":memory:" else str(tmp_path / expected))
+
+
+def test_environment_variables_in_the_dsn(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DB_PASSWORD", "s3cret")
+    monkeypatch.delenv("DB_HOST", raising=False)
+    config = load_config(str(write(tmp_path, 'database:\n  driver: postgres\n'
+                                   '  dsn: "postgresql://app:${DB_PASSWORD}@${DB_HOST:-db.internal}:5432/shop"\n')))
+    assert config.driver == "postgresql"
+    assert config.dsn == "postgresql://app:s3cret@db.internal:5432/shop"
+    assert config.display_dsn == "postgresql://app:***@db.internal:5432/shop"
+
+
+def test_an_unset_variable_without_default_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(write(tmp_path, 'database:\n  driver: postgresql\n  dsn: "${NOPE_NOT_SET}"\n')))
+    assert "NOPE_NOT_SET is not set" in str(caught.value)
+
+
+def test_mf_database_url_overrides_driver_and_dsn(tmp_path, monkeypatch):
+    monkeypatch.setenv("MF_DATABASE_URL", "postgresql://u:pw@127.0.0.1:5432/other")
+    config = load_config(str(write(tmp_path, 'database:\n  driver: sqlite\n  dsn: "./dev.db"\n')))
+    assert (config.driver, config.dsn) == ("postgresql", "postgresql://u:pw@127.0.0.1:5432/other")
+
+
+def test_passwords_are_masked():
+    assert mask_dsn("postgresql://app:hunter2@host/db") == "postgresql://app:***@host/db"
+    assert mask_dsn("postgresql://app@host/db") == "postgresql://app@host/db"
+    assert "hunter2" not in mask_dsn("postgresql://app:hunter2@host:6543/db?sslmode=require")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("database: {driver: oracle, dsn: x}\n", "unknown database driver 'oracle'"),
+    ("database: {driver: postgresql, dsn: ./file.db}\n", "must be a URL"),
+    ("database: {driver: sqlite}\n", "database.dsn is missing"),
+    ("- a list\n", "expected a mapping"),
+    ("database: {driver: sqlite, dsn: x, lock_timeout: soon}\n", "lock_timeout must be a number"),
+])
+def test_bad_configs_are_reported(tmp_path, monkeypatch, text, message):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(write(tmp_path, text)))
+    assert message in str(caught.value)
+
+
+def test_walks_up_to_find_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    write(tmp_path, "database: {driver: sqlite, dsn: db.sqlite}\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert load_config(cwd=str(deep)).dsn == os.path.join(str(tmp_path), "db.sqlite")

@@ -1,0 +1,59 @@
+"""schema.json: canonical bytes, the new form, and the earlier tool's form (SPEC §3)."""
+from __future__ import annotations
+
+import orjson
+import pytest
+
+import mfcore
+from mfcore import SchemaFileError
+from mfcore.snapshot import dump_schema, load_schema, schema_from_json
+
+from conftest import COMPAT
+
+
+@pytest.mark.parametrize("project", ["onr_demo", "orm_demo", "customer_app"])
+def test_earlier_snapshots_read_as_the_schema_their_models_give(project):
+    from_file = load_schema(str(COMPAT / project / "migrations" / "schema.json"))
+    from_models = mfcore.parse((COMPAT / project / "models.mp").read_text())
+    assert from_file == from_models
+    assert dump_schema(from_file) == dump_schema(from_models)
+
+
+def test_earlier_enum_defaults_become_member_values():
+    schema = load_schema(str(COMPAT / "onr_demo" / "migrations" / "schema.json"))
+    role = schema.models["Customer"].field("role")
+    assert (role.enum, role.default) == ("UserRole", "ADMIN")
+
+
+def test_dump_is_canonical_and_reads_back():
+    schema = mfcore.parse((COMPAT / "onr_demo" / "models.mp").read_text())
+    data = dump_schema(schema)
+    document = orjson.loads(data)
+    assert document["format"] == 1
+    assert data == orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    assert schema_from_json(document) == schema
+    assert document["relations"] == [{"field": "customer", "from": "Invoice", "kind": "fk",
+                                      "on_delete": "CASCADE", "to": "Customer"}]
+
+
+def test_api_load_and_dump(tmp_path):
+    schema = mfcore.parse("model A extends Model { n = IntegerField(default=3) }")
+    path = tmp_path / "schema.json"
+    path.write_bytes(mfcore.dump_schema(schema))
+    assert mfcore.load_schema(str(path)) == schema
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"[1, 2]", "not a schema"),
+    (b"{\"format\": 7, \"enums\": {}, \"models\": {}}", "format 7 is newer"),
+    (b"{\"enums\": {}, \"models\": {\"A\": {\"fields\": {}}}}", "model 'A' needs 'table' and 'fields'"),
+    (b"{\"enums\": {}, \"models\": {\"A\": {\"table\": \"a\", \"fields\": {\"x\": {\"name\": \"x\", "
+     b"\"type\": \"Charfield\", \"params\": [], \"kwargs\": {}}}}}}", "unknown field type 'Charfield'"),
+    (b"not json", "not valid JSON"),
+])
+def test_malformed_snapshots_are_reported(tmp_path, content, message):
+    path = tmp_path / "schema.json"
+    path.write_bytes(content)
+    with pytest.raises(SchemaFileError) as caught:
+        load_schema(str(path))
+    assert message in str(caught.value)
