@@ -54,3 +54,7 @@ class LockTimeoutError(DatabaseError):
 
 class UnresolvedMigrationError(MfError):
     """A non-transactional migration died half-way; `mf db resolve` must settle it first."""
+
+
+class ResolveError(MfError):
+    """`mf db resolve` was asked to settle a migration that is not left half-applied."""

@@ -1,0 +1,219 @@
+"""One small async interface over asyncpg (PostgreSQL) and aiosqlite (SQLite).
+
+The applier talks to a Connection: ``execute``, ``fetch``, ``close`` and the
+placeholder style. Everything a driver raises for a statement becomes a
+StatementError carrying the server's message and code, so the applier can name
+the migration and the statement around it; a connection that cannot be opened
+is a DatabaseError with the DSN's password masked.
+
+Driver modules are imported only when a connection is opened, so ``import mfcore``
+stays light.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import anyio
+
+from .config import Config, mask_dsn
+from .errors import DatabaseError
+
+CONNECT_TIMEOUT = 15.0  # seconds to reach a PostgreSQL server before giving up
+
+
+class StatementError(Exception):
+    """A statement the database refused; ``code`` is the SQLSTATE (PostgreSQL) or the
+    SQLite result code name (SQLITE_BUSY, SQLITE_CONSTRAINT_UNIQUE, ...)."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    @property
+    def is_lock_timeout(self) -> bool:
+        """The statement gave up waiting for a lock (PostgreSQL lock_timeout, SQLite busy)."""
+        return self.code in ("55P03", "SQLITE_BUSY", "SQLITE_LOCKED") or self.message == "database is locked"
+
+    @property
+    def is_missing_table(self) -> bool:
+        return self.code == "42P01" or self.message.startswith("no such table")
+
+
+class Connection:
+    """What the applier needs of a database connection (autocommit; transactions are
+    begun and ended with explicit statements)."""
+
+    driver: str = ""
+
+    def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
+        raise NotImplementedError
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list:  # pragma: no cover
+        raise NotImplementedError
+
+    async def close(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    async def __aenter__(self) -> "Connection":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        # Closing must finish even when the caller is being cancelled: an open
+        # transaction is rolled back by the close, never left to the garbage collector.
+        with anyio.CancelScope(shield=True):
+            await self.close()
+
+
+# ---------------------------------------------------------------- SQLite
+
+class SQLiteConnection(Connection):
+    """aiosqlite in autocommit mode (isolation_level=None): sqlite3 opens no implicit
+    transactions, so BEGIN IMMEDIATE ... COMMIT is exactly what runs. Never
+    executescript(), which commits first."""
+
+    driver = "sqlite"
+
+    def __init__(self, raw, sqlite3_module):
+        self._raw = raw
+        self._errors = sqlite3_module.Error
+
+    def placeholder(self, position: int) -> str:
+        return "?"
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        try:
+            await self._raw.execute_fetchall(sql, tuple(args))
+        except self._errors as exc:
+            raise _sqlite_error(exc) from None
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list:
+        try:
+            return list(await self._raw.execute_fetchall(sql, tuple(args)))
+        except self._errors as exc:
+            raise _sqlite_error(exc) from None
+
+    async def close(self) -> None:
+        try:
+            await self._raw.close()
+        except (self._errors, ValueError):
+            pass
+
+
+def _sqlite_error(exc) -> StatementError:
+    return StatementError(str(exc), getattr(exc, "sqlite_errorname", None))
+
+
+async def _connect_sqlite(config: Config) -> SQLiteConnection:
+    import sqlite3
+
+    import aiosqlite
+
+    try:
+        # timeout is SQLite's busy timeout: a writer waits this long for another
+        # process's BEGIN IMMEDIATE to finish instead of failing at once.
+        raw = await aiosqlite.connect(config.dsn, isolation_level=None, timeout=config.lock_timeout)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open the SQLite database {config.dsn}: {exc}") from None
+    connection = SQLiteConnection(raw, sqlite3)
+    try:
+        await connection.execute("PRAGMA foreign_keys=ON")
+    except StatementError as exc:
+        await connection.close()
+        raise DatabaseError(f"cannot use the SQLite database {config.dsn}: {exc.message}") from None
+    return connection
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+class PostgresConnection(Connection):
+    """asyncpg outside any implicit transaction; a statement without arguments goes
+    through the simple-query protocol, so DDL needs no prepared statement."""
+
+    driver = "postgresql"
+
+    def __init__(self, raw, asyncpg_module, display_dsn: str):
+        self._raw = raw
+        self._asyncpg = asyncpg_module
+        self._display_dsn = display_dsn
+
+    def placeholder(self, position: int) -> str:
+        return f"${position}"
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        try:
+            if args:
+                await self._raw.execute(sql, *args)
+            else:
+                await self._raw.execute(sql)
+        except self._asyncpg.PostgresError as exc:
+            raise _postgres_error(exc) from None
+        except (OSError, self._asyncpg.InterfaceError) as exc:
+            raise DatabaseError(f"lost the connection to {self._display_dsn}: {exc}") from None
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list:
+        try:
+            return await self._raw.fetch(sql, *args)
+        except self._asyncpg.PostgresError as exc:
+            raise _postgres_error(exc) from None
+        except (OSError, self._asyncpg.InterfaceError) as exc:
+            raise DatabaseError(f"lost the connection to {self._display_dsn}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._raw.is_closed():
+            return
+        try:
+            with anyio.fail_after(5):
+                await self._raw.close()
+        except Exception:  # noqa: BLE001 - a connection we cannot close politely is cut
+            self._raw.terminate()
+
+
+def _postgres_error(exc) -> StatementError:
+    message = str(exc) or type(exc).__name__
+    detail = getattr(exc, "detail", None)
+    hint = getattr(exc, "hint", None)
+    if detail:
+        message += f" ({detail})"
+    if hint:
+        message += f" hint: {hint}"
+    return StatementError(message, getattr(exc, "sqlstate", None))
+
+
+async def _connect_postgres(config: Config) -> PostgresConnection:
+    import asyncio
+
+    import asyncpg
+
+    shown = mask_dsn(config.dsn)
+    try:
+        raw = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT,
+                                     server_settings={"application_name": "mf"})
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+        reason = _hide_password(str(exc) or type(exc).__name__, config.dsn)
+        raise DatabaseError(f"cannot connect to {shown}: {reason}") from None
+    return PostgresConnection(raw, asyncpg, shown)
+
+
+def _hide_password(text: str, dsn: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text
+
+
+# ---------------------------------------------------------------- entry point
+
+async def connect(config: Config) -> Connection:
+    """An open connection to the configured database (use it with ``async with``)."""
+    if config.driver == "sqlite":
+        return await _connect_sqlite(config)
+    if config.driver == "postgresql":
+        return await _connect_postgres(config)
+    raise DatabaseError(f"unknown database driver '{config.driver}'")
