@@ -14,6 +14,7 @@ from typing import Optional
 from .config import Config
 from .diff import diff
 from .errors import UnsafeChangeError
+from .gcpause import gc_paused
 from .language.parser import parse_file
 from .operations import AddColumn, fold
 from .questioner import Questioner
@@ -38,21 +39,22 @@ class MakeMigrationsResult:
         return os.path.basename(self.path) if self.path else None
 
 
-def current_snapshot(directory: str, files, notices: list, repair: bool) -> Schema:
-    """The schema as of the newest migration file.
+def current_snapshot(directory: str, files, notices: list, repair: bool) -> tuple:
+    """The schema as of the newest migration file, and the schema.json document it
+    came from when that can be reused for writing (else None).
 
     schema.json normally says it; when it is missing or behind the newest file (an
     interrupted run, a merge), the files are folded instead and, if ``repair``,
     schema.json is rewritten from them.
     """
-    snapshot, reflects = store.read_snapshot(directory)
+    snapshot, reflects, document = store.read_snapshot_document(directory)
     if not files:
-        return Schema()
+        return Schema(), None
     newest = files[-1].name
     if snapshot is not None and (reflects == newest or reflects is None):
         # reflects is None: the earlier tool's snapshot, which named no file; it was kept
         # in step with its files, and compat projects rely on it.
-        return snapshot
+        return snapshot, (document if document.get("format") is not None else None)
     _migrations, folded = store.load_history(directory, files)
     if snapshot is None:
         notices.append(f"schema.json was missing; rebuilt it from the migration files up to {newest}.")
@@ -61,7 +63,7 @@ def current_snapshot(directory: str, files, notices: list, repair: bool) -> Sche
                        "(an interrupted makemigrations, or a merge); rebuilt it from the migration files.")
     if repair:
         store.write_snapshot(directory, folded, newest)
-    return folded
+    return folded, None
 
 
 def check_safety(operations, old: Schema) -> None:
@@ -84,6 +86,11 @@ def makemigrations(config: Config, *, name: Optional[str] = None, dry_run: bool 
                    check: bool = False, empty: bool = False,
                    questioner: Optional[Questioner] = None) -> MakeMigrationsResult:
     """Diff models.mp against the snapshot and write the next migration (unless dry_run/check)."""
+    with gc_paused():
+        return _makemigrations(config, name, dry_run, check, empty, questioner)
+
+
+def _makemigrations(config, name, dry_run, check, empty, questioner):
     directory = config.migrations_dir
     writing = not (dry_run or check)
     notices: list = []
@@ -93,7 +100,7 @@ def makemigrations(config: Config, *, name: Optional[str] = None, dry_run: bool 
 
     carry_over_if_needed(directory, notices, write=writing)
     files = store.list_migration_files(directory)
-    old = current_snapshot(directory, files, notices, repair=writing)
+    old, old_document = current_snapshot(directory, files, notices, repair=writing)
 
     operations = diff(old, new, questioner)
     check_safety(operations, old)
@@ -108,7 +115,8 @@ def makemigrations(config: Config, *, name: Optional[str] = None, dry_run: bool 
     if writing:
         os.makedirs(directory, exist_ok=True)
         store.atomic_write(result.path, result.content)
-        store.write_snapshot(directory, fold(operations, old), os.path.basename(result.path))
+        store.write_snapshot(directory, fold(operations, old), os.path.basename(result.path),
+                             reuse=(old, old_document) if old_document is not None else None)
         result.written = True
     return result
 

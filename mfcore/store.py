@@ -182,29 +182,36 @@ def snapshot_path(directory: str) -> str:
 def read_snapshot(directory: str) -> tuple[Optional[Schema], Optional[str]]:
     """schema.json as a Schema, and the migration file it reflects (None for the earlier
     tool's snapshots, which did not say). (None, None) when there is no schema.json."""
+    schema, reflects, _document = read_snapshot_document(directory)
+    return schema, reflects
+
+
+def read_snapshot_document(directory: str) -> tuple:
+    """As read_snapshot, plus the parsed document (None when absent)."""
     path = snapshot_path(directory)
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        return None, None
+        return None, None, None
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise SchemaFileError(f"{path}: not valid JSON ({exc})") from None
     schema = schema_from_json(doc, path)
-    return schema, doc.get("migration") if isinstance(doc, dict) else None
+    return schema, doc.get("migration"), doc
 
 
-def snapshot_bytes(schema: Schema, migration_name: Optional[str]) -> bytes:
-    document = schema_to_json(schema)
+def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None) -> bytes:
+    """schema.json's bytes; see snapshot.schema_to_json for ``reuse``."""
+    document = schema_to_json(schema, reuse)
     if migration_name is not None:
         document["migration"] = migration_name
     return dumps(document)
 
 
-def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str]) -> None:
-    atomic_write(snapshot_path(directory), snapshot_bytes(schema, migration_name))
+def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str], reuse=None) -> None:
+    atomic_write(snapshot_path(directory), snapshot_bytes(schema, migration_name, reuse))
 
 
 # ---------------------------------------------------------------- .applied

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ModelsError
+from ..gcpause import gc_paused
 from ..schema import Schema
 from .validate import Problem, build_schema
 
@@ -59,8 +60,9 @@ def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None
 
 def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None) -> Schema:
     """Parse and validate models.mp text; raise ModelsError listing every problem."""
-    declarations = read_raw(text, path, compiled=compiled)
-    schema, problems = build_schema(declarations)
+    with gc_paused():
+        declarations = read_raw(text, path, compiled=compiled)
+        schema, problems = build_schema(declarations)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema

@@ -98,6 +98,7 @@ class _ModelBuilder:
         self.in_progress: set = set()
         self.field_positions: dict = {}
         self.index_specs: dict = {}
+        self.field_cache: dict = {}
 
     def is_abstract(self, name) -> bool:
         return self.options.get(name, {}).get("abstract", False)
@@ -155,16 +156,28 @@ class _ModelBuilder:
                 add(f"duplicate field '{name}' in model {decl.name}", pos)
                 continue
             own_seen.add(name)
-            try:
-                built, db_index, field_problems = build_field(
-                    decl.name, name, call.name, call.args, call.pos, self.enums)
-            except FieldProblem as problem:
-                add(problem.message, problem.pos)
-                continue
-            for problem in field_problems:
-                add(problem.message, problem.pos or pos)
-            if built is None:
-                continue
+            # Large schemas repeat the same calls (CharField(max_length=255) ...): a call
+            # that built cleanly once is reused under the new name. Types are part of
+            # the key because True == 1 and 1 == 1.0 in Python.
+            key = (call.name, tuple([(kw, type(value), value) for kw, value, _pos in call.args]))
+            cached = self.field_cache.get(key)
+            if cached is not None:
+                template, db_index, named_column = cached
+                built = tuple.__new__(Field, (name, template[1], name if named_column else template[2])
+                                      + template[3:])
+            else:
+                try:
+                    built, db_index, field_problems = build_field(
+                        decl.name, name, call.name, call.args, call.pos, self.enums)
+                except FieldProblem as problem:
+                    add(problem.message, problem.pos)
+                    continue
+                for problem in field_problems:
+                    add(problem.message, problem.pos or pos)
+                if built is None or field_problems:
+                    continue
+                named_column = all(kw != "db_column" for kw, _value, _pos in call.args)
+                self.field_cache[key] = (built, db_index, named_column)
             positions[name] = pos
             if db_index:
                 index_fields.append((((name, pos),), None, False, pos))
