@@ -1,0 +1,139 @@
+"""Exactly once under concurrency (SPEC §6.3): tasks in one event loop, and processes.
+
+Whoever calls migrate at the same moment, each migration is applied once: the
+others wait for the lock, see it done and return.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+import dbutil
+from mfcore import applier
+from mfcore.config import config_for
+from mfcore.diff import diff
+from mfcore.language.parser import parse
+from mfcore.schema import Schema
+from mfcore.store import suffix_for, write_migration
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_chain(directory: Path, count: int) -> list:
+    """``count`` migrations: 001 creates table item; each later one adds a column and
+    changes column n (type and nullability, in turn), which rewrites the table: a
+    table rebuild on SQLite, ALTER COLUMN ... TYPE on PostgreSQL. With rows in the
+    table that takes a while, so concurrent runs and kills overlap with it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    old = Schema()
+    for number in range(1, count + 1):
+        n = "IntegerField()" if number % 2 else "BigIntegerField(null=true)"
+        columns = "".join(f"    c{i} = IntegerField(default={i})\n" for i in range(1, number + 1))
+        new = parse(f"model Item extends Model {{\n    id = AutoField()\n    n = {n}\n{columns}}}\n")
+        operations = diff(old, new)
+        names.append(os.path.basename(write_migration(str(directory), number, suffix_for(operations),
+                                                      operations)))
+        old = new
+    return names
+
+
+def fill(dsn: str, rows: int) -> None:
+    """Put ``rows`` rows into table item (made by migration 001)."""
+    if "://" not in dsn:
+        connection = sqlite3.connect(dsn, isolation_level=None)
+        connection.execute("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < ?) "
+                           "INSERT INTO item (n, c1) SELECT i, 1 FROM s", (rows,))
+        connection.close()
+        return
+    session = dbutil.PostgresSession(dsn)
+    try:
+        session.execute(f"INSERT INTO item (n, c1) SELECT i, 1 FROM generate_series(1, {int(rows)}) AS i")
+    finally:
+        session.loop.run_until_complete(session.connection.close())
+        session.loop.close()
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    with dbutil.temporary_postgres_database("mf_concurrency") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_session(pg_url):
+    session = dbutil.PostgresSession(pg_url)
+    yield session
+    session.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """(dsn, ledger reader) of an empty database."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "app.db")
+
+        def ledger():
+            connection = sqlite3.connect(path)
+            try:
+                return [r[0] for r in connection.execute("SELECT name FROM mf_migrations ORDER BY id")]
+            finally:
+                connection.close()
+        return path, ledger
+    session = request.getfixturevalue("pg_session")
+    schema = session.fresh_schema()
+    return (f"{request.getfixturevalue('pg_url')}?search_path={schema}",
+            lambda: [r[0] for r in session.fetch("SELECT name FROM mf_migrations ORDER BY id")])
+
+
+def test_five_tasks_in_one_event_loop_apply_each_migration_once(database, tmp_path):
+    dsn, ledger = database
+    names = write_chain(tmp_path / "migrations", 12)
+    config = config_for(dsn, str(tmp_path / "migrations"))
+    results = []
+
+    async def main():
+        async def one():
+            results.append(await applier.migrate(config))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+
+    anyio.run(main)
+
+    everything = [name for result in results for name in result]
+    assert sorted(everything) == names  # each exactly once, nothing left out
+    assert ledger() == names
+    assert json.loads((tmp_path / "migrations" / ".applied").read_text()) == {"applied": names}
+
+
+def test_eight_processes_at_once_apply_each_of_thirty_migrations_once(database, tmp_path):
+    dsn, ledger = database
+    names = write_chain(tmp_path / "migrations", 31)
+    anyio.run(lambda: applier.migrate(config_for(dsn, str(tmp_path / "migrations")), to=1))
+    fill(dsn, 40000)  # so that the run lasts long enough for all eight to contend
+    (tmp_path / "language_config.yaml").write_text(
+        'database:\n  driver: "sqlite"\n  dsn: "./unused.db"\nmigrations: "migrations"\n')
+    env = dict(os.environ, MF_DATABASE_URL=dsn if "://" in dsn else f"sqlite:///{dsn}",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    processes = [subprocess.Popen([sys.executable, "-m", "mfcore.cli", "db", "migrate", "--json"],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+                 for _ in range(8)]
+    outcomes = [(p.returncode, out, err) for p in processes for out, err in [p.communicate(timeout=120)]]
+
+    assert [code for code, _out, _err in outcomes] == [0] * 8, outcomes
+    applied = [json.loads(out)["applied"] for _code, out, _err in outcomes]
+    everything = [name for result in applied for name in result]
+    print("migrations applied by each process:", [len(a) for a in applied])
+    assert sorted(everything) == names[1:]  # each of the 30 exactly once
+    assert ledger() == names
+    assert json.loads((tmp_path / "migrations" / ".applied").read_text()) == {"applied": names}

@@ -1,0 +1,179 @@
+"""Crash safety (SPEC §6.4): kill -9 a migrating process at random instants.
+
+Each trial makes a few more migrations pending (each rewrites a table of some
+thousand rows, so a kill usually lands inside a statement), starts a process that
+applies them, kills it with SIGKILL at a random moment of its run, and checks that
+the database holds every migration either fully applied and recorded or not at
+all. The next run must then complete the work and leave .applied equal to the
+ledger. The random seed is printed on failure (set MF_CRASH_SEED to replay).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import dbutil
+from mfcore import applier
+from mfcore.config import config_for
+from test_concurrency import fill, write_chain
+
+REPO = Path(__file__).resolve().parents[1]
+TRIALS = 12            # per database: 24 kills in all
+PER_TRIAL = 4          # migrations made pending in each trial
+ROWS = 30000
+
+DRIVER = """
+import sys, anyio
+from mfcore import applier
+from mfcore.config import config_for
+
+config = config_for(sys.argv[1], sys.argv[2])
+
+def event(kind, name, index, total):
+    if kind == "start" and index == 1:
+        print("go", flush=True)
+
+anyio.run(lambda: applier.migrate(config, on_event=event))
+print("done", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    with dbutil.temporary_postgres_database("mf_crash") as url:
+        yield url
+
+
+class Database:
+    def __init__(self, driver: str, dsn: str, session=None):
+        self.driver, self.dsn, self.session = driver, dsn, session
+
+    def fetch(self, sql: str) -> list:
+        if self.driver == "sqlite":
+            connection = sqlite3.connect(self.dsn)
+            try:
+                return connection.execute(sql).fetchall()
+            finally:
+                connection.close()
+        return self.session.fetch(sql)
+
+    def wait_for_killed_sessions(self) -> None:
+        """PostgreSQL notices a dead client when its statement ends; until then its
+        transaction is still open. Wait for its backend to go."""
+        if self.driver == "sqlite":
+            return
+        deadline = time.monotonic() + 60
+        while self.session.fetchval("SELECT count(*) FROM pg_stat_activity WHERE "
+                                    "datname = current_database() AND application_name = 'mf'"):
+            assert time.monotonic() < deadline, "a killed client's session never ended"
+            time.sleep(0.02)
+
+    def ledger(self) -> list:
+        return [r for r in self.fetch("SELECT name, state FROM mf_migrations ORDER BY id")]
+
+    def item_shape(self) -> tuple:
+        """(column names, whether n is nullable, n's type), as the database has them."""
+        if self.driver == "sqlite":
+            info = self.fetch('PRAGMA table_info("item")')
+            n = next(r for r in info if r[1] == "n")
+            return {r[1] for r in info}, not n[3], "integer"
+        info = self.fetch("SELECT column_name, is_nullable, data_type FROM information_schema.columns "
+                          "WHERE table_schema = current_schema() AND table_name = 'item'")
+        n = next(r for r in info if r[0] == "n")
+        return {r[0] for r in info}, n[1] == "YES", n[2]
+
+    def tables(self) -> set:
+        if self.driver == "sqlite":
+            return {r[0] for r in self.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {r[0] for r in self.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        yield Database("sqlite", str(tmp_path / "app.db"))
+        return
+    url = request.getfixturevalue("pg_url")
+    session = dbutil.PostgresSession(url)
+    schema = session.fresh_schema()
+    yield Database("postgresql", f"{url}?search_path={schema}", session)
+    session.close()
+
+
+def expected_shape(driver: str, applied: int) -> tuple:
+    """The shape of table item after migrations 001..``applied`` (see write_chain)."""
+    columns = {"id", "n"} | {f"c{i}" for i in range(1, applied + 1)}
+    nullable = applied % 2 == 0
+    kind = "integer" if driver == "sqlite" or applied % 2 else "bigint"
+    return columns, nullable, kind
+
+
+def check_consistent(database: Database, names: list, context: str) -> int:
+    """Every migration fully applied and recorded, or not at all; returns how many are."""
+    recorded = database.ledger()
+    applied = len(recorded)
+    assert recorded == [(name, "applied") for name in names[:applied]], context
+    assert database.item_shape() == expected_shape(database.driver, applied), context
+    assert not any(t.startswith("_mf_new_") for t in database.tables()), context
+    assert database.fetch("SELECT count(*) FROM item") == [(ROWS,)], context
+    return applied
+
+
+def test_kill_9_at_random_instants_never_leaves_a_migration_half_applied(database, tmp_path):
+    seed = int(os.environ.get("MF_CRASH_SEED", time.time_ns() % 1_000_000))
+    chance = random.Random(seed)
+    staging, migrations = tmp_path / "staging", tmp_path / "migrations"
+    names = write_chain(staging, 1 + TRIALS * PER_TRIAL)
+    migrations.mkdir()
+    shutil.copy(staging / names[0], migrations / names[0])
+    config = config_for(database.dsn, str(migrations))
+    anyio.run(lambda: applier.migrate(config))
+    fill(database.dsn, ROWS)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run_time = None
+    interrupted = 0
+    outcomes = []  # per trial: migrations of the trial done when the process died
+
+    for trial in range(TRIALS):
+        context = f"trial {trial} on {database.driver} (MF_CRASH_SEED={seed})"
+        for name in names[1 + trial * PER_TRIAL: 1 + (trial + 1) * PER_TRIAL]:
+            shutil.copy(staging / name, migrations / name)
+        process = subprocess.Popen([sys.executable, "-c", DRIVER, database.dsn, str(migrations)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "go", process.communicate()
+        started = time.monotonic()
+        if run_time is None:  # the first trial runs to the end, to learn how long a run takes
+            process.wait(timeout=60)
+            run_time = time.monotonic() - started
+        else:
+            time.sleep(chance.uniform(0, run_time * 1.1))
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                interrupted += 1
+            process.wait(timeout=60)
+        process.stdout.close()
+        process.stderr.close()
+        database.wait_for_killed_sessions()
+
+        after_kill = check_consistent(database, names, context) - 1 - trial * PER_TRIAL
+        listed = json.loads((migrations / ".applied").read_text())["applied"]
+        outcomes.append(f"{after_kill}/{PER_TRIAL}" + ("" if len(listed) == after_kill + 1 + trial * PER_TRIAL
+                                                       else " (.applied behind)"))
+        anyio.run(lambda: applier.migrate(config))  # the next run completes the work
+        done = 1 + (trial + 1) * PER_TRIAL
+        assert check_consistent(database, names, context) == done
+        assert json.loads((migrations / ".applied").read_text()) == {"applied": names[:done]}, context
+
+    print(f"{database.driver}: {interrupted} of {TRIALS} runs killed; per trial:", ", ".join(outcomes))
+    assert interrupted >= (TRIALS - 1) // 2, f"most kills should land inside a run (MF_CRASH_SEED={seed})"
