@@ -307,7 +307,14 @@ class CreateModel(Operation):
         return _with_models(schema, **{self.model: self.definition})
 
     def with_table(self, schema_after):
-        return replace(self, table_def=table_def(schema_after, self.model, self.deferred_keys))
+        found = table_def(schema_after, self.model, self.deferred_keys)
+        if self.table_def is not None:
+            # A deferred key's target is often created later in the migration; the
+            # definition the differ gave (from the final schema) knows where it points.
+            known = {k: r for k, r in self.table_def.deferred.items() if k not in found.deferred}
+            if known:
+                found = replace(found, deferred={**found.deferred, **known})
+        return replace(self, table_def=found)
 
     def reverse(self):
         return DropModel(self.model, self.table, self.table_def)

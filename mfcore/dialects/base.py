@@ -1,45 +1,340 @@
-"""What every dialect answers, and what is written once for all of them."""
+"""What every dialect answers, and what is written once for all of them.
+
+A dialect turns operations into statement strings; the applier runs them. The
+contract between the two:
+
+``migration_sql(operations, atomic=...)`` returns the statements of one migration,
+in order. Each is one complete SQL statement without a trailing semicolon and
+without parameters, ready for ``execute()``. None of them begins, commits or rolls
+back a transaction, and none of them switches SQLite's ``foreign_keys`` pragma:
+that is the applier's part.
+
+atomic=True (the default): the applier runs every statement and the ledger row
+inside one transaction.
+
+- SQLite, on a connection in autocommit mode (``isolation_level=None``)::
+
+      PRAGMA foreign_keys=OFF          -- only if needs_foreign_keys_off(ops); a no-op
+                                       -- inside a transaction, so it comes first
+      BEGIN IMMEDIATE
+      <the statements>, <the ledger row>
+      PRAGMA foreign_key_check         -- only if switched off: any row returned means
+                                       -- the change broke a reference: ROLLBACK, report
+      COMMIT                           -- (ROLLBACK on any failure)
+      PRAGMA foreign_keys=ON           -- after COMMIT or ROLLBACK, if switched off
+
+  needs_foreign_keys_off is true when a table is rebuilt (sqlite.org's 12-step
+  procedure: a DROP TABLE with foreign keys on would delete or block the rows that
+  refer to it) or dropped (same reason: no silent ON DELETE CASCADE).
+
+- PostgreSQL: ``BEGIN``, ``transaction_setup(lock_timeout)`` (SET LOCAL lock_timeout),
+  the statements, the ledger row, ``COMMIT``. ``needs_foreign_keys_off`` is always false.
+  Adding an enum value (``ALTER TYPE ... ADD VALUE``) inside a transaction needs
+  PostgreSQL 12 or later; the dialect avoids it (and recreates the type instead)
+  when the same migration uses the new value, which PostgreSQL forbids before commit.
+
+atomic=False (a migration file with ``"atomic": false``): on PostgreSQL the applier
+runs each statement on its own, outside any transaction (CREATE INDEX CONCURRENTLY
+refuses to run inside one; ADD VALUE is then always used for new enum values, each
+committed before the next statement). Only those two differ from the atomic form.
+SQLite has nothing that must run outside a transaction, and a table rebuild must
+not: the applier keeps its transaction there (and the statements are the same).
+"""
 from __future__ import annotations
 
-from ..operations import Operation
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import MigrationFileError
+from ..fields import AUTO_TYPES
+from ..operations import Operation, Reference, TableDef
+from ..schema import MAX_IDENTIFIER, Field
+
+ON_DELETE_SQL = {
+    "CASCADE": "CASCADE",
+    "SET_NULL": "SET NULL",
+    "RESTRICT": "RESTRICT",
+    "PROTECT": "RESTRICT",  # Django's PROTECT is enforced in Python; the database's nearest is RESTRICT
+    "NO_ACTION": "NO ACTION",
+    "SET_DEFAULT": "SET DEFAULT",
+}
+
+# The database fills in auto_now / auto_now_add columns.
+CURRENT_TIME_SQL = {"DateTimeField": "CURRENT_TIMESTAMP", "DateField": "CURRENT_DATE",
+                    "TimeField": "CURRENT_TIME"}
+
+
+# ---------------------------------------------------------------- names
+
+def _clip(name: str, limit: int) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes, never inside a character."""
+    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+def constraint_name(table: str, column: str, suffix: str) -> str:
+    """The name of a one-column constraint: PostgreSQL's own convention
+    (``<table>_<column>_fkey``, ``_key``, ``_check``) so databases made by the earlier
+    tool match, shortened with a stable hash when longer than an identifier may be."""
+    name = f"{table}_{column}_{suffix}"
+    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"{_clip(name, MAX_IDENTIFIER - len(suffix) - 10)}_{digest}_{suffix}"
+
+
+def foreign_key_name(table: str, column: str) -> str:
+    return constraint_name(table, column, "fkey")
+
+
+def unique_name(table: str, column: str) -> str:
+    return constraint_name(table, column, "key")
+
+
+def check_name(table: str, column: str) -> str:
+    return constraint_name(table, column, "check")
+
+
+def primary_key_name(table: str) -> str:
+    """PostgreSQL's name for an unnamed PRIMARY KEY: ``<table>_pkey``, the table cut to fit."""
+    return _clip(table, MAX_IDENTIFIER - 5) + "_pkey"
+
+
+def has_unique_constraint(f: Field) -> bool:
+    """A UNIQUE of its own (a primary key is unique already)."""
+    return f.unique and not f.primary_key
+
+
+def is_not_null(f: Field) -> bool:
+    return not f.null or f.primary_key
+
+
+# ---------------------------------------------------------------- the dialect
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dialect may need to know beyond one operation: the whole migration."""
+
+    atomic: bool = True
+    operations: tuple = ()
 
 
 class Dialect:
     """Turns operations into SQL for one database.
 
-    Subclasses (dialects/sqlite.py, dialects/postgresql.py) set ``name`` and
-    implement the per-operation hooks; everything the two databases share lives
-    here, once.
+    Subclasses (dialects/sqlite.py, dialects/postgresql.py) set ``name``, the type
+    names, how literals are written, and the operations the two databases carry out
+    differently (``_add_column``, ``_alter_column``, ...). Table creation, indexes,
+    drops, renames and column definitions are written once, here.
     """
 
     name: str = ""
 
-    # ------------------------------------------------------------ quoting
+    # ------------------------------------------------------------ quoting and literals
     def quote(self, identifier: str) -> str:
         """An identifier, always quoted: names with quotes, spaces or keywords work."""
+        if "\x00" in identifier:
+            raise MigrationFileError(f"the name {identifier!r} contains a NUL character")
         return '"' + identifier.replace('"', '""') + '"'
 
-    def literal(self, value) -> str:  # pragma: no cover - see subclasses
-        """A value written into DDL (defaults), escaped so nothing can be injected."""
+    def string_literal(self, text: str) -> str:
+        if "\x00" in text:
+            raise MigrationFileError(f"the text {text!r} contains a NUL character, which no database stores")
+        return "'" + text.replace("'", "''") + "'"
+
+    def bool_literal(self, value: bool) -> str:  # pragma: no cover - see subclasses
         raise NotImplementedError
+
+    def bytes_literal(self, value: bytes) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def json_literal(self, text: str) -> str:
+        return self.string_literal(text)
+
+    def literal(self, value) -> str:
+        """A value written into DDL (defaults), escaped so nothing can be injected."""
+        if value is None:
+            return "NULL"
+        if value is True or value is False:
+            return self.bool_literal(value)
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise MigrationFileError(f"the number {value} cannot be written as a default")
+            return repr(value)
+        if isinstance(value, str):
+            return self.string_literal(value)
+        if isinstance(value, (bytes, bytearray)):
+            return self.bytes_literal(bytes(value))
+        return self.json_literal(json.dumps(value, ensure_ascii=False))
 
     def placeholder(self, position: int) -> str:  # pragma: no cover
         """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------ operations
-    def operation_sql(self, operation: Operation, *, atomic: bool = True) -> list[str]:  # pragma: no cover
-        """The statements that carry out one operation, in order."""
+    def transaction_setup(self, lock_timeout: Optional[float] = None) -> list[str]:
+        """Statements the applier runs first inside each migration's transaction."""
+        return []
+
+    # ------------------------------------------------------------ column definitions
+    def type_sql(self, f: Field) -> str:  # pragma: no cover - see subclasses
+        """The column type of a field that is not a foreign key (AutoField: its integer type)."""
         raise NotImplementedError
+
+    def auto_key_sql(self, type_sql: str) -> str:  # pragma: no cover
+        """An AutoField's type and key clause, e.g. ``INTEGER PRIMARY KEY AUTOINCREMENT``."""
+        raise NotImplementedError
+
+    def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
+        """A column CHECK constraint the database needs for this field (SQLite's enums)."""
+        return None
+
+    def column_type(self, f: Field, table_def: Optional[TableDef]) -> str:
+        """A column's type; a foreign key takes the type of the key it points to."""
+        if f.target is None:
+            return self.type_sql(f)
+        reference = reference_of(table_def, f)
+        if reference is None or reference.key.target is not None:
+            # No target to read (an earlier tool's file), or a key that is itself a
+            # reference: the common case, an integer key.
+            return self.type_sql(Field(f.name, "IntegerField", f.column))
+        return self.type_sql(reference.key)
+
+    def default_sql(self, f: Field) -> Optional[str]:
+        """The DEFAULT expression of a field, or None."""
+        if f.auto_now or f.auto_now_add:
+            return CURRENT_TIME_SQL.get(f.type, "CURRENT_TIMESTAMP")
+        if not f.has_default or f.default is None:
+            return None
+        value = f.default
+        if f.type == "JSONField":
+            return self.json_literal(json.dumps(value, ensure_ascii=False))
+        if f.type == "BinaryField" and isinstance(value, str):
+            return self.bytes_literal(value.encode("utf-8"))
+        if f.type == "BooleanField":
+            return self.bool_literal(bool(value))
+        return self.literal(value)
+
+    def references_sql(self, f: Field, reference: Reference) -> str:
+        """``REFERENCES "target" ("id") ON DELETE ...``"""
+        action = ON_DELETE_SQL.get(f.on_delete or "CASCADE", "CASCADE")
+        return (f"REFERENCES {self.quote(reference.table)} ({self.quote(reference.column)})"
+                f" ON DELETE {action}")
+
+    def column_sql(self, f: Field, table_def: TableDef) -> str:
+        """A full column definition, its one-column constraints included (named after the
+        table of ``table_def``, whatever name the table is created under)."""
+        table = table_def.model.table
+        kind = self.column_type(f, table_def)
+        parts = [self.quote(f.column)]
+        if f.type in AUTO_TYPES:
+            parts.append(self.auto_key_sql(kind))
+        else:
+            parts.append(kind)
+            if is_not_null(f):
+                parts.append("NOT NULL")
+            default = self.default_sql(f)
+            if default is not None:
+                parts.append(f"DEFAULT {default}")
+            if f.primary_key:
+                parts.append("PRIMARY KEY")
+        if has_unique_constraint(f):
+            parts.append(f"CONSTRAINT {self.quote(unique_name(table, f.column))} UNIQUE")
+        check = self.check_sql(f, table_def)
+        if check is not None:
+            parts.append(f"CONSTRAINT {self.quote(check_name(table, f.column))} CHECK ({check})")
+        reference = table_def.references.get(f.name) if f.target is not None else None
+        if reference is not None:
+            parts.append(f"CONSTRAINT {self.quote(foreign_key_name(table, f.column))} "
+                         + self.references_sql(f, reference))
+        return " ".join(parts)
+
+    def create_table_sql(self, table_def: TableDef, name: Optional[str] = None) -> str:
+        """CREATE TABLE for a TableDef, under ``name`` when given (SQLite's rebuild)."""
+        columns = ",\n    ".join(self.column_sql(f, table_def) for f in table_def.model.fields)
+        return f"CREATE TABLE {self.quote(name or table_def.model.table)} (\n    {columns}\n)"
+
+    def create_index_sql(self, table: str, index, columns, *, concurrently: bool = False) -> str:
+        unique = "UNIQUE " if index.unique else ""
+        how = "CONCURRENTLY " if concurrently else ""
+        listed = ", ".join(self.quote(c) for c in columns)
+        return f"CREATE {unique}INDEX {how}{self.quote(index.name)} ON {self.quote(table)} ({listed})"
+
+    def table_indexes_sql(self, table_def: TableDef) -> list[str]:
+        """CREATE INDEX for every index a table's model declares."""
+        model = table_def.model
+        return [self.create_index_sql(model.table, index, [model.column_of(n) for n in index.fields])
+                for index in model.indexes]
+
+    # ------------------------------------------------------------ operations
+    def operation_sql(self, operation: Operation, *, atomic: bool = True) -> list[str]:
+        """The statements that carry out one operation, in order (as if it were a
+        migration of its own)."""
+        return self._statements(operation, Plan(atomic, (operation,)))
 
     def migration_sql(self, operations, *, atomic: bool = True) -> list[str]:
         """Every statement of a migration, in order."""
+        operations = tuple(operations)
+        plan = Plan(atomic, operations)
         statements: list[str] = []
         for operation in operations:
-            statements.extend(self.operation_sql(operation, atomic=atomic))
+            statements.extend(self._statements(operation, plan))
         return statements
 
     def needs_foreign_keys_off(self, operations) -> bool:
         """Must foreign-key enforcement be switched off (outside the transaction) while
-        these run? True for SQLite table rebuilds; never for PostgreSQL."""
+        these run? True for SQLite table rebuilds and drops; never for PostgreSQL."""
         return False
+
+    def _statements(self, operation: Operation, plan: Plan) -> list[str]:
+        handler = getattr(self, "_" + operation.op, None)
+        if handler is None:
+            raise MigrationFileError(f"the {self.name} dialect cannot carry out operation '{operation.op}'")
+        return handler(operation, plan)
+
+    # Written once: the same SQL on every database.
+    def _create_model(self, op, plan) -> list[str]:
+        table_def = require_table(op)
+        return [self.create_table_sql(table_def)] + self.table_indexes_sql(table_def)
+
+    def _drop_model(self, op, plan) -> list[str]:
+        return [f"DROP TABLE {self.quote(op.table)}"]
+
+    def _rename_model(self, op, plan) -> list[str]:
+        if op.old_table == op.new_table:
+            return []
+        return [f"ALTER TABLE {self.quote(op.old_table)} RENAME TO {self.quote(op.new_table)}"] \
+            + self._constraints_after_table_rename(op)
+
+    def _constraints_after_table_rename(self, op) -> list[str]:
+        """Statements that rename constraints named after the old table (PostgreSQL)."""
+        return []
+
+    def _add_index(self, op, plan) -> list[str]:
+        return [self.create_index_sql(op.table, op.index, op.columns)]
+
+    def _drop_index(self, op, plan) -> list[str]:
+        return [f"DROP INDEX {self.quote(op.index.name)}"]
+
+
+# ---------------------------------------------------------------- helpers for the dialects
+
+def require_table(op) -> TableDef:
+    """The operation's TableDef; a clear error when a file lacks it."""
+    table_def = getattr(op, "table_def", None)
+    if table_def is None:
+        raise MigrationFileError(
+            f"operation {op.op} on table '{getattr(op, 'table', '?')}' carries no table definition;"
+            " complete it with operations.attach_tables() from the schema before writing SQL")
+    return table_def
+
+
+def reference_of(table_def: Optional[TableDef], f: Field) -> Optional[Reference]:
+    """Where a foreign key points, whether or not its constraint exists yet."""
+    if table_def is None:
+        return None
+    return table_def.references.get(f.name) or table_def.deferred.get(f.name)
+

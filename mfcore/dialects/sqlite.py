@@ -1,0 +1,246 @@
+"""SQLite: native ALTER where it gives the same table, the 12-step rebuild elsewhere.
+
+SQLite alters little in place. What it can, and what the result would be with a
+fresh CREATE TABLE, runs natively: ADD COLUMN (not for UNIQUE or primary keys, a
+CURRENT_TIMESTAMP default, NOT NULL without a default, or a key with a non-NULL
+default), RENAME COLUMN (columns with no named constraint: otherwise the names in
+the table's definition would go stale), DROP COLUMN (no key, no UNIQUE, no foreign
+key), RENAME TABLE. Everything else (type, nullability, default or unique changes,
+adding or dropping a foreign key, an enum's CHECK after alter_enum) rebuilds the
+table as sqlite.org prescribes (https://sqlite.org/lang_altertable.html#otheralter):
+
+    CREATE TABLE "_mf_new_<table>" (...)         -- the TableDef
+    INSERT INTO "_mf_new_<table>" (...) SELECT ... FROM "<table>"
+    (the AUTOINCREMENT counter carried over)
+    DROP TABLE "<table>"
+    ALTER TABLE "_mf_new_<table>" RENAME TO "<table>"
+    CREATE INDEX ...                             -- the table's indexes again
+
+The applier switches foreign keys off around the transaction and runs
+``PRAGMA foreign_key_check`` before committing (see base.py); a rebuild that fails
+(a NULL into NOT NULL, a value outside an enum's CHECK, a duplicate into UNIQUE)
+rolls back and leaves the table as it was.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..operations import AlterEnum, DropModel, TableDef
+from ..schema import Field
+from .base import Dialect, has_unique_constraint, is_not_null, require_table
+
+_TYPES = {
+    "AutoField": "INTEGER", "BigAutoField": "INTEGER",
+    "IntegerField": "INTEGER", "BigIntegerField": "INTEGER", "SmallIntegerField": "INTEGER",
+    "FloatField": "REAL", "TextField": "TEXT", "BooleanField": "BOOLEAN",
+    "DateTimeField": "TEXT", "DateField": "TEXT", "TimeField": "TEXT",
+    "UUIDField": "TEXT", "JSONField": "TEXT", "BinaryField": "BLOB", "EnumField": "TEXT",
+}
+
+REBUILD_PREFIX = "_mf_new_"
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+
+    # ------------------------------------------------------------ literals and types
+    def bool_literal(self, value: bool) -> str:
+        return "1" if value else "0"
+
+    def bytes_literal(self, value: bytes) -> str:
+        return f"X'{value.hex().upper()}'"
+
+    def placeholder(self, position: int) -> str:
+        return "?"
+
+    def type_sql(self, f: Field) -> str:
+        if f.type == "CharField":
+            return f"VARCHAR({f.max_length})"
+        if f.type == "DecimalField":
+            return f"NUMERIC({f.max_digits},{f.decimal_places})"
+        return _TYPES.get(f.type, "TEXT")
+
+    def auto_key_sql(self, type_sql: str) -> str:
+        return f"{type_sql} PRIMARY KEY AUTOINCREMENT"
+
+    def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
+        if f.enum is None:
+            return None
+        values = table_def.enums.get(f.enum, ())
+        return f"{self.quote(f.column)} IN ({', '.join(self.string_literal(v) for v in values)})"
+
+    # ------------------------------------------------------------ the applier's question
+    def needs_foreign_keys_off(self, operations) -> bool:
+        return any(isinstance(op, DropModel) or self._rebuilds(op) for op in operations)
+
+    def _rebuilds(self, op) -> bool:
+        """Does this operation rebuild a table?"""
+        if op.op == "add_column":
+            return not self._can_add_natively(op.field, require_table(op))
+        if op.op == "drop_column":
+            return not _plain_column(op.field)
+        if op.op == "rename_column":
+            return op.old.column != op.new.column and not self._can_rename_natively(op.old)
+        if op.op == "alter_column":
+            return not self._same_column(op.old, op.new, require_table(op))
+        if op.op in ("add_fk", "drop_fk"):
+            return True
+        if isinstance(op, AlterEnum):
+            return bool(op.tables) and _enum_check_changes(op)
+        return False
+
+    # ------------------------------------------------------------ enums: CHECK constraints
+    def _create_enum(self, op, plan) -> list[str]:
+        return []  # an enum lives in the CHECK of each column that uses it
+
+    def _drop_enum(self, op, plan) -> list[str]:
+        return []
+
+    def _alter_enum(self, op, plan) -> list[str]:
+        if not _enum_check_changes(op):
+            return []
+        renamed = _renamed_values(op)
+        statements: list[str] = []
+        for table_def in op.tables:
+            sources = {}
+            if renamed:
+                for f in table_def.model.fields:
+                    if f.enum == op.name:
+                        sources[f.column] = self._renaming_case(f.column, renamed)
+            statements.extend(self.rebuild(table_def, sources))
+        return statements
+
+    def _renaming_case(self, column: str, renamed: dict) -> str:
+        quoted = self.quote(column)
+        whens = " ".join(f"WHEN {self.string_literal(old)} THEN {self.string_literal(new)}"
+                         for old, new in renamed.items())
+        return f"CASE {quoted} {whens} ELSE {quoted} END"
+
+    # ------------------------------------------------------------ columns
+    def _add_column(self, op, plan) -> list[str]:
+        table_def = require_table(op)
+        if self._can_add_natively(op.field, table_def):
+            return [f"ALTER TABLE {self.quote(op.table)} ADD COLUMN {self.column_sql(op.field, table_def)}"]
+        return self.rebuild(table_def, {op.field.column: None})
+
+    def _can_add_natively(self, f: Field, table_def: TableDef) -> bool:
+        """Can ALTER TABLE ADD COLUMN add this column (sqlite.org's list of restrictions)?"""
+        if f.primary_key or has_unique_constraint(f):
+            return False
+        default = self.default_sql(f)
+        if f.auto_now or f.auto_now_add:
+            return False  # "Cannot add a column with non-constant default"
+        if is_not_null(f) and default is None:
+            return False  # refused even on an empty table; the rebuild fails only if rows exist
+        if f.name in table_def.references and default is not None:
+            return False  # with foreign keys on, a REFERENCES column must default to NULL
+        return True
+
+    def _drop_column(self, op, plan) -> list[str]:
+        if _plain_column(op.field):
+            return [f"ALTER TABLE {self.quote(op.table)} DROP COLUMN {self.quote(op.field.column)}"]
+        return self.rebuild(require_table(op))
+
+    def _rename_column(self, op, plan) -> list[str]:
+        if op.old.column == op.new.column:
+            return []
+        if self._can_rename_natively(op.old):
+            return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
+                    f" TO {self.quote(op.new.column)}"]
+        return self.rebuild(require_table(op), {op.new.column: self.quote(op.old.column)})
+
+    def _can_rename_natively(self, f: Field) -> bool:
+        # SQLite rewrites every mention of the column (indexes, CHECKs, keys pointing at
+        # it from other tables) but not the constraint names made from it. A primary key
+        # has no named constraint and may be pointed at: renaming it natively is right.
+        return f.primary_key or (not f.unique and f.target is None and f.enum is None)
+
+    def _alter_column(self, op, plan) -> list[str]:
+        table_def = require_table(op)
+        if self._same_column(op.old, op.new, table_def):
+            if op.old.column == op.new.column:
+                return []
+            return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
+                    f" TO {self.quote(op.new.column)}"]
+        source = self.quote(op.old.column)
+        default = self.default_sql(op.new)
+        if is_not_null(op.new) and not is_not_null(op.old) and default is not None:
+            source = f"COALESCE({source}, {default})"
+        return self.rebuild(table_def, {op.new.column: source})
+
+    def _same_column(self, old: Field, new: Field, table_def: TableDef) -> bool:
+        """Would both fields give the same column (up to its name)?"""
+        if (old.target, old.on_delete) != (new.target, new.on_delete):
+            return False
+        renamed = old._replace(name=new.name, column=new.column)
+        return self.column_sql(renamed, table_def) == self.column_sql(new, table_def)
+
+    # ------------------------------------------------------------ foreign keys
+    def _add_fk(self, op, plan) -> list[str]:
+        return self.rebuild(require_table(op))
+
+    def _drop_fk(self, op, plan) -> list[str]:
+        return self.rebuild(require_table(op))
+
+    # ------------------------------------------------------------ the rebuild
+    def rebuild(self, table_def: TableDef, sources: Optional[dict] = None) -> list[str]:
+        """Statements that rebuild a table into ``table_def``, keeping its rows.
+
+        ``sources`` maps a new column to the SQL expression that computes it from a row
+        of the old table, or to None for a column the old table lacks (it takes its
+        default); every other column is copied by name.
+        """
+        sources = sources or {}
+        model = table_def.model
+        table = self.quote(model.table)
+        temporary = self.quote(REBUILD_PREFIX + model.table)
+        targets, expressions = [], []
+        for f in model.fields:
+            expression = sources.get(f.column, self.quote(f.column))
+            if expression is not None:
+                targets.append(self.quote(f.column))
+                expressions.append(expression)
+        statements = [self.create_table_sql(table_def, REBUILD_PREFIX + model.table)]
+        if targets:
+            statements.append(f"INSERT INTO {temporary} ({', '.join(targets)})"
+                              f" SELECT {', '.join(expressions)} FROM {table}")
+        if any(f.type in ("AutoField", "BigAutoField") for f in model.fields):
+            statements.extend(self._keep_autoincrement(model.table))
+        statements.append(f"DROP TABLE {table}")
+        statements.append(f"ALTER TABLE {temporary} RENAME TO {table}")
+        statements.extend(self.table_indexes_sql(table_def))
+        return statements
+
+    def _keep_autoincrement(self, table: str) -> list[str]:
+        """Carry the old table's AUTOINCREMENT counter over, so ids of deleted rows are
+        never handed out again (the copy alone would only know the highest id left).
+        RENAME TABLE renames the counter's row along with the table."""
+        old = self.string_literal(table)
+        new = self.string_literal(REBUILD_PREFIX + table)
+        old_seq = f"(SELECT MAX(seq) FROM sqlite_sequence WHERE name = {old})"
+        return [
+            f"UPDATE sqlite_sequence SET seq = {old_seq} WHERE name = {new} AND seq < {old_seq}",
+            f"INSERT INTO sqlite_sequence (name, seq) SELECT {new}, seq FROM sqlite_sequence"
+            f" WHERE name = {old} AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {new})",
+        ]
+
+
+def _plain_column(f: Field) -> bool:
+    """Can DROP COLUMN remove it? (No key, no UNIQUE, no foreign key; an enum's CHECK
+    belongs to the column and goes with it.)"""
+    return not f.primary_key and not f.unique and f.target is None
+
+
+def _renamed_values(op: AlterEnum) -> dict:
+    """old stored value -> new stored value, for members kept under a new value."""
+    new = dict(op.new_members)
+    return {value: new[key] for key, value in op.old_members if key in new and new[key] != value}
+
+
+def _enum_check_changes(op: AlterEnum) -> bool:
+    old = {value for _key, value in op.old_members}
+    new = {value for _key, value in op.new_members}
+    return old != new or bool(_renamed_values(op))
+
+
+DIALECT = SQLiteDialect()
