@@ -27,7 +27,7 @@ _LAZY = {
     "migrate": ("mfcore.api", "migrate"),
     "makemigrations": ("mfcore.api", "makemigrations"),
     "parse": ("mfcore.language.parser", "parse"),
-    "diff": ("mfcore.diff", "diff"),
+    "diff": ("mfcore.differ", "diff"),
     "load_schema": ("mfcore.snapshot", "load_schema"),
     "dump_schema": ("mfcore.snapshot", "dump_schema"),
     "load_config": ("mfcore.config", "load_config"),

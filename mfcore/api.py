@@ -57,7 +57,7 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
                    check: bool = False, empty: bool = False, questioner=None):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult)."""
-    from .makemigrations import makemigrations as run
+    from .writer import makemigrations as run
 
     return run(resolve_config(config), name=name, dry_run=dry_run, check=check, empty=empty,
                questioner=questioner)

@@ -17,7 +17,7 @@ import os
 import orjson
 
 from . import store
-from .diff import diff
+from .differ import diff
 from .errors import MigrationFileError
 from .operations import attach_tables, fold, operation_from_json
 from .schema import Schema

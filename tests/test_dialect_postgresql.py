@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import dbutil
-from mfcore.diff import diff
+from mfcore.differ import diff
 from mfcore.dialects import dialect_for
 from mfcore.language.parser import parse
 from mfcore.operations import AddForeignKey, DropForeignKey, RenameColumn, attach_tables

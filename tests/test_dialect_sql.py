@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mfcore.diff import diff
+from mfcore.differ import diff
 from mfcore.dialects import dialect_for
 from mfcore.dialects.base import constraint_name, foreign_key_name, primary_key_name
 from mfcore.errors import MigrationFileError

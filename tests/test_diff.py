@@ -5,7 +5,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 
 import mfcore
-from mfcore.diff import diff
+from mfcore.differ import diff
 from mfcore.operations import fold, operation_from_json
 from mfcore.questioner import AnswerQuestioner
 from mfcore.schema import Schema

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .config import Config
-from .diff import diff
+from .differ import diff
 from .errors import UnsafeChangeError
 from .gcpause import gc_paused
 from .language.parser import parse_file
