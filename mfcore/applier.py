@@ -512,20 +512,19 @@ async def _emit(on_event, kind, name, index, total) -> None:
             await result
 
 
-def _database_for(connection: Connection, config: Config) -> "_Database":
-    if connection.driver == "sqlite":
-        return _SQLite(connection, config)
-    return _Postgres(connection, config)
+def _database_for(connection: Connection, config: Config, sums: Optional[_Checksums] = None) -> "_Database":
+    kind = _SQLite if connection.driver == "sqlite" else _Postgres
+    return kind(connection, config, sums)
 
 
 class _Database:
     """What a run does with one database; subclasses hold what differs by driver."""
 
-    def __init__(self, connection: Connection, config: Config):
+    def __init__(self, connection: Connection, config: Config, sums: Optional[_Checksums] = None):
         self.connection = connection
         self.config = config
         self.directory = config.migrations_dir
-        self.sums = _Checksums()
+        self.sums = sums or _Checksums()
         self.ledger_ready = False  # the ledger table is known to exist
 
     # ------------------------------------------------------------ locking
@@ -587,29 +586,58 @@ class _Database:
         self.ledger_ready = True
 
     async def apply(self, step: _Step, fake: bool) -> bool:
-        """Run one migration with its ledger row; False when it turned out to be
-        applied already (by another process)."""
+        """Run one migration and write its ledger row, in one transaction; False when
+        another process turned out to have applied it first.
+
+        There is no separate look at the ledger before the statements: the row's
+        UNIQUE name is that check, inside the transaction that holds the lock. A
+        migration applied meanwhile fails (its statements, or its ledger row), is
+        rolled back, and is then found in the ledger and skipped."""
         if not step.atomic:
             return await self._apply_outside_transaction(step, fake)
         started = time.perf_counter()
+        await self._begin()
         try:
-            async with self.write_transaction():
-                if not self.ledger_ready:
-                    await ledger.ensure_ledger(self.connection)
-                if not await self._claim(step):
-                    return False
-                if not fake:
-                    await self._run_statements(step)
-                await ledger.record(self.connection, step.name, step.migration.checksum,
-                                    time.perf_counter() - started)
+            if not self.ledger_ready:
+                await ledger.ensure_ledger(self.connection)
+            if not fake:
+                await self._run_statements(step)
+            await self._record_and_commit(step, time.perf_counter() - started)
         except _StatementFailed as failed:
+            await self._rollback()
+            if await self._applied_meanwhile(step):
+                return False
             raise self._failure(step, failed, rolled_back=True) from None
+        except BaseException:
+            await self._rollback()
+            raise
         self.ledger_ready = True
         return True
 
-    async def _claim(self, step: _Step) -> bool:
-        """Inside the migration's transaction: may it run? (SQLite re-reads the ledger.)"""
-        return True
+    async def _record_and_commit(self, step: _Step, duration: float) -> None:
+        try:
+            await ledger.record(self.connection, step.name, step.migration.checksum, duration)
+        except StatementError as exc:
+            raise _StatementFailed(0, 0, "INSERT INTO mf_migrations ...", exc, "recording it in the ledger") \
+                from None
+        await self._commit(step)
+
+    async def _commit(self, step: _Step) -> None:
+        try:
+            await self.connection.execute("COMMIT")
+        except StatementError as exc:
+            raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
+
+    async def _applied_meanwhile(self, step: _Step) -> bool:
+        """After a failure: is the migration in the ledger after all (another run
+        applied it)? A 'started' row is an unresolved non-atomic migration."""
+        try:
+            state = await ledger.state_of(self.connection, step.name)
+        except (StatementError, DatabaseError):
+            return False
+        if state == STARTED:
+            _check_unresolved([LedgerEntry(step.name, "", STARTED)])
+        return state == APPLIED
 
     async def _run_statements(self, step: _Step) -> None:
         total = len(step.statements)
@@ -638,7 +666,7 @@ class _Database:
                        f"{step.migration.file.number:03d} --applied` or `--rolled-back`")
         error = DatabaseError(
             f"migration {step.name} failed on {self.config.display_dsn} and {outcome}. "
-            f"Statement {failed.position} of {failed.total}: {shown} -- the database said: {reason}")
+            f"{failed.label}: {shown} -- the database said: {reason}")
         error.migration = step.name
         error.statement = failed.statement
         error.server_message = failed.error.message
@@ -674,9 +702,14 @@ class _Database:
 
 
 class _StatementFailed(Exception):
-    def __init__(self, position: int, total: int, statement: str, error: StatementError):
+    """Statement ``position`` of ``total`` failed (or, with ``label``, the ledger
+    row or the COMMIT)."""
+
+    def __init__(self, position: int, total: int, statement: str, error: StatementError,
+                 label: Optional[str] = None):
         super().__init__(error.message)
         self.position, self.total, self.statement, self.error = position, total, statement, error
+        self.label = label or f"Statement {position} of {total}"
 
 
 # ---------------------------------------------------------------- SQLite
@@ -695,12 +728,6 @@ class _SQLite(_Database):
                     f"another process kept the SQLite database {self.config.dsn} locked for more than "
                     f"{self.config.lock_timeout:g} s; try again when it is done") from None
             raise DatabaseError(f"cannot start a transaction on {self.config.dsn}: {exc.message}") from None
-
-    async def _claim(self, step: _Step) -> bool:
-        state = await ledger.state_of(self.connection, step.name)
-        if state == STARTED:
-            _check_unresolved([LedgerEntry(step.name, "", STARTED)])
-        return state is None
 
     async def apply(self, step: _Step, fake: bool) -> bool:
         if not step.foreign_keys_off or fake:
@@ -811,8 +838,8 @@ class _Postgres(_Database):
     transaction, which deadlocks with CREATE INDEX CONCURRENTLY); every migration
     transaction sets a local lock_timeout."""
 
-    def __init__(self, connection: Connection, config: Config):
-        super().__init__(connection, config)
+    def __init__(self, connection: Connection, config: Config, sums: Optional[_Checksums] = None):
+        super().__init__(connection, config, sums)
         timeout = config.statement_lock_timeout.replace("'", "")
         self._begin_sql = f"BEGIN; SET LOCAL lock_timeout = '{timeout}'"
         self._session_timeout_sql = f"SET lock_timeout = '{timeout}'"
@@ -851,6 +878,13 @@ class _Postgres(_Database):
 
     async def _begin(self) -> None:
         await self.connection.execute(self._begin_sql)
+
+    async def _record_and_commit(self, step: _Step, duration: float) -> None:
+        statement = ledger.record_statement(step.name, step.migration.checksum, duration) + "; COMMIT"
+        try:
+            await self.connection.execute(statement)
+        except StatementError as exc:
+            raise _StatementFailed(0, 0, statement, exc, "recording it in the ledger") from None
 
     async def _apply_outside_transaction(self, step: _Step, fake: bool) -> bool:
         """Recorded as started in a transaction of its own, run statement by statement,
