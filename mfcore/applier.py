@@ -369,34 +369,36 @@ def _check_history(files, entries, sums: _Checksums, directory: str) -> None:
     applied one. All problems are reported together, before anything runs."""
     by_name = {f.name: f for f in files}
     by_number = {f.number: f for f in files}
+    recorded = {e.name for e in entries}
     problems = []
+    advice = []
     explained = set()
     for entry in entries:
         file = by_name.get(entry.name)
         if file is None:
             other = by_number.get(_number_of(entry.name))
-            if other is not None and other.name not in {e.name for e in entries} \
-                    and sums.of(other) == entry.checksum:
+            if other is not None and other.name not in recorded and sums.of(other) == entry.checksum:
                 problems.append(f"{entry.name} was applied and has since been renamed to {other.name}")
                 explained.add(other.name)
             else:
                 problems.append(f"{entry.name} was applied but the file is gone")
         elif sums.of(file) != entry.checksum:
             problems.append(f"{entry.name} was edited after it was applied (its checksum differs)")
-    applied_numbers = [(_number_of(e.name) or 0, e.name) for e in entries]
-    if applied_numbers:
-        newest_number, newest_name = max(applied_numbers)
-        recorded = {e.name for e in entries}
-        for file in files:
-            if file.number < newest_number and file.name not in recorded and file.name not in explained:
-                problems.append(f"{file.name} is not applied but is numbered below {newest_name}, "
-                                "the newest applied migration")
     if problems:
-        raise IntegrityError(
-            f"the migrations in {directory} do not match the database's history: " + "; ".join(problems) +
-            ". Nothing was applied. Restore applied files exactly as they were (from version control) "
-            "and put further changes in a new migration; give a pending file a number above the newest "
-            "applied one.")
+        advice.append("restore applied migration files exactly as they were (from version control) and put "
+                      "further changes in a new migration")
+    if entries:
+        newest_number, newest_name = max((_number_of(e.name) or 0, e.name) for e in entries)
+        below = [f.name for f in files
+                 if f.number < newest_number and f.name not in recorded and f.name not in explained]
+        for name in below:
+            problems.append(f"{name} is not applied but is numbered below {newest_name}, the newest "
+                            "applied migration")
+        if below:
+            advice.append(f"renumber {', '.join(below)} to come after {newest_name} (a branch merged late?)")
+    if problems:
+        raise IntegrityError(f"the migrations in {directory} do not match the database's history: "
+                             + "; ".join(problems) + ". Nothing was applied; " + "; ".join(advice) + ".")
 
 
 def _check_unresolved(entries) -> None:
@@ -664,7 +666,8 @@ class _Database:
             outcome = (f"runs outside a transaction, so statements before it stayed committed; it is "
                        f"recorded as started: check the database, then run `mf db resolve "
                        f"{step.migration.file.number:03d} --applied` or `--rolled-back`")
-        error = DatabaseError(
+        kind = LockTimeoutError if failed.error.is_lock_timeout else DatabaseError
+        error = kind(
             f"migration {step.name} failed on {self.config.display_dsn} and {outcome}. "
             f"{failed.label}: {shown} -- the database said: {reason}")
         error.migration = step.name
@@ -908,7 +911,7 @@ class _Postgres(_Database):
         await ledger.mark_applied(connection, step.name, step.migration.checksum, time.perf_counter() - started)
         return True
 
-    async def existing_objects(self, tables=None, types=None) -> tuple:
+    async def existing_objects(self) -> tuple:
         rows = await self.connection.fetch(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(current_schemas(false))")
@@ -971,6 +974,10 @@ def _owned_objects(config: Config) -> tuple:
     """Every table (with the tables it references) and enum type named by any state
     of the migration history, and by schema.json."""
     files = _migration_files(config.migrations_dir)
+    try:
+        history, _final = load_history(config.migrations_dir, files)
+    except MigrationFileError as exc:
+        raise MigrationFileError(f"cannot tell which tables mf owns, so nothing was dropped: {exc}") from None
     tables: dict = {}
     enums: set = set()
 
@@ -983,7 +990,6 @@ def _owned_objects(config: Config) -> tuple:
                     refs.add(target.table)
         enums.update(e.type_name for e in schema.enums.values())
 
-    history, _final = load_history(config.migrations_dir, files)
     state = Schema()
     for migration in history:
         for operation in migration.operations:
