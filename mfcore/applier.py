@@ -96,7 +96,7 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         survey = await database.survey(files)
         if not survey.adopt and not _cut(survey.pending, to) and not survey.applied_file_behind:
             return []
-        prepared = _Prepared.cache(config, files)
+        prepared = _Prepared(config, files)
         prepared.load(_cut(survey.pending, to))
         async with database.exclusive():
             return await _run(database, files, prepared, to, fake, on_event)
@@ -107,7 +107,7 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
     files = _migration_files(config.migrations_dir)
     _check_target(files, to)
     survey = await _read_only_survey(config, files)
-    prepared = _Prepared.cache(config, files)
+    prepared = _Prepared(config, files)
     pending = _cut(survey.pending, to)
     prepared.load(pending)
     return [(f.name, list(prepared[f.name].statements)) for f in pending]
@@ -120,7 +120,7 @@ def migration_statements(config: Config, number: int) -> tuple:
     file = next((f for f in files if f.number == number), None)
     if file is None:
         raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
-    prepared = _Prepared.cache(config, files)
+    prepared = _Prepared(config, files)
     prepared.load([file])
     return file.name, list(prepared[file.name].statements)
 
@@ -284,10 +284,6 @@ class _Prepared:
         self.driver = config.driver
         self.files = files
         self.steps: dict = {}
-
-    @classmethod
-    def cache(cls, config: Config, files) -> "_Prepared":
-        return cls(config, files)
 
     def __getitem__(self, name: str) -> _Step:
         return self.steps[name]
