@@ -392,6 +392,15 @@ def test_applied_file_behind_the_ledger_is_rebuilt(target):
     assert target.applied_file() == {"applied": names}
 
 
+def test_malformed_applied_file_is_reported_and_nothing_runs(target):
+    target.make(SEED_V1)
+    (target.migrations / ".applied").write_text('{"applied": ["001_')
+
+    with pytest.raises(MigrationFileError, match=r"\.applied: not valid JSON"):
+        run(applier.migrate, target.config)
+    assert target.ledger() == [] and "lt_customers" not in target.tables()
+
+
 # ---------------------------------------------------------------- adoption (§6.2)
 
 def _compat(target, compat):

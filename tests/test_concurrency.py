@@ -18,7 +18,7 @@ import pytest
 import dbutil
 from mfcore import applier
 from mfcore.config import config_for
-from mfcore.diff import diff
+from mfcore.differ import diff
 from mfcore.language.parser import parse
 from mfcore.schema import Schema
 from mfcore.store import suffix_for, write_migration
@@ -137,3 +137,25 @@ def test_eight_processes_at_once_apply_each_of_thirty_migrations_once(database, 
     assert sorted(everything) == names[1:]  # each of the 30 exactly once
     assert ledger() == names
     assert json.loads((tmp_path / "migrations" / ".applied").read_text()) == {"applied": names}
+
+
+def test_a_killed_lock_holder_frees_the_lock_and_the_waiter_carries_on(pg_url, pg_session, tmp_path):
+    dsn = f"{pg_url}?search_path={pg_session.fresh_schema()}"
+    names = write_chain(tmp_path / "migrations", 3)
+    holder = dbutil.PostgresSession(dsn)  # another mf run, holding the migration lock
+    assert holder.fetchval("SELECT pg_try_advisory_lock($1)", applier.ADVISORY_LOCK_KEY)
+    results = []
+
+    async def main():
+        async def waiter():
+            results.append(await applier.migrate(config_for(dsn, str(tmp_path / "migrations"))))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            await anyio.sleep(0.5)
+            assert results == []  # still waiting for the lock
+            holder.connection.terminate()  # the holder dies without a word
+
+    anyio.run(main)
+    holder.loop.close()
+    assert results == [names]
