@@ -10,9 +10,9 @@ The shape of a run:
    before anything runs), then take the lock. PostgreSQL: a session advisory lock
    held on a dedicated connection for the whole run, polled with
    pg_try_advisory_lock, then the survey again. SQLite: every migration's own
-   BEGIN IMMEDIATE transaction is the lock, and the ledger row of that migration
-   is re-read inside it, so a migration another process applied meanwhile is
-   skipped.
+   BEGIN IMMEDIATE transaction is the lock, and the ledger is consulted inside it
+   (the row's UNIQUE name), so a migration another process applied meanwhile is
+   rolled back, found in the ledger and skipped.
 3. Each migration runs in one transaction together with its ledger row. A failing
    statement rolls that migration back and stops the run with a DatabaseError
    naming the migration, the statement and the database's message.
@@ -715,8 +715,8 @@ class _StatementFailed(Exception):
 
 class _SQLite(_Database):
     """No run-wide lock: each migration's BEGIN IMMEDIATE takes the database's write
-    lock (waiting up to lock_timeout for another process), and its ledger row is
-    re-read inside that transaction."""
+    lock (waiting up to lock_timeout for another process), and inside it the ledger
+    row's UNIQUE name refuses a migration another process applied meanwhile."""
 
     async def _begin(self) -> None:
         try:
