@@ -47,11 +47,16 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
     if not os.path.isdir(resolved.migrations_dir):
         raise ConfigError(f"migrations directory not found: {resolved.migrations_dir} "
                           "(run `mf db makemigrations` first)")
-    from .carryover import carry_over_if_needed
     from . import applier
+    from .carryover import carry_over_if_needed, check_carry_over_database, needs_carry_over
 
-    carry_over_if_needed(resolved.migrations_dir, notices if notices is not None else [])
-    return await applier.migrate(resolved, to=to, fake=fake, on_event=on_event)
+    if notices is None:
+        notices = []
+    if needs_carry_over(resolved.migrations_dir):
+        # Nothing is converted for a database that cannot be adopted: check it first.
+        await check_carry_over_database(resolved)
+        carry_over_if_needed(resolved.migrations_dir, notices)
+    return await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices)
 
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,

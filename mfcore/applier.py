@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import anyio
 import orjson
 
-from . import ledger
+from . import adoption, ledger
 from .config import Config
 from .drivers import Connection, StatementError, connect
 from .errors import (DatabaseError, DriftError, IntegrityError, LockTimeoutError, MfError,
@@ -75,7 +75,8 @@ class MigrationStatus:
 
 
 async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = False,
-                  dry_run: bool = False, on_event: Optional[EventCallback] = None) -> list:
+                  dry_run: bool = False, on_event: Optional[EventCallback] = None,
+                  notices: Optional[list] = None) -> list:
     """Apply every unapplied migration in numeric order; returns the names applied.
 
     ``to``: stop after the migration with that number. ``fake``: record the
@@ -84,7 +85,8 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     called with kind "start" before a migration runs and "applied" after it
     committed ("skipped" when another process applied it meanwhile); index counts
     from 1 within the ``total`` migrations of this run. It may be a coroutine
-    function.
+    function. ``notices``, when given, receives sentences the user should read
+    (differences found when adopting a database made by the earlier tool).
     """
     files = _migration_files(config.migrations_dir)
     _check_target(files, to)
@@ -93,6 +95,8 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         return [f.name for f in _cut(survey.pending, to)]
     async with await connect(config) as connection:
         database = _database_for(connection, config)
+        if notices is not None:
+            database.notices = notices
         survey = await database.survey(files)
         if not survey.adopt and not _cut(survey.pending, to) and not survey.applied_file_behind:
             return []
@@ -483,6 +487,9 @@ async def _run(database, files, prepared: _Prepared, to, fake: bool, on_event) -
         survey = await database.survey(files)
         if survey.adopt:
             await database.adopt(survey.adopt)
+            database.notices.append(
+                f"Recorded {len(survey.adopt)} migration(s) listed in .applied as applied: "
+                "the database already holds what they create.")
         pending = _cut(survey.pending, to)
         prepared.load(pending)
         total = len(pending)
@@ -524,6 +531,7 @@ class _Database:
         self.directory = config.migrations_dir
         self.sums = sums or _Checksums()
         self.ledger_ready = False  # the ledger table is known to exist
+        self.notices: list = []    # things the user should hear of, e.g. adoption warnings
 
     # ------------------------------------------------------------ locking
     @asynccontextmanager
@@ -565,8 +573,27 @@ class _Database:
         if entries is None and applied_file:
             listed = _listed_files(files, applied_file, self.directory)
             tables, types = await self.existing_objects()
-            adopt = _adoption_decision(self.config, listed, tables, types)
+            adopt = await self._adoption(listed, tables, types)
         return _survey_from(files, entries, applied_file, adopt, self.sums, self.directory)
+
+    async def _adoption(self, listed, existing_tables, existing_types) -> list:
+        """§6.2, after a look at the catalog: the listed files to record as applied
+        (the database holds what they create), or [] when it holds none of it and they
+        are to be applied. Anything in between is drift, reported in full."""
+        _history, schema = load_history(self.directory, listed)
+        tables = {m.table for m in schema.models.values()}
+        types = {e.type_name for e in schema.enums.values()} if self.config.driver == "postgresql" else set()
+        if not (tables & existing_tables) and not (types & existing_types):
+            return []
+        findings = adoption.compare(schema, await adoption.read_catalog(self.connection, tables))
+        findings.blocking.extend(f"enum type {name} does not exist in the database"
+                                 for name in sorted(types - existing_types))
+        if findings.blocking:
+            raise DriftError(adoption.report(len(listed), findings))
+        for line in adoption.warning_lines(findings):
+            if line not in self.notices:
+                self.notices.append(line)
+        return list(listed)
 
     async def existing_objects(self) -> tuple:  # pragma: no cover - see subclasses
         raise NotImplementedError

@@ -8,11 +8,15 @@ the next number. schema.json is kept as the snapshot; when it holds more than th
 plans say (the earlier tool overwrote its plans but not its snapshot), one more
 numbered file brings the history up to it, so that a fresh database migrated from
 the files matches schema.json. The plan files are moved aside to
-``migrations/.plans-carried-over/``, not deleted.
+``migrations/.plans-carried-over/``, not deleted, and ``.applied`` lists the files made
+from plans: the earlier tool applied those to its database, so the next migrate adopts
+a database that holds them (after comparing its catalog, see adoption.py) and applies
+them to an empty one.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import orjson
 
@@ -54,47 +58,90 @@ def _read_plan(path: str, state: Schema) -> list:
     return completed
 
 
-def convert(directory: str) -> tuple:
-    """What each numbered file would hold, [(suffix, operations)] in order, and the
-    schema they add up to. Reads only; writes nothing."""
+@dataclass
+class Conversion:
+    files: list          # [(file name, operations)] in order
+    from_plans: int      # how many of them come from plan files (the rest bring it up to schema.json)
+    plans_schema: Schema  # what the plans create: what an existing database should hold
+    schema: Schema       # what all the files create
+
+    @property
+    def names(self) -> list:
+        return [name for name, _operations in self.files]
+
+
+def convert(directory: str) -> Conversion:
+    """What the numbered files would hold. Reads only; writes nothing."""
     state = Schema()
     planned = []
     for path in plan_files(directory):
         operations = _read_plan(path, state)
         if not operations:
             continue
-        planned.append((store.suffix_for(operations), operations))
+        planned.append(operations)
         state = fold(operations, state)
+    plans_schema = state
+    from_plans = len(planned)
     snapshot, _reflects = store.read_snapshot(directory)
     if snapshot is not None and snapshot != state:
         catch_up = diff(state, snapshot)
         if catch_up:
-            planned.append((store.suffix_for(catch_up), catch_up))
+            planned.append(catch_up)
             state = fold(catch_up, state)
-    return planned, state
+    files = [(store.file_name(number, store.suffix_for(operations)), operations)
+             for number, operations in enumerate(planned, 1)]
+    return Conversion(files, from_plans, plans_schema, state)
 
 
-def carry_over_if_needed(directory: str, notices: list, write: bool = True) -> list:
-    """Convert plan files to numbered files once; returns the names written (or that
-    would be, when not writing) and adds a paragraph for the user to ``notices``."""
+async def check_carry_over_database(config) -> None:
+    """Before converting for migrate: a database that already holds some of what the
+    plans create must match them, or nothing is converted (DriftError, every mismatch)."""
+    from . import adoption
+    from .drivers import connect
+    from .errors import DriftError
+
+    if config.driver == "sqlite" and (config.dsn == ":memory:" or not os.path.exists(config.dsn)):
+        return
+    conversion = convert(config.migrations_dir)
+    tables = {m.table for m in conversion.plans_schema.models.values()}
+    async with await connect(config) as connection:
+        catalog = await adoption.read_catalog(connection, tables | {"mf_migrations"})
+        if "mf_migrations" in catalog or not (tables & set(catalog)):
+            return  # a ledger decides, or a fresh database gets everything applied
+        findings = adoption.compare(conversion.plans_schema, catalog)
+    if findings.blocking:
+        raise DriftError(adoption.report(conversion.from_plans, findings))
+
+
+def carry_over_if_needed(directory: str, notices: list, write: bool = True):
+    """Convert plan files to numbered files once, adding a paragraph for the user to
+    ``notices``; returns the Conversion (written, or only computed when not ``write``),
+    or None when there was nothing to carry over."""
     if not needs_carry_over(directory):
-        return []
-    planned, state = convert(directory)
-    names = [store.file_name(number, suffix) for number, (suffix, _ops) in enumerate(planned, 1)]
+        return None
+    conversion = convert(directory)
+    names = conversion.names
     plans = [os.path.basename(p) for p in plan_files(directory)]
     if write:
-        for number, (suffix, operations) in enumerate(planned, 1):
-            store.write_migration(directory, number, suffix, operations)
-        store.write_snapshot(directory, state, names[-1] if names else None)
+        for name, operations in conversion.files:
+            store.atomic_write(os.path.join(directory, name), store.migration_bytes(operations))
+        store.write_snapshot(directory, conversion.schema, names[-1] if names else None)
+        # The earlier tool applied its plans to its database: .applied says so, and the
+        # next migrate adopts a database that holds them (or applies them to an empty one).
+        store.write_applied(directory, names[:conversion.from_plans])
         aside = os.path.join(directory, ASIDE)
         os.makedirs(aside, exist_ok=True)
         for path in plan_files(directory):
             os.replace(path, os.path.join(aside, os.path.basename(path)))
         store.fsync_directory(directory)
     verb = "Carried" if write else "Would carry"
-    notices.append(
-        f"{verb} this project over from the earlier single-plan format: "
-        f"{', '.join(plans)} became {', '.join(names) or 'no migration (the plans were empty)'}; "
-        f"schema.json is kept as the snapshot, and the plan files were moved to "
-        f"{os.path.join(os.path.basename(directory), ASIDE)}/. This happens once.")
-    return names
+    made = names[:conversion.from_plans]
+    text = (f"{verb} this project over from the earlier single-plan format: {' and '.join(plans)} "
+            f"became {', '.join(made) if made else 'no migration (the plans were empty)'}")
+    if len(names) > len(made):
+        text += f", and {names[-1]} brings the history up to schema.json, which held more than the plans"
+    aside = os.path.join(os.path.basename(directory), ASIDE)
+    text += (f". schema.json is kept as the snapshot; .applied lists what the earlier tool applied; "
+             f"the plan files {'were' if write else 'would be'} moved to {aside}/. This happens once.")
+    notices.append(text)
+    return conversion

@@ -241,7 +241,9 @@ def cmd_status(args, out: Output) -> int:
         doc = _record_doc(record)
         if doc.get("applied"):
             when = doc.get("applied_at")
-            out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else ""))
+            trouble = {"edited": "  ⚠ the file was edited after it was applied",
+                       "missing": "  ⚠ the file is missing"}.get(doc.get("state"), "")
+            out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else "") + trouble)
         else:
             pending += 1
             state = doc.get("state")

@@ -98,9 +98,15 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
 
     from .carryover import carry_over_if_needed
 
-    carry_over_if_needed(directory, notices, write=writing)
+    conversion = carry_over_if_needed(directory, notices, write=writing)
     files = store.list_migration_files(directory)
-    old, old_document = current_snapshot(directory, files, notices, repair=writing)
+    if conversion is not None and not writing:
+        # Not written (dry run, check): go on from the files the conversion would write.
+        old, old_document = conversion.schema, None
+        number = len(conversion.files) + 1
+    else:
+        old, old_document = current_snapshot(directory, files, notices, repair=writing)
+        number = store.next_number(files)
 
     operations = diff(old, new, questioner)
     check_safety(operations, old)
@@ -108,7 +114,6 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
     if not operations and not empty:
         return result
 
-    number = store.next_number(files)
     suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
     result.path = os.path.join(directory, store.file_name(number, suffix))
     result.content = store.migration_bytes(operations)

@@ -1,0 +1,127 @@
+"""Projects in the earlier single-plan format (shared/compat/customer_app, orm_demo),
+carried over once by the first makemigrations or migrate. Always on copies."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import orjson
+import pytest
+
+import dbutil
+from mfcore.store import load_history
+
+
+def db_digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_customer_app_is_carried_over_and_its_database_adopted(compat):
+    app = compat("customer_app")
+    database = app.path / "customers.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("INSERT INTO users (name, email) VALUES ('Ann', 'ann@example.com')")
+
+    result = app.run("db", "migrate")
+    assert result.code == 0, result
+    assert "Carried this project over from the earlier single-plan format: plan.initial.json became " \
+           "001_create_user.json" in result.out
+    assert "column users.whatsapp is in the migrations but not in the database" in result.out
+    assert app.migration_names() == ["001_create_user.json"]
+    assert json.loads((app.migrations / ".applied").read_text()) == {"applied": ["001_create_user.json"]}
+    assert not (app.migrations / "plan.initial.json").exists()
+    assert (app.migrations / ".plans-carried-over" / "plan.initial.json").is_file()
+
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT name, email FROM users").fetchall() == [("Ann", "ann@example.com")]
+        assert connection.execute("SELECT name, state FROM mf_migrations").fetchall() == [
+            ("001_create_user.json", "applied")]
+
+    models = (app.path / "models.mp").read_text()
+    app.write_models(models.replace("    email = CharField(120)\n",
+                                    "    email = CharField(120)\n    city = CharField(80, null=true)\n"))
+    made = app.run("db", "makemigrations")
+    assert "migrations/002_add_city.json" in made.out, made
+    applied = app.run("db", "migrate")
+    assert applied.code == 0 and "002_add_city.json" in applied.out
+    with sqlite3.connect(database) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(users)")]
+        assert "city" in columns
+        assert connection.execute("SELECT name FROM users").fetchall() == [("Ann",)]
+
+
+def test_orm_demo_database_is_not_adopted_and_nothing_changes(compat):
+    demo = compat("orm_demo")
+    before_files = demo.state()
+    before_db = db_digest(demo.path / "demo.db")
+    result = demo.run("db", "migrate", env={"MF_DATABASE_URL": "sqlite:///demo.db"})
+    assert result.code == 2, result
+    assert "column orders.user references table user, which does not exist (model User's table is users)" \
+        in result.err
+    assert "column orders.status defaults to 'OrderStatus.PENDING', which its own enum OrderStatus rejects" \
+        in result.err
+    assert "Traceback" not in result.err
+    assert demo.state() == before_files
+    assert db_digest(demo.path / "demo.db") == before_db
+
+
+def test_orm_demo_with_a_fresh_database_applies_everything(compat):
+    demo = compat("orm_demo")
+    (demo.path / "demo.db").unlink()
+    result = demo.run("db", "migrate", env={"MF_DATABASE_URL": "sqlite:///fresh.db"})
+    assert result.code == 0, result
+    assert "001_enum_orderstatus_create_user.json" in result.out
+    assert "002_alter_total_drop_notes.json brings the history up to schema.json" in result.out
+    with sqlite3.connect(demo.path / "fresh.db") as connection:
+        keys = connection.execute("PRAGMA foreign_key_list(orders)").fetchall()
+        assert [(k[2], k[3], k[4]) for k in keys] == [("users", "user", "id")]
+        defaults = {row[1]: row[4] for row in connection.execute("PRAGMA table_info(orders)")}
+        assert defaults["status"] == "'PENDING'"
+        connection.execute("INSERT INTO users (name, email) VALUES ('a', 'b')")
+        connection.execute("INSERT INTO orders (user, total, description) VALUES (1, 9.5, 'x')")
+    # The history the files tell ends where models.mp is: nothing left to generate.
+    assert demo.run("db", "makemigrations").out == "No changes detected.\n"
+    _migrations, folded = load_history(str(demo.migrations))
+    assert folded.models["Order"].field("total").max_digits == 12
+
+
+def test_makemigrations_carries_over_without_a_database(compat):
+    demo = compat("orm_demo")
+    result = demo.run("db", "makemigrations")
+    assert result.code == 0, result
+    assert "Carried this project over" in result.out and "No changes detected." in result.out
+    assert demo.migration_names() == ["001_enum_orderstatus_create_user.json", "002_alter_total_drop_notes.json"]
+    snapshot = orjson.loads((demo.migrations / "schema.json").read_bytes())
+    assert snapshot["migration"] == "002_alter_total_drop_notes.json"
+    again = demo.run("db", "makemigrations")
+    assert again.out == "No changes detected.\n"
+
+
+def test_dry_run_and_check_say_what_would_happen_and_write_nothing(compat):
+    app = compat("customer_app")
+    before = app.state()
+    result = app.run("db", "makemigrations", "--check")
+    assert result.code == 0 and "Would carry this project over" in result.out
+    assert app.state() == before
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    with dbutil.temporary_postgres_database("carryover") as url:
+        yield url
+
+
+def test_orm_demo_on_an_empty_postgresql_database(compat, pg_url):
+    demo = compat("orm_demo")
+    result = demo.run("db", "migrate", env={"MF_DATABASE_URL": pg_url})
+    assert result.code == 0, result
+    session = dbutil.PostgresSession(pg_url)
+    try:
+        rows = session.fetch("SELECT column_default FROM information_schema.columns "
+                             "WHERE table_name = 'orders' AND column_name = 'status'")
+        assert rows[0][0].startswith("'PENDING'::")
+        names = session.fetch("SELECT name FROM mf_migrations ORDER BY id")
+        assert [r[0] for r in names] == demo.migration_names()
+    finally:
+        session.close()
