@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -75,7 +76,8 @@ def run_on_terminal(project, *args, answers=b""):
         output += chunk
     process.wait(timeout=60)
     os.close(leader)
-    return process.returncode, output.decode("utf-8", "replace").replace("\r\n", "\n")
+    text = output.decode("utf-8", "replace").replace("\r\n", "\n")
+    return process.returncode, re.sub(r"\x1b\[[0-9;]*m", "", text)  # colour codes aside
 
 
 def test_the_seed_scenario(project):

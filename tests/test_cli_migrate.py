@@ -1,0 +1,154 @@
+"""`mf db migrate`, `status`, `sql` and `reset` from the user's side, on both databases."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+import dbutil
+from test_makemigrations import SEED, WITH_DISCOUNT, WITH_PHONE, run_on_terminal
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    with dbutil.temporary_postgres_database("cli") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, project, tmp_path):
+    """(environment for mf, a function listing the tables in the database)."""
+    if request.param == "sqlite":
+        path = project.path / "dev.db"
+
+        def tables():
+            if not path.exists():
+                return set()
+            with sqlite3.connect(path) as connection:
+                return {r[0] for r in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        return {}, tables
+
+    url = request.getfixturevalue("pg_url")
+    session = dbutil.PostgresSession(url)
+    schema = session.fresh_schema()
+    scoped = url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+
+    def tables():
+        return {r[0] for r in session.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)}
+    request.addfinalizer(session.close)
+    return {"MF_DATABASE_URL": scoped}, tables
+
+
+def test_the_seed_scenario_applies_in_order_with_the_exact_output(project, database):
+    env, tables = database
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    first = project.run("db", "migrate", env=env)
+    assert first.out == "Applied 1 migration(s):\n  001_enum_invoicestatus_enum_userrole.json\n", first
+
+    project.write_models(WITH_PHONE)
+    project.run("db", "makemigrations")
+    project.write_models(WITH_DISCOUNT)
+    project.run("db", "makemigrations")
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 0, result
+    assert result.out == ("Applied 2 migration(s):\n"
+                          "  002_add_phone.json\n"
+                          "  003_add_discount_cents.json\n")
+    assert json.loads((project.migrations / ".applied").read_text()) == {"applied": [
+        "001_enum_invoicestatus_enum_userrole.json", "002_add_phone.json", "003_add_discount_cents.json"]}
+    assert {"lt_customers", "lt_invoices", "mf_migrations"} <= tables()
+
+    again = project.run("db", "migrate", env=env)
+    assert (again.code, again.out) == (0, "No unapplied migrations.\n")
+
+    status = project.run("db", "status", env=env)
+    assert status.code == 0 and status.out.count("[X]") == 3 and "Up to date." in status.out
+
+    refused = project.run("db", "reset", "--drop-db", env=env)
+    assert refused.code == 2 and "needs --yes" in refused.err
+    assert project.migration_names() and "lt_customers" in tables()
+
+    reset = project.run("db", "reset", "--drop-db", "--yes", env=env)
+    assert reset.code == 0, reset
+    assert tables() == set()
+    assert project.migration_names() == []
+    assert not (project.migrations / "schema.json").exists()
+    assert not (project.migrations / ".applied").exists()
+
+
+def test_marks_on_a_terminal(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    code, output = run_on_terminal(project, "db", "migrate")
+    assert code == 0
+    assert "✓ Applied 1 migration(s):\n  ✓ 001_enum_invoicestatus_enum_userrole.json" in output
+
+
+def test_no_color_keeps_marks_off_a_terminal_too(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    result = project.run("db", "migrate", env={"NO_COLOR": "1"})
+    assert "✓" not in result.out and "\033[" not in result.out
+
+
+def test_dry_run_prints_sql_and_changes_nothing(project, database):
+    env, tables = database
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    before = project.state()
+    result = project.run("db", "migrate", "--dry-run", env=env)
+    assert result.code == 0
+    assert result.out.startswith("-- 001_enum_invoicestatus_enum_userrole.json\n")
+    assert 'CREATE TABLE "lt_customers"' in result.out
+    assert project.state() == before
+    assert tables() == set()
+
+
+def test_sql_prints_a_migration_without_a_database(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    result = project.run("db", "sql", "001")
+    assert result.code == 0
+    assert result.out.startswith("-- 001_enum_invoicestatus_enum_userrole.json (sqlite)\n")
+    assert "\"role\" TEXT NOT NULL DEFAULT 'ADMIN'" in result.out
+    assert not (project.path / "dev.db").exists()
+    postgres = project.run("db", "sql", "1", env={"MF_DATABASE_URL": "postgresql://u:secret@nowhere/db"})
+    assert "CREATE TYPE \"userrole\" AS ENUM ('ADMIN', 'CUSTOMER', 'STAFF')" in postgres.out
+
+
+def test_a_failing_migration_exits_3_and_keeps_the_earlier_ones(project, database):
+    env, tables = database
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    project.write_models(WITH_PHONE)
+    project.run("db", "makemigrations")
+    # A hand-edited pending file whose second operation renames a table that does not exist.
+    path = project.migrations / "002_add_phone.json"
+    document = json.loads(path.read_text())
+    document["ops"].append({"op": "rename_model", "old_name": "Ghost", "new_name": "Spirit",
+                            "old_table": "ix_broken", "new_table": "spirits"})
+    path.write_text(json.dumps(document))
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 3, result
+    assert "002_add_phone.json" in result.err and "ix_broken" in result.err
+    assert "Traceback" not in result.err
+    assert json.loads((project.migrations / ".applied").read_text()) == {
+        "applied": ["001_enum_invoicestatus_enum_userrole.json"]}
+    assert "lt_customers" in tables()
+
+
+def test_an_edited_applied_file_stops_migrate(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    project.run("db", "migrate")
+    path = project.migrations / "001_enum_invoicestatus_enum_userrole.json"
+    path.write_text(path.read_text().replace("lt_customers", "lt_clients"))
+    project.write_models(WITH_PHONE.replace('"lt_customers"', '"lt_clients"'))
+    result = project.run("db", "migrate")
+    assert result.code == 2 and "001_enum_invoicestatus_enum_userrole.json" in result.err
+    status = project.run("db", "status")
+    assert "edited" in status.out
