@@ -37,7 +37,11 @@ def extensions():
     except ImportError:
         sys.stderr.write("mfcore: Cython not available; using the pure-Python path\n")
         return []
-    return cythonize(["mfcore/_parser.pyx"], language_level=3, quiet=True)
+    try:
+        return cythonize(["mfcore/_parser.pyx"], language_level=3, quiet=True)
+    except Exception as exc:  # noqa: BLE001 - a failed translation is a failed compile
+        sys.stderr.write(f"mfcore: compiled reader not translated ({exc}); using the pure-Python path\n")
+        return []
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

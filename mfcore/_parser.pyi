@@ -1,0 +1,10 @@
+"""The compiled reader of models.mp (mfcore/_parser.pyx): text -> the raw tree of raw.py."""
+from __future__ import annotations
+
+from mfcore.language.raw import RawEnum, RawModel
+
+class ReadError(ValueError):
+    """The text is not models.mp; the Lark reader says why and where."""
+
+def read(text: str) -> list[RawEnum | RawModel]:
+    """Parse models.mp text into the raw tree; raise ReadError if the grammar rejects it."""
