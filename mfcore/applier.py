@@ -42,7 +42,7 @@ from .errors import (DatabaseError, DriftError, IntegrityError, LockTimeoutError
 from .ledger import APPLIED, STARTED, LedgerEntry
 from .schema import Schema
 from .store import (MIGRATION_FILE, Migration, MigrationFile, checksum, list_migration_files,
-                    load_history, read_applied, read_snapshot, write_applied)
+                    load_history, read_applied, read_migration, read_snapshot, write_applied)
 
 # pg_try_advisory_lock key: the first 8 bytes of sha256(b"mfcore:migrate") as a signed
 # bigint, so mf's lock cannot collide with an application's small integer keys.
@@ -315,7 +315,7 @@ class _Prepared:
             migrations.update((m.name, m) for m in history if m.legacy)
         for file in wanted:
             data, document = raw[file.name]
-            migration = migrations.get(file.name) or _read_self_contained(file, data, document)
+            migration = migrations.get(file.name) or read_migration(file, Schema(), data, document)
             self.steps[file.name] = self._step(migration)
 
     def _step(self, migration: Migration) -> _Step:
@@ -324,26 +324,6 @@ class _Prepared:
         foreign_keys_off = bool(self.driver == "sqlite"
                                 and self.dialect.needs_foreign_keys_off(migration.operations))
         return _Step(migration, statements, atomic, foreign_keys_off)
-
-
-def _read_self_contained(file: MigrationFile, data: bytes, document) -> Migration:
-    """A file in the new form: every operation carries what it needs, so no history
-    is read (store.read_migration folds the schema, which needs the files before)."""
-    from .operations import operation_from_json
-    from .snapshot import FORMAT
-
-    if not isinstance(document, dict) or not isinstance(document.get("ops"), list):
-        raise MigrationFileError(f"{file.name}: a migration file is an object with an 'ops' list")
-    if document.get("format") != FORMAT:
-        raise MigrationFileError(f"{file.name}: format {document.get('format')!r} is newer than this mf "
-                                 "understands")
-    atomic = document.get("atomic", True)
-    if not isinstance(atomic, bool):
-        raise MigrationFileError(f"{file.name}: 'atomic' must be true or false")
-    empty = Schema()
-    operations = tuple(operation_from_json(op, empty, f"{file.name}: operation {position}")
-                       for position, op in enumerate(document["ops"], 1))
-    return Migration(file, operations, atomic, checksum(data), False)
 
 
 # ================================================================ the survey

@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 from .errors import MigrationFileError
 from .schema import Enum, Field, Index, Model, Schema
 from .snapshot import (enum_members_from_json, field_from_json, field_to_json, index_from_json,
-                       index_to_json, legacy_field, model_from_json, model_to_json)
+                       index_to_json, model_from_json, model_to_json)
 
 
 # ---------------------------------------------------------------- table definitions

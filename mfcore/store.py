@@ -114,14 +114,18 @@ def suffix_for(operations, name: Optional[str] = None) -> str:
 
 # ---------------------------------------------------------------- reading migrations
 
-def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = None) -> Migration:
-    """Read one file; ``state`` is the schema before it (earlier-tool files need it)."""
+def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = None,
+                   doc=None) -> Migration:
+    """Read one file. ``state`` is the schema before it, which only the earlier tool's
+    files need (a file in the new form carries everything; pass Schema()). ``data``
+    and ``doc`` spare reading and parsing again when the caller has them."""
     if data is None:
         data = file.read_bytes()
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise MigrationFileError(f"{file.name}: not valid JSON ({exc})") from None
+    if doc is None:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise MigrationFileError(f"{file.name}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("ops"), list):
         raise MigrationFileError(f"{file.name}: a migration file is an object with an 'ops' list")
     fmt = doc.get("format")
@@ -132,11 +136,12 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
         raise MigrationFileError(f"{file.name}: 'atomic' must be true or false")
     operations = []
     start = state
+    legacy = fmt is None
     for position, op_doc in enumerate(doc["ops"], 1):
         operation = operation_from_json(op_doc, state, f"{file.name}: operation {position}")
         operations.append(operation)
-        state = operation.apply(state)
-    legacy = fmt is None
+        if legacy:  # the next operation may need this one's result to be completed
+            state = operation.apply(state)
     if legacy:
         # The earlier tool's operations lack the table definitions the dialects need.
         operations, _ = attach_tables(operations, start)
