@@ -1,6 +1,8 @@
 """The compiled reader of models.mp (mfcore/_parser.pyx): text -> the raw tree of raw.py."""
 from __future__ import annotations
 
+from typing import Any
+
 from mfcore.language.raw import RawEnum, RawModel
 
 class ReadError(ValueError):
@@ -8,3 +10,9 @@ class ReadError(ValueError):
 
 def read(text: str) -> list[RawEnum | RawModel]:
     """Parse models.mp text into the raw tree; raise ReadError if the grammar rejects it."""
+
+def build_fields(model_name: str, statements: Any, enums: Any, cache: dict, fields: list, by_name: dict,
+                 positions: dict, index_fields: list, add: Any, build_uncached: Any, field_class: Any,
+                 name_class: Any) -> None: ...
+
+def new_form_fields(raw_fields: list, field_class: Any) -> tuple | None: ...

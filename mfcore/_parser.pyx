@@ -788,3 +788,75 @@ def read(str text not None):
         return _Reader(text).read_file()
     finally:
         gc.enable()
+
+
+def build_fields(str model_name, statements, enums, dict cache, list fields, dict by_name, dict positions,
+                 list index_fields, add, build_uncached, field_class, name_class):
+    """The compiled twin of mfcore.language.validate.build_fields (the hot loop of
+    validation); it must behave exactly as that function does. Problems and cache
+    misses are handled by the Python callbacks, so the rules live in one place."""
+    cdef set own_seen = set()
+    cdef tuple statement, key, cached, call_args, arg, rest
+    cdef list key_args
+    cdef object name, pos, call, value, built, db_index, column, result
+    for statement in statements:
+        name = statement[0]
+        pos = statement[1]
+        call = statement[2]
+        if name in own_seen:
+            add(f"duplicate field '{name}' in model {model_name}", pos)
+            continue
+        own_seen.add(name)
+        call_args = call.args
+        key_args = []
+        for arg in call_args:
+            value = arg[1]
+            if type(value) is name_class:
+                key_args.append((arg[0], name_class, value.text))
+            else:
+                key_args.append((arg[0], type(value), value))
+        key = (call.name, tuple(key_args))
+        cached = cache.get(key)
+        if cached is not None:
+            column = cached[1]
+            rest = cached[2]
+            db_index = cached[3]
+            built = tuple.__new__(field_class, (name, cached[0], name if column is None else column) + rest)
+        else:
+            result = build_uncached(model_name, name, pos, call, enums, cache, key, add)
+            if result is None:
+                continue
+            built, db_index = result
+        positions[name] = pos
+        if db_index:
+            index_fields.append((((name, pos),), None, False, pos))
+        if name in by_name:
+            fields[by_name[name]] = built
+        else:
+            by_name[name] = len(fields)
+            fields.append(built)
+
+
+def new_form_fields(list raw_fields, field_class):
+    """The compiled twin of mfcore.snapshot.new_form_fields (loading a snapshot's
+    fields); it must behave exactly as that function does."""
+    cdef list fields = []
+    cdef object doc, name, kind, column
+    cdef dict d
+    for doc in raw_fields:
+        if type(doc) is not dict:
+            return None
+        d = <dict>doc
+        if "params" in d or "kwargs" in d:
+            return None
+        name = d.get("name")
+        kind = d.get("type")
+        column = d.get("column", name)
+        if type(name) is not str or type(kind) is not str or type(column) is not str:
+            return None
+        fields.append(tuple.__new__(field_class, (
+            name, kind, column, d.get("null", False), d.get("unique", False), d.get("primary_key", False),
+            "default" in d, d.get("default"), d.get("max_length"), d.get("max_digits"),
+            d.get("decimal_places"), d.get("auto_now", False), d.get("auto_now_add", False), d.get("enum"),
+            d.get("to"), d.get("on_delete"))))
+    return tuple(fields)

@@ -49,16 +49,47 @@ def field_from_json(doc: dict, enums: dict, where: str = "schema") -> Field:
         raise SchemaFileError(f"{where}: a field definition needs 'name' and 'type', got {_short(doc)}")
     if "params" in doc or "kwargs" in doc:
         return legacy_field(doc, enums, where)[0]
-    # Built positionally: a large snapshot holds a hundred thousand of these.
-    get = doc.get
-    name = doc["name"]
-    column = get("column", name)
-    if type(name) is not str or type(doc["type"]) is not str or type(column) is not str:
+    built = new_form_fields([doc])
+    if built is None:
         raise SchemaFileError(f"{where}: bad field definition {_short(doc)}: name, type and column are strings")
-    return tuple.__new__(Field, (
-        name, doc["type"], column, get("null", False), get("unique", False), get("primary_key", False),
-        "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
-        get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete")))
+    return built[0]
+
+
+def new_form_fields(raw_fields: list, field_class=Field):
+    """Every field of a model in the new form, or None when any of them is not a plain
+    new-form definition (the caller then reads them one by one and says what is wrong).
+    The hot loop of loading a snapshot; mfcore._parser.new_form_fields is its compiled
+    twin and must behave the same."""
+    fields = []
+    for doc in raw_fields:
+        if type(doc) is not dict or "params" in doc or "kwargs" in doc:
+            return None
+        get = doc.get
+        name = get("name")
+        kind = get("type")
+        column = get("column", name)
+        if type(name) is not str or type(kind) is not str or type(column) is not str:
+            return None
+        fields.append(tuple.__new__(field_class, (
+            name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
+            "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
+            get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"))))
+    return tuple(fields)
+
+
+def _pick_new_form_fields():
+    import os
+
+    if os.environ.get("MF_PURE_PYTHON", "") not in ("", "0"):
+        return new_form_fields
+    try:
+        from ._parser import new_form_fields as compiled
+    except ImportError:
+        return new_form_fields
+    return compiled
+
+
+_new_form_fields = _pick_new_form_fields()
 
 
 def legacy_field(doc: dict, enums: dict, where: str) -> tuple:
@@ -118,9 +149,13 @@ def model_from_json(name: str, doc: dict, enums: dict, where: str) -> Model:
     raw_fields = doc["fields"]
     if isinstance(raw_fields, dict):  # the earlier tool keyed fields by name
         raw_fields = list(raw_fields.values())
-    fields = []
-    indexes = [index_from_json(i, where) for i in doc.get("indexes", ())]
-    for raw in raw_fields:
+    index_docs = doc.get("indexes")
+    indexes = [index_from_json(i, where) for i in index_docs] if index_docs else []
+    fast = _new_form_fields(raw_fields, Field) if type(raw_fields) is list else None
+    if fast is not None and not index_docs and fast and fast[0].primary_key:
+        return Model(doc.get("name", name), doc["table"], fast, ())  # the common case, quickly
+    fields = list(fast) if fast is not None else []
+    for raw in (() if fast is not None else raw_fields):
         if isinstance(raw, dict) and ("params" in raw or "kwargs" in raw):
             built, db_index = legacy_field(raw, enums, f"{where}: model {name}")
             if db_index:  # an index of the model here, as models.mp's db_index=true is

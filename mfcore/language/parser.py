@@ -11,7 +11,7 @@ import os
 from ..errors import ModelsError
 from ..gcpause import gc_paused
 from ..schema import Schema
-from .validate import Problem, build_schema
+from .validate import Problem, build_fields, build_schema
 
 
 def _load_compiled():
@@ -61,8 +61,11 @@ def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None
 def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None) -> Schema:
     """Parse and validate models.mp text; raise ModelsError listing every problem."""
     with gc_paused():
-        declarations = read_raw(text, path, compiled=compiled)
-        schema, problems = build_schema(declarations)
+        # The raw tree dies inside the pause: alive when the collector came back, it
+        # would be scanned once in full for nothing.
+        use_compiled = _compiled is not None if compiled is None else compiled
+        fields_builder = _compiled.build_fields if use_compiled else build_fields
+        schema, problems = build_schema(read_raw(text, path, compiled=compiled), fields_builder)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema

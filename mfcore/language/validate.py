@@ -32,8 +32,10 @@ class Problem:
         return f"Problem({self.line}:{self.column} {self.message!r})"
 
 
-def build_schema(declarations) -> tuple[Schema, list]:
-    """Validate the raw tree; returns (schema, problems) with problems as (message, pos)."""
+def build_schema(declarations, fields_builder=None) -> tuple[Schema, list]:
+    """Validate the raw tree; returns (schema, problems) with problems as (message, pos).
+
+    ``fields_builder`` is build_fields below or its compiled twin."""
     problems: list = []
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
@@ -53,7 +55,7 @@ def build_schema(declarations) -> tuple[Schema, list]:
                 continue
             raw_models[decl.name] = decl
 
-    builder = _ModelBuilder(raw_models, enums, add)
+    builder = _ModelBuilder(raw_models, enums, add, fields_builder or build_fields)
     models = {}
     for name in raw_models:
         built = builder.model(name)
@@ -89,7 +91,8 @@ def _build_enum(decl, add) -> Enum:
 class _ModelBuilder:
     """Builds models on demand, so that a model can extend one declared after it."""
 
-    def __init__(self, raw_models, enums, add):
+    def __init__(self, raw_models, enums, add, fields_builder):
+        self.build_fields = fields_builder
         self.raw = raw_models
         self.enums = enums
         self.add = add
@@ -150,42 +153,8 @@ class _ModelBuilder:
             fields.append(f)
         index_fields: list = []
         positions = self.field_positions.setdefault(decl.name, {})
-        own_seen = set()
-        for name, pos, call in field_statements:
-            if name in own_seen:
-                add(f"duplicate field '{name}' in model {decl.name}", pos)
-                continue
-            own_seen.add(name)
-            # Large schemas repeat the same calls (CharField(max_length=255) ...): a call
-            # that built cleanly once is reused under the new name. Types are part of
-            # the key because True == 1 and 1 == 1.0 in Python.
-            key = (call.name, tuple([(kw, type(value), value) for kw, value, _pos in call.args]))
-            cached = self.field_cache.get(key)
-            if cached is not None:
-                template, db_index, named_column = cached
-                built = tuple.__new__(Field, (name, template[1], name if named_column else template[2])
-                                      + template[3:])
-            else:
-                try:
-                    built, db_index, field_problems = build_field(
-                        decl.name, name, call.name, call.args, call.pos, self.enums)
-                except FieldProblem as problem:
-                    add(problem.message, problem.pos)
-                    continue
-                for problem in field_problems:
-                    add(problem.message, problem.pos or pos)
-                if built is None or field_problems:
-                    continue
-                named_column = all(kw != "db_column" for kw, _value, _pos in call.args)
-                self.field_cache[key] = (built, db_index, named_column)
-            positions[name] = pos
-            if db_index:
-                index_fields.append((((name, pos),), None, False, pos))
-            if name in by_name:
-                fields[by_name[name]] = built  # a model may override an inherited field
-            else:
-                by_name[name] = len(fields)
-                fields.append(built)
+        self.build_fields(decl.name, field_statements, self.enums, self.field_cache, fields, by_name,
+                          positions, index_fields, add, _build_uncached, Field, Name)
 
         primary_keys = [f for f in fields if f.primary_key]
         if not primary_keys and not abstract:
@@ -333,6 +302,59 @@ class _ModelBuilder:
                 continue
             indexes[name] = index
         return tuple(indexes[name] for name in sorted(indexes))
+
+
+def _build_uncached(model_name, name, pos, call, enums, cache, key, add):
+    """A field call not seen before: build it (reporting problems), and remember it
+    when it built cleanly. Returns (Field, db_index) or None."""
+    try:
+        built, db_index, field_problems = build_field(model_name, name, call.name, call.args, call.pos, enums)
+    except FieldProblem as problem:
+        add(problem.message, problem.pos)
+        return None
+    for problem in field_problems:
+        add(problem.message, problem.pos or pos)
+    if built is None or field_problems:
+        return None
+    named_column = all(kw != "db_column" for kw, _value, _pos in call.args)
+    cache[key] = (built.type, None if named_column else built.column, built[3:], db_index)
+    return built, db_index
+
+
+def build_fields(model_name, statements, enums, cache, fields, by_name, positions, index_fields, add,
+                 build_uncached, field_class, name_class):
+    """The per-field loop of a model: the hot loop of validation, also compiled as
+    mfcore._parser.build_fields (the two must stay the same; see test_parser_differential).
+
+    Large schemas repeat the same calls (CharField(max_length=255) ...): a call that
+    built cleanly once is reused under the new name from ``cache``. Types are part of
+    the key because True == 1 and 1 == 1.0 in Python.
+    """
+    own_seen = set()
+    for name, pos, call in statements:
+        if name in own_seen:
+            add(f"duplicate field '{name}' in model {model_name}", pos)
+            continue
+        own_seen.add(name)
+        key = (call.name, tuple([(kw, type(value), value.text if type(value) is name_class else value)
+                                 for kw, value, _pos in call.args]))
+        cached = cache.get(key)
+        if cached is not None:
+            type_name, column, rest, db_index = cached
+            built = tuple.__new__(field_class, (name, type_name, name if column is None else column) + rest)
+        else:
+            result = build_uncached(model_name, name, pos, call, enums, cache, key, add)
+            if result is None:
+                continue
+            built, db_index = result
+        positions[name] = pos
+        if db_index:
+            index_fields.append((((name, pos),), None, False, pos))
+        if name in by_name:
+            fields[by_name[name]] = built  # a model may override an inherited field
+        else:
+            by_name[name] = len(fields)
+            fields.append(built)
 
 
 def _check_references(models, raw_models, builder, add):

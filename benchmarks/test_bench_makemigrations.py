@@ -1,0 +1,82 @@
+"""makemigrations on large schemas (SPEC §7): the diff alone, and `mf db makemigrations`
+as a whole process, on a generated schema with 1% of its models changed.
+
+    python -m pytest benchmarks/test_bench_makemigrations.py --benchmark-only
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mfcore
+from mfcore.differ import diff
+from mfcore.snapshot import dump_schema, load_schema
+
+sys.path.insert(0, str(Path(__file__).parent))
+from generate import change_models, changed_model_names, generate_models  # noqa: E402
+
+SIZES = [1000, 5000]
+
+
+@pytest.fixture(scope="module", params=SIZES, ids=lambda n: f"{n}_models")
+def schemas(request, tmp_path_factory):
+    """(n, old schema read back from schema.json, new schema with 1% changed, project dir)."""
+    n = request.param
+    text = generate_models(n)
+    changed_text = change_models(text, 0.01)
+    root = tmp_path_factory.mktemp(f"project{n}")
+    (root / "language_config.yaml").write_text('database:\n  driver: sqlite\n  dsn: "./dev.db"\n')
+    (root / "models.mp").write_text(text)
+    subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations"], cwd=root, check=True,
+                   capture_output=True)
+    (root / "models.mp").write_text(changed_text)
+    old = load_schema(str(root / "migrations" / "schema.json"))
+    new = mfcore.parse(changed_text)
+    return n, old, new, root, len(changed_model_names(text, 0.01))
+
+
+def test_diff_one_percent_changed(benchmark, schemas):
+    n, old, new, _root, changed = schemas
+    operations = benchmark(diff, old, new)
+    assert {op.model_name for op in operations} <= {m for m in new.models} | {m for m in old.models}
+    benchmark.extra_info.update(models=n, changed_models=changed, operations=len(operations))
+
+
+def test_makemigrations_process_one_percent_changed(benchmark, schemas):
+    """The whole `mf db makemigrations` process: start-up, parse, snapshot, diff, write."""
+    n, _old, _new, root, changed = schemas
+    migrations = root / "migrations"
+    pristine = root / "migrations.pristine"
+    if not pristine.exists():
+        shutil.copytree(migrations, pristine)
+
+    def restore():
+        shutil.rmtree(migrations)
+        shutil.copytree(pristine, migrations)
+        return (), {}
+
+    def run():
+        subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations"], cwd=root, check=True,
+                       capture_output=True, env=dict(os.environ))
+
+    benchmark.pedantic(run, setup=restore, rounds=5, iterations=1)
+    assert len(list(migrations.glob("002_*.json"))) == 1
+    benchmark.extra_info.update(models=n, changed_models=changed,
+                                models_mp_mb=round((root / "models.mp").stat().st_size / 1e6, 2))
+
+
+def test_schema_json_roundtrip(benchmark, schemas, tmp_path):
+    n, _old, new, _root, _changed = schemas
+    path = tmp_path / "schema.json"
+
+    def roundtrip():
+        path.write_bytes(dump_schema(new))
+        return load_schema(str(path))
+
+    assert benchmark(roundtrip) == new
+    benchmark.extra_info.update(models=n, schema_json_mb=round(path.stat().st_size / 1e6, 2))

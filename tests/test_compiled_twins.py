@@ -1,0 +1,52 @@
+"""The compiled core's hot loops against their pure-Python twins.
+
+The reader and the per-field loop of validation are compared through parse() in
+test_parser_differential.py; here, the loop that loads a snapshot's fields.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mfcore
+from mfcore.schema import Field
+from mfcore.snapshot import dump_schema, new_form_fields
+
+try:
+    from mfcore import _parser
+except ImportError:  # pragma: no cover - a build without a compiler
+    _parser = None
+    if os.environ.get("CI", "").lower() == "true":
+        raise
+
+needs_compiled = pytest.mark.skipif(_parser is None, reason="the compiled core is not built here")
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=False),
+                    st.text(max_size=5))
+field_docs = st.dictionaries(
+    st.sampled_from(["name", "type", "column", "null", "unique", "primary_key", "default", "max_length",
+                     "max_digits", "decimal_places", "auto_now", "auto_now_add", "enum", "to", "on_delete",
+                     "params", "kwargs", "other"]),
+    scalars, max_size=8)
+
+
+@needs_compiled
+@settings(max_examples=400)
+@given(st.lists(st.one_of(field_docs, scalars), max_size=6))
+def test_snapshot_field_loading_matches_its_twin(docs):
+    assert _parser.new_form_fields(docs, Field) == new_form_fields(docs, Field)
+
+
+@needs_compiled
+def test_both_paths_load_the_example_snapshot_alike():
+    from conftest import REPO
+
+    schema = mfcore.parse((REPO / "examples" / "shop" / "models.mp").read_text())
+    import orjson
+
+    document = orjson.loads(dump_schema(schema))
+    for model in document["models"].values():
+        assert _parser.new_form_fields(model["fields"], Field) == new_form_fields(model["fields"], Field)
