@@ -76,10 +76,10 @@ cdef enum _Mode:
     # and after `;` or a newline at the top level or in a model body (one merged
     # LALR state accepts all of these)
     M_SEP
-    # only the keywords `enum`/`model`, matched as a prefix (`enumFoo` is `enum Foo`):
-    # at the start of the file and after a declaration's closing brace
+    # only the keywords `enum`/`model` (whole words): at the start of the file and
+    # after a declaration's closing brace
     M_DECL
-    # only the keyword `extends`, as a prefix: after `model Name`
+    # only the keyword `extends` (a whole word): after `model Name`
     M_EXTENDS
 
 
@@ -341,17 +341,17 @@ cdef class _Reader:
         cdef uint64_t h = <uint64_t>14695981039346656037ULL
         cdef Py_UCS4 c
         if mode == M_DECL:
-            if self.at(i, b"model", 5):
+            if self.at(i, b"model", 5) and not _is_word_char(self.ch(i + 5)):
                 self.tok = T_MODEL
                 self.i = i + 5
-            elif self.at(i, b"enum", 4):
+            elif self.at(i, b"enum", 4) and not _is_word_char(self.ch(i + 4)):
                 self.tok = T_ENUM
                 self.i = i + 4
             else:
                 return self.fail()
             return 0
         if mode == M_EXTENDS:
-            if not self.at(i, b"extends", 7):
+            if not self.at(i, b"extends", 7) or _is_word_char(self.ch(i + 7)):
                 return self.fail()
             self.tok = T_EXTENDS
             self.i = i + 7

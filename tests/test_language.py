@@ -220,6 +220,9 @@ ERRORS = [
     ('model A extends Model {\n  s = CharField(3, default="long")\n}', "longer than max_length=3", 2, 20),
     ("model A extends Model {\n  n = IntegerField(\n", "unexpected end of file", 3, 1),
     ('model A extends Model {\n  s = CharField(10, default="open)\n}', "unterminated string", 2, 29),
+    ("enumColour { RED }", "unexpected 'enumColour'; expected", 1, 1),
+    ("model A extends_Base { }", "unexpected 'extends_Base'; expected 'extends'", 1, 9),
+    ("model A extends Model {\n  n = IntegerField(default=" + "9" * 5000 + ")\n}", "has too many digits", 2, 28),
 ]
 
 
@@ -249,3 +252,17 @@ model A extends Model {
     assert "does not fit IntegerField" in messages[1]
     assert "unknown model 'Nowhere'" in messages[2]
     assert [p.line for p in problems] == [3, 4, 5]
+
+
+def test_deep_nesting_is_an_error_not_a_crash():
+    text = "model A extends Model {\n  j = JSONField(default=" + "[" * 3000 + "]" * 3000 + ")\n}"
+    problems = problems_of(text)
+    assert "nested too deeply" in problems[0].message
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path):
+    from mfcore.language.parser import parse_file
+
+    path = tmp_path / "models.mp"
+    path.write_bytes("\ufeffmodel A extends Model { n = IntegerField() }\n".encode("utf-8"))
+    assert "A" in parse_file(str(path)).models

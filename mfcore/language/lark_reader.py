@@ -9,7 +9,7 @@ import functools
 import os
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from .raw import Call, ListValue, Name, RawEnum, RawModel, TupleValue, number, unescape
 
@@ -48,13 +48,13 @@ class _ToRaw(Transformer):
     def start(self, *declarations):
         return list(declarations)
 
-    def enum_decl(self, name, *members):
+    def enum_decl(self, _keyword, name, *members):
         return RawEnum(str(name), _pos(name), tuple(members))
 
     def enum_member(self, key, value=None):
         return (str(key), None if value is None else unescape(value[1:-1]), _pos(key))
 
-    def model_decl(self, name, base, *statements):
+    def model_decl(self, _keyword, name, _extends, base, *statements):
         return RawModel(str(name), _pos(name), str(base), _pos(base), tuple(statements))
 
     def field_name(self, token):
@@ -67,7 +67,10 @@ class _ToRaw(Transformer):
         return (unescape(token[1:-1]), _pos(token))
 
     def number(self, token):
-        return (number(str(token)), _pos(token))
+        try:
+            return (number(str(token)), _pos(token))
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            raise SyntaxProblem(f"number {str(token)[:12]}... has too many digits", *_pos(token)) from None
 
     @v_args(meta=True)
     def true(self, meta, *_):
@@ -192,7 +195,12 @@ def read(text: str) -> list:
         raise SyntaxProblem(message, exc.line, exc.column) from None
     except UnexpectedInput as exc:  # pragma: no cover - other Lark input errors
         raise SyntaxProblem(str(exc).splitlines()[0], exc.line, exc.column) from None
-    return _ToRaw().transform(tree)
+    try:
+        return _ToRaw().transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SyntaxProblem):
+            raise exc.orig_exc from None
+        raise
 
 
 def _end_position(text: str) -> tuple:

@@ -43,7 +43,7 @@ def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None
             raise RuntimeError("the compiled reader is not built in this installation")
         try:
             return _compiled.read(text)
-        except _compiled.ReadError:
+        except (ValueError, RecursionError):  # ReadError is a ValueError
             pass  # Lark explains the error: it is the normative reader.
     from .lark_reader import SyntaxProblem, read
 
@@ -51,6 +51,9 @@ def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None
         declarations = read(text)
     except SyntaxProblem as problem:
         raise ModelsError([Problem(problem.message, (problem.line, problem.column), path, text)]) from None
+    except RecursionError:
+        raise ModelsError([Problem("lists, tuples or calls are nested too deeply to read", None, path,
+                                   text)]) from None
     if use_compiled:
         raise RuntimeError(
             f"{path}: the compiled reader rejected text that the grammar accepts; "
@@ -73,7 +76,7 @@ def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None) -
 
 def parse_file(path: str, *, display_path: str | None = None) -> Schema:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is no error
             text = handle.read()
     except FileNotFoundError:
         from ..errors import ConfigError
