@@ -50,3 +50,17 @@ def test_both_paths_load_the_example_snapshot_alike():
     document = orjson.loads(dump_schema(schema))
     for model in document["models"].values():
         assert _parser.new_form_fields(model["fields"], Field) == new_form_fields(model["fields"], Field)
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_changed_models_matches_its_twin(data):
+    from mfcore.differ import changed_models
+
+    from strategies import schema_texts
+
+    old = mfcore.parse(data.draw(schema_texts()))
+    new = mfcore.parse(data.draw(schema_texts()))
+    assert _parser.changed_models(old.models, new.models) == changed_models(old.models, new.models)
+    assert _parser.changed_models(new.models, new.models) == changed_models(new.models, new.models) == []
