@@ -93,6 +93,11 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     if dry_run:
         survey = await _read_only_survey(config, files)
         return [f.name for f in _cut(survey.pending, to)]
+    if not _database_exists(config):
+        # Read and translate what would run before the SQLite file is created: a
+        # malformed migration must leave no trace, not even an empty database file.
+        survey = await _read_only_survey(config, files)
+        _Prepared(config, files).load(_cut(survey.pending, to))
     async with await connect(config) as connection:
         database = _database_for(connection, config)
         if notices is not None:

@@ -152,3 +152,27 @@ def test_an_edited_applied_file_stops_migrate(project):
     assert result.code == 2 and "001_enum_invoicestatus_enum_userrole.json" in result.err
     status = project.run("db", "status")
     assert "edited" in status.out
+
+
+def test_an_unreachable_database_exits_3_with_the_password_masked(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    before = project.state()
+    result = project.run("db", "migrate", env={"MF_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/shop"})
+    assert result.code == 3, result
+    assert "postgresql://app:***@127.0.0.1:1/shop" in result.err
+    assert "hunter2" not in result.err + result.out and "Traceback" not in result.err
+    assert project.state() == before
+
+
+def test_a_malformed_pending_file_applies_nothing(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    project.write_models(WITH_PHONE)
+    project.run("db", "makemigrations")
+    (project.migrations / "002_add_phone.json").write_text('{"format": 1, "ops": [{"op": "add_colum"}]}')
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 2, result
+    assert "002_add_phone.json" in result.err and "unknown operation 'add_colum'" in result.err
+    assert project.state() == before  # not even dev.db was created
