@@ -176,3 +176,15 @@ def test_a_malformed_pending_file_applies_nothing(project):
     assert result.code == 2, result
     assert "002_add_phone.json" in result.err and "unknown operation 'add_colum'" in result.err
     assert project.state() == before  # not even dev.db was created
+
+
+def test_plain_reset_off_a_terminal_removes_the_files_and_keeps_the_database(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    project.run("db", "migrate")
+    result = project.run("db", "reset")
+    assert result.code == 0, result
+    assert project.migration_names() == [] and not (project.migrations / "schema.json").exists()
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"lt_customers", "lt_invoices"} <= tables
