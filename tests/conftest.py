@@ -100,6 +100,24 @@ def copy_compat(name: str, destination: Path) -> Project:
     return Project(target)
 
 
+@pytest.fixture(scope="module")
+def pg_url(request):
+    """A PostgreSQL database of this test module's own, dropped afterwards (see dbutil)."""
+    import dbutil
+
+    with dbutil.temporary_postgres_database("mf_" + request.module.__name__.split(".")[-1]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_session(pg_url):
+    import dbutil
+
+    session = dbutil.PostgresSession(pg_url)
+    yield session
+    session.close()
+
+
 @pytest.fixture
 def compat(tmp_path):
     """compat("onr_demo") -> Project for a fresh writable copy."""

@@ -24,32 +24,7 @@ from mfcore.errors import (DatabaseError, DriftError, IntegrityError, LockTimeou
                            ResolveError, UnresolvedMigrationError)
 from mfcore.snapshot import dumps
 
-SEED_V1 = """
-enum InvoiceStatus { DRAFT, PENDING, PAID, CANCELED }
-enum UserRole { ADMIN, CUSTOMER, STAFF }
-
-model Customer extends Model {
-    id = AutoField()
-    email = CharField(max_length=255, unique=true)
-    name = CharField(120)
-    signup_at = DateTimeField(auto_now_add=true)
-    is_active = BooleanField(default=true)
-    role = EnumField(UserRole, default=UserRole.ADMIN)
-    table = "lt_customers"
-}
-
-model Invoice extends Model {
-    id = AutoField()
-    customer = ForeignKey(Customer, on_delete=CASCADE)
-    total = DecimalField(12, 2)
-    status = EnumField(InvoiceStatus, default=InvoiceStatus.DRAFT)
-    table = "lt_invoices"
-}
-"""
-SEED_V2 = SEED_V1.replace("    name = CharField(120)\n",
-                          "    name = CharField(120)\n    phone = CharField(max_length=20, null=true)\n")
-SEED_V3 = SEED_V2.replace("    total = DecimalField(12, 2)\n",
-                          "    total = DecimalField(12, 2)\n    discount_cents = IntegerField(default=0)\n")
+from seed import SEED as SEED_V1, WITH_PHONE as SEED_V2, WITH_DISCOUNT as SEED_V3  # noqa: E402
 
 
 def run(function, *args, **kwargs):
@@ -58,19 +33,6 @@ def run(function, *args, **kwargs):
 
 
 # ---------------------------------------------------------------- databases
-
-@pytest.fixture(scope="module")
-def pg_url():
-    with dbutil.temporary_postgres_database("mf_applier") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def pg_session(pg_url):
-    session = dbutil.PostgresSession(pg_url)
-    yield session
-    session.close()
-
 
 class Target:
     """An empty database of one kind, a project folder for it, and a look inside."""

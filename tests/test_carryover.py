@@ -7,7 +7,6 @@ import json
 import sqlite3
 
 import orjson
-import pytest
 
 import dbutil
 from mfcore.store import load_history
@@ -104,12 +103,6 @@ def test_dry_run_and_check_say_what_would_happen_and_write_nothing(compat):
     result = app.run("db", "makemigrations", "--check")
     assert result.code == 0 and "Would carry this project over" in result.out
     assert app.state() == before
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    with dbutil.temporary_postgres_database("carryover") as url:
-        yield url
 
 
 def test_orm_demo_on_an_empty_postgresql_database(compat, pg_url):

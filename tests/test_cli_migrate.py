@@ -7,13 +7,8 @@ import sqlite3
 import pytest
 
 import dbutil
-from test_makemigrations import SEED, WITH_DISCOUNT, WITH_PHONE, run_on_terminal
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    with dbutil.temporary_postgres_database("cli") as url:
-        yield url
+from seed import SEED, WITH_DISCOUNT, WITH_PHONE
+from test_makemigrations import run_on_terminal
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -61,19 +61,6 @@ def fill(dsn: str, rows: int) -> None:
         session.loop.close()
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    with dbutil.temporary_postgres_database("mf_concurrency") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def pg_session(pg_url):
-    session = dbutil.PostgresSession(pg_url)
-    yield session
-    session.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path):
     """(dsn, ledger reader) of an empty database."""

@@ -48,12 +48,6 @@ print("done", flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    with dbutil.temporary_postgres_database("mf_crash") as url:
-        yield url
-
-
 class Database:
     def __init__(self, driver: str, dsn: str, session=None):
         self.driver, self.dsn, self.session = driver, dsn, session

@@ -16,33 +16,7 @@ from mfcore.schema import Schema
 from mfcore.snapshot import schema_from_json
 from mfcore.store import load_history
 
-SEED = '''enum InvoiceStatus { DRAFT, PENDING, PAID, CANCELED }
-enum UserRole {
-    ADMIN
-    CUSTOMER
-    STAFF
-}
-
-model Customer extends Model {
-    id = AutoField()
-    email = CharField(max_length=255, unique=true)
-    name = CharField(120)
-    is_active = BooleanField(default=true)
-    role = EnumField(UserRole, default=UserRole.ADMIN)
-    table = "lt_customers"
-}
-
-model Invoice extends Model {
-    id = AutoField()
-    customer = ForeignKey(Customer, on_delete=CASCADE)
-    total = DecimalField(12, 2)
-    status = EnumField(InvoiceStatus, default=InvoiceStatus.DRAFT)
-    table = "lt_invoices"
-}
-'''
-WITH_PHONE = SEED.replace("    name = CharField(120)\n", "    name = CharField(120)\n    phone = CharField(max_length=20, null=true)\n")
-WITH_DISCOUNT = WITH_PHONE.replace("    total = DecimalField(12, 2)\n",
-                                   "    total = DecimalField(12, 2)\n    discount_cents = IntegerField(default=0)\n")
+from seed import SEED, WITH_DISCOUNT, WITH_PHONE  # noqa: E402
 
 
 def assert_history_folds_to_snapshot(project):
