@@ -11,6 +11,8 @@ class ReadError(ValueError):
 def read(text: str) -> list[RawEnum | RawModel]:
     """Parse models.mp text into the raw tree; raise ReadError if the grammar rejects it."""
 
+def split_statements(statements: tuple, call_class: Any) -> tuple[list, list]: ...
+
 def build_fields(model_name: str, statements: Any, enums: Any, cache: dict, fields: list, by_name: dict,
                  positions: dict, index_fields: list, add: Any, build_uncached: Any, field_class: Any,
                  name_class: Any) -> None: ...

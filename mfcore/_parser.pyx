@@ -790,6 +790,20 @@ def read(str text not None):
         gc.enable()
 
 
+def split_statements(tuple statements, call_class):
+    """The compiled twin of mfcore.language.validate.split_statements; it must give
+    the same two lists."""
+    cdef list fields = []
+    cdef list options = []
+    cdef tuple statement
+    for statement in statements:
+        if type(statement[2]) is call_class and statement[0] != "indexes":
+            fields.append(statement)
+        else:
+            options.append(statement)
+    return fields, options
+
+
 def build_fields(str model_name, statements, enums, dict cache, list fields, dict by_name, dict positions,
                  list index_fields, add, build_uncached, field_class, name_class):
     """The compiled twin of mfcore.language.validate.build_fields (the hot loop of

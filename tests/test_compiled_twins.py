@@ -64,3 +64,22 @@ def test_changed_models_matches_its_twin(data):
     new = mfcore.parse(data.draw(schema_texts()))
     assert _parser.changed_models(old.models, new.models) == changed_models(old.models, new.models)
     assert _parser.changed_models(new.models, new.models) == changed_models(new.models, new.models) == []
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_statement_splitting_matches_its_twin(data):
+    from mfcore.language.parser import read_raw
+    from mfcore.language.raw import Call, RawModel
+    from mfcore.language.validate import split_statements
+
+    from strategies import schema_texts
+
+    for decl in read_raw(data.draw(schema_texts()), compiled=False):
+        if type(decl) is RawModel:
+            assert _parser.split_statements(decl.statements, Call) == split_statements(decl.statements, Call)
+    options = (("indexes", (1, 1), Call("Index", (1, 9), ()), (1, 9)), ("table", (2, 1), "t", (2, 9)),
+               ("x", (3, 1), Call("CharField", (3, 5), ()), (3, 5)))
+    assert _parser.split_statements(options, Call) == split_statements(options, Call)
+    assert split_statements(options, Call) == ([options[2]], [options[0], options[1]])

@@ -11,7 +11,7 @@ import os
 from ..errors import ModelsError
 from ..gcpause import gc_paused
 from ..schema import Schema
-from .validate import Problem, build_fields, build_schema
+from .validate import Problem, build_fields, build_schema, split_statements
 
 
 def _load_compiled():
@@ -67,8 +67,10 @@ def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None) -
         # The raw tree dies inside the pause: alive when the collector came back, it
         # would be scanned once in full for nothing.
         use_compiled = _compiled is not None if compiled is None else compiled
-        fields_builder = _compiled.build_fields if use_compiled else build_fields
-        schema, problems = build_schema(read_raw(text, path, compiled=compiled), fields_builder)
+        core = _compiled if use_compiled else None
+        schema, problems = build_schema(read_raw(text, path, compiled=compiled),
+                                        core.build_fields if core else build_fields,
+                                        core.split_statements if core else split_statements)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema

@@ -1,9 +1,15 @@
 """The meaning of models.mp: from the raw tree to a Schema, or to every problem in it."""
 from __future__ import annotations
 
+from itertools import compress
+from operator import attrgetter
+
 from ..fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from ..schema import Enum, Field, Index, Model, Schema, index_name, table_name_for
 from .raw import Call, ListValue, Name, RawEnum, TupleValue
+
+_primary_key_of = attrgetter("primary_key")
+_column_of = attrgetter("column")
 
 BASE_MODELS = ("Model", "BaseModel")
 MODEL_OPTIONS = ("table", "abstract", "indexes", "unique_together")
@@ -32,10 +38,11 @@ class Problem:
         return f"Problem({self.line}:{self.column} {self.message!r})"
 
 
-def build_schema(declarations, fields_builder=None) -> tuple[Schema, list]:
+def build_schema(declarations, fields_builder=None, statement_splitter=None) -> tuple[Schema, list]:
     """Validate the raw tree; returns (schema, problems) with problems as (message, pos).
 
-    ``fields_builder`` is build_fields below or its compiled twin."""
+    ``fields_builder`` and ``statement_splitter`` are build_fields and split_statements
+    below or their compiled twins."""
     problems: list = []
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
@@ -55,7 +62,8 @@ def build_schema(declarations, fields_builder=None) -> tuple[Schema, list]:
                 continue
             raw_models[decl.name] = decl
 
-    builder = _ModelBuilder(raw_models, enums, add, fields_builder or build_fields)
+    builder = _ModelBuilder(raw_models, enums, add, fields_builder or build_fields,
+                            statement_splitter or split_statements)
     models = {}
     for name in raw_models:
         built = builder.model(name)
@@ -91,8 +99,9 @@ def _build_enum(decl, add) -> Enum:
 class _ModelBuilder:
     """Builds models on demand, so that a model can extend one declared after it."""
 
-    def __init__(self, raw_models, enums, add, fields_builder):
+    def __init__(self, raw_models, enums, add, fields_builder, statement_splitter):
         self.build_fields = fields_builder
+        self.split_statements = statement_splitter
         self.raw = raw_models
         self.enums = enums
         self.add = add
@@ -156,7 +165,7 @@ class _ModelBuilder:
         self.build_fields(decl.name, field_statements, self.enums, self.field_cache, fields, by_name,
                           positions, index_fields, add, _build_uncached, Field, Name)
 
-        primary_keys = [f for f in fields if f.primary_key]
+        primary_keys = list(compress(fields, map(_primary_key_of, fields)))
         if not primary_keys and not abstract:
             if "id" in by_name:
                 add(f"model {decl.name} has a field 'id' that is not its primary key; "
@@ -169,12 +178,13 @@ class _ModelBuilder:
                 add(f"model {decl.name} has more than one primary key ('{primary_keys[0].name}' and"
                     f" '{extra.name}')", positions.get(extra.name, decl.pos))
 
-        seen_columns: dict = {}
-        for f in fields:
-            if f.column in seen_columns:
-                add(f"fields '{seen_columns[f.column]}' and '{f.name}' of model {decl.name} both use"
-                    f" column '{f.column}'", positions.get(f.name, decl.pos))
-            seen_columns[f.column] = f.name
+        if len(set(map(_column_of, fields))) != len(fields):  # else no two share a column
+            seen_columns: dict = {}
+            for f in fields:
+                if f.column in seen_columns:
+                    add(f"fields '{seen_columns[f.column]}' and '{f.name}' of model {decl.name} both use"
+                        f" column '{f.column}'", positions.get(f.name, decl.pos))
+                seen_columns[f.column] = f.name
 
         index_fields.extend(options.get("indexes", ()))
         index_fields.extend(options.get("unique_together", ()))
@@ -187,11 +197,8 @@ class _ModelBuilder:
         """Separate field calls from model options, checking the options."""
         add = self.add
         options: dict = {}
-        fields = []
-        for name, pos, value, value_pos in decl.statements:
-            if type(value) is Call and name not in ("indexes",):
-                fields.append((name, pos, value))
-                continue
+        fields, option_statements = self.split_statements(decl.statements, Call)
+        for name, pos, value, value_pos in option_statements:
             if name not in MODEL_OPTIONS:
                 add(f"unknown model option '{name}'{did_you_mean(name, MODEL_OPTIONS)}"
                     " (a field is written name = Type(...))", pos)
@@ -282,6 +289,8 @@ class _ModelBuilder:
         return found
 
     def _indexes(self, decl, table, fields, specs):
+        if not specs:
+            return ()
         by_name = {f.name: f for f in fields}
         indexes: dict = {}
         for names, given_name, unique, pos in specs:
@@ -321,6 +330,20 @@ def _build_uncached(model_name, name, pos, call, enums, cache, key, add):
     return built, db_index
 
 
+def split_statements(statements, call_class) -> tuple:
+    """A model's statements as (field statements, option statements), each the raw
+    statements themselves in their order: a field is a call (except `indexes = ...`,
+    whose Index(...) entries are calls too). Also compiled as mfcore._parser.split_statements."""
+    fields = []
+    options = []
+    for statement in statements:
+        if type(statement[2]) is call_class and statement[0] != "indexes":
+            fields.append(statement)
+        else:
+            options.append(statement)
+    return fields, options
+
+
 def build_fields(model_name, statements, enums, cache, fields, by_name, positions, index_fields, add,
                  build_uncached, field_class, name_class):
     """The per-field loop of a model: the hot loop of validation, also compiled as
@@ -331,7 +354,7 @@ def build_fields(model_name, statements, enums, cache, fields, by_name, position
     the key because True == 1 and 1 == 1.0 in Python.
     """
     own_seen = set()
-    for name, pos, call in statements:
+    for name, pos, call, _value_pos in statements:
         if name in own_seen:
             add(f"duplicate field '{name}' in model {model_name}", pos)
             continue
