@@ -1,7 +1,8 @@
 """diff(old, new) -> the operations that turn one schema into the other.
 
 Pure and deterministic: the same two schemas give the same list in the same order.
-Order (SPEC §4): enums first; renames; new tables in dependency order (a referenced
+Order (SPEC §4): enums first; renames; primary keys whose column type changes, with
+the foreign keys that point at them; new tables in dependency order (a referenced
 table before its referrer, a cycle broken by adding its key afterwards); column and
 index changes model by model; deferred foreign keys; dropped tables in reverse
 dependency order; dropped enums last.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
-                         RenameColumn, RenameModel, attach_tables, table_def)
+                         RenameColumn, RenameModel, attach_tables, referencing_type, table_def)
 from .questioner import Questioner
 from .schema import Schema
 
@@ -44,7 +45,12 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
             operations.append(rename)
             state = rename.apply(state)
 
-    # 3. New tables, referenced tables first.
+    # 3. Primary keys whose type changes, before new tables copy it; what points at them follows.
+    for operation in _key_type_changes(state, new):
+        operations.append(operation)
+        state = operation.apply(state)
+
+    # 4. New tables, referenced tables first.
     created = [name for name in new.models if name not in state.models]
     deferred_keys = []
     for name, deferred in _creation_order(created, new):
@@ -52,17 +58,17 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
         operations.append(CreateModel(name, model.table, table_def(new, name, deferred), deferred))
         deferred_keys.extend((name, field_name) for field_name in deferred)
 
-    # 4. Changed tables, one at a time.
+    # 5. Changed tables, one at a time.
     for name in _changed_models(state.models, new.models):
         operations.extend(_model_changes(state.models[name], new.models[name], questioner))
 
-    # 5. Keys that closed a cycle among the new tables.
+    # 6. Keys that closed a cycle among the new tables.
     for name, field_name in deferred_keys:
         model = new.models[name]
         key = model.field(field_name)
         operations.append(AddForeignKey(name, model.table, field_name, key.target, key.on_delete))
 
-    # 6. Dropped tables, referrers first; a cycle loses its keys before its tables.
+    # 7. Dropped tables, referrers first; a cycle loses its keys before its tables.
     dropped = [name for name in state.models if name not in new.models]
     for step, name, keys in _drop_order(dropped, state):
         model = state.models[name]
@@ -72,7 +78,7 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
         if step == "drop":
             operations.append(DropModel(name, model.table))
 
-    # 7. Enums nothing uses any more.
+    # 8. Enums nothing uses any more.
     for name in sorted(old.enums):
         if name not in new.enums:
             operations.append(DropEnum(name, old.enums[name].members))
@@ -126,6 +132,45 @@ def _with_drop_tables(operations, old):
         result.append(operation)
         state = operation.apply(state)
     return result
+
+
+def _key_type_changes(state, new) -> list:
+    """The operations that change the type of primary keys, and of the columns that point
+    at them (a foreign key column has its target key's type, SPEC §2).
+
+    For each model whose key keeps its name but not its type: the constraints of the
+    foreign keys that point at it come off (PostgreSQL refuses to change a key's type
+    under a constraint from a column of another type), the key changes, and every
+    referencing column follows with an alter_column that records the key as it was
+    (``old_key``) and puts its constraint back. Referencing fields that this diff goes
+    on to rename, alter or drop follow too, so that those later operations find the
+    column and its constraint as they always do. On SQLite the constraint drops cost
+    nothing (dialects/sqlite.py); the rebuilds carry the rows.
+    """
+    retyped = {}
+    for name in _changed_models(state.models, new.models):
+        before, after = state.models[name].primary_key, new.models[name].primary_key
+        if before is not None and after is not None and before.name == after.name \
+                and referencing_type(before) != referencing_type(after):
+            retyped[name] = (before, after)
+    if not retyped:
+        return []
+    referrers: dict = {}
+    for model_name in sorted(state.models):
+        model = state.models[model_name]
+        for f in model.fields:
+            if f.target in retyped:
+                referrers.setdefault(f.target, []).append((model, f))
+    operations: list = []
+    for name in sorted(retyped):
+        before, after = retyped[name]
+        pointing = referrers.get(name, [])
+        for model, f in pointing:
+            operations.append(DropForeignKey(model.name, model.table, f.name, f.target, f.on_delete))
+        operations.append(AlterColumn(name, state.models[name].table, before, after))
+        for model, f in pointing:
+            operations.append(AlterColumn(model.name, model.table, f, f, old_key=before))
+    return operations
 
 
 def _model_renames(old, new, questioner):

@@ -507,21 +507,37 @@ class DropColumn(_TableOperation):
 @_register
 @dataclass(frozen=True)
 class AlterColumn(_TableOperation):
+    """A column changed; or, with ``old_key``, a foreign key column whose type follows the
+    primary key it points to (the key's type changed: ``old_key`` is the key as it was,
+    the TableDef's reference the key as it is now)."""
+
     op: ClassVar[str] = "alter_column"
     old: Field = None
     new: Field = None
     table_def: Optional[TableDef] = None
+    old_key: Optional[Field] = None
 
     @property
     def destructive(self):
-        return is_narrowing(self.old, self.new)
+        new_key = self.new_key
+        return is_narrowing(self.old, self.new) or (
+            self.old_key is not None and new_key is not None and is_narrowing(_as_key(self.old_key), _as_key(new_key)))
+
+    @property
+    def new_key(self) -> Optional[Field]:
+        """The referenced primary key as it is after this operation (from the TableDef)."""
+        if self.table_def is None:
+            return None
+        reference = self.table_def.references.get(self.new.name) or self.table_def.deferred.get(self.new.name)
+        return reference.key if reference is not None else None
 
     def apply(self, schema):
         model = _model(schema, self.model, self.op)
         return _with_models(schema, **{self.model: _replace_field(model, self.old.name, self.new)})
 
     def reverse(self):
-        return AlterColumn(self.model, self.table, self.new, self.old)
+        return AlterColumn(self.model, self.table, self.new, self.old,
+                           old_key=self.new_key if self.old_key is not None else None)
 
     def describe(self):
         changes = [f"{key}: {_show(getattr(self.old, key))} -> {_show(getattr(self.new, key))}"
@@ -530,15 +546,23 @@ class AlterColumn(_TableOperation):
                    and not (key == "default" and not self.old.has_default and not self.new.has_default)]
         if self.old.has_default != self.new.has_default and not any(c.startswith("default") for c in changes):
             changes.append("default: " + ("removed" if self.old.has_default else f"{_show(self.new.default)}"))
+        if self.old_key is not None:
+            new_key = self.new_key
+            after = f" -> {_key_summary(new_key)}" if new_key is not None else ""
+            changes.append(f"follows the primary key {self.new.target}.{self.old_key.name}:"
+                           f" {_key_summary(self.old_key)}{after}")
         return f"Alter field {self.new.name} on {self.model} ({'; '.join(changes)})"
 
     def name_part(self):
         return f"alter_{self.new.name}"
 
     def to_json(self):
-        return {"op": self.op, "model": self.model, "table": self.table, "field_name": self.new.name,
-                "old_def": field_to_json(self.old), "field_def": field_to_json(self.new),
-                **_table_json(self.table_def)}
+        doc = {"op": self.op, "model": self.model, "table": self.table, "field_name": self.new.name,
+               "old_def": field_to_json(self.old), "field_def": field_to_json(self.new),
+               **_table_json(self.table_def)}
+        if self.old_key is not None:
+            doc["old_key"] = field_to_json(self.old_key)
+        return doc
 
     @classmethod
     def from_json(cls, doc, state, where):
@@ -547,7 +571,8 @@ class AlterColumn(_TableOperation):
             old = field_from_json(doc["old_def"], state.enums, where)
         else:
             old = _field_of(_model(state, doc["model"], where), doc["field_name"], where)
-        return cls(doc["model"], doc["table"], old, new, _read_table(doc, where))
+        old_key = field_from_json(doc["old_key"], state.enums, where) if "old_key" in doc else None
+        return cls(doc["model"], doc["table"], old, new, _read_table(doc, where), old_key)
 
 
 @_register
@@ -760,6 +785,31 @@ def is_narrowing(old: Field, new: Field) -> bool:
     if new.unique and not old.unique:
         return True
     return False
+
+
+def referencing_type(key: Field) -> tuple:
+    """What a foreign key column takes from the primary key it points to: the key's type
+    (an auto key as the integer it is) and size. A key that is itself a reference gives
+    an integer column, as the dialects write it. Two keys with the same answer give
+    referencing columns of the same type."""
+    if key.target is not None:
+        return ("IntegerField",)
+    kind = {"AutoField": "IntegerField", "BigAutoField": "BigIntegerField"}.get(key.type, key.type)
+    return (kind, key.max_length, key.max_digits, key.decimal_places, key.enum)
+
+
+def _as_key(key: Field) -> Field:
+    """A primary key as a referencing column sees it: its type only."""
+    return key._replace(null=False, unique=False, primary_key=False, has_default=False, default=None)
+
+
+def _key_summary(key: Field) -> str:
+    text = key.type
+    if key.type == "CharField":
+        text += f"({key.max_length})"
+    elif key.type == "DecimalField":
+        text += f"({key.max_digits}, {key.decimal_places})"
+    return text
 
 
 def _show(value):

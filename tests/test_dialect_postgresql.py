@@ -381,10 +381,57 @@ def test_alter_column_enum_to_text_and_back(db):
 def test_auto_field_to_big_auto_field_and_its_keys(db):
     after = BASE.replace('    table = "customer"', '    id = BigAutoField()\n    table = "customer"')
     operations = change(db, BASE, after)
-    assert [op.op for op in operations] == ["alter_column"]
+    assert [(op.op, op.model_name) for op in operations] == [
+        ("drop_fk", "Invoice"), ("alter_column", "Customer"), ("alter_column", "Invoice")]
     assert columns(db, "customer")["id"] == ("bigint", True, None, "d")
+    assert columns(db, "invoice")["customer"] == ("bigint", True, None, "")
+    assert constraints(db, "invoice")["invoice_customer_fkey"] == (
+        "FOREIGN KEY (customer) REFERENCES customer(id) ON DELETE CASCADE")
     assert rows(db, "customer") == CUSTOMERS
+    assert text_rows(db, "invoice", "id, customer, total, note") == [
+        ("1", "1", "10.50", "first"), ("2", "2", "20.00", None), ("3", "2", "7.25", "third")]
     db.execute("INSERT INTO customer (id, email, name) VALUES (3000000000, 'big@x', 'Big')")
+    db.execute("INSERT INTO invoice (id, customer, total) VALUES (4, 3000000000, 1)")
+    migrated = catalog(db)
+    db.fresh_schema()
+    migrate(db, diff(Schema(), parse(after)))
+    assert migrated == catalog(db)
+
+
+KEYED = """
+model Code extends Model {
+    code = IntegerField(primary_key=true)
+    parent = ForeignKey(Code, null=true, on_delete=SET_NULL)
+}
+model Item extends Model {
+    code = ForeignKey(Code, on_delete=RESTRICT)
+    label = TextField()
+}
+"""
+
+
+def test_key_changed_to_another_type_takes_every_referencing_column_along(pg):
+    # integer -> varchar: no constraint between the two types can exist, so every key
+    # into Code comes off first; the self-reference, a renamed referencing field and a
+    # new table pointing at Code all end up varchar(20), with their rows.
+    change(pg, "", KEYED)
+    pg.execute("INSERT INTO code (code, parent) VALUES (1, NULL), (2, 1)")
+    pg.execute("INSERT INTO item (id, code, label) VALUES (1, 1, 'one'), (2, 2, 'two')")
+    after = KEYED.replace("code = IntegerField(primary_key=true)", "code = CharField(20, primary_key=true)") \
+        .replace("code = ForeignKey(Code, on_delete=RESTRICT)", "kind = ForeignKey(Code, on_delete=RESTRICT)") \
+        + "model Tag extends Model { code = ForeignKey(Code, null=true) }\n"
+    operations = change(pg, KEYED, after, AnswerQuestioner({("Item", "code"): "kind"}))
+    assert [op.op for op in operations][:5] == ["drop_fk", "drop_fk", "alter_column", "alter_column", "alter_column"]
+    assert columns(pg, "code")["code"][0] == columns(pg, "code")["parent"][0] == "character varying(20)"
+    assert columns(pg, "item")["kind"][0] == columns(pg, "tag")["code"][0] == "character varying(20)"
+    assert constraints(pg, "item")["item_kind_fkey"] == "FOREIGN KEY (kind) REFERENCES code(code) ON DELETE RESTRICT"
+    assert constraints(pg, "code")["code_parent_fkey"].startswith("FOREIGN KEY (parent) REFERENCES code(code)")
+    assert rows(pg, "code") == [("1", None), ("2", "1")]
+    assert rows(pg, "item") == [(1, "1", "one"), (2, "2", "two")]
+    migrated = catalog(pg)
+    pg.fresh_schema()
+    migrate(pg, diff(Schema(), parse(after)))
+    assert migrated == catalog(pg)
 
 
 def test_integer_key_becomes_auto_field(pg):

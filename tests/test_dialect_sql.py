@@ -261,6 +261,32 @@ def test_alter_column_postgresql():
     ]
 
 
+def test_a_key_type_change_and_the_columns_that_follow_it():
+    after = MODELS.replace('    table = "lt_customers"', '    id = BigAutoField()\n    table = "lt_customers"')
+    operations = diff(parse(MODELS), parse(after))
+    assert POSTGRES.migration_sql(operations) == [
+        'ALTER TABLE "invoice" DROP CONSTRAINT "invoice_customer_fkey"',
+        'ALTER TABLE "lt_customers" ALTER COLUMN "id" TYPE bigint',
+        'ALTER TABLE "invoice" DROP CONSTRAINT IF EXISTS "invoice_customer_fkey"',
+        'ALTER TABLE "invoice" ALTER COLUMN "customer" TYPE bigint',
+        'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer")'
+        ' REFERENCES "lt_customers" ("id") ON DELETE CASCADE',
+    ]
+    assert SQLITE.migration_sql(operations) == []  # INTEGER either way
+    keyed = MODELS.replace("email = CharField(max_length=255, unique=true)", "email = CharField(40, primary_key=true)")
+    operations = diff(parse(keyed), parse(keyed.replace("CharField(40", "CharField(80")))
+    statements = SQLITE.migration_sql(operations)
+    # No rebuild for the constraint drop: the referencing table is rebuilt once, with its key.
+    assert [s.split(" (")[0] for s in statements if s.startswith("CREATE TABLE")] == [
+        'CREATE TABLE "_mf_new_lt_customers"', 'CREATE TABLE "_mf_new_invoice"']
+    assert '"customer" VARCHAR(80) NOT NULL' in next(s for s in statements if '"_mf_new_invoice" (' in s)
+    assert SQLITE.needs_foreign_keys_off(operations)
+    assert [s for s in POSTGRES.migration_sql(operations) if " TYPE " in s] == [
+        'ALTER TABLE "lt_customers" ALTER COLUMN "email" TYPE varchar(80)',
+        'ALTER TABLE "invoice" ALTER COLUMN "customer" TYPE varchar(80)']
+    assert SQLITE.operation_sql(operations[0])[0].startswith('CREATE TABLE "_mf_new_invoice"')  # alone, it rebuilds
+
+
 @pytest.mark.parametrize("old, new, using", [
     ("IntegerField()", "DecimalField(10, 2)", ""),
     ("CharField(10)", "TextField()", ""),

@@ -380,6 +380,59 @@ def test_alter_column_on_delete_and_unique(db):
         db.execute("DELETE FROM customer WHERE id = 1")
 
 
+def test_auto_field_to_big_auto_field_and_its_keys(db):
+    # Both are INTEGER on SQLite: the referencing column follows, and there is nothing to run.
+    after = BASE.replace('    table = "customer"', '    id = BigAutoField()\n    table = "customer"')
+    operations = diff(parse(BASE), parse(after))
+    assert [(op.op, op.model_name) for op in operations] == [
+        ("drop_fk", "Invoice"), ("alter_column", "Customer"), ("alter_column", "Invoice")]
+    assert SQLITE.migration_sql(operations) == [] and not SQLITE.needs_foreign_keys_off(operations)
+    migrate(db, operations)
+    assert columns(db, "invoice")["customer"] == ("INTEGER", 1, None, 0)
+    assert foreign_keys(db, "invoice") == {("customer", "customer", "id", "CASCADE")}
+    assert rows(db, "customer") == CUSTOMERS and rows(db, "invoice") == INVOICES
+    db.execute("INSERT INTO customer (id, email, name, role) VALUES (3000000000, 'big@x', 'Big', 'ADMIN')")
+    db.execute("INSERT INTO invoice (id, customer, total) VALUES (4, 3000000000, 1)")
+
+
+KEYED = """
+model Code extends Model {
+    code = CharField(10, primary_key=true)
+    parent = ForeignKey(Code, null=true, on_delete=SET_NULL)
+}
+model Item extends Model {
+    code = ForeignKey(Code, on_delete=RESTRICT)
+    label = TextField()
+    indexes = [Index(code, label)]
+}
+"""
+
+
+def test_key_type_change_rebuilds_every_referencing_table_with_its_rows():
+    # The self-reference, a renamed referencing field and a new table pointing at Code
+    # all become VARCHAR(20); the constraint drops cost no rebuild of their own.
+    connection = dbutil.sqlite_connect()
+    change(connection, "", KEYED)
+    connection.execute("INSERT INTO code (code, parent) VALUES ('a', NULL), ('b', 'a')")
+    connection.execute("INSERT INTO item (id, code, label) VALUES (1, 'a', 'one'), (2, 'b', 'two')")
+    after = KEYED.replace("code = CharField(10, primary_key=true)", "code = CharField(20, primary_key=true)") \
+        .replace("code = ForeignKey(Code, on_delete=RESTRICT)", "kind = ForeignKey(Code, on_delete=RESTRICT)") \
+        .replace("Index(code, label)", "Index(kind, label)") \
+        + "model Tag extends Model { code = ForeignKey(Code, null=true) }\n"
+    operations = diff(parse(KEYED), parse(after), AnswerQuestioner({("Item", "code"): "kind"}))
+    statements = SQLITE.migration_sql(operations)
+    assert sum(s.startswith('CREATE TABLE "_mf_new_') for s in statements) == 4  # code twice, item twice
+    migrate(connection, operations)
+    assert columns(connection, "code")["parent"][0] == columns(connection, "item")["kind"][0] == "VARCHAR(20)"
+    assert columns(connection, "tag")["code"][0] == "VARCHAR(20)"
+    assert foreign_keys(connection, "item") == {("kind", "code", "code", "RESTRICT")}
+    assert rows(connection, "code") == [("a", None), ("b", "a")]
+    assert rows(connection, "item") == [(1, "a", "one"), (2, "b", "two")]
+    direct = dbutil.sqlite_connect()
+    migrate(direct, diff(Schema(), parse(after)))
+    assert sqlite_catalog(connection) == sqlite_catalog(direct)
+
+
 def test_rebuild_keeps_the_autoincrement_counter(db):
     db.execute("INSERT INTO customer (id, email, name) VALUES (50, 'z@x', 'Z')")
     db.execute("DELETE FROM customer WHERE id = 50")

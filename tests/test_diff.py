@@ -191,3 +191,72 @@ def test_operations_reverse_back_to_the_start():
 def test_diff_folded_over_a_gives_b(a_text, b_text):
     a, b = mfcore.parse(a_text), mfcore.parse(b_text)
     assert fold(diff(a, b), a) == b
+
+
+# ---------------------------------------------------------------- primary keys that change type
+
+BIG_KEY = BASE.replace("phone = CharField(20, null=true)", "id = BigAutoField()\n    phone = CharField(20, null=true)")
+
+
+def test_a_key_type_change_takes_the_foreign_keys_that_point_at_it_along():
+    operations = ops_between(BASE, BIG_KEY)
+    assert [(op.op, op.model_name) for op in operations] == [
+        ("drop_fk", "Invoice"), ("alter_column", "Customer"), ("alter_column", "Invoice")]
+    follow = operations[2]
+    assert follow.old == follow.new and follow.old_key.type == "AutoField"
+    assert follow.new_key.type == "BigAutoField"  # the TableDef has the key as it is now
+    assert follow.describe() == ("Alter field customer on Invoice"
+                                 " (follows the primary key Customer.id: AutoField -> BigAutoField)")
+    assert not follow.destructive
+    narrowed = ops_between(BASE.replace("email = CharField(255", "email = CharField(255, primary_key=true"),
+                           BASE.replace("email = CharField(255", "email = CharField(100, primary_key=true"))
+    assert [op.op for op in narrowed] == ["drop_fk", "alter_column", "alter_column"]
+    assert narrowed[1].destructive and narrowed[2].destructive
+
+
+def test_keys_that_keep_their_column_type_change_nothing_else():
+    for before, after in [("AutoField()", "IntegerField(primary_key=true)"),
+                          ("BigAutoField()", "BigIntegerField(primary_key=true)")]:
+        old = BASE.replace("phone = CharField(20, null=true)", f"id = {before}")
+        operations = ops_between(old, old.replace(before, after))
+        assert kinds(operations) == ["alter_column"]
+
+
+def test_new_tables_take_the_new_key_type_and_renamed_referrers_follow_first():
+    after = BIG_KEY.replace("customer = ForeignKey(Customer)", "client = ForeignKey(Customer)") \
+        + "model Payment extends Model { customer = ForeignKey(Customer) }\n"
+    operations = ops_between(BASE, after, AnswerQuestioner({("Invoice", "customer"): "client"}))
+    assert kinds(operations) == ["drop_fk", "alter_column", "alter_column", "create_model", "rename_column"]
+    assert operations[3].table_def.references["customer"].key.type == "BigAutoField"
+
+
+def test_self_references_and_several_keys_follow_in_a_stable_order():
+    text = ("model A extends Model { id = CharField(10, primary_key=true)\n b = ForeignKey(B, null=true)\n"
+            " up = ForeignKey(A, null=true) }\n"
+            "model B extends Model { id = CharField(10, primary_key=true)\n a = ForeignKey(A, null=true) }\n")
+    after = text.replace("CharField(10", "CharField(30")
+    operations = ops_between(text, after)
+    assert [(op.op, op.model_name, getattr(op, "field_name", None) or op.new.name) for op in operations] == [
+        ("drop_fk", "A", "up"), ("drop_fk", "B", "a"), ("alter_column", "A", "id"),
+        ("alter_column", "A", "up"), ("alter_column", "B", "a"),
+        ("drop_fk", "A", "b"), ("alter_column", "B", "id"), ("alter_column", "A", "b")]
+    assert diff(mfcore.parse(text), mfcore.parse(after)) == operations
+
+
+def test_a_following_column_survives_its_json_form_and_reverses():
+    old_schema, new_schema = mfcore.parse(BASE), mfcore.parse(BIG_KEY)
+    operations = diff(old_schema, new_schema)
+    document = orjson.loads(orjson.dumps(operations[2].to_json()))
+    assert document["old_key"]["type"] == "AutoField"
+    assert document["table_def"]["references"]["customer"]["key"]["type"] == "BigAutoField"
+    state = operations[1].apply(operations[0].apply(old_schema))
+    assert operation_from_json(document, state, "test") == operations[2]
+    # A file written before old_key existed still reads: a plain alter_column.
+    del document["old_key"]
+    assert operation_from_json(document, state, "test").old_key is None
+    back = operations[2].reverse()
+    assert (back.old_key.type, back.old, back.new) == ("BigAutoField", operations[2].new, operations[2].old)
+    state = new_schema
+    for operation in reversed(operations):
+        state = operation.reverse().apply(state)
+    assert state == old_schema

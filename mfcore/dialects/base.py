@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..errors import MigrationFileError
@@ -338,3 +338,34 @@ def reference_of(table_def: Optional[TableDef], f: Field) -> Optional[Reference]
         return None
     return table_def.references.get(f.name) or table_def.deferred.get(f.name)
 
+
+
+def table_before(op) -> TableDef:
+    """The table as the old side of an alter_column saw it. The same as its TableDef,
+    except for a foreign key column that follows a changed primary key (``old_key``):
+    there the reference still points at the key as it was, which gave the old type."""
+    table_def = require_table(op)
+    old_key = getattr(op, "old_key", None)
+    if old_key is None:
+        return table_def
+    name = op.new.name
+    if name in table_def.references:
+        return replace(table_def, references={**table_def.references,
+                                              name: replace(table_def.references[name], key=old_key)})
+    if name in table_def.deferred:
+        return replace(table_def, deferred={**table_def.deferred,
+                                            name: replace(table_def.deferred[name], key=old_key)})
+    return table_def
+
+
+def follows_later(op, plan: Plan) -> bool:
+    """Is ``op`` (a drop_fk) followed, later in the same migration, by the alter_column
+    that makes its column follow a changed primary key and puts the constraint back?"""
+    later = False
+    for other in plan.operations:
+        if other is op:
+            later = True
+        elif later and getattr(other, "old_key", None) is not None and other.op == "alter_column" \
+                and other.model == op.model and other.new.name == op.field_name:
+            return True
+    return False

@@ -31,7 +31,7 @@ from ..fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
 from ..schema import Field, MAX_IDENTIFIER
 from .base import (Dialect, _clip, foreign_key_name, has_unique_constraint, is_not_null,
-                   primary_key_name, require_table, unique_name)
+                   primary_key_name, require_table, table_before, unique_name)
 
 _TYPES = {
     "AutoField": "integer", "BigAutoField": "bigint",
@@ -350,8 +350,9 @@ class _ColumnChange:
         self.alter = f"ALTER TABLE {self.quoted_table} ALTER COLUMN {self.column}"
         self.foreign_key = foreign_key_name(op.table, op.new.column)
         old, new = op.old, op.new
-        # The old key's type is known only while it points where it did.
-        self.old_type = dialect.column_type(old, self.table_def if old.target == new.target else None)
+        # The old key's type is known only while it points where it did; a column that
+        # follows a changed primary key had the type of the key as it was (old_key).
+        self.old_type = dialect.column_type(old, table_before(op) if old.target == new.target else None)
         self.new_type = dialect.column_type(new, self.table_def)
         self.type = self.old_type != self.new_type or (new.target is not None and old.target != new.target)
         self.key = (old.target, old.on_delete) != (new.target, new.on_delete) or self.type

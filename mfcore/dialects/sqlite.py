@@ -27,7 +27,7 @@ from typing import Optional
 
 from ..operations import AlterEnum, DropModel, TableDef
 from ..schema import Field
-from .base import Dialect, has_unique_constraint, is_not_null, require_table
+from .base import Dialect, Plan, follows_later, has_unique_constraint, is_not_null, require_table, table_before
 
 _TYPES = {
     "AutoField": "INTEGER", "BigAutoField": "INTEGER",
@@ -71,9 +71,10 @@ class SQLiteDialect(Dialect):
 
     # ------------------------------------------------------------ the applier's question
     def needs_foreign_keys_off(self, operations) -> bool:
-        return any(isinstance(op, DropModel) or self._rebuilds(op) for op in operations)
+        plan = Plan(operations=tuple(operations))
+        return any(isinstance(op, DropModel) or self._rebuilds(op, plan) for op in plan.operations)
 
-    def _rebuilds(self, op) -> bool:
+    def _rebuilds(self, op, plan: Plan) -> bool:
         """Does this operation rebuild a table?"""
         if op.op == "add_column":
             return not self._can_add_natively(op.field, require_table(op))
@@ -82,9 +83,11 @@ class SQLiteDialect(Dialect):
         if op.op == "rename_column":
             return op.old.column != op.new.column and not self._can_rename_natively(op.old)
         if op.op == "alter_column":
-            return not self._same_column(op.old, op.new, require_table(op))
-        if op.op in ("add_fk", "drop_fk"):
+            return not self._same_column(op)
+        if op.op == "add_fk":
             return True
+        if op.op == "drop_fk":
+            return not follows_later(op, plan)
         if isinstance(op, AlterEnum):
             return bool(op.tables) and _enum_check_changes(op)
         return False
@@ -157,7 +160,7 @@ class SQLiteDialect(Dialect):
 
     def _alter_column(self, op, plan) -> list[str]:
         table_def = require_table(op)
-        if self._same_column(op.old, op.new, table_def):
+        if self._same_column(op):
             if op.old.column == op.new.column:
                 return []
             return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
@@ -168,18 +171,25 @@ class SQLiteDialect(Dialect):
             source = f"COALESCE({source}, {default})"
         return self.rebuild(table_def, {op.new.column: source})
 
-    def _same_column(self, old: Field, new: Field, table_def: TableDef) -> bool:
-        """Would both fields give the same column (up to its name)?"""
+    def _same_column(self, op) -> bool:
+        """Would both sides of an alter_column give the same column (up to its name)?
+        The old side is read with the key its reference pointed to then (table_before)."""
+        old, new = op.old, op.new
         if (old.target, old.on_delete) != (new.target, new.on_delete):
             return False
         renamed = old._replace(name=new.name, column=new.column)
-        return self.column_sql(renamed, table_def) == self.column_sql(new, table_def)
+        return self.column_sql(renamed, table_before(op)) == self.column_sql(new, require_table(op))
 
     # ------------------------------------------------------------ foreign keys
     def _add_fk(self, op, plan) -> list[str]:
         return self.rebuild(require_table(op))
 
     def _drop_fk(self, op, plan) -> list[str]:
+        if follows_later(op, plan):
+            # A primary key changes type under it: foreign keys are off for this
+            # migration, and the column's own alter_column rebuilds the table with the
+            # constraint anyway. Dropping it first would be a rebuild for nothing.
+            return []
         return self.rebuild(require_table(op))
 
     # ------------------------------------------------------------ the rebuild
