@@ -13,6 +13,11 @@ ENUM_NAMES = ["Colour", "Size", "Mood"]
 FIELD_NAMES = ["a", "b", "c", "d", "e", "f", "g"]
 ENUM_KEYS = ["RED", "GREEN", "BLUE", "BLACK"]
 
+# A model's primary key: the implicit id, or one of these (their types differ for the
+# columns that point at them).
+KEY_CALLS = [None, "AutoField()", "BigAutoField()", "IntegerField(primary_key=true)",
+             "CharField(20, primary_key=true)", "CharField(40, primary_key=true)"]
+
 SIMPLE_TYPES = ["IntegerField", "BigIntegerField", "SmallIntegerField", "FloatField", "TextField",
                 "BooleanField", "DateTimeField", "DateField", "TimeField", "UUIDField", "JSONField",
                 "BinaryField", "CharField", "DecimalField"]
@@ -73,6 +78,9 @@ def schema_texts(draw, max_models=4, max_fields=5):
     for name in models:
         field_names = draw(st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=max_fields, unique=True))
         body = [f"    {field} = {draw(field_calls(enums, models))}" for field in field_names]
+        key = draw(st.sampled_from(KEY_CALLS))
+        if key is not None:
+            body.insert(0, f"    id = {key}")
         if len(field_names) >= 2 and draw(st.integers(0, 3)) == 0:
             body.append(f"    indexes = [Index({field_names[0]}, {field_names[1]})]")
         if draw(st.integers(0, 4)) == 0:

@@ -605,7 +605,7 @@ def test_hostile_names_and_defaults_are_quoted(pg):
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(pair=schema_pairs())
+@given(pair=schema_pairs())  # vary_keys=True not yet: see the note in test_dialect_sql.KEYS
 def test_diff_applied_to_a_database_matches_creating_the_target(session, pair):
     before, after = pair
     session.fresh_schema()

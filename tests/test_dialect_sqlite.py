@@ -632,7 +632,7 @@ def sqlite_catalog(connection) -> dict:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pair=schema_pairs())
+@given(pair=schema_pairs(vary_keys=True))
 def test_diff_applied_to_a_database_matches_creating_the_target(pair):
     before, after = pair
     direct = dbutil.sqlite_connect()
