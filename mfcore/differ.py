@@ -45,8 +45,11 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
             operations.append(rename)
             state = rename.apply(state)
 
+    # The one full comparison of the models on both sides (the hot loop of a large diff).
+    changed = _changed_models(state.models, new.models)
+
     # 3. Primary keys whose type changes, before new tables copy it; what points at them follows.
-    for operation in _key_type_changes(state, new):
+    for operation in _key_type_changes(state, new, changed):
         operations.append(operation)
         state = operation.apply(state)
 
@@ -58,9 +61,10 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
         operations.append(CreateModel(name, model.table, table_def(new, name, deferred), deferred))
         deferred_keys.extend((name, field_name) for field_name in deferred)
 
-    # 5. Changed tables, one at a time.
-    for name in _changed_models(state.models, new.models):
-        operations.extend(_model_changes(state.models[name], new.models[name], questioner))
+    # 5. Changed tables, one at a time (step 3 changes no model that was equal before it).
+    for name in changed:
+        if state.models[name] != new.models[name]:
+            operations.extend(_model_changes(state.models[name], new.models[name], questioner))
 
     # 6. Keys that closed a cycle among the new tables.
     for name, field_name in deferred_keys:
@@ -83,7 +87,7 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
         if name not in new.enums:
             operations.append(DropEnum(name, old.enums[name].members))
 
-    completed, _final = attach_tables(_with_drop_tables(operations, old), old)
+    completed, _final = attach_tables(operations, old)
     return completed
 
 
@@ -122,19 +126,7 @@ def _pick_changed_models():
 _changed_models = _pick_changed_models()
 
 
-def _with_drop_tables(operations, old):
-    """DropModel carries the table as it was just before the drop, for reversal."""
-    state = old
-    result = []
-    for operation in operations:
-        if isinstance(operation, DropModel) and operation.table_def is None:
-            operation = DropModel(operation.model, operation.table, table_def(state, operation.model))
-        result.append(operation)
-        state = operation.apply(state)
-    return result
-
-
-def _key_type_changes(state, new) -> list:
+def _key_type_changes(state, new, changed) -> list:
     """The operations that change the type of primary keys, and of the columns that point
     at them (a foreign key column has its target key's type, SPEC §2).
 
@@ -148,7 +140,7 @@ def _key_type_changes(state, new) -> list:
     nothing (dialects/sqlite.py); the rebuilds carry the rows.
     """
     retyped = {}
-    for name in _changed_models(state.models, new.models):
+    for name in changed:
         before, after = state.models[name].primary_key, new.models[name].primary_key
         if before is not None and after is not None and before.name == after.name \
                 and referencing_type(before) != referencing_type(after):

@@ -124,6 +124,11 @@ class Operation:
         """This operation with its TableDef taken from the schema right after it."""
         return self
 
+    def with_table_before(self, schema_before: Schema) -> "Operation":
+        """This operation with what it needs of the schema right before it (a drop keeps
+        the table it drops, to be reversed)."""
+        return self
+
     def describe(self) -> str:  # pragma: no cover
         raise NotImplementedError
 
@@ -356,6 +361,11 @@ class DropModel(Operation):
         models = dict(schema.models)
         models.pop(self.model, None)
         return Schema(enums=schema.enums, models=models)
+
+    def with_table_before(self, schema_before):
+        if self.table_def is not None or self.model not in schema_before.models:
+            return self
+        return replace(self, table_def=table_def(schema_before, self.model))
 
     def reverse(self):
         return CreateModel(self.model, self.table, self.table_def)
@@ -867,6 +877,7 @@ def attach_tables(operations, schema: Schema) -> tuple[list, Schema]:
     completed operations and the final schema."""
     completed = []
     for operation in operations:
+        operation = operation.with_table_before(schema)
         schema = operation.apply(schema)
         completed.append(operation.with_table(schema))
     return completed, schema
