@@ -119,6 +119,27 @@ def test_migrate_with_1000_applied_and_nothing_to_do(benchmark, databases, histo
     assert result == []
 
 
+def test_mf_migrate_process_with_1000_applied_and_nothing_to_do(benchmark, databases, history, loop, tmp_path):
+    """`mf db migrate` as a whole process in the same state (SPEC §7: under 0.25 s)."""
+    import os
+    import subprocess
+
+    migrations = _copy(history, tmp_path / "migrations")
+    dsn = databases.fresh()
+    config = config_for(dsn, str(migrations))
+    assert len(loop.run_until_complete(applier.migrate(config))) == COUNT
+    (tmp_path / "language_config.yaml").write_text('database:\n  driver: sqlite\n  dsn: "./unused.db"\n')
+    url = dsn if databases.driver == "postgresql" else f"sqlite:///{dsn}"
+    env = dict(os.environ, MF_DATABASE_URL=url)
+
+    def run():
+        completed = subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "migrate"], cwd=tmp_path, env=env,
+                                   capture_output=True, text=True, check=True)
+        return completed.stdout
+
+    assert benchmark.pedantic(run, rounds=10, iterations=1) == "No unapplied migrations.\n"
+
+
 # ---------------------------------------------------------------- applying 1,000
 
 def test_apply_1000_migrations_mf(benchmark, databases, history, loop, tmp_path):
