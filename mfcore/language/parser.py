@@ -83,7 +83,8 @@ def parse_file(path: str, *, display_path: str | None = None) -> Schema:
     except FileNotFoundError:
         from ..errors import ConfigError
 
-        raise ConfigError(f"models file not found: {display_path or path}") from None
+        raise ConfigError(f"models file not found: {display_path or path} (it is looked for beside "
+                          "language_config.yaml; set `models:` there to put it elsewhere)") from None
     except UnicodeDecodeError as exc:
         raise ModelsError([Problem(f"the file is not UTF-8 text ({exc.reason})", None,
                                    display_path or path)]) from None
