@@ -316,3 +316,11 @@ def test_help_version_and_usage_errors(project, args, code):
     assert result.code == code
     if args == ["--version"]:
         assert result.out.startswith("mf ")
+
+
+def test_a_missing_models_file_is_a_usage_error(project):
+    before = project.state()
+    result = project.run("db", "makemigrations")
+    assert result.code == 2
+    assert "models file not found: models.mp" in result.err and "`models:`" in result.err
+    assert project.state() == before
