@@ -98,18 +98,25 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
 
     from .carryover import carry_over_if_needed
 
-    conversion = carry_over_if_needed(directory, notices, write=writing)
-    files = store.list_migration_files(directory)
-    if conversion is not None and not writing:
-        # Not written (dry run, check): go on from the files the conversion would write.
+    # A project in the earlier single-plan format is carried over first, but only written
+    # once the rest has passed: a refused change must leave every file as it was.
+    would_carry: list = []
+    conversion = carry_over_if_needed(directory, would_carry, write=False)
+    if conversion is not None:
         old, old_document = conversion.schema, None
         number = len(conversion.files) + 1
     else:
+        files = store.list_migration_files(directory)
         old, old_document = current_snapshot(directory, files, notices, repair=writing)
         number = store.next_number(files)
 
     operations = diff(old, new, questioner)
     check_safety(operations, old)
+    if conversion is not None:
+        if writing:
+            carry_over_if_needed(directory, notices, write=True)
+        else:
+            notices.extend(would_carry)
     result = MakeMigrationsResult(operations, notices=notices)
     if not operations and not empty:
         return result

@@ -118,3 +118,15 @@ def test_orm_demo_on_an_empty_postgresql_database(compat, pg_url):
         assert [r[0] for r in names] == demo.migration_names()
     finally:
         session.close()
+
+
+def test_a_refused_change_leaves_the_plan_project_as_it_was(compat):
+    demo = compat("orm_demo")
+    models = (demo.path / "models.mp").read_text()
+    demo.write_models(models.replace("    email = CharField(max_length=255)\n",
+                                     "    email = CharField(max_length=255)\n    vat = CharField(max_length=20)\n"))
+    before = demo.state()
+    result = demo.run("db", "makemigrations")
+    assert result.code == 2 and "cannot add CharField 'User.vat' as NOT NULL without a default" in result.err
+    assert demo.state() == before
+    assert (demo.migrations / "plan.initial.json").is_file()
