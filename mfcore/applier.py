@@ -20,6 +20,11 @@ The shape of a run:
    run (and after a failure), so it mirrors the ledger; a run that finds it behind
    (a crash between the commit and the write) rebuilds it.
 
+Here: the public coroutines and, per database (_SQLite, _Postgres), the lock, the
+transactions, applying a step and keeping .applied in line. The files, their
+checksums and the survey's checks are in history.py (no database access); reading
+and translating pending files in steps.py; what reset drops in ownership.py.
+
 Nothing here prints or exits: results are returned, problems raised as MfError.
 """
 from __future__ import annotations
@@ -32,27 +37,22 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import anyio
-import orjson
 
 from . import adoption, ledger
 from .config import Config
 from .drivers import Connection, StatementError, connect
-from .errors import (DatabaseError, DriftError, IntegrityError, LockTimeoutError, MfError,
-                     MigrationFileError, ResolveError, UnresolvedMigrationError)
+from .errors import DatabaseError, DriftError, LockTimeoutError, MfError, MigrationFileError, ResolveError
+from .history import (Checksums, Survey, adoption_decision, check_target, check_unresolved, cut,
+                      listed_files, migration_files, number_of, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
-from .schema import Schema
-from .store import (MIGRATION_FILE, Migration, MigrationFile, checksum, list_migration_files,
-                    load_history, read_applied, read_migration, read_snapshot, write_applied)
+from .ownership import drop_order, owned_objects
+from .steps import Prepared, Step
+from .store import load_history, read_applied, write_applied
 
 # pg_try_advisory_lock key: the first 8 bytes of sha256(b"mfcore:migrate") as a signed
 # bigint, so mf's lock cannot collide with an application's small integer keys.
 ADVISORY_LOCK_KEY = 956832486351254394
 LOCK_POLL_MAX = 0.25  # seconds between two pg_try_advisory_lock attempts, at most
-
-# Databases whose every statement mf generates can run inside a transaction: a
-# migration marked "atomic": false (written for PostgreSQL's CREATE INDEX
-# CONCURRENTLY) still runs in one transaction there, which is strictly safer.
-_TRANSACTIONAL_DDL_ONLY = frozenset({"sqlite"})
 
 EventCallback = Callable[[str, str, int, int], object]
 
@@ -88,36 +88,36 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     function. ``notices``, when given, receives sentences the user should read
     (differences found when adopting a database made by the earlier tool).
     """
-    files = _migration_files(config.migrations_dir)
-    _check_target(files, to)
+    files = migration_files(config.migrations_dir)
+    check_target(files, to)
     if dry_run:
         survey = await _read_only_survey(config, files)
-        return [f.name for f in _cut(survey.pending, to)]
+        return [f.name for f in cut(survey.pending, to)]
     if not _database_exists(config):
         # Read and translate what would run before the SQLite file is created: a
         # malformed migration must leave no trace, not even an empty database file.
         survey = await _read_only_survey(config, files)
-        _Prepared(config, files).load(_cut(survey.pending, to))
+        Prepared(config, files).load(cut(survey.pending, to))
     async with await connect(config) as connection:
         database = _database_for(connection, config)
         if notices is not None:
             database.notices = notices
         survey = await database.survey(files)
-        if not survey.adopt and not _cut(survey.pending, to) and not survey.applied_file_behind:
+        if not survey.adopt and not cut(survey.pending, to) and not survey.applied_file_behind:
             return []
-        prepared = _Prepared(config, files)
-        prepared.load(_cut(survey.pending, to))
+        prepared = Prepared(config, files)
+        prepared.load(cut(survey.pending, to))
         async with database.exclusive():
             return await _run(database, files, prepared, to, fake, on_event)
 
 
 async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
     """[(name, [statement, ...]), ...] for each migration ``migrate`` would apply."""
-    files = _migration_files(config.migrations_dir)
-    _check_target(files, to)
+    files = migration_files(config.migrations_dir)
+    check_target(files, to)
     survey = await _read_only_survey(config, files)
-    prepared = _Prepared(config, files)
-    pending = _cut(survey.pending, to)
+    prepared = Prepared(config, files)
+    pending = cut(survey.pending, to)
     prepared.load(pending)
     return [(f.name, list(prepared[f.name].statements)) for f in pending]
 
@@ -125,11 +125,11 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
 def migration_statements(config: Config, number: int) -> tuple:
     """(name, [statement, ...]) of migration ``number`` on the configured driver;
     no database needed."""
-    files = _migration_files(config.migrations_dir)
+    files = migration_files(config.migrations_dir)
     file = next((f for f in files if f.number == number), None)
     if file is None:
         raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
-    prepared = _Prepared(config, files)
+    prepared = Prepared(config, files)
     prepared.load([file])
     return file.name, list(prepared[file.name].statements)
 
@@ -137,13 +137,13 @@ def migration_statements(config: Config, number: int) -> tuple:
 async def status(config: Config) -> list:
     """A MigrationStatus for every migration file, in numeric order, then one for each
     ledger row whose file is gone."""
-    files = _migration_files(config.migrations_dir)
+    files = migration_files(config.migrations_dir)
     entries = None
     if _database_exists(config):
         async with await connect(config) as connection:
             entries = await ledger.read_ledger(connection, detailed=True)
     by_name = {e.name: e for e in entries or ()}
-    sums = _Checksums()
+    sums = Checksums()
     records = []
     for file in files:
         entry = by_name.pop(file.name, None)
@@ -165,7 +165,7 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
     it as applied (its changes are all in the database), ``False`` forgets it (none
     are, or they were undone), so the next migrate runs it again. Returns a sentence
     saying what was done."""
-    files = _migration_files(config.migrations_dir)
+    files = migration_files(config.migrations_dir)
     file = next((f for f in files if f.number == number), None)
     if not _database_exists(config):
         raise ResolveError(f"the database {config.dsn} does not exist; nothing to resolve")
@@ -174,7 +174,7 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
         async with database.exclusive():
             async with database.write_transaction():
                 entries = await ledger.read_ledger(connection) or []
-                matching = [e for e in entries if _number_of(e.name) == number]
+                matching = [e for e in entries if number_of(e.name) == number]
                 entry = next((e for e in matching if e.state == STARTED), None)
                 if entry is None:
                     if matching:
@@ -202,7 +202,7 @@ async def reset_database(config: Config) -> list:
     nothing is dropped with CASCADE, so an object mf does not own that depends on
     one of these stops the reset with the database's message and nothing dropped.
     Returns what was dropped, e.g. ["table lt_invoices", "type userrole", ...]."""
-    tables, enums = _owned_objects(config)
+    tables, enums = owned_objects(config)
     if not _database_exists(config):
         return []
     async with await connect(config) as connection:
@@ -211,250 +211,19 @@ async def reset_database(config: Config) -> list:
             return await database.drop_owned(tables, enums)
 
 
-# ================================================================ the files
+# ================================================================ looking without a lock
 
-def _migration_files(directory: str) -> list:
-    try:
-        return list_migration_files(directory)
-    except MigrationFileError as exc:  # two files with one number
-        raise IntegrityError(str(exc)) from None
-
-
-def _check_target(files, to: Optional[int]) -> None:
-    if to is not None and not any(f.number == to for f in files):
-        raise MigrationFileError(f"--to {to:03d}: there is no migration numbered {to:03d}")
-
-
-def _cut(pending, to: Optional[int]) -> list:
-    return [f for f in pending if to is None or f.number <= to]
-
-
-def _number_of(name: str) -> Optional[int]:
-    match = MIGRATION_FILE.match(name)
-    return int(match.group(1)) if match else None
-
-
-def _file_bytes(path: str) -> bytes:
-    # os.open/os.read: a third of the cost of open() when a thousand files are hashed.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = chunk = os.read(fd, 65536)
-        while len(chunk) == 65536:
-            chunk = os.read(fd, 65536)
-            data += chunk
-        return data
-    finally:
-        os.close(fd)
-
-
-class _Checksums:
-    """Checksums of files, each file read at most once per run."""
-
-    def __init__(self):
-        self._known: dict = {}
-
-    def of(self, file: MigrationFile) -> Optional[str]:
-        known = self._known.get(file.name)
-        if known is None:
-            try:
-                known = checksum(_file_bytes(file.path))
-            except FileNotFoundError:
-                return None
-            self._known[file.name] = known
-        return known
-
-    def remember(self, name: str, value: str) -> None:
-        self._known[name] = value
-
-
-@dataclass(frozen=True)
-class _Step:
-    """A pending migration read, translated and ready to run."""
-
-    migration: Migration
-    statements: tuple
-    atomic: bool            # runs inside one transaction
-    foreign_keys_off: bool  # SQLite: foreign keys switched off around the transaction
-
-    @property
-    def name(self) -> str:
-        return self.migration.name
-
-
-class _Prepared:
-    """Pending migrations read and translated to SQL before anything runs, so a
-    malformed file stops the run with nothing applied."""
-
-    def __init__(self, config: Config, files):
-        from .dialects import dialect_for
-
-        self.directory = config.migrations_dir
-        self.dialect = dialect_for(config.driver)
-        self.driver = config.driver
-        self.files = files
-        self.steps: dict = {}
-
-    def __getitem__(self, name: str) -> _Step:
-        return self.steps[name]
-
-    def load(self, wanted) -> None:
-        wanted = [f for f in wanted if f.name not in self.steps]
-        if not wanted:
-            return
-        raw = {}
-        legacy = []
-        for file in wanted:
-            data = file.read_bytes()
-            try:
-                document = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise MigrationFileError(f"{file.name}: not valid JSON ({exc})") from None
-            raw[file.name] = (data, document)
-            if not isinstance(document, dict) or document.get("format") is None:
-                legacy.append(file)
-        migrations = {}
-        if legacy:
-            # The earlier tool's files need the schema before them: fold the history.
-            last = max(f.number for f in legacy)
-            history, _schema = load_history(self.directory, [f for f in self.files if f.number <= last])
-            migrations.update((m.name, m) for m in history if m.legacy)
-        for file in wanted:
-            data, document = raw[file.name]
-            migration = migrations.get(file.name) or read_migration(file, Schema(), data, document)
-            self.steps[file.name] = self._step(migration)
-
-    def _step(self, migration: Migration) -> _Step:
-        atomic = migration.atomic or self.driver in _TRANSACTIONAL_DDL_ONLY
-        statements = tuple(self.dialect.migration_sql(migration.operations, atomic=atomic))
-        foreign_keys_off = bool(self.driver == "sqlite"
-                                and self.dialect.needs_foreign_keys_off(migration.operations))
-        return _Step(migration, statements, atomic, foreign_keys_off)
-
-
-# ================================================================ the survey
-
-@dataclass
-class _Survey:
-    entries: Optional[list]   # the ledger's rows; None when the database has none
-    adopt: list               # files .applied lists that the database already has (§6.2)
-    pending: list             # files not applied, numeric order
-    applied_file: Optional[list]  # what .applied says
-
-    @property
-    def applied_names(self) -> list:
-        return [e.name for e in self.entries or () if e.state == APPLIED]
-
-    @property
-    def applied_file_behind(self) -> bool:
-        return self.entries is not None and self.applied_file != self.applied_names
-
-
-def _check_history(files, entries, sums: _Checksums, directory: str) -> None:
-    """§6.5: every applied file is there, unchanged; no pending file below the newest
-    applied one. All problems are reported together, before anything runs."""
-    by_name = {f.name: f for f in files}
-    by_number = {f.number: f for f in files}
-    recorded = {e.name for e in entries}
-    problems = []
-    advice = []
-    explained = set()
-    for entry in entries:
-        file = by_name.get(entry.name)
-        if file is None:
-            other = by_number.get(_number_of(entry.name))
-            if other is not None and other.name not in recorded and sums.of(other) == entry.checksum:
-                problems.append(f"{entry.name} was applied and has since been renamed to {other.name}")
-                explained.add(other.name)
-            else:
-                problems.append(f"{entry.name} was applied but the file is gone")
-        elif sums.of(file) != entry.checksum:
-            problems.append(f"{entry.name} was edited after it was applied (its checksum differs)")
-    if problems:
-        advice.append("restore applied migration files exactly as they were (from version control) and put "
-                      "further changes in a new migration")
-    if entries:
-        newest_number, newest_name = max((_number_of(e.name) or 0, e.name) for e in entries)
-        below = [f.name for f in files
-                 if f.number < newest_number and f.name not in recorded and f.name not in explained]
-        for name in below:
-            problems.append(f"{name} is not applied but is numbered below {newest_name}, the newest "
-                            "applied migration")
-        if below:
-            advice.append(f"renumber {', '.join(below)} to come after {newest_name} (a branch merged late?)")
-    if problems:
-        raise IntegrityError(f"the migrations in {directory} do not match the database's history: "
-                             + "; ".join(problems) + ". Nothing was applied; " + "; ".join(advice) + ".")
-
-
-def _check_unresolved(entries) -> None:
-    for entry in entries:
-        if entry.state == STARTED:
-            number = _number_of(entry.name) or 0
-            raise UnresolvedMigrationError(
-                f"migration {entry.name} runs outside a transaction and a run stopped inside it, so it "
-                "may be partly applied. Check the database, then run "
-                f"`mf db resolve {number:03d} --applied` if all of it is there, or "
-                f"`mf db resolve {number:03d} --rolled-back` if none of it is (undo any part first).")
-
-
-def _survey_from(files, entries, applied_file, adopt, sums, directory) -> _Survey:
-    effective = entries
-    if entries is None:
-        effective = [LedgerEntry(f.name, sums.of(f), APPLIED) for f in adopt]
-    _check_history(files, effective, sums, directory)
-    _check_unresolved(effective)
-    done = {e.name for e in effective}
-    return _Survey(entries, adopt, [f for f in files if f.name not in done], applied_file)
-
-
-def _listed_files(files, applied_file, directory) -> list:
-    by_name = {f.name: f for f in files}
-    missing = [name for name in applied_file if name not in by_name]
-    if missing:
-        raise IntegrityError(f"{os.path.join(directory, '.applied')} lists {', '.join(missing)}, "
-                             f"which {'is' if len(missing) == 1 else 'are'} not in {directory}; restore "
-                             "the file(s) or remove the name(s) from .applied")
-    return sorted((by_name[name] for name in dict.fromkeys(applied_file)), key=lambda f: f.number)
-
-
-def _adoption_objects(config: Config, listed) -> tuple:
-    """The tables (and PostgreSQL enum types) the migrations .applied lists create."""
-    _history, schema = load_history(config.migrations_dir, listed)
-    tables = {m.table for m in schema.models.values()}
-    types = {e.type_name for e in schema.enums.values()} if config.driver == "postgresql" else set()
-    return tables, types
-
-
-def _adoption_decision(config: Config, listed, existing_tables, existing_types) -> list:
-    """§6.2: the listed files to record as applied (their objects exist), or [] when the
-    database is empty of them and they are to be applied."""
-    tables, types = _adoption_objects(config, listed)
-    wanted = [("table", t) for t in sorted(tables)] + [("type", t) for t in sorted(types)]
-    present = [(kind, name) for kind, name in wanted
-               if name in (existing_tables if kind == "table" else existing_types)]
-    if len(present) == len(wanted):
-        return list(listed)
-    if not present:
-        return []
-    absent = [f"{kind} {name}" for kind, name in wanted if (kind, name) not in present]
-    raise DriftError(
-        f".applied lists {len(listed)} migration(s) but this database has no mf_migrations ledger and only "
-        f"part of what they create: {', '.join(f'{k} {n}' for k, n in present)} exist(s), "
-        f"{', '.join(absent)} do(es) not. mf cannot tell which of them ran; bring the database in line "
-        "with .applied (or empty it) and run migrate again.")
-
-
-async def _read_only_survey(config: Config, files) -> _Survey:
+async def _read_only_survey(config: Config, files) -> Survey:
     """The survey without changing anything (dry runs); a missing SQLite file is an
     empty database, not created."""
     if not _database_exists(config):
         applied_file = read_applied(config.migrations_dir)
-        sums = _Checksums()
+        sums = Checksums()
         adopt = []
         if applied_file:
-            adopt = _adoption_decision(config, _listed_files(files, applied_file, config.migrations_dir),
-                                       set(), set())
-        return _survey_from(files, None, applied_file, adopt, sums, config.migrations_dir)
+            adopt = adoption_decision(config, listed_files(files, applied_file, config.migrations_dir),
+                                      set(), set())
+        return survey_from(files, None, applied_file, adopt, sums, config.migrations_dir)
     async with await connect(config) as connection:
         return await _database_for(connection, config).survey(files)
 
@@ -465,7 +234,7 @@ def _database_exists(config: Config) -> bool:
 
 # ================================================================ a run
 
-async def _run(database, files, prepared: _Prepared, to, fake: bool, on_event) -> list:
+async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) -> list:
     """Inside the lock: survey again, adopt, apply, mirror the ledger in .applied."""
     applied = []
     try:
@@ -475,7 +244,7 @@ async def _run(database, files, prepared: _Prepared, to, fake: bool, on_event) -
             database.notices.append(
                 f"Recorded {len(survey.adopt)} migration(s) listed in .applied as applied: "
                 "the database already holds what they create.")
-        pending = _cut(survey.pending, to)
+        pending = cut(survey.pending, to)
         prepared.load(pending)
         total = len(pending)
         for index, file in enumerate(pending, 1):
@@ -502,7 +271,7 @@ async def _emit(on_event, kind, name, index, total) -> None:
             await result
 
 
-def _database_for(connection: Connection, config: Config, sums: Optional[_Checksums] = None) -> "_Database":
+def _database_for(connection: Connection, config: Config, sums: Optional[Checksums] = None) -> "_Database":
     kind = _SQLite if connection.driver == "sqlite" else _Postgres
     return kind(connection, config, sums)
 
@@ -510,11 +279,11 @@ def _database_for(connection: Connection, config: Config, sums: Optional[_Checks
 class _Database:
     """What a run does with one database; subclasses hold what differs by driver."""
 
-    def __init__(self, connection: Connection, config: Config, sums: Optional[_Checksums] = None):
+    def __init__(self, connection: Connection, config: Config, sums: Optional[Checksums] = None):
         self.connection = connection
         self.config = config
         self.directory = config.migrations_dir
-        self.sums = sums or _Checksums()
+        self.sums = sums or Checksums()
         self.ledger_ready = False  # the ledger table is known to exist
         self.notices: list = []    # things the user should hear of, e.g. adoption warnings
 
@@ -549,17 +318,17 @@ class _Database:
                 await self.connection.execute("ROLLBACK")
 
     # ------------------------------------------------------------ survey
-    async def survey(self, files) -> _Survey:
+    async def survey(self, files) -> Survey:
         entries = await ledger.read_ledger(self.connection)
         if entries is not None:
             self.ledger_ready = True
         applied_file = read_applied(self.directory)
         adopt = []
         if entries is None and applied_file:
-            listed = _listed_files(files, applied_file, self.directory)
+            listed = listed_files(files, applied_file, self.directory)
             tables, types = await self.existing_objects()
             adopt = await self._adoption(listed, tables, types)
-        return _survey_from(files, entries, applied_file, adopt, self.sums, self.directory)
+        return survey_from(files, entries, applied_file, adopt, self.sums, self.directory)
 
     async def _adoption(self, listed, existing_tables, existing_types) -> list:
         """§6.2, after a look at the catalog: the listed files to record as applied
@@ -595,7 +364,7 @@ class _Database:
                 await ledger.record(self.connection, file.name, self.sums.of(file))
         self.ledger_ready = True
 
-    async def apply(self, step: _Step, fake: bool) -> bool:
+    async def apply(self, step: Step, fake: bool) -> bool:
         """Run one migration and write its ledger row, in one transaction; False when
         another process turned out to have applied it first.
 
@@ -624,7 +393,7 @@ class _Database:
         self.ledger_ready = True
         return True
 
-    async def _record_and_commit(self, step: _Step, duration: float) -> None:
+    async def _record_and_commit(self, step: Step, duration: float) -> None:
         try:
             await ledger.record(self.connection, step.name, step.migration.checksum, duration)
         except StatementError as exc:
@@ -632,13 +401,13 @@ class _Database:
                 from None
         await self._commit(step)
 
-    async def _commit(self, step: _Step) -> None:
+    async def _commit(self, step: Step) -> None:
         try:
             await self.connection.execute("COMMIT")
         except StatementError as exc:
             raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
 
-    async def _applied_meanwhile(self, step: _Step) -> bool:
+    async def _applied_meanwhile(self, step: Step) -> bool:
         """After a failure: is the migration in the ledger after all (another run
         applied it)? A 'started' row is an unresolved non-atomic migration."""
         try:
@@ -646,10 +415,10 @@ class _Database:
         except (StatementError, DatabaseError):
             return False
         if state == STARTED:
-            _check_unresolved([LedgerEntry(step.name, "", STARTED)])
+            check_unresolved([LedgerEntry(step.name, "", STARTED)])
         return state == APPLIED
 
-    async def _run_statements(self, step: _Step) -> None:
+    async def _run_statements(self, step: Step) -> None:
         total = len(step.statements)
         for position, statement in enumerate(step.statements, 1):
             try:
@@ -657,10 +426,10 @@ class _Database:
             except StatementError as exc:
                 raise _StatementFailed(position, total, statement, exc) from None
 
-    async def _apply_outside_transaction(self, step: _Step, fake: bool) -> bool:  # pragma: no cover
+    async def _apply_outside_transaction(self, step: Step, fake: bool) -> bool:  # pragma: no cover
         raise NotImplementedError
 
-    def _failure(self, step: _Step, failed: "_StatementFailed", rolled_back: bool) -> DatabaseError:
+    def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool) -> DatabaseError:
         shown = failed.statement if len(failed.statement) <= 600 else failed.statement[:600] + " ..."
         if failed.error.is_lock_timeout and self.connection.driver == "postgresql":
             reason = (f"{failed.error.message} (it waited longer than statement_lock_timeout "
@@ -740,7 +509,7 @@ class _SQLite(_Database):
                     f"{self.config.lock_timeout:g} s; try again when it is done") from None
             raise DatabaseError(f"cannot start a transaction on {self.config.dsn}: {exc.message}") from None
 
-    async def apply(self, step: _Step, fake: bool) -> bool:
+    async def apply(self, step: Step, fake: bool) -> bool:
         if not step.foreign_keys_off or fake:
             return await super().apply(step, fake)
         # A table rebuild: foreign keys off outside the transaction (they cannot be
@@ -752,7 +521,7 @@ class _SQLite(_Database):
             with anyio.CancelScope(shield=True):
                 await self.connection.execute("PRAGMA foreign_keys=ON")
 
-    async def _run_statements(self, step: _Step) -> None:
+    async def _run_statements(self, step: Step) -> None:
         await super()._run_statements(step)
         if step.foreign_keys_off:
             problems = await self.connection.fetch("PRAGMA foreign_key_check")
@@ -778,7 +547,7 @@ class _SQLite(_Database):
 
     async def drop_owned(self, tables, enums) -> list:
         existing, _ = await self.existing_objects()
-        owned = [t for t in _drop_order(tables) if t in existing]
+        owned = [t for t in drop_order(tables) if t in existing]
         # An owned table referenced from a table mf does not own: dropping it would
         # break (or, with ON DELETE CASCADE, empty) the user's table. Refuse.
         for other in sorted(existing - set(owned) - {"mf_migrations"}):
@@ -822,24 +591,6 @@ def _sqlite_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _drop_order(tables: dict) -> list:
-    """Tables (name -> set of tables it references) ordered so that a referencing table
-    comes before the table it references; cycles are broken arbitrarily (the caller
-    removes those constraints first)."""
-    remaining = {t: set(refs) & set(tables) - {t} for t, refs in tables.items()}
-    order = []
-    while remaining:
-        referenced = set().union(*remaining.values()) if remaining else set()
-        free = sorted(t for t in remaining if t not in referenced)
-        if not free:  # a cycle: take one table out of it
-            free = [sorted(remaining)[0]]
-        for table in free:
-            order.append(table)
-            del remaining[table]
-        for refs in remaining.values():
-            refs.difference_update(free)
-    return order
-
 
 # ---------------------------------------------------------------- PostgreSQL
 
@@ -849,7 +600,7 @@ class _Postgres(_Database):
     transaction, which deadlocks with CREATE INDEX CONCURRENTLY); every migration
     transaction sets a local lock_timeout."""
 
-    def __init__(self, connection: Connection, config: Config, sums: Optional[_Checksums] = None):
+    def __init__(self, connection: Connection, config: Config, sums: Optional[Checksums] = None):
         super().__init__(connection, config, sums)
         timeout = config.statement_lock_timeout.replace("'", "")
         self._begin_sql = f"BEGIN; SET LOCAL lock_timeout = '{timeout}'"
@@ -890,14 +641,14 @@ class _Postgres(_Database):
     async def _begin(self) -> None:
         await self.connection.execute(self._begin_sql)
 
-    async def _record_and_commit(self, step: _Step, duration: float) -> None:
+    async def _record_and_commit(self, step: Step, duration: float) -> None:
         statement = ledger.record_statement(step.name, step.migration.checksum, duration) + "; COMMIT"
         try:
             await self.connection.execute(statement)
         except StatementError as exc:
             raise _StatementFailed(0, 0, statement, exc, "recording it in the ledger") from None
 
-    async def _apply_outside_transaction(self, step: _Step, fake: bool) -> bool:
+    async def _apply_outside_transaction(self, step: Step, fake: bool) -> bool:
         """Recorded as started in a transaction of its own, run statement by statement,
         then marked applied. A run that dies in between leaves 'started' behind."""
         connection = self.connection
@@ -944,7 +695,7 @@ class _Postgres(_Database):
         for source, target, constraint in edges:
             references[table_of[source]].add(table_of[target])
             constraints.setdefault((table_of[source], table_of[target]), []).append(constraint)
-        order = _drop_order(references)
+        order = drop_order(references)
         type_rows = await connection.fetch(
             "SELECT t FROM unnest($1::text[]) AS t WHERE to_regtype(quote_ident(t)) IS NOT NULL",
             (sorted(enums),))
@@ -974,38 +725,3 @@ class _Postgres(_Database):
         except StatementError as exc:
             raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
                                 "nothing was dropped (mf never drops with CASCADE)") from None
-
-
-# ================================================================ what the schema owns
-
-def _owned_objects(config: Config) -> tuple:
-    """Every table (with the tables it references) and enum type named by any state
-    of the migration history, and by schema.json."""
-    files = _migration_files(config.migrations_dir)
-    try:
-        history, _final = load_history(config.migrations_dir, files)
-    except MigrationFileError as exc:
-        raise MigrationFileError(f"cannot tell which tables mf owns, so nothing was dropped: {exc}") from None
-    tables: dict = {}
-    enums: set = set()
-
-    def take(schema: Schema) -> None:
-        for model in schema.models.values():
-            refs = tables.setdefault(model.table, set())
-            for f in model.fields:
-                target = schema.models.get(f.target) if f.target else None
-                if target is not None:
-                    refs.add(target.table)
-        enums.update(e.type_name for e in schema.enums.values())
-
-    state = Schema()
-    for migration in history:
-        for operation in migration.operations:
-            state = operation.apply(state)
-        take(state)
-    snapshot, _name = read_snapshot(config.migrations_dir)
-    if snapshot is not None:
-        take(snapshot)
-    if config.driver != "postgresql":
-        enums = set()
-    return tables, enums

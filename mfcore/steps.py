@@ -1,0 +1,84 @@
+"""Pending migrations read and translated to SQL for the configured driver, ready to
+run: a malformed file stops a run here, before anything is applied.
+
+The dialect is imported when first needed, so `import mfcore` loads no SQL code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from .config import Config
+from .errors import MigrationFileError
+from .schema import Schema
+from .store import Migration, load_history, read_migration
+
+# Databases whose every statement mf generates can run inside a transaction: a
+# migration marked "atomic": false (written for PostgreSQL's CREATE INDEX
+# CONCURRENTLY) still runs in one transaction there, which is strictly safer.
+_TRANSACTIONAL_DDL_ONLY = frozenset({"sqlite"})
+
+
+@dataclass(frozen=True)
+class Step:
+    """A pending migration read, translated and ready to run."""
+
+    migration: Migration
+    statements: tuple
+    atomic: bool            # runs inside one transaction
+    foreign_keys_off: bool  # SQLite: foreign keys switched off around the transaction
+
+    @property
+    def name(self) -> str:
+        return self.migration.name
+
+
+class Prepared:
+    """Pending migrations read and translated to SQL before anything runs, so a
+    malformed file stops the run with nothing applied."""
+
+    def __init__(self, config: Config, files):
+        from .dialects import dialect_for
+
+        self.directory = config.migrations_dir
+        self.dialect = dialect_for(config.driver)
+        self.driver = config.driver
+        self.files = files
+        self.steps: dict = {}
+
+    def __getitem__(self, name: str) -> Step:
+        return self.steps[name]
+
+    def load(self, wanted) -> None:
+        wanted = [f for f in wanted if f.name not in self.steps]
+        if not wanted:
+            return
+        raw = {}
+        legacy = []
+        for file in wanted:
+            data = file.read_bytes()
+            try:
+                document = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise MigrationFileError(f"{file.name}: not valid JSON ({exc})") from None
+            raw[file.name] = (data, document)
+            if not isinstance(document, dict) or document.get("format") is None:
+                legacy.append(file)
+        migrations = {}
+        if legacy:
+            # The earlier tool's files need the schema before them: fold the history.
+            last = max(f.number for f in legacy)
+            history, _schema = load_history(self.directory, [f for f in self.files if f.number <= last])
+            migrations.update((m.name, m) for m in history if m.legacy)
+        for file in wanted:
+            data, document = raw[file.name]
+            migration = migrations.get(file.name) or read_migration(file, Schema(), data, document)
+            self.steps[file.name] = self._step(migration)
+
+    def _step(self, migration: Migration) -> Step:
+        atomic = migration.atomic or self.driver in _TRANSACTIONAL_DDL_ONLY
+        statements = tuple(self.dialect.migration_sql(migration.operations, atomic=atomic))
+        foreign_keys_off = bool(self.driver == "sqlite"
+                                and self.dialect.needs_foreign_keys_off(migration.operations))
+        return Step(migration, statements, atomic, foreign_keys_off)
