@@ -64,7 +64,7 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     # 5. Changed tables, one at a time (step 3 changes no model that was equal before it).
     for name in changed:
         if state.models[name] != new.models[name]:
-            operations.extend(_model_changes(state.models[name], new.models[name], questioner))
+            operations.extend(_model_changes(state, state.models[name], new.models[name], questioner))
 
     # 6. Keys that closed a cycle among the new tables.
     for name, field_name in deferred_keys:
@@ -165,6 +165,16 @@ def _key_type_changes(state, new, changed) -> list:
     return operations
 
 
+def _referenced_key(state, f):
+    """The primary key a foreign key field points to in ``state``, or None. An alter_column
+    records it as ``old_key``: the old column has that key's type, and once the field
+    points elsewhere, or nowhere, nothing else in the operation says what it was."""
+    if f.target is None:
+        return None
+    target = state.models.get(f.target)
+    return target.primary_key if target is not None else None
+
+
 def _model_renames(old, new, questioner):
     removed = [name for name in sorted(old.models) if name not in new.models]
     added = [name for name in sorted(new.models) if name not in old.models]
@@ -241,8 +251,9 @@ def _drop_order(dropped, state):
     return steps
 
 
-def _model_changes(before, after, questioner) -> list:
-    """Field and index operations for one model present on both sides."""
+def _model_changes(state, before, after, questioner) -> list:
+    """Field and index operations for one model present on both sides; ``state`` is the
+    schema they start from (where a foreign key's old target is looked up)."""
     operations = []
     old_fields = {f.name: f for f in before.fields}
     new_fields = {f.name: f for f in after.fields}
@@ -278,7 +289,8 @@ def _model_changes(before, after, questioner) -> list:
     for f in after.fields:
         previous = old_fields.get(f.name)
         if previous is not None and previous != f:
-            operations.append(AlterColumn(before.name, before.table, previous, f))
+            operations.append(AlterColumn(before.name, before.table, previous, f,
+                                          old_key=_referenced_key(state, previous)))
     for f in removed:
         if f.name not in renamed_old:
             operations.append(DropColumn(before.name, before.table, f))

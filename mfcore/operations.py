@@ -517,9 +517,12 @@ class DropColumn(_TableOperation):
 @_register
 @dataclass(frozen=True)
 class AlterColumn(_TableOperation):
-    """A column changed; or, with ``old_key``, a foreign key column whose type follows the
-    primary key it points to (the key's type changed: ``old_key`` is the key as it was,
-    the TableDef's reference the key as it is now)."""
+    """A column changed. When the old side is a foreign key, ``old_key`` is the primary key
+    it pointed to, as it was: the old column had that key's type (SPEC §2), which the
+    TableDef, made after the change, cannot tell once the field points elsewhere or
+    nowhere. With the same target, it tells whether the key's type changed under the
+    column (the TableDef's reference is the key as it is now): files written before it
+    was recorded for every foreign key have it only in that case."""
 
     op: ClassVar[str] = "alter_column"
     old: Field = None
@@ -531,7 +534,9 @@ class AlterColumn(_TableOperation):
     def destructive(self):
         new_key = self.new_key
         return is_narrowing(self.old, self.new) or (
-            self.old_key is not None and new_key is not None and is_narrowing(_as_key(self.old_key), _as_key(new_key)))
+            self.old_key is not None and new_key is not None
+            and referencing_type(self.old_key) != referencing_type(new_key)
+            and is_narrowing(_as_key(self.old_key), _as_key(new_key)))
 
     @property
     def new_key(self) -> Optional[Field]:
@@ -546,8 +551,9 @@ class AlterColumn(_TableOperation):
         return _with_models(schema, **{self.model: _replace_field(model, self.old.name, self.new)})
 
     def reverse(self):
+        # The old side of the reverse is this new side: the key it points to now.
         return AlterColumn(self.model, self.table, self.new, self.old,
-                           old_key=self.new_key if self.old_key is not None else None)
+                           old_key=self.new_key if self.new.target is not None else None)
 
     def describe(self):
         changes = [f"{key}: {_show(getattr(self.old, key))} -> {_show(getattr(self.new, key))}"
@@ -556,12 +562,21 @@ class AlterColumn(_TableOperation):
                    and not (key == "default" and not self.old.has_default and not self.new.has_default)]
         if self.old.has_default != self.new.has_default and not any(c.startswith("default") for c in changes):
             changes.append("default: " + ("removed" if self.old.has_default else f"{_show(self.new.default)}"))
-        if self.old_key is not None:
+        if self._follows_key():
             new_key = self.new_key
             after = f" -> {_key_summary(new_key)}" if new_key is not None else ""
             changes.append(f"follows the primary key {self.new.target}.{self.old_key.name}:"
                            f" {_key_summary(self.old_key)}{after}")
         return f"Alter field {self.new.name} on {self.model} ({'; '.join(changes)})"
+
+    def _follows_key(self) -> bool:
+        """Does the column change because the key it keeps pointing to changed type?"""
+        if self.old_key is None or self.old.target != self.new.target:
+            return False
+        new_key = self.new_key
+        if new_key is None:  # not attached yet: only a key change alters nothing else
+            return self.old == self.new
+        return referencing_type(self.old_key) != referencing_type(new_key)
 
     def name_part(self):
         return f"alter_{self.new.name}"

@@ -433,6 +433,42 @@ def test_key_type_change_rebuilds_every_referencing_table_with_its_rows():
     assert sqlite_catalog(connection) == sqlite_catalog(direct)
 
 
+RETARGETED = """
+model Beta extends Model {
+    id = BigAutoField()
+    label = TextField()
+}
+model Gamma extends Model {
+    code = CharField(10, primary_key=true)
+}
+model Alpha extends Model {
+    f1 = ForeignKey(Beta, on_delete=RESTRICT)
+    f2 = ForeignKey(Beta, null=true)
+}
+"""
+
+
+@pytest.mark.parametrize("f1, f2, rows_after", [
+    ("f1 = IntegerField()", "f2 = ForeignKey(Beta, null=true)", [(1, 1, 1), (2, 2, None)]),
+    ("f1 = ForeignKey(Gamma, on_delete=RESTRICT)", "f2 = ForeignKey(Gamma, null=true)",
+     [(1, "1", "1"), (2, "2", None)]),
+])
+def test_foreign_key_that_changes_target_or_stops_being_one_takes_its_new_type(f1, f2, rows_after):
+    connection = dbutil.sqlite_connect()
+    change(connection, "", RETARGETED)
+    connection.execute("INSERT INTO beta (id, label) VALUES (1, 'one'), (2, 'two')")
+    connection.execute("INSERT INTO gamma (code) VALUES ('1'), ('2')")
+    connection.execute("INSERT INTO alpha (id, f1, f2) VALUES (1, 1, 1), (2, 2, NULL)")
+    after = RETARGETED.replace("f1 = ForeignKey(Beta, on_delete=RESTRICT)", f1) \
+        .replace("f2 = ForeignKey(Beta, null=true)", f2)
+    operations = change(connection, RETARGETED, after)
+    assert all(op.old_key.type == "BigAutoField" for op in operations if op.op == "alter_column")
+    assert rows(connection, "alpha") == rows_after
+    direct = dbutil.sqlite_connect()
+    migrate(direct, diff(Schema(), parse(after)))
+    assert sqlite_catalog(connection) == sqlite_catalog(direct)
+
+
 def test_rebuild_keeps_the_autoincrement_counter(db):
     db.execute("INSERT INTO customer (id, email, name) VALUES (50, 'z@x', 'Z')")
     db.execute("DELETE FROM customer WHERE id = 50")

@@ -260,3 +260,43 @@ def test_a_following_column_survives_its_json_form_and_reverses():
     for operation in reversed(operations):
         state = operation.reverse().apply(state)
     assert state == old_schema
+
+
+# ---------------------------------------------------------------- foreign keys that change target
+
+RETARGET = '''
+model Beta extends Model { id = BigAutoField() }
+model Gamma extends Model { code = CharField(10, primary_key=true) }
+model Alpha extends Model { f1 = ForeignKey(Beta) }
+'''
+
+
+def test_a_foreign_key_that_changes_target_or_stops_being_one_records_the_key_it_had():
+    old_schema = mfcore.parse(RETARGET)
+    for after in ("f1 = IntegerField()", "f1 = ForeignKey(Gamma)"):
+        new_schema = mfcore.parse(RETARGET.replace("f1 = ForeignKey(Beta)", after))
+        [operation] = ops_between(RETARGET, RETARGET.replace("f1 = ForeignKey(Beta)", after))
+        assert operation.op == "alter_column" and operation.destructive
+        assert (operation.old_key.name, operation.old_key.type) == ("id", "BigAutoField")
+        assert "follows the primary key" not in operation.describe()
+        document = orjson.loads(orjson.dumps(operation.to_json()))
+        assert document["old_key"]["type"] == "BigAutoField"
+        assert operation_from_json(document, old_schema, "test") == operation
+        back = operation.reverse()
+        assert back.old == operation.new and back.new == operation.old
+        assert back.old_key == (new_schema.models["Gamma"].primary_key if "Gamma" in after else None)
+        assert back.apply(new_schema) == old_schema
+    # The reverse, attached, records the key it points to then; retargeting to a key of
+    # the same column type is not destructive.
+    [attached] = diff(mfcore.parse(RETARGET.replace("f1 = ForeignKey(Beta)", "f1 = ForeignKey(Gamma)")), old_schema)
+    assert attached.old_key.type == "CharField" and attached.new_key.type == "BigAutoField"
+    same_type = RETARGET.replace("model Alpha", "model Delta extends Model { id = BigAutoField() }\nmodel Alpha")
+    [retarget] = ops_between(same_type, same_type.replace("ForeignKey(Beta)", "ForeignKey(Delta)"))
+    assert not retarget.destructive
+
+
+def test_any_alter_of_a_foreign_key_records_its_key_without_describing_it_as_followed():
+    [operation] = ops_between(BASE, BASE.replace("ForeignKey(Customer)", "ForeignKey(Customer, null=true)"))
+    assert operation.old_key.type == "AutoField" and operation.new_key.type == "AutoField"
+    assert operation.describe() == "Alter field customer on Invoice (null: false -> true)"
+    assert not operation.destructive

@@ -341,21 +341,29 @@ def reference_of(table_def: Optional[TableDef], f: Field) -> Optional[Reference]
 
 
 def table_before(op) -> TableDef:
-    """The table as the old side of an alter_column saw it. The same as its TableDef,
-    except for a foreign key column that follows a changed primary key (``old_key``):
-    there the reference still points at the key as it was, which gave the old type."""
+    """The table as the old side of an alter_column saw it, for reading the old column's
+    type. The same as its TableDef, except for the reference of a foreign key column:
+    with ``old_key``, it points at that key (the one the column pointed to, as it was);
+    without it (files written before it was recorded for every foreign key), a field that
+    pointed elsewhere has no reference here, and its old type is taken to be an integer."""
     table_def = require_table(op)
+    old, name = op.old, op.new.name
     old_key = getattr(op, "old_key", None)
-    if old_key is None:
+    current = reference_of(table_def, op.new)
+    if old.target is None or (old_key is None and old.target == op.new.target):
         return table_def
-    name = op.new.name
-    if name in table_def.references:
-        return replace(table_def, references={**table_def.references,
-                                              name: replace(table_def.references[name], key=old_key)})
-    if name in table_def.deferred:
-        return replace(table_def, deferred={**table_def.deferred,
-                                            name: replace(table_def.deferred[name], key=old_key)})
-    return table_def
+    references = {k: v for k, v in table_def.references.items() if k != name}
+    deferred = {k: v for k, v in table_def.deferred.items() if k != name}
+    if old_key is not None:
+        if current is not None and current.model == old.target:
+            reference = replace(current, key=old_key)
+        else:  # pointed elsewhere: only the key is read, for the column's type
+            reference = Reference(old.target, "", old_key.column, old_key)
+        if name in table_def.deferred:
+            deferred[name] = reference
+        else:
+            references[name] = reference
+    return replace(table_def, references=references, deferred=deferred)
 
 
 def follows_later(op, plan: Plan) -> bool:

@@ -350,11 +350,13 @@ class _ColumnChange:
         self.alter = f"ALTER TABLE {self.quoted_table} ALTER COLUMN {self.column}"
         self.foreign_key = foreign_key_name(op.table, op.new.column)
         old, new = op.old, op.new
-        # The old key's type is known only while it points where it did; a column that
-        # follows a changed primary key had the type of the key as it was (old_key).
-        self.old_type = dialect.column_type(old, table_before(op) if old.target == new.target else None)
+        # A foreign key column had the type of the key it pointed to then (old_key; see
+        # table_before). A file without it leaves that type unknown when the target
+        # changes: the type is then set whatever it was.
+        self.old_type = dialect.column_type(old, table_before(op))
         self.new_type = dialect.column_type(new, self.table_def)
-        self.type = self.old_type != self.new_type or (new.target is not None and old.target != new.target)
+        unknown = old.target is not None and old.target != new.target and op.old_key is None
+        self.type = self.old_type != self.new_type or (unknown and new.target is not None)
         self.key = (old.target, old.on_delete) != (new.target, new.on_delete) or self.type
         self.old_auto, self.new_auto = old.type in AUTO_TYPES, new.type in AUTO_TYPES
         self.old_default, self.new_default = dialect.default_sql(old), dialect.default_sql(new)
