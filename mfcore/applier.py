@@ -477,6 +477,16 @@ class _Database:
                           "the database's ledger is up to date", RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------ reset
+    drop_failure_note = ""
+
+    async def _drop(self, statement: str) -> None:
+        """One DROP of reset; a failure rolls the whole reset back (it runs in one transaction)."""
+        try:
+            await self.connection.execute(statement)
+        except StatementError as exc:
+            raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
+                                f"nothing was dropped{self.drop_failure_note}") from None
+
     async def drop_owned(self, tables, enums) -> list:  # pragma: no cover - see subclasses
         raise NotImplementedError
 
@@ -575,13 +585,6 @@ class _SQLite(_Database):
                 await self.connection.execute("PRAGMA foreign_keys=ON")
         return dropped
 
-    async def _drop(self, statement: str) -> None:
-        try:
-            await self.connection.execute(statement)
-        except StatementError as exc:
-            raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
-                                "nothing was dropped") from None
-
 
 def _ident(name: str) -> str:
     return name.replace('"', '""')
@@ -599,6 +602,8 @@ class _Postgres(_Database):
     polling pg_try_advisory_lock (a blocking pg_advisory_lock waits inside a
     transaction, which deadlocks with CREATE INDEX CONCURRENTLY); every migration
     transaction sets a local lock_timeout."""
+
+    drop_failure_note = " (mf never drops with CASCADE)"
 
     def __init__(self, connection: Connection, config: Config, sums: Optional[Checksums] = None):
         super().__init__(connection, config, sums)
@@ -718,10 +723,3 @@ class _Postgres(_Database):
                 await ledger.drop_ledger(connection)
                 dropped.append("table mf_migrations")
         return dropped
-
-    async def _drop(self, statement: str) -> None:
-        try:
-            await self.connection.execute(statement)
-        except StatementError as exc:
-            raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
-                                "nothing was dropped (mf never drops with CASCADE)") from None

@@ -16,14 +16,13 @@ EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
 class Output:
     """Where and how to print: marks and colour only on a terminal, never with NO_COLOR."""
 
-    def __init__(self, json_mode: bool = False, verbose: bool = False):
+    def __init__(self, json_mode: bool = False):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.reconfigure(errors="replace")
             except (AttributeError, ValueError):
                 pass
         self.json_mode = json_mode
-        self.verbose = verbose
         self.tty = sys.stdout.isatty()
         self.fancy = self.tty and "NO_COLOR" not in os.environ
 
@@ -253,15 +252,9 @@ def cmd_status(args, out: Output) -> int:
 
 
 def _record_doc(record) -> dict:
-    if isinstance(record, dict):
-        return dict(record)
-    if hasattr(record, "_asdict"):
-        return dict(record._asdict())
     import dataclasses
 
-    if dataclasses.is_dataclass(record):
-        return dataclasses.asdict(record)
-    return dict(vars(record))
+    return dataclasses.asdict(record)
 
 
 def cmd_sql(args, out: Output) -> int:
@@ -361,7 +354,7 @@ def main(argv=None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_OK if args.group is None else EXIT_INPUT
-    out = Output(json_mode=args.json, verbose=args.verbose)
+    out = Output(json_mode=args.json)
     from .errors import MfError, ModelsError
 
     try:

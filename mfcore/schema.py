@@ -34,9 +34,6 @@ class Field(NamedTuple):
     target: Optional[str] = None
     on_delete: Optional[str] = None
 
-    @property
-    def is_relation(self) -> bool:
-        return self.target is not None
 
 
 class Index(NamedTuple):
@@ -118,11 +115,6 @@ class Schema:
             return NotImplemented
         return self.enums == other.enums and self.models == other.models
 
-    def model_for_table(self, table: str) -> Optional[Model]:
-        for model in self.models.values():
-            if model.table == table:
-                return model
-        return None
 
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

@@ -163,11 +163,8 @@ def load_history(directory: str, files=None) -> tuple[list[Migration], Schema]:
 
 
 def write_migration(directory: str, number: int, suffix: str, operations, atomic: bool = True) -> str:
-    document = {"format": FORMAT, "ops": [op.to_json() for op in operations]}
-    if not atomic:
-        document["atomic"] = False
     path = os.path.join(directory, file_name(number, suffix))
-    atomic_write(path, dumps(document))
+    atomic_write(path, migration_bytes(operations, atomic))
     return path
 
 
