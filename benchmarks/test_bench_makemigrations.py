@@ -35,6 +35,8 @@ def schemas(request, tmp_path_factory):
     subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations"], cwd=root, check=True,
                    capture_output=True)
     (root / "models.mp").write_text(changed_text)
+    shutil.copytree(root / "migrations", root / "migrations.pristine")
+    shutil.copytree(root / ".mf_cache", root / "mf_cache.pristine")
     old = load_schema(str(root / "migrations" / "schema.json"))
     new = mfcore.parse(changed_text)
     return n, old, new, root, len(changed_model_names(text, 0.01))
@@ -55,27 +57,44 @@ def test_diff_one_percent_changed(benchmark, schemas, path, monkeypatch):
     benchmark.extra_info.update(models=n, changed_models=changed, operations=len(operations), path=path)
 
 
-def test_makemigrations_process_one_percent_changed(benchmark, schemas):
-    """The whole `mf db makemigrations` process: start-up, parse, snapshot, diff, write."""
+@pytest.mark.parametrize("cache", ["cached", "cold"])
+def test_makemigrations_process_one_percent_changed(benchmark, schemas, cache):
+    """The whole `mf db makemigrations` process: start-up, parse, snapshot, diff, write.
+
+    ``cached``: the project as the previous makemigrations left it, .mf_cache/ included,
+    which is how a developer's next run finds it. ``cold``: without .mf_cache/ (a fresh
+    clone, or after a pull changed schema.json), so every model is read."""
     n, _old, _new, root, changed = schemas
     migrations = root / "migrations"
+    cache_dir = root / ".mf_cache"
     pristine = root / "migrations.pristine"
-    if not pristine.exists():
-        shutil.copytree(migrations, pristine)
+    pristine_cache = root / "mf_cache.pristine"
 
     def restore():
         shutil.rmtree(migrations)
         shutil.copytree(pristine, migrations)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        if cache == "cached":
+            shutil.copytree(pristine_cache, cache_dir)
         return (), {}
 
     def run():
-        subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations"], cwd=root, check=True,
-                       capture_output=True, env=dict(os.environ))
+        return subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations", "-v"], cwd=root,
+                              check=True, capture_output=True, text=True, env=_environment())
 
-    benchmark.pedantic(run, setup=restore, rounds=5, iterations=1)
+    result = benchmark.pedantic(run, setup=restore, rounds=5, iterations=1, warmup_rounds=1)
     assert len(list(migrations.glob("002_*.json"))) == 1
-    benchmark.extra_info.update(models=n, changed_models=changed,
+    assert (f"Read {changed} of {n} models" in result.stdout) == (cache == "cached")
+    benchmark.extra_info.update(models=n, changed_models=changed, cache=cache,
                                 models_mp_mb=round((root / "models.mp").stat().st_size / 1e6, 2))
+
+
+def _environment() -> dict:
+    """The environment of a user's shell: bytecode is cached as after `pip install`,
+    even where the test run's environment says not to write it."""
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
 
 
 def test_schema_json_roundtrip(benchmark, schemas, tmp_path):

@@ -68,6 +68,9 @@ def cmd_makemigrations(args, out: Output) -> int:
                             empty=args.empty, questioner=questioner)
     for notice in result.notices:
         out.notice(notice)
+    if args.verbose and result.models_read < result.models_total:
+        out.notice(f"Read {result.models_read} of {result.models_total} models; the others are unchanged "
+                   "since the last run (.mf_cache/).")
     if out.json_mode:
         out.document({
             "changes": [dict(op.to_json(), destructive=op.destructive, description=op.describe())
@@ -211,6 +214,10 @@ def cmd_reset(args, out: Output) -> int:
             os.unlink(extra)
             removed.append(os.path.basename(extra))
     store.fsync_directory(config.migrations_dir) if os.path.isdir(config.migrations_dir) else None
+    from .model_cache import cache_path
+
+    if os.path.exists(cache_path(config.migrations_dir)):  # it would describe files that are gone
+        os.unlink(cache_path(config.migrations_dir))
     if out.json_mode:
         out.document({"dropped": dropped, "removed": removed})
         return EXIT_OK
@@ -302,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", dest="config_path", metavar="PATH",
                         help="language_config.yaml to use (default: found by walking up from here)")
-    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors, and how much of models.mp makemigrations read")
     common.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
 
     parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")

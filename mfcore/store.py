@@ -188,6 +188,15 @@ def read_snapshot(directory: str) -> tuple[Optional[Schema], Optional[str]]:
     return schema, reflects
 
 
+def read_snapshot_data(directory: str) -> Optional[bytes]:
+    """schema.json's bytes, or None when there is none."""
+    try:
+        with open(snapshot_path(directory), "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
 def read_snapshot_document(directory: str) -> tuple:
     """As read_snapshot, plus the parsed document (None when absent)."""
     path = snapshot_path(directory)

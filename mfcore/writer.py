@@ -15,8 +15,11 @@ from .config import Config
 from .differ import diff
 from .errors import UnsafeChangeError
 from .gcpause import gc_paused
-from .language.parser import parse_file
+from .language import chunks
+from .language.parser import parse_bytes, read_models_file, read_raw
 from .operations import AddColumn, fold
+from .snapshot import dumps, schema_to_json
+from . import model_cache
 from .questioner import Questioner
 from .schema import Schema
 from . import store
@@ -29,6 +32,8 @@ class MakeMigrationsResult:
     content: Optional[bytes] = None     # its bytes
     written: bool = False
     notices: list = field(default_factory=list)  # things mf repaired or converted, to tell the user
+    models_read: int = 0    # model declarations read from models.mp in this run
+    models_total: int = 0   # model declarations in models.mp (the others were unchanged, see model_cache.py)
 
     @property
     def changed(self) -> bool:
@@ -94,21 +99,33 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
     directory = config.migrations_dir
     writing = not (dry_run or check)
     notices: list = []
-    new = parse_file(config.models_path, display_path=_display(config.models_path))
+    display = _display(config.models_path)
+    outline = chunks.outline(read_models_file(config.models_path, display_path=display))
 
-    from .carryover import carry_over_if_needed
+    from .carryover import carry_over_if_needed, needs_carry_over
 
-    # A project in the earlier single-plan format is carried over first, but only written
-    # once the rest has passed: a refused change must leave every file as it was.
-    would_carry: list = []
-    conversion = carry_over_if_needed(directory, would_carry, write=False)
-    if conversion is not None:
-        old, old_document = conversion.schema, None
-        number = len(conversion.files) + 1
-    else:
+    # Most runs of a large project find schema.json as the last run left it and change
+    # a few models: those are all that is read (model_cache.py). Anything else is read
+    # in full, which also explains every problem in models.mp.
+    files = cached = None
+    if not needs_carry_over(directory):
         files = store.list_migration_files(directory)
-        old, old_document = current_snapshot(directory, files, notices, repair=writing)
-        number = store.next_number(files)
+        cached = _cached_plan(directory, files, outline)
+    declarations: list = []
+    conversion = None
+    if cached is not None:
+        old, new = cached.old, cached.new
+    else:
+        new = parse_bytes(outline.data, display, outline=declarations)
+        # A project in the earlier single-plan format is carried over first, but only written
+        # once the rest has passed: a refused change must leave every file as it was.
+        would_carry: list = []
+        conversion = carry_over_if_needed(directory, would_carry, write=False)
+        if conversion is not None:
+            old, old_document = conversion.schema, None
+        else:
+            files = store.list_migration_files(directory)
+            old, old_document = current_snapshot(directory, files, notices, repair=writing)
 
     operations = diff(old, new, questioner)
     check_safety(operations, old)
@@ -117,7 +134,13 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
             carry_over_if_needed(directory, notices, write=True)
         else:
             notices.extend(would_carry)
-    result = MakeMigrationsResult(operations, notices=notices)
+        number = len(conversion.files) + 1
+    else:
+        number = store.next_number(files)
+    models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \
+        else sum(1 for kind, *_rest in declarations if kind == "model")
+    result = MakeMigrationsResult(operations, notices=notices, models_total=models_total,
+                                  models_read=cached.models_read if cached is not None else models_total)
     if not operations and not empty:
         return result
 
@@ -127,10 +150,33 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
     if writing:
         os.makedirs(directory, exist_ok=True)
         store.atomic_write(result.path, result.content)
-        store.write_snapshot(directory, fold(operations, old), os.path.basename(result.path),
-                             reuse=(old, old_document) if old_document is not None else None)
+        after = fold(operations, old)
+        if cached is not None:
+            snapshot, spans = model_cache.snapshot_after(cached, after, os.path.basename(result.path))
+            entries, context = cached.entries, cached.context
+        else:
+            document = schema_to_json(after, reuse=(old, old_document) if old_document is not None else None)
+            document["migration"] = os.path.basename(result.path)
+            snapshot, spans = dumps(document), None
+            entries, context = model_cache.entries_for(outline, declarations), model_cache.context_digest(outline)
+        store.atomic_write(store.snapshot_path(directory), snapshot)
+        if entries is not None:
+            model_cache.save(directory, context, entries, after, snapshot, spans)
         result.written = True
     return result
+
+
+def _cached_plan(directory, files, outline):
+    """The cached run's Plan when schema.json is current and the cache fits it, else None."""
+    if not files:
+        return None
+    cache = model_cache.load(directory)
+    if cache is None:
+        return None
+    data = store.read_snapshot_data(directory)
+    if data is None:
+        return None
+    return model_cache.plan(outline, cache, data, files[-1].name, read_raw)
 
 
 def _display(path: str) -> str:

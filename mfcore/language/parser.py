@@ -11,6 +11,7 @@ import os
 from ..errors import ModelsError
 from ..gcpause import gc_paused
 from ..schema import Schema
+from .raw import RawEnum
 from .validate import Problem, build_fields, build_schema, split_statements
 
 
@@ -61,31 +62,58 @@ def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None
     return declarations
 
 
-def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None) -> Schema:
-    """Parse and validate models.mp text; raise ModelsError listing every problem."""
+def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None,
+          outline: list | None = None) -> Schema:
+    """Parse and validate models.mp text; raise ModelsError listing every problem.
+
+    ``outline``, when given, receives (kind, name, base, line) for each top-level
+    declaration, kind "model" or "enum" and base None for an enum."""
     with gc_paused():
         # The raw tree dies inside the pause: alive when the collector came back, it
         # would be scanned once in full for nothing.
-        use_compiled = _compiled is not None if compiled is None else compiled
-        core = _compiled if use_compiled else None
-        schema, problems = build_schema(read_raw(text, path, compiled=compiled),
-                                        core.build_fields if core else build_fields,
-                                        core.split_statements if core else split_statements)
+        declarations = read_raw(text, path, compiled=compiled)
+        if outline is not None:
+            outline.extend(declaration_outline(declarations))
+        schema, problems = build(declarations, compiled=compiled)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema
 
 
-def parse_file(path: str, *, display_path: str | None = None) -> Schema:
+def build(declarations, *, compiled: bool | None = None, other_models=frozenset()) -> tuple:
+    """(Schema, problems as (message, pos)) of a raw tree; see validate.build_schema."""
+    use_compiled = _compiled is not None if compiled is None else compiled
+    core = _compiled if use_compiled else None
+    return build_schema(declarations, core.build_fields if core else build_fields,
+                        core.split_statements if core else split_statements, other_models)
+
+
+def declaration_outline(declarations) -> list:
+    """(kind, name, base, line) of each raw declaration."""
+    return [("enum", d.name, None, d.pos[0]) if type(d) is RawEnum else ("model", d.name, d.base, d.pos[0])
+            for d in declarations]
+
+
+def read_models_file(path: str, *, display_path: str | None = None) -> bytes:
+    """The bytes of a models file; ConfigError when it is missing."""
     try:
-        with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is no error
-            text = handle.read()
+        with open(path, "rb") as handle:
+            return handle.read()
     except FileNotFoundError:
         from ..errors import ConfigError
 
         raise ConfigError(f"models file not found: {display_path or path} (it is looked for beside "
                           "language_config.yaml; set `models:` there to put it elsewhere)") from None
+
+
+def parse_bytes(data: bytes, path: str = "models.mp", *, outline: list | None = None) -> Schema:
+    """parse() of a file's bytes: UTF-8, with or without a byte-order mark."""
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ModelsError([Problem(f"the file is not UTF-8 text ({exc.reason})", None,
-                                   display_path or path)]) from None
-    return parse(text, display_path or path)
+        raise ModelsError([Problem(f"the file is not UTF-8 text ({exc.reason})", None, path)]) from None
+    return parse(text, path, outline=outline)
+
+
+def parse_file(path: str, *, display_path: str | None = None) -> Schema:
+    return parse_bytes(read_models_file(path, display_path=display_path), display_path or path)

@@ -38,11 +38,14 @@ class Problem:
         return f"Problem({self.line}:{self.column} {self.message!r})"
 
 
-def build_schema(declarations, fields_builder=None, statement_splitter=None) -> tuple[Schema, list]:
+def build_schema(declarations, fields_builder=None, statement_splitter=None,
+                 other_models=frozenset()) -> tuple[Schema, list]:
     """Validate the raw tree; returns (schema, problems) with problems as (message, pos).
 
     ``fields_builder`` and ``statement_splitter`` are build_fields and split_statements
-    below or their compiled twins."""
+    below or their compiled twins. ``other_models`` names models declared elsewhere
+    that foreign keys may point to (makemigrations reads only the declarations that
+    changed, see model_cache.py)."""
     problems: list = []
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
@@ -70,7 +73,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None) -> 
         if built is not None and not builder.is_abstract(name):
             models[name] = built
 
-    _check_references(models, raw_models, builder, add)
+    _check_references(models, raw_models, builder, add, other_models)
     _check_tables(models, raw_models, add)
     problems.sort(key=lambda p: (p[1] or (0, 0)))
     return Schema(enums=enums, models=models), problems
@@ -380,13 +383,13 @@ def build_fields(model_name, statements, enums, cache, fields, by_name, position
             fields.append(built)
 
 
-def _check_references(models, raw_models, builder, add):
+def _check_references(models, raw_models, builder, add, other_models):
     for model in models.values():
         positions = builder.field_positions.get(model.name, {})
         for f in model.fields:
             if f.type not in RELATION_TYPES:
                 continue
-            if f.target in models:
+            if f.target in models or f.target in other_models:
                 continue
             pos = positions.get(f.name, raw_models[model.name].pos)
             if f.target in raw_models and builder.is_abstract(f.target):
