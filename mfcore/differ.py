@@ -31,6 +31,10 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
         elif old.enums[name].members != new.enums[name].members:
             operations.append(AlterEnum(name, old.enums[name].members, new.enums[name].members))
 
+    # The one full comparison of the models on both sides (the hot loop of a large diff):
+    # a model kept under its name that differs in any way, its table included.
+    differing = _changed_models(old.models, new.models)
+
     state = old
     # 2. Models renamed (asked), or moved to another table.
     renames = _model_renames(old, new, questioner)
@@ -39,14 +43,15 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
         rename = RenameModel(old_name, new_name, before.table, new.models[new_name].table)
         operations.append(rename)
         state = rename.apply(state)
-    for name in sorted(set(state.models) & set(new.models)):
+    for name in differing:
         if state.models[name].table != new.models[name].table:
             rename = RenameModel(name, name, state.models[name].table, new.models[name].table)
             operations.append(rename)
             state = rename.apply(state)
 
-    # The one full comparison of the models on both sides (the hot loop of a large diff).
-    changed = _changed_models(state.models, new.models)
+    # Still different once renamed: what changes inside the tables.
+    changed = sorted(name for name in {*differing, *(new_name for _old_name, new_name in renames)}
+                     if state.models[name] != new.models[name])
 
     # 3. Primary keys whose type changes, before new tables copy it; what points at them follows.
     for operation in _key_type_changes(state, new, changed):
@@ -176,8 +181,8 @@ def _referenced_key(state, f):
 
 
 def _model_renames(old, new, questioner):
-    removed = [name for name in sorted(old.models) if name not in new.models]
-    added = [name for name in sorted(new.models) if name not in old.models]
+    removed = sorted(name for name in old.models if name not in new.models)
+    added = sorted(name for name in new.models if name not in old.models)
     renames = []
     taken = set()
     for old_name in removed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import zlib
 from typing import NamedTuple, Optional
 
 import orjson
@@ -63,6 +64,13 @@ _INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 def digest(data: bytes) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def _identity(snapshot: bytes) -> list:
+    """Which schema.json the cache describes. A checksum is enough: the file is ours,
+    written whole and replaced atomically, so a different one is another write, not
+    a forgery; together with the size, the chance of a false match is 2**-32."""
+    return [len(snapshot), zlib.crc32(snapshot)]
 
 
 def cache_path(migrations_dir: str) -> str:
@@ -109,7 +117,7 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
         if name not in model_spans:
             return
         models[name] = [entry[_DIGEST], entry[_BASE], *info, *model_spans[name]]
-    document = {"format": FORMAT, "mf": __version__, "snapshot": digest(snapshot), "context": context,
+    document = {"format": FORMAT, "mf": __version__, "snapshot": _identity(snapshot), "context": context,
                 "models": models, "relations": list(relations_span)}
     path = cache_path(migrations_dir)
     try:
@@ -179,7 +187,7 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
     ``reader(text)`` returns the raw declarations of a piece of models.mp, raising
     ModelsError (parser.read_raw).
     """
-    if cache is None or cache.get("snapshot") != digest(snapshot) \
+    if cache is None or cache.get("snapshot") != _identity(snapshot) \
             or snapshot.find(b'\n  "migration": ' + orjson.dumps(migration_name) + b",\n") < 0:
         return None
     chunks = outline.chunks
@@ -223,14 +231,20 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
     if problems or not built.models.keys() <= set(changed):
         return None
     touched |= built.models.keys()
-    neighbourhood = _neighbourhood(cached, concrete_unchanged, built.models, touched)
-    if neighbourhood is None:
+    referrers = _check_against_unchanged(cached, concrete_unchanged, built.models)
+    if referrers is None:
         return None
+    old_enums = built.enums
     try:
-        old_enums = {enum.name: enum for enum in built.enums.values()}
-        old_models = {name: model_from_json(name, orjson.loads(snapshot[cached[name][_START]:cached[name][_END]]),
-                                            old_enums, "schema.json")
-                      for name in sorted(neighbourhood) if len(cached.get(name, ())) > _TABLE}
+        old_models = _load(snapshot, cached, _targets(touched, cached, built.models), old_enums)
+        # Models pointing at a key that changes, or at a model that goes, change with it
+        # (differ._key_type_changes): they join, with what they point to.
+        moving = {name for name in touched
+                  if name not in built.models or name not in old_models
+                  or old_models[name].primary_key != built.models[name].primary_key}
+        linked = {referrer for name in moving for referrer in referrers.get(name, ())}
+        old_models.update(_load(snapshot, cached, _targets(linked, cached, built.models) - old_models.keys(),
+                                old_enums))
     except (SchemaFileError, orjson.JSONDecodeError, KeyError, TypeError):
         return None
     new_models = dict(built.models)
@@ -300,11 +314,10 @@ def _read_context(outline, enum_chunks, reader) -> Optional[list]:
     return declarations
 
 
-def _neighbourhood(cached, concrete_unchanged, built, touched) -> Optional[set]:
-    """The models to diff: those that may change, the unchanged ones that point to
-    them, and every model these point to. None when the edited models clash with the
-    unchanged ones (a table or index name taken, a foreign key left pointing nowhere):
-    the full run explains."""
+def _check_against_unchanged(cached, concrete_unchanged, built) -> Optional[dict]:
+    """{model: unchanged models pointing at it}, or None when the edited models clash
+    with the unchanged ones (a table or index name taken, a foreign key left pointing
+    nowhere): the full run explains."""
     tables = set()
     indexes = set()
     referrers: dict = {}
@@ -320,16 +333,29 @@ def _neighbourhood(cached, concrete_unchanged, built, touched) -> Optional[set]:
     for model in built.values():
         if model.table in tables or any(i.name in indexes for i in model.indexes):
             return None
-    linked = set(touched)
-    for name in touched:
-        linked.update(referrers.get(name, ()))
-    neighbourhood = set(linked)
-    for name in linked:
+    return referrers
+
+
+def _targets(names, cached, built) -> set:
+    """``names`` and every model they point to, before or after the edit."""
+    found = set(names)
+    for name in names:
         if name in built:
-            neighbourhood.update(f.target for f in built[name].fields if f.target is not None)
+            found.update(f.target for f in built[name].fields if f.target is not None)
         if len(cached.get(name, ())) > _TABLE:
-            neighbourhood.update(cached[name][_TARGETS])
-    return neighbourhood
+            found.update(cached[name][_TARGETS])
+    return found
+
+
+def _load(snapshot, cached, names, enums) -> dict:
+    """The models of schema.json among ``names``, read from where the cache says they lie."""
+    found = {}
+    for name in sorted(names):
+        entry = cached.get(name)
+        if entry is not None and len(entry) > _TABLE:
+            found[name] = model_from_json(name, orjson.loads(snapshot[entry[_START]:entry[_END]]), enums,
+                                          "schema.json")
+    return found
 
 
 def snapshot_after(plan: Plan, after: Schema, migration_name: str) -> tuple:
@@ -351,19 +377,37 @@ def snapshot_after(plan: Plan, after: Schema, migration_name: str) -> tuple:
               b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']
     size = sum(map(len, pieces))
     spans = {}
+    view = memoryview(snapshot)
+    run_start = run_end = None  # a run of models copied as they lie, separators and all
     separator = b"\n"
     for name in names:
-        if name in rewritten:
-            value = _nested(orjson.dumps(model_to_json(after.models[name]), option=_INDENT), 4)
-        else:
-            entry = cached[name]
-            value = snapshot[entry[_START]:entry[_END]]
         head = b'%s    "%s": ' % (separator, name.encode())
-        spans[name] = (size + len(head), size + len(head) + len(value))
-        pieces.append(head)
-        pieces.append(value)
-        size += len(head) + len(value)
         separator = b",\n"
+        if name not in rewritten:
+            start, end = cached[name][_START], cached[name][_END]
+            if run_end is not None and start == run_end + len(head):
+                # Next to the previous model in the old file, as in the new one.
+                spans[name] = (size + start - run_start, size + end - run_start)
+                run_end = end
+                continue
+            if run_end is not None:
+                pieces.append(view[run_start:run_end])
+                size += run_end - run_start
+            pieces.append(head)
+            size += len(head)
+            run_start, run_end = start, end
+            spans[name] = (size, size + end - start)
+            continue
+        if run_end is not None:
+            pieces.append(view[run_start:run_end])
+            size += run_end - run_start
+            run_start = run_end = None
+        value = _nested(orjson.dumps(model_to_json(after.models[name]), option=_INDENT), 4)
+        spans[name] = (size + len(head), size + len(head) + len(value))
+        pieces += [head, value]
+        size += len(head) + len(value)
+    if run_end is not None:
+        pieces.append(view[run_start:run_end])
     pieces.append(b"\n  }" if names else b"}")
     start, end = plan.cache["relations"]
     kept = [r for r in orjson.loads(snapshot[start:end]) if r["from"] not in rewritten]
