@@ -86,9 +86,34 @@ def load(migrations_dir: str) -> Optional[dict]:
     except (OSError, orjson.JSONDecodeError):
         return None
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("mf") != __version__ \
-            or not isinstance(document.get("models"), dict) or not isinstance(document.get("relations"), list):
+            or not _well_formed(document):
         return None
     return document
+
+
+def _well_formed(document: dict) -> bool:
+    """Whether a cache document has the shape save() writes (a damaged one is unused)."""
+    models = document.get("models")
+    if not isinstance(models, dict) or not isinstance(document.get("context"), str) \
+            or not _is_span(document.get("relations")) or not isinstance(document.get("snapshot"), list):
+        return False
+    for entry in models.values():
+        if type(entry) is not list or len(entry) not in (_TABLE, _END + 1) or type(entry[_DIGEST]) is not str \
+                or not isinstance(entry[_BASE], str):
+            return False
+        if len(entry) > _TABLE and (type(entry[_TABLE]) is not str or not _are_names(entry[_INDEXES])
+                                    or not _are_names(entry[_TARGETS]) or not _is_span(entry[_START:])):
+            return False
+    return True
+
+
+def _is_span(value) -> bool:
+    return type(value) is list and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+        and 0 <= value[0] <= value[1]
+
+
+def _are_names(value) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
 
 
 def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snapshot: bytes,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -195,13 +196,25 @@ def test_a_changed_schema_json_is_not_trusted_to_the_cache(project, tmp_path):
     assert project.migration_names()[-1] == "003_alter_note.json"
 
 
-@pytest.mark.parametrize("damage", [b"", b"not json", b'{"format": 1, "mf": "0.0.0", "models": {}}'])
+def _entry_replaced(cache: bytes) -> bytes:
+    document = orjson.loads(cache)
+    document["models"]["Item3"] = 5
+    return orjson.dumps(document)
+
+
+@pytest.mark.parametrize("damage", [lambda cache: b"", lambda cache: b"not json", lambda cache: cache[:-10],
+                                    lambda cache: cache.replace(mfcore.__version__.encode(), b"0.0.0"),
+                                    _entry_replaced],
+                         ids=["empty", "not-json", "cut-short", "other-mf-version", "entry-replaced"])
 def test_a_damaged_or_foreign_cache_is_ignored(project, tmp_path, damage):
     project.write_models(ENUMS + MODELS)
     assert project.run("db", "makemigrations").code == 0
     cold = cold_copy(project, tmp_path / "cold")
-    with open(cache_path(str(project.migrations)), "wb") as handle:
-        handle.write(damage)
+    path = cache_path(str(project.migrations))
+    with open(path, "rb") as handle:
+        cache = handle.read()
+    with open(path, "wb") as handle:
+        handle.write(damage(cache))
     edited = (ENUMS + MODELS).replace("    name = CharField(40)\n", "    name = CharField(60)\n", 1)
     project.write_models(edited)
     cold.write_models(edited)
