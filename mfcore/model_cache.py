@@ -292,10 +292,12 @@ def _bases_unchanged(name, cached, same) -> bool:
     return False
 
 
-def _decode(data: bytes) -> Optional[str]:
+def _read_piece(data: bytes, reader) -> Optional[list]:
+    """The raw declarations of a piece of models.mp, or None when it is not UTF-8 or
+    does not read (the full run reports it)."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
+        return reader(data.decode("utf-8"))
+    except (UnicodeDecodeError, ModelsError):
         return None
 
 
@@ -310,14 +312,8 @@ def _read(outline, model_chunks, changed, reader) -> Optional[list]:
         if name in read:
             continue
         chunk = model_chunks.get(name)
-        text = _decode(outline.text_of(chunk)) if chunk is not None else None
-        if text is None:
-            return None
-        try:
-            declarations = reader(text)
-        except ModelsError:
-            return None
-        if len(declarations) != 1 or type(declarations[0]) is not RawModel or declarations[0].name != name:
+        declarations = _read_piece(outline.text_of(chunk), reader) if chunk is not None else None
+        if declarations is None or len(declarations) != 1 or type(declarations[0]) is not RawModel or declarations[0].name != name:
             return None
         read.add(name)
         found.append(declarations[0])
@@ -327,14 +323,9 @@ def _read(outline, model_chunks, changed, reader) -> Optional[list]:
 
 
 def _read_context(outline, enum_chunks, reader) -> Optional[list]:
-    text = _decode(outline.data[:outline.prologue_end] + b"".join(outline.text_of(c) for c in enum_chunks))
-    if text is None:
-        return None
-    try:
-        declarations = reader(text)
-    except ModelsError:
-        return None
-    if len(declarations) != len(enum_chunks) or any(type(d) is not RawEnum for d in declarations):
+    declarations = _read_piece(outline.data[:outline.prologue_end]
+                               + b"".join(outline.text_of(chunk) for chunk in enum_chunks), reader)
+    if declarations is None or len(declarations) != len(enum_chunks) or any(type(d) is not RawEnum for d in declarations):
         return None
     return declarations
 

@@ -123,32 +123,31 @@ def test_an_error_in_an_edited_model_is_reported_at_its_line_and_nothing_changes
     assert project.state() == before
 
 
-def test_a_model_removed_while_an_unchanged_one_points_to_it_is_an_error(project):
-    project.write_models(ENUMS + MODELS)
+INDEXED = (ENUMS + MODELS).replace("model Item2 extends Model {\n",
+                                   "model Item2 extends Model {\n    indexes = [Index(name, name=\"by_name\")]\n")
+
+
+@pytest.mark.parametrize("before, after, message", [
+    (ENUMS + MODELS, re.sub(r"model Item3 extends Model \{.*?\n\}\n", "", ENUMS + MODELS, flags=re.S),
+     "ForeignKey 'Item4.parent' points to unknown model 'Item3'"),
+    (ENUMS + MODELS, (ENUMS + MODELS).replace("model Item9 extends Model {\n",
+                                              "model Item9 extends Model {\n    table = \"item2\"\n"),
+     "models Item2 and Item9 both use table 'item2'"),
+    (INDEXED, INDEXED.replace("model Item9 extends Model {\n",
+                              "model Item9 extends Model {\n    indexes = [Index(price, name=\"by_name\")]\n"),
+     "index name 'by_name' is used by models Item2 and Item9"),
+], ids=["model-gone", "table-taken", "index-name-taken"])
+def test_an_edit_clashing_with_unchanged_models_is_an_error(project, before, after, message):
+    project.write_models(before)
     assert project.run("db", "makemigrations").code == 0
-    text = re.sub(r"model Item3 extends Model \{.*?\n\}\n", "", ENUMS + MODELS, flags=re.S)
-    project.write_models(text)
-    before = project.state()
+    project.write_models(after)
+    state = project.state()
 
     result = project.run("db", "makemigrations")
 
     assert result.code == 2
-    assert "ForeignKey 'Item4.parent' points to unknown model 'Item3'" in result.err
-    assert project.state() == before
-
-
-def test_an_edited_model_taking_an_unchanged_models_table_is_an_error(project):
-    project.write_models(ENUMS + MODELS)
-    assert project.run("db", "makemigrations").code == 0
-    project.write_models((ENUMS + MODELS).replace("model Item9 extends Model {\n",
-                                                  "model Item9 extends Model {\n    table = \"item2\"\n"))
-    before = project.state()
-
-    result = project.run("db", "makemigrations")
-
-    assert result.code == 2
-    assert "models Item2 and Item9 both use table 'item2'" in result.err
-    assert project.state() == before
+    assert message in result.err
+    assert project.state() == state
 
 
 def test_an_edited_enum_makes_the_run_read_everything(tmp_path):
