@@ -152,10 +152,15 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
             with open(os.path.join(directory, ".gitignore"), "wb") as handle:
                 handle.write(_GITIGNORE)
         temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(orjson.dumps(document))
-        # No fsync: a torn cache is unreadable or names another schema.json, so unused.
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(orjson.dumps(document))
+            # No fsync: a torn cache is unreadable or names another schema.json, so unused.
+            os.replace(temporary, path)
+        except OSError:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
     except OSError:
         pass
 

@@ -276,3 +276,14 @@ def test_a_cached_run_writes_what_a_full_run_writes(tmp_path_factory, edit):
     if result is not None and after_enums == enums:
         # The cache was used: only the declarations whose text changed were read.
         assert result.models_read == sum(1 for name, text in after_models.items() if models.get(name) != text)
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_makemigrations(project):
+    (project.path / ".mf_cache").write_text("a file where the cache folder would go\n")
+    project.write_models(ENUMS + MODELS)
+
+    result = project.run("db", "makemigrations")
+
+    assert result.code == 0, result
+    assert project.migration_names() == ["001_enum_status_create_item0.json"]
+    assert (project.path / ".mf_cache").read_text() == "a file where the cache folder would go\n"
