@@ -365,7 +365,9 @@ def main(argv=None) -> int:
     from .errors import MfError, ModelsError
 
     try:
-        return args.handler(args, out)
+        code = args.handler(args, out)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
     except MfError as exc:
         if args.verbose:
             import traceback
@@ -381,6 +383,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         out.error("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader of the output went away (`mf ... | head`): whatever the command
+        # wrote is written; end quietly, as a tool killed by SIGPIPE does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":

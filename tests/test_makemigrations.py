@@ -234,6 +234,20 @@ def test_rename_question_on_a_terminal_and_no_guess_elsewhere(project):
     assert_history_folds_to_snapshot(project)
 
 
+def test_output_into_a_closed_pipe_ends_quietly_after_the_files_are_written(project):
+    """`mf db makemigrations | head -1`: the reader goes away; mf writes its files and
+    ends as a tool killed by SIGPIPE does (exit 141), without a traceback."""
+    project.write_models(SEED)
+    env = dict(os.environ, PYTHONUNBUFFERED="")
+    process = subprocess.Popen([sys.executable, "-m", "mfcore.cli", "db", "makemigrations"], cwd=project.path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors
+    assert project.migration_names() == ["001_enum_invoicestatus_enum_userrole.json"]
+
+
 def test_json_output_is_one_document(project):
     project.write_models(SEED)
     result = project.run("db", "makemigrations", "--json")
