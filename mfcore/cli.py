@@ -78,6 +78,8 @@ def cmd_makemigrations(args, out: Output) -> int:
             "file": _display_path(result.path) if result.path else None,
             "written": result.written,
             "notices": result.notices,
+            "models_read": result.models_read,
+            "models_total": result.models_total,
         })
         return EXIT_FOUND if args.check and result.path else EXIT_OK
     if result.path is None:

@@ -255,6 +255,11 @@ def test_json_output_is_one_document(project):
     assert document["written"] is True
     assert document["file"] == "migrations/001_enum_invoicestatus_enum_userrole.json"
     assert [c["op"] for c in document["changes"]][:2] == ["create_enum", "create_enum"]
+    assert document["models_read"] == document["models_total"] == 2
+    project.write_models(WITH_PHONE)
+    document = json.loads(project.run("db", "makemigrations", "--json").out)
+    assert document["file"] == "migrations/002_add_phone.json"
+    assert (document["models_read"], document["models_total"]) == (1, 2)
 
 
 def test_config_is_found_from_a_subfolder_and_paths_are_relative_to_it(project):
