@@ -2,13 +2,15 @@
 
 Each run that writes schema.json also writes a small cache beside the migrations
 directory (``.mf_cache/<directory name>.json``): a digest of every top-level
-declaration of models.mp (see language/chunks.py), of the enums and of the
-schema.json just written. On the next run, a model whose declaration, abstract
-bases and enums have the same digests, under the same schema.json, is exactly the
-model schema.json holds: it is neither read nor compared again. The declarations
-that changed are read, validated against the names of the others, and diffed along
-with the unchanged models they point to or that point to them (the differ needs
-their keys), so the operations are those a full run gives.
+declaration of models.mp (see language/chunks.py) and of the enums, the size and
+checksum of the schema.json just written, and for each model its table, index
+names, foreign key targets and where it lies in that file. On the next run, a model
+whose declaration, abstract bases and enums have the same digests, under the same
+schema.json, is exactly the model schema.json holds: it is neither read nor
+compared again, and its bytes are copied into the new schema.json. The declarations
+that changed are read, checked against the others' names, tables and index names,
+and diffed along with the models they point to (and, when a key changes or a model
+goes, those that point to them), so the operations are those a full run gives.
 
 The cache is only ever a shortcut. Whatever does not fit (no cache, another
 schema.json or mf version, an edited enum, a model declared mid-line, any problem
