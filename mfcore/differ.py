@@ -12,6 +12,7 @@ settles those, and only the changed ones are compared field by field.
 """
 from __future__ import annotations
 
+from .compiled import twin
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
                          RenameColumn, RenameModel, attach_tables, referencing_type, table_def)
@@ -116,19 +117,7 @@ def changed_models(old_models: dict, new_models: dict) -> list:
     return changed
 
 
-def _pick_changed_models():
-    import os
-
-    if os.environ.get("MF_PURE_PYTHON", "") not in ("", "0"):
-        return changed_models
-    try:
-        from ._parser import changed_models as compiled
-    except ImportError:
-        return changed_models
-    return compiled
-
-
-_changed_models = _pick_changed_models()
+_changed_models = twin(changed_models)
 
 
 def _key_type_changes(state, new, changed) -> list:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import orjson
 
+from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
 from .fields import FieldProblem, RELATION_TYPES, build_field
@@ -77,19 +78,7 @@ def new_form_fields(raw_fields: list, field_class=Field):
     return tuple(fields)
 
 
-def _pick_new_form_fields():
-    import os
-
-    if os.environ.get("MF_PURE_PYTHON", "") not in ("", "0"):
-        return new_form_fields
-    try:
-        from ._parser import new_form_fields as compiled
-    except ImportError:
-        return new_form_fields
-    return compiled
-
-
-_new_form_fields = _pick_new_form_fields()
+_new_form_fields = twin(new_form_fields)
 
 
 def legacy_field(doc: dict, enums: dict, where: str) -> tuple:

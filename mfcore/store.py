@@ -197,13 +197,13 @@ def read_snapshot_data(directory: str) -> Optional[bytes]:
         return None
 
 
-def read_snapshot_document(directory: str) -> tuple:
-    """As read_snapshot, plus the parsed document (None when absent)."""
+def read_snapshot_document(directory: str, data: Optional[bytes] = None) -> tuple:
+    """As read_snapshot, plus the parsed document (None when absent). ``data`` is
+    schema.json's bytes when the caller has read them already."""
     path = snapshot_path(directory)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+    if data is None:
+        data = read_snapshot_data(directory)
+    if data is None:
         return None, None, None
     try:
         doc = orjson.loads(data)

@@ -44,15 +44,15 @@ class MakeMigrationsResult:
         return os.path.basename(self.path) if self.path else None
 
 
-def current_snapshot(directory: str, files, notices: list, repair: bool) -> tuple:
+def current_snapshot(directory: str, files, notices: list, repair: bool, data: Optional[bytes] = None) -> tuple:
     """The schema as of the newest migration file, and the schema.json document it
     came from when that can be reused for writing (else None).
 
     schema.json normally says it; when it is missing or behind the newest file (an
     interrupted run, a merge), the files are folded instead and, if ``repair``,
-    schema.json is rewritten from them.
+    schema.json is rewritten from them. ``data``: schema.json's bytes, if read already.
     """
-    snapshot, reflects, document = store.read_snapshot_document(directory)
+    snapshot, reflects, document = store.read_snapshot_document(directory, data)
     if not files:
         return Schema(), None
     newest = files[-1].name
@@ -107,10 +107,9 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
     # Most runs of a large project find schema.json as the last run left it and change
     # a few models: those are all that is read (model_cache.py). Anything else is read
     # in full, which also explains every problem in models.mp.
-    files = cached = None
-    if not needs_carry_over(directory):
-        files = store.list_migration_files(directory)
-        cached = _cached_plan(directory, files, outline)
+    carrying = needs_carry_over(directory)
+    files = [] if carrying else store.list_migration_files(directory)
+    cached, snapshot_data = (None, None) if carrying else _cached_plan(directory, files, outline)
     declarations: list = []
     conversion = None
     if cached is not None:
@@ -120,12 +119,11 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
         # A project in the earlier single-plan format is carried over first, but only written
         # once the rest has passed: a refused change must leave every file as it was.
         would_carry: list = []
-        conversion = carry_over_if_needed(directory, would_carry, write=False)
+        conversion = carry_over_if_needed(directory, would_carry, write=False) if carrying else None
         if conversion is not None:
             old, old_document = conversion.schema, None
         else:
-            files = store.list_migration_files(directory)
-            old, old_document = current_snapshot(directory, files, notices, repair=writing)
+            old, old_document = current_snapshot(directory, files, notices, repair=writing, data=snapshot_data)
 
     operations = diff(old, new, questioner)
     check_safety(operations, old)
@@ -166,17 +164,16 @@ def _makemigrations(config, name, dry_run, check, empty, questioner):
     return result
 
 
-def _cached_plan(directory, files, outline):
-    """The cached run's Plan when schema.json is current and the cache fits it, else None."""
-    if not files:
-        return None
-    cache = model_cache.load(directory)
+def _cached_plan(directory, files, outline) -> tuple:
+    """(the cached run's Plan, or None when schema.json is not current or the cache does
+    not fit it; schema.json's bytes, if they were read)."""
+    cache = model_cache.load(directory) if files else None
     if cache is None:
-        return None
+        return None, None
     data = store.read_snapshot_data(directory)
     if data is None:
-        return None
-    return model_cache.plan(outline, cache, data, files[-1].name, read_raw)
+        return None, None
+    return model_cache.plan(outline, cache, data, files[-1].name, read_raw), data
 
 
 def _display(path: str) -> str:

@@ -6,8 +6,7 @@ only (tests and benchmarks run both ways).
 """
 from __future__ import annotations
 
-import os
-
+from ..compiled import core as compiled_core
 from ..errors import ModelsError
 from ..gcpause import gc_paused
 from ..schema import Schema
@@ -15,17 +14,7 @@ from .raw import RawEnum
 from .validate import Problem, build_fields, build_schema, split_statements
 
 
-def _load_compiled():
-    if os.environ.get("MF_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from .. import _parser
-    except ImportError:
-        return None
-    return _parser
-
-
-_compiled = _load_compiled()
+_compiled = compiled_core
 
 
 def implementation() -> str:
