@@ -392,6 +392,30 @@ def test_identifiers_and_literals_are_escaped():
 
 # ---------------------------------------------------------------- random schemas
 
+# The schema and customer rows both databases' suites start from (their invoices differ
+# only in how each driver returns a decimal).
+BASE = """
+enum Role { ADMIN, CUSTOMER, STAFF }
+model Customer extends Model {
+    email = CharField(max_length=255, unique=true)
+    name = CharField(120)
+    nickname = CharField(40, null=true)
+    age = IntegerField(default=0)
+    role = EnumField(Role, default=Role.ADMIN)
+    table = "customer"
+}
+model Invoice extends Model {
+    customer = ForeignKey(Customer, on_delete=CASCADE)
+    total = DecimalField(12, 2)
+    note = TextField(null=true)
+    indexes = [Index(customer, total)]
+}
+"""
+
+CUSTOMERS = [(1, "ann@example.com", "Ann", None, 30, "ADMIN"),
+             (2, "bob@example.com", "Bob", "bobby", 40, "STAFF")]
+
+
 MODEL_NAMES = ("Alpha", "Beta", "Gamma")
 FIELD_NAMES = ("f1", "f2", "f3", "f4")
 MEMBERS = ("RED", "GREEN", "BLUE", "BLACK")

@@ -21,30 +21,10 @@ from mfcore.operations import (AddColumn, AddForeignKey, AlterEnum, DropForeignK
                                attach_tables)
 from mfcore.questioner import AnswerQuestioner
 from mfcore.schema import Field, Schema
-from test_dialect_sql import schema_pairs
+from test_dialect_sql import BASE, CUSTOMERS, schema_pairs
 
 SQLITE = dialect_for("sqlite")
 
-BASE = """
-enum Role { ADMIN, CUSTOMER, STAFF }
-model Customer extends Model {
-    email = CharField(max_length=255, unique=true)
-    name = CharField(120)
-    nickname = CharField(40, null=true)
-    age = IntegerField(default=0)
-    role = EnumField(Role, default=Role.ADMIN)
-    table = "customer"
-}
-model Invoice extends Model {
-    customer = ForeignKey(Customer, on_delete=CASCADE)
-    total = DecimalField(12, 2)
-    note = TextField(null=true)
-    indexes = [Index(customer, total)]
-}
-"""
-
-CUSTOMERS = [(1, "ann@example.com", "Ann", None, 30, "ADMIN"),
-             (2, "bob@example.com", "Bob", "bobby", 40, "STAFF")]
 INVOICES = [(1, 1, 10.5, "first"), (2, 2, 20, None), (3, 2, 7.25, "third")]
 
 
