@@ -1,18 +1,31 @@
-"""The public API behind ``mfcore.migrate()`` and ``mfcore.makemigrations()``.
+"""The public API: every command of `mf` is a function here first.
 
-Both take a Config, a path to language_config.yaml, or nothing (found from the
-working directory). migrate() runs in the caller's event loop: it never starts
-one of its own, so it drops into a FastAPI/Starlette lifespan.
+    migrate, makemigrations            apply / write migrations
+    status, sql, pending_sql           look without changing anything
+    resolve, reset                     settle a half-applied migration; start over
+    carry_over                         the earlier tool's single-plan projects, once
+
+Each takes a Config, a path to language_config.yaml, or nothing (found from the
+working directory). The coroutines run in the caller's event loop: none starts a
+loop of its own, so migrate() drops into a FastAPI/Starlette lifespan. Nothing
+here prints or exits: results are returned, problems raised as MfError.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 from .config import Config, config_for, load_config
 from .errors import ConfigError
+from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 
 ConfigLike = Union[Config, str, os.PathLike, None]
+
+__all__ = [
+    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset",
+    "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
+]
 
 
 def resolve_config(config: ConfigLike = None, *, dsn: Optional[str] = None,
@@ -35,34 +48,155 @@ def resolve_config(config: ConfigLike = None, *, dsn: Optional[str] = None,
     return resolved
 
 
+# ---------------------------------------------------------------- writing and applying
+
 async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
                   migrations_dir: Optional[str] = None, to: Optional[int] = None, fake: bool = False,
                   on_event: Optional[Callable] = None, notices: Optional[list] = None) -> list:
     """Apply every unapplied migration; returns the names applied (empty when up to date).
 
-    Safe to call from many processes or tasks at once: each migration is applied
-    exactly once, the others wait and return.
+    A project still in the earlier single-plan format is carried over first
+    (carry_over). Safe to call from many processes or tasks at once: each migration
+    is applied exactly once, the others wait and return. ``on_event(kind, name,
+    index, total)`` hears "start", "applied" and "skipped"; ``notices`` receives
+    sentences the user should read.
     """
     resolved = resolve_config(config, dsn=dsn, migrations_dir=migrations_dir)
-    if not os.path.isdir(resolved.migrations_dir):
-        raise ConfigError(f"migrations directory not found: {resolved.migrations_dir} "
-                          "(run `mf db makemigrations` first)")
+    _require_migrations_dir(resolved)
     from . import applier
-    from .carryover import carry_over_if_needed, check_carry_over_database, needs_carry_over
 
     if notices is None:
         notices = []
-    if needs_carry_over(resolved.migrations_dir):
-        # Nothing is converted for a database that cannot be adopted: check it first.
-        await check_carry_over_database(resolved)
-        carry_over_if_needed(resolved.migrations_dir, notices)
+    await carry_over(resolved, notices=notices)
     return await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices)
 
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
-                   check: bool = False, empty: bool = False, questioner=None):
-    """Write the next migration file for the changes in models.mp (see MakeMigrationsResult)."""
-    from .writer import makemigrations as run
+                   check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None):
+    """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
 
-    return run(resolve_config(config), name=name, dry_run=dry_run, check=check, empty=empty,
-               questioner=questioner)
+    ``dry_run``/``check``: write nothing. A project still in the earlier single-plan
+    format is carried over too (no database is needed), but only once the new
+    migration has passed its checks: a refused change leaves every file as it was.
+    """
+    from . import carryover, writer
+    from .gcpause import gc_paused
+
+    resolved = resolve_config(config)
+    writing = not (dry_run or check)
+    with gc_paused():
+        carried = carryover.pending_conversion(resolved.migrations_dir)
+        draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
+                                       carried=carried, repair=writing)
+        if carried is not None:
+            if writing:
+                carryover.write(resolved.migrations_dir, carried)
+            draft.result.notices.append(carryover.describe(resolved.migrations_dir, carried, writing))
+        if writing:
+            writer.write_draft(draft)
+    return draft.result
+
+
+async def carry_over(config: ConfigLike = None, *, notices: Optional[list] = None) -> list:
+    """Carry a project in the earlier tool's single-plan format (migrations/plan.initial.json)
+    over to numbered migration files, once; returns the names of the files made ([] when
+    the project is not in that format). migrate calls it first.
+
+    A database that already holds some of the plans' tables must match them, or nothing
+    is converted (DriftError). ``notices`` receives a paragraph saying what was done.
+    """
+    from . import carryover
+
+    resolved = resolve_config(config)
+    conversion = carryover.pending_conversion(resolved.migrations_dir)
+    if conversion is None:
+        return []
+    await carryover.check_database(resolved, conversion)
+    carryover.write(resolved.migrations_dir, conversion)
+    if notices is not None:
+        notices.append(carryover.describe(resolved.migrations_dir, conversion, written=True))
+    return conversion.names
+
+
+# ---------------------------------------------------------------- looking
+
+async def status(config: ConfigLike = None) -> list:
+    """A MigrationStatus (name, applied, applied_at, state, duration) for every migration
+    file in numeric order, then one for each ledger row whose file is gone."""
+    from . import applier
+
+    return await applier.status(resolve_config(config))
+
+
+def sql(config: ConfigLike, number: int) -> tuple:
+    """(name, [statement, ...]) of migration ``number`` on the configured database; no
+    connection is made."""
+    from . import applier
+
+    return applier.migration_statements(resolve_config(config), number)
+
+
+async def pending_sql(config: ConfigLike = None, *, to: Optional[int] = None) -> list:
+    """[(name, [statement, ...]), ...] for each migration migrate would apply (the dry run);
+    changes nothing."""
+    from . import applier
+
+    return await applier.pending_sql(resolve_config(config), to=to)
+
+
+# ---------------------------------------------------------------- repairing and starting over
+
+async def resolve(config: ConfigLike, number: int, *, applied: bool) -> str:
+    """Settle a non-transactional migration that a run left half-way: ``applied=True``
+    records it as applied, ``False`` forgets it so that the next migrate runs it
+    again. Returns a sentence saying what was done."""
+    from . import applier
+
+    return await applier.resolve(resolve_config(config), number, applied)
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    dropped: list   # database objects dropped, e.g. ["table lt_invoices", "type userrole"]
+    removed: list   # file names removed from the migrations directory
+
+
+async def reset(config: ConfigLike = None, *, drop_database: bool = False) -> ResetResult:
+    """Start the project's migrations over: with ``drop_database``, first drop the tables
+    and enum types the migration history owns, and the ledger (never with CASCADE);
+    then remove the migration files, schema.json, .applied and the model cache.
+    Asks nothing: confirming is the caller's business."""
+    resolved = resolve_config(config)
+    dropped = []
+    if drop_database:
+        from . import applier
+
+        dropped = await applier.reset_database(resolved)
+    return ResetResult(dropped, _remove_project_files(resolved.migrations_dir))
+
+
+def _remove_project_files(directory: str) -> list:
+    """Remove the migration files, schema.json and .applied (their names are returned),
+    and the model cache, which would describe files that are gone."""
+    from . import store
+    from .model_cache import cache_path
+
+    removed = []
+    for file in store.list_migration_files(directory):
+        os.unlink(file.path)
+        removed.append(file.name)
+    for extra in (store.snapshot_path(directory), store.applied_path(directory)):
+        if os.path.exists(extra):
+            os.unlink(extra)
+            removed.append(os.path.basename(extra))
+    if os.path.isdir(directory):
+        store.fsync_directory(directory)
+    if os.path.exists(cache_path(directory)):
+        os.unlink(cache_path(directory))
+    return removed
+
+
+def _require_migrations_dir(config: Config) -> None:
+    if not os.path.isdir(config.migrations_dir):
+        raise ConfigError(f"migrations directory not found: {config.migrations_dir} "
+                          "(run `mf db makemigrations` first)")

@@ -12,11 +12,16 @@ the files matches schema.json. The plan files are moved aside to
 from plans: the earlier tool applied those to its database, so the next migrate adopts
 a database that holds them (after comparing its catalog, see adoption.py) and applies
 them to an empty one.
+
+The steps (reading, checking the database, writing, telling the user) are called
+by the API (api.carry_over, and api.makemigrations, which writes only once the new
+migration has passed its checks); nothing here runs on its own.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import orjson
 
@@ -60,6 +65,7 @@ def _read_plan(path: str, state: Schema) -> list:
 
 @dataclass
 class Conversion:
+    plans: list          # the plan files' names, e.g. ["plan.initial.json"]
     files: list          # [(file name, operations)] in order
     from_plans: int      # how many of them come from plan files (the rest bring it up to schema.json)
     plans_schema: Schema  # what the plans create: what an existing database should hold
@@ -90,10 +96,16 @@ def convert(directory: str) -> Conversion:
             state = fold(catch_up, state)
     files = [(store.file_name(number, store.suffix_for(operations)), operations)
              for number, operations in enumerate(planned, 1)]
-    return Conversion(files, from_plans, plans_schema, state)
+    return Conversion([os.path.basename(p) for p in plan_files(directory)], files, from_plans,
+                      plans_schema, state)
 
 
-async def check_carry_over_database(config) -> None:
+def pending_conversion(directory: str) -> Optional[Conversion]:
+    """The Conversion of a project still in the single-plan format, or None (reads only)."""
+    return convert(directory) if needs_carry_over(directory) else None
+
+
+async def check_database(config, conversion: Conversion) -> None:
     """Before converting for migrate: a database that already holds some of what the
     plans create must match them, or nothing is converted (DriftError, every mismatch)."""
     from . import adoption
@@ -102,7 +114,6 @@ async def check_carry_over_database(config) -> None:
 
     if config.driver == "sqlite" and (config.dsn == ":memory:" or not os.path.exists(config.dsn)):
         return
-    conversion = convert(config.migrations_dir)
     tables = {m.table for m in conversion.plans_schema.models.values()}
     async with await connect(config) as connection:
         catalog = await adoption.read_catalog(connection, tables | {"mf_migrations"})
@@ -113,35 +124,32 @@ async def check_carry_over_database(config) -> None:
         raise DriftError(adoption.report(conversion.from_plans, findings))
 
 
-def carry_over_if_needed(directory: str, notices: list, write: bool = True):
-    """Convert plan files to numbered files once, adding a paragraph for the user to
-    ``notices``; returns the Conversion (written, or only computed when not ``write``),
-    or None when there was nothing to carry over."""
-    if not needs_carry_over(directory):
-        return None
-    conversion = convert(directory)
+def write(directory: str, conversion: Conversion) -> None:
+    """Write the numbered files, schema.json and .applied, and move the plan files aside."""
     names = conversion.names
-    plans = [os.path.basename(p) for p in plan_files(directory)]
-    if write:
-        for name, operations in conversion.files:
-            store.atomic_write(os.path.join(directory, name), store.migration_bytes(operations))
-        store.write_snapshot(directory, conversion.schema, names[-1] if names else None)
-        # The earlier tool applied its plans to its database: .applied says so, and the
-        # next migrate adopts a database that holds them (or applies them to an empty one).
-        store.write_applied(directory, names[:conversion.from_plans])
-        aside = os.path.join(directory, ASIDE)
-        os.makedirs(aside, exist_ok=True)
-        for path in plan_files(directory):
-            os.replace(path, os.path.join(aside, os.path.basename(path)))
-        store.fsync_directory(directory)
-    verb = "Carried" if write else "Would carry"
+    for name, operations in conversion.files:
+        store.atomic_write(os.path.join(directory, name), store.migration_bytes(operations))
+    store.write_snapshot(directory, conversion.schema, names[-1] if names else None)
+    # The earlier tool applied its plans to its database: .applied says so, and the
+    # next migrate adopts a database that holds them (or applies them to an empty one).
+    store.write_applied(directory, names[:conversion.from_plans])
+    aside = os.path.join(directory, ASIDE)
+    os.makedirs(aside, exist_ok=True)
+    for path in plan_files(directory):
+        os.replace(path, os.path.join(aside, os.path.basename(path)))
+    store.fsync_directory(directory)
+
+
+def describe(directory: str, conversion: Conversion, written: bool) -> str:
+    """The paragraph telling the user what the carry-over did (or would do)."""
+    names = conversion.names
+    verb = "Carried" if written else "Would carry"
     made = names[:conversion.from_plans]
-    text = (f"{verb} this project over from the earlier single-plan format: {' and '.join(plans)} "
+    text = (f"{verb} this project over from the earlier single-plan format: {' and '.join(conversion.plans)} "
             f"became {', '.join(made) if made else 'no migration (the plans were empty)'}")
     if len(names) > len(made):
         text += f", and {names[-1]} brings the history up to schema.json, which held more than the plans"
     aside = os.path.join(os.path.basename(directory), ASIDE)
     text += (f". schema.json is kept as the snapshot; .applied lists what the earlier tool applied; "
-             f"the plan files {'were' if write else 'would be'} moved to {aside}/. This happens once.")
-    notices.append(text)
-    return conversion
+             f"the plan files {'were' if written else 'would be'} moved to {aside}/. This happens once.")
+    return text

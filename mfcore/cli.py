@@ -1,4 +1,7 @@
-"""The `mf` command: argparse, rendering and exit codes over the library.
+"""The `mf` command: argparse, rendering and exit codes over the API (api.py).
+
+Each command parses its arguments, calls one API function, renders the result and
+maps MfError to an exit code; it does nothing else.
 
 Exit codes (SPEC §4): 0 success; 1 the command found something (--check found
 changes); 2 bad input or usage; 3 database error. Nothing heavy is imported until
@@ -9,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from . import api
 
 EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
 
@@ -59,12 +64,9 @@ def _display_path(path: str) -> str:
 # ---------------------------------------------------------------- commands
 
 def cmd_makemigrations(args, out: Output) -> int:
-    from .api import makemigrations
-    from .questioner import InteractiveQuestioner, Questioner
-
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
-    questioner = InteractiveQuestioner() if interactive else Questioner()
-    result = makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
+    questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
+    result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
                             empty=args.empty, questioner=questioner)
     for notice in result.notices:
         out.notice(notice)
@@ -120,13 +122,9 @@ def _render_changes(operations, out: Output) -> None:
 def cmd_migrate(args, out: Output) -> int:
     import anyio
 
-    from .api import migrate, resolve_config
-
-    config = resolve_config(args.config_path)
+    config = api.resolve_config(args.config_path)
     if args.dry_run:
-        from . import applier
-
-        plans = anyio.run(lambda: applier.pending_sql(config, to=args.to))
+        plans = anyio.run(lambda: api.pending_sql(config, to=args.to))
         if out.json_mode:
             out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans]})
             return EXIT_OK
@@ -140,7 +138,7 @@ def cmd_migrate(args, out: Output) -> int:
 
     progress = _Progress(out) if out.tty and not out.json_mode else None
     notices: list = []
-    applied = anyio.run(lambda: migrate(config, to=args.to, fake=args.fake,
+    applied = anyio.run(lambda: api.migrate(config, to=args.to, fake=args.fake,
                                         on_event=progress.event if progress else None, notices=notices))
     if progress:
         progress.finish()
@@ -183,10 +181,7 @@ class _Progress:
 
 
 def cmd_reset(args, out: Output) -> int:
-    from . import store
-    from .api import resolve_config
-
-    config = resolve_config(args.config_path)
+    config = api.resolve_config(args.config_path)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if args.drop_db and not args.yes and not interactive:
         out.error("reset --drop-db drops tables; off a terminal it needs --yes to confirm")
@@ -200,26 +195,10 @@ def cmd_reset(args, out: Output) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             out.line("Reset cancelled; nothing changed.")
             return EXIT_OK
-    dropped = []
-    if args.drop_db:
-        import anyio
+    import anyio
 
-        from . import applier
-
-        dropped = anyio.run(lambda: applier.reset_database(config))
-    removed = []
-    for file in store.list_migration_files(config.migrations_dir):
-        os.unlink(file.path)
-        removed.append(file.name)
-    for extra in (store.snapshot_path(config.migrations_dir), store.applied_path(config.migrations_dir)):
-        if os.path.exists(extra):
-            os.unlink(extra)
-            removed.append(os.path.basename(extra))
-    store.fsync_directory(config.migrations_dir) if os.path.isdir(config.migrations_dir) else None
-    from .model_cache import cache_path
-
-    if os.path.exists(cache_path(config.migrations_dir)):  # it would describe files that are gone
-        os.unlink(cache_path(config.migrations_dir))
+    result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db))
+    dropped, removed = result.dropped, result.removed
     if out.json_mode:
         out.document({"dropped": dropped, "removed": removed})
         return EXIT_OK
@@ -233,11 +212,7 @@ def cmd_reset(args, out: Output) -> int:
 def cmd_status(args, out: Output) -> int:
     import anyio
 
-    from . import applier
-    from .api import resolve_config
-
-    config = resolve_config(args.config_path)
-    records = anyio.run(lambda: applier.status(config))
+    records = anyio.run(lambda: api.status(args.config_path))
     if out.json_mode:
         out.document({"migrations": [_record_doc(r) for r in records]})
         return EXIT_OK
@@ -267,11 +242,8 @@ def _record_doc(record) -> dict:
 
 
 def cmd_sql(args, out: Output) -> int:
-    from . import applier
-    from .api import resolve_config
-
-    config = resolve_config(args.config_path)
-    name, statements = applier.migration_statements(config, args.number)
+    config = api.resolve_config(args.config_path)
+    name, statements = api.sql(config, args.number)
     if out.json_mode:
         out.document({"name": name, "driver": config.driver, "sql": statements})
         return EXIT_OK
@@ -284,11 +256,7 @@ def cmd_sql(args, out: Output) -> int:
 def cmd_resolve(args, out: Output) -> int:
     import anyio
 
-    from . import applier
-    from .api import resolve_config
-
-    config = resolve_config(args.config_path)
-    message = anyio.run(lambda: applier.resolve(config, args.number, args.applied))
+    message = anyio.run(lambda: api.resolve(args.config_path, args.number, applied=args.applied))
     if out.json_mode:
         out.document({"resolved": args.number, "applied": args.applied, "message": message})
     else:

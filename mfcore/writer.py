@@ -14,7 +14,6 @@ from typing import Optional
 from .config import Config
 from .differ import diff
 from .errors import UnsafeChangeError
-from .gcpause import gc_paused
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
 from .operations import AddColumn, fold
@@ -87,81 +86,80 @@ def check_safety(operations, old: Schema) -> None:
         raise UnsafeChangeError("\n".join(problems))
 
 
-def makemigrations(config: Config, *, name: Optional[str] = None, dry_run: bool = False,
-                   check: bool = False, empty: bool = False,
-                   questioner: Optional[Questioner] = None) -> MakeMigrationsResult:
-    """Diff models.mp against the snapshot and write the next migration (unless dry_run/check)."""
-    with gc_paused():
-        return _makemigrations(config, name, dry_run, check, empty, questioner)
+@dataclass
+class Draft:
+    """The next migration, worked out and checked but not yet written (see write_draft)."""
+    result: MakeMigrationsResult
+    old: Schema                       # the schema the migration starts from
+    old_document: Optional[dict]      # schema.json's document for ``old``, when it can be reused
+    cached: Optional[object]          # the model cache's Plan when only changed models were read
+    outline: object
+    declarations: list
 
 
-def _makemigrations(config, name, dry_run, check, empty, questioner):
+def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool = False,
+                    questioner: Optional[Questioner] = None, carried=None, repair: bool = False) -> Draft:
+    """Diff models.mp against the snapshot and check the changes; writes nothing but a
+    repaired schema.json (when ``repair``). ``carried``: the carryover.Conversion of a
+    project still in the earlier single-plan format, whose files the migration follows."""
     directory = config.migrations_dir
-    writing = not (dry_run or check)
     notices: list = []
     display = _display(config.models_path)
     outline = chunks.outline(read_models_file(config.models_path, display_path=display))
 
-    from .carryover import carry_over_if_needed, needs_carry_over
-
     # Most runs of a large project find schema.json as the last run left it and change
     # a few models: those are all that is read (model_cache.py). Anything else is read
     # in full, which also explains every problem in models.mp.
-    carrying = needs_carry_over(directory)
-    files = [] if carrying else store.list_migration_files(directory)
-    cached, snapshot_data = (None, None) if carrying else _cached_plan(directory, files, outline)
+    files = [] if carried is not None else store.list_migration_files(directory)
+    cached, snapshot_data = (None, None) if carried is not None else _cached_plan(directory, files, outline)
     declarations: list = []
-    conversion = None
     if cached is not None:
-        old, new = cached.old, cached.new
+        old, new, old_document = cached.old, cached.new, None
     else:
         new = parse_bytes(outline.data, display, outline=declarations)
-        # A project in the earlier single-plan format is carried over first, but only written
-        # once the rest has passed: a refused change must leave every file as it was.
-        would_carry: list = []
-        conversion = carry_over_if_needed(directory, would_carry, write=False) if carrying else None
-        if conversion is not None:
-            old, old_document = conversion.schema, None
+        if carried is not None:
+            old, old_document = carried.schema, None
         else:
-            old, old_document = current_snapshot(directory, files, notices, repair=writing, data=snapshot_data)
+            old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
 
     operations = diff(old, new, questioner)
     check_safety(operations, old)
-    if conversion is not None:
-        if writing:
-            carry_over_if_needed(directory, notices, write=True)
-        else:
-            notices.extend(would_carry)
-        number = len(conversion.files) + 1
-    else:
-        number = store.next_number(files)
+    number = len(carried.files) + 1 if carried is not None else store.next_number(files)
     models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \
         else sum(1 for kind, *_rest in declarations if kind == "model")
     result = MakeMigrationsResult(operations, notices=notices, models_total=models_total,
                                   models_read=cached.models_read if cached is not None else models_total)
-    if not operations and not empty:
-        return result
+    if operations or empty:
+        suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
+        result.path = os.path.join(directory, store.file_name(number, suffix))
+        result.content = store.migration_bytes(operations)
+    return Draft(result, old, old_document, cached, outline, declarations)
 
-    suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
-    result.path = os.path.join(directory, store.file_name(number, suffix))
-    result.content = store.migration_bytes(operations)
-    if writing:
-        os.makedirs(directory, exist_ok=True)
-        store.atomic_write(result.path, result.content)
-        after = fold(operations, old)
-        if cached is not None:
-            snapshot, spans = model_cache.snapshot_after(cached, after, os.path.basename(result.path))
-            entries, context = cached.entries, cached.context
-        else:
-            document = schema_to_json(after, reuse=(old, old_document) if old_document is not None else None)
-            document["migration"] = os.path.basename(result.path)
-            snapshot, spans = dumps(document), None
-            entries, context = model_cache.entries_for(outline, declarations), model_cache.context_digest(outline)
-        store.atomic_write(store.snapshot_path(directory), snapshot)
-        if entries is not None:
-            model_cache.save(directory, context, entries, after, snapshot, spans)
-        result.written = True
-    return result
+
+def write_draft(draft: Draft) -> None:
+    """Write the drafted migration file, then schema.json and the model cache."""
+    result = draft.result
+    if result.path is None:
+        return
+    directory = os.path.dirname(result.path)
+    os.makedirs(directory, exist_ok=True)
+    store.atomic_write(result.path, result.content)
+    after = fold(result.operations, draft.old)
+    cached = draft.cached
+    if cached is not None:
+        snapshot, spans = model_cache.snapshot_after(cached, after, os.path.basename(result.path))
+        entries, context = cached.entries, cached.context
+    else:
+        reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
+        document = schema_to_json(after, reuse=reuse)
+        document["migration"] = os.path.basename(result.path)
+        snapshot, spans = dumps(document), None
+        entries = model_cache.entries_for(draft.outline, draft.declarations)
+        context = model_cache.context_digest(draft.outline)
+    store.atomic_write(store.snapshot_path(directory), snapshot)
+    if entries is not None:
+        model_cache.save(directory, context, entries, after, snapshot, spans)
+    result.written = True
 
 
 def _cached_plan(directory, files, outline) -> tuple:
