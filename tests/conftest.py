@@ -2,12 +2,18 @@
 
 Tests drive mf the way a user does: a folder with language_config.yaml and
 models.mp, the `mf` command run in it, then a look at the files and the database.
+
+Compat projects (made by the earlier tool) come from tests/fixtures/compat, which
+is part of the repository, and, when it is there, from the read-only originals in
+../shared/compat (or $MF_COMPAT_DIR): the `compat` fixture runs each test on every
+source found (ids [fixtures] and [shared]).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -17,8 +23,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-COMPAT = SHARED / "compat"
+COMPAT = Path(__file__).resolve().parent / "fixtures" / "compat"  # always there
+
+
+def _shared_compat():
+    """The originals: $MF_COMPAT_DIR, which must exist when set, else ../shared/compat if present."""
+    named = os.environ.get("MF_COMPAT_DIR")
+    if named:
+        if not Path(named).is_dir():
+            raise pytest.UsageError(f"MF_COMPAT_DIR={named} is not a directory")
+        return Path(named).resolve()
+    beside = REPO.parent / "shared" / "compat"
+    return beside if beside.is_dir() else None
+
+
+SHARED_COMPAT = _shared_compat()
+# Where compat projects are read from: {"fixtures": ..., "shared": ...}.
+COMPAT_SOURCES = {"fixtures": COMPAT, **({"shared": SHARED_COMPAT} if SHARED_COMPAT else {})}
 
 SQLITE_CONFIG = 'database:\n  driver: "sqlite"\n  dsn: "./dev.db"\n'
 
@@ -88,16 +109,29 @@ def project(tmp_path) -> Project:
     return Project(root)
 
 
-def copy_compat(name: str, destination: Path) -> Project:
-    """A writable copy of ../shared/compat/<name>; the original is never touched."""
-    source = COMPAT / name
-    if not source.is_dir():
-        pytest.fail(f"compat project {source} is missing: shared/ must sit beside the checkout")
+def copy_compat(name: str, destination: Path, source: Path = COMPAT) -> Project:
+    """A writable copy of <source>/<name>; the original is never touched. A database kept
+    as SQL text (customers.db.sql, as `sqlite3 customers.db .dump` prints it) becomes
+    the SQLite file it describes (customers.db)."""
+    origin = source / name
+    if not origin.is_dir():
+        pytest.fail(f"compat project {origin} is missing")
     target = destination / name
-    shutil.copytree(source, target)
+    shutil.copytree(origin, target)
     for path in [target, *target.rglob("*")]:
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    for dump in target.rglob("*.db.sql"):
+        build_sqlite(dump.with_suffix(""), dump.read_text(encoding="utf-8"))
+        dump.unlink()
     return Project(target)
+
+
+def build_sqlite(path: Path, dump: str) -> None:
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(dump)
+    finally:
+        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +152,8 @@ def pg_session(pg_url):
     session.close()
 
 
-@pytest.fixture
-def compat(tmp_path):
-    """compat("onr_demo") -> Project for a fresh writable copy."""
-    return lambda name: copy_compat(name, tmp_path)
+@pytest.fixture(params=sorted(COMPAT_SOURCES))
+def compat(request, tmp_path):
+    """compat("onr_demo") -> Project for a fresh writable copy, from each compat source."""
+    source = COMPAT_SOURCES[request.param]
+    return lambda name: copy_compat(name, tmp_path, source)

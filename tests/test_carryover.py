@@ -1,4 +1,4 @@
-"""Projects in the earlier single-plan format (shared/compat/customer_app, orm_demo),
+"""Projects in the earlier single-plan format (compat projects customer_app, orm_demo),
 carried over once by the first makemigrations or migrate. Always on copies."""
 from __future__ import annotations
 

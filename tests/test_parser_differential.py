@@ -30,8 +30,9 @@ from mfcore.language.lark_reader import read as lark_read
 from mfcore.language.raw import Call, ListValue, Name, RawEnum, RawModel, TupleValue
 from mfcore.schema import Enum, Field, Index, Model, Schema
 
+from conftest import COMPAT_SOURCES
+
 REPO = Path(__file__).resolve().parents[1]
-COMPAT = REPO.parent / "shared" / "compat"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -128,19 +129,26 @@ def check_same(text: str) -> bool:
 # -- fixed texts ----------------------------------------------------------------------
 
 
-def _project_models():
-    if not COMPAT.is_dir():
-        pytest.fail(f"compat projects not found at {COMPAT}: shared/ must sit beside the checkout")
-    files = sorted(COMPAT.rglob("*.mp")) + sorted((REPO / "examples").rglob("*.mp"))
+def _compat_models() -> list:
+    """(source, path) of every models file of the compat projects, from each source."""
+    return [(source, path) for source, root in sorted(COMPAT_SOURCES.items())
+            for path in sorted(root.rglob("*.mp"))]
+
+
+def _project_models() -> list:
+    files = [path for _source, path in _compat_models()] + sorted((REPO / "examples").rglob("*.mp"))
     assert files
     return files
 
 
-@pytest.mark.parametrize("path", _project_models() if COMPAT.is_dir() else [None],
-                         ids=lambda p: str(p.relative_to(p.parents[2])) if p else "missing")
+def _model_id(path: Path) -> str:
+    source = next((name for name, root in COMPAT_SOURCES.items() if root in path.parents), None)
+    shown = str(path.relative_to(path.parents[2]))
+    return f"{source}:{shown}" if source else shown
+
+
+@pytest.mark.parametrize("path", _project_models(), ids=_model_id)
 def test_project_models_files(path):
-    if path is None:
-        _project_models()
     text = path.read_text(encoding="utf-8")
     assert check_same(text)
     assert check_same(text.replace("\n", "\r\n"))
@@ -464,8 +472,8 @@ INSERTED = list('{}()[],;=."\\\n\r\t #/-0_aZé€😀') + [
 
 def _base_texts():
     texts = [generate.generate_models(2, fields_per_model=6, seed=seed) for seed in range(3)]
-    if COMPAT.is_dir():
-        texts += [path.read_text(encoding="utf-8") for path in sorted(COMPAT.rglob("*.mp"))]
+    # The same text from both sources counts once.
+    texts += list(dict.fromkeys(path.read_text(encoding="utf-8") for _source, path in _compat_models()))
     texts += [t for t in CORNER_CASES if t and len(t) < 200]
     return texts
 
