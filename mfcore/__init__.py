@@ -2,6 +2,7 @@
 
     import mfcore
     applied = await mfcore.migrate()                 # config found from the cwd
+    records = await mfcore.status()                  # every command of `mf` is a function here
     schema = mfcore.parse(open("models.mp").read())
     operations = mfcore.diff(old_schema, schema)
 
@@ -17,7 +18,8 @@ from .errors import (ConfigError, DatabaseError, DriftError, IntegrityError, Loc
 __version__ = "0.1.0"
 
 __all__ = [
-    "migrate", "makemigrations", "parse", "diff", "load_schema", "dump_schema", "load_config",
+    "migrate", "makemigrations", "status", "sql", "pending_sql", "resolve", "reset", "carry_over",
+    "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
     "__version__",
@@ -26,6 +28,12 @@ __all__ = [
 _LAZY = {
     "migrate": ("mfcore.api", "migrate"),
     "makemigrations": ("mfcore.api", "makemigrations"),
+    "status": ("mfcore.api", "status"),
+    "sql": ("mfcore.api", "sql"),
+    "pending_sql": ("mfcore.api", "pending_sql"),
+    "resolve": ("mfcore.api", "resolve"),
+    "reset": ("mfcore.api", "reset"),
+    "carry_over": ("mfcore.api", "carry_over"),
     "parse": ("mfcore.language.parser", "parse"),
     "diff": ("mfcore.differ", "diff"),
     "load_schema": ("mfcore.snapshot", "load_schema"),
