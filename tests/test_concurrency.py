@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -127,22 +128,44 @@ def test_eight_processes_at_once_apply_each_of_thirty_migrations_once(database, 
 
 
 def test_a_killed_lock_holder_frees_the_lock_and_the_waiter_carries_on(pg_url, pg_session, tmp_path):
-    dsn = f"{pg_url}?search_path={pg_session.fresh_schema()}"
+    import asyncpg
+
+    schema = pg_session.fresh_schema()
+    dsn = f"{pg_url}?search_path={schema}"
     names = write_chain(tmp_path / "migrations", 3)
     holder = dbutil.PostgresSession(dsn)  # another mf run, holding the migration lock
     assert holder.fetchval("SELECT pg_try_advisory_lock($1)", applier.ADVISORY_LOCK_KEY)
+    holder_pid = holder.fetchval("SELECT pg_backend_pid()")
     results = []
 
     async def main():
         async def waiter():
             results.append(await applier.migrate(config_for(dsn, str(tmp_path / "migrations"))))
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(waiter)
-            await anyio.sleep(0.5)
-            assert results == []  # still waiting for the lock
-            holder.connection.terminate()  # the holder dies without a word
+        observer = await asyncpg.connect(pg_url)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(waiter)
+                # The waiter's lock session has asked for the lock the holder has: it was refused.
+                await wait_until(lambda: observer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                    "application_name = 'mf' AND pid <> $1 AND query LIKE 'SELECT pg_try_advisory_lock%'",
+                    holder_pid), "the waiting run never asked for the migration lock")
+                assert results == []  # still waiting for the lock, and nothing applied meanwhile
+                assert not await observer.fetchval(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema)
+                holder.connection.terminate()  # the holder dies without a word
+        finally:
+            await observer.close()
 
     anyio.run(main)
     holder.loop.close()
     assert results == [names]
+
+
+async def wait_until(condition, failure: str, timeout: float = 30.0) -> None:
+    """Wait for ``await condition()`` to be true: the event a test needs to have happened."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, failure
+        await anyio.sleep(0.01)
