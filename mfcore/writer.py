@@ -1,6 +1,9 @@
 """makemigrations: models.mp + schema.json -> the next numbered migration file.
 
-It never touches a database. Files are written migration first and schema.json
+In two steps, which api.makemigrations calls: draft_migration works the migration
+out and checks it, write_draft writes it (in between, the API carries a single-plan
+project over, so that a refused change leaves every file as it was). It never
+touches a database. Files are written migration first and schema.json
 last; schema.json names the migration it reflects, so a run interrupted between
 the two is noticed (schema.json is behind the newest file) and repaired by
 folding the files.
