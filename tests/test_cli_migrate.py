@@ -185,3 +185,32 @@ def test_plain_reset_off_a_terminal_removes_the_files_and_keeps_the_database(pro
     with sqlite3.connect(project.path / "dev.db") as connection:
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"lt_customers", "lt_invoices"} <= tables
+
+
+def test_resolve_of_a_migration_that_is_not_half_applied_exits_2_with_one_sentence(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    assert project.run("db", "migrate").code == 0
+
+    applied = project.run("db", "resolve", "001", "--applied")
+    assert applied.code == 2, applied
+    assert applied.err.strip() == ("error: 001_enum_invoicestatus_enum_userrole.json is applied, not "
+                                   "unresolved; nothing to resolve")
+    never = project.run("db", "resolve", "002", "--rolled-back")
+    assert never.code == 2 and "migration 002 was never started on this database" in never.err, never
+    assert "Traceback" not in applied.err + never.err
+
+
+def test_status_and_reset_speak_json(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    project.run("db", "migrate")
+
+    status = json.loads(project.run("db", "status", "--json").out)
+    assert [(m["name"], m["applied"], m["state"]) for m in status["migrations"]] == [
+        ("001_enum_invoicestatus_enum_userrole.json", True, "applied")]
+    reset = project.run("db", "reset", "--drop-db", "--yes", "--json")
+    assert reset.code == 0, reset
+    document = json.loads(reset.out)
+    assert {"table lt_customers", "table lt_invoices"} <= set(document["dropped"])
+    assert sorted(document["removed"]) == [".applied", "001_enum_invoicestatus_enum_userrole.json", "schema.json"]
