@@ -14,60 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .dialects.catalog import Catalog
 from .schema import Schema
-
-
-@dataclass
-class TableInfo:
-    columns: dict = field(default_factory=dict)       # column -> default as SQL text, or None
-    foreign_keys: list = field(default_factory=list)  # (column, referenced table, referenced column)
 
 
 @dataclass
 class Findings:
     blocking: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
-
-
-async def read_catalog(connection, tables) -> dict:
-    """TableInfo for each of ``tables`` that exists, read from the database's catalog."""
-    if connection.driver == "sqlite":
-        return await _read_sqlite(connection, tables)
-    return await _read_postgres(connection, tables)
-
-
-async def _read_sqlite(connection, tables) -> dict:
-    existing = {r[0] for r in await connection.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    found = {}
-    for table in sorted(set(tables) & existing):
-        quoted = "'" + table.replace("'", "''") + "'"
-        info = TableInfo()
-        for row in await connection.fetch(f"SELECT name, dflt_value FROM pragma_table_xinfo({quoted})"):
-            info.columns[row[0]] = row[1]
-        for row in await connection.fetch(f'SELECT "from", "table", "to" FROM pragma_foreign_key_list({quoted})'):
-            info.foreign_keys.append((row[0], row[1], row[2]))
-        found[table] = info
-    return found
-
-
-async def _read_postgres(connection, tables) -> dict:
-    names = sorted(tables)
-    rows = await connection.fetch(
-        "SELECT c.table_name, c.column_name, c.column_default FROM information_schema.columns c "
-        "WHERE c.table_schema = ANY(current_schemas(false)) AND c.table_name = ANY($1::text[])", (names,))
-    found: dict = {}
-    for table, column, default in rows:
-        found.setdefault(table, TableInfo()).columns[column] = default
-    keys = await connection.fetch(
-        "SELECT src.relname, a.attname, dst.relname, b.attname FROM pg_constraint k "
-        "JOIN pg_class src ON src.oid = k.conrelid JOIN pg_class dst ON dst.oid = k.confrelid "
-        "JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1] "
-        "JOIN pg_attribute b ON b.attrelid = k.confrelid AND b.attnum = k.confkey[1] "
-        "WHERE k.contype = 'f' AND src.relname = ANY($1::text[])", (names,))
-    for table, column, target, target_column in keys:
-        if table in found:
-            found[table].foreign_keys.append((column, target, target_column))
-    return found
 
 
 def default_text(sql):
@@ -93,16 +47,17 @@ def default_text(sql):
     return None
 
 
-def compare(schema: Schema, catalog: dict) -> Findings:
-    """What in the database disagrees with ``schema`` (the schema the migrations build)."""
+def compare(schema: Schema, catalog: Catalog) -> Findings:
+    """What in the database disagrees with ``schema`` (the schema the migrations build);
+    ``catalog`` holds the tables of the schema that exist (the dialect's read_catalog)."""
     findings = Findings()
     tables = {model.table: model for model in schema.models.values()}
     for table, model in sorted(tables.items()):
-        info = catalog.get(table)
+        info = catalog.tables.get(table)
         if info is None:
             findings.blocking.append(f"table {table} (model {model.name}) does not exist in the database")
             continue
-        keys = {column: (target, target_column) for column, target, target_column in info.foreign_keys}
+        keys = {key.columns[0]: (key.target, key.target_columns[0]) for key in info.foreign_keys}
         for f in model.fields:
             where = f"{table}.{f.column}"
             if f.column not in info.columns:
@@ -112,7 +67,7 @@ def compare(schema: Schema, catalog: dict) -> Findings:
                 target = schema.models.get(f.target)
                 expected = target.table if target is not None else None
                 actual = keys.get(f.column)
-                if actual is not None and actual[0] not in catalog and actual[0] != expected:
+                if actual is not None and actual[0] not in catalog.tables and actual[0] != expected:
                     findings.blocking.append(
                         f"column {where} references table {actual[0]}, which does not exist "
                         f"(model {f.target}'s table is {expected})")
@@ -120,7 +75,7 @@ def compare(schema: Schema, catalog: dict) -> Findings:
                     findings.blocking.append(
                         f"column {where} references table {actual[0]}, but model {f.target}'s table is {expected}")
             if f.enum is not None and f.enum in schema.enums:
-                stored = default_text(info.columns[f.column])
+                stored = default_text(info.columns[f.column].default)
                 values = schema.enums[f.enum].values
                 if stored is not None and stored not in values:
                     findings.blocking.append(

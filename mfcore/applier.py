@@ -7,12 +7,11 @@ The shape of a run:
    them against the ledger (§6.5), decide about adoption (§6.2). With nothing to
    do this is all, and it is fast: applied files are hashed, never parsed.
 2. Otherwise read and translate every pending file (a malformed one stops the run
-   before anything runs), then take the lock. PostgreSQL: a session advisory lock
-   held on a dedicated connection for the whole run, polled with
-   pg_try_advisory_lock, then the survey again. SQLite: every migration's own
-   BEGIN IMMEDIATE transaction is the lock, and the ledger is consulted inside it
-   (the row's UNIQUE name), so a migration another process applied meanwhile is
-   rolled back, found in the ledger and skipped.
+   before anything runs), then take the lock, as the dialect says: a run-wide lock
+   held on a connection of its own, polled, then the survey again; or none, where
+   every migration's own write transaction is the lock and the ledger is consulted
+   inside it (the row's UNIQUE name), so a migration another process applied
+   meanwhile is rolled back, found in the ledger and skipped.
 3. Each migration runs in one transaction together with its ledger row. A failing
    statement rolls that migration back and stops the run with a DatabaseError
    naming the migration, the statement and the database's message.
@@ -20,10 +19,11 @@ The shape of a run:
    run (and after a failure), so it mirrors the ledger; a run that finds it behind
    (a crash between the commit and the write) rebuilds it.
 
-Here: the public coroutines and, per database (_SQLite, _Postgres), the lock, the
-transactions, applying a step and keeping .applied in line. The files, their
-checksums and the survey's checks are in history.py (no database access); reading
-and translating pending files in steps.py; what reset drops in ownership.py.
+Here: the public coroutines and _Database: the lock, the transactions, applying a
+step and keeping .applied in line. Every SQL text and every difference between
+databases comes from the dialect (dialects/). The files, their checksums and the
+survey's checks are in history.py (no database access); reading and translating
+pending files in steps.py; what reset drops in ownership.py.
 
 Nothing here prints or exits: results are returned, problems raised as MfError.
 """
@@ -40,19 +40,17 @@ import anyio
 
 from . import adoption, ledger
 from .config import Config
-from .drivers import Connection, StatementError, connect
+from .dialects import dialect_for
+from .drivers import Connection, StatementError, connect, database_exists
 from .errors import DatabaseError, DriftError, LockTimeoutError, MfError, MigrationFileError, ResolveError
 from .history import (Checksums, Survey, adoption_decision, check_target, check_unresolved, cut,
                       listed_files, migration_files, number_of, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
-from .ownership import drop_order, owned_objects
+from .ownership import owned_objects
 from .steps import Prepared, Step
 from .store import load_history, read_applied, write_applied
 
-# pg_try_advisory_lock key: the first 8 bytes of sha256(b"mfcore:migrate") as a signed
-# bigint, so mf's lock cannot collide with an application's small integer keys.
-ADVISORY_LOCK_KEY = 956832486351254394
-LOCK_POLL_MAX = 0.25  # seconds between two pg_try_advisory_lock attempts, at most
+LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most
 
 EventCallback = Callable[[str, str, int, int], object]
 
@@ -93,7 +91,7 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     if dry_run:
         survey = await _read_only_survey(config, files)
         return [f.name for f in cut(survey.pending, to)]
-    if not _database_exists(config):
+    if not database_exists(config):
         # Read and translate what would run before the SQLite file is created: a
         # malformed migration must leave no trace, not even an empty database file.
         survey = await _read_only_survey(config, files)
@@ -139,7 +137,7 @@ async def status(config: Config) -> list:
     ledger row whose file is gone."""
     files = migration_files(config.migrations_dir)
     entries = None
-    if _database_exists(config):
+    if database_exists(config):
         async with await connect(config) as connection:
             entries = await ledger.read_ledger(connection, detailed=True)
     by_name = {e.name: e for e in entries or ()}
@@ -167,7 +165,7 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
     saying what was done."""
     files = migration_files(config.migrations_dir)
     file = next((f for f in files if f.number == number), None)
-    if not _database_exists(config):
+    if not database_exists(config):
         raise ResolveError(f"the database {config.dsn} does not exist; nothing to resolve")
     async with await connect(config) as connection:
         database = _database_for(connection, config)
@@ -203,7 +201,7 @@ async def reset_database(config: Config) -> list:
     one of these stops the reset with the database's message and nothing dropped.
     Returns what was dropped, e.g. ["table lt_invoices", "type userrole", ...]."""
     tables, enums = owned_objects(config)
-    if not _database_exists(config):
+    if not database_exists(config):
         return []
     async with await connect(config) as connection:
         database = _database_for(connection, config)
@@ -216,7 +214,7 @@ async def reset_database(config: Config) -> list:
 async def _read_only_survey(config: Config, files) -> Survey:
     """The survey without changing anything (dry runs); a missing SQLite file is an
     empty database, not created."""
-    if not _database_exists(config):
+    if not database_exists(config):
         applied_file = read_applied(config.migrations_dir)
         sums = Checksums()
         adopt = []
@@ -226,10 +224,6 @@ async def _read_only_survey(config: Config, files) -> Survey:
         return survey_from(files, None, applied_file, adopt, sums, config.migrations_dir)
     async with await connect(config) as connection:
         return await _database_for(connection, config).survey(files)
-
-
-def _database_exists(config: Config) -> bool:
-    return config.driver != "sqlite" or config.dsn == ":memory:" or os.path.exists(config.dsn)
 
 
 # ================================================================ a run
@@ -272,31 +266,76 @@ async def _emit(on_event, kind, name, index, total) -> None:
 
 
 def _database_for(connection: Connection, config: Config, sums: Optional[Checksums] = None) -> "_Database":
-    kind = _SQLite if connection.driver == "sqlite" else _Postgres
-    return kind(connection, config, sums)
+    return _Database(connection, config, dialect_for(connection.driver), sums)
+
+
+async def apply_step(connection: Connection, config: Config, step: Step, *, fake: bool = False) -> bool:
+    """Run one prepared migration on an open connection exactly as migrate runs each
+    of its migrations (its transaction, its ledger row); False when the ledger shows
+    another process applied it first. No run-wide lock is taken."""
+    return await _database_for(connection, config).apply(step, fake)
 
 
 class _Database:
-    """What a run does with one database; subclasses hold what differs by driver."""
+    """What a run does with one database. What differs by database, the dialect says:
+    its lock (a run-wide lock, or each transaction's write lock), the transaction's
+    first statements, foreign keys switched off around a migration, the catalog."""
 
-    def __init__(self, connection: Connection, config: Config, sums: Optional[Checksums] = None):
+    def __init__(self, connection: Connection, config: Config, dialect, sums: Optional[Checksums] = None):
         self.connection = connection
         self.config = config
+        self.dialect = dialect
         self.directory = config.migrations_dir
         self.sums = sums or Checksums()
         self.ledger_ready = False  # the ledger table is known to exist
         self.notices: list = []    # things the user should hear of, e.g. adoption warnings
+        prologue = [dialect.begin_sql] + dialect.transaction_prologue(config.statement_lock_timeout)
+        self._begin_statements = ["; ".join(prologue)] if dialect.batches_statements else prologue
 
     # ------------------------------------------------------------ locking
     @asynccontextmanager
     async def exclusive(self):
-        """Held for a whole run: excludes every other mf run on this database."""
-        yield
+        """Held for a whole run: excludes every other mf run on this database. Without
+        a run-wide lock (SQLite), each write transaction's lock does that job."""
+        if not self.dialect.run_lock:
+            yield
+            return
+        holder = await connect(self.config)
+        try:
+            await self._take_lock(holder)
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True):
+                    with suppress(StatementError, DatabaseError):
+                        await holder.fetch(self.dialect.unlock_sql())
+        finally:
+            # Closing the session frees the lock in any case.
+            with anyio.CancelScope(shield=True):
+                await holder.close()
+
+    async def _take_lock(self, holder: Connection) -> None:
+        """Poll for the lock on ``holder`` (a connection of its own) with growing,
+        jittered pauses until lock_timeout."""
+        deadline = time.monotonic() + self.config.lock_timeout
+        delay = 0.005
+        while True:
+            rows = await holder.fetch(self.dialect.try_lock_sql())
+            if rows[0][0]:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeoutError(
+                    f"another mf run held the migration lock on {self.config.display_dsn} for more than "
+                    f"{self.config.lock_timeout:g} s; try again when it is done (or raise "
+                    "database.lock_timeout)")
+            await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
+            delay = min(delay * 2, LOCK_POLL_MAX)
 
     @asynccontextmanager
     async def write_transaction(self):
-        """A transaction that holds the database's write lock (SQLite) or runs under
-        the run's lock (PostgreSQL)."""
+        """A transaction that holds the database's write lock (no run-wide lock) or
+        runs under the run's lock."""
         await self._begin()
         try:
             yield
@@ -309,13 +348,37 @@ class _Database:
             await self._rollback()
             raise DatabaseError(f"COMMIT failed on {self.config.display_dsn}: {exc.message}") from None
 
-    async def _begin(self) -> None:  # pragma: no cover - see subclasses
-        raise NotImplementedError
+    async def _begin(self) -> None:
+        try:
+            for statement in self._begin_statements:
+                await self.connection.execute(statement)
+        except StatementError as exc:
+            if exc.is_lock_timeout:
+                raise LockTimeoutError(
+                    f"another process kept the {self.dialect.title} database {self.config.display_dsn} "
+                    f"locked for more than {self.config.lock_timeout:g} s; try again when it is done") from None
+            raise DatabaseError(f"cannot start a transaction on {self.config.display_dsn}: {exc.message}") \
+                from None
 
     async def _rollback(self) -> None:
         with anyio.CancelScope(shield=True):
             with suppress(StatementError, DatabaseError):
                 await self.connection.execute("ROLLBACK")
+
+    @asynccontextmanager
+    async def _foreign_keys_off(self, wanted: bool = True):
+        """Foreign keys switched off around a transaction (they cannot be switched
+        inside one), where the database has such a switch and ``wanted``."""
+        off, on = self.dialect.foreign_keys_off_sql, self.dialect.foreign_keys_on_sql
+        if not wanted or off is None:
+            yield
+            return
+        await self.connection.execute(off)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.connection.execute(on)
 
     # ------------------------------------------------------------ survey
     async def survey(self, files) -> Survey:
@@ -326,8 +389,8 @@ class _Database:
         adopt = []
         if entries is None and applied_file:
             listed = listed_files(files, applied_file, self.directory)
-            tables, types = await self.existing_objects()
-            adopt = await self._adoption(listed, tables, types)
+            adopt = await self._adoption(listed, await self.dialect.table_names(self.connection),
+                                         await self.dialect.enum_type_names(self.connection))
         return survey_from(files, entries, applied_file, adopt, self.sums, self.directory)
 
     async def _adoption(self, listed, existing_tables, existing_types) -> list:
@@ -336,10 +399,10 @@ class _Database:
         are to be applied. Anything in between is drift, reported in full."""
         _history, schema = load_history(self.directory, listed)
         tables = {m.table for m in schema.models.values()}
-        types = {e.type_name for e in schema.enums.values()} if self.config.driver == "postgresql" else set()
+        types = {e.type_name for e in schema.enums.values()} if self.dialect.has_enum_types else set()
         if not (tables & existing_tables) and not (types & existing_types):
             return []
-        findings = adoption.compare(schema, await adoption.read_catalog(self.connection, tables))
+        findings = adoption.compare(schema, await self.dialect.read_catalog(self.connection, tables))
         findings.blocking.extend(f"enum type {name} does not exist in the database"
                                  for name in sorted(types - existing_types))
         if findings.blocking:
@@ -348,9 +411,6 @@ class _Database:
             if line not in self.notices:
                 self.notices.append(line)
         return list(listed)
-
-    async def existing_objects(self) -> tuple:  # pragma: no cover - see subclasses
-        raise NotImplementedError
 
     # ------------------------------------------------------------ writing
     async def adopt(self, files) -> None:
@@ -374,6 +434,12 @@ class _Database:
         rolled back, and is then found in the ledger and skipped."""
         if not step.atomic:
             return await self._apply_outside_transaction(step, fake)
+        # A table rebuild (SQLite): foreign keys off outside the transaction, checked
+        # before the commit (_run_statements).
+        async with self._foreign_keys_off(step.foreign_keys_off and not fake):
+            return await self._apply_in_transaction(step, fake)
+
+    async def _apply_in_transaction(self, step: Step, fake: bool) -> bool:
         started = time.perf_counter()
         await self._begin()
         try:
@@ -394,14 +460,20 @@ class _Database:
         return True
 
     async def _record_and_commit(self, step: Step, duration: float) -> None:
+        if self.dialect.batches_statements:
+            # The row and the COMMIT in one round trip.
+            statement = ledger.record_statement(self.dialect, step.name, step.migration.checksum, duration) \
+                + "; COMMIT"
+            try:
+                await self.connection.execute(statement)
+            except StatementError as exc:
+                raise _StatementFailed(0, 0, statement, exc, "recording it in the ledger") from None
+            return
         try:
             await ledger.record(self.connection, step.name, step.migration.checksum, duration)
         except StatementError as exc:
             raise _StatementFailed(0, 0, "INSERT INTO mf_migrations ...", exc, "recording it in the ledger") \
                 from None
-        await self._commit(step)
-
-    async def _commit(self, step: Step) -> None:
         try:
             await self.connection.execute("COMMIT")
         except StatementError as exc:
@@ -425,13 +497,39 @@ class _Database:
                 await self.connection.execute(statement)
             except StatementError as exc:
                 raise _StatementFailed(position, total, statement, exc) from None
+        if step.foreign_keys_off:
+            problem = await self.dialect.foreign_key_problem(self.connection)
+            if problem is not None:
+                raise _StatementFailed(total, total, self.dialect.foreign_key_check_sql, StatementError(problem))
 
-    async def _apply_outside_transaction(self, step: Step, fake: bool) -> bool:  # pragma: no cover
-        raise NotImplementedError
+    async def _apply_outside_transaction(self, step: Step, fake: bool) -> bool:
+        """Recorded as started in a transaction of its own, run statement by statement,
+        then marked applied. A run that dies in between leaves 'started' behind."""
+        connection = self.connection
+        started = time.perf_counter()
+        async with self.write_transaction():
+            if not self.ledger_ready:
+                await ledger.ensure_ledger(connection)
+            await ledger.record(connection, step.name, step.migration.checksum, 0.0, state=STARTED)
+        self.ledger_ready = True
+        if not fake:
+            timeout = self.dialect.session_lock_timeout_sql(self.config.statement_lock_timeout)
+            if timeout is not None:
+                await connection.execute(timeout[0])
+            try:
+                await self._run_statements(step)
+            except _StatementFailed as failed:
+                raise self._failure(step, failed, rolled_back=False) from None
+            finally:
+                if timeout is not None:
+                    with anyio.CancelScope(shield=True), suppress(StatementError, DatabaseError):
+                        await connection.execute(timeout[1])
+        await ledger.mark_applied(connection, step.name, step.migration.checksum, time.perf_counter() - started)
+        return True
 
     def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool) -> DatabaseError:
         shown = failed.statement if len(failed.statement) <= 600 else failed.statement[:600] + " ..."
-        if failed.error.is_lock_timeout and self.connection.driver == "postgresql":
+        if failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
             reason = (f"{failed.error.message} (it waited longer than statement_lock_timeout "
                       f"{self.config.statement_lock_timeout} for a lock another session holds; retry when "
                       "that session is done)")
@@ -450,12 +548,18 @@ class _Database:
         error.migration = step.name
         error.statement = failed.statement
         error.server_message = failed.error.message
+        error.code = failed.error.code
         return error
 
     async def sync_applied_file(self) -> None:
-        """Rewrite .applied from the ledger if they differ (the caller holds the lock)."""
-        entries = await ledger.read_ledger(self.connection)
-        await self._write_applied_file(entries)
+        """Rewrite .applied from the ledger if they differ (the caller holds the lock;
+        without a run-wide lock the write lock orders the writers of .applied: the
+        last one wrote the newest ledger)."""
+        if self.dialect.run_lock:
+            await self._write_applied_file(await ledger.read_ledger(self.connection))
+            return
+        async with self.write_transaction():
+            await self._write_applied_file(await ledger.read_ledger(self.connection))
 
     async def _write_applied_file(self, entries) -> None:
         if entries is None:
@@ -477,7 +581,21 @@ class _Database:
                           "the database's ledger is up to date", RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------ reset
-    drop_failure_note = ""
+    async def drop_owned(self, tables, enums) -> list:
+        """Drop what the dialect's drop plan lists, then the ledger, in one transaction
+        (foreign keys off around it where the database has the switch)."""
+        plan = await self.dialect.drop_plan(self.connection, tables, enums)
+        dropped = []
+        async with self._foreign_keys_off():
+            async with self.write_transaction():
+                for statement, what in plan:
+                    await self._drop(statement)
+                    if what is not None:
+                        dropped.append(what)
+                if await ledger.ledger_exists(self.connection):
+                    await ledger.drop_ledger(self.connection)
+                    dropped.append(f"table {ledger.LEDGER_TABLE}")
+        return dropped
 
     async def _drop(self, statement: str) -> None:
         """One DROP of reset; a failure rolls the whole reset back (it runs in one transaction)."""
@@ -485,10 +603,7 @@ class _Database:
             await self.connection.execute(statement)
         except StatementError as exc:
             raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
-                                f"nothing was dropped{self.drop_failure_note}") from None
-
-    async def drop_owned(self, tables, enums) -> list:  # pragma: no cover - see subclasses
-        raise NotImplementedError
+                                f"nothing was dropped{self.dialect.drop_failure_note}") from None
 
 
 class _StatementFailed(Exception):
@@ -500,226 +615,3 @@ class _StatementFailed(Exception):
         super().__init__(error.message)
         self.position, self.total, self.statement, self.error = position, total, statement, error
         self.label = label or f"Statement {position} of {total}"
-
-
-# ---------------------------------------------------------------- SQLite
-
-class _SQLite(_Database):
-    """No run-wide lock: each migration's BEGIN IMMEDIATE takes the database's write
-    lock (waiting up to lock_timeout for another process), and inside it the ledger
-    row's UNIQUE name refuses a migration another process applied meanwhile."""
-
-    async def _begin(self) -> None:
-        try:
-            await self.connection.execute("BEGIN IMMEDIATE")
-        except StatementError as exc:
-            if exc.is_lock_timeout:
-                raise LockTimeoutError(
-                    f"another process kept the SQLite database {self.config.dsn} locked for more than "
-                    f"{self.config.lock_timeout:g} s; try again when it is done") from None
-            raise DatabaseError(f"cannot start a transaction on {self.config.dsn}: {exc.message}") from None
-
-    async def apply(self, step: Step, fake: bool) -> bool:
-        if not step.foreign_keys_off or fake:
-            return await super().apply(step, fake)
-        # A table rebuild: foreign keys off outside the transaction (they cannot be
-        # switched inside one), checked with foreign_key_check before the commit.
-        await self.connection.execute("PRAGMA foreign_keys=OFF")
-        try:
-            return await super().apply(step, fake)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.connection.execute("PRAGMA foreign_keys=ON")
-
-    async def _run_statements(self, step: Step) -> None:
-        await super()._run_statements(step)
-        if step.foreign_keys_off:
-            problems = await self.connection.fetch("PRAGMA foreign_key_check")
-            if problems:
-                table, rowid, parent = problems[0][0], problems[0][1], problems[0][2]
-                raise _StatementFailed(
-                    len(step.statements), len(step.statements), "PRAGMA foreign_key_check",
-                    StatementError(f"{len(problems)} row(s) would break a foreign key, e.g. row {rowid} "
-                                   f"of {table} references a missing row of {parent}"))
-
-    async def _apply_outside_transaction(self, step, fake):  # pragma: no cover - never on SQLite
-        return await super().apply(step, fake)
-
-    async def sync_applied_file(self) -> None:
-        # The write lock orders the writers of .applied: the last one wrote the newest ledger.
-        async with self.write_transaction():
-            entries = await ledger.read_ledger(self.connection)
-            await self._write_applied_file(entries)
-
-    async def existing_objects(self) -> tuple:
-        rows = await self.connection.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")
-        return {r[0] for r in rows}, set()
-
-    async def drop_owned(self, tables, enums) -> list:
-        existing, _ = await self.existing_objects()
-        owned = [t for t in drop_order(tables) if t in existing]
-        # An owned table referenced from a table mf does not own: dropping it would
-        # break (or, with ON DELETE CASCADE, empty) the user's table. Refuse.
-        for other in sorted(existing - set(owned) - {"mf_migrations"}):
-            if other.startswith("sqlite_"):
-                continue
-            references = await self.connection.fetch(
-                f"SELECT \"table\" FROM pragma_foreign_key_list({_sqlite_text(other)})")
-            used = sorted({r[0] for r in references} & set(owned))
-            if used:
-                raise DatabaseError(
-                    f"cannot drop {', '.join(used)}: table {other}, which mf does not own, references "
-                    f"{'it' if len(used) == 1 else 'them'}; drop or change {other} first. Nothing was dropped.")
-        dropped = []
-        await self.connection.execute("PRAGMA foreign_keys=OFF")
-        try:
-            async with self.write_transaction():
-                for table in owned:
-                    await self._drop(f'DROP TABLE "{_ident(table)}"')
-                    dropped.append(f"table {table}")
-                if "mf_migrations" in existing:
-                    await ledger.drop_ledger(self.connection)
-                    dropped.append("table mf_migrations")
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.connection.execute("PRAGMA foreign_keys=ON")
-        return dropped
-
-
-def _ident(name: str) -> str:
-    return name.replace('"', '""')
-
-
-def _sqlite_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-class _Postgres(_Database):
-    """A session advisory lock on a dedicated connection for the whole run, taken by
-    polling pg_try_advisory_lock (a blocking pg_advisory_lock waits inside a
-    transaction, which deadlocks with CREATE INDEX CONCURRENTLY); every migration
-    transaction sets a local lock_timeout."""
-
-    drop_failure_note = " (mf never drops with CASCADE)"
-
-    def __init__(self, connection: Connection, config: Config, sums: Optional[Checksums] = None):
-        super().__init__(connection, config, sums)
-        timeout = config.statement_lock_timeout.replace("'", "")
-        self._begin_sql = f"BEGIN; SET LOCAL lock_timeout = '{timeout}'"
-        self._session_timeout_sql = f"SET lock_timeout = '{timeout}'"
-
-    @asynccontextmanager
-    async def exclusive(self):
-        holder = await connect(self.config)
-        try:
-            await self._take_lock(holder)
-            try:
-                yield
-            finally:
-                with anyio.CancelScope(shield=True):
-                    with suppress(StatementError, DatabaseError):
-                        await holder.fetch("SELECT pg_advisory_unlock($1)", (ADVISORY_LOCK_KEY,))
-        finally:
-            # Closing the session frees the lock in any case.
-            with anyio.CancelScope(shield=True):
-                await holder.close()
-
-    async def _take_lock(self, holder: Connection) -> None:
-        deadline = time.monotonic() + self.config.lock_timeout
-        delay = 0.005
-        while True:
-            rows = await holder.fetch("SELECT pg_try_advisory_lock($1)", (ADVISORY_LOCK_KEY,))
-            if rows[0][0]:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LockTimeoutError(
-                    f"another mf run held the migration lock on {self.config.display_dsn} for more than "
-                    f"{self.config.lock_timeout:g} s; try again when it is done (or raise "
-                    "database.lock_timeout)")
-            await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
-            delay = min(delay * 2, LOCK_POLL_MAX)
-
-    async def _begin(self) -> None:
-        await self.connection.execute(self._begin_sql)
-
-    async def _record_and_commit(self, step: Step, duration: float) -> None:
-        statement = ledger.record_statement(step.name, step.migration.checksum, duration) + "; COMMIT"
-        try:
-            await self.connection.execute(statement)
-        except StatementError as exc:
-            raise _StatementFailed(0, 0, statement, exc, "recording it in the ledger") from None
-
-    async def _apply_outside_transaction(self, step: Step, fake: bool) -> bool:
-        """Recorded as started in a transaction of its own, run statement by statement,
-        then marked applied. A run that dies in between leaves 'started' behind."""
-        connection = self.connection
-        started = time.perf_counter()
-        async with self.write_transaction():
-            if not self.ledger_ready:
-                await ledger.ensure_ledger(connection)
-            await ledger.record(connection, step.name, step.migration.checksum, 0.0, state=STARTED)
-        self.ledger_ready = True
-        if not fake:
-            await connection.execute(self._session_timeout_sql)
-            try:
-                await self._run_statements(step)
-            except _StatementFailed as failed:
-                raise self._failure(step, failed, rolled_back=False) from None
-            finally:
-                with anyio.CancelScope(shield=True), suppress(StatementError, DatabaseError):
-                    await connection.execute("RESET lock_timeout")
-        await ledger.mark_applied(connection, step.name, step.migration.checksum, time.perf_counter() - started)
-        return True
-
-    async def existing_objects(self) -> tuple:
-        rows = await self.connection.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(current_schemas(false))")
-        type_rows = await self.connection.fetch(
-            "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-            "WHERE t.typtype = 'e' AND n.nspname = ANY(current_schemas(false))")
-        return {r[0] for r in rows}, {r[0] for r in type_rows}
-
-    async def drop_owned(self, tables, enums) -> list:
-        connection = self.connection
-        names = sorted(tables)
-        rows = await connection.fetch(
-            "SELECT t, to_regclass(quote_ident(t))::oid FROM unnest($1::text[]) AS t", (names,))
-        oids = {r[0]: r[1] for r in rows if r[1] is not None}
-        edges = await connection.fetch(
-            "SELECT conrelid::oid, confrelid::oid, conname FROM pg_constraint WHERE contype = 'f' "
-            "AND conrelid = ANY($1::oid[]) AND confrelid = ANY($1::oid[]) AND conrelid <> confrelid",
-            (list(oids.values()),))
-        table_of = {oid: name for name, oid in oids.items()}
-        references = {name: set() for name in oids}
-        constraints = {}
-        for source, target, constraint in edges:
-            references[table_of[source]].add(table_of[target])
-            constraints.setdefault((table_of[source], table_of[target]), []).append(constraint)
-        order = drop_order(references)
-        type_rows = await connection.fetch(
-            "SELECT t FROM unnest($1::text[]) AS t WHERE to_regtype(quote_ident(t)) IS NOT NULL",
-            (sorted(enums),))
-        dropped = []
-        async with self.write_transaction():
-            # Constraints inside a cycle of owned tables go first (the only ones that
-            # would stop a plain DROP TABLE among mf's own tables).
-            position = {name: i for i, name in enumerate(order)}
-            for (source, target), names_ in sorted(constraints.items()):
-                if position[source] > position[target]:
-                    for constraint in names_:
-                        await self._drop(f'ALTER TABLE "{_ident(source)}" DROP CONSTRAINT "{_ident(constraint)}"')
-            for table in order:
-                await self._drop(f'DROP TABLE "{_ident(table)}"')
-                dropped.append(f"table {table}")
-            for row in type_rows:
-                await self._drop(f'DROP TYPE "{_ident(row[0])}"')
-                dropped.append(f"type {row[0]}")
-            if await ledger.ledger_exists(connection):
-                await ledger.drop_ledger(connection)
-                dropped.append("table mf_migrations")
-        return dropped

@@ -109,15 +109,16 @@ async def check_database(config, conversion: Conversion) -> None:
     """Before converting for migrate: a database that already holds some of what the
     plans create must match them, or nothing is converted (DriftError, every mismatch)."""
     from . import adoption
-    from .drivers import connect
+    from .dialects import dialect_for
+    from .drivers import connect, database_exists
     from .errors import DriftError
 
-    if config.driver == "sqlite" and (config.dsn == ":memory:" or not os.path.exists(config.dsn)):
+    if not database_exists(config):
         return
     tables = {m.table for m in conversion.plans_schema.models.values()}
     async with await connect(config) as connection:
-        catalog = await adoption.read_catalog(connection, tables | {"mf_migrations"})
-        if "mf_migrations" in catalog or not (tables & set(catalog)):
+        catalog = await dialect_for(config.driver).read_catalog(connection, tables | {"mf_migrations"})
+        if "mf_migrations" in catalog.tables or not (tables & set(catalog.tables)):
             return  # a ledger decides, or a fresh database gets everything applied
         findings = adoption.compare(conversion.plans_schema, catalog)
     if findings.blocking:

@@ -11,6 +11,7 @@ stays light.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import anyio
@@ -209,6 +210,11 @@ def _hide_password(text: str, dsn: str) -> str:
 
 
 # ---------------------------------------------------------------- entry point
+
+def database_exists(config: Config) -> bool:
+    """False only for an SQLite file not created yet (connecting would create it)."""
+    return config.driver != "sqlite" or config.dsn == ":memory:" or os.path.exists(config.dsn)
+
 
 async def connect(config: Config) -> Connection:
     """An open connection to the configured database (use it with ``async with``)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .config import Config
+from .dialects import dialect_for
 from .errors import DriftError, IntegrityError, MigrationFileError, UnresolvedMigrationError
 from .ledger import APPLIED, STARTED, LedgerEntry
 from .store import MIGRATION_FILE, MigrationFile, checksum, list_migration_files, load_history
@@ -162,10 +163,11 @@ def listed_files(files, applied_file, directory) -> list:
 
 
 def _adoption_objects(config: Config, listed) -> tuple:
-    """The tables (and PostgreSQL enum types) the migrations .applied lists create."""
+    """The tables (and enum types, where they are types of their own) the migrations
+    .applied lists create."""
     _history, schema = load_history(config.migrations_dir, listed)
     tables = {m.table for m in schema.models.values()}
-    types = {e.type_name for e in schema.enums.values()} if config.driver == "postgresql" else set()
+    types = {e.type_name for e in schema.enums.values()} if dialect_for(config.driver).has_enum_types else set()
     return tables, types
 
 

@@ -1,10 +1,11 @@
 """What the schema owns, for `mf db reset`: every table and enum type the migration
-history names, and the order in which tables can be dropped without CASCADE.
-No database access: the applier drops what this module lists.
+history names. No database access: the dialect plans the drops (the order in which
+tables can go without CASCADE), the applier runs them.
 """
 from __future__ import annotations
 
 from .config import Config
+from .dialects import dialect_for
 from .errors import MigrationFileError
 from .history import migration_files
 from .schema import Schema
@@ -39,25 +40,6 @@ def owned_objects(config: Config) -> tuple:
     snapshot, _name = read_snapshot(config.migrations_dir)
     if snapshot is not None:
         take(snapshot)
-    if config.driver != "postgresql":
+    if not dialect_for(config.driver).has_enum_types:
         enums = set()
     return tables, enums
-
-
-def drop_order(tables: dict) -> list:
-    """Tables (name -> set of tables it references) ordered so that a referencing table
-    comes before the table it references; cycles are broken arbitrarily (the caller
-    removes those constraints first)."""
-    remaining = {t: set(refs) & set(tables) - {t} for t, refs in tables.items()}
-    order = []
-    while remaining:
-        referenced = set().union(*remaining.values()) if remaining else set()
-        free = sorted(t for t in remaining if t not in referenced)
-        if not free:  # a cycle: take one table out of it
-            free = [sorted(remaining)[0]]
-        for table in free:
-            order.append(table)
-            del remaining[table]
-        for refs in remaining.values():
-            refs.difference_update(free)
-    return order

@@ -14,12 +14,6 @@ from .errors import MigrationFileError
 from .schema import Schema
 from .store import Migration, load_history, read_migration
 
-# Databases whose every statement mf generates can run inside a transaction: a
-# migration marked "atomic": false (written for PostgreSQL's CREATE INDEX
-# CONCURRENTLY) still runs in one transaction there, which is strictly safer.
-_TRANSACTIONAL_DDL_ONLY = frozenset({"sqlite"})
-
-
 @dataclass(frozen=True)
 class Step:
     """A pending migration read, translated and ready to run."""
@@ -27,7 +21,7 @@ class Step:
     migration: Migration
     statements: tuple
     atomic: bool            # runs inside one transaction
-    foreign_keys_off: bool  # SQLite: foreign keys switched off around the transaction
+    foreign_keys_off: bool  # foreign keys switched off around the transaction (a rebuild)
 
     @property
     def name(self) -> str:
@@ -43,7 +37,6 @@ class Prepared:
 
         self.directory = config.migrations_dir
         self.dialect = dialect_for(config.driver)
-        self.driver = config.driver
         self.files = files
         self.steps: dict = {}
 
@@ -77,8 +70,13 @@ class Prepared:
             self.steps[file.name] = self._step(migration)
 
     def _step(self, migration: Migration) -> Step:
-        atomic = migration.atomic or self.driver in _TRANSACTIONAL_DDL_ONLY
-        statements = tuple(self.dialect.migration_sql(migration.operations, atomic=atomic))
-        foreign_keys_off = bool(self.driver == "sqlite"
-                                and self.dialect.needs_foreign_keys_off(migration.operations))
-        return Step(migration, statements, atomic, foreign_keys_off)
+        return step_for(self.dialect, migration)
+
+
+def step_for(dialect, migration: Migration) -> Step:
+    """A migration translated by ``dialect``. Where every statement mf writes can run
+    in a transaction, a migration marked "atomic": false (written for statements such
+    as CREATE INDEX CONCURRENTLY) still runs in one, which is strictly safer."""
+    atomic = migration.atomic or not dialect.supports_non_atomic
+    statements = tuple(dialect.migration_sql(migration.operations, atomic=atomic))
+    return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations))

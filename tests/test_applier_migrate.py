@@ -18,6 +18,7 @@ import pytest
 
 import dbutil
 from mfcore import applier
+from mfcore.dialects.postgresql import ADVISORY_LOCK_KEY
 from mfcore.api import makemigrations
 from mfcore.config import config_for
 from mfcore.errors import (DatabaseError, DriftError, IntegrityError, LockTimeoutError, MigrationFileError,
@@ -430,7 +431,7 @@ def test_lock_held_by_another_process_times_out(target):
         holder.execute("BEGIN IMMEDIATE")
     else:
         holder = dbutil.PostgresSession(target.dsn)
-        assert holder.fetchval("SELECT pg_try_advisory_lock($1)", applier.ADVISORY_LOCK_KEY)
+        assert holder.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
         with pytest.raises(LockTimeoutError) as raised:
             run(applier.migrate, config)

@@ -18,6 +18,7 @@ import pytest
 
 import dbutil
 from mfcore import applier
+from mfcore.dialects.postgresql import ADVISORY_LOCK_KEY
 from mfcore.config import config_for
 from mfcore.differ import diff
 from mfcore.language.parser import parse
@@ -134,7 +135,7 @@ def test_a_killed_lock_holder_frees_the_lock_and_the_waiter_carries_on(pg_url, p
     dsn = f"{pg_url}?search_path={schema}"
     names = write_chain(tmp_path / "migrations", 3)
     holder = dbutil.PostgresSession(dsn)  # another mf run, holding the migration lock
-    assert holder.fetchval("SELECT pg_try_advisory_lock($1)", applier.ADVISORY_LOCK_KEY)
+    assert holder.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY)
     holder_pid = holder.fetchval("SELECT pg_backend_pid()")
     results = []
 

@@ -368,9 +368,25 @@ def test_sqlite_foreign_keys_off_only_for_rebuilds_and_drops():
     assert not POSTGRES.needs_foreign_keys_off(unique + [DropModel("Invoice", "invoice")])
 
 
-def test_transaction_setup():
-    assert POSTGRES.transaction_setup(2.5) == ["SET LOCAL lock_timeout = '2500ms'"]
-    assert POSTGRES.transaction_setup(None) == SQLITE.transaction_setup(3) == []
+def test_transaction_prologue_and_capabilities():
+    assert POSTGRES.transaction_prologue("2500ms") == ["SET LOCAL lock_timeout = '2500ms'"]
+    assert SQLITE.transaction_prologue("5s") == []
+    assert POSTGRES.session_lock_timeout_sql("5s") == ("SET lock_timeout = '5s'", "RESET lock_timeout")
+    assert SQLITE.session_lock_timeout_sql("5s") is None
+    assert (POSTGRES.has_enum_types, POSTGRES.supports_non_atomic, POSTGRES.run_lock) == (True, True, True)
+    assert (SQLITE.has_enum_types, SQLITE.supports_non_atomic, SQLITE.run_lock) == (False, False, False)
+    assert (SQLITE.begin_sql, POSTGRES.begin_sql) == ("BEGIN IMMEDIATE", "BEGIN")
+
+
+def test_one_quoting_for_every_dialect_and_the_ledger():
+    hostile = 'it\'s "x"'
+    for dialect in (SQLITE, POSTGRES):
+        assert dialect.quote('a"b') == '"a""b"'
+        assert dialect.string_literal("it's") == "'it''s'"
+        insert = dialect.ledger_insert_sql((hostile, "c", "t", 1.5, "applied"))
+        assert dialect.string_literal(hostile) in insert and insert.endswith(", 1.5, 'applied')")
+    assert POSTGRES.string_literal("a\\b") == "E'a\\\\b'"
+    assert SQLITE.string_literal("a\\b") == "'a\\b'"
 
 
 def test_operations_without_a_table_definition_are_refused_clearly():

@@ -27,7 +27,7 @@ inside one transaction.
   procedure: a DROP TABLE with foreign keys on would delete or block the rows that
   refer to it) or dropped (same reason: no silent ON DELETE CASCADE).
 
-- PostgreSQL: ``BEGIN``, ``transaction_setup(lock_timeout)`` (SET LOCAL lock_timeout),
+- PostgreSQL: ``BEGIN``, ``transaction_prologue(...)`` (SET LOCAL lock_timeout),
   the statements, the ledger row, ``COMMIT``. ``needs_foreign_keys_off`` is always false.
   Adding an enum value (``ALTER TYPE ... ADD VALUE``) inside a transaction needs
   PostgreSQL 12 or later; the dialect avoids it (and recreates the type instead)
@@ -49,9 +49,15 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..errors import MigrationFileError
+from .catalog import Catalog
 from ..fields import AUTO_TYPES
 from ..operations import Operation, Reference, TableDef
 from ..schema import MAX_IDENTIFIER, Field
+
+LEDGER_TABLE = "mf_migrations"
+LEDGER_COLUMNS = ("name", "checksum", "state")
+LEDGER_DETAILED = LEDGER_COLUMNS + ("applied_at", "duration")
+LEDGER_INSERTED = ("name", "checksum", "applied_at", "duration", "state")
 
 ON_DELETE_SQL = {
     "CASCADE": "CASCADE",
@@ -131,6 +137,121 @@ class Dialect:
     """
 
     name: str = ""
+    title: str = ""                  # the database's name in messages
+
+    # ------------------------------------------------------------ what the applier asks
+    has_enum_types = False           # enums are types of their own (else a CHECK per column)
+    supports_non_atomic = False      # some statements refuse to run inside a transaction
+    run_lock = False                 # one lock held for a whole run (else: each write
+                                     # transaction takes the database's write lock)
+    batches_statements = False       # one execute() may carry several statements
+    sets_lock_timeout = False        # statements give up after statement_lock_timeout
+    begin_sql = "BEGIN"
+    foreign_keys_off_sql: Optional[str] = None   # a switch that works outside a transaction
+    foreign_keys_on_sql: Optional[str] = None
+    foreign_key_check_sql: Optional[str] = None
+    drop_failure_note = ""           # added to reset's error when a DROP fails
+
+    def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
+        """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
+        raise NotImplementedError
+
+    def transaction_prologue(self, statement_lock_timeout: str) -> list[str]:
+        """Statements the applier runs first inside each migration's transaction."""
+        return []
+
+    def session_lock_timeout_sql(self, statement_lock_timeout: str) -> Optional[tuple]:
+        """(set, reset): the statements around a non-atomic migration that give its
+        statements, run outside a transaction, their lock timeout; None when none."""
+        return None
+
+    def try_lock_sql(self) -> str:  # pragma: no cover - only with run_lock
+        """One attempt at the run-wide lock: a row whose first value is true when taken."""
+        raise NotImplementedError
+
+    def unlock_sql(self) -> str:  # pragma: no cover - only with run_lock
+        raise NotImplementedError
+
+    async def foreign_key_problem(self, connection) -> Optional[str]:
+        """After statements run with foreign keys off: what broke, or None."""
+        return None
+
+    # ------------------------------------------------------------ the ledger
+    # Column types of the ledger: key, varchar, time, real (see ledger.py).
+    ledger_types: tuple = ()
+
+    def ledger_create_sql(self) -> str:
+        key, varchar, time, real = self.ledger_types
+        q = self.quote
+        states = ", ".join(self.string_literal(s) for s in ("started", "applied"))
+        return (f"CREATE TABLE IF NOT EXISTS {q(LEDGER_TABLE)} ("
+                f"{q('id')} {key}, "
+                f"{q('name')} {varchar}(255) NOT NULL UNIQUE, "
+                f"{q('checksum')} {varchar}(64) NOT NULL, "
+                f"{q('applied_at')} {time} NOT NULL, "
+                f"{q('duration')} {real} NOT NULL DEFAULT 0, "
+                f"{q('state')} {varchar}(16) NOT NULL DEFAULT {self.string_literal('applied')}"
+                f" CHECK ({q('state')} IN ({states})))")
+
+    def ledger_exists_sql(self) -> str:  # pragma: no cover - see subclasses
+        """A query that returns a row when the ledger table exists."""
+        raise NotImplementedError
+
+    def ledger_select_sql(self, detailed: bool = False) -> str:
+        columns = ", ".join(self.quote(c) for c in (LEDGER_DETAILED if detailed else LEDGER_COLUMNS))
+        return f"SELECT {columns} FROM {self.quote(LEDGER_TABLE)} ORDER BY {self.quote('id')}"
+
+    def ledger_state_sql(self) -> str:
+        return (f"SELECT {self.quote('state')} FROM {self.quote(LEDGER_TABLE)}"
+                f" WHERE {self.quote('name')} = {self.placeholder(1)}")
+
+    def ledger_insert_sql(self, values=None) -> str:
+        """The INSERT of one row (name, checksum, applied_at, duration, state): with
+        placeholders, or with ``values`` written in."""
+        columns = ", ".join(self.quote(c) for c in LEDGER_INSERTED)
+        if values is None:
+            written = ", ".join(self.placeholder(i) for i in range(1, len(LEDGER_INSERTED) + 1))
+        else:
+            written = ", ".join(self.literal(v) for v in values)
+        return f"INSERT INTO {self.quote(LEDGER_TABLE)} ({columns}) VALUES ({written})"
+
+    def ledger_mark_applied_sql(self) -> str:
+        q, p = self.quote, self.placeholder
+        return (f"UPDATE {q(LEDGER_TABLE)} SET {q('state')} = {self.string_literal('applied')}, "
+                f"{q('checksum')} = {p(1)}, {q('applied_at')} = {p(2)}, {q('duration')} = {p(3)} "
+                f"WHERE {q('name')} = {p(4)}")
+
+    def ledger_delete_sql(self) -> str:
+        return f"DELETE FROM {self.quote(LEDGER_TABLE)} WHERE {self.quote('name')} = {self.placeholder(1)}"
+
+    def ledger_drop_sql(self) -> str:
+        return f"DROP TABLE IF EXISTS {self.quote(LEDGER_TABLE)}"
+
+    def ledger_time(self, moment):
+        """``applied_at`` as the driver binds it."""
+        return moment
+
+    # ------------------------------------------------------------ the catalog
+    async def table_names(self, connection) -> set:  # pragma: no cover - see subclasses
+        """The tables on the connection's search path (the ledger included)."""
+        raise NotImplementedError
+
+    async def enum_type_names(self, connection) -> set:
+        """The enum types on the connection's search path (none without has_enum_types)."""
+        return set()
+
+    async def read_catalog(self, connection, tables=None) -> Catalog:  # pragma: no cover
+        """The tables (all, or those of ``tables`` that exist) and enum types, as
+        catalog records."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ reset
+    async def drop_plan(self, connection, tables: dict, enums) -> list:  # pragma: no cover
+        """``[(statement, what it drops or None)]`` that drop the owned ``tables``
+        (name -> tables it references) and ``enums`` that exist, in an order that needs
+        no CASCADE; the ledger is not among them. Raises DatabaseError when a table mf
+        does not own depends on one of them."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ quoting and literals
     def quote(self, identifier: str) -> str:
@@ -170,14 +291,6 @@ class Dialect:
         if isinstance(value, (bytes, bytearray)):
             return self.bytes_literal(bytes(value))
         return self.json_literal(json.dumps(value, ensure_ascii=False))
-
-    def placeholder(self, position: int) -> str:  # pragma: no cover
-        """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
-        raise NotImplementedError
-
-    def transaction_setup(self, lock_timeout: Optional[float] = None) -> list[str]:
-        """Statements the applier runs first inside each migration's transaction."""
-        return []
 
     # ------------------------------------------------------------ column definitions
     def type_sql(self, f: Field) -> str:  # pragma: no cover - see subclasses
@@ -377,3 +490,22 @@ def follows_later(op, plan: Plan) -> bool:
                 and other.model == op.model and other.new.name == op.field_name:
             return True
     return False
+
+
+def drop_order(tables: dict) -> list:
+    """Tables (name -> set of tables it references) ordered so that a referencing table
+    comes before the table it references; cycles are broken arbitrarily (the caller
+    removes those constraints first)."""
+    remaining = {t: set(refs) & set(tables) - {t} for t, refs in tables.items()}
+    order = []
+    while remaining:
+        referenced = set().union(*remaining.values()) if remaining else set()
+        free = sorted(t for t in remaining if t not in referenced)
+        if not free:  # a cycle: take one table out of it
+            free = [sorted(remaining)[0]]
+        for table in free:
+            order.append(table)
+            del remaining[table]
+        for refs in remaining.values():
+            refs.difference_update(free)
+    return order

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..errors import DatabaseError
 from ..operations import AlterEnum, DropModel, TableDef
 from ..schema import Field
-from .base import Dialect, Plan, follows_later, has_unique_constraint, is_not_null, require_table, table_before
+from .base import (LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint, is_not_null,
+                   require_table, table_before)
+from .catalog import Catalog, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
     "AutoField": "INTEGER", "BigAutoField": "INTEGER",
@@ -41,7 +44,19 @@ REBUILD_PREFIX = "_mf_new_"
 
 
 class SQLiteDialect(Dialect):
+    """Also the applier's adapter: no run-wide lock (each migration's BEGIN IMMEDIATE
+    takes the database's write lock, waiting up to lock_timeout for another process,
+    and the ledger row's UNIQUE name refuses a migration applied meanwhile); foreign
+    keys switched off outside the transaction around rebuilds and drops, checked with
+    foreign_key_check before the commit; every statement transactional."""
+
     name = "sqlite"
+    title = "SQLite"
+    begin_sql = "BEGIN IMMEDIATE"
+    foreign_keys_off_sql = "PRAGMA foreign_keys=OFF"
+    foreign_keys_on_sql = "PRAGMA foreign_keys=ON"
+    foreign_key_check_sql = "PRAGMA foreign_key_check"
+    ledger_types = ("INTEGER PRIMARY KEY", "VARCHAR", "TEXT", "REAL")
 
     # ------------------------------------------------------------ literals and types
     def bool_literal(self, value: bool) -> str:
@@ -69,7 +84,82 @@ class SQLiteDialect(Dialect):
         values = table_def.enums.get(f.enum, ())
         return f"{self.quote(f.column)} IN ({', '.join(self.string_literal(v) for v in values)})"
 
-    # ------------------------------------------------------------ the applier's question
+    # ------------------------------------------------------------ the applier's questions
+    async def foreign_key_problem(self, connection) -> Optional[str]:
+        problems = await connection.fetch(self.foreign_key_check_sql)
+        if not problems:
+            return None
+        table, rowid, parent = problems[0][0], problems[0][1], problems[0][2]
+        return (f"{len(problems)} row(s) would break a foreign key, e.g. row {rowid} "
+                f"of {table} references a missing row of {parent}")
+
+    def ledger_exists_sql(self) -> str:
+        return (f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = {self.string_literal(LEDGER_TABLE)}")
+
+    def ledger_time(self, moment):
+        # No time type: ISO 8601 text in UTC sorts and reads back exactly.
+        return moment.isoformat()
+
+    # ------------------------------------------------------------ the catalog
+    async def table_names(self, connection) -> set:
+        rows = await connection.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {r[0] for r in rows if not r[0].startswith("sqlite_")}
+
+    async def read_catalog(self, connection, tables=None) -> Catalog:
+        names = await self.table_names(connection)
+        if tables is not None:
+            names &= set(tables)
+        catalog = Catalog()
+        for name in sorted(names):
+            catalog.tables[name] = await self._read_table(connection, name)
+        return catalog
+
+    async def _read_table(self, connection, name: str) -> Table:
+        table = Table(name)
+        keyed = []
+        for column, kind, notnull, default, pk in await connection.fetch(
+                'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(?) ORDER BY cid', (name,)):
+            table.columns[column] = Column(column, kind, not notnull, default)
+            if pk:
+                keyed.append((pk, column))
+        table.primary_key = tuple(column for _n, column in sorted(keyed))
+        keys: dict = {}
+        for key_id, target, source, target_column, on_delete in await connection.fetch(
+                'SELECT id, "table", "from", "to", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq',
+                (name,)):
+            keys.setdefault(key_id, (target, on_delete, []))[2].append((source, target_column))
+        for target, on_delete, pairs in keys.values():
+            table.foreign_keys.append(ForeignKey(tuple(s for s, _t in pairs), target,
+                                                 tuple(t for _s, t in pairs), on_delete.upper()))
+        for index, unique, origin in await connection.fetch(
+                'SELECT name, "unique", origin FROM pragma_index_list(?) ORDER BY seq', (name,)):
+            if origin == "pk":
+                continue
+            columns = tuple(r[0] for r in await connection.fetch(
+                "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)))
+            if origin == "u":
+                table.uniques.append(Unique(index, columns))
+            else:
+                table.indexes.append(Index(index, None if None in columns else columns, bool(unique)))
+        table.uniques.sort(key=lambda u: u.columns)
+        table.indexes.sort(key=lambda i: i.name)
+        return table
+
+    # ------------------------------------------------------------ reset
+    async def drop_plan(self, connection, tables: dict, enums) -> list:
+        existing = await self.table_names(connection)
+        owned = [t for t in drop_order(tables) if t in existing]
+        # An owned table referenced from a table mf does not own: dropping it would
+        # break (or, with ON DELETE CASCADE, empty) the user's table. Refuse.
+        for other in sorted(existing - set(owned) - {LEDGER_TABLE}):
+            references = await connection.fetch('SELECT "table" FROM pragma_foreign_key_list(?)', (other,))
+            used = sorted({r[0] for r in references} & set(owned))
+            if used:
+                raise DatabaseError(
+                    f"cannot drop {', '.join(used)}: table {other}, which mf does not own, references "
+                    f"{'it' if len(used) == 1 else 'them'}; drop or change {other} first. Nothing was dropped.")
+        return [(f"DROP TABLE {self.quote(table)}", f"table {table}") for table in owned]
+
     def needs_foreign_keys_off(self, operations) -> bool:
         plan = Plan(operations=tuple(operations))
         return any(isinstance(op, DropModel) or self._rebuilds(op, plan) for op in plan.operations)

@@ -1,0 +1,62 @@
+"""What a dialect reads from a live database's catalog: plain records, the same for
+every database, so code past the dialect (adoption today, drift detection later)
+compares them without knowing where they came from.
+
+Names are as the database stores them; types are the database's own spelling
+(``varchar(20)``, ``INTEGER``); defaults are the SQL text the catalog shows
+(``'ADMIN'::userrole``, ``0``), or None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    default: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    columns: tuple
+    target: str             # the referenced table
+    target_columns: tuple
+    on_delete: str          # NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT
+    name: Optional[str] = None  # None where the database keeps no name (SQLite)
+
+
+@dataclass(frozen=True)
+class Unique:
+    """A UNIQUE constraint (PostgreSQL's name; on SQLite the name of its index)."""
+
+    name: str
+    columns: tuple
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index made with CREATE INDEX (not one that backs a key or a UNIQUE)."""
+
+    name: str
+    columns: tuple          # None for an expression
+    unique: bool
+
+
+@dataclass
+class Table:
+    name: str
+    columns: dict = field(default_factory=dict)        # name -> Column, in table order
+    primary_key: tuple = ()
+    foreign_keys: list = field(default_factory=list)   # [ForeignKey]
+    uniques: list = field(default_factory=list)        # [Unique]
+    indexes: list = field(default_factory=list)        # [Index]
+
+
+@dataclass
+class Catalog:
+    tables: dict = field(default_factory=dict)  # name -> Table
+    enums: dict = field(default_factory=dict)   # type name -> (label, ...) in declared order
