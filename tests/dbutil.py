@@ -10,7 +10,7 @@ PostgreSQL (server from ``MF_TEST_POSTGRES_URL``, default
 
     session = dbutil.PostgresSession(pg_url)     # asyncpg, driven from sync tests
     session.execute("CREATE TABLE ...")
-    session.apply(statements)                    # one transaction, as the applier does
+    session.migrate(operations)                  # through the applier's own runner
 
 A module makes one database (creating one takes a while) and isolates its tests with
 schemas (``session.fresh_schema()``). When the server cannot be reached the test is
@@ -19,25 +19,67 @@ not go green without PostgreSQL.
 
 SQLite::
 
-    connection = dbutil.sqlite_connect(path)     # autocommit, foreign keys on
-    dbutil.apply_sqlite(connection, statements, foreign_keys_off=True)
+    connection = dbutil.sqlite_connect()         # a file of its own; autocommit, keys on
+    dbutil.migrate_sqlite(connection, operations)  # through the applier's own runner
+
+Migrations run as ``mf migrate`` runs each of its migrations: ``step_for`` translates
+the operations with the dialect, ``applier.apply_step`` runs the step (its
+transaction, foreign keys switched off where the dialect asks, its ledger row). A
+statement the database refuses is a DatabaseError carrying the database's code:
+``with dbutil.refused(asyncpg.NotNullViolationError): ...``.
 """
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import itertools
 import os
+import shutil
 import sqlite3
+import tempfile
 import uuid
 from typing import Iterator, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from mfcore import applier
+from mfcore.config import Config
+from mfcore.dialects import dialect_for
+from mfcore.errors import DatabaseError
+from mfcore.steps import Step, step_for
+from mfcore.store import Migration, MigrationFile
+
 POSTGRES_URL = os.environ.get("MF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 _unreachable: dict = {}
+_numbers = itertools.count(1)
+
+
+# ---------------------------------------------------------------- through the applier
+
+def step(driver: str, operations, *, atomic: bool = True) -> Step:
+    """A migration of ``operations`` translated for ``driver`` as migrate translates one."""
+    number = next(_numbers)
+    name = f"{number:04d}_test.json"
+    migration = Migration(MigrationFile(number, name, name), tuple(operations), atomic, f"{number:064x}", False)
+    return step_for(dialect_for(driver), migration)
+
+
+@contextlib.contextmanager
+def refused(kind=None, match: Optional[str] = None):
+    """The migration failed: a DatabaseError whose database code is ``kind``'s (an
+    asyncpg exception class: its SQLSTATE; sqlite3.IntegrityError: a constraint), and
+    whose message matches ``match``."""
+    with pytest.raises(DatabaseError, match=match) as caught:
+        yield caught
+    code = getattr(caught.value, "code", None)
+    if kind is sqlite3.IntegrityError:
+        assert code is not None and code.startswith("SQLITE_CONSTRAINT"), code
+    elif kind is not None:
+        assert code == kind.sqlstate, (code, kind)
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -106,6 +148,7 @@ class PostgresSession:
     def __init__(self, url: str):
         import asyncpg
 
+        self.url = url
         self.loop = asyncio.new_event_loop()
         self.connection = self.loop.run_until_complete(asyncpg.connect(url, timeout=10))
         self.schema: Optional[str] = None
@@ -119,19 +162,28 @@ class PostgresSession:
     def fetchval(self, sql: str, *args):
         return self.loop.run_until_complete(self.connection.fetchval(sql, *args))
 
-    def apply(self, statements, *, atomic: bool = True) -> None:
-        """Run a migration's statements the way the applier does: in one transaction
-        (rolled back on failure), or one by one when ``atomic`` is false."""
-        async def run():
-            if not atomic:
-                for statement in statements:
-                    await self.connection.execute(statement)
-                return
-            async with self.connection.transaction():
-                for statement in statements:
-                    await self.connection.execute(statement)
+    def migrate(self, operations, *, atomic: bool = True) -> None:
+        """Apply ``operations`` as one migration through the applier, on this session's
+        connection (so in its schema)."""
+        self.run_step(step("postgresql", operations, atomic=atomic))
 
-        self.loop.run_until_complete(run())
+    def run_step(self, prepared: Step) -> None:
+        from mfcore.drivers import PostgresConnection
+
+        import asyncpg
+
+        connection = PostgresConnection(self.connection, asyncpg, self.url)
+        config = Config("postgresql", self.url, "", "")
+        self.loop.run_until_complete(applier.apply_step(connection, config, prepared))
+
+    def read_catalog(self, tables=None):
+        """The dialect's catalog reader on this session's connection (its schema)."""
+        from mfcore.drivers import PostgresConnection
+
+        import asyncpg
+
+        connection = PostgresConnection(self.connection, asyncpg, self.url)
+        return self.loop.run_until_complete(dialect_for("postgresql").read_catalog(connection, tables))
 
     def fresh_schema(self) -> str:
         """A new empty schema, made the only one on the search path (and the last one dropped)."""
@@ -165,36 +217,53 @@ def _safe(url: str) -> str:
 
 # ---------------------------------------------------------------- SQLite
 
-def sqlite_connect(path: str = ":memory:") -> sqlite3.Connection:
-    """A connection as the applier opens one: autocommit (transactions are explicit), keys on."""
+_sqlite_directory: list = []
+
+
+def sqlite_connect(path: Optional[str] = None) -> sqlite3.Connection:
+    """A connection as the applier opens one: autocommit (transactions are explicit),
+    keys on; to a new file of its own unless ``path`` is given (the applier opens the
+    file again for each migration)."""
+    if path is None:
+        if not _sqlite_directory:
+            _sqlite_directory.append(tempfile.mkdtemp(prefix="mf_sqlite_"))
+            atexit.register(shutil.rmtree, _sqlite_directory[0], True)
+        path = os.path.join(_sqlite_directory[0], f"{uuid.uuid4().hex[:12]}.db")
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA foreign_keys=ON")
     return connection
 
 
-class ForeignKeyViolation(Exception):
-    """PRAGMA foreign_key_check found rows whose reference the migration broke."""
+def migrate_sqlite(connection: sqlite3.Connection, operations) -> None:
+    """Apply ``operations`` as one migration through the applier, on the file that
+    ``connection`` has open."""
+    run_sqlite_step(connection, step("sqlite", operations))
 
 
-def apply_sqlite(connection: sqlite3.Connection, statements, *, foreign_keys_off: bool = False) -> None:
-    """Run a migration's statements the way the applier does (see mfcore/dialects/base.py):
-    keys off outside the transaction when the dialect asks, BEGIN IMMEDIATE, the
-    statements, foreign_key_check, COMMIT; ROLLBACK on any failure."""
-    if foreign_keys_off:
-        connection.execute("PRAGMA foreign_keys=OFF")
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in statements:
-                connection.execute(statement)
-            if foreign_keys_off:
-                problems = connection.execute("PRAGMA foreign_key_check").fetchall()
-                if problems:
-                    raise ForeignKeyViolation(f"foreign key check failed: {problems}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-    finally:
-        if foreign_keys_off:
-            connection.execute("PRAGMA foreign_keys=ON")
+def run_sqlite_step(connection: sqlite3.Connection, prepared: Step) -> None:
+    from mfcore.drivers import connect
+
+    path = connection.execute("PRAGMA database_list").fetchone()[2]
+    config = Config("sqlite", path, "", "")
+
+    async def run():
+        async with await connect(config) as mf_connection:
+            await applier.apply_step(mf_connection, config, prepared)
+
+    _run(run())
+    # The applier changed the schema through a connection of its own: a read makes this
+    # one reload it (PRAGMAs such as foreign_key_list answer from the schema in memory).
+    connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+
+
+def read_sqlite_catalog(connection: sqlite3.Connection, tables=None):
+    """The dialect's catalog reader on the file that ``connection`` has open."""
+    from mfcore.drivers import connect
+
+    config = Config("sqlite", connection.execute("PRAGMA database_list").fetchone()[2], "", "")
+
+    async def run():
+        async with await connect(config) as mf_connection:
+            return await dialect_for("sqlite").read_catalog(mf_connection, tables)
+
+    return _run(run())

@@ -2,16 +2,19 @@
 
 The module makes one database (tests/dbutil.py; skipped when no server is reachable,
 a failure under CI=true) and gives each test a schema of its own. Each test builds a
-"before" schema from models.mp text, creates it, fills it, applies a change in one
-transaction as the applier does, and reads the result back from pg_catalog.
+"before" schema from models.mp text, creates it, fills it, applies a change through the
+applier's own runner (dbutil), and reads the result back from pg_catalog.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 import dbutil
+from mfcore.dialects.catalog import Column, ForeignKey, Index, Unique
 from mfcore.differ import diff
 from mfcore.dialects import dialect_for
 from mfcore.language.parser import parse
@@ -55,7 +58,7 @@ def db(pg):
 
 
 def migrate(pg, operations, *, atomic=True):
-    pg.apply(POSTGRES.migration_sql(operations, atomic=atomic), atomic=atomic)
+    pg.migrate(operations, atomic=atomic)
 
 
 def change(pg, before: str, after: str, questioner=None, *, atomic=True) -> list:
@@ -94,7 +97,9 @@ def enum_values(pg, type_name) -> list:
 
 
 def tables(pg) -> set:
-    return {row[0] for row in pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    """The tables of the test's schema, the applier's ledger aside."""
+    return {row[0] for row in pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                                       " AND tablename <> 'mf_migrations'")}
 
 
 def rows(pg, table, cols="*") -> list:
@@ -120,6 +125,44 @@ def catalog(pg) -> dict:
 
 def everything(pg) -> dict:
     return {"catalog": catalog(pg), "rows": {t: rows(pg, t) for t in sorted(tables(pg))}}
+
+
+# ---------------------------------------------------------------- the catalog reader
+
+def test_catalog_reader_sees_tables_columns_keys_indexes_and_enums(db):
+    db.execute('CREATE TABLE "odd ""name""" (a integer, b text, PRIMARY KEY (a, b))')
+    db.execute('CREATE UNIQUE INDEX "ux_odd" ON "odd ""name""" (lower(b))')
+    db.execute("ALTER TYPE role ADD VALUE 'GUEST' BEFORE 'ADMIN'")
+    catalog = db.read_catalog()
+    assert set(catalog.tables) == {"customer", "invoice", "mf_migrations", 'odd "name"'}
+    assert catalog.enums == {"role": ("GUEST", "ADMIN", "CUSTOMER", "STAFF")}
+    customer, invoice = catalog.tables["customer"], catalog.tables["invoice"]
+    assert list(customer.columns) == ["id", "email", "name", "nickname", "age", "role"]
+    assert customer.columns["email"] == Column("email", "character varying(255)", False, None)
+    assert customer.columns["nickname"] == Column("nickname", "character varying(40)", True, None)
+    assert customer.columns["age"].default == "0"
+    assert customer.columns["role"] == Column("role", "role", False, "'ADMIN'::role")
+    assert customer.primary_key == ("id",)
+    assert customer.uniques == [Unique("customer_email_key", ("email",))]
+    assert invoice.foreign_keys == [ForeignKey(("customer",), "customer", ("id",), "CASCADE",
+                                               "invoice_customer_fkey")]
+    assert invoice.indexes == [Index("ix_invoice_customer_total", ("customer", "total"), False)]
+    assert invoice.columns["total"] == Column("total", "numeric(12,2)", False, None)
+    odd = catalog.tables['odd "name"']
+    assert odd.primary_key == ("a", "b") and odd.indexes == [Index("ux_odd", None, True)]
+    assert set(db.read_catalog({"invoice", "missing"}).tables) == {"invoice"}
+
+
+def test_catalog_reader_reads_only_the_schemas_on_the_search_path(pg):
+    pg.execute("CREATE TABLE visible (id integer)")
+    pg.execute('CREATE SCHEMA "other_catalog"')
+    try:
+        pg.execute('CREATE TABLE "other_catalog".hidden (id integer)')
+        pg.execute("CREATE TYPE \"other_catalog\".mood AS ENUM ('a')")
+        catalog = pg.read_catalog()
+        assert set(catalog.tables) == {"visible"} and catalog.enums == {}
+    finally:
+        pg.execute('DROP SCHEMA "other_catalog" CASCADE')  # test cleanup only
 
 
 # ---------------------------------------------------------------- create_enum, create_model
@@ -198,7 +241,7 @@ def test_create_models_in_a_cycle_adds_the_deferred_key_afterwards(pg):
 
 def test_drop_enum_still_used_fails_without_cascade(db):
     before = everything(db)
-    with pytest.raises(asyncpg.DependentObjectsStillExistError):
+    with dbutil.refused(asyncpg.DependentObjectsStillExistError):
         migrate(db, [op for op in diff(parse(BASE), parse("")) if op.op == "drop_enum"])
     assert everything(db) == before
     change(db, BASE, BASE + "enum Gone { A }")
@@ -217,7 +260,7 @@ def test_drop_model(db):
 
 def test_dropping_a_table_still_referenced_fails_without_cascade(db):
     before = everything(db)
-    with pytest.raises(asyncpg.DependentObjectsStillExistError):
+    with dbutil.refused(asyncpg.DependentObjectsStillExistError):
         migrate(db, [op for op in diff(parse(BASE), parse("")) if op.op == "drop_model" and op.table == "customer"])
     assert everything(db) == before
 
@@ -268,7 +311,7 @@ def test_add_foreign_key_column_with_a_default(db):
 def test_add_not_null_column_without_default_fails_cleanly_on_rows(db):
     after = BASE.replace("    note = TextField(null=true)", "    note = TextField(null=true)\n    due = DateField()")
     before = everything(db)
-    with pytest.raises(asyncpg.NotNullViolationError):
+    with dbutil.refused(asyncpg.NotNullViolationError):
         change(db, BASE, after)
     assert everything(db) == before
     db.execute("DELETE FROM invoice")
@@ -320,7 +363,7 @@ def test_type_and_null_changes_that_data_does_not_fit_fail_cleanly(db, old, new,
         change(db, BASE, BASE.replace(old, new))
         assert columns(db, "customer")["age"][0] == "smallint"
         return
-    with pytest.raises(error):
+    with dbutil.refused(error):
         change(db, BASE, BASE.replace(old, new))
     assert everything(db) == before
 
@@ -344,7 +387,7 @@ def test_alter_column_unique_and_on_delete(db):
 def test_adding_unique_over_duplicates_fails_cleanly(db):
     db.execute("UPDATE customer SET nickname = 'same'")
     before = everything(db)
-    with pytest.raises(asyncpg.UniqueViolationError):
+    with dbutil.refused(asyncpg.UniqueViolationError):
         change(db, BASE, BASE.replace("CharField(40, null=true)", "CharField(40, null=true, unique=true)"))
     assert everything(db) == before
 
@@ -501,7 +544,7 @@ def test_drop_fk_and_add_fk_by_hand(db):
     db.execute("INSERT INTO invoice (id, customer, total) VALUES (4, 99, 1)")
     add, _ = attach_tables([AddForeignKey("Invoice", "invoice", "customer", "Customer", "SET_NULL")], schema)
     before = everything(db)
-    with pytest.raises(asyncpg.ForeignKeyViolationError):
+    with dbutil.refused(asyncpg.ForeignKeyViolationError):
         migrate(db, add)
     assert everything(db) == before
     db.execute("DELETE FROM invoice WHERE id = 4")
@@ -541,8 +584,9 @@ def test_non_atomic_migration_creates_indexes_concurrently(db):
     operations = diff(parse(BASE), parse(after))
     statements = POSTGRES.migration_sql(operations, atomic=False)
     assert statements == ['CREATE INDEX CONCURRENTLY "ix_invoice_note" ON "invoice" ("note")']
-    with pytest.raises(asyncpg.ActiveSQLTransactionError):  # why it must run outside a transaction
-        db.apply(statements, atomic=True)
+    in_transaction = dataclasses.replace(dbutil.step("postgresql", operations, atomic=False), atomic=True)
+    with dbutil.refused(asyncpg.ActiveSQLTransactionError):  # why it must run outside a transaction
+        db.run_step(in_transaction)
     migrate(db, operations, atomic=False)
     assert "ix_invoice_note" in indexes(db, "invoice")
 
@@ -586,7 +630,7 @@ def test_removing_unused_and_reordering_enum_values(db):
 
 def test_removing_an_enum_value_still_used_fails_clearly_and_changes_nothing(db):
     before = everything(db)
-    with pytest.raises(asyncpg.CheckViolationError, match="cannot remove 'STAFF' from enum Role: rows of table"
+    with dbutil.refused(asyncpg.CheckViolationError, match="cannot remove 'STAFF' from enum Role: rows of table"
                                                           " customer still use it in column role"):
         change(db, BASE, BASE.replace("CUSTOMER, STAFF", "CUSTOMER"))
     assert everything(db) == before

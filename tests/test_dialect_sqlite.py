@@ -1,8 +1,8 @@
 """The SQLite dialect against a real database: every operation kind, its catalog, its rows.
 
 Each test builds a "before" schema from models.mp text, creates it, fills it, applies
-a change the way the applier does (tests/dbutil.apply_sqlite: keys off when the
-dialect asks, BEGIN IMMEDIATE, foreign_key_check, COMMIT) and reads the result back
+a change through the applier's own runner (tests/dbutil.migrate_sqlite: keys off when
+the dialect asks, BEGIN IMMEDIATE, foreign_key_check, COMMIT) and reads the result back
 from SQLite's own catalog (PRAGMA table_xinfo / foreign_key_list / index_list).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import dbutil
+from mfcore.dialects.catalog import Column, ForeignKey, Index
 from mfcore.differ import diff
 from mfcore.dialects import dialect_for
 from mfcore.language.parser import parse
@@ -31,8 +32,7 @@ INVOICES = [(1, 1, 10.5, "first"), (2, 2, 20, None), (3, 2, 7.25, "third")]
 # ---------------------------------------------------------------- helpers
 
 def migrate(connection, operations):
-    dbutil.apply_sqlite(connection, SQLITE.migration_sql(operations),
-                        foreign_keys_off=SQLITE.needs_foreign_keys_off(operations))
+    dbutil.migrate_sqlite(connection, operations)
 
 
 def change(connection, before: str, after: str, questioner=None) -> list:
@@ -73,7 +73,8 @@ def rows(connection, table, columns="*") -> list:
 
 def tables(connection) -> set:
     return {row[0] for row in connection.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        " AND name <> 'mf_migrations'")}
 
 
 def everything(connection) -> dict:
@@ -91,6 +92,30 @@ def db():
     connection.executemany("INSERT INTO invoice (id, customer, total, note) VALUES (?, ?, ?, ?)", INVOICES)
     yield connection
     connection.close()
+
+
+# ---------------------------------------------------------------- the catalog reader
+
+def test_catalog_reader_sees_tables_columns_keys_and_indexes(db):
+    db.execute('CREATE TABLE "odd ""name""" (a INTEGER, b TEXT, PRIMARY KEY (a, b))')
+    db.execute('CREATE UNIQUE INDEX "ux_odd" ON "odd ""name""" (b)')
+    catalog = dbutil.read_sqlite_catalog(db)
+    assert set(catalog.tables) == {"customer", "invoice", "mf_migrations", 'odd "name"'}
+    assert catalog.enums == {}
+    customer, invoice = catalog.tables["customer"], catalog.tables["invoice"]
+    assert list(customer.columns) == ["id", "email", "name", "nickname", "age", "role"]
+    assert customer.columns["email"] == Column("email", "VARCHAR(255)", False, None)
+    assert customer.columns["nickname"] == Column("nickname", "VARCHAR(40)", True, None)
+    assert customer.columns["age"].default == "0"
+    assert customer.columns["role"].default == "'ADMIN'"
+    assert customer.primary_key == ("id",)
+    assert [u.columns for u in customer.uniques] == [("email",)]
+    assert invoice.foreign_keys == [ForeignKey(("customer",), "customer", ("id",), "CASCADE")]
+    assert invoice.indexes == [Index("ix_invoice_customer_total", ("customer", "total"), False)]
+    assert invoice.columns["total"] == Column("total", "NUMERIC(12,2)", False, None)
+    odd = catalog.tables['odd "name"']
+    assert odd.primary_key == ("a", "b") and odd.indexes == [Index("ux_odd", ("b",), True)]
+    assert set(dbutil.read_sqlite_catalog(db, {"invoice", "missing"}).tables) == {"invoice"}
 
 
 # ---------------------------------------------------------------- create_enum, create_model
@@ -201,7 +226,7 @@ def test_dropping_a_table_still_referenced_fails_and_cascades_nothing(db):
     operations = [op for op in diff(schema, Schema(enums=schema.enums, models={
         "Invoice": schema.models["Invoice"]})) if op.op == "drop_model"]
     assert SQLITE.needs_foreign_keys_off(operations)
-    with pytest.raises(dbutil.ForeignKeyViolation):
+    with dbutil.refused(match="would break a foreign key"):
         migrate(db, operations)
     assert everything(db) == before
 
@@ -263,7 +288,7 @@ def test_add_column_sqlite_cannot_add_rebuilds(db, field, expect):
 def test_add_not_null_column_without_default_works_on_an_empty_table_and_fails_cleanly_otherwise(db):
     after = BASE.replace("    note = TextField(null=true)", "    note = TextField(null=true)\n    due = DateField()")
     before = everything(db)
-    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+    with dbutil.refused(sqlite3.IntegrityError, match="NOT NULL"):
         change(db, BASE, after)
     assert everything(db) == before
     db.execute("DELETE FROM invoice")
@@ -343,7 +368,7 @@ def test_failing_rebuild_leaves_the_table_as_it_was(db):
     db.execute("UPDATE customer SET nickname = 'same'")
     before = everything(db)
     after = BASE.replace("nickname = CharField(40, null=true)", "nickname = CharField(40, null=true, unique=true)")
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with dbutil.refused(sqlite3.IntegrityError, match="UNIQUE"):
         change(db, BASE, after)
     assert everything(db) == before
     assert db.execute("PRAGMA foreign_keys").fetchone() == (1,)
@@ -512,7 +537,7 @@ def test_drop_fk_and_add_fk_by_hand(db):
     db.execute("INSERT INTO invoice (customer, total) VALUES (99, 1)")  # no constraint now
     add, _ = attach_tables([AddForeignKey("Invoice", "invoice", "customer", "Customer", "SET_NULL")], schema)
     before = everything(db)
-    with pytest.raises(dbutil.ForeignKeyViolation):  # row 4 points nowhere: refused, rolled back
+    with dbutil.refused(match="would break a foreign key"):  # row 4 points nowhere: refused, rolled back
         migrate(db, add)
     assert everything(db) == before
     db.execute("DELETE FROM invoice WHERE customer = 99")
@@ -555,7 +580,7 @@ def test_add_and_drop_indexes(db):
 
 def test_unique_index_on_duplicates_fails_cleanly(db):
     before = everything(db)
-    with pytest.raises(sqlite3.IntegrityError):
+    with dbutil.refused(sqlite3.IntegrityError):
         change(db, BASE, BASE.replace("Index(customer, total)", "Index(customer, unique=true)"))
     assert everything(db) == before
 
@@ -579,7 +604,7 @@ def test_alter_enum_adds_renames_and_removes_values(db):
 
 def test_removing_an_enum_value_still_used_fails_and_changes_nothing(db):
     before = everything(db)
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+    with dbutil.refused(sqlite3.IntegrityError, match="CHECK constraint failed"):
         change(db, BASE, BASE.replace("CUSTOMER, STAFF", "CUSTOMER"))
     assert everything(db) == before
 
