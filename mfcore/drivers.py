@@ -1,7 +1,7 @@
 """One small async interface over asyncpg (PostgreSQL) and aiosqlite (SQLite).
 
-The applier talks to a Connection: ``execute``, ``fetch``, ``close`` and the
-placeholder style. Everything a driver raises for a statement becomes a
+The applier talks to a Connection: ``execute``, ``fetch``, ``close`` and ``driver``
+(the name that picks the dialect, which writes the SQL). Everything a driver raises for a statement becomes a
 StatementError carrying the server's message and code, so the applier can name
 the migration and the statement around it; a connection that cannot be opened
 is a DatabaseError with the DSN's password masked.
@@ -47,9 +47,6 @@ class Connection:
 
     driver: str = ""
 
-    def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
-        raise NotImplementedError
-
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:  # pragma: no cover
         raise NotImplementedError
 
@@ -81,9 +78,6 @@ class SQLiteConnection(Connection):
     def __init__(self, raw, sqlite3_module):
         self._raw = raw
         self._errors = sqlite3_module.Error
-
-    def placeholder(self, position: int) -> str:
-        return "?"
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         try:
@@ -140,9 +134,6 @@ class PostgresConnection(Connection):
         self._raw = raw
         self._asyncpg = asyncpg_module
         self._display_dsn = display_dsn
-
-    def placeholder(self, position: int) -> str:
-        return f"${position}"
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         try:

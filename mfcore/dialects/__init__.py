@@ -1,9 +1,14 @@
 """Operations -> SQL, one module per database, registered by driver name.
 
-A dialect knows no files and no connections: it turns operations into statement
-strings (identifiers quoted, values escaped) and answers the few questions the
-applier must ask of a database (can this run in a transaction, must foreign keys
-be switched off around it, how are parameters written).
+A dialect is the whole adapter for its database, in the manner of Alembic's
+DefaultImpl and PostgresqlImpl: shared behaviour once in base.py, differences in the
+subclasses. It knows no files and opens no connections. It turns operations into
+statement strings (identifiers quoted, values escaped, one implementation for all),
+writes the ledger's SQL, reads the catalog through a connection it is given
+(catalog.py's records), plans reset's drops, and answers what the applier asks of a
+database: its lock, the transaction's first statements, whether statements may run
+outside a transaction, whether foreign keys must be switched off around a change,
+whether enums are types of their own, how parameters are written.
 """
 from __future__ import annotations
 

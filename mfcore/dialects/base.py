@@ -133,7 +133,9 @@ class Dialect:
     Subclasses (dialects/sqlite.py, dialects/postgresql.py) set ``name``, the type
     names, how literals are written, and the operations the two databases carry out
     differently (``_add_column``, ``_alter_column``, ...). Table creation, indexes,
-    drops, renames and column definitions are written once, here.
+    drops, renames and column definitions are written once, here, as are quoting,
+    literals and the ledger's queries. Subclasses also answer the applier's
+    questions (the capability flags below) and read their catalog.
     """
 
     name: str = ""
