@@ -12,7 +12,7 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .fields import FieldProblem, RELATION_TYPES, build_field
+from .language.fields import FieldProblem, RELATION_TYPES, build_field
 from .language.raw import Name
 from .schema import Enum, Field, Index, Model, Schema, index_name
 

@@ -49,8 +49,8 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..errors import MigrationFileError
+from ..language.fields import AUTO_TYPES
 from .catalog import Catalog
-from ..fields import AUTO_TYPES
 from ..operations import Operation, Reference, TableDef
 from ..schema import MAX_IDENTIFIER, Field
 

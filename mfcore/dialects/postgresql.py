@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..fields import AUTO_TYPES
+from ..language.fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
 from ..schema import Field, MAX_IDENTIFIER
 from .base import (LEDGER_TABLE, Dialect, _clip, drop_order, foreign_key_name, has_unique_constraint,

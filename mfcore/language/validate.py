@@ -4,7 +4,7 @@ from __future__ import annotations
 from itertools import compress
 from operator import attrgetter
 
-from ..fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
+from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from ..schema import Enum, Field, Index, Model, Schema, index_name, table_name_for
 from .raw import Call, ListValue, Name, RawEnum, TupleValue
 

@@ -5,8 +5,8 @@ One builder serves models.mp and the earlier tool's JSON field definitions
 """
 from __future__ import annotations
 
-from .language.raw import ListValue, Name, TupleValue
-from .schema import Field
+from .raw import ListValue, Name, TupleValue
+from ..schema import Field
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
 AUTO_TYPES = frozenset({"AutoField", "BigAutoField"})
