@@ -1,4 +1,6 @@
-"""Builds the compiled reader (mfcore/_parser.pyx) when a C compiler is there.
+"""Builds the compiled core when a C compiler is there: the reader (mfcore/_parser.pyx)
+and validation's hot loops (mfcore/language/hotloops.py, plain Python that Cython
+compiles as it is into mfcore.language._hotloops; the .py stays the pure-Python path).
 
 Without one the install still succeeds and mf runs on its pure-Python path; the
 build says so once, here, and never at run time.
@@ -6,7 +8,7 @@ build says so once, here, and never at run time.
 import os
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -38,7 +40,9 @@ def extensions():
         sys.stderr.write("mfcore: Cython not available; using the pure-Python path\n")
         return []
     try:
-        return cythonize(["mfcore/_parser.pyx"], language_level=3, quiet=True)
+        return cythonize([Extension("mfcore._parser", ["mfcore/_parser.pyx"]),
+                          Extension("mfcore.language._hotloops", ["mfcore/language/hotloops.py"])],
+                         language_level=3, quiet=True)
     except Exception as exc:  # noqa: BLE001 - a failed translation is a failed compile
         sys.stderr.write(f"mfcore: compiled reader not translated ({exc}); using the pure-Python path\n")
         return []

@@ -790,67 +790,6 @@ def read(str text not None):
         gc.enable()
 
 
-def split_statements(tuple statements, call_class):
-    """The compiled twin of mfcore.language.validate.split_statements; it must give
-    the same two lists."""
-    cdef list fields = []
-    cdef list options = []
-    cdef tuple statement
-    for statement in statements:
-        if type(statement[2]) is call_class and statement[0] != "indexes":
-            fields.append(statement)
-        else:
-            options.append(statement)
-    return fields, options
-
-
-def build_fields(str model_name, statements, enums, dict cache, list fields, dict by_name, dict positions,
-                 list index_fields, add, build_uncached, field_class, name_class):
-    """The compiled twin of mfcore.language.validate.build_fields (the hot loop of
-    validation); it must behave exactly as that function does. Problems and cache
-    misses are handled by the Python callbacks, so the rules live in one place."""
-    cdef set own_seen = set()
-    cdef tuple statement, key, cached, call_args, arg, rest
-    cdef list key_args
-    cdef object name, pos, call, value, built, db_index, column, result
-    for statement in statements:
-        name = statement[0]
-        pos = statement[1]
-        call = statement[2]
-        if name in own_seen:
-            add(f"duplicate field '{name}' in model {model_name}", pos)
-            continue
-        own_seen.add(name)
-        call_args = call.args
-        key_args = []
-        for arg in call_args:
-            value = arg[1]
-            if type(value) is name_class:
-                key_args.append((arg[0], name_class, value.text))
-            else:
-                key_args.append((arg[0], type(value), value))
-        key = (call.name, tuple(key_args))
-        cached = cache.get(key)
-        if cached is not None:
-            column = cached[1]
-            rest = cached[2]
-            db_index = cached[3]
-            built = tuple.__new__(field_class, (name, cached[0], name if column is None else column) + rest)
-        else:
-            result = build_uncached(model_name, name, pos, call, enums, cache, key, add)
-            if result is None:
-                continue
-            built, db_index = result
-        positions[name] = pos
-        if db_index:
-            index_fields.append((((name, pos),), None, False, pos))
-        if name in by_name:
-            fields[by_name[name]] = built
-        else:
-            by_name[name] = len(fields)
-            fields.append(built)
-
-
 # Where each key of a new-form field definition goes in a Field (see schema.Field);
 # "default" also sets has_default (slot 6). Other keys are ignored, as .get() ignores them.
 cdef dict _FIELD_SLOTS = {"name": 0, "type": 1, "column": 2, "null": 3, "unique": 4, "primary_key": 5,
@@ -894,23 +833,3 @@ def new_form_fields(list raw_fields, field_class):
             return None
         fields.append(tuple.__new__(field_class, values))
     return tuple(fields)
-
-
-def changed_models(dict old_models, dict new_models):
-    """The compiled twin of mfcore.differ.changed_models; it must give the same list."""
-    cdef list changed = []
-    cdef object name, after, before, before_fields, after_fields
-    for name, after in new_models.items():
-        before = old_models.get(name)
-        if before is None:
-            continue
-        before_fields = before.fields
-        after_fields = after.fields
-        if before_fields is after_fields or (before_fields == after_fields and before.name == after.name
-                                             and before.table == after.table
-                                             and before.indexes == after.indexes):
-            continue
-        if before != after:
-            changed.append(name)
-    changed.sort()
-    return changed

@@ -12,7 +12,6 @@ settles those, and only the changed ones are compared field by field.
 """
 from __future__ import annotations
 
-from .compiled import twin
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
                          RenameColumn, RenameModel, attach_tables, referencing_type, table_def)
@@ -34,7 +33,7 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
 
     # The one full comparison of the models on both sides (the hot loop of a large diff):
     # a model kept under its name that differs in any way, its table included.
-    differing = _changed_models(old.models, new.models)
+    differing = changed_models(old.models, new.models)
 
     state = old
     # 2. Models renamed (asked), or moved to another table.
@@ -99,8 +98,9 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
 
 def changed_models(old_models: dict, new_models: dict) -> list:
     """Names of the models on both sides that differ, sorted: the hot loop of diffing a
-    large schema, where nearly every model is unchanged. mfcore._parser.changed_models
-    is its compiled twin and must give the same list."""
+    large schema, where nearly every model is unchanged. Its comparisons run in C
+    already (tuple and str equality), so it has no compiled twin: one compiled with
+    Cython measured no faster on 1,000 and 5,000 models."""
     changed = []
     for name, after in new_models.items():
         before = old_models.get(name)
@@ -115,9 +115,6 @@ def changed_models(old_models: dict, new_models: dict) -> list:
             changed.append(name)
     changed.sort()
     return changed
-
-
-_changed_models = twin(changed_models)
 
 
 def _key_type_changes(state, new, changed) -> list:

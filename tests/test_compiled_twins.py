@@ -1,7 +1,9 @@
-"""The compiled core's hot loops against their pure-Python twins.
+"""The compiled core's hot loops against the pure-Python path.
 
 The reader and the per-field loop of validation are compared through parse() in
-test_parser_differential.py; here, the loop that loads a snapshot's fields.
+test_parser_differential.py; here, the loop that loads a snapshot's fields (a twin
+in _parser.pyx), validation's statement split (hotloops.py and its compilation)
+and the differ's model comparison (Python only).
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from mfcore.snapshot import dump_schema, new_form_fields
 
 try:
     from mfcore import _parser
+    from mfcore.language import _hotloops
 except ImportError:  # pragma: no cover - a build without a compiler
-    _parser = None
+    _parser = _hotloops = None
     if os.environ.get("CI", "").lower() == "true":
         raise
 
@@ -52,34 +55,45 @@ def test_both_paths_load_the_example_snapshot_alike():
         assert _parser.new_form_fields(model["fields"], Field) == new_form_fields(model["fields"], Field)
 
 
-@needs_compiled
 @settings(max_examples=200, deadline=None)
 @given(st.data())
-def test_changed_models_matches_its_twin(data):
+def test_changed_models_names_exactly_the_models_that_differ(data):
     from mfcore.differ import changed_models
 
     from strategies import schema_texts
 
     old = mfcore.parse(data.draw(schema_texts()))
     new = mfcore.parse(data.draw(schema_texts()))
-    assert _parser.changed_models(old.models, new.models) == changed_models(old.models, new.models)
-    assert _parser.changed_models(new.models, new.models) == changed_models(new.models, new.models) == []
+    expected = sorted(name for name in new.models if name in old.models and old.models[name] != new.models[name])
+    assert changed_models(old.models, new.models) == expected
+    assert changed_models(new.models, new.models) == []
+
+
+@needs_compiled
+def test_the_compiled_loops_are_hotloops_py_compiled():
+    from mfcore.language import hotloops
+
+    assert _hotloops.__file__.endswith((".so", ".pyd")) and hotloops.__file__.endswith(".py")
+    for name in ("split_statements", "build_fields"):
+        python, compiled = getattr(hotloops, name), getattr(_hotloops, name)
+        assert type(python).__name__ == "function" and type(compiled).__name__ == "cython_function_or_method"
+        assert compiled.__doc__ == python.__doc__  # the same source text
 
 
 @needs_compiled
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_statement_splitting_matches_its_twin(data):
+    from mfcore.language.hotloops import split_statements
     from mfcore.language.parser import read_raw
     from mfcore.language.raw import Call, RawModel
-    from mfcore.language.validate import split_statements
 
     from strategies import schema_texts
 
     for decl in read_raw(data.draw(schema_texts()), compiled=False):
         if type(decl) is RawModel:
-            assert _parser.split_statements(decl.statements, Call) == split_statements(decl.statements, Call)
+            assert _hotloops.split_statements(decl.statements, Call) == split_statements(decl.statements, Call)
     options = (("indexes", (1, 1), Call("Index", (1, 9), ()), (1, 9)), ("table", (2, 1), "t", (2, 9)),
                ("x", (3, 1), Call("CharField", (3, 5), ()), (3, 5)))
-    assert _parser.split_statements(options, Call) == split_statements(options, Call)
+    assert _hotloops.split_statements(options, Call) == split_statements(options, Call)
     assert split_statements(options, Call) == ([options[2]], [options[0], options[1]])

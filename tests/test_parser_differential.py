@@ -39,29 +39,31 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 def _load_compiled():
     try:
         from mfcore import _parser
+        from mfcore.language import _hotloops
     except ImportError:
-        return None
-    return _parser
+        return None, None
+    return _parser, _hotloops
 
 
-compiled = _load_compiled()
+compiled, compiled_loops = _load_compiled()
 IMPLEMENTATION = parser_module.implementation()  # before compiled_path() may install it
 
 
 @pytest.fixture(scope="module", autouse=True)
 def compiled_path():
-    """The compiled module, also installed as parse()'s reader when MF_PURE_PYTHON hid it."""
+    """The compiled reader, also installed as parse()'s reader (with the compiled
+    hot loops of validation) when MF_PURE_PYTHON hid them."""
     if compiled is None:
         if IN_CI:
-            pytest.fail("CI=true but mfcore._parser is not built: the compiled reader must be tested in CI "
+            pytest.fail("CI=true but the compiled core is not built: the compiled reader must be tested in CI "
                         "(pip install -e . with Cython and a C compiler)")
-        pytest.skip("mfcore._parser is not built (no Cython or C compiler at install time)")
+        pytest.skip("the compiled core is not built (no Cython or C compiler at install time)")
     hidden = parser_module._compiled is None
     if hidden:
-        parser_module._compiled = compiled
+        parser_module._compiled, parser_module._compiled_loops = compiled, compiled_loops
     yield compiled
     if hidden:
-        parser_module._compiled = None
+        parser_module._compiled = parser_module._compiled_loops = None
 
 
 def _generator():

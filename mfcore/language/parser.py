@@ -1,20 +1,24 @@
-"""models.mp text -> Schema, on the compiled reader when it is there.
+"""models.mp text -> Schema, on the compiled core when it is there.
 
 The compiled reader (mfcore._parser) and the Lark reader produce the same raw
-tree; validate.py gives it meaning. Set MF_PURE_PYTHON=1 to use the Lark reader
-only (tests and benchmarks run both ways).
+tree; validate.py gives it meaning, its hot loops compiled from hotloops.py when
+the compiled reader is used. Set MF_PURE_PYTHON=1 to use the Lark reader and
+hotloops.py as Python only (tests and benchmarks run both ways).
 """
 from __future__ import annotations
 
-from ..compiled import core as compiled_core
+from .. import compiled as compiled_core
 from ..errors import ModelsError
 from ..gcpause import gc_paused
 from ..schema import Schema
+from . import hotloops
 from .raw import RawEnum
-from .validate import Problem, build_fields, build_schema, split_statements
+from .validate import Problem, build_schema
 
 
-_compiled = compiled_core
+_compiled = compiled_core.core
+# validation's hot loops compiled from hotloops.py, used with the compiled reader
+_compiled_loops = compiled_core.load("mfcore.language._hotloops")
 
 
 def implementation() -> str:
@@ -72,9 +76,8 @@ def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None,
 def build(declarations, *, compiled: bool | None = None, other_models=frozenset()) -> tuple:
     """(Schema, problems as (message, pos)) of a raw tree; see validate.build_schema."""
     use_compiled = _compiled is not None if compiled is None else compiled
-    core = _compiled if use_compiled else None
-    return build_schema(declarations, core.build_fields if core else build_fields,
-                        core.split_statements if core else split_statements, other_models)
+    loops = _compiled_loops if use_compiled and _compiled_loops is not None else hotloops
+    return build_schema(declarations, loops.build_fields, loops.split_statements, other_models)
 
 
 def declaration_outline(declarations) -> list:

@@ -4,8 +4,9 @@ from __future__ import annotations
 from itertools import compress
 from operator import attrgetter
 
-from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from ..schema import Enum, Field, Index, Model, Schema, index_name, table_name_for
+from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
+from .hotloops import build_fields, split_statements
 from .raw import Call, ListValue, Name, RawEnum, TupleValue
 
 _primary_key_of = attrgetter("primary_key")
@@ -43,9 +44,9 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
     """Validate the raw tree; returns (schema, problems) with problems as (message, pos).
 
     ``fields_builder`` and ``statement_splitter`` are build_fields and split_statements
-    below or their compiled twins. ``other_models`` names models declared elsewhere
-    that foreign keys may point to (makemigrations reads only the declarations that
-    changed, see model_cache.py)."""
+    of hotloops.py, as Python (the default) or compiled. ``other_models`` names models
+    declared elsewhere that foreign keys may point to (makemigrations reads only the
+    declarations that changed, see model_cache.py)."""
     problems: list = []
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
@@ -331,56 +332,6 @@ def _build_uncached(model_name, name, pos, call, enums, cache, key, add):
     named_column = all(kw != "db_column" for kw, _value, _pos in call.args)
     cache[key] = (built.type, None if named_column else built.column, built[3:], db_index)
     return built, db_index
-
-
-def split_statements(statements, call_class) -> tuple:
-    """A model's statements as (field statements, option statements), each the raw
-    statements themselves in their order: a field is a call (except `indexes = ...`,
-    whose Index(...) entries are calls too). Also compiled as mfcore._parser.split_statements."""
-    fields = []
-    options = []
-    for statement in statements:
-        if type(statement[2]) is call_class and statement[0] != "indexes":
-            fields.append(statement)
-        else:
-            options.append(statement)
-    return fields, options
-
-
-def build_fields(model_name, statements, enums, cache, fields, by_name, positions, index_fields, add,
-                 build_uncached, field_class, name_class):
-    """The per-field loop of a model: the hot loop of validation, also compiled as
-    mfcore._parser.build_fields (the two must stay the same; see test_parser_differential).
-
-    Large schemas repeat the same calls (CharField(max_length=255) ...): a call that
-    built cleanly once is reused under the new name from ``cache``. Types are part of
-    the key because True == 1 and 1 == 1.0 in Python.
-    """
-    own_seen = set()
-    for name, pos, call, _value_pos in statements:
-        if name in own_seen:
-            add(f"duplicate field '{name}' in model {model_name}", pos)
-            continue
-        own_seen.add(name)
-        key = (call.name, tuple([(kw, type(value), value.text if type(value) is name_class else value)
-                                 for kw, value, _pos in call.args]))
-        cached = cache.get(key)
-        if cached is not None:
-            type_name, column, rest, db_index = cached
-            built = tuple.__new__(field_class, (name, type_name, name if column is None else column) + rest)
-        else:
-            result = build_uncached(model_name, name, pos, call, enums, cache, key, add)
-            if result is None:
-                continue
-            built, db_index = result
-        positions[name] = pos
-        if db_index:
-            index_fields.append((((name, pos),), None, False, pos))
-        if name in by_name:
-            fields[by_name[name]] = built  # a model may override an inherited field
-        else:
-            by_name[name] = len(fields)
-            fields.append(built)
 
 
 def _check_references(models, raw_models, builder, add, other_models):

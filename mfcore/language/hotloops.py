@@ -1,0 +1,63 @@
+"""The hot loops of validation, written once.
+
+This file is plain Python and is the pure-Python path. setup.py also compiles it,
+unchanged, with Cython (pure-Python mode) into mfcore.language._hotloops, which
+parser.py uses when the compiled core is in use (see mfcore/compiled.py). Keep it
+to what both read the same way: no imports, no annotations that Cython would
+enforce; validate.py passes in the classes and callbacks the loops need.
+"""
+
+
+def split_statements(statements, call_class):
+    """A model's statements as (field statements, option statements), each the raw
+    statements themselves in their order: a field is a call (except `indexes = ...`,
+    whose Index(...) entries are calls too)."""
+    fields = []
+    options = []
+    for statement in statements:
+        if type(statement[2]) is call_class and statement[0] != "indexes":
+            fields.append(statement)
+        else:
+            options.append(statement)
+    return fields, options
+
+
+def build_fields(model_name, statements, enums, cache, fields, by_name, positions, index_fields, add,
+                 build_uncached, field_class, name_class):
+    """The per-field loop of a model. Problems and cache misses go to the callbacks
+    (``add``, ``build_uncached``), so the rules live in validate.py.
+
+    Large schemas repeat the same calls (CharField(max_length=255) ...): a call that
+    built cleanly once is reused under the new name from ``cache``. Types are part of
+    the key because True == 1 and 1 == 1.0 in Python.
+    """
+    own_seen = set()
+    for name, pos, call, _value_pos in statements:
+        if name in own_seen:
+            add(f"duplicate field '{name}' in model {model_name}", pos)
+            continue
+        own_seen.add(name)
+        key_args = []
+        for keyword, value, _pos in call.args:
+            if type(value) is name_class:
+                key_args.append((keyword, name_class, value.text))
+            else:
+                key_args.append((keyword, type(value), value))
+        key = (call.name, tuple(key_args))
+        cached = cache.get(key)
+        if cached is not None:
+            type_name, column, rest, db_index = cached
+            built = tuple.__new__(field_class, (name, type_name, name if column is None else column) + rest)
+        else:
+            result = build_uncached(model_name, name, pos, call, enums, cache, key, add)
+            if result is None:
+                continue
+            built, db_index = result
+        positions[name] = pos
+        if db_index:
+            index_fields.append((((name, pos),), None, False, pos))
+        if name in by_name:
+            fields[by_name[name]] = built  # a model may override an inherited field
+        else:
+            by_name[name] = len(fields)
+            fields.append(built)
