@@ -1,11 +1,14 @@
 """The models.mp language (SPEC §2): what parses, what it means, and every error kind."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import mfcore
 from mfcore import ModelsError
-from mfcore.language.parser import implementation
 from mfcore.snapshot import dump_schema
 
 from conftest import COMPAT
@@ -178,8 +181,29 @@ def test_db_index_is_an_index_like_any_other():
     assert a == b and a.models["A"].indexes[0].name == "ix_a_n"
 
 
-def test_implementation_is_reported():
-    assert implementation() in ("compiled", "python")
+def paths_in_a_new_process(**environment) -> str:
+    """implementation() and whether validation's compiled loops are in use, as seen by a
+    new process with MF_PURE_PYTHON unset and then ``environment`` set."""
+    env = {key: value for key, value in os.environ.items() if key != "MF_PURE_PYTHON"}
+    env.update(environment)
+    code = ("from mfcore.language import parser\n"
+            "print(parser.implementation(), 'compiled-loops' if parser._compiled_loops else 'python-loops')")
+    completed = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return completed.stdout.strip()
+
+
+def test_mf_pure_python_turns_the_compiled_core_off():
+    assert paths_in_a_new_process(MF_PURE_PYTHON="1") == "python python-loops"
+
+
+def test_the_compiled_core_is_used_by_default_where_it_is_built():
+    try:
+        from mfcore import _parser  # noqa: F401
+        from mfcore.language import _hotloops  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the compiled core is not built in this checkout ({exc}); only the pure-Python path exists")
+    assert paths_in_a_new_process() == "compiled compiled-loops"
+    assert paths_in_a_new_process(MF_PURE_PYTHON="0") == "compiled compiled-loops"
 
 
 # ---------------------------------------------------------------- errors
