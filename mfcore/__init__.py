@@ -36,7 +36,7 @@ _LAZY = {
     "carry_over": ("mfcore.api", "carry_over"),
     "parse": ("mfcore.language.parser", "parse"),
     "diff": ("mfcore.differ", "diff"),
-    "load_schema": ("mfcore.snapshot", "load_schema"),
+    "load_schema": ("mfcore.store", "load_schema"),
     "dump_schema": ("mfcore.snapshot", "dump_schema"),
     "load_config": ("mfcore.config", "load_config"),
 }

@@ -23,44 +23,17 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-import orjson
-
 from . import store
 from .differ import diff
-from .errors import MigrationFileError
-from .operations import attach_tables, fold, operation_from_json
+from .operations import fold
 from .schema import Schema
+from .store import plan_files
 
-PLAN_FILES = ("plan.initial.json", "plan.incremental.json")
 ASIDE = ".plans-carried-over"
-
-
-def plan_files(directory: str) -> list:
-    return [os.path.join(directory, name) for name in PLAN_FILES
-            if os.path.isfile(os.path.join(directory, name))]
 
 
 def needs_carry_over(directory: str) -> bool:
     return bool(plan_files(directory)) and not store.list_migration_files(directory)
-
-
-def _read_plan(path: str, state: Schema) -> list:
-    name = os.path.basename(path)
-    try:
-        with open(path, "rb") as handle:
-            doc = orjson.loads(handle.read())
-    except orjson.JSONDecodeError as exc:
-        raise MigrationFileError(f"{name}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("ops"), list):
-        raise MigrationFileError(f"{name}: a plan is an object with an 'ops' list")
-    operations = []
-    start = state
-    for position, op_doc in enumerate(doc["ops"], 1):
-        operation = operation_from_json(op_doc, state, f"{name}: operation {position}")
-        operations.append(operation)
-        state = operation.apply(state)
-    completed, _ = attach_tables(operations, start)
-    return completed
 
 
 @dataclass
@@ -81,7 +54,7 @@ def convert(directory: str) -> Conversion:
     state = Schema()
     planned = []
     for path in plan_files(directory):
-        operations = _read_plan(path, state)
+        operations = store.read_plan(path, state)
         if not operations:
             continue
         planned.append(operations)
@@ -129,16 +102,12 @@ def write(directory: str, conversion: Conversion) -> None:
     """Write the numbered files, schema.json and .applied, and move the plan files aside."""
     names = conversion.names
     for name, operations in conversion.files:
-        store.atomic_write(os.path.join(directory, name), store.migration_bytes(operations))
+        store.write_migration_bytes(os.path.join(directory, name), store.migration_bytes(operations))
     store.write_snapshot(directory, conversion.schema, names[-1] if names else None)
     # The earlier tool applied its plans to its database: .applied says so, and the
     # next migrate adopts a database that holds them (or applies them to an empty one).
     store.write_applied(directory, names[:conversion.from_plans])
-    aside = os.path.join(directory, ASIDE)
-    os.makedirs(aside, exist_ok=True)
-    for path in plan_files(directory):
-        os.replace(path, os.path.join(aside, os.path.basename(path)))
-    store.fsync_directory(directory)
+    store.set_plans_aside(directory, ASIDE)
 
 
 def describe(directory: str, conversion: Conversion, written: bool) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
-                         RenameColumn, RenameModel, attach_tables, referencing_type, table_def)
+                         RenameColumn, RenameModel, attach_tables, column_changes, referencing_type, table_def)
 from .questioner import Questioner
 from .schema import Schema
 
@@ -69,7 +69,7 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     # 5. Changed tables, one at a time (step 3 changes no model that was equal before it).
     for name in changed:
         if state.models[name] != new.models[name]:
-            operations.extend(_model_changes(state, state.models[name], new.models[name], questioner))
+            operations.extend(_model_changes(state, state.models[name], new.models[name], questioner, new))
 
     # 6. Keys that closed a cycle among the new tables.
     for name, field_name in deferred_keys:
@@ -150,9 +150,10 @@ def _key_type_changes(state, new, changed) -> list:
         pointing = referrers.get(name, [])
         for model, f in pointing:
             operations.append(DropForeignKey(model.name, model.table, f.name, f.target, f.on_delete))
-        operations.append(AlterColumn(name, state.models[name].table, before, after))
-        for model, f in pointing:
-            operations.append(AlterColumn(model.name, model.table, f, f, old_key=before))
+        operations.append(AlterColumn(name, state.models[name].table, before, after,
+                                      changes=column_changes(before, after)))
+        for model, f in pointing:  # the column keeps its definition; the key it follows changes type
+            operations.append(AlterColumn(model.name, model.table, f, f, old_key=before, changes=frozenset({"key"})))
     return operations
 
 
@@ -242,9 +243,10 @@ def _drop_order(dropped, state):
     return steps
 
 
-def _model_changes(state, before, after, questioner) -> list:
+def _model_changes(state, before, after, questioner, new) -> list:
     """Field and index operations for one model present on both sides; ``state`` is the
-    schema they start from (where a foreign key's old target is looked up)."""
+    schema they start from (where a foreign key's old target is looked up), ``new`` the
+    schema diffed to (where its new target is)."""
     operations = []
     old_fields = {f.name: f for f in before.fields}
     new_fields = {f.name: f for f in after.fields}
@@ -280,8 +282,9 @@ def _model_changes(state, before, after, questioner) -> list:
     for f in after.fields:
         previous = old_fields.get(f.name)
         if previous is not None and previous != f:
-            operations.append(AlterColumn(before.name, before.table, previous, f,
-                                          old_key=_referenced_key(state, previous)))
+            old_key = _referenced_key(state, previous)
+            changes = column_changes(previous, f, old_key, _referenced_key(new, f))
+            operations.append(AlterColumn(before.name, before.table, previous, f, old_key=old_key, changes=changes))
     for f in removed:
         if f.name not in renamed_old:
             operations.append(DropColumn(before.name, before.table, f))

@@ -20,24 +20,20 @@ which explains problems with their positions. Deleting the cache is always safe.
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import zlib
 from typing import NamedTuple, Optional
 
 import orjson
 
-from . import __version__
+from . import __version__, snapshot as schema_file, store
 from .errors import ModelsError, SchemaFileError
 from .language.chunks import Outline
 from .language.raw import RawEnum, RawModel
 from .language.validate import BASE_MODELS
 from .schema import Schema
-from .snapshot import FORMAT as SNAPSHOT_FORMAT, model_from_json, model_to_json, relations
+from .store import cache_path  # noqa: F401 - where the cache lives is the store's to say
 
-CACHE_DIR = ".mf_cache"
 FORMAT = 1
-_GITIGNORE = b"# Created by mf: a cache that makemigrations rebuilds at will.\n*\n"
 
 
 class Plan(NamedTuple):
@@ -58,10 +54,6 @@ class Plan(NamedTuple):
 # value lies in schema.json (byte offsets)].
 _DIGEST, _BASE, _TABLE, _INDEXES, _TARGETS, _START, _END = range(7)
 
-_MODELS_OPEN = b'\n  "models": {\n'
-_RELATIONS_OPEN = b'\n  "relations": '
-_ENTRY = re.compile(rb'\n    "([A-Za-z_][A-Za-z0-9_]*)": \{\n')
-_INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
 def digest(data: bytes) -> str:
@@ -75,18 +67,9 @@ def _identity(snapshot: bytes) -> list:
     return [len(snapshot), zlib.crc32(snapshot)]
 
 
-def cache_path(migrations_dir: str) -> str:
-    directory = os.path.abspath(migrations_dir)
-    return os.path.join(os.path.dirname(directory), CACHE_DIR, os.path.basename(directory) + ".json")
-
-
 def load(migrations_dir: str) -> Optional[dict]:
     """The cache document, or None when there is none fit for this mf."""
-    try:
-        with open(cache_path(migrations_dir), "rb") as handle:
-            document = orjson.loads(handle.read())
-    except (OSError, orjson.JSONDecodeError):
-        return None
+    document = store.read_cache(migrations_dir)
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("mf") != __version__ \
             or not _well_formed(document):
         return None
@@ -126,7 +109,7 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
     run); a model in neither has no table. ``spans`` say where the models lie in
     ``snapshot`` (snapshot_after gives them), else they are looked for. A cache that
     cannot be written is no error: the next run is a full one."""
-    spans = spans or _spans(snapshot)
+    spans = spans or schema_file.layout(snapshot)
     if spans is None:
         return
     model_spans, relations_span = spans
@@ -146,45 +129,7 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
         models[name] = [entry[_DIGEST], entry[_BASE], *info, *model_spans[name]]
     document = {"format": FORMAT, "mf": __version__, "snapshot": _identity(snapshot), "context": context,
                 "models": models, "relations": list(relations_span)}
-    path = cache_path(migrations_dir)
-    try:
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, exist_ok=True)
-            with open(os.path.join(directory, ".gitignore"), "wb") as handle:
-                handle.write(_GITIGNORE)
-        temporary = f"{path}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(orjson.dumps(document))
-            # No fsync: a torn cache is unreadable or names another schema.json, so unused.
-            os.replace(temporary, path)
-        except OSError:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
-    except OSError:
-        pass
-
-
-def _spans(snapshot: bytes):
-    """({model: (start, end)}, (start, end)): where each model's value and the
-    relations list lie in a schema.json written by snapshot.dumps; None if it is not
-    laid out as that writes it."""
-    models_at = snapshot.find(_MODELS_OPEN)
-    relations_at = snapshot.find(_RELATIONS_OPEN, models_at)
-    if models_at < 0 or relations_at < 0 or not snapshot.endswith(b"]\n}\n"):
-        return None
-    found = [(match.group(1).decode(), match.end() - 2, match.start())
-             for match in _ENTRY.finditer(snapshot, models_at, relations_at)]
-    spans = {}
-    # Each value ends where the next entry's ",\n" begins; the last before "\n  },".
-    ends = [start - 1 for _name, _value, start in found[1:]] + [relations_at - 5]
-    for (name, start, _entry), end in zip(found, ends):
-        if snapshot[start:start + 1] != b"{" or snapshot[end - 1:end] != b"}":
-            return None
-        spans[name] = (start, end)
-    return spans, (relations_at + len(_RELATIONS_OPEN), len(snapshot) - 3)
+    store.write_cache(migrations_dir, orjson.dumps(document))
 
 
 def context_digest(outline: Outline) -> str:
@@ -220,7 +165,7 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
     ModelsError (parser.read_raw).
     """
     if cache is None or cache.get("snapshot") != _identity(snapshot) \
-            or snapshot.find(b'\n  "migration": ' + orjson.dumps(migration_name) + b",\n") < 0:
+            or not schema_file.reflects(snapshot, migration_name):
         return None
     chunks = outline.chunks
     model_chunks = {chunk.name: chunk for chunk in chunks if chunk.kind == "model"}
@@ -268,15 +213,14 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
         return None
     old_enums = built.enums
     try:
-        old_models = _load(snapshot, cached, _targets(touched, cached, built.models), old_enums)
+        old_models = _load(snapshot, cached, _targets(touched, cached, built.models))
         # Models pointing at a key that changes, or at a model that goes, change with it
         # (differ._key_type_changes): they join, with what they point to.
         moving = {name for name in touched
                   if name not in built.models or name not in old_models
                   or old_models[name].primary_key != built.models[name].primary_key}
         linked = {referrer for name in moving for referrer in referrers.get(name, ())}
-        old_models.update(_load(snapshot, cached, _targets(linked, cached, built.models) - old_models.keys(),
-                                old_enums))
+        old_models.update(_load(snapshot, cached, _targets(linked, cached, built.models) - old_models.keys()))
     except (SchemaFileError, orjson.JSONDecodeError, KeyError, TypeError):
         return None
     new_models = dict(built.models)
@@ -370,84 +314,25 @@ def _targets(names, cached, built) -> set:
     return found
 
 
-def _load(snapshot, cached, names, enums) -> dict:
+def _load(snapshot, cached, names) -> dict:
     """The models of schema.json among ``names``, read from where the cache says they lie."""
     found = {}
     for name in sorted(names):
         entry = cached.get(name)
         if entry is not None and len(entry) > _TABLE:
-            found[name] = model_from_json(name, orjson.loads(snapshot[entry[_START]:entry[_END]]), enums,
-                                          "schema.json")
+            found[name] = schema_file.model_at(snapshot, entry[_START:], name)
     return found
 
 
 def snapshot_after(plan: Plan, after: Schema, migration_name: str) -> tuple:
     """schema.json's bytes after the diff of ``plan`` (``after`` is plan.old with the
     operations applied), and where its models lie (for save): the models ``after``
-    changes are written anew, the others are copied as they lie in the old file. The
-    same bytes as snapshot.dumps of the whole document."""
+    changes are written anew, the others are copied as they lie in the old file."""
     before = plan.old
-    snapshot = plan.snapshot
     cached = plan.cache["models"]
     rewritten = {name for name in before.models if after.models.get(name) is not before.models[name]}
     rewritten |= after.models.keys() - before.models.keys()
-    names = sorted({name for name, entry in cached.items() if len(entry) > _TABLE and name not in before.models}
-                   | after.models.keys())
-    pieces = [b'{\n  "enums": ',
-              _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},
-                                   option=_INDENT), 2),
-              b',\n  "format": ', str(SNAPSHOT_FORMAT).encode(),
-              b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']
-    size = sum(map(len, pieces))
-    spans = {}
-    view = memoryview(snapshot)
-    run_start = run_end = None  # a run of models copied as they lie, separators and all
-    separator = b"\n"
-    for name in names:
-        head = b'%s    "%s": ' % (separator, name.encode())
-        separator = b",\n"
-        if name not in rewritten:
-            start, end = cached[name][_START], cached[name][_END]
-            if run_end is not None and start == run_end + len(head):
-                # Next to the previous model in the old file, as in the new one.
-                spans[name] = (size + start - run_start, size + end - run_start)
-                run_end = end
-                continue
-            if run_end is not None:
-                pieces.append(view[run_start:run_end])
-                size += run_end - run_start
-            pieces.append(head)
-            size += len(head)
-            run_start, run_end = start, end
-            spans[name] = (size, size + end - start)
-            continue
-        if run_end is not None:
-            pieces.append(view[run_start:run_end])
-            size += run_end - run_start
-            run_start = run_end = None
-        value = _nested(orjson.dumps(model_to_json(after.models[name]), option=_INDENT), 4)
-        spans[name] = (size + len(head), size + len(head) + len(value))
-        pieces += [head, value]
-        size += len(head) + len(value)
-    if run_end is not None:
-        pieces.append(view[run_start:run_end])
-    pieces.append(b"\n  }" if names else b"}")
-    start, end = plan.cache["relations"]
-    kept = [r for r in orjson.loads(snapshot[start:end]) if r["from"] not in rewritten]
-    added = relations(Schema(models={name: after.models[name] for name in rewritten if name in after.models}))
-    # relations() lists models in name order: a stable sort on the name merges the two.
-    merged = sorted(kept + added, key=_relation_owner)
-    pieces.append(b',\n  "relations": ')
-    relations_start = sum(map(len, pieces))
-    pieces += [_nested(orjson.dumps(merged, option=_INDENT), 2), b"\n}\n"]
-    data = b"".join(pieces)
-    return data, (spans, (relations_start, len(data) - 3))
-
-
-def _nested(value: bytes, depth: int) -> bytes:
-    # JSON strings hold no raw newline, so every newline is indentation.
-    return value.replace(b"\n", b"\n" + b" " * depth)
-
-
-def _relation_owner(relation: dict) -> str:
-    return relation["from"]
+    kept = {name: (entry[_START], entry[_END]) for name, entry in cached.items()
+            if len(entry) > _TABLE and name not in rewritten
+            and (name not in before.models or name in after.models)}
+    return schema_file.rewrite(plan.snapshot, kept, plan.cache["relations"], after, rewritten, migration_name)

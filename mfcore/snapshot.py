@@ -1,20 +1,21 @@
 """Schema <-> JSON: schema.json and the field definitions inside migration files.
 
-The new form carries ``"format": 1``; the earlier tool's form (no ``format`` key,
-fields as ``{"name", "type", "params", "kwargs"}``, enums as ``[[KEY, VALUE], ...]``)
-is read everywhere and never written. Output is canonical: orjson with sorted keys
-and two-space indent, so equal Schemas give byte-identical files.
+Only the current form (``"format": 1``) is read here; the earlier tool's forms become
+current ones in legacy.py, where store.py reads files. Output is canonical: orjson
+with sorted keys and two-space indent, so equal Schemas give byte-identical files.
+This module also knows schema.json's byte layout (where each model's value lies),
+which the model cache uses to copy unchanged models without reading them.
 """
 from __future__ import annotations
 
 import orjson
 
+import re
+
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .language.fields import FieldProblem, RELATION_TYPES, build_field
-from .language.raw import Name
-from .schema import Enum, Field, Index, Model, Schema, index_name
+from .schema import Enum, Field, Index, Model, Schema
 
 FORMAT = 1
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -44,12 +45,10 @@ def field_to_json(f: Field) -> dict:
     return doc
 
 
-def field_from_json(doc: dict, enums: dict, where: str = "schema") -> Field:
-    """A field definition in either form; enums resolves earlier-tool enum defaults."""
+def field_from_json(doc: dict, where: str = "schema") -> Field:
+    """A field definition in the current form."""
     if not isinstance(doc, dict) or "name" not in doc or "type" not in doc:
         raise SchemaFileError(f"{where}: a field definition needs 'name' and 'type', got {_short(doc)}")
-    if "params" in doc or "kwargs" in doc:
-        return legacy_field(doc, enums, where)[0]
     built = new_form_fields([doc])
     if built is None:
         raise SchemaFileError(f"{where}: bad field definition {_short(doc)}: name, type and column are strings")
@@ -81,35 +80,6 @@ def new_form_fields(raw_fields: list, field_class=Field):
 _new_form_fields = twin(new_form_fields)
 
 
-def legacy_field(doc: dict, enums: dict, where: str) -> tuple:
-    """The earlier tool's ``{"params": [...], "kwargs": {...}}`` through the models.mp builder;
-    returns (Field, db_index)."""
-    params = doc.get("params") or []
-    kwargs = doc.get("kwargs") or {}
-    if not isinstance(params, list) or not isinstance(kwargs, dict):
-        raise SchemaFileError(f"{where}: field '{doc.get('name')}' has malformed params/kwargs")
-    type_name = doc["type"]
-    args = []
-    for value in params:
-        # The earlier tool wrote enum and model references as bare strings.
-        if type_name == "EnumField" or type_name in RELATION_TYPES:
-            value = Name(value) if isinstance(value, str) and not args else value
-        args.append((None, value, None))
-    for key, value in kwargs.items():
-        if key == "default" and type_name == "EnumField" and isinstance(value, str) and "." in value:
-            value = Name(value)  # "UserRole.ADMIN" meant the member, whose value is stored
-        elif key == "on_delete" and isinstance(value, str):
-            value = Name(value)
-        args.append((key, value, None))
-    try:
-        built, db_index, problems = build_field("?", doc["name"], type_name, args, None, enums)
-    except FieldProblem as problem:
-        raise SchemaFileError(f"{where}: field '{doc['name']}': {problem.message}") from None
-    if problems:
-        raise SchemaFileError(f"{where}: field '{doc['name']}': {problems[0].message}")
-    return built, db_index
-
-
 # ---------------------------------------------------------------- models and enums
 
 def model_to_json(model: Model) -> dict:
@@ -132,28 +102,16 @@ def index_from_json(doc, where) -> Index:
         raise SchemaFileError(f"{where}: malformed index {_short(doc)}") from None
 
 
-def model_from_json(name: str, doc: dict, enums: dict, where: str) -> Model:
-    if not isinstance(doc, dict) or "table" not in doc or "fields" not in doc:
+def model_from_json(name: str, doc: dict, where: str) -> Model:
+    if not isinstance(doc, dict) or "table" not in doc or not isinstance(doc.get("fields"), list):
         raise SchemaFileError(f"{where}: model '{name}' needs 'table' and 'fields'")
     raw_fields = doc["fields"]
-    if isinstance(raw_fields, dict):  # the earlier tool keyed fields by name
-        raw_fields = list(raw_fields.values())
     index_docs = doc.get("indexes")
-    indexes = [index_from_json(i, where) for i in index_docs] if index_docs else []
-    fast = _new_form_fields(raw_fields, Field) if type(raw_fields) is list else None
+    fast = _new_form_fields(raw_fields, Field)
     if fast is not None and not index_docs and fast and fast[0].primary_key:
         return Model(doc.get("name", name), doc["table"], fast, ())  # the common case, quickly
-    fields = list(fast) if fast is not None else []
-    for raw in (() if fast is not None else raw_fields):
-        if isinstance(raw, dict) and ("params" in raw or "kwargs" in raw):
-            built, db_index = legacy_field(raw, enums, f"{where}: model {name}")
-            if db_index:  # an index of the model here, as models.mp's db_index=true is
-                indexes.append(Index(index_name("ix", doc["table"], [built.column]), (built.name,)))
-        else:
-            built = field_from_json(raw, enums, f"{where}: model {name}")
-        fields.append(built)
-    if not any(f.primary_key for f in fields):
-        fields.insert(0, Field("id", "AutoField", "id", primary_key=True))
+    indexes = [index_from_json(i, where) for i in index_docs] if index_docs else []
+    fields = fast if fast is not None else tuple(field_from_json(raw, f"{where}: model {name}") for raw in raw_fields)
     indexes = tuple(sorted(set(indexes), key=lambda i: i.name))
     return Model(doc.get("name", name), doc["table"], tuple(fields), indexes)
 
@@ -200,40 +158,30 @@ def schema_to_json(schema: Schema, reuse=None) -> dict:
 
 
 def schema_from_json(doc, where: str = "schema.json") -> Schema:
+    """A schema.json document in the current form (store.py hands the earlier tool's
+    to legacy.py)."""
     with gc_paused():
         return _schema_from_json(doc, where)
 
 
-def _schema_from_json(doc, where):
+def check_envelope(doc, where: str):
+    """The checks every schema.json document passes, in either form; returns its format."""
     if not isinstance(doc, dict) or not isinstance(doc.get("models", {}), dict) \
             or not isinstance(doc.get("enums", {}), dict):
         raise SchemaFileError(f"{where}: not a schema (expected an object with 'enums' and 'models')")
     fmt = doc.get("format")
     if fmt is not None and fmt != FORMAT:
         raise SchemaFileError(f"{where}: format {fmt!r} is newer than this mf understands (format {FORMAT})")
+    return fmt
+
+
+def _schema_from_json(doc, where):
+    if check_envelope(doc, where) is None:
+        raise SchemaFileError(f"{where}: no 'format' key (the earlier tool's form is read by store.load_schema)")
     enums = {name: Enum(name, enum_members_from_json(name, members, where))
              for name, members in doc.get("enums", {}).items()}
-    models = {name: model_from_json(name, m, enums, where) for name, m in doc.get("models", {}).items()}
-    if fmt is None:
-        models = _apply_legacy_relations(models, doc.get("relations", []), where)
+    models = {name: model_from_json(name, m, where) for name, m in doc.get("models", {}).items()}
     return Schema(enums=enums, models=models)
-
-
-def _apply_legacy_relations(models, relation_docs, where):
-    """The earlier tool kept on_delete in its relations list, not on the field."""
-    if not isinstance(relation_docs, list):
-        raise SchemaFileError(f"{where}: 'relations' must be a list")
-    for rel in relation_docs:
-        if not isinstance(rel, dict):
-            continue
-        model = models.get(rel.get("from"))
-        on_delete = rel.get("on_delete")
-        if model is None or on_delete is None:
-            continue
-        fields = tuple(f._replace(on_delete=on_delete) if f.name == rel.get("field") and f.target
-                       else f for f in model.fields)
-        models[model.name] = model.replace(fields=fields)
-    return models
 
 
 def dump_schema(schema: Schema) -> bytes:
@@ -241,26 +189,114 @@ def dump_schema(schema: Schema) -> bytes:
     return dumps(schema_to_json(schema))
 
 
-def load_schema(path: str) -> Schema:
-    """Read schema.json in the new or the earlier tool's form."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise SchemaFileError(f"{path}: no such file") from None
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaFileError(f"{path}: not valid JSON ({exc})") from None
-    return schema_from_json(doc, path)
-
-
-def _text(value, where):
-    if not isinstance(value, str):
-        raise SchemaFileError(f"{where}: expected a string, got {_short(value)}")
-    return value
-
-
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) < 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------- schema.json's byte layout
+#
+# What dumps() writes for a schema.json document: top-level keys in order (enums,
+# format, migration, models, relations), two-space indent, one model per entry of
+# "models". The model cache reads models where they lie and copies unchanged ones.
+
+_INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+_MODELS_OPEN = b'\n  "models": {\n'
+_RELATIONS_OPEN = b'\n  "relations": '
+_ENTRY = re.compile(rb'\n    "([A-Za-z_][A-Za-z0-9_]*)": \{\n')
+
+
+def reflects(snapshot: bytes, migration_name: str) -> bool:
+    """Whether schema.json's bytes say they reflect this migration file."""
+    return snapshot.find(b'\n  "migration": ' + orjson.dumps(migration_name) + b",\n") >= 0
+
+
+def layout(snapshot: bytes):
+    """({model: (start, end)}, (start, end)): where each model's value and the
+    relations list lie in a schema.json written by dumps; None if it is not laid out
+    as that writes it."""
+    models_at = snapshot.find(_MODELS_OPEN)
+    relations_at = snapshot.find(_RELATIONS_OPEN, models_at)
+    if models_at < 0 or relations_at < 0 or not snapshot.endswith(b"]\n}\n"):
+        return None
+    found = [(match.group(1).decode(), match.end() - 2, match.start())
+             for match in _ENTRY.finditer(snapshot, models_at, relations_at)]
+    spans = {}
+    # Each value ends where the next entry's ",\n" begins; the last before "\n  },".
+    ends = [start - 1 for _name, _value, start in found[1:]] + [relations_at - 5]
+    for (name, start, _entry), end in zip(found, ends):
+        if snapshot[start:start + 1] != b"{" or snapshot[end - 1:end] != b"}":
+            return None
+        spans[name] = (start, end)
+    return spans, (relations_at + len(_RELATIONS_OPEN), len(snapshot) - 3)
+
+
+def model_at(snapshot: bytes, span, name: str) -> Model:
+    """The model whose value lies at ``span`` (from layout) in schema.json's bytes."""
+    return model_from_json(name, orjson.loads(snapshot[span[0]:span[1]]), "schema.json")
+
+
+def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str) -> tuple:
+    """schema.json's bytes for ``after``, copying the models in ``kept`` ({name: (start,
+    end)} in ``snapshot``) as they lie and writing those in ``rewritten`` anew (a name
+    of ``rewritten`` that ``after`` lacks is a model gone, with its relations). Returns the bytes and their layout (as layout()
+    gives it). The same bytes as dumps of the whole document."""
+    names = sorted(kept.keys() | (rewritten & after.models.keys()))
+    pieces = [b'{\n  "enums": ',
+              _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},
+                                   option=_INDENT), 2),
+              b',\n  "format": ', str(FORMAT).encode(),
+              b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']
+    size = sum(map(len, pieces))
+    spans = {}
+    view = memoryview(snapshot)
+    run_start = run_end = None  # a run of models copied as they lie, separators and all
+    separator = b"\n"
+    for name in names:
+        head = b'%s    "%s": ' % (separator, name.encode())
+        separator = b",\n"
+        if name not in rewritten:
+            start, end = kept[name]
+            if run_end is not None and start == run_end + len(head):
+                # Next to the previous model in the old file, as in the new one.
+                spans[name] = (size + start - run_start, size + end - run_start)
+                run_end = end
+                continue
+            if run_end is not None:
+                pieces.append(view[run_start:run_end])
+                size += run_end - run_start
+            pieces.append(head)
+            size += len(head)
+            run_start, run_end = start, end
+            spans[name] = (size, size + end - start)
+            continue
+        if run_end is not None:
+            pieces.append(view[run_start:run_end])
+            size += run_end - run_start
+            run_start = run_end = None
+        value = _nested(orjson.dumps(model_to_json(after.models[name]), option=_INDENT), 4)
+        spans[name] = (size + len(head), size + len(head) + len(value))
+        pieces += [head, value]
+        size += len(head) + len(value)
+    if run_end is not None:
+        pieces.append(view[run_start:run_end])
+    pieces.append(b"\n  }" if names else b"}")
+    start, end = relations_span
+    kept_relations = [r for r in orjson.loads(snapshot[start:end]) if r["from"] not in rewritten]
+    added = relations(Schema(models={name: after.models[name] for name in rewritten if name in after.models}))
+    # relations() lists models in name order: a stable sort on the name merges the two.
+    merged = sorted(kept_relations + added, key=_relation_owner)
+    pieces.append(b',\n  "relations": ')
+    relations_start = sum(map(len, pieces))
+    pieces += [_nested(orjson.dumps(merged, option=_INDENT), 2), b"\n}\n"]
+    data = b"".join(pieces)
+    return data, (spans, (relations_start, len(data) - 3))
+
+
+def _nested(value: bytes, depth: int) -> bytes:
+    # JSON strings hold no raw newline, so every newline is indentation.
+    return value.replace(b"\n", b"\n" + b" " * depth)
+
+
+def _relation_owner(relation: dict) -> str:
+    return relation["from"]

@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import orjson
-
 from .config import Config
-from .errors import MigrationFileError
-from .schema import Schema
-from .store import Migration, load_history, read_migration
+from .store import Migration, read_migrations
 
 @dataclass(frozen=True)
 class Step:
@@ -47,27 +43,9 @@ class Prepared:
         wanted = [f for f in wanted if f.name not in self.steps]
         if not wanted:
             return
-        raw = {}
-        legacy = []
+        migrations = read_migrations(self.directory, self.files, wanted)
         for file in wanted:
-            data = file.read_bytes()
-            try:
-                document = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise MigrationFileError(f"{file.name}: not valid JSON ({exc})") from None
-            raw[file.name] = (data, document)
-            if not isinstance(document, dict) or document.get("format") is None:
-                legacy.append(file)
-        migrations = {}
-        if legacy:
-            # The earlier tool's files need the schema before them: fold the history.
-            last = max(f.number for f in legacy)
-            history, _schema = load_history(self.directory, [f for f in self.files if f.number <= last])
-            migrations.update((m.name, m) for m in history if m.legacy)
-        for file in wanted:
-            data, document = raw[file.name]
-            migration = migrations.get(file.name) or read_migration(file, Schema(), data, document)
-            self.steps[file.name] = self._step(migration)
+            self.steps[file.name] = self._step(migrations[file.name])
 
     def _step(self, migration: Migration) -> Step:
         return step_for(self.dialect, migration)

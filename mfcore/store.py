@@ -1,7 +1,11 @@
-"""The migrations directory: numbered files, schema.json and .applied (SPEC §3).
+"""The project's files: numbered migration files, the earlier tool's plans,
+schema.json, .applied and the model cache (SPEC §3).
 
-Everything here is files: numbering, names, checksums, atomic writes. It knows
-nothing of databases.
+This is the one module that opens them. Documents are checked here and handed in
+their current form to the codecs (operations/codec.py, snapshot.py); the earlier
+tool's forms go through legacy.py first, so nothing past this reader knows them.
+Numbering, names, checksums and atomic writes live here too. It knows nothing of
+databases.
 """
 from __future__ import annotations
 
@@ -14,14 +18,17 @@ from typing import Optional
 
 import orjson
 
+from . import legacy
 from .errors import MigrationFileError, SchemaFileError
-from .operations import attach_tables, operation_from_json
+from .operations import operation_from_json
 from .schema import Schema
 from .snapshot import FORMAT, dumps, schema_from_json, schema_to_json
 
 MIGRATION_FILE = re.compile(r"^(\d+)_([A-Za-z0-9_]*)\.json$")
 SCHEMA_FILE = "schema.json"
 APPLIED_FILE = ".applied"
+CACHE_DIR = ".mf_cache"
+_CACHE_GITIGNORE = b"# Created by mf: a cache that makemigrations rebuilds at will.\n*\n"
 SUFFIX_LIMIT = 60
 
 
@@ -122,10 +129,7 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     if data is None:
         data = file.read_bytes()
     if doc is None:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise MigrationFileError(f"{file.name}: not valid JSON ({exc})") from None
+        doc = _parse(data, file.name, MigrationFileError)
     if not isinstance(doc, dict) or not isinstance(doc.get("ops"), list):
         raise MigrationFileError(f"{file.name}: a migration file is an object with an 'ops' list")
     fmt = doc.get("format")
@@ -134,18 +138,44 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     atomic = doc.get("atomic", True)
     if not isinstance(atomic, bool):
         raise MigrationFileError(f"{file.name}: 'atomic' must be true or false")
-    operations = []
-    start = state
-    legacy = fmt is None
-    for position, op_doc in enumerate(doc["ops"], 1):
-        operation = operation_from_json(op_doc, state, f"{file.name}: operation {position}")
-        operations.append(operation)
-        if legacy:  # the next operation may need this one's result to be completed
-            state = operation.apply(state)
-    if legacy:
-        # The earlier tool's operations lack the table definitions the dialects need.
-        operations, _ = attach_tables(operations, start)
-    return Migration(file, tuple(operations), atomic, checksum(data), legacy)
+    legacy_form = fmt is None
+    if legacy_form:
+        operations = legacy.operations(doc["ops"], state, file.name)
+    else:
+        operations = [operation_from_json(op_doc, f"{file.name}: operation {position}")
+                      for position, op_doc in enumerate(doc["ops"], 1)]
+    return Migration(file, tuple(operations), atomic, checksum(data), legacy_form)
+
+
+def read_migrations(directory: str, files, wanted) -> dict:
+    """{file name: Migration} for the files of ``wanted``; ``files`` is every migration
+    file of the directory, whose history the earlier tool's files are read against."""
+    raw = {}
+    legacy_files = []
+    for file in wanted:
+        data = file.read_bytes()
+        document = _parse(data, file.name, MigrationFileError)
+        raw[file.name] = (data, document)
+        if not isinstance(document, dict) or document.get("format") is None:
+            legacy_files.append(file)
+    migrations = {}
+    if legacy_files:
+        # The earlier tool's files need the schema before them: fold the history.
+        last = max(f.number for f in legacy_files)
+        history, _schema = load_history(directory, [f for f in files if f.number <= last])
+        migrations.update((m.name, m) for m in history if m.legacy)
+    for file in wanted:
+        if file.name not in migrations:
+            data, document = raw[file.name]
+            migrations[file.name] = read_migration(file, Schema(), data, document)
+    return migrations
+
+
+def _parse(data: bytes, name: str, error):
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise error(f"{name}: not valid JSON ({exc})") from None
 
 
 def load_history(directory: str, files=None) -> tuple[list[Migration], Schema]:
@@ -166,6 +196,41 @@ def write_migration(directory: str, number: int, suffix: str, operations, atomic
     path = os.path.join(directory, file_name(number, suffix))
     atomic_write(path, migration_bytes(operations, atomic))
     return path
+
+
+def write_migration_bytes(path: str, data: bytes) -> None:
+    """A migration file whose bytes migration_bytes made, written atomically."""
+    atomic_write(path, data)
+
+
+# ---------------------------------------------------------------- the earlier tool's plans
+
+PLAN_FILES = ("plan.initial.json", "plan.incremental.json")
+
+
+def plan_files(directory: str) -> list:
+    """The earlier single-plan format's files in a migrations directory, in order."""
+    return [os.path.join(directory, name) for name in PLAN_FILES
+            if os.path.isfile(os.path.join(directory, name))]
+
+
+def read_plan(path: str, state: Schema) -> list:
+    """A plan file's operations (always the earlier tool's form), read against ``state``."""
+    name = os.path.basename(path)
+    with open(path, "rb") as handle:
+        doc = _parse(handle.read(), name, MigrationFileError)
+    if not isinstance(doc, dict) or not isinstance(doc.get("ops"), list):
+        raise MigrationFileError(f"{name}: a plan is an object with an 'ops' list")
+    return legacy.operations(doc["ops"], state, name)
+
+
+def set_plans_aside(directory: str, aside: str) -> None:
+    """Move the plan files into ``aside`` (a folder of the directory), kept, not deleted."""
+    folder = os.path.join(directory, aside)
+    os.makedirs(folder, exist_ok=True)
+    for path in plan_files(directory):
+        os.replace(path, os.path.join(folder, os.path.basename(path)))
+    fsync_directory(directory)
 
 
 def migration_bytes(operations, atomic: bool = True) -> bytes:
@@ -198,19 +263,32 @@ def read_snapshot_data(directory: str) -> Optional[bytes]:
 
 
 def read_snapshot_document(directory: str, data: Optional[bytes] = None) -> tuple:
-    """As read_snapshot, plus the parsed document (None when absent). ``data`` is
+    """As read_snapshot, plus the parsed document (None when absent; the earlier tool's
+    document has no "format" key and is not fit for reuse in writing). ``data`` is
     schema.json's bytes when the caller has read them already."""
     path = snapshot_path(directory)
     if data is None:
         data = read_snapshot_data(directory)
     if data is None:
         return None, None, None
+    doc = _parse(data, path, SchemaFileError)
+    return _schema(doc, path), doc.get("migration"), doc
+
+
+def load_schema(path: str) -> Schema:
+    """Read a schema.json (any path) in the current or the earlier tool's form."""
     try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaFileError(f"{path}: not valid JSON ({exc})") from None
-    schema = schema_from_json(doc, path)
-    return schema, doc.get("migration"), doc
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise SchemaFileError(f"{path}: no such file") from None
+    return _schema(_parse(data, path, SchemaFileError), path)
+
+
+def _schema(doc, where: str) -> Schema:
+    if isinstance(doc, dict) and doc.get("format") is None:
+        return legacy.schema(doc, where)
+    return schema_from_json(doc, where)
 
 
 def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None) -> bytes:
@@ -223,6 +301,11 @@ def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None) ->
 
 def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str], reuse=None) -> None:
     atomic_write(snapshot_path(directory), snapshot_bytes(schema, migration_name, reuse))
+
+
+def write_snapshot_bytes(directory: str, data: bytes) -> None:
+    """schema.json as snapshot_bytes (or snapshot.rewrite) made it, written atomically."""
+    atomic_write(snapshot_path(directory), data)
 
 
 # ---------------------------------------------------------------- .applied
@@ -253,6 +336,68 @@ def read_applied(directory: str) -> Optional[list]:
 def write_applied(directory: str, names) -> None:
     """Exactly {"applied": [...]}, written atomically."""
     atomic_write(applied_path(directory), orjson.dumps({"applied": list(names)}, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+# ---------------------------------------------------------------- the model cache
+
+def cache_path(migrations_dir: str) -> str:
+    """``.mf_cache/<directory name>.json`` beside the migrations directory."""
+    directory = os.path.abspath(migrations_dir)
+    return os.path.join(os.path.dirname(directory), CACHE_DIR, os.path.basename(directory) + ".json")
+
+
+def read_cache(migrations_dir: str):
+    """The cache document as parsed (model_cache.py checks its shape), or None when
+    there is none or it does not read: the cache is only ever a shortcut."""
+    try:
+        with open(cache_path(migrations_dir), "rb") as handle:
+            return orjson.loads(handle.read())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def write_cache(migrations_dir: str, data: bytes) -> None:
+    """Replace the cache; a cache that cannot be written is no error (the next run is a
+    full one). No fsync: a torn cache is unreadable or names another schema.json."""
+    path = cache_path(migrations_dir)
+    try:
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
+            with open(os.path.join(directory, ".gitignore"), "wb") as handle:
+                handle.write(_CACHE_GITIGNORE)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)
+        except OSError:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- reset
+
+def remove_project_files(migrations_dir: str) -> list:
+    """Delete the migration files, schema.json, .applied and the model cache (which
+    would describe files that are gone); returns the names removed from the directory,
+    in that order (the cache is not named: it is not the project's)."""
+    removed = []
+    for file in list_migration_files(migrations_dir):
+        os.unlink(file.path)
+        removed.append(file.name)
+    for extra in (snapshot_path(migrations_dir), applied_path(migrations_dir)):
+        if os.path.exists(extra):
+            os.unlink(extra)
+            removed.append(os.path.basename(extra))
+    if os.path.isdir(migrations_dir):
+        fsync_directory(migrations_dir)
+    if os.path.exists(cache_path(migrations_dir)):
+        os.unlink(cache_path(migrations_dir))
+    return removed
 
 
 # ---------------------------------------------------------------- atomic writes

@@ -20,7 +20,6 @@ from .errors import UnsafeChangeError
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
 from .operations import AddColumn, fold
-from .snapshot import dumps, schema_to_json
 from . import model_cache
 from .questioner import Questioner
 from .schema import Schema
@@ -146,7 +145,7 @@ def write_draft(draft: Draft) -> None:
         return
     directory = os.path.dirname(result.path)
     os.makedirs(directory, exist_ok=True)
-    store.atomic_write(result.path, result.content)
+    store.write_migration_bytes(result.path, result.content)
     after = fold(result.operations, draft.old)
     cached = draft.cached
     if cached is not None:
@@ -154,12 +153,10 @@ def write_draft(draft: Draft) -> None:
         entries, context = cached.entries, cached.context
     else:
         reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
-        document = schema_to_json(after, reuse=reuse)
-        document["migration"] = os.path.basename(result.path)
-        snapshot, spans = dumps(document), None
+        snapshot, spans = store.snapshot_bytes(after, os.path.basename(result.path), reuse), None
         entries = model_cache.entries_for(draft.outline, draft.declarations)
         context = model_cache.context_digest(draft.outline)
-    store.atomic_write(store.snapshot_path(directory), snapshot)
+    store.write_snapshot_bytes(directory, snapshot)
     if entries is not None:
         model_cache.save(directory, context, entries, after, snapshot, spans)
     result.written = True

@@ -6,7 +6,8 @@ import pytest
 
 import mfcore
 from mfcore import SchemaFileError
-from mfcore.snapshot import dump_schema, load_schema, schema_from_json
+from mfcore.snapshot import dump_schema, schema_from_json
+from mfcore.store import load_schema
 
 from conftest import COMPAT
 

@@ -471,6 +471,10 @@ class PostgreSQLDialect(Dialect):
         return f" USING {source}::text::{base}"
 
 
+# What can change a column's type: its own, the key it points to, or which key that is.
+_TYPE_CHANGES = frozenset({"type", "key", "fk"})
+
+
 class _ColumnChange:
     """What an alter_column changes, worked out once."""
 
@@ -487,8 +491,9 @@ class _ColumnChange:
         self.old_type = dialect.column_type(old, table_before(op))
         self.new_type = dialect.column_type(new, self.table_def)
         unknown = old.target is not None and old.target != new.target and op.old_key is None
-        self.type = self.old_type != self.new_type or (unknown and new.target is not None)
-        self.key = (old.target, old.on_delete) != (new.target, new.on_delete) or self.type
+        self.type = bool(op.changes & _TYPE_CHANGES) and (
+            self.old_type != self.new_type or (unknown and new.target is not None))
+        self.key = "fk" in op.changes or self.type
         self.old_auto, self.new_auto = old.type in AUTO_TYPES, new.type in AUTO_TYPES
         self.old_default, self.new_default = dialect.default_sql(old), dialect.default_sql(new)
         self.default = self.old_default != self.new_default or self.type

@@ -263,12 +263,14 @@ class SQLiteDialect(Dialect):
 
     def _same_column(self, op) -> bool:
         """Would both sides of an alter_column give the same column (up to its name)?
-        The old side is read with the key its reference pointed to then (table_before)."""
-        old, new = op.old, op.new
-        if (old.target, old.on_delete) != (new.target, new.on_delete):
+        Definitions that differ can still give one column here (SQLite has few types):
+        the old side is then read with the key its reference pointed to (table_before)."""
+        if "fk" in op.changes:
             return False
-        renamed = old._replace(name=new.name, column=new.column)
-        return self.column_sql(renamed, table_before(op)) == self.column_sql(new, require_table(op))
+        if not op.changes - {"name", "column"}:
+            return True
+        renamed = op.old._replace(name=op.new.name, column=op.new.column)
+        return self.column_sql(renamed, table_before(op)) == self.column_sql(op.new, require_table(op))
 
     # ------------------------------------------------------------ foreign keys
     def _add_fk(self, op, plan) -> list[str]:

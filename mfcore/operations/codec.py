@@ -1,0 +1,291 @@
+"""Operations <-> JSON in a migration file, in the current form only.
+
+The earlier tool's forms become current ones in legacy.py, where files are read; a
+decoder here reads what ``operation_to_json`` writes and raises KeyError, TypeError
+or ValueError on anything else, which ``operation_from_json`` turns into one
+sentence naming the file and the operation.
+"""
+from __future__ import annotations
+
+from ..errors import MigrationFileError
+from ..snapshot import (enum_members_from_json, field_from_json, field_to_json, index_from_json,
+                        index_to_json, model_from_json, model_to_json)
+from .records import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,
+                      DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation, RenameColumn,
+                      RenameModel)
+from .tables import Reference, TableDef
+
+
+def operation_to_json(op: Operation) -> dict:
+    return _ENCODE[op.op](op)
+
+
+def operation_from_json(doc, where: str) -> Operation:
+    """One operation in the current form; ``where`` names the file and the position."""
+    return decode_operation(doc, where, DECODERS)
+
+
+def decode_operation(doc, where: str, decoders: dict) -> Operation:
+    """Check an operation's envelope, run its decoder, and say what is wrong in one
+    sentence (the decoders raise KeyError, TypeError or ValueError)."""
+    if not isinstance(doc, dict) or "op" not in doc:
+        raise MigrationFileError(f"{where}: an operation must be an object with an 'op' key")
+    decoder = decoders.get(doc["op"]) if isinstance(doc["op"], str) else None
+    if decoder is None:
+        raise MigrationFileError(f"{where}: unknown operation '{doc['op']}'"
+                                 f" (known: {', '.join(OPERATION_KINDS)})")
+    try:
+        return decoder(doc, where)
+    except KeyError as exc:
+        raise MigrationFileError(f"{where}: operation {doc['op']} is missing {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise MigrationFileError(f"{where}: operation {doc['op']} is malformed ({exc})") from None
+
+
+# ---------------------------------------------------------------- table definitions
+
+def table_def_to_json(table: TableDef) -> dict:
+    doc = {
+        "model": model_to_json(table.model),
+        "references": _references_json(table.references),
+        "enums": {name: list(values) for name, values in table.enums.items()},
+    }
+    if table.deferred:
+        doc["deferred"] = _references_json(table.deferred)
+    return doc
+
+
+def table_def_from_json(doc, where) -> TableDef:
+    try:
+        model = model_from_json(doc["model"].get("name", "?"), doc["model"], where)
+        references = _references_from_json(doc.get("references", {}), where)
+        enums = {name: tuple(values) for name, values in doc.get("enums", {}).items()}
+        deferred = _references_from_json(doc.get("deferred", {}), where)
+    except (KeyError, TypeError, AttributeError):
+        raise MigrationFileError(f"{where}: malformed table definition") from None
+    return TableDef(model, references, enums, deferred)
+
+
+def _references_json(references: dict) -> dict:
+    return {name: {"model": r.model, "table": r.table, "column": r.column, "key": field_to_json(r.key)}
+            for name, r in references.items()}
+
+
+def _references_from_json(doc: dict, where) -> dict:
+    return {name: Reference(r["model"], r["table"], r["column"], field_from_json(r["key"], where))
+            for name, r in doc.items()}
+
+
+def _table_json(table):
+    return {"table_def": table_def_to_json(table)} if table is not None else {}
+
+
+def read_table(doc, where):
+    return table_def_from_json(doc["table_def"], where) if "table_def" in doc else None
+
+
+# ---------------------------------------------------------------- to JSON
+
+def _create_enum_to_json(op):
+    return {"op": op.op, "name": op.name, "values": [list(m) for m in op.members]}
+
+
+def _drop_enum_to_json(op):
+    return {"op": op.op, "name": op.name, "values": [list(m) for m in op.members]}
+
+
+def _alter_enum_to_json(op):
+    return {"op": op.op, "name": op.name,
+            "old_values": [list(m) for m in op.old_members],
+            "values": [list(m) for m in op.new_members],
+            "tables": [table_def_to_json(t) for t in op.tables]}
+
+
+def _create_model_to_json(op):
+    doc = {"op": op.op, "model": op.model, "table": op.table, **_table_json(op.table_def)}
+    if op.deferred_keys:
+        doc["deferred_keys"] = list(op.deferred_keys)
+    return doc
+
+
+def _drop_model_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, **_table_json(op.table_def)}
+
+
+def _rename_model_to_json(op):
+    return {"op": op.op, "old_name": op.old_name, "new_name": op.new_name,
+            "old_table": op.old_table, "new_table": op.new_table, **_table_json(op.table_def)}
+
+
+def _add_column_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "field_name": op.field.name,
+            "field_def": field_to_json(op.field), **_table_json(op.table_def)}
+
+
+def _drop_column_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "field_name": op.field.name,
+            "field_def": field_to_json(op.field), **_table_json(op.table_def)}
+
+
+def _alter_column_to_json(op):
+    doc = {"op": op.op, "model": op.model, "table": op.table, "field_name": op.new.name,
+           "old_def": field_to_json(op.old), "field_def": field_to_json(op.new),
+           **_table_json(op.table_def)}
+    if op.old_key is not None:
+        doc["old_key"] = field_to_json(op.old_key)
+    return doc
+
+
+def _rename_column_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "old_name": op.old.name,
+            "new_name": op.new.name, "old_def": field_to_json(op.old),
+            "field_def": field_to_json(op.new), **_table_json(op.table_def)}
+
+
+def _add_foreign_key_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "field_name": op.field_name,
+            "to": op.target, "on_delete": op.on_delete, **_table_json(op.table_def)}
+
+
+def _drop_foreign_key_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "field_name": op.field_name,
+            "to": op.target, "on_delete": op.on_delete, **_table_json(op.table_def)}
+
+
+def _add_index_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
+            "columns": list(op.columns)}
+
+
+def _drop_index_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
+            "columns": list(op.columns)}
+
+
+# ---------------------------------------------------------------- from JSON
+#
+# Names from a file end up in SQL (quoted by the dialects): each is checked to be a
+# string here, once.
+
+def _name(doc, key, default=None):
+    value = doc[key] if default is None else doc.get(key, default)
+    if type(value) is not str:
+        raise TypeError(f"'{key}' must be a string, got {value!r:.40}")
+    return value
+
+
+def _names(doc, key) -> tuple:
+    values = doc.get(key, []) if key == "deferred_keys" else doc[key]
+    if type(values) is not list or any(type(v) is not str for v in values):
+        raise TypeError(f"'{key}' must be a list of strings")
+    return tuple(values)
+
+
+def _create_enum_from_json(doc, where):
+    name = _name(doc, "name")
+    return CreateEnum(name, enum_members_from_json(name, doc["values"], where))
+
+
+def _drop_enum_from_json(doc, where):
+    name = _name(doc, "name")
+    return DropEnum(name, enum_members_from_json(name, doc["values"], where))
+
+
+def _alter_enum_from_json(doc, where):
+    name = _name(doc, "name")
+    return AlterEnum(name, enum_members_from_json(name, doc["old_values"], where),
+                     enum_members_from_json(name, doc["values"], where),
+                     tuple(table_def_from_json(t, where) for t in doc.get("tables", ())))
+
+
+def _create_model_from_json(doc, where):
+    return CreateModel(_name(doc, "model"), _name(doc, "table"), read_table(doc, where),
+                       _names(doc, "deferred_keys"))
+
+
+def _drop_model_from_json(doc, where):
+    return DropModel(_name(doc, "model"), _name(doc, "table"), read_table(doc, where))
+
+
+def _rename_model_from_json(doc, where):
+    return RenameModel(_name(doc, "old_name"), _name(doc, "new_name"), _name(doc, "old_table"),
+                       _name(doc, "new_table"), read_table(doc, where))
+
+
+def _add_column_from_json(doc, where):
+    return AddColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["field_def"], where),
+                     read_table(doc, where))
+
+
+def _drop_column_from_json(doc, where):
+    return DropColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["field_def"], where),
+                      read_table(doc, where))
+
+
+def _alter_column_from_json(doc, where):
+    # What changed is not in the file: the record works it out from both sides.
+    old_key = field_from_json(doc["old_key"], where) if "old_key" in doc else None
+    return AlterColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["old_def"], where),
+                       field_from_json(doc["field_def"], where), read_table(doc, where), old_key)
+
+
+def _rename_column_from_json(doc, where):
+    return RenameColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["old_def"], where),
+                        field_from_json(doc["field_def"], where), read_table(doc, where))
+
+
+def _add_foreign_key_from_json(doc, where):
+    return AddForeignKey(_name(doc, "model"), _name(doc, "table"), _name(doc, "field_name"), _name(doc, "to"),
+                         _name(doc, "on_delete", "CASCADE"), read_table(doc, where))
+
+
+def _drop_foreign_key_from_json(doc, where):
+    return DropForeignKey(_name(doc, "model"), _name(doc, "table"), _name(doc, "field_name"), _name(doc, "to"),
+                          _name(doc, "on_delete", "CASCADE"), read_table(doc, where))
+
+
+def _add_index_from_json(doc, where):
+    return AddIndex(_name(doc, "model"), _name(doc, "table"), index_from_json(doc["index"], where),
+                    _names(doc, "columns"))
+
+
+def _drop_index_from_json(doc, where):
+    return DropIndex(_name(doc, "model"), _name(doc, "table"), index_from_json(doc["index"], where),
+                     _names(doc, "columns"))
+
+
+_ENCODE = {
+    "create_enum": _create_enum_to_json,
+    "drop_enum": _drop_enum_to_json,
+    "alter_enum": _alter_enum_to_json,
+    "create_model": _create_model_to_json,
+    "drop_model": _drop_model_to_json,
+    "rename_model": _rename_model_to_json,
+    "add_column": _add_column_to_json,
+    "drop_column": _drop_column_to_json,
+    "alter_column": _alter_column_to_json,
+    "rename_column": _rename_column_to_json,
+    "add_fk": _add_foreign_key_to_json,
+    "drop_fk": _drop_foreign_key_to_json,
+    "add_index": _add_index_to_json,
+    "drop_index": _drop_index_to_json,
+}
+
+DECODERS = {
+    "create_enum": _create_enum_from_json,
+    "drop_enum": _drop_enum_from_json,
+    "alter_enum": _alter_enum_from_json,
+    "create_model": _create_model_from_json,
+    "drop_model": _drop_model_from_json,
+    "rename_model": _rename_model_from_json,
+    "add_column": _add_column_from_json,
+    "drop_column": _drop_column_from_json,
+    "alter_column": _alter_column_from_json,
+    "rename_column": _rename_column_from_json,
+    "add_fk": _add_foreign_key_from_json,
+    "drop_fk": _drop_foreign_key_from_json,
+    "add_index": _add_index_from_json,
+    "drop_index": _drop_index_from_json,
+}
+
+OPERATION_KINDS = tuple(DECODERS)

@@ -1,0 +1,130 @@
+"""The project's files are read in one place (mfcore/store.py): the earlier tool's
+forms become current ones there, and a malformed document stops there, naming its file."""
+from __future__ import annotations
+
+import orjson
+import pytest
+
+import mfcore
+from mfcore import store
+from mfcore.errors import MigrationFileError, SchemaFileError
+from mfcore.operations import AddForeignKey, CreateModel, DropColumn, operation_from_json
+
+EARLIER_FILE = {
+    "ops": [
+        {"op": "create_enum", "name": "UserRole", "values": [["ADMIN", "ADMIN"], ["STAFF", "STAFF"]]},
+        {"op": "create_model", "model": "Customer", "table": "lt_customers", "fields": [
+            {"name": "id", "type": "AutoField", "params": [], "kwargs": {}},
+            {"name": "role", "type": "EnumField", "params": ["UserRole"], "kwargs": {"default": "UserRole.ADMIN"}},
+            {"name": "nick", "type": "CharField", "params": [], "kwargs": {"max_length": 20, "db_index": True}},
+        ]},
+        {"op": "create_model", "model": "Invoice", "table": "lt_invoices", "fields": [
+            {"name": "id", "type": "AutoField", "params": [], "kwargs": {}},
+            {"name": "customer", "type": "ForeignKey", "params": ["Customer"], "kwargs": {}},
+        ]},
+        {"op": "add_fk", "kind": "fk", "from": "Invoice", "field": "customer", "to": "Customer",
+         "on_delete": "PROTECT"},
+        {"op": "drop_column", "model": "Customer", "table": "lt_customers", "field_name": "nick"},
+    ],
+}
+
+
+def write(directory, name, document):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_bytes(orjson.dumps(document))
+
+
+def test_an_earlier_file_is_read_in_the_current_form(tmp_path):
+    write(tmp_path, "001_initial.json", EARLIER_FILE)
+    [migration], schema = store.load_history(str(tmp_path))
+    assert migration.legacy
+    _enum, customer, invoice, add_fk, drop = migration.operations
+    # Fields given as params/kwargs: the enum default names a member, whose value is stored.
+    assert isinstance(customer, CreateModel) and customer.table_def is not None
+    role = customer.table_def.model.field("role")
+    assert (role.enum, role.default) == ("UserRole", "ADMIN")
+    assert [i.fields for i in customer.table_def.model.indexes] == [("nick",)]
+    # The key came in an add_fk naming the model, not its table; the drop named the field only.
+    assert invoice.deferred_keys == ("customer",)
+    assert isinstance(add_fk, AddForeignKey) and (add_fk.table, add_fk.on_delete) == ("lt_invoices", "PROTECT")
+    assert isinstance(drop, DropColumn) and drop.field.type == "CharField" and drop.field.max_length == 20
+    assert schema.models["Invoice"].field("customer").on_delete == "PROTECT"
+    # Past the reader there is one form: written again and read back, nothing changes.
+    (tmp_path / "001_initial.json").write_bytes(store.migration_bytes(migration.operations))
+    [again], schema_again = store.load_history(str(tmp_path))
+    assert not again.legacy
+    assert (again.operations, schema_again) == (migration.operations, schema)
+
+
+def test_the_codec_reads_only_the_current_form():
+    earlier = {"op": "drop_column", "model": "Customer", "table": "lt_customers", "field_name": "nick"}
+    with pytest.raises(MigrationFileError, match="operation drop_column is missing 'field_def'"):
+        operation_from_json(earlier, "001_initial.json: operation 1")
+
+
+@pytest.mark.parametrize("document,message", [
+    ({"format": 1, "ops": [{"op": "add_column", "model": "A"}]},
+     "002_broken.json: operation 1: operation add_column is missing 'table'"),
+    ({"format": 1, "ops": [{"op": "drop_everything"}]}, "002_broken.json: operation 1: unknown operation"),
+    ({"format": 1, "ops": {}}, "002_broken.json: a migration file is an object with an 'ops' list"),
+    ({"format": 1, "atomic": "yes", "ops": []}, "002_broken.json: 'atomic' must be true or false"),
+    ({"format": 9, "ops": []}, "002_broken.json: format 9 is newer"),
+    ({"ops": [{"op": "drop_column", "model": "Ghost", "table": "ghosts", "field_name": "x"}]},
+     "002_broken.json: operation 1: model 'Ghost' does not exist at this point of the history"),
+])
+def test_a_malformed_migration_file_is_rejected_at_the_reader_with_its_name(tmp_path, document, message):
+    write(tmp_path, "001_initial.json", EARLIER_FILE)
+    write(tmp_path, "002_broken.json", document)
+    with pytest.raises(MigrationFileError) as caught:
+        store.load_history(str(tmp_path))
+    assert message in str(caught.value)
+
+
+def test_a_malformed_migration_file_stops_makemigrations_naming_it(project):
+    project.write_models("model A extends Model { n = IntegerField() }\n")
+    write(project.migrations, "001_initial.json", {"format": 1, "ops": [{"op": "add_index", "model": "A"}]})
+    result = project.run("db", "makemigrations")
+    assert result.code != 0
+    assert "001_initial.json: operation 1: operation add_index is missing 'table'" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_an_earlier_snapshot_keeps_on_delete_in_its_relations(tmp_path):
+    write(tmp_path, "schema.json", {
+        "enums": {},
+        "models": {
+            "Customer": {"table": "customer", "fields": {"id": {"name": "id", "type": "AutoField", "params": [], "kwargs": {}}}},
+            "Invoice": {"table": "invoice", "fields": {
+                "customer": {"name": "customer", "type": "ForeignKey", "params": ["Customer"], "kwargs": {}}}},
+        },
+        "relations": [{"kind": "fk", "from": "Invoice", "field": "customer", "to": "Customer",
+                       "on_delete": "PROTECT"}],
+    })
+    schema, reflects = store.read_snapshot(str(tmp_path))
+    assert reflects is None
+    invoice = schema.models["Invoice"]
+    assert invoice.primary_key.name == "id"  # the earlier tool's implicit key
+    assert invoice.field("customer").on_delete == "PROTECT"
+    assert schema == mfcore.parse("model Customer extends Model { }\n"
+                                  "model Invoice extends Model { customer = ForeignKey(Customer, on_delete=PROTECT) }")
+
+
+def test_a_malformed_snapshot_is_rejected_naming_it(tmp_path):
+    write(tmp_path, "schema.json", {"format": 1, "enums": {}, "models": {"A": {"table": "a", "fields": {}}}})
+    with pytest.raises(SchemaFileError, match=r"schema\.json: model 'A' needs 'table' and 'fields'"):
+        store.read_snapshot(str(tmp_path))
+
+
+def test_reset_removes_the_projects_files_and_its_cache(project):
+    project.write_models("model A extends Model { n = IntegerField() }\n")
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models("model A extends Model { n = IntegerField()\n m = IntegerField(null=true) }\n")
+    assert project.run("db", "makemigrations").code == 0
+    files = project.migration_names()
+    assert len(files) == 2
+    store.write_applied(str(project.migrations), files[:1])
+    assert store.read_cache(str(project.migrations)) is not None
+    removed = store.remove_project_files(str(project.migrations))
+    assert removed == [*files, "schema.json", ".applied"]
+    assert list(project.migrations.iterdir()) == []
+    assert store.read_cache(str(project.migrations)) is None
