@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 import mfcore
+from mfcore import load_schema
 from mfcore.differ import diff
-from mfcore.snapshot import dump_schema, load_schema
+from mfcore.snapshot import dump_schema
 
 sys.path.insert(0, str(Path(__file__).parent))
 from generate import change_models, changed_model_names, generate_models  # noqa: E402

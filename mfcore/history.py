@@ -42,19 +42,6 @@ def number_of(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
-def _file_bytes(path: str) -> bytes:
-    # os.open/os.read: a third of the cost of open() when a thousand files are hashed.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = chunk = os.read(fd, 65536)
-        while len(chunk) == 65536:
-            chunk = os.read(fd, 65536)
-            data += chunk
-        return data
-    finally:
-        os.close(fd)
-
-
 class Checksums:
     """Checksums of files, each file read at most once per run."""
 
@@ -64,10 +51,10 @@ class Checksums:
     def of(self, file: MigrationFile) -> Optional[str]:
         known = self._known.get(file.name)
         if known is None:
-            try:
-                known = checksum(_file_bytes(file.path))
-            except FileNotFoundError:
+            data = file.read_bytes_if_present()
+            if data is None:
                 return None
+            known = checksum(data)
             self._known[file.name] = known
         return known
 

@@ -60,7 +60,7 @@ def current_snapshot(directory: str, files, notices: list, repair: bool, data: O
     if snapshot is not None and (reflects == newest or reflects is None):
         # reflects is None: the earlier tool's snapshot, which named no file; it was kept
         # in step with its files, and compat projects rely on it.
-        return snapshot, (document if document.get("format") is not None else None)
+        return snapshot, document
     _migrations, folded = store.load_history(directory, files)
     if snapshot is None:
         notices.append(f"schema.json was missing; rebuilt it from the migration files up to {newest}.")
