@@ -153,7 +153,8 @@ def _key_type_changes(state, new, changed) -> list:
         operations.append(AlterColumn(name, state.models[name].table, before, after,
                                       changes=column_changes(before, after)))
         for model, f in pointing:  # the column keeps its definition; the key it follows changes type
-            operations.append(AlterColumn(model.name, model.table, f, f, old_key=before, changes=frozenset({"key"})))
+            operations.append(AlterColumn(model.name, model.table, f, f, old_key=before,
+                                          changes=frozenset({"key"})))
     return operations
 
 
@@ -284,7 +285,8 @@ def _model_changes(state, before, after, questioner, new) -> list:
         if previous is not None and previous != f:
             old_key = _referenced_key(state, previous)
             changes = column_changes(previous, f, old_key, _referenced_key(new, f))
-            operations.append(AlterColumn(before.name, before.table, previous, f, old_key=old_key, changes=changes))
+            operations.append(AlterColumn(before.name, before.table, previous, f, old_key=old_key,
+                                          changes=changes))
     for f in removed:
         if f.name not in renamed_old:
             operations.append(DropColumn(before.name, before.table, f))

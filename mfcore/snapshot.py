@@ -239,8 +239,9 @@ def model_at(snapshot: bytes, span, name: str) -> Model:
 def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str) -> tuple:
     """schema.json's bytes for ``after``, copying the models in ``kept`` ({name: (start,
     end)} in ``snapshot``) as they lie and writing those in ``rewritten`` anew (a name
-    of ``rewritten`` that ``after`` lacks is a model gone, with its relations). Returns the bytes and their layout (as layout()
-    gives it). The same bytes as dumps of the whole document."""
+    of ``rewritten`` that ``after`` lacks is a model gone, with its relations).
+    Returns the bytes and their layout (as layout() gives it): the same bytes as
+    dumps of the whole document."""
     names = sorted(kept.keys() | (rewritten & after.models.keys()))
     pieces = [b'{\n  "enums": ',
               _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},

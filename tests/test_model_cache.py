@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mfcore
-from mfcore.model_cache import cache_path
+from mfcore.store import cache_path
 
 from conftest import SQLITE_CONFIG, Project, tree_state
 from strategies import schema_texts

@@ -93,7 +93,8 @@ def test_an_earlier_snapshot_keeps_on_delete_in_its_relations(tmp_path):
     write(tmp_path, "schema.json", {
         "enums": {},
         "models": {
-            "Customer": {"table": "customer", "fields": {"id": {"name": "id", "type": "AutoField", "params": [], "kwargs": {}}}},
+            "Customer": {"table": "customer", "fields": {
+                "id": {"name": "id", "type": "AutoField", "params": [], "kwargs": {}}}},
             "Invoice": {"table": "invoice", "fields": {
                 "customer": {"name": "customer", "type": "ForeignKey", "params": ["Customer"], "kwargs": {}}}},
         },

@@ -469,7 +469,8 @@ def column_changes(old: Field, new: Field, old_key: Optional[Field] = None,
     ``old_key`` is the primary key the old side pointed to, ``new_key`` the one the new
     side points to; without ``new_key`` (not known yet), a change that keeps the field
     as it was and records an old key is the key's."""
-    changed = {aspect for attribute, aspect in _ASPECT_OF.items() if getattr(old, attribute) != getattr(new, attribute)}
+    changed = {aspect for attribute, aspect in _ASPECT_OF.items()
+               if getattr(old, attribute) != getattr(new, attribute)}
     if old.has_default != new.has_default or (old.has_default and old.default != new.default):
         changed.add("default")
     if old_key is not None and old.target == new.target and (
