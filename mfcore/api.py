@@ -172,28 +172,9 @@ async def reset(config: ConfigLike = None, *, drop_database: bool = False) -> Re
         from . import applier
 
         dropped = await applier.reset_database(resolved)
-    return ResetResult(dropped, _remove_project_files(resolved.migrations_dir))
-
-
-def _remove_project_files(directory: str) -> list:
-    """Remove the migration files, schema.json and .applied (their names are returned),
-    and the model cache, which would describe files that are gone."""
     from . import store
-    from .model_cache import cache_path
 
-    removed = []
-    for file in store.list_migration_files(directory):
-        os.unlink(file.path)
-        removed.append(file.name)
-    for extra in (store.snapshot_path(directory), store.applied_path(directory)):
-        if os.path.exists(extra):
-            os.unlink(extra)
-            removed.append(os.path.basename(extra))
-    if os.path.isdir(directory):
-        store.fsync_directory(directory)
-    if os.path.exists(cache_path(directory)):
-        os.unlink(cache_path(directory))
-    return removed
+    return ResetResult(dropped, store.remove_project_files(resolved.migrations_dir))
 
 
 def _require_migrations_dir(config: Config) -> None:

@@ -31,7 +31,6 @@ from .language.chunks import Outline
 from .language.raw import RawEnum, RawModel
 from .language.validate import BASE_MODELS
 from .schema import Schema
-from .store import cache_path  # noqa: F401 - cli.py asks here; the store decides where the cache lives
 
 FORMAT = 1
 
