@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .config import Config
 from .store import Migration, read_migrations
 
+
 @dataclass(frozen=True)
 class Step:
     """A pending migration read, translated and ready to run."""
