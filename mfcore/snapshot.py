@@ -8,9 +8,9 @@ which the model cache uses to copy unchanged models without reading them.
 """
 from __future__ import annotations
 
-import orjson
-
 import re
+
+import orjson
 
 from .compiled import twin
 from .errors import SchemaFileError
@@ -111,7 +111,8 @@ def model_from_json(name: str, doc: dict, where: str) -> Model:
     if fast is not None and not index_docs and fast and fast[0].primary_key:
         return Model(doc.get("name", name), doc["table"], fast, ())  # the common case, quickly
     indexes = [index_from_json(i, where) for i in index_docs] if index_docs else []
-    fields = fast if fast is not None else tuple(field_from_json(raw, f"{where}: model {name}") for raw in raw_fields)
+    fields = fast if fast is not None else \
+        tuple(field_from_json(raw, f"{where}: model {name}") for raw in raw_fields)
     indexes = tuple(sorted(set(indexes), key=lambda i: i.name))
     return Model(doc.get("name", name), doc["table"], tuple(fields), indexes)
 
