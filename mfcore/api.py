@@ -2,6 +2,7 @@
 
     migrate, makemigrations            apply / write migrations
     status, sql, pending_sql           look without changing anything
+    drift                              compare the live database with the applied migrations
     resolve, reset                     settle a half-applied migration; start over
     carry_over                         the earlier tool's single-plan projects, once
 
@@ -23,7 +24,7 @@ from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
-    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset",
+    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -142,6 +143,16 @@ async def pending_sql(config: ConfigLike = None, *, to: Optional[int] = None) ->
     from . import applier
 
     return await applier.pending_sql(resolve_config(config), to=to)
+
+
+async def drift(config: ConfigLike = None, *, strict: bool = False, sql: bool = False):
+    """How the live database differs from the schema its applied migrations build: a
+    DriftReport (differences, unmanaged tables and types; ``drifted``). ``strict``:
+    unmanaged tables count as drift. ``sql``: also the statements that bring the
+    database back (report.statements). Changes nothing."""
+    from . import drift_check
+
+    return await drift_check.detect(resolve_config(config), strict=strict, with_sql=sql)
 
 
 # ---------------------------------------------------------------- repairing and starting over

@@ -213,8 +213,12 @@ def cmd_status(args, out: Output) -> int:
     import anyio
 
     records = anyio.run(lambda: api.status(args.config_path))
+    report = anyio.run(lambda: api.drift(args.config_path)) if args.drift else None
     if out.json_mode:
-        out.document({"migrations": [_record_doc(r) for r in records]})
+        doc = {"migrations": [_record_doc(r) for r in records]}
+        if report is not None:
+            doc["drift"] = report.to_json()
+        out.document(doc)
         return EXIT_OK
     if not records:
         out.line("No migrations.")
@@ -232,7 +236,40 @@ def cmd_status(args, out: Output) -> int:
             state = doc.get("state")
             out.line(f"  [ ] {doc['name']}" + (f"  ({state})" if state and state != "pending" else ""))
     out.line(f"{pending} pending." if pending else "Up to date.")
+    if report is not None:
+        out.line(report.verdict())
     return EXIT_OK
+
+
+def cmd_drift(args, out: Output) -> int:
+    import anyio
+
+    report = anyio.run(lambda: api.drift(args.config_path, strict=args.strict, sql=args.sql))
+    code = EXIT_FOUND if report.drifted else EXIT_OK
+    if out.json_mode:
+        out.document(report.to_json())
+        return code
+    if args.sql:
+        if not report.statements:
+            out.line("-- no drift to repair")
+        for statement in report.statements:
+            out.line(statement.rstrip(";") + ";")
+        return code
+    if report.differences:
+        out.line(f"Drift from the {report.applied} applied migration(s):")
+        groups: dict = {}
+        for difference in report.differences:
+            groups.setdefault(difference.table or "Enums", []).append(difference)
+        for group, members in groups.items():
+            out.line(f"  {group}")
+            for difference in members:
+                out.line(f"    {difference.describe()}")
+    if report.unmanaged:
+        label = "Unmanaged (in no migration; drift with --strict):"
+        out.line(label + " " + ", ".join(report.unmanaged))
+    if not report.differences:
+        out.line(report.verdict())
+    return code
 
 
 def _record_doc(record) -> dict:
@@ -285,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="db")
-    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, sql, reset, resolve")
+    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, drift, sql, reset, resolve")
     commands = db.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser("makemigrations", parents=[common], help="write the next migration file")
@@ -303,7 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_migrate)
 
     p = commands.add_parser("status", parents=[common], help="list migrations: applied or pending")
+    p.add_argument("--drift", action="store_true", help="also say whether the database drifted from them")
     p.set_defaults(handler=cmd_status)
+
+    p = commands.add_parser("drift", parents=[common],
+                            help="compare the live database with its applied migrations (exit 1 on drift)")
+    p.add_argument("--strict", action="store_true", help="tables and types in no migration are drift too")
+    p.add_argument("--sql", action="store_true", help="print the statements that bring the database back")
+    p.set_defaults(handler=cmd_drift)
 
     p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
     p.add_argument("number", type=_migration_number, metavar="NNN")

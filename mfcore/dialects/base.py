@@ -45,12 +45,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..errors import MigrationFileError
 from ..language.fields import AUTO_TYPES
-from .catalog import Catalog
+from .catalog import Catalog, Column
 from ..operations import Operation, Reference, TableDef
 from ..schema import MAX_IDENTIFIER, Field
 
@@ -247,6 +248,53 @@ class Dialect:
         catalog records."""
         raise NotImplementedError
 
+    # Do constraint and UNIQUE names read from the catalog name the objects a statement
+    # can address (PostgreSQL)? SQLite keeps no constraint names it can be asked for.
+    catalog_constraint_names = False
+    # Is the catalog of statements (catalog_of) built in an empty database of its own?
+    # Otherwise on the live connection, in a schema of a transaction rolled back.
+    scratch_database = False
+
+    async def catalog_of(self, connection, statements) -> Catalog:
+        """The catalog that ``statements`` (a creation from nothing) produce. Here: on
+        ``connection``, an empty database of its own (scratch_database)."""
+        for statement in statements:
+            await connection.execute(statement)
+        return await self.read_catalog(connection)
+
+    # ------------------------------------------------------------ from the catalog back to fields
+    def field_of_column(self, column: Column, name: str, enum: Optional[str] = None):
+        """(Field, [what mf cannot say about the column]) for a catalog column: its type,
+        length or precision, nullability and default. ``enum``: the enum (an IR name)
+        the column holds, when the caller knows it holds one. Keys, UNIQUE and foreign
+        keys are the caller's part (they are table constraints in the catalog)."""
+        notes: list = []
+        if enum is not None:
+            kind, extra = "EnumField", {"enum": enum}
+        else:
+            kind, extra = self.field_type_of(column)
+            if kind is None:
+                notes.append(f"column {column.name} has type {column.type}, which mf has no field for")
+                kind, extra = "TextField", {}
+        if column.identity:
+            kind = "BigAutoField" if kind == "BigIntegerField" else "AutoField"
+        f = Field(name, kind, column.name, null=column.nullable, **extra)
+        if column.default is None or f.type in AUTO_TYPES:
+            return f, notes
+        parsed = parse_default(column.default)
+        if parsed is _CURRENT_TIME:
+            return f._replace(auto_now_add=True), notes
+        value = _default_for(f.type, parsed)
+        if value is _UNREADABLE:
+            notes.append(f"column {column.name} has the default {column.default}, which mf cannot write")
+            return f, notes
+        return f._replace(has_default=True, default=value), notes
+
+    def field_type_of(self, column: Column) -> tuple:  # pragma: no cover - see subclasses
+        """(field type, {max_length | max_digits, decimal_places}) of a column's database
+        type; (None, {}) for a type mf has no field for."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ reset
     async def drop_plan(self, connection, tables: dict, enums) -> list:  # pragma: no cover
         """``[(statement, what it drops or None)]`` that drop the owned ``tables``
@@ -436,6 +484,77 @@ class Dialect:
 
 
 # ---------------------------------------------------------------- helpers for the dialects
+
+_CURRENT_TIME = object()
+_UNREADABLE = object()
+_SQL_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_default(text: str):
+    """A default as a catalog shows it (``'x'::character varying``, ``0.0``, ``true``,
+    ``X'6869'``, ``CURRENT_TIMESTAMP``): the text of a string literal, a number, a
+    bool, bytes, _CURRENT_TIME, or _UNREADABLE for an expression."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    upper = text.upper()
+    if upper in ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "NOW()"):
+        return _CURRENT_TIME
+    if upper in ("TRUE", "FALSE"):
+        return upper == "TRUE"
+    if upper == "NULL":
+        return None
+    if _SQL_NUMBER.match(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if upper.startswith("X'") and text.endswith("'"):
+        try:
+            return bytes.fromhex(text[2:-1])
+        except ValueError:
+            return _UNREADABLE
+    if not text.startswith("'"):
+        return _UNREADABLE
+    value, position = [], 1
+    while position < len(text):
+        if text[position] == "'":
+            if text[position + 1:position + 2] == "'":
+                value.append("'")
+                position += 2
+                continue
+            rest = text[position + 1:]
+            # Only casts may follow the literal (``::character varying``, ``::text::uuid``).
+            if rest and not re.fullmatch(r'(::\s*("[^"]+"|[A-Za-z_][\w ]*(\(\d+(,\d+)?\))?)\s*)+', rest):
+                return _UNREADABLE
+            return "".join(value)
+        value.append(text[position])
+        position += 1
+    return _UNREADABLE
+
+
+def _default_for(field_type: str, parsed):
+    """``parsed`` (parse_default's) as the IR stores a default of ``field_type``."""
+    if parsed is _UNREADABLE or parsed is None:
+        return _UNREADABLE
+    try:
+        if field_type in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
+            return int(parsed) if not isinstance(parsed, (bool, float, bytes)) else _UNREADABLE
+        if field_type in ("FloatField", "DecimalField"):
+            return float(parsed) if not isinstance(parsed, (bool, bytes)) else _UNREADABLE
+        if field_type == "BooleanField":
+            if isinstance(parsed, str):
+                return {"true": True, "false": False, "1": True, "0": False}.get(parsed.lower(), _UNREADABLE)
+            return bool(parsed) if parsed in (0, 1) else _UNREADABLE
+        if field_type == "JSONField":
+            return json.loads(parsed) if isinstance(parsed, str) else _UNREADABLE
+        if field_type == "BinaryField":
+            if isinstance(parsed, bytes):
+                return parsed.decode("utf-8")
+            if isinstance(parsed, str) and parsed.startswith("\\x"):
+                return bytes.fromhex(parsed[2:]).decode("utf-8")
+            return _UNREADABLE
+    except (ValueError, UnicodeDecodeError):
+        return _UNREADABLE
+    return parsed if isinstance(parsed, str) else _UNREADABLE
+
 
 def require_table(op) -> TableDef:
     """The operation's TableDef; a clear error when a file lacks it."""

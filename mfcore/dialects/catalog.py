@@ -18,6 +18,7 @@ class Column:
     type: str
     nullable: bool
     default: Optional[str] = None
+    identity: bool = False  # filled by the database: an identity column, AUTOINCREMENT
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class ForeignKey:
     target_columns: tuple
     on_delete: str          # NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT
     name: Optional[str] = None  # None where the database keeps no name (SQLite)
+    deferrable: bool = False
+    initially_deferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,17 @@ class Index:
     name: str
     columns: tuple          # None for an expression
     unique: bool
+    descending: tuple = ()  # the columns sorted DESC
+    condition: Optional[str] = None  # a partial index's WHERE, as the database shows it
+
+
+@dataclass(frozen=True)
+class Check:
+    """A ``column IN (...)`` CHECK: how SQLite keeps an enum column's values."""
+
+    name: Optional[str]
+    column: str
+    values: tuple
 
 
 @dataclass
@@ -54,6 +68,7 @@ class Table:
     foreign_keys: list = field(default_factory=list)   # [ForeignKey]
     uniques: list = field(default_factory=list)        # [Unique]
     indexes: list = field(default_factory=list)        # [Index]
+    checks: list = field(default_factory=list)         # [Check]
 
 
 @dataclass

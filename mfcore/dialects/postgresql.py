@@ -25,6 +25,8 @@ fails, and the migration's transaction leaves the database as it was.
 """
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Optional
 
 from ..language.fields import AUTO_TYPES
@@ -40,6 +42,14 @@ _TYPES = {
     "FloatField": "double precision", "TextField": "text", "BooleanField": "boolean",
     "DateTimeField": "timestamptz", "DateField": "date", "TimeField": "time",
     "UUIDField": "uuid", "JSONField": "jsonb", "BinaryField": "bytea",
+}
+
+# format_type's spelling of a column type -> the field that makes it.
+_FIELD_TYPES = {
+    "integer": "IntegerField", "bigint": "BigIntegerField", "smallint": "SmallIntegerField",
+    "double precision": "FloatField", "text": "TextField", "boolean": "BooleanField",
+    "timestamp with time zone": "DateTimeField", "date": "DateField", "time without time zone": "TimeField",
+    "uuid": "UUIDField", "jsonb": "JSONField", "bytea": "BinaryField",
 }
 
 # Types between which PostgreSQL's assignment cast is the right conversion: it keeps
@@ -150,22 +160,23 @@ class PostgreSQLDialect(Dialect):
             wanted &= set(tables)
         names = sorted(wanted)
         catalog = Catalog({name: Table(name) for name in names})
-        for table, column, kind, notnull, default in await connection.fetch(
+        for table, column, kind, notnull, default, identity in await connection.fetch(
                 "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
-                " pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+                " pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' FROM pg_attribute a"
                 " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
                 f" WHERE a.attnum > 0 AND NOT a.attisdropped AND {_VISIBLE} AND c.relname = ANY($1::text[])"
                 " ORDER BY c.relname, a.attnum", (names,)):
-            catalog.tables[table].columns[column] = Column(column, kind, not notnull, default)
-        for table, name, kind, columns, target, target_columns, on_delete in await connection.fetch(
+            catalog.tables[table].columns[column] = Column(column, kind, not notnull, default, identity)
+        for table, name, kind, columns, target, target_columns, on_delete, deferrable, deferred \
+                in await connection.fetch(
                 "SELECT c.relname, k.conname, k.contype::text,"
                 " ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(num, i)"
                 "  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.i),"
                 " f.relname,"
                 " ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(num, i)"
                 "  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.i),"
-                " k.confdeltype::text FROM pg_constraint k"
+                " k.confdeltype::text, k.condeferrable, k.condeferred FROM pg_constraint k"
                 " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " LEFT JOIN pg_class f ON f.oid = k.confrelid"
                 f" WHERE k.contype IN ('p', 'u', 'f') AND {_VISIBLE} AND c.relname = ANY($1::text[])"
@@ -177,24 +188,54 @@ class PostgreSQLDialect(Dialect):
                 entry.uniques.append(Unique(name, tuple(columns)))
             else:
                 entry.foreign_keys.append(ForeignKey(tuple(columns), target, tuple(target_columns),
-                                                     _ON_DELETE.get(on_delete, "NO ACTION"), name))
-        for table, name, unique, columns in await connection.fetch(
+                                                     _ON_DELETE.get(on_delete, "NO ACTION"), name,
+                                                     deferrable, deferred))
+        for table, name, unique, columns, options, condition in await connection.fetch(
                 "SELECT c.relname, i.relname, x.indisunique,"
                 " ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY u(num, j)"
-                "  LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.num ORDER BY u.j)"
+                "  LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.num ORDER BY u.j),"
+                " x.indoption::int2[], pg_get_expr(x.indpred, x.indrelid)"
                 " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
                 " JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
                 f" WHERE {_VISIBLE} AND c.relname = ANY($1::text[])"
                 " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)"
                 " ORDER BY c.relname, i.relname", (names,)):
             columns = tuple(columns)
-            catalog.tables[table].indexes.append(Index(name, None if None in columns else columns, unique))
+            descending = tuple(c for c, option in zip(columns, options) if c is not None and option & 1)
+            catalog.tables[table].indexes.append(
+                Index(name, None if None in columns else columns, unique, descending, condition))
         for type_name, label in await connection.fetch(
                 "SELECT t.typname, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
                 f" JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {_VISIBLE}"
                 " ORDER BY t.typname, e.enumsortorder"):
             catalog.enums[type_name] = catalog.enums.get(type_name, ()) + (label,)
         return catalog
+
+    catalog_constraint_names = True
+
+    async def catalog_of(self, connection, statements) -> Catalog:
+        """Run in a new schema, alone on the search path, inside a transaction that is
+        rolled back: nothing is left behind (it needs the right to create a schema)."""
+        scratch = self.quote(f"_mf_scratch_{secrets.token_hex(6)}")
+        await connection.execute("BEGIN")
+        try:
+            await connection.execute(f"CREATE SCHEMA {scratch}")
+            await connection.execute(f"SET LOCAL search_path TO {scratch}")
+            for statement in statements:
+                await connection.execute(statement)
+            return await self.read_catalog(connection)
+        finally:
+            await connection.execute("ROLLBACK")
+
+    def field_type_of(self, column: Column) -> tuple:
+        kind = column.type
+        sized = re.fullmatch(r"character varying\((\d+)\)", kind)
+        if sized:
+            return "CharField", {"max_length": int(sized.group(1))}
+        sized = re.fullmatch(r"numeric\((\d+),(\d+)\)", kind)
+        if sized:
+            return "DecimalField", {"max_digits": int(sized.group(1)), "decimal_places": int(sized.group(2))}
+        return _FIELD_TYPES.get(kind), {}
 
     # ------------------------------------------------------------ reset
     async def drop_plan(self, connection, tables: dict, enums) -> list:

@@ -23,6 +23,7 @@ rolls back and leaves the table as it was.
 """
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from ..errors import DatabaseError
@@ -30,7 +31,7 @@ from ..operations import AlterEnum, DropModel, TableDef
 from ..schema import Field
 from .base import (LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint, is_not_null,
                    require_table, table_before)
-from .catalog import Catalog, Column, ForeignKey, Index, Table, Unique
+from .catalog import Catalog, Check, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
     "AutoField": "INTEGER", "BigAutoField": "INTEGER",
@@ -39,6 +40,9 @@ _TYPES = {
     "DateTimeField": "TEXT", "DateField": "TEXT", "TimeField": "TEXT",
     "UUIDField": "TEXT", "JSONField": "TEXT", "BinaryField": "BLOB", "EnumField": "TEXT",
 }
+
+_FIELD_TYPES = {"INTEGER": "IntegerField", "REAL": "FloatField", "TEXT": "TextField",
+                "BOOLEAN": "BooleanField", "BLOB": "BinaryField"}
 
 REBUILD_PREFIX = "_mf_new_"
 
@@ -117,11 +121,15 @@ class SQLiteDialect(Dialect):
     async def _read_table(self, connection, name: str) -> Table:
         table = Table(name)
         keyed = []
+        rows = await connection.fetch("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        definition = rows[0][0] if rows and rows[0][0] else ""
+        autoincrement = re.search(r"\bAUTOINCREMENT\b", definition, re.IGNORECASE) is not None
         for column, kind, notnull, default, pk in await connection.fetch(
                 'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(?) ORDER BY cid', (name,)):
-            table.columns[column] = Column(column, kind, not notnull, default)
+            table.columns[column] = Column(column, kind, not notnull, default, bool(pk) and autoincrement)
             if pk:
                 keyed.append((pk, column))
+        table.checks = in_list_checks(definition)
         table.primary_key = tuple(column for _n, column in sorted(keyed))
         keys: dict = {}
         for key_id, target, source, target_column, on_delete in await connection.fetch(
@@ -131,19 +139,42 @@ class SQLiteDialect(Dialect):
         for target, on_delete, pairs in keys.values():
             table.foreign_keys.append(ForeignKey(tuple(s for s, _t in pairs), target,
                                                  tuple(t for _s, t in pairs), on_delete.upper()))
-        for index, unique, origin in await connection.fetch(
-                'SELECT name, "unique", origin FROM pragma_index_list(?) ORDER BY seq', (name,)):
+        for index, unique, origin, partial in await connection.fetch(
+                'SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY seq', (name,)):
             if origin == "pk":
                 continue
-            columns = tuple(r[0] for r in await connection.fetch(
-                "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)))
+            described = await connection.fetch(
+                'SELECT name, "desc" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno', (index,))
+            columns = tuple(r[0] for r in described)
             if origin == "u":
                 table.uniques.append(Unique(index, columns))
             else:
-                table.indexes.append(Index(index, None if None in columns else columns, bool(unique)))
+                condition = None
+                if partial:
+                    found = await connection.fetch(
+                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,))
+                    condition = _index_condition(found[0][0] if found else "")
+                descending = tuple(r[0] for r in described if r[0] is not None and r[1])
+                table.indexes.append(Index(index, None if None in columns else columns, bool(unique),
+                                           descending, condition))
         table.uniques.sort(key=lambda u: u.columns)
         table.indexes.sort(key=lambda i: i.name)
         return table
+
+    scratch_database = True
+
+    def field_type_of(self, column: Column) -> tuple:
+        # SQLite keeps the declared type as written: mf's own spellings come back as
+        # they went out; one storage type serves several fields (TEXT: text, times,
+        # UUIDs, JSON), and the plainest of them is the one read back.
+        kind = column.type.upper()
+        sized = re.fullmatch(r"VARCHAR\((\d+)\)", kind)
+        if sized:
+            return "CharField", {"max_length": int(sized.group(1))}
+        sized = re.fullmatch(r"NUMERIC\((\d+),(\d+)\)", kind)
+        if sized:
+            return "DecimalField", {"max_digits": int(sized.group(1)), "decimal_places": int(sized.group(2))}
+        return _FIELD_TYPES.get(kind), {}
 
     # ------------------------------------------------------------ reset
     async def drop_plan(self, connection, tables: dict, enums) -> list:
@@ -325,6 +356,42 @@ class SQLiteDialect(Dialect):
             f"INSERT INTO sqlite_sequence (name, seq) SELECT {new}, seq FROM sqlite_sequence"
             f" WHERE name = {old} AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {new})",
         ]
+
+
+_NAME = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[A-Za-z_][A-Za-z0-9_$]*)'
+_IN_CHECK = re.compile(rf"(?:CONSTRAINT\s+({_NAME})\s+)?CHECK\s*\(\s*({_NAME})\s+IN\s*\(", re.IGNORECASE)
+_LITERAL = re.compile(r"\s*'((?:[^']|'')*)'\s*([,)])")
+
+
+def _unquote(name: str) -> str:
+    if name[:1] in ('"', "`", "["):
+        return name[1:-1].replace('""', '"') if name[0] == '"' else name[1:-1]
+    return name
+
+
+def in_list_checks(definition: str) -> list:
+    """The ``CHECK (column IN ('a', 'b'))`` constraints of a CREATE TABLE text, values
+    in order; checks of any other form are not read."""
+    checks = []
+    for match in _IN_CHECK.finditer(definition):
+        values, position = [], match.end()
+        while True:
+            literal = _LITERAL.match(definition, position)
+            if literal is None:
+                break
+            values.append(literal.group(1).replace("''", "'"))
+            position = literal.end()
+            if literal.group(2) == ")":
+                name = _unquote(match.group(1)) if match.group(1) else None
+                checks.append(Check(name, _unquote(match.group(2)), tuple(values)))
+                break
+    return checks
+
+
+def _index_condition(definition: str) -> Optional[str]:
+    """The WHERE of a partial index's CREATE INDEX text."""
+    found = re.search(r"\bWHERE\b(.*)$", definition or "", re.IGNORECASE | re.DOTALL)
+    return found.group(1).strip() if found else None
 
 
 def _plain_column(f: Field) -> bool:

@@ -1,0 +1,456 @@
+"""Drift: how the live database differs from the schema its applied migrations build.
+
+The expected side is not guessed from the schema: the dialect creates the schema the
+applied migrations fold into (diff from nothing, the dialect's own SQL) somewhere that
+leaves no trace (PostgreSQL: a schema inside a transaction rolled back; SQLite: an
+empty in-memory database) and reads that back with the same catalog reader as the
+live database. Both sides are then in the database's own spelling, so a type, a
+default or an index mf made compares equal to itself: what is left is drift.
+
+Tables and enum types that no migration ever made are "unmanaged": listed apart,
+never drift, unless ``strict``. A table a migration made and a later one dropped is
+drift when it is still there.
+
+The repair (``sql``): the live catalog is read back into the Schema IR, with the
+expected field kept for every column that matches, and the differ goes from that
+schema to the expected one; the dialect writes the statements.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from .dialects.base import LEDGER_TABLE
+from .dialects.catalog import Catalog, Table
+from .schema import Enum, Field, Index, Model, Schema
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing the database has otherwise than expected.
+
+    ``sign``: "+" the database has it and the migrations do not, "-" the migrations
+    have it and the database does not, "~" both have it, differently."""
+
+    sign: str
+    kind: str                 # table, column, primary key, foreign key, unique, index, check, enum
+    table: Optional[str]      # None for an enum type
+    name: str                 # the object: users, users.email, ix_users_email, userrole
+    database: Optional[str] = None   # what the database has ("~")
+    expected: Optional[str] = None   # what the migrations say ("~")
+
+    def describe(self) -> str:
+        if self.sign == "~":
+            return f"[~] {self.name}: {self.database} in the database, {self.expected} expected"
+        where = "in the database only" if self.sign == "+" else "missing from the database"
+        detail = f" {self.database or self.expected}" if (self.database or self.expected) else ""
+        return f"[{self.sign}] {self.kind} {self.name}{detail} ({where})"
+
+    def to_json(self) -> dict:
+        return {"change": self.sign, "kind": self.kind, "table": self.table, "name": self.name,
+                "database": self.database, "expected": self.expected, "description": self.describe()}
+
+
+@dataclass
+class DriftReport:
+    differences: list = field(default_factory=list)  # [Difference]
+    unmanaged: list = field(default_factory=list)    # "table x" / "type y", in no migration
+    applied: int = 0                                 # how many applied migrations were folded
+    strict: bool = False
+    statements: list = field(default_factory=list)   # the repair, when asked for
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.differences) or (self.strict and bool(self.unmanaged))
+
+    def verdict(self) -> str:
+        """One line: the status --drift answer."""
+        if not self.drifted:
+            extra = f" ({len(self.unmanaged)} unmanaged)" if self.unmanaged else ""
+            return f"No drift: the database matches its {self.applied} applied migration(s){extra}."
+        count = len(self.differences) + (len(self.unmanaged) if self.strict else 0)
+        return f"Drift: {count} difference(s) from the {self.applied} applied migration(s) (run `mf db drift`)."
+
+    def to_json(self) -> dict:
+        return {"drift": self.drifted, "applied": self.applied, "strict": self.strict,
+                "differences": [d.to_json() for d in self.differences], "unmanaged": self.unmanaged,
+                "sql": self.statements}
+
+
+# ---------------------------------------------------------------- what the history owns
+
+def owned_names(migrations) -> tuple:
+    """(tables, enum type names) that any state along the migrations had."""
+    tables, types = set(), set()
+    state = Schema()
+    for migration in migrations:
+        for operation in migration.operations:
+            state = operation.apply(state)
+            tables.update(model.table for model in state.models.values())
+            types.update(enum.type_name for enum in state.enums.values())
+    return tables, types
+
+
+# ---------------------------------------------------------------- comparing two catalogs
+
+def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=(),
+            constraint_names: bool = False, enum_types: bool = False) -> tuple:
+    """(differences, unmanaged) between the live catalog and the expected one."""
+    differences: list = []
+    unmanaged: list = []
+    for name in sorted(set(expected.tables) - set(actual.tables)):
+        differences.append(Difference("-", "table", name, name))
+    for name in sorted(set(actual.tables) - set(expected.tables) - {LEDGER_TABLE}):
+        if name in owned_tables:
+            differences.append(Difference("+", "table", name, name))
+        else:
+            unmanaged.append(f"table {name}")
+    for name in sorted(set(actual.tables) & set(expected.tables)):
+        differences.extend(compare_table(actual.tables[name], expected.tables[name], constraint_names))
+    if enum_types:
+        for name in sorted(set(expected.enums) - set(actual.enums)):
+            differences.append(Difference("-", "enum", None, name, expected=_labels(expected.enums[name])))
+        for name in sorted(set(actual.enums) - set(expected.enums)):
+            if name in owned_types:
+                differences.append(Difference("+", "enum", None, name, database=_labels(actual.enums[name])))
+            else:
+                unmanaged.append(f"type {name}")
+        for name in sorted(set(actual.enums) & set(expected.enums)):
+            if actual.enums[name] != expected.enums[name]:
+                differences.append(Difference("~", "enum", None, f"enum {name}",
+                                              _labels(actual.enums[name]), _labels(expected.enums[name])))
+    return differences, unmanaged
+
+
+def compare_table(actual: Table, expected: Table, constraint_names: bool) -> list:
+    table = actual.name
+    found: list = []
+    for column in expected.columns:
+        if column not in actual.columns:
+            found.append(Difference("-", "column", table, f"{table}.{column}",
+                                    expected=_column_text(expected.columns[column])))
+    for column in actual.columns:
+        if column not in expected.columns:
+            found.append(Difference("+", "column", table, f"{table}.{column}",
+                                    database=_column_text(actual.columns[column])))
+    for column, wanted in expected.columns.items():
+        have = actual.columns.get(column)
+        if have is None:
+            continue
+        where = f"{table}.{column}"
+        if have.type != wanted.type:
+            found.append(Difference("~", "column", table, where, have.type, wanted.type))
+        if have.nullable != wanted.nullable:
+            found.append(Difference("~", "column", table, where, _nullable(have.nullable),
+                                    _nullable(wanted.nullable)))
+        if have.default != wanted.default:
+            found.append(Difference("~", "column", table, where, _default(have.default), _default(wanted.default)))
+        if have.identity != wanted.identity:
+            found.append(Difference("~", "column", table, where, _identity(have.identity),
+                                    _identity(wanted.identity)))
+    if actual.primary_key != expected.primary_key:
+        found.append(Difference("~", "primary key", table, f"{table} primary key",
+                                _columns(actual.primary_key) or "none", _columns(expected.primary_key) or "none"))
+    found += _compare_grouped(table, "foreign key", actual.foreign_keys, expected.foreign_keys,
+                              lambda k: k.columns, lambda k: _key_text(k, constraint_names))
+    found += _compare_grouped(table, "unique", actual.uniques, expected.uniques,
+                              lambda u: u.columns, lambda u: _unique_text(u, constraint_names))
+    found += _compare_grouped(table, "index", actual.indexes, expected.indexes,
+                              lambda i: (i.name,), _index_text)
+    found += _compare_grouped(table, "check", actual.checks, expected.checks,
+                              lambda c: (c.column,), lambda c: f"IN ({_labels(c.values)})")
+    return found
+
+
+def _compare_grouped(table, kind, actual, expected, key_of, text_of) -> list:
+    """Objects grouped by what they are on (columns, or a name): one "~" when each side
+    has one, differently; "+" and "-" for what one side has more of."""
+    found = []
+    have, want = {}, {}
+    for item in actual:
+        have.setdefault(key_of(item), []).append(text_of(item))
+    for item in expected:
+        want.setdefault(key_of(item), []).append(text_of(item))
+    for key in sorted(set(have) | set(want), key=str):
+        mine, theirs = sorted(have.get(key, [])), sorted(want.get(key, []))
+        if mine == theirs:
+            continue
+        name = _subject(table, kind, key)
+        if len(mine) == 1 and len(theirs) == 1:
+            found.append(Difference("~", kind, table, name, mine[0], theirs[0]))
+            continue
+        for text in mine:
+            if text not in theirs:
+                found.append(Difference("+", kind, table, name, database=text))
+        for text in theirs:
+            if text not in mine:
+                found.append(Difference("-", kind, table, name, expected=text))
+    return found
+
+
+def _subject(table: str, kind: str, key: tuple) -> str:
+    if kind == "index":
+        return key[0]
+    return f"{table}.{key[0]}" if len(key) == 1 else f"{table}({', '.join(key)})"
+
+
+def _key_text(key, names: bool) -> str:
+    text = f"-> {key.target}({', '.join(key.target_columns)}) ON DELETE {key.on_delete}"
+    if key.deferrable:
+        text += " DEFERRABLE" + (" INITIALLY DEFERRED" if key.initially_deferred else "")
+    return f"{text} named {key.name}" if names and key.name else text
+
+
+def _unique_text(unique, names: bool) -> str:
+    return f"UNIQUE ({', '.join(unique.columns)})" + (f" named {unique.name}" if names else "")
+
+
+def _index_text(index) -> str:
+    columns = ", ".join(c + (" DESC" if c in index.descending else "") for c in index.columns or ("<expression>",))
+    text = f"{'UNIQUE ' if index.unique else ''}INDEX ({columns})"
+    return text + (f" WHERE {index.condition}" if index.condition else "")
+
+
+def _column_text(column) -> str:
+    parts = [column.type, "NULL" if column.nullable else "NOT NULL"]
+    if column.default is not None:
+        parts.append(f"DEFAULT {column.default}")
+    return " ".join(parts)
+
+
+def _labels(values) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _columns(columns) -> str:
+    return ", ".join(columns)
+
+
+def _nullable(nullable: bool) -> str:
+    return "nullable" if nullable else "NOT NULL"
+
+
+def _default(default) -> str:
+    return "no default" if default is None else f"default {default}"
+
+
+def _identity(identity: bool) -> str:
+    return "generated key" if identity else "not generated"
+
+
+# ---------------------------------------------------------------- the catalog as a Schema
+
+def model_name_for(table: str) -> str:
+    """A model name for a table no model names: order_line -> OrderLine."""
+    name = "".join(part[:1].upper() + part[1:] for part in table.replace("-", "_").split("_") if part)
+    if not name or not (name[0].isalpha()):
+        name = "T" + name
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def enum_name_for(type_name: str) -> str:
+    return model_name_for(type_name)
+
+
+def schema_of_catalog(catalog: Catalog, dialect, expected: Optional[Schema] = None,
+                      expected_catalog: Optional[Catalog] = None, notes: Optional[list] = None) -> Schema:
+    """The Schema IR of a catalog. With ``expected`` (and its catalog), names come from
+    it (models, fields, enums), and a column that matches its expected one keeps the
+    expected field exactly: only what differs is read from the catalog."""
+    notes = notes if notes is not None else []
+    expected = expected or Schema()
+    models_by_table = {m.table: m for m in expected.models.values()}
+    model_names = {t: (models_by_table[t].name if t in models_by_table else model_name_for(t))
+                   for t in catalog.tables if t != LEDGER_TABLE}
+    enums = _enums_of(catalog, dialect, expected, models_by_table)
+    enum_by_type = {e.type_name: name for name, e in enums.items()}
+    models = {}
+    for table_name, model_name in sorted(model_names.items()):
+        table = catalog.tables[table_name]
+        model = models_by_table.get(table_name)
+        wanted = expected_catalog.tables.get(table_name) if expected_catalog else None
+        models[model_name] = _model_of(table, model_name, model, wanted, dialect, model_names,
+                                       enum_by_type, enums, notes)
+    return Schema(enums=enums, models=models)
+
+
+def _enums_of(catalog: Catalog, dialect, expected: Schema, models_by_table: dict) -> dict:
+    """The enums: PostgreSQL's types; on SQLite the IN lists of the CHECKs, named after
+    the expected enum of their column (else after the column)."""
+    found: dict = {}
+    if dialect.has_enum_types:
+        by_type = {e.type_name: e for e in expected.enums.values()}
+        for type_name, labels in sorted(catalog.enums.items()):
+            known = by_type.get(type_name)
+            name = known.name if known is not None else enum_name_for(type_name)
+            found[name] = Enum(name, _members(labels, known))
+        return found
+    for table_name, table in sorted(catalog.tables.items()):
+        model = models_by_table.get(table_name)
+        for check in table.checks:
+            f = _field_by_column(model, check.column)
+            known = expected.enums.get(f.enum) if f is not None and f.enum else None
+            name = known.name if known is not None else enum_name_for(f"{table_name}_{check.column}")
+            if name not in found:
+                found[name] = Enum(name, _members(check.values, known))
+    for name, enum in expected.enums.items():
+        found.setdefault(name, enum)  # used by no column: nothing in SQLite says otherwise
+    return found
+
+
+def _members(labels, known: Optional[Enum]) -> tuple:
+    keys = {value: key for key, value in known.members} if known is not None else {}
+    members, used = [], set()
+    for label in labels:
+        key = keys.get(label)
+        if key is None:
+            key = "".join(c if c.isalnum() else "_" for c in str(label).upper()) or "EMPTY"
+            if not key[0].isalpha():
+                key = "V_" + key
+            while key in used or key in keys.values():
+                key += "_"
+        used.add(key)
+        members.append((key, label))
+    return tuple(members)
+
+
+def _field_by_column(model: Optional[Model], column: str) -> Optional[Field]:
+    if model is None:
+        return None
+    for f in model.fields:
+        if f.column == column:
+            return f
+    return None
+
+
+def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Optional[Table], dialect,
+              model_names: dict, enum_by_type: dict, enums: dict, notes: list) -> Model:
+    keys = {key.columns[0]: key for key in table.foreign_keys if len(key.columns) == 1}
+    unique_columns = {u.columns[0] for u in table.uniques if len(u.columns) == 1}
+    unique_columns |= {i.columns[0] for i in table.indexes if i.unique and i.columns and len(i.columns) == 1
+                       and i.condition is None and model is None}
+    checks = {c.column: c for c in table.checks}
+    fields = []
+    for column in table.columns.values():
+        known = _field_by_column(model, column.name)
+        if known is not None and wanted is not None and _same_column(table, wanted, column.name):
+            fields.append(known)
+            continue
+        enum = None
+        if dialect.has_enum_types:
+            enum = enum_by_type.get(column.type.strip('"'))
+        elif column.name in checks:
+            enum = next((name for name, e in enums.items() if e.values == checks[column.name].values), None)
+        f, column_notes = dialect.field_of_column(column, known.name if known else column.name, enum)
+        notes.extend(f"{table.name}: {note}" for note in column_notes)
+        if f.type == "EnumField" and f.has_default and f.default not in enums[f.enum].values:
+            f = f._replace(has_default=False, default=None)
+        key = keys.get(column.name)
+        if key is not None:
+            target = model_names.get(key.target, model_name_for(key.target))
+            f = f._replace(type="ForeignKey", target=target, on_delete=_ON_DELETE.get(key.on_delete, "NO_ACTION"),
+                           max_length=None, max_digits=None, decimal_places=None, enum=None)
+        if table.primary_key == (column.name,):
+            f = f._replace(primary_key=True, null=False)
+        elif column.name in unique_columns:
+            f = f._replace(unique=True)
+        fields.append(f)
+    indexes = []
+    known_indexes = {i.name: i for i in model.indexes} if model is not None else {}
+    by_column = {f.column: f.name for f in fields}
+    for index in table.indexes:
+        if index.name in known_indexes and wanted is not None and \
+                _index_text(index) in [_index_text(i) for i in wanted.indexes if i.name == index.name]:
+            indexes.append(known_indexes[index.name])
+        elif index.columns and index.condition is None and not index.descending \
+                and all(c in by_column for c in index.columns):
+            if index.unique and len(index.columns) == 1 and model is None:
+                continue  # read as the field's unique=true
+            indexes.append(Index(index.name, tuple(by_column[c] for c in index.columns), index.unique))
+        else:
+            notes.append(f"{table.name}: index {index.name} ({_index_text(index)}) cannot be written in models.mp")
+    return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)))
+
+
+_ON_DELETE = {"CASCADE": "CASCADE", "SET NULL": "SET_NULL", "RESTRICT": "RESTRICT", "NO ACTION": "NO_ACTION",
+              "SET DEFAULT": "SET_DEFAULT"}
+
+
+def _same_column(actual: Table, expected: Table, column: str) -> bool:
+    """Does the column, and every constraint on it alone, match the expected table?"""
+    if actual.columns.get(column) != expected.columns.get(column):
+        return False
+    if (actual.primary_key == (column,)) != (expected.primary_key == (column,)):
+        return False
+
+    def on(items, text):
+        return sorted(text(i) for i in items if tuple(getattr(i, "columns", None) or (i.column,)) == (column,))
+
+    return (on(actual.foreign_keys, lambda k: _key_text(k, True)) == on(expected.foreign_keys, lambda k: _key_text(k, True))
+            and on(actual.uniques, lambda u: u.columns) == on(expected.uniques, lambda u: u.columns)
+            and on(actual.checks, lambda c: c.values) == on(expected.checks, lambda c: c.values))
+
+
+def repair_statements(dialect, actual: Catalog, expected: Catalog, expected_schema: Schema,
+                      owned_tables) -> list:
+    """Statements that take the database from ``actual`` to the expected schema, with
+    the transaction (and SQLite's foreign-key switch) around them; [] when nothing."""
+    from .differ import diff
+
+    managed = Catalog({t: v for t, v in actual.tables.items() if t in owned_tables or t in expected.tables},
+                      {t: v for t, v in actual.enums.items()
+                       if t in {e.type_name for e in expected_schema.enums.values()}})
+    live = schema_of_catalog(managed, dialect, expected_schema, expected)
+    operations = diff(live, expected_schema)
+    if not operations:
+        return []
+    statements = dialect.migration_sql(operations)
+    script = [dialect.begin_sql, *statements, "COMMIT"]
+    if dialect.needs_foreign_keys_off(operations) and dialect.foreign_keys_off_sql:
+        script = [dialect.foreign_keys_off_sql, *script, dialect.foreign_keys_on_sql]
+    return script
+
+
+# ---------------------------------------------------------------- the whole check
+
+async def detect(config, *, strict: bool = False, with_sql: bool = False) -> DriftReport:
+    """Compare the configured database with its applied migrations (see the module)."""
+    from . import drivers, store
+    from .differ import diff
+    from .dialects import dialect_for
+    from .errors import DriftError
+
+    dialect = dialect_for(config.driver)
+    if not drivers.database_exists(config):
+        raise DriftError(f"the database {config.display_dsn} does not exist yet; nothing to compare")
+    async with await drivers.connect(config) as connection:
+        applied = await _applied_names(connection, dialect)
+        files = store.list_migration_files(config.migrations_dir)
+        by_name = {f.name: f for f in files}
+        missing = [name for name in applied if name not in by_name]
+        if missing:
+            raise DriftError(f"migration {missing[0]} is recorded as applied but its file is missing from "
+                             f"{config.migrations_dir}; the expected schema cannot be built without it")
+        migrations, expected_schema = store.load_history(config.migrations_dir,
+                                                         [f for f in files if f.name in set(applied)])
+        actual = await dialect.read_catalog(connection)
+        statements = dialect.migration_sql(diff(Schema(), expected_schema))
+        if dialect.scratch_database:
+            async with await drivers.connect(replace(config, dsn=":memory:")) as scratch:
+                expected = await dialect.catalog_of(scratch, statements)
+        else:
+            expected = await dialect.catalog_of(connection, statements)
+    tables, types = owned_names(migrations)
+    differences, unmanaged = compare(actual, expected, owned_tables=tables, owned_types=types,
+                                     constraint_names=dialect.catalog_constraint_names,
+                                     enum_types=dialect.has_enum_types)
+    report = DriftReport(differences, unmanaged, len(migrations), strict)
+    if with_sql and differences:
+        report.statements = repair_statements(dialect, actual, expected, expected_schema, tables)
+    return report
+
+
+async def _applied_names(connection, dialect) -> list:
+    if not await connection.fetch(dialect.ledger_exists_sql()):
+        return []
+    return [row[0] for row in await connection.fetch(dialect.ledger_select_sql()) if row[2] == "applied"]
