@@ -1,0 +1,286 @@
+"""mf db drift on both databases: a change made by hand is reported precisely, --sql
+repairs it, and right after mf's own migrations nothing is ever reported.
+
+Each test is a project whose database is an SQLite file or a schema of its own in
+this module's PostgreSQL database (the DSN's search_path), driven through the CLI
+or the API as a user drives it.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dbutil
+from conftest import Project
+from mfcore import api, store
+from mfcore.differ import diff
+from mfcore.language.parser import parse
+from mfcore.schema import Schema
+from strategies import schema_texts
+from test_dialect_sql import schema_pairs
+
+MODELS = """
+enum Role { ADMIN, USER }
+model Team extends Model { name = CharField(50) }
+model Squad extends Model { name = CharField(50) }
+model Member extends Model {
+    email = CharField(100)
+    nick = CharField(30, null=true)
+    bio = TextField(null=true)
+    role = EnumField(Role, default=Role.USER)
+    team = ForeignKey(Team, on_delete=CASCADE)
+    indexes = [Index(email, nick, name="ix_member_email_nick")]
+}
+"""
+
+# How many histories the property tests draw per database: bounded in CI, more with
+# MF_DRIFT_EXAMPLES=<n>.
+EXAMPLES = int(os.environ.get("MF_DRIFT_EXAMPLES", "60"))
+
+
+class Database:
+    """A project's database and a way to change it by hand."""
+
+    def __init__(self, driver: str, project: Project, session=None, schema=None):
+        self.driver, self.project, self.session, self.schema = driver, project, session, schema
+
+    def by_hand(self, *statements: str) -> None:
+        if self.driver == "postgresql":
+            for statement in statements:
+                self.session.execute(statement)
+            return
+        connection = sqlite3.connect(self.project.path / "dev.db", isolation_level=None)
+        try:
+            for statement in statements:
+                connection.execute(statement)
+        finally:
+            connection.close()
+
+    def edit_sqlite_definition(self, table: str, old: str, new: str) -> None:
+        """Change a table's stored CREATE TABLE text, as a hand-made rebuild would leave it."""
+        connection = sqlite3.connect(self.project.path / "dev.db", isolation_level=None)
+        try:
+            (sql,) = connection.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+            assert old in sql, sql
+            version = connection.execute("PRAGMA schema_version").fetchone()[0]
+            connection.execute("PRAGMA writable_schema=ON")
+            connection.execute("UPDATE sqlite_master SET sql = ? WHERE name = ?", (sql.replace(old, new), table))
+            connection.execute(f"PRAGMA schema_version={version + 1}")
+            connection.execute("PRAGMA writable_schema=OFF")
+        finally:
+            connection.close()
+
+    def run_script(self, script: str) -> None:
+        if self.driver == "postgresql":
+            self.session.execute(script)
+            return
+        connection = sqlite3.connect(self.project.path / "dev.db", isolation_level=None)
+        try:
+            connection.executescript(script)
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="module")
+def pg_module_url():
+    with dbutil.temporary_postgres_database("mf_drift") as url:
+        yield url
+
+
+def _project_for(driver: str, root, request, *, close_at_end: bool = True) -> Database:
+    root.mkdir(parents=True, exist_ok=True)
+    project = Project(root)
+    if driver == "sqlite":
+        project.write("language_config.yaml", 'database:\n  driver: "sqlite"\n  dsn: "./dev.db"\n')
+        return Database(driver, project)
+    url = request.getfixturevalue("pg_module_url")
+    session = dbutil.PostgresSession(url)
+    schema = session.fresh_schema()
+    if close_at_end:
+        request.addfinalizer(session.close)
+    project.write("language_config.yaml",
+                  f'database:\n  driver: "postgresql"\n  dsn: "{url}?search_path={schema}"\n')
+    return Database(driver, project, session, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> Database:
+    database = _project_for(request.param, tmp_path / "app", request)
+    database.project.write_models(MODELS)
+    assert database.project.run("db", "makemigrations").code == 0
+    migrated = database.project.run("db", "migrate")
+    assert migrated.code == 0, migrated
+    return database
+
+
+def drift_lines(database: Database) -> list:
+    result = database.project.run("db", "drift")
+    assert result.code == 1, result
+    return [line.strip() for line in result.out.splitlines()]
+
+
+def assert_repaired(database: Database) -> None:
+    repair = database.project.run("db", "drift", "--sql")
+    assert repair.code == 1, repair
+    database.run_script(repair.out)
+    after = database.project.run("db", "drift")
+    assert after.code == 0, after
+    assert after.out == "No drift: the database matches its 1 applied migration(s).\n"
+
+
+# ---------------------------------------------------------------- each change made by hand
+
+def test_no_drift_after_migrate(database):
+    result = database.project.run("db", "drift")
+    assert (result.code, result.out) == (0, "No drift: the database matches its 1 applied migration(s).\n")
+    status = database.project.run("db", "status", "--drift")
+    assert status.out.splitlines()[-2:] == ["Up to date.", "No drift: the database matches its 1 applied migration(s)."]
+
+
+def test_a_dropped_column(database):
+    database.by_hand('ALTER TABLE member DROP COLUMN bio')
+    kind = {"sqlite": "TEXT", "postgresql": "text"}[database.driver]
+    assert f"[-] column member.bio {kind} NULL (missing from the database)" in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_an_added_column(database):
+    database.by_hand("ALTER TABLE member ADD COLUMN extra integer")
+    kind = {"sqlite": "INTEGER", "postgresql": "integer"}[database.driver]
+    assert f"[+] column member.extra {kind} NULL (in the database only)" in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_a_retyped_column(database):
+    if database.driver == "postgresql":
+        database.by_hand("ALTER TABLE member ALTER COLUMN email TYPE varchar(200)")
+        line = "[~] member.email: character varying(200) in the database, character varying(100) expected"
+    else:
+        database.edit_sqlite_definition("member", '"email" VARCHAR(100)', '"email" VARCHAR(200)')
+        line = "[~] member.email: VARCHAR(200) in the database, VARCHAR(100) expected"
+    assert line in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_a_column_made_nullable(database):
+    if database.driver == "postgresql":
+        database.by_hand("ALTER TABLE member ALTER COLUMN email DROP NOT NULL")
+    else:
+        database.edit_sqlite_definition("member", '"email" VARCHAR(100) NOT NULL', '"email" VARCHAR(100)')
+    assert "[~] member.email: nullable in the database, NOT NULL expected" in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_a_dropped_index(database):
+    database.by_hand('DROP INDEX "ix_member_email_nick"')
+    assert "[-] index ix_member_email_nick INDEX (email, nick) (missing from the database)" \
+        in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_an_enum_label_added_by_hand(database):
+    if database.driver == "postgresql":
+        database.by_hand("ALTER TYPE role ADD VALUE 'GUEST'")
+        line = "[~] enum role: 'ADMIN', 'USER', 'GUEST' in the database, 'ADMIN', 'USER' expected"
+    else:
+        database.edit_sqlite_definition("member", "IN ('ADMIN', 'USER')", "IN ('ADMIN', 'USER', 'GUEST')")
+        line = "[~] member.role: IN ('ADMIN', 'USER', 'GUEST') in the database, IN ('ADMIN', 'USER') expected"
+    assert line in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_a_retargeted_foreign_key(database):
+    if database.driver == "postgresql":
+        database.by_hand("ALTER TABLE member DROP CONSTRAINT member_team_fkey",
+                         "ALTER TABLE member ADD CONSTRAINT member_team_fkey FOREIGN KEY (team)"
+                         " REFERENCES squad (id) ON DELETE CASCADE")
+        line = ("[~] member.team: -> squad(id) ON DELETE CASCADE named member_team_fkey in the database, "
+                "-> team(id) ON DELETE CASCADE named member_team_fkey expected")
+    else:
+        database.edit_sqlite_definition("member", 'REFERENCES "team"', 'REFERENCES "squad"')
+        line = "[~] member.team: -> squad(id) ON DELETE CASCADE in the database, -> team(id) ON DELETE CASCADE expected"
+    assert line in drift_lines(database)
+    assert_repaired(database)
+
+
+def test_unmanaged_tables_are_listed_apart_unless_strict(database):
+    database.by_hand("CREATE TABLE legacy_audit (id integer PRIMARY KEY)")
+    result = database.project.run("db", "drift")
+    assert result.code == 0, result
+    assert result.out.splitlines() == [
+        "Unmanaged (in no migration; drift with --strict): table legacy_audit",
+        "No drift: the database matches its 1 applied migration(s) (1 unmanaged).",
+    ]
+    assert database.project.run("db", "drift", "--strict").code == 1
+    document = database.project.run("db", "drift", "--json", "--strict")
+    assert document.code == 1
+    import json
+
+    parsed = json.loads(document.out)
+    assert parsed["drift"] is True and parsed["unmanaged"] == ["table legacy_audit"]
+
+
+def test_a_table_dropped_by_a_migration_but_still_there_is_drift(database):
+    database.by_hand("CREATE TABLE gone (id integer PRIMARY KEY)")
+    project = database.project
+    project.write_models(MODELS + "model Gone extends Model { x = IntegerField(null=true) }\n")
+    # The table exists already: mark its creation applied, then drop it in the models.
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", "--fake").code == 0
+    project.write_models(MODELS)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", "--fake").code == 0
+    result = project.run("db", "drift", "--json")
+    import json
+
+    parsed = json.loads(result.out)
+    assert result.code == 1
+    assert [(d["change"], d["kind"], d["name"]) for d in parsed["differences"]] == [("+", "table", "gone")]
+    assert parsed["unmanaged"] == []
+
+
+# ---------------------------------------------------------------- no false positive, ever
+
+def _history_has_no_drift(driver: str, request, texts: list) -> None:
+    """Migrate the history of ``texts`` (each a models.mp) through mf, then ask for drift."""
+    root = request.getfixturevalue("tmp_path_factory").mktemp("history")
+    database = _project_for(driver, root / f"p{uuid.uuid4().hex[:8]}", request, close_at_end=False)
+    directory = str(database.project.migrations)
+    before = Schema()
+    for number, text in enumerate(texts, 1):
+        after = parse(text)
+        operations = diff(before, after)
+        os.makedirs(directory, exist_ok=True)
+        store.write_migration(directory, number, f"step{number}", operations)
+        before = after
+    config = str(database.project.path / "language_config.yaml")
+    cwd = os.getcwd()
+    os.chdir(database.project.path)
+    try:
+        anyio.run(lambda: api.migrate(config))
+        report = anyio.run(lambda: api.drift(config, strict=True))
+    finally:
+        os.chdir(cwd)
+        if database.session is not None:
+            database.session.drop_schema()
+            database.session.close()
+    assert report.differences == [], [d.describe() for d in report.differences]
+    assert report.unmanaged == []
+    assert report.applied == len(texts)
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "postgresql"])
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_drift_right_after_any_history(driver, request, data):
+    created = data.draw(schema_texts(), label="first")
+    before, after = data.draw(schema_pairs(vary_keys=True), label="pair")
+    _history_has_no_drift(driver, request, [created])
+    _history_has_no_drift(driver, request, [before, after])
