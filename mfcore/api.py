@@ -3,6 +3,7 @@
     migrate, makemigrations            apply / write migrations
     status, sql, pending_sql           look without changing anything
     drift                              compare the live database with the applied migrations
+    inspect                            models.mp from a live database
     resolve, reset                     settle a half-applied migration; start over
     carry_over                         the earlier tool's single-plan projects, once
 
@@ -24,7 +25,7 @@ from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
-    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift",
+    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "InspectResult",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -153,6 +154,21 @@ async def drift(config: ConfigLike = None, *, strict: bool = False, sql: bool = 
     from . import drift_check
 
     return await drift_check.detect(resolve_config(config), strict=strict, with_sql=sql)
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    text: str      # models.mp for the live database
+    notes: list    # [(table or None, sentence)]: what models.mp cannot say (also // comments in text)
+    tables: int
+
+
+async def inspect(config: ConfigLike = None) -> InspectResult:
+    """models.mp text for the tables and enum types of the live database (the ledger
+    left out). Changes nothing."""
+    from . import drift_check
+
+    return await drift_check.inspect(resolve_config(config))
 
 
 # ---------------------------------------------------------------- repairing and starting over

@@ -241,6 +241,25 @@ def cmd_status(args, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_inspect(args, out: Output) -> int:
+    import anyio
+
+    result = anyio.run(lambda: api.inspect(args.config_path))
+    if out.json_mode:
+        out.document({"models": result.text, "tables": result.tables,
+                      "notes": [{"table": table, "note": note} for table, note in result.notes]})
+        return EXIT_OK
+    if args.output is None:
+        sys.stdout.write(result.text)
+        return EXIT_OK
+    from .store import atomic_write
+
+    atomic_write(args.output, result.text.encode("utf-8"))
+    out.line(f"{out.mark()}Wrote {result.tables} model(s) to {_display_path(args.output)}"
+             + (f" ({len(result.notes)} note(s) as // comments)" if result.notes else ""))
+    return EXIT_OK
+
+
 def cmd_drift(args, out: Output) -> int:
     import anyio
 
@@ -322,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="db")
-    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, drift, sql, reset, resolve")
+    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, drift, inspect, sql, reset, resolve")
     commands = db.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser("makemigrations", parents=[common], help="write the next migration file")
@@ -348,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="tables and types in no migration are drift too")
     p.add_argument("--sql", action="store_true", help="print the statements that bring the database back")
     p.set_defaults(handler=cmd_drift)
+
+    p = commands.add_parser("inspect", parents=[common], help="write models.mp for a live database")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")
+    p.set_defaults(handler=cmd_inspect)
 
     p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
     p.add_argument("number", type=_migration_number, metavar="NNN")

@@ -22,7 +22,8 @@ from typing import Optional
 
 from .dialects.base import LEDGER_TABLE
 from .dialects.catalog import Catalog, Table
-from .schema import Enum, Field, Index, Model, Schema
+from .introspect import index_text, schema_of_catalog
+from .schema import Schema
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def compare_table(actual: Table, expected: Table, constraint_names: bool) -> lis
     found += _compare_grouped(table, "unique", actual.uniques, expected.uniques,
                               lambda u: u.columns, lambda u: _unique_text(u, constraint_names))
     found += _compare_grouped(table, "index", actual.indexes, expected.indexes,
-                              lambda i: (i.name,), _index_text)
+                              lambda i: (i.name,), index_text)
     found += _compare_grouped(table, "check", actual.checks, expected.checks,
                               lambda c: (c.column,), lambda c: f"IN ({_labels(c.values)})")
     return found
@@ -205,12 +206,6 @@ def _unique_text(unique, names: bool) -> str:
     return f"UNIQUE ({', '.join(unique.columns)})" + (f" named {unique.name}" if names else "")
 
 
-def _index_text(index) -> str:
-    columns = ", ".join(c + (" DESC" if c in index.descending else "") for c in index.columns or ("<expression>",))
-    text = f"{'UNIQUE ' if index.unique else ''}INDEX ({columns})"
-    return text + (f" WHERE {index.condition}" if index.condition else "")
-
-
 def _column_text(column) -> str:
     parts = [column.type, "NULL" if column.nullable else "NOT NULL"]
     if column.default is not None:
@@ -238,159 +233,6 @@ def _identity(identity: bool) -> str:
     return "generated key" if identity else "not generated"
 
 
-# ---------------------------------------------------------------- the catalog as a Schema
-
-def model_name_for(table: str) -> str:
-    """A model name for a table no model names: order_line -> OrderLine."""
-    name = "".join(part[:1].upper() + part[1:] for part in table.replace("-", "_").split("_") if part)
-    if not name or not (name[0].isalpha()):
-        name = "T" + name
-    return "".join(c if c.isalnum() else "_" for c in name)
-
-
-def enum_name_for(type_name: str) -> str:
-    return model_name_for(type_name)
-
-
-def schema_of_catalog(catalog: Catalog, dialect, expected: Optional[Schema] = None,
-                      expected_catalog: Optional[Catalog] = None, notes: Optional[list] = None) -> Schema:
-    """The Schema IR of a catalog. With ``expected`` (and its catalog), names come from
-    it (models, fields, enums), and a column that matches its expected one keeps the
-    expected field exactly: only what differs is read from the catalog."""
-    notes = notes if notes is not None else []
-    expected = expected or Schema()
-    models_by_table = {m.table: m for m in expected.models.values()}
-    model_names = {t: (models_by_table[t].name if t in models_by_table else model_name_for(t))
-                   for t in catalog.tables if t != LEDGER_TABLE}
-    enums = _enums_of(catalog, dialect, expected, models_by_table)
-    enum_by_type = {e.type_name: name for name, e in enums.items()}
-    models = {}
-    for table_name, model_name in sorted(model_names.items()):
-        table = catalog.tables[table_name]
-        model = models_by_table.get(table_name)
-        wanted = expected_catalog.tables.get(table_name) if expected_catalog else None
-        models[model_name] = _model_of(table, model_name, model, wanted, dialect, model_names,
-                                       enum_by_type, enums, notes)
-    return Schema(enums=enums, models=models)
-
-
-def _enums_of(catalog: Catalog, dialect, expected: Schema, models_by_table: dict) -> dict:
-    """The enums: PostgreSQL's types; on SQLite the IN lists of the CHECKs, named after
-    the expected enum of their column (else after the column)."""
-    found: dict = {}
-    if dialect.has_enum_types:
-        by_type = {e.type_name: e for e in expected.enums.values()}
-        for type_name, labels in sorted(catalog.enums.items()):
-            known = by_type.get(type_name)
-            name = known.name if known is not None else enum_name_for(type_name)
-            found[name] = Enum(name, _members(labels, known))
-        return found
-    for table_name, table in sorted(catalog.tables.items()):
-        model = models_by_table.get(table_name)
-        for check in table.checks:
-            f = _field_by_column(model, check.column)
-            known = expected.enums.get(f.enum) if f is not None and f.enum else None
-            name = known.name if known is not None else enum_name_for(f"{table_name}_{check.column}")
-            if name not in found:
-                found[name] = Enum(name, _members(check.values, known))
-    for name, enum in expected.enums.items():
-        found.setdefault(name, enum)  # used by no column: nothing in SQLite says otherwise
-    return found
-
-
-def _members(labels, known: Optional[Enum]) -> tuple:
-    keys = {value: key for key, value in known.members} if known is not None else {}
-    members, used = [], set()
-    for label in labels:
-        key = keys.get(label)
-        if key is None:
-            key = "".join(c if c.isalnum() else "_" for c in str(label).upper()) or "EMPTY"
-            if not key[0].isalpha():
-                key = "V_" + key
-            while key in used or key in keys.values():
-                key += "_"
-        used.add(key)
-        members.append((key, label))
-    return tuple(members)
-
-
-def _field_by_column(model: Optional[Model], column: str) -> Optional[Field]:
-    if model is None:
-        return None
-    for f in model.fields:
-        if f.column == column:
-            return f
-    return None
-
-
-def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Optional[Table], dialect,
-              model_names: dict, enum_by_type: dict, enums: dict, notes: list) -> Model:
-    keys = {key.columns[0]: key for key in table.foreign_keys if len(key.columns) == 1}
-    unique_columns = {u.columns[0] for u in table.uniques if len(u.columns) == 1}
-    unique_columns |= {i.columns[0] for i in table.indexes if i.unique and i.columns and len(i.columns) == 1
-                       and i.condition is None and model is None}
-    checks = {c.column: c for c in table.checks}
-    fields = []
-    for column in table.columns.values():
-        known = _field_by_column(model, column.name)
-        if known is not None and wanted is not None and _same_column(table, wanted, column.name):
-            fields.append(known)
-            continue
-        enum = None
-        if dialect.has_enum_types:
-            enum = enum_by_type.get(column.type.strip('"'))
-        elif column.name in checks:
-            enum = next((name for name, e in enums.items() if e.values == checks[column.name].values), None)
-        f, column_notes = dialect.field_of_column(column, known.name if known else column.name, enum)
-        notes.extend(f"{table.name}: {note}" for note in column_notes)
-        if f.type == "EnumField" and f.has_default and f.default not in enums[f.enum].values:
-            f = f._replace(has_default=False, default=None)
-        key = keys.get(column.name)
-        if key is not None:
-            target = model_names.get(key.target, model_name_for(key.target))
-            f = f._replace(type="ForeignKey", target=target, on_delete=_ON_DELETE.get(key.on_delete, "NO_ACTION"),
-                           max_length=None, max_digits=None, decimal_places=None, enum=None)
-        if table.primary_key == (column.name,):
-            f = f._replace(primary_key=True, null=False)
-        elif column.name in unique_columns:
-            f = f._replace(unique=True)
-        fields.append(f)
-    indexes = []
-    known_indexes = {i.name: i for i in model.indexes} if model is not None else {}
-    by_column = {f.column: f.name for f in fields}
-    for index in table.indexes:
-        if index.name in known_indexes and wanted is not None and \
-                _index_text(index) in [_index_text(i) for i in wanted.indexes if i.name == index.name]:
-            indexes.append(known_indexes[index.name])
-        elif index.columns and index.condition is None and not index.descending \
-                and all(c in by_column for c in index.columns):
-            if index.unique and len(index.columns) == 1 and model is None:
-                continue  # read as the field's unique=true
-            indexes.append(Index(index.name, tuple(by_column[c] for c in index.columns), index.unique))
-        else:
-            notes.append(f"{table.name}: index {index.name} ({_index_text(index)}) cannot be written in models.mp")
-    return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)))
-
-
-_ON_DELETE = {"CASCADE": "CASCADE", "SET NULL": "SET_NULL", "RESTRICT": "RESTRICT", "NO ACTION": "NO_ACTION",
-              "SET DEFAULT": "SET_DEFAULT"}
-
-
-def _same_column(actual: Table, expected: Table, column: str) -> bool:
-    """Does the column, and every constraint on it alone, match the expected table?"""
-    if actual.columns.get(column) != expected.columns.get(column):
-        return False
-    if (actual.primary_key == (column,)) != (expected.primary_key == (column,)):
-        return False
-
-    def on(items, text):
-        return sorted(text(i) for i in items if tuple(getattr(i, "columns", None) or (i.column,)) == (column,))
-
-    return (on(actual.foreign_keys, lambda k: _key_text(k, True)) == on(expected.foreign_keys, lambda k: _key_text(k, True))
-            and on(actual.uniques, lambda u: u.columns) == on(expected.uniques, lambda u: u.columns)
-            and on(actual.checks, lambda c: c.values) == on(expected.checks, lambda c: c.values))
-
-
 def repair_statements(dialect, actual: Catalog, expected: Catalog, expected_schema: Schema,
                       owned_tables) -> list:
     """Statements that take the database from ``actual`` to the expected schema, with
@@ -400,7 +242,7 @@ def repair_statements(dialect, actual: Catalog, expected: Catalog, expected_sche
     managed = Catalog({t: v for t, v in actual.tables.items() if t in owned_tables or t in expected.tables},
                       {t: v for t, v in actual.enums.items()
                        if t in {e.type_name for e in expected_schema.enums.values()}})
-    live = schema_of_catalog(managed, dialect, expected_schema, expected)
+    live = schema_of_catalog(managed, dialect, expected_schema, expected)[0]
     operations = diff(live, expected_schema)
     if not operations:
         return []
@@ -454,3 +296,22 @@ async def _applied_names(connection, dialect) -> list:
     if not await connection.fetch(dialect.ledger_exists_sql()):
         return []
     return [row[0] for row in await connection.fetch(dialect.ledger_select_sql()) if row[2] == "applied"]
+
+
+async def inspect(config):
+    """The API's inspect: read the whole live catalog, write it as models.mp."""
+    from . import drivers
+    from .api import InspectResult
+    from .dialects import dialect_for
+    from .errors import DatabaseError
+    from .language.emit import models_text
+
+    dialect = dialect_for(config.driver)
+    if not drivers.database_exists(config):
+        raise DatabaseError(f"the database {config.display_dsn} does not exist")
+    async with await drivers.connect(config) as connection:
+        catalog = await dialect.read_catalog(connection)
+    catalog.tables.pop(LEDGER_TABLE, None)
+    schema, notes = schema_of_catalog(catalog, dialect)
+    header = f"Read from the {dialect.title} database {config.display_dsn} by `mf db inspect`."
+    return InspectResult(models_text(schema, notes, header), notes, len(schema.models))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
+from pathlib import Path
 
 import anyio
 import pytest
@@ -284,3 +285,81 @@ def test_no_drift_right_after_any_history(driver, request, data):
     before, after = data.draw(schema_pairs(vary_keys=True), label="pair")
     _history_has_no_drift(driver, request, [created])
     _history_has_no_drift(driver, request, [before, after])
+
+
+# ---------------------------------------------------------------- mf db inspect
+
+SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop" / "models.mp"
+
+
+def by_table(schema: Schema):
+    """A schema keyed by what a database keeps: tables, columns, enum values. Model and
+    enum names, enum keys, PROTECT (RESTRICT in the database) and auto_now (a default
+    of the clock, like auto_now_add) are the application's, not the database's."""
+    tables = {model.name: model.table for model in schema.models.values()}
+    values = {name: enum.values for name, enum in schema.enums.items()}
+    models = {}
+    for model in schema.models.values():
+        fields = sorted(f._replace(target=tables.get(f.target), enum=values.get(f.enum),
+                                   on_delete={"PROTECT": "RESTRICT"}.get(f.on_delete, f.on_delete),
+                                   auto_now=False, auto_now_add=f.auto_now_add or f.auto_now)
+                        for f in model.fields)
+        models[model.table] = (fields, sorted(model.indexes))
+    return models, sorted(values.values())
+
+
+def inspected(database: Database, *args) -> str:
+    result = database.project.run("db", "inspect", *args)
+    assert result.code == 0, result
+    return result.out
+
+
+def test_inspect_round_trips_the_shop_on_postgresql(tmp_path, request):
+    database = _project_for("postgresql", tmp_path / "shop", request)
+    database.project.write_models(SHOP.read_text())
+    assert database.project.run("db", "makemigrations").code == 0
+    assert database.project.run("db", "migrate").code == 0
+    written = database.project.run("db", "inspect", "-o", "inspected.mp")
+    assert written.code == 0, written
+    assert written.out == "Wrote 31 model(s) to inspected.mp\n"
+    text = (database.project.path / "inspected.mp").read_text()
+    assert "//" not in text.split("\n", 1)[1]  # nothing the language cannot say
+    assert by_table(parse(text)) == by_table(parse(SHOP.read_text()))
+
+
+def test_inspect_round_trips_the_shop_on_sqlite(tmp_path, request):
+    """SQLite keeps one storage type for several fields (TEXT: times, UUIDs, JSON): the
+    inspected models make the same database again, catalog for catalog."""
+    database = _project_for("sqlite", tmp_path / "shop", request)
+    database.project.write_models(SHOP.read_text())
+    assert database.project.run("db", "makemigrations").code == 0
+    assert database.project.run("db", "migrate").code == 0
+    text = inspected(database)
+    again = _project_for("sqlite", tmp_path / "again", request)
+    again.project.write_models(text)
+    assert again.project.run("db", "makemigrations").code == 0
+    assert again.project.run("db", "migrate").code == 0
+    assert dbutil.read_sqlite_catalog(sqlite3.connect(again.project.path / "dev.db")) == \
+        dbutil.read_sqlite_catalog(sqlite3.connect(database.project.path / "dev.db"))
+    assert inspected(again).split("\n", 1)[1] == text.split("\n", 1)[1]
+
+
+@settings(max_examples=max(10, EXAMPLES // 3), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=schema_texts())
+def test_inspect_round_trips_any_schema_on_postgresql(pg_module_url, request, text):
+    session = dbutil.PostgresSession(pg_module_url)
+    try:
+        session.fresh_schema()
+        session.migrate(diff(Schema(), parse(text)))
+        from mfcore.dialects import dialect_for
+        from mfcore.introspect import schema_of_catalog
+        from mfcore.language.emit import models_text
+
+        catalog = session.read_catalog()
+        catalog.tables.pop("mf_migrations", None)
+        schema, notes = schema_of_catalog(catalog, dialect_for("postgresql"))
+        assert notes == []
+        assert by_table(parse(models_text(schema))) == by_table(parse(text))
+    finally:
+        session.close()

@@ -282,8 +282,10 @@ class Dialect:
         if column.default is None or f.type in AUTO_TYPES:
             return f, notes
         parsed = parse_default(column.default)
-        if parsed is _CURRENT_TIME:
-            return f._replace(auto_now_add=True), notes
+        if isinstance(parsed, CurrentTime):
+            # SQLite's TEXT holds times: the default says which kind.
+            kind = _TIME_FIELDS[parsed] if f.type == "TextField" else f.type
+            return f._replace(type=kind, auto_now_add=True), notes
         value = _default_for(f.type, parsed)
         if value is _UNREADABLE:
             notes.append(f"column {column.name} has the default {column.default}, which mf cannot write")
@@ -485,7 +487,12 @@ class Dialect:
 
 # ---------------------------------------------------------------- helpers for the dialects
 
-_CURRENT_TIME = object()
+class CurrentTime(str):
+    """A default of the database's clock (CURRENT_TIMESTAMP, CURRENT_DATE, CURRENT_TIME)."""
+
+
+_TIME_FIELDS = {"CURRENT_TIMESTAMP": "DateTimeField", "NOW()": "DateTimeField", "CURRENT_DATE": "DateField",
+                "CURRENT_TIME": "TimeField"}
 _UNREADABLE = object()
 _SQL_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -493,13 +500,13 @@ _SQL_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 def parse_default(text: str):
     """A default as a catalog shows it (``'x'::character varying``, ``0.0``, ``true``,
     ``X'6869'``, ``CURRENT_TIMESTAMP``): the text of a string literal, a number, a
-    bool, bytes, _CURRENT_TIME, or _UNREADABLE for an expression."""
+    bool, bytes, a CurrentTime, or _UNREADABLE for an expression."""
     text = text.strip()
     while text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
     upper = text.upper()
-    if upper in ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "NOW()"):
-        return _CURRENT_TIME
+    if upper in _TIME_FIELDS:
+        return CurrentTime(upper)
     if upper in ("TRUE", "FALSE"):
         return upper == "TRUE"
     if upper == "NULL":

@@ -1,0 +1,137 @@
+"""Schema -> models.mp text: the reverse of the parser, for `mf db inspect`.
+
+Parsing the text gives the schema back (models, fields, indexes, enums), except for
+what the notes say: each note becomes a ``//`` comment above its model (or at the
+top), naming what the language cannot say.
+"""
+from __future__ import annotations
+
+import math
+
+from ..schema import Schema, index_name, table_name_for
+
+_AUTO = ("AutoField", "BigAutoField")
+_RELATIONS = ("ForeignKey", "OneToOneField")
+
+
+class Unwritable(Exception):
+    """A value the language has no literal for."""
+
+
+def models_text(schema: Schema, notes=(), header: str = "") -> str:
+    """The models.mp text of ``schema``; ``notes``: (table or None, sentence)."""
+    by_table: dict = {}
+    for table, note in notes:
+        by_table.setdefault(table, []).append(note)
+    blocks = []
+    top = [f"// {line}" for line in header.splitlines()] + [f"// {note}" for note in by_table.get(None, [])]
+    if top:
+        blocks.append("\n".join(top))
+    for name, enum in sorted(schema.enums.items()):
+        members = ", ".join(key if key == value else f"{key} = {string_literal(value)}"
+                            for key, value in enum.members)
+        blocks.append(f"enum {name} {{ {members} }}")
+    for name, model in sorted(schema.models.items()):
+        lines = [f"// {note}" for note in by_table.get(model.table, [])]
+        lines.append(f"model {name} extends Model {{")
+        body, field_notes = _fields(model, schema)
+        lines = lines[:-1] + [f"// {note}" for note in field_notes] + lines[-1:] + body
+        if model.table != table_name_for(name):
+            lines.append(f"    table = {string_literal(model.table)}")
+        if model.indexes:
+            lines.append(f"    indexes = [{', '.join(_index(model, index) for index in model.indexes)}]")
+        lines.append("}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _fields(model, schema) -> tuple:
+    lines, notes = [], []
+    for position, f in enumerate(model.fields):
+        if position == 0 and f.name == "id" and f.column == "id" and f.type == "AutoField" and f.primary_key:
+            continue  # the implicit key
+        arguments, note = _arguments(f, schema)
+        if note:
+            notes.append(f"field {f.name}: {note}")
+        lines.append(f"    {f.name} = {f.type}({', '.join(arguments)})")
+    return lines, notes
+
+
+def _arguments(f, schema) -> tuple:
+    arguments = []
+    note = None
+    if f.type == "CharField":
+        arguments.append(str(f.max_length))
+    elif f.type == "DecimalField":
+        arguments.append(f"{f.max_digits}, {f.decimal_places}")
+    elif f.type == "EnumField":
+        arguments.append(f.enum)
+    elif f.type in _RELATIONS:
+        arguments.append(f.target)
+        arguments.append(f"on_delete={f.on_delete or 'CASCADE'}")
+    if f.primary_key and f.type not in _AUTO:
+        arguments.append("primary_key=true")
+    if f.null and not f.primary_key:
+        arguments.append("null=true")
+    if f.unique and not f.primary_key and f.type != "OneToOneField":
+        arguments.append("unique=true")
+    if f.auto_now:
+        arguments.append("auto_now=true")
+    if f.auto_now_add:
+        arguments.append("auto_now_add=true")
+    if f.has_default:
+        try:
+            arguments.append(f"default={_default(f, schema)}")
+        except Unwritable as problem:
+            note = f"default {problem} cannot be written in models.mp"
+    if f.column != f.name:
+        arguments.append(f"db_column={string_literal(f.column)}")
+    return arguments, note
+
+
+def _default(f, schema) -> str:
+    value = f.default
+    if f.type == "EnumField":
+        for key, stored in schema.enums[f.enum].members:
+            if stored == value:
+                return f"{f.enum}.{key}"
+        raise Unwritable(repr(value))
+    return literal(value)
+
+
+def literal(value) -> str:
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Unwritable(repr(value))
+        text = repr(value)
+        if "e" in text or "E" in text:
+            raise Unwritable(text)
+        return text
+    if isinstance(value, str):
+        return string_literal(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(item) for item in value) + "]"
+    raise Unwritable(repr(value))
+
+
+def string_literal(text: str) -> str:
+    """A double-quoted string; ``\\`` and ``"`` escaped; the language has no newline in one."""
+    if "\n" in text or "\r" in text:
+        raise Unwritable(repr(text))
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _index(model, index) -> str:
+    parts = list(index.fields)
+    columns = [model.column_of(name) for name in index.fields]
+    if index.name != index_name("ix", model.table, columns):
+        parts.append(f"name={string_literal(index.name)}")
+    if index.unique:
+        parts.append("unique=true")
+    return f"Index({', '.join(parts)})"
