@@ -163,12 +163,16 @@ class InspectResult:
     tables: int
 
 
-async def inspect(config: ConfigLike = None) -> InspectResult:
+async def inspect(config: ConfigLike = None, *, output: Optional[str] = None) -> InspectResult:
     """models.mp text for the tables and enum types of the live database (the ledger
-    left out). Changes nothing."""
-    from . import drift_check
+    left out), also written to the file ``output`` when given. Changes nothing in
+    the database."""
+    from . import drift_check, store
 
-    return await drift_check.inspect(resolve_config(config))
+    result = await drift_check.inspect(resolve_config(config))
+    if output is not None:
+        store.atomic_write(os.fspath(output), result.text.encode("utf-8"))
+    return result
 
 
 # ---------------------------------------------------------------- repairing and starting over

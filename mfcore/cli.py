@@ -244,7 +244,7 @@ def cmd_status(args, out: Output) -> int:
 def cmd_inspect(args, out: Output) -> int:
     import anyio
 
-    result = anyio.run(lambda: api.inspect(args.config_path))
+    result = anyio.run(lambda: api.inspect(args.config_path, output=args.output))
     if out.json_mode:
         out.document({"models": result.text, "tables": result.tables,
                       "notes": [{"table": table, "note": note} for table, note in result.notes]})
@@ -252,9 +252,6 @@ def cmd_inspect(args, out: Output) -> int:
     if args.output is None:
         sys.stdout.write(result.text)
         return EXIT_OK
-    from .store import atomic_write
-
-    atomic_write(args.output, result.text.encode("utf-8"))
     out.line(f"{out.mark()}Wrote {result.tables} model(s) to {_display_path(args.output)}"
              + (f" ({len(result.notes)} note(s) as // comments)" if result.notes else ""))
     return EXIT_OK
