@@ -95,7 +95,7 @@ def owned_names(migrations) -> tuple:
 # ---------------------------------------------------------------- comparing two catalogs
 
 def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=(),
-            constraint_names: bool = False, enum_types: bool = False) -> tuple:
+            constraint_names: bool = False, enum_types: bool = False, show_type=str) -> tuple:
     """(differences, unmanaged) between the live catalog and the expected one."""
     differences: list = []
     unmanaged: list = []
@@ -107,7 +107,7 @@ def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=
         else:
             unmanaged.append(f"table {name}")
     for name in sorted(set(actual.tables) & set(expected.tables)):
-        differences.extend(compare_table(actual.tables[name], expected.tables[name], constraint_names))
+        differences.extend(compare_table(actual.tables[name], expected.tables[name], constraint_names, show_type))
     if enum_types:
         for name in sorted(set(expected.enums) - set(actual.enums)):
             differences.append(Difference("-", "enum", None, name, expected=_labels(expected.enums[name])))
@@ -123,24 +123,24 @@ def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=
     return differences, unmanaged
 
 
-def compare_table(actual: Table, expected: Table, constraint_names: bool) -> list:
+def compare_table(actual: Table, expected: Table, constraint_names: bool, show_type=str) -> list:
     table = actual.name
     found: list = []
     for column in expected.columns:
         if column not in actual.columns:
             found.append(Difference("-", "column", table, f"{table}.{column}",
-                                    expected=_column_text(expected.columns[column])))
+                                    expected=_column_text(expected.columns[column], show_type)))
     for column in actual.columns:
         if column not in expected.columns:
             found.append(Difference("+", "column", table, f"{table}.{column}",
-                                    database=_column_text(actual.columns[column])))
+                                    database=_column_text(actual.columns[column], show_type)))
     for column, wanted in expected.columns.items():
         have = actual.columns.get(column)
         if have is None:
             continue
         where = f"{table}.{column}"
         if have.type != wanted.type:
-            found.append(Difference("~", "column", table, where, have.type, wanted.type))
+            found.append(Difference("~", "column", table, where, show_type(have.type), show_type(wanted.type)))
         if have.nullable != wanted.nullable:
             found.append(Difference("~", "column", table, where, _nullable(have.nullable),
                                     _nullable(wanted.nullable)))
@@ -206,8 +206,8 @@ def _unique_text(unique, names: bool) -> str:
     return f"UNIQUE ({', '.join(unique.columns)})" + (f" named {unique.name}" if names else "")
 
 
-def _column_text(column) -> str:
-    parts = [column.type, "NULL" if column.nullable else "NOT NULL"]
+def _column_text(column, show_type=str) -> str:
+    parts = [show_type(column.type), "NULL" if column.nullable else "NOT NULL"]
     if column.default is not None:
         parts.append(f"DEFAULT {column.default}")
     return " ".join(parts)
@@ -260,7 +260,7 @@ async def detect(config, *, strict: bool = False, with_sql: bool = False) -> Dri
     from . import drivers, store
     from .differ import diff
     from .dialects import dialect_for
-    from .errors import DriftError
+    from .errors import DatabaseError, DriftError
 
     dialect = dialect_for(config.driver)
     if not drivers.database_exists(config):
@@ -277,15 +277,20 @@ async def detect(config, *, strict: bool = False, with_sql: bool = False) -> Dri
                                                          [f for f in files if f.name in set(applied)])
         actual = await dialect.read_catalog(connection)
         statements = dialect.migration_sql(diff(Schema(), expected_schema))
-        if dialect.scratch_database:
-            async with await drivers.connect(replace(config, dsn=":memory:")) as scratch:
-                expected = await dialect.catalog_of(scratch, statements)
-        else:
-            expected = await dialect.catalog_of(connection, statements)
+        try:
+            if dialect.scratch_database:
+                async with await drivers.connect(replace(config, dsn=":memory:")) as scratch:
+                    expected = await dialect.catalog_of(scratch, statements)
+            else:
+                expected = await dialect.catalog_of(connection, statements)
+        except drivers.StatementError as exc:
+            raise DatabaseError(f"cannot build the expected schema to compare with ({exc.message}); on "
+                                f"PostgreSQL mf builds it in a schema it rolls back, which needs the right "
+                                f"to create a schema in the database") from None
     tables, types = owned_names(migrations)
     differences, unmanaged = compare(actual, expected, owned_tables=tables, owned_types=types,
                                      constraint_names=dialect.catalog_constraint_names,
-                                     enum_types=dialect.has_enum_types)
+                                     enum_types=dialect.has_enum_types, show_type=dialect.type_display)
     report = DriftReport(differences, unmanaged, len(migrations), strict)
     if with_sql and differences:
         report.statements = repair_statements(dialect, actual, expected, expected_schema, tables)

@@ -109,8 +109,10 @@ def test_catalog_reader_sees_tables_columns_keys_and_indexes(db):
     assert customer.columns["age"].default == "0"
     assert customer.columns["role"].default == "'ADMIN'"
     assert customer.primary_key == ("id",)
-    assert [u.columns for u in customer.uniques] == [("email",)]
-    assert invoice.foreign_keys == [ForeignKey(("customer",), "customer", ("id",), "CASCADE")]
+    assert [(u.name, u.columns) for u in customer.uniques] == [("customer_email_key", ("email",))]
+    assert invoice.foreign_keys == [ForeignKey(("customer",), "customer", ("id",), "CASCADE", "invoice_customer_fkey")]
+    assert [(c.name, c.column, c.values) for c in customer.checks] == [
+        ("customer_role_check", "role", ("ADMIN", "CUSTOMER", "STAFF"))]
     assert invoice.indexes == [Index("ix_invoice_customer_total", ("customer", "total"), False)]
     assert invoice.columns["total"] == Column("total", "NUMERIC(12,2)", False, None)
     odd = catalog.tables['odd "name"']

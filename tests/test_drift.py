@@ -161,7 +161,7 @@ def test_an_added_column(database):
 def test_a_retyped_column(database):
     if database.driver == "postgresql":
         database.by_hand("ALTER TABLE member ALTER COLUMN email TYPE varchar(200)")
-        line = "[~] member.email: character varying(200) in the database, character varying(100) expected"
+        line = "[~] member.email: varchar(200) in the database, varchar(100) expected"
     else:
         database.edit_sqlite_definition("member", '"email" VARCHAR(100)', '"email" VARCHAR(200)')
         line = "[~] member.email: VARCHAR(200) in the database, VARCHAR(100) expected"

@@ -292,6 +292,11 @@ class Dialect:
             return f, notes
         return f._replace(has_default=True, default=value), notes
 
+    def type_display(self, type_sql: str) -> str:
+        """A catalog type as messages show it (PostgreSQL: ``varchar(20)``, not
+        ``character varying(20)``)."""
+        return type_sql
+
     def field_type_of(self, column: Column) -> tuple:  # pragma: no cover - see subclasses
         """(field type, {max_length | max_digits, decimal_places}) of a column's database
         type; (None, {}) for a type mf has no field for."""

@@ -27,14 +27,15 @@ class ForeignKey:
     target: str             # the referenced table
     target_columns: tuple
     on_delete: str          # NO ACTION, RESTRICT, CASCADE, SET NULL, SET DEFAULT
-    name: Optional[str] = None  # None where the database keeps no name (SQLite)
+    name: Optional[str] = None  # None where it has none (SQLite: no CONSTRAINT name)
     deferrable: bool = False
     initially_deferred: bool = False
 
 
 @dataclass(frozen=True)
 class Unique:
-    """A UNIQUE constraint (PostgreSQL's name; on SQLite the name of its index)."""
+    """A UNIQUE constraint: its CONSTRAINT name (on SQLite, read from the table's
+    definition; the name of its automatic index when it has none)."""
 
     name: str
     columns: tuple

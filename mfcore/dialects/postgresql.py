@@ -52,6 +52,9 @@ _FIELD_TYPES = {
     "uuid": "UUIDField", "jsonb": "JSONField", "bytea": "BinaryField",
 }
 
+_SHORT_TYPES = (("character varying", "varchar"), ("timestamp with time zone", "timestamptz"),
+                ("time without time zone", "time"))
+
 # Types between which PostgreSQL's assignment cast is the right conversion: it keeps
 # values and fails on those that do not fit (an explicit cast to varchar(n) would
 # silently cut them).
@@ -226,6 +229,11 @@ class PostgreSQLDialect(Dialect):
             return await self.read_catalog(connection)
         finally:
             await connection.execute("ROLLBACK")
+
+    def type_display(self, type_sql: str) -> str:
+        for long, short in _SHORT_TYPES:
+            type_sql = type_sql.replace(long, short)
+        return type_sql
 
     def field_type_of(self, column: Column) -> tuple:
         kind = column.type

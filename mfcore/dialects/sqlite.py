@@ -136,9 +136,12 @@ class SQLiteDialect(Dialect):
                 'SELECT id, "table", "from", "to", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq',
                 (name,)):
             keys.setdefault(key_id, (target, on_delete, []))[2].append((source, target_column))
+        named = constraint_names(definition)
         for target, on_delete, pairs in keys.values():
-            table.foreign_keys.append(ForeignKey(tuple(s for s, _t in pairs), target,
-                                                 tuple(t for _s, t in pairs), on_delete.upper()))
+            columns = tuple(s for s, _t in pairs)
+            table.foreign_keys.append(ForeignKey(columns, target, tuple(t for _s, t in pairs), on_delete.upper(),
+                                                 named.get(("foreign key", columns)),
+                                                 *named.get(("deferrable", columns), (False, False))))
         for index, unique, origin, partial in await connection.fetch(
                 'SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY seq', (name,)):
             if origin == "pk":
@@ -147,7 +150,7 @@ class SQLiteDialect(Dialect):
                 'SELECT name, "desc" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno', (index,))
             columns = tuple(r[0] for r in described)
             if origin == "u":
-                table.uniques.append(Unique(index, columns))
+                table.uniques.append(Unique(named.get(("unique", columns), index), columns))
             else:
                 condition = None
                 if partial:
@@ -386,6 +389,67 @@ def in_list_checks(definition: str) -> list:
                 checks.append(Check(name, _unquote(match.group(2)), tuple(values)))
                 break
     return checks
+
+
+def _items(definition: str) -> list:
+    """The comma-separated items (columns, table constraints) of a CREATE TABLE text."""
+    start = definition.find("(")
+    items, depth, current, quote = [], 0, [], None
+    for char in definition[start + 1:] if start >= 0 else "":
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+_CONSTRAINT = re.compile(rf"CONSTRAINT\s+({_NAME})\s+(REFERENCES|UNIQUE|FOREIGN\s+KEY)\s*(\(([^)]*)\))?",
+                         re.IGNORECASE)
+_TABLE_ITEM = re.compile(r"^(CONSTRAINT|PRIMARY|FOREIGN|UNIQUE|CHECK)\b", re.IGNORECASE)
+_DEFERRABLE = re.compile(r"\bNOT\s+DEFERRABLE\b|\bDEFERRABLE(\s+INITIALLY\s+(DEFERRED|IMMEDIATE))?",
+                         re.IGNORECASE)
+
+
+def constraint_names(definition: str) -> dict:
+    """What SQLite keeps only in the CREATE TABLE text: {("foreign key" | "unique",
+    columns): the CONSTRAINT name, ("deferrable", columns): (deferrable, initially
+    deferred)}."""
+    found: dict = {}
+    for item in _items(definition or ""):
+        column = None
+        if not _TABLE_ITEM.match(item):
+            first = re.match(_NAME, item)
+            column = _unquote(first.group(0)) if first else None
+        for match in _CONSTRAINT.finditer(item):
+            kind = "unique" if match.group(2).upper() == "UNIQUE" else "foreign key"
+            listed = match.group(4)
+            if listed is not None and match.group(2).upper() != "REFERENCES":
+                columns = tuple(_unquote(c.strip()) for c in listed.split(","))
+            else:
+                columns = (column,)
+            found[(kind, columns)] = _unquote(match.group(1))
+        if column is not None and re.search(r"\bREFERENCES\b", item, re.IGNORECASE):
+            columns = (column,)
+        elif (keyed := re.search(r"\bFOREIGN\s+KEY\s*\(([^)]*)\)", item, re.IGNORECASE)) is not None:
+            columns = tuple(_unquote(c.strip()) for c in keyed.group(1).split(","))
+        else:
+            continue
+        deferrable = _DEFERRABLE.search(item)
+        if deferrable is not None and not deferrable.group(0).upper().startswith("NOT"):
+            found[("deferrable", columns)] = (True, (deferrable.group(2) or "").upper() == "DEFERRED")
+    return found
 
 
 def _index_condition(definition: str) -> Optional[str]:
