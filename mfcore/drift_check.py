@@ -42,7 +42,8 @@ class Difference:
 
     def describe(self) -> str:
         if self.sign == "~":
-            return f"[~] {self.name}: {self.database} in the database, {self.expected} expected"
+            subject = self.name if self.kind == "column" else f"{self.kind} {self.name}"
+            return f"[~] {subject}: {self.database} in the database, {self.expected} expected"
         where = "in the database only" if self.sign == "+" else "missing from the database"
         detail = f" {self.database or self.expected}" if (self.database or self.expected) else ""
         return f"[{self.sign}] {self.kind} {self.name}{detail} ({where})"
@@ -118,7 +119,7 @@ def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=
                 unmanaged.append(f"type {name}")
         for name in sorted(set(actual.enums) & set(expected.enums)):
             if actual.enums[name] != expected.enums[name]:
-                differences.append(Difference("~", "enum", None, f"enum {name}",
+                differences.append(Difference("~", "enum", None, name,
                                               _labels(actual.enums[name]), _labels(expected.enums[name])))
     return differences, unmanaged
 
@@ -150,7 +151,7 @@ def compare_table(actual: Table, expected: Table, constraint_names: bool, show_t
             found.append(Difference("~", "column", table, where, _identity(have.identity),
                                     _identity(wanted.identity)))
     if actual.primary_key != expected.primary_key:
-        found.append(Difference("~", "primary key", table, f"{table} primary key",
+        found.append(Difference("~", "primary key", table, table,
                                 _columns(actual.primary_key) or "none", _columns(expected.primary_key) or "none"))
     found += _compare_grouped(table, "foreign key", actual.foreign_keys, expected.foreign_keys,
                               lambda k: k.columns, lambda k: _key_text(k, constraint_names))
