@@ -18,7 +18,7 @@ from .errors import (ConfigError, DatabaseError, DriftError, IntegrityError, Loc
 __version__ = "0.1.0"
 
 __all__ = [
-    "migrate", "makemigrations", "status", "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect",
+    "migrate", "makemigrations", "status", "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
@@ -36,6 +36,7 @@ _LAZY = {
     "carry_over": ("mfcore.api", "carry_over"),
     "drift": ("mfcore.api", "drift"),
     "inspect": ("mfcore.api", "inspect"),
+    "baseline": ("mfcore.api", "baseline"),
     "parse": ("mfcore.language.parser", "parse"),
     "diff": ("mfcore.differ", "diff"),
     "load_schema": ("mfcore.store", "load_schema"),

@@ -4,6 +4,7 @@
     status, sql, pending_sql           look without changing anything
     drift                              compare the live database with the applied migrations
     inspect                            models.mp from a live database
+    baseline                           take over a database made by another tool
     resolve, reset                     settle a half-applied migration; start over
     carry_over                         the earlier tool's single-plan projects, once
 
@@ -25,7 +26,7 @@ from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
-    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "InspectResult",
+    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "InspectResult", "baseline",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -173,6 +174,15 @@ async def inspect(config: ConfigLike = None, *, output: Optional[str] = None) ->
     if output is not None:
         store.atomic_write(os.fspath(output), result.text.encode("utf-8"))
     return result
+
+
+async def baseline(config: ConfigLike = None, *, name: str = "baseline"):
+    """Take over a database made by another tool: write migration 001 (and schema.json,
+    and models.mp when there is none) from its catalog, give its keys and UNIQUEs the
+    names mf addresses them by, and record 001 as applied. A BaselineResult."""
+    from . import takeover
+
+    return await takeover.baseline(resolve_config(config), name=name)
 
 
 # ---------------------------------------------------------------- repairing and starting over

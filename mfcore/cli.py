@@ -257,6 +257,25 @@ def cmd_inspect(args, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_baseline(args, out: Output) -> int:
+    import anyio
+
+    result = anyio.run(lambda: api.baseline(args.config_path, name=args.name))
+    if out.json_mode:
+        out.document({"migration": result.migration, "tables": result.tables, "renamed": result.renamed,
+                      "models_written": result.models_written,
+                      "notes": [{"table": table, "note": note} for table, note in result.notes]})
+        return EXIT_OK
+    for statement in result.renamed:
+        out.line(f"  {statement};")
+    out.line(f"{out.mark()}Wrote {result.migration} for {result.tables} table(s) and recorded it as applied"
+             + (f" (renamed {len(result.renamed)} constraint(s) to mf's names)" if result.renamed else ""))
+    if result.models_written:
+        out.line(f"{out.mark()}Wrote models.mp" + (f" ({len(result.notes)} note(s) as // comments)"
+                                                   if result.notes else ""))
+    return EXIT_OK
+
+
 def cmd_drift(args, out: Output) -> int:
     import anyio
 
@@ -338,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="db")
-    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, drift, inspect, sql, reset, resolve")
+    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, drift, inspect, baseline, sql, reset, resolve")
     commands = db.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser("makemigrations", parents=[common], help="write the next migration file")
@@ -364,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="tables and types in no migration are drift too")
     p.add_argument("--sql", action="store_true", help="print the statements that bring the database back")
     p.set_defaults(handler=cmd_drift)
+
+    p = commands.add_parser("baseline", parents=[common],
+                            help="take over a database made by another tool (writes 001, records it applied)")
+    p.add_argument("--name", default="baseline", help="file name suffix of the migration (default: baseline)")
+    p.set_defaults(handler=cmd_baseline)
 
     p = commands.add_parser("inspect", parents=[common], help="write models.mp for a live database")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")

@@ -52,11 +52,13 @@ def enum_name_for(type_name: str) -> str:
 
 
 def schema_of_catalog(catalog: Catalog, dialect, expected: Optional[Schema] = None,
-                      expected_catalog: Optional[Catalog] = None) -> tuple:
+                      expected_catalog: Optional[Catalog] = None, *, unique_indexes: bool = False) -> tuple:
     """(Schema, notes) of a catalog; notes are (table or None, sentence) for what the
     Schema cannot hold. With ``expected`` (and its catalog), names come from it
     (models, fields, enums), and a column that matches its expected one keeps the
-    expected field exactly: only what differs is read from the catalog."""
+    expected field exactly: only what differs is read from the catalog.
+    ``unique_indexes``: a one-column UNIQUE index stays an index under its own name
+    (else it reads as the field's unique=true)."""
     notes: list = []
     expected = expected or Schema()
     models_by_table = {m.table: m for m in expected.models.values()}
@@ -70,7 +72,7 @@ def schema_of_catalog(catalog: Catalog, dialect, expected: Optional[Schema] = No
         model = models_by_table.get(table_name)
         wanted = expected_catalog.tables.get(table_name) if expected_catalog else None
         models[model_name] = _model_of(table, model_name, model, wanted, dialect, model_names,
-                                       enum_by_type, enums, notes)
+                                       enum_by_type, enums, notes, unique_indexes)
     return Schema(enums=enums, models=models), notes
 
 
@@ -126,7 +128,7 @@ def _field_by_column(model: Optional[Model], column: str) -> Optional[Field]:
 
 
 def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Optional[Table], dialect,
-              model_names: dict, enum_by_type: dict, enums: dict, notes: list) -> Model:
+              model_names: dict, enum_by_type: dict, enums: dict, notes: list, unique_indexes: bool) -> Model:
     keys = {key.columns[0]: key for key in table.foreign_keys if len(key.columns) == 1}
     for key in table.foreign_keys:
         if len(key.columns) > 1:
@@ -138,7 +140,7 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
             notes.append((table.name, f"check {check.name or check.column} is not on a column"))
     unique_columns = {u.columns[0] for u in table.uniques if len(u.columns) == 1}
     unique_columns |= {i.columns[0] for i in table.indexes if i.unique and i.columns and len(i.columns) == 1
-                       and i.condition is None and model is None}
+                       and i.condition is None and model is None and not unique_indexes}
     checks = {c.column: c for c in table.checks}
     fields = []
     for column in table.columns.values():
@@ -181,7 +183,7 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
             indexes.append(known_indexes[index.name])
         elif index.columns and index.condition is None and not index.descending \
                 and all(c in by_column for c in index.columns):
-            if index.unique and len(index.columns) == 1 and model is None:
+            if index.unique and len(index.columns) == 1 and model is None and not unique_indexes:
                 continue  # read as the field's unique=true
             indexes.append(Index(index.name, tuple(by_column[c] for c in index.columns), index.unique))
         else:

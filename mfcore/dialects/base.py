@@ -49,7 +49,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from ..errors import MigrationFileError
+from ..errors import DriftError, MigrationFileError
 from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from ..operations import Operation, Reference, TableDef
@@ -261,6 +261,34 @@ class Dialect:
         for statement in statements:
             await connection.execute(statement)
         return await self.read_catalog(connection)
+
+    def constraint_renames_sql(self, catalog: Catalog) -> list:
+        """RENAME CONSTRAINT statements that give the single-column keys and UNIQUEs of a
+        database made by another tool the names mf's operations address (taking a
+        database over: mf db baseline); none where statements never address them by
+        name (SQLite rebuilds the table). Two constraints that would take one name (a
+        column with two foreign keys) are refused: which one to keep is the user's call."""
+        if not self.catalog_constraint_names:
+            return []
+        statements = []
+        for table in catalog.tables.values():
+            renames = []
+            if table.primary_key_name and len(table.primary_key) == 1:
+                renames.append((table.primary_key_name, primary_key_name(table.name)))
+            renames += [(key.name, foreign_key_name(table.name, key.columns[0]))
+                        for key in table.foreign_keys if key.name and len(key.columns) == 1]
+            renames += [(unique.name, unique_name(table.name, unique.columns[0]))
+                        for unique in table.uniques if len(unique.columns) == 1]
+            taken: dict = {}
+            for old, new in renames:
+                if new in taken:
+                    raise DriftError(f"table {table.name} has two constraints that mf would both address as "
+                                     f"{new}: {taken[new]} and {old} (a column with two foreign keys or two "
+                                     f"UNIQUEs?); drop the one that is not wanted, then run baseline again")
+                taken[new] = old
+            statements += [f"ALTER TABLE {self.quote(table.name)} RENAME CONSTRAINT {self.quote(old)}"
+                           f" TO {self.quote(new)}" for old, new in renames if old != new]
+        return statements
 
     # ------------------------------------------------------------ from the catalog back to fields
     def field_of_column(self, column: Column, name: str, enum: Optional[str] = None):

@@ -66,6 +66,7 @@ class Table:
     name: str
     columns: dict = field(default_factory=dict)        # name -> Column, in table order
     primary_key: tuple = ()
+    primary_key_name: Optional[str] = None             # where the database names it
     foreign_keys: list = field(default_factory=list)   # [ForeignKey]
     uniques: list = field(default_factory=list)        # [Unique]
     indexes: list = field(default_factory=list)        # [Index]

@@ -186,7 +186,7 @@ class PostgreSQLDialect(Dialect):
                 " ORDER BY c.relname, k.conname", (names,)):
             entry = catalog.tables[table]
             if kind == "p":
-                entry.primary_key = tuple(columns)
+                entry.primary_key, entry.primary_key_name = tuple(columns), name
             elif kind == "u":
                 entry.uniques.append(Unique(name, tuple(columns)))
             else:

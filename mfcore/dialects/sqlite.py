@@ -41,8 +41,12 @@ _TYPES = {
     "UUIDField": "TEXT", "JSONField": "TEXT", "BinaryField": "BLOB", "EnumField": "TEXT",
 }
 
-_FIELD_TYPES = {"INTEGER": "IntegerField", "REAL": "FloatField", "TEXT": "TextField",
-                "BOOLEAN": "BooleanField", "BLOB": "BinaryField"}
+# Declared types -> fields: mf's own spellings, and those other tools write (Django:
+# bigint, datetime, bool, decimal).
+_FIELD_TYPES = {"INTEGER": "IntegerField", "INT": "IntegerField", "BIGINT": "BigIntegerField",
+                "SMALLINT": "SmallIntegerField", "REAL": "FloatField", "DOUBLE PRECISION": "FloatField",
+                "TEXT": "TextField", "BOOLEAN": "BooleanField", "BOOL": "BooleanField", "BLOB": "BinaryField",
+                "DATETIME": "DateTimeField", "DATE": "DateField", "TIME": "TimeField"}
 
 REBUILD_PREFIX = "_mf_new_"
 
@@ -124,9 +128,15 @@ class SQLiteDialect(Dialect):
         rows = await connection.fetch("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
         definition = rows[0][0] if rows and rows[0][0] else ""
         autoincrement = re.search(r"\bAUTOINCREMENT\b", definition, re.IGNORECASE) is not None
-        for column, kind, notnull, default, pk in await connection.fetch(
-                'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(?) ORDER BY cid', (name,)):
-            table.columns[column] = Column(column, kind, not notnull, default, bool(pk) and autoincrement)
+        rows = await connection.fetch(
+            'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(?) ORDER BY cid', (name,))
+        key_columns = sum(1 for row in rows if row[4])
+        for column, kind, notnull, default, pk in rows:
+            # Type names are case-insensitive: one spelling for all. An INTEGER PRIMARY
+            # KEY is the rowid, never NULL, whether NOT NULL is written or not.
+            kind = kind.upper()
+            rowid = bool(pk) and key_columns == 1 and kind == "INTEGER"
+            table.columns[column] = Column(column, kind, not (notnull or rowid), default, bool(pk) and autoincrement)
             if pk:
                 keyed.append((pk, column))
         table.checks = in_list_checks(definition)
@@ -174,7 +184,7 @@ class SQLiteDialect(Dialect):
         sized = re.fullmatch(r"VARCHAR\((\d+)\)", kind)
         if sized:
             return "CharField", {"max_length": int(sized.group(1))}
-        sized = re.fullmatch(r"NUMERIC\((\d+),(\d+)\)", kind)
+        sized = re.fullmatch(r"(?:NUMERIC|DECIMAL)\((\d+), ?(\d+)\)", kind)
         if sized:
             return "DecimalField", {"max_digits": int(sized.group(1)), "decimal_places": int(sized.group(2))}
         return _FIELD_TYPES.get(kind), {}
