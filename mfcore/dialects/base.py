@@ -325,10 +325,20 @@ class Dialect:
         ``character varying(20)``)."""
         return type_sql
 
-    def field_type_of(self, column: Column) -> tuple:  # pragma: no cover - see subclasses
+    field_types: dict = {}               # a catalog type -> the field that makes it
+    char_type: Optional[re.Pattern] = None     # CharField's type; group 1 the length
+    decimal_type: Optional[re.Pattern] = None  # DecimalField's; groups: digits, places
+
+    def field_type_of(self, column: Column) -> tuple:
         """(field type, {max_length | max_digits, decimal_places}) of a column's database
         type; (None, {}) for a type mf has no field for."""
-        raise NotImplementedError
+        sized = self.char_type.fullmatch(column.type)
+        if sized:
+            return "CharField", {"max_length": int(sized.group(1))}
+        sized = self.decimal_type.fullmatch(column.type)
+        if sized:
+            return "DecimalField", {"max_digits": int(sized.group(1)), "decimal_places": int(sized.group(2))}
+        return self.field_types.get(column.type), {}
 
     # ------------------------------------------------------------ reset
     async def drop_plan(self, connection, tables: dict, enums) -> list:  # pragma: no cover

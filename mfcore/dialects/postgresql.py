@@ -235,15 +235,10 @@ class PostgreSQLDialect(Dialect):
             type_sql = type_sql.replace(long, short)
         return type_sql
 
-    def field_type_of(self, column: Column) -> tuple:
-        kind = column.type
-        sized = re.fullmatch(r"character varying\((\d+)\)", kind)
-        if sized:
-            return "CharField", {"max_length": int(sized.group(1))}
-        sized = re.fullmatch(r"numeric\((\d+),(\d+)\)", kind)
-        if sized:
-            return "DecimalField", {"max_digits": int(sized.group(1)), "decimal_places": int(sized.group(2))}
-        return _FIELD_TYPES.get(kind), {}
+    # How the catalog spells the types mf writes, for reading them back (base.field_type_of).
+    field_types = _FIELD_TYPES
+    char_type = re.compile(r"character varying\((\d+)\)")
+    decimal_type = re.compile(r"numeric\((\d+),(\d+)\)")
 
     # ------------------------------------------------------------ reset
     async def drop_plan(self, connection, tables: dict, enums) -> list:

@@ -176,18 +176,12 @@ class SQLiteDialect(Dialect):
 
     scratch_database = True
 
-    def field_type_of(self, column: Column) -> tuple:
-        # SQLite keeps the declared type as written: mf's own spellings come back as
-        # they went out; one storage type serves several fields (TEXT: text, times,
-        # UUIDs, JSON), and the plainest of them is the one read back.
-        kind = column.type.upper()
-        sized = re.fullmatch(r"VARCHAR\((\d+)\)", kind)
-        if sized:
-            return "CharField", {"max_length": int(sized.group(1))}
-        sized = re.fullmatch(r"(?:NUMERIC|DECIMAL)\((\d+), ?(\d+)\)", kind)
-        if sized:
-            return "DecimalField", {"max_digits": int(sized.group(1)), "decimal_places": int(sized.group(2))}
-        return _FIELD_TYPES.get(kind), {}
+    # SQLite keeps the declared type as written (the reader spells it in capitals):
+    # mf's own spellings come back as they went out; one storage type serves several
+    # fields (TEXT: text, times, UUIDs, JSON), and the plainest of them is read back.
+    field_types = _FIELD_TYPES
+    char_type = re.compile(r"VARCHAR\((\d+)\)")
+    decimal_type = re.compile(r"(?:NUMERIC|DECIMAL)\((\d+), ?(\d+)\)")
 
     # ------------------------------------------------------------ reset
     async def drop_plan(self, connection, tables: dict, enums) -> list:
