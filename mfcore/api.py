@@ -26,7 +26,7 @@ from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
-    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "InspectResult", "baseline",
+    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -157,20 +157,14 @@ async def drift(config: ConfigLike = None, *, strict: bool = False, sql: bool = 
     return await drift_check.detect(resolve_config(config), strict=strict, with_sql=sql)
 
 
-@dataclass(frozen=True)
-class InspectResult:
-    text: str      # models.mp for the live database
-    notes: list    # [(table or None, sentence)]: what models.mp cannot say (also // comments in text)
-    tables: int
-
-
-async def inspect(config: ConfigLike = None, *, output: Optional[str] = None) -> InspectResult:
-    """models.mp text for the tables and enum types of the live database (the ledger
-    left out), also written to the file ``output`` when given. Changes nothing in
+async def inspect(config: ConfigLike = None, *, output: Optional[str] = None):
+    """An InspectResult (text, notes, tables): models.mp for the tables and enum types
+    of the live database (the ledger left out), also written to the file ``output``
+    when given. Changes nothing in
     the database."""
-    from . import drift_check, store
+    from . import introspect, store
 
-    result = await drift_check.inspect(resolve_config(config))
+    result = await introspect.inspect(resolve_config(config))
     if output is not None:
         store.atomic_write(os.fspath(output), result.text.encode("utf-8"))
     return result

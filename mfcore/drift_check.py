@@ -303,21 +303,3 @@ async def _applied_names(connection, dialect) -> list:
         return []
     return [row[0] for row in await connection.fetch(dialect.ledger_select_sql()) if row[2] == "applied"]
 
-
-async def inspect(config):
-    """The API's inspect: read the whole live catalog, write it as models.mp."""
-    from . import drivers
-    from .api import InspectResult
-    from .dialects import dialect_for
-    from .errors import DatabaseError
-    from .language.emit import models_text
-
-    dialect = dialect_for(config.driver)
-    if not drivers.database_exists(config):
-        raise DatabaseError(f"the database {config.display_dsn} does not exist")
-    async with await drivers.connect(config) as connection:
-        catalog = await dialect.read_catalog(connection)
-    catalog.tables.pop(LEDGER_TABLE, None)
-    schema, notes = schema_of_catalog(catalog, dialect)
-    header = f"Read from the {dialect.title} database {config.display_dsn} by `mf db inspect`."
-    return InspectResult(models_text(schema, notes, header), notes, len(schema.models))

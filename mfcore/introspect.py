@@ -14,11 +14,19 @@ read from the catalog, so the differ sees only the drift.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Optional
 
 from .dialects.base import LEDGER_TABLE
 from .dialects.catalog import Catalog, Table
 from .schema import Enum, Field, Index, Model, Schema
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    text: str      # models.mp for the live database
+    notes: list    # [(table or None, sentence)]: what models.mp cannot say (also // comments in text)
+    tables: int
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -209,3 +217,21 @@ def _same_column(actual: Table, expected: Table, column: str) -> bool:
         return keys, uniques, checks
 
     return on(actual) == on(expected)
+
+
+async def inspect(config):
+    """The API's inspect: read the whole live catalog, write it as models.mp."""
+    from . import drivers
+    from .dialects import dialect_for
+    from .errors import DatabaseError
+    from .language.emit import models_text
+
+    dialect = dialect_for(config.driver)
+    if not drivers.database_exists(config):
+        raise DatabaseError(f"the database {config.display_dsn} does not exist")
+    async with await drivers.connect(config) as connection:
+        catalog = await dialect.read_catalog(connection)
+    catalog.tables.pop(LEDGER_TABLE, None)
+    schema, notes = schema_of_catalog(catalog, dialect)
+    header = f"Read from the {dialect.title} database {config.display_dsn} by `mf db inspect`."
+    return InspectResult(models_text(schema, notes, header), notes, len(schema.models))
