@@ -142,13 +142,13 @@ def test_two_models_swap_their_tables(new_project):
 def test_two_fields_swap_their_columns(new_project):
     project = new_project()
     project.step('model P extends Model {\n    x = IntegerField(db_column="c1")\n'
-                 '    y = IntegerField(db_column="c2", unique=true)\n}\n')
+                 '    y = CharField(20, db_column="c2", unique=true)\n}\n')
     first = project.insert_rows(1)
     project.step('model P extends Model {\n    x = IntegerField(db_column="c2")\n'
-                 '    y = IntegerField(db_column="c1", unique=true)\n}\n')
+                 '    y = CharField(20, db_column="c1", unique=true)\n}\n')
 
-    assert project.row("P", first["P"][0]) == {"id": first["P"][0], "x": 101, "y": 101}
-    assert project.database.fetch('SELECT "c1", "c2" FROM "p"') == [(101, 101)]
+    assert project.row("P", first["P"][0]) == {"id": first["P"][0], "x": 101, "y": "v1"}
+    assert project.database.fetch('SELECT "c1", "c2" FROM "p"') == [("v1", 101)]
     assert_same_as_fresh(project, new_project)
 
 
