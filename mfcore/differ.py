@@ -12,11 +12,13 @@ settles those, and only the changed ones are compared field by field.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
                          RenameColumn, RenameModel, attach_tables, column_changes, referencing_type, table_def)
 from .questioner import Questioner
-from .schema import Schema
+from .schema import MAX_IDENTIFIER, Schema
 
 
 def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list:
@@ -93,6 +95,9 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
             operations.append(DropEnum(name, old.enums[name].members))
 
     completed, _final = attach_tables(operations, old)
+    reordered = _free_names_first(completed, old)
+    if reordered is not None:
+        completed, _final = attach_tables(reordered, old)
     return completed
 
 
@@ -169,11 +174,23 @@ def _referenced_key(state, f):
 
 
 def _model_renames(old, new, questioner):
+    """(old name, new name) of the models renamed. A new model on the table of a removed
+    one is that model renamed: the table stays, so nothing is asked and nothing runs
+    but the snapshot's change. Otherwise a new model with the same fields, in any order
+    (Django compares them sorted), is a rename if the questioner says so."""
     removed = sorted(name for name in old.models if name not in new.models)
     added = sorted(name for name in new.models if name not in old.models)
     renames = []
-    taken = set()
+    by_table = {new.models[name].table: name for name in added}
     for old_name in removed:
+        new_name = by_table.get(old.models[old_name].table)
+        if new_name is not None:
+            renames.append((old_name, new_name))
+    matched_old = {old_name for old_name, _new_name in renames}
+    taken = {new_name for _old_name, new_name in renames}
+    for old_name in removed:
+        if old_name in matched_old:
+            continue
         before = old.models[old_name]
         for new_name in added:
             if new_name in taken:
@@ -187,15 +204,12 @@ def _model_renames(old, new, questioner):
 
 
 def _same_shape(before, after) -> bool:
-    """Would renaming ``before`` give ``after``, up to the table and references to itself?"""
+    """Would renaming ``before`` give ``after``, up to the table, the order of the fields
+    and references to itself?"""
     if len(before.fields) != len(after.fields):
         return False
-    for a, b in zip(before.fields, after.fields):
-        if a.target == before.name:
-            a = a._replace(target=after.name)
-        if a != b:
-            return False
-    return True
+    renamed = [f._replace(target=after.name) if f.target == before.name else f for f in before.fields]
+    return sorted(renamed) == sorted(after.fields)
 
 
 def _creation_order(created, new):
@@ -254,8 +268,16 @@ def _model_changes(state, before, after, questioner, new) -> list:
     removed = [f for f in before.fields if f.name not in new_fields]
     added = [f for f in after.fields if f.name not in old_fields]
 
+    # A new field on the column of a removed one, of the same type, is that field renamed
+    # in models.mp only: its column and values stay (any other change is an alter).
     renamed = []
     for old_field in removed:
+        same_column = next((f for f in added if f.column == old_field.column and f.type == old_field.type), None)
+        if same_column is not None:
+            renamed.append((old_field, same_column))
+    for old_field in removed:
+        if any(old_field is r[0] for r in renamed):
+            continue
         for new_field in added:
             if any(new_field is r[1] for r in renamed):
                 continue
@@ -276,7 +298,11 @@ def _model_changes(state, before, after, questioner, new) -> list:
             operations.append(DropIndex(before.name, before.table, index))
 
     for old_field, new_field in renamed:
-        operations.append(RenameColumn(before.name, before.table, old_field, new_field))
+        carried = old_field._replace(name=new_field.name, column=new_field.column)
+        operations.append(RenameColumn(before.name, before.table, old_field, carried))
+        if carried != new_field:
+            operations.append(AlterColumn(before.name, before.table, carried, new_field,
+                                          old_key=_referenced_key(state, carried)))
     for f in added:
         if f.name not in renamed_new:
             operations.append(AddColumn(before.name, before.table, f))
@@ -299,3 +325,147 @@ def _model_changes(state, before, after, questioner, new) -> list:
         if carried != index:
             operations.append(AddIndex(before.name, before.table, index))
     return operations
+
+
+# ---------------------------------------------------------------- names freed before taken
+
+TEMPORARY_PREFIX = "_mf_tmp_"
+
+
+def _free_names_first(operations, old: Schema):
+    """The operations reordered so that each name (a table, an index, a column of a
+    table) is free when an operation takes it, or None when the order is right already.
+
+    The order of SPEC §4 stands wherever it works. An operation that would take a name
+    still held gets, before it, the later operation that frees the name, when that one
+    can move (it touches no model or field of the operations it passes). When that
+    operation itself takes a name still held (two tables or two columns swap), it goes
+    in two steps: to a temporary name first, to its own name where it stood.
+    """
+    held = _names_of(old)
+    pending = list(operations)
+    placed: list = []
+    moved = False
+    while pending:
+        operation = pending[0]
+        takes, frees = _taken_and_freed(operation)
+        blocked = (takes - frees) & held
+        freer = _first_freeing(pending, blocked) if blocked else None
+        if freer is not None and all(_independent(pending[freer], other) for other in pending[:freer]):
+            later = pending[freer]
+            later_takes, later_frees = _taken_and_freed(later)
+            if (later_takes - later_frees) & held:
+                through = _through_temporary(later)
+                if through is not None:
+                    pending[freer] = through[1]
+                    pending.insert(0, through[0])
+                    moved = True
+                    continue
+            else:
+                pending.insert(0, pending.pop(freer))
+                moved = True
+                continue
+        placed.append(pending.pop(0))
+        held = (held - frees) | takes
+    return placed if moved else None
+
+
+def _names_of(schema: Schema) -> set:
+    names = set()
+    for model in schema.models.values():
+        names.add(("relation", model.table))
+        names.update(("relation", index.name) for index in model.indexes)
+        names.update(("column", model.name, f.column) for f in model.fields)
+    return names
+
+
+def _taken_and_freed(operation) -> tuple:
+    """(names the operation takes, names it frees), as in _names_of."""
+    kind = operation.op
+    if kind == "create_model":
+        return _names_of(Schema(models={operation.model: operation.table_def.model})), set()
+    if kind == "drop_model" and operation.table_def is not None:
+        return set(), _names_of(Schema(models={operation.model: operation.table_def.model}))
+    if kind == "rename_model":
+        columns = set()
+        if operation.table_def is not None and operation.old_name != operation.new_name:
+            model = operation.table_def.model
+            columns = {f.column for f in model.fields}
+        taken = {("column", operation.new_name, c) for c in columns}
+        freed = {("column", operation.old_name, c) for c in columns}
+        if operation.old_table != operation.new_table:
+            taken.add(("relation", operation.new_table))
+            freed.add(("relation", operation.old_table))
+        return taken, freed
+    if kind == "add_index":
+        return {("relation", operation.index.name)}, set()
+    if kind == "drop_index":
+        return set(), {("relation", operation.index.name)}
+    if kind == "add_column":
+        return {("column", operation.model, operation.field.column)}, set()
+    if kind == "drop_column":
+        return set(), {("column", operation.model, operation.field.column)}
+    if kind in ("rename_column", "alter_column") and operation.old.column != operation.new.column:
+        return {("column", operation.model, operation.new.column)}, {("column", operation.model, operation.old.column)}
+    return set(), set()
+
+
+def _first_freeing(pending, names) -> int | None:
+    for position in range(1, len(pending)):
+        if _taken_and_freed(pending[position])[1] & names:
+            return position
+    return None
+
+
+def _touched(operation) -> tuple:
+    """(models, (model, field) pairs) an operation reads or changes; None for the models
+    of an operation on whole tables or enums (nothing moves past it)."""
+    kind = operation.op
+    if kind in ("create_enum", "alter_enum", "drop_enum"):
+        return None, None
+    if kind == "rename_model":
+        return {operation.old_name, operation.new_name}, None
+    if kind in ("create_model", "drop_model"):
+        models = {operation.model}
+        if operation.table_def is not None:
+            models.update(f.target for f in operation.table_def.model.fields if f.target is not None)
+        return models, None
+    fields = set()
+    if kind in ("add_column", "drop_column"):
+        fields = {operation.field.name}
+    elif kind in ("rename_column", "alter_column"):
+        fields = {operation.old.name, operation.new.name}
+    elif kind in ("add_index", "drop_index"):
+        fields = set(operation.index.fields)
+    elif kind in ("add_fk", "drop_fk"):
+        return {operation.model, operation.target}, None
+    return {operation.model}, {(operation.model, name) for name in fields}
+
+
+def _independent(first, second) -> bool:
+    """May ``first`` run before ``second`` instead of after it?"""
+    models_a, fields_a = _touched(first)
+    models_b, fields_b = _touched(second)
+    if models_a is None or models_b is None:
+        return False
+    if not models_a & models_b:
+        return True
+    return fields_a is not None and fields_b is not None and not fields_a & fields_b
+
+
+def _temporary(name: str) -> str:
+    return (TEMPORARY_PREFIX + name)[:MAX_IDENTIFIER]
+
+
+def _through_temporary(operation):
+    """(the move to a temporary name, the move from it to the operation's own name), or
+    None for an operation that cannot go in two steps."""
+    if operation.op == "rename_model" and operation.old_table != operation.new_table:
+        parked = _temporary(operation.old_table)
+        return (RenameModel(operation.old_name, operation.old_name, operation.old_table, parked),
+                replace(operation, old_table=parked))
+    if operation.op in ("rename_column", "alter_column") and operation.old.column != operation.new.column:
+        parked = operation.old._replace(column=_temporary(operation.old.column))
+        return (RenameColumn(operation.model, operation.table, operation.old, parked),
+                replace(operation, old=parked))
+    return None

@@ -19,7 +19,7 @@ from .differ import diff
 from .errors import UnsafeChangeError
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
-from .operations import AddColumn, fold
+from .operations import AddColumn, AlterColumn, fold
 from . import model_cache
 from .questioner import Questioner
 from .schema import Schema
@@ -84,8 +84,21 @@ def check_safety(operations, old: Schema) -> None:
                     f"cannot add {f.type} '{operation.model}.{f.name}' as NOT NULL without a default: "
                     f"rows already in table '{operation.table}' would have no value. Give it a default "
                     f"(default=...) or allow NULL (null=true), then run makemigrations again.")
+        if isinstance(operation, AlterColumn) and operation.old.null and not operation.new.null \
+                and not _fills_nulls(operation.new):
+            f = operation.new
+            problems.append(
+                f"cannot make '{operation.model}.{f.name}' NOT NULL without a default: rows of table"
+                f" '{operation.table}' may hold NULL there, and the change would fail on them. Give it a"
+                f" default (default=...), which fills those rows first, or keep null=true and fill them"
+                f" before making it NOT NULL.")
     if problems:
         raise UnsafeChangeError("\n".join(problems))
+
+
+def _fills_nulls(f) -> bool:
+    """Does the field give a value to rows that hold NULL when it becomes NOT NULL?"""
+    return (f.has_default and f.default is not None) or f.auto_now or f.auto_now_add or f.primary_key
 
 
 @dataclass

@@ -158,11 +158,18 @@ def test_drop_and_rename_model():
     drop = DropModel("Invoice", "invoice")
     assert SQLITE.operation_sql(drop) == POSTGRES.operation_sql(drop) == ['DROP TABLE "invoice"']
     rename = ops(RenameModel("Customer", "Client", "lt_customers", "client"))
-    assert SQLITE.migration_sql(rename) == ['ALTER TABLE "lt_customers" RENAME TO "client"']
+    # SQLite cannot rename a constraint: the table is rebuilt with its UNIQUE and CHECK
+    # named after the new table, as a new table names them.
+    renamed = SQLITE.migration_sql(rename)
+    assert renamed[0] == 'ALTER TABLE "lt_customers" RENAME TO "client"'
+    assert renamed[1].startswith('CREATE TABLE "_mf_new_client"')
+    assert '"client_email_key"' in renamed[1] and '"client_role_check"' in renamed[1]
+    assert renamed[-1] == 'ALTER TABLE "_mf_new_client" RENAME TO "client"'
     assert POSTGRES.migration_sql(rename) == [
         'ALTER TABLE "lt_customers" RENAME TO "client"',
         'ALTER TABLE "client" RENAME CONSTRAINT "lt_customers_pkey" TO "client_pkey"',
         'ALTER TABLE "client" RENAME CONSTRAINT "lt_customers_email_key" TO "client_email_key"',
+        'ALTER SEQUENCE "lt_customers_id_seq" RENAME TO "client_id_seq"',
     ]
     assert POSTGRES.migration_sql(ops(RenameModel("Customer", "Client", "lt_customers", "lt_customers"))) == []
 
@@ -241,8 +248,8 @@ def test_alter_column_postgresql():
                               total._replace(max_digits=14, null=True, has_default=True, default=0.0)))
     assert POSTGRES.migration_sql(widened) == [
         'ALTER TABLE "invoice" ALTER COLUMN "total" TYPE numeric(14,2)',
-        'ALTER TABLE "invoice" ALTER COLUMN "total" DROP NOT NULL',
         'ALTER TABLE "invoice" ALTER COLUMN "total" SET DEFAULT 0.0',
+        'ALTER TABLE "invoice" ALTER COLUMN "total" DROP NOT NULL',
     ]
     email = schema.models["Customer"].field("email")
     to_int = ops(AlterColumn("Customer", "lt_customers", email,

@@ -11,22 +11,23 @@ row goes into every table; at the end every row of a model that survived is stil
 there with the values of the fields that survived, and the catalog (foldcheck.py)
 equals that of a database made from the last models.mp alone.
 
-MF_ORACLE_EXAMPLES sets the number of histories per database (default 15, kept
+MF_ORACLE_EXAMPLES sets the number of histories per database (default 30, kept
 small for CI's two cores; MF_ORACLE_EXAMPLES=500 for a long local run).
 """
 from __future__ import annotations
 
 import copy
 import os
+import re
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from foldcheck import Database, Stepwise, catalog, differences
 
-EXAMPLES = int(os.environ.get("MF_ORACLE_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("MF_ORACLE_EXAMPLES", "30"))
 
 MODEL_NAMES = ["Alpha", "Beta", "Gamma", "Delta"]
 TABLES = ["t1", "t2", "t3"]
@@ -336,6 +337,8 @@ def check_history(versions, make_database, tmp_root):
     stepwise = Stepwise(make_database(), tmp_root / f"s_{uuid.uuid4().hex[:8]}")
     written = []  # (model lineage, key, {field lineage: value})
     for number, (text, model_renames, field_renames, lineage, log) in enumerate(versions):
+        for entry in log if number else ():
+            event(re.sub(r"\b(?:[A-Z]\w*|ix\d)\b(?:\.\w+)?|->.*", "", entry).split(" of ")[0].strip())
         try:
             stepwise.step(text, model_renames, field_renames)
         except Exception as exc:
@@ -369,7 +372,6 @@ ORACLE_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=not
                                                   HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: swaps and reused names do not apply yet")
 @ORACLE_SETTINGS
 @given(versions=histories())
 def test_sqlite_stepwise_equals_fresh(versions, tmp_path_factory):
@@ -378,7 +380,6 @@ def test_sqlite_stepwise_equals_fresh(versions, tmp_path_factory):
     check_history(versions, lambda: Database.sqlite(root / f"db{next(counter)}.sqlite"), root)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: swaps and reused names do not apply yet")
 @ORACLE_SETTINGS
 @given(versions=histories())
 def test_postgresql_stepwise_equals_fresh(versions, pg_url, pg_session, tmp_path_factory):

@@ -15,29 +15,8 @@ from mfcore import applier
 from mfcore.errors import ModelsError, UnsafeChangeError
 
 
-# Cases that still fail, by test and database: each is marked a strict xfail until fixed.
-FAILING_TODAY = {
-    "test_class_rename_after_adding_a_field_above_keeps_the_rows": ("sqlite", "postgresql"),
-    "test_class_rename_with_fields_reordered_in_one_edit_keeps_the_rows": ("sqlite", "postgresql"),
-    "test_class_rename_on_the_same_table_is_no_database_change_even_when_declined": ("sqlite", "postgresql"),
-    "test_field_renamed_on_the_same_column_and_widened_keeps_its_values": ("sqlite", "postgresql"),
-    "test_a_field_dropped_and_another_added_on_its_column": ("sqlite", "postgresql"),
-    "test_two_models_swap_their_tables": ("sqlite", "postgresql"),
-    "test_two_fields_swap_their_columns": ("sqlite", "postgresql"),
-    "test_a_renamed_table_gives_its_name_and_index_names_to_a_new_model": ("sqlite", "postgresql"),
-    "test_a_named_index_moves_to_a_model_that_sorts_earlier": ("sqlite", "postgresql"),
-    "test_an_enum_and_a_table_of_the_same_name_are_refused": ("sqlite", "postgresql"),
-    "test_not_null_without_a_default_on_a_nullable_column_is_refused_with_advice": ("sqlite", "postgresql"),
-    "test_not_null_with_a_default_sets_the_default_before_the_backfill_and_the_constraint": ("postgresql",),
-    "test_a_table_rename_renames_its_sequence_constraints_and_indexes": ("sqlite", "postgresql"),
-    "test_a_column_change_on_unique_foreign_key_and_enum_columns_renames_their_constraints": ("sqlite",),
-}
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def driver(request):
-    if request.param in FAILING_TODAY.get(request.node.originalname, ()):
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason="issue 11: not fixed yet"))
     return request.param
 
 
@@ -193,7 +172,7 @@ def test_not_null_without_a_default_on_a_nullable_column_is_refused_with_advice(
     project.step("model Note extends Model {\n    body = TextField(null=true)\n}\n")
     with pytest.raises(UnsafeChangeError, match="default"):
         project.make("model Note extends Model {\n    body = TextField()\n}\n")
-    assert [p.name for p in (project.root / "migrations").glob("0*")] == ["001_create_Note.json"]
+    assert [p.name for p in (project.root / "migrations").glob("0*")] == ["001_create_note.json"]
 
 
 def test_not_null_with_a_default_sets_the_default_before_the_backfill_and_the_constraint(new_project, driver):

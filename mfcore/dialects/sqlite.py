@@ -211,7 +211,10 @@ class SQLiteDialect(Dialect):
         if op.op == "rename_column":
             return op.old.column != op.new.column and not self._can_rename_natively(op.old)
         if op.op == "alter_column":
-            return not self._same_column(op)
+            return not self._same_column(op) or (op.old.column != op.new.column
+                                                 and not self._can_rename_natively(op.old))
+        if op.op == "rename_model":
+            return op.old_table != op.new_table and _has_named_constraints(op.table_def)
         if op.op == "add_fk":
             return True
         if op.op == "drop_fk":
@@ -246,6 +249,16 @@ class SQLiteDialect(Dialect):
         whens = " ".join(f"WHEN {self.string_literal(old)} THEN {self.string_literal(new)}"
                          for old, new in renamed.items())
         return f"CASE {quoted} {whens} ELSE {quoted} END"
+
+    # ------------------------------------------------------------ tables
+    def _rename_model(self, op, plan) -> list[str]:
+        """RENAME TO, then, for a table with constraints named after it (a UNIQUE, a
+        foreign key, an enum's CHECK), a rebuild that names them after the new table,
+        as a new table would name them (SQLite cannot rename a constraint)."""
+        statements = super()._rename_model(op, plan)
+        if statements and _has_named_constraints(op.table_def):
+            statements.extend(self.rebuild(op.table_def))
+        return statements
 
     # ------------------------------------------------------------ columns
     def _add_column(self, op, plan) -> list[str]:
@@ -291,6 +304,8 @@ class SQLiteDialect(Dialect):
         if self._same_column(op):
             if op.old.column == op.new.column:
                 return []
+            if not self._can_rename_natively(op.old):
+                return self.rebuild(table_def, {op.new.column: self.quote(op.old.column)})
             return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
                     f" TO {self.quote(op.new.column)}"]
         source = self.quote(op.old.column)
@@ -466,6 +481,13 @@ def _plain_column(f: Field) -> bool:
     """Can DROP COLUMN remove it? (No key, no UNIQUE, no foreign key; an enum's CHECK
     belongs to the column and goes with it.)"""
     return not f.primary_key and not f.unique and f.target is None
+
+
+def _has_named_constraints(table_def: Optional[TableDef]) -> bool:
+    if table_def is None:
+        return False  # an earlier tool's file: its constraints keep their names
+    return any(has_unique_constraint(f) or f.enum is not None or f.name in table_def.references
+               for f in table_def.model.fields)
 
 
 def _renamed_values(op: AlterEnum) -> dict:

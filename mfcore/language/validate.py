@@ -75,7 +75,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
             models[name] = built
 
     _check_references(models, raw_models, builder, add, other_models)
-    _check_tables(models, raw_models, add)
+    _check_tables(models, raw_models, add, enums)
     problems.sort(key=lambda p: (p[1] or (0, 0)))
     return Schema(enums=enums, models=models), problems
 
@@ -351,10 +351,23 @@ def _check_references(models, raw_models, builder, add, other_models):
                     f"{did_you_mean(f.target, models)}", pos)
 
 
-def _check_tables(models, raw_models, add):
+def _check_tables(models, raw_models, add, enums=None):
+    """Names that must be unique in the database: tables, indexes (one namespace with
+    tables on both databases), and PostgreSQL's types (each table has a row type of its
+    name, which an enum's type may not take)."""
     tables: dict = {}
     index_owner: dict = {}
+    types = {enum.type_name: name for name, enum in (enums or {}).items()}
+    indexes = {index.name: model.name for model in models.values() for index in model.indexes}
     for model in models.values():
+        if model.table in types:
+            add(f"table '{model.table}' of model {model.name} has the name of enum {types[model.table]}'s"
+                " type in PostgreSQL, where every table has a type of its name; rename one of them",
+                raw_models[model.name].pos)
+        if model.table in indexes:
+            add(f"table '{model.table}' of model {model.name} has the name of an index of model"
+                f" {indexes[model.table]}; tables and indexes share one namespace in the database",
+                raw_models[model.name].pos)
         if model.table in tables:
             add(f"models {tables[model.table]} and {model.name} both use table '{model.table}'",
                 raw_models[model.name].pos)
