@@ -5,7 +5,9 @@ Order (SPEC §4): enums first; renames; primary keys whose column type changes, 
 the foreign keys that point at them; new tables in dependency order (a referenced
 table before its referrer, a cycle broken by adding its key afterwards); column and
 index changes model by model; deferred foreign keys; dropped tables in reverse
-dependency order; dropped enums last.
+dependency order; dropped enums last. That order gives way only where a name demands
+it: what frees a table, index or column name runs before what takes it, and a swap goes
+through a temporary name (_free_names_first).
 
 Most models of a large schema are unchanged; one tuple comparison per model (in C)
 settles those, and only the changed ones are compared field by field.

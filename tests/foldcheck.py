@@ -54,6 +54,11 @@ class Database:
     def drop(self) -> None:
         if self.session is not None:
             self.session.execute(f'DROP SCHEMA "{self.schema}" CASCADE')  # test cleanup only
+            self.schema_changed()
+
+    def schema_changed(self) -> None:
+        """asyncpg caches statements and types by their text: forget them after a migration."""
+        if self.session is not None:
             self.session.loop.run_until_complete(self.session.connection.reload_schema_state())
 
     def fetch(self, sql: str, *args) -> list:
@@ -97,6 +102,7 @@ class Stepwise:
     def step(self, models: str, model_renames=None, field_renames=None):
         result = self.make(models, model_renames, field_renames)
         run(migrate, self.config)
+        self.database.schema_changed()
         self.schema = parse(models)
         return result
 
