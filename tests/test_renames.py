@@ -40,6 +40,18 @@ def new_project(driver, request, tmp_path):
         database.drop()
 
 
+def migrated(new_project, *versions, **answers):
+    """A project through ``versions`` of models.mp, with a row in each table after the
+    first (renames answered as given, for the last): (project, rows written, the last
+    makemigrations result)."""
+    project = new_project()
+    project.step(versions[0])
+    first = project.insert_rows(1)
+    for text in versions[1:-1]:
+        project.step(text)
+    return project, first, project.step(versions[-1], **answers)
+
+
 def assert_same_as_fresh(project, new_project):
     """The stepwise database equals one made from the last models.mp alone, name for name."""
     fresh = new_project()
@@ -48,12 +60,12 @@ def assert_same_as_fresh(project, new_project):
 
 
 def test_class_rename_after_adding_a_field_above_keeps_the_rows(new_project):
-    project = new_project()
-    project.step("model Delta extends Model {\n    a = IntegerField(null=true)\n}\n")
-    first = project.insert_rows(1)
-    project.step("model Delta extends Model {\n    b = IntegerField(null=true)\n    a = IntegerField(null=true)\n}\n")
-    result = project.step("model Beta extends Model {\n    b = IntegerField(null=true)\n"
-                          "    a = IntegerField(null=true)\n}\n", model_renames={"Delta": "Beta"})
+    project, first, result = migrated(
+        new_project,
+        "model Delta extends Model {\n    a = IntegerField(null=true)\n}\n",
+        "model Delta extends Model {\n    b = IntegerField(null=true)\n    a = IntegerField(null=true)\n}\n",
+        "model Beta extends Model {\n    b = IntegerField(null=true)\n    a = IntegerField(null=true)\n}\n",
+        model_renames={"Delta": "Beta"})
 
     assert [op.op for op in result.operations] == ["rename_model"]
     assert project.row("Beta", first["Delta"][0])["a"] == 101
@@ -61,11 +73,11 @@ def test_class_rename_after_adding_a_field_above_keeps_the_rows(new_project):
 
 
 def test_class_rename_with_fields_reordered_in_one_edit_keeps_the_rows(new_project):
-    project = new_project()
-    project.step("model Delta extends Model {\n    a = IntegerField(null=true)\n    b = TextField(null=true)\n}\n")
-    first = project.insert_rows(1)
-    result = project.step("model Beta extends Model {\n    b = TextField(null=true)\n"
-                          "    a = IntegerField(null=true)\n}\n", model_renames={"Delta": "Beta"})
+    project, first, result = migrated(
+        new_project,
+        "model Delta extends Model {\n    a = IntegerField(null=true)\n    b = TextField(null=true)\n}\n",
+        "model Beta extends Model {\n    b = TextField(null=true)\n    a = IntegerField(null=true)\n}\n",
+        model_renames={"Delta": "Beta"})
 
     assert [op.op for op in result.operations] == ["rename_model"]
     assert project.row("Beta", first["Delta"][0]) == {"id": first["Delta"][0], "a": 101, "b": "text 1"}
@@ -73,10 +85,10 @@ def test_class_rename_with_fields_reordered_in_one_edit_keeps_the_rows(new_proje
 
 
 def test_class_rename_on_the_same_table_is_no_database_change_even_when_declined(new_project):
-    project = new_project()
-    project.step('model Customer extends Model {\n    name = CharField(40)\n    table = "customers"\n}\n')
-    first = project.insert_rows(1)
-    result = project.step('model Client extends Model {\n    name = CharField(40)\n    table = "customers"\n}\n')
+    project, first, result = migrated(
+        new_project,
+        'model Customer extends Model {\n    name = CharField(40)\n    table = "customers"\n}\n',
+        'model Client extends Model {\n    name = CharField(40)\n    table = "customers"\n}\n')
 
     assert [(op.op, op.old_table, op.new_table) for op in result.operations] == \
         [("rename_model", "customers", "customers")]
@@ -86,32 +98,32 @@ def test_class_rename_on_the_same_table_is_no_database_change_even_when_declined
 
 
 def test_field_renamed_on_the_same_column_and_widened_keeps_its_values(new_project):
-    project = new_project()
-    project.step('model Book extends Model {\n    title = CharField(20, db_column="title")\n}\n')
-    first = project.insert_rows(1)
-    project.step('model Book extends Model {\n    name = CharField(40, db_column="title")\n}\n')
+    project, first, _ = migrated(
+        new_project,
+        'model Book extends Model {\n    title = CharField(20, db_column="title")\n}\n',
+        'model Book extends Model {\n    name = CharField(40, db_column="title")\n}\n')
 
     assert project.row("Book", first["Book"][0])["name"] == "v1"
     assert_same_as_fresh(project, new_project)
 
 
 def test_a_field_dropped_and_another_added_on_its_column(new_project):
-    project = new_project()
-    project.step("model Item extends Model {\n    a = IntegerField(null=true)\n}\n")
-    first = project.insert_rows(1)
-    project.step('model Item extends Model {\n    b = TextField(null=true, db_column="a")\n}\n')
+    project, first, _ = migrated(
+        new_project,
+        "model Item extends Model {\n    a = IntegerField(null=true)\n}\n",
+        'model Item extends Model {\n    b = TextField(null=true, db_column="a")\n}\n')
 
     assert project.row("Item", first["Item"][0]) == {"id": first["Item"][0], "b": None}
     assert_same_as_fresh(project, new_project)
 
 
 def test_two_models_swap_their_tables(new_project):
-    project = new_project()
-    project.step('model A extends Model {\n    x = IntegerField(unique=true)\n    table = "ta"\n}\n'
-                 'model B extends Model {\n    y = TextField()\n    table = "tb"\n}\n')
-    first = project.insert_rows(1)
-    project.step('model A extends Model {\n    x = IntegerField(unique=true)\n    table = "tb"\n}\n'
-                 'model B extends Model {\n    y = TextField()\n    table = "ta"\n}\n')
+    project, first, _ = migrated(
+        new_project,
+        'model A extends Model {\n    x = IntegerField(unique=true)\n    table = "ta"\n}\n'
+        'model B extends Model {\n    y = TextField()\n    table = "tb"\n}\n',
+        'model A extends Model {\n    x = IntegerField(unique=true)\n    table = "tb"\n}\n'
+        'model B extends Model {\n    y = TextField()\n    table = "ta"\n}\n')
 
     assert project.row("A", first["A"][0])["x"] == 101
     assert project.row("B", first["B"][0])["y"] == "text 1"
@@ -119,12 +131,12 @@ def test_two_models_swap_their_tables(new_project):
 
 
 def test_two_fields_swap_their_columns(new_project):
-    project = new_project()
-    project.step('model P extends Model {\n    x = IntegerField(db_column="c1")\n'
-                 '    y = CharField(20, db_column="c2", unique=true)\n}\n')
-    first = project.insert_rows(1)
-    project.step('model P extends Model {\n    x = IntegerField(db_column="c2")\n'
-                 '    y = CharField(20, db_column="c1", unique=true)\n}\n')
+    project, first, _ = migrated(
+        new_project,
+        'model P extends Model {\n    x = IntegerField(db_column="c1")\n'
+        '    y = CharField(20, db_column="c2", unique=true)\n}\n',
+        'model P extends Model {\n    x = IntegerField(db_column="c2")\n'
+        '    y = CharField(20, db_column="c1", unique=true)\n}\n')
 
     assert project.row("P", first["P"][0]) == {"id": first["P"][0], "x": 101, "y": "v1"}
     assert project.database.fetch('SELECT "c1", "c2" FROM "p"') == [("v1", 101)]
@@ -132,11 +144,11 @@ def test_two_fields_swap_their_columns(new_project):
 
 
 def test_a_renamed_table_gives_its_name_and_index_names_to_a_new_model(new_project):
-    project = new_project()
-    project.step('model M extends Model {\n    x = IntegerField(db_index=true)\n    table = "t1"\n}\n')
-    first = project.insert_rows(1)
-    project.step('model M extends Model {\n    x = IntegerField(db_index=true)\n    table = "t2"\n}\n'
-                 'model N extends Model {\n    x = IntegerField(db_index=true)\n    table = "t1"\n}\n')
+    project, first, _ = migrated(
+        new_project,
+        'model M extends Model {\n    x = IntegerField(db_index=true)\n    table = "t1"\n}\n',
+        'model M extends Model {\n    x = IntegerField(db_index=true)\n    table = "t2"\n}\n'
+        'model N extends Model {\n    x = IntegerField(db_index=true)\n    table = "t1"\n}\n')
 
     assert project.row("M", first["M"][0])["x"] == 101
     assert_same_as_fresh(project, new_project)
