@@ -347,12 +347,12 @@ def _free_names_first(operations, old: Schema):
     held = _names_of(old)
     pending = list(operations)
     placed: list = []
-    moved = False
+    budget = moves_left = 2 * len(pending) + 8  # each move settles a name; this bounds a cycle not foreseen
     while pending:
         operation = pending[0]
         takes, frees = _taken_and_freed(operation)
         blocked = (takes - frees) & held
-        freer = _first_freeing(pending, blocked) if blocked else None
+        freer = _first_freeing(pending, blocked) if blocked and moves_left > 0 else None
         if freer is not None and all(_independent(pending[freer], other) for other in pending[:freer]):
             later = pending[freer]
             later_takes, later_frees = _taken_and_freed(later)
@@ -361,15 +361,15 @@ def _free_names_first(operations, old: Schema):
                 if through is not None:
                     pending[freer] = through[1]
                     pending.insert(0, through[0])
-                    moved = True
+                    moves_left -= 1
                     continue
             else:
                 pending.insert(0, pending.pop(freer))
-                moved = True
+                moves_left -= 1
                 continue
         placed.append(pending.pop(0))
         held = (held - frees) | takes
-    return placed if moved else None
+    return placed if moves_left < budget else None
 
 
 def _names_of(schema: Schema) -> set:

@@ -323,3 +323,60 @@ def test_a_column_that_follows_its_keys_new_type_changes_only_by_its_key():
     assert follower.old == follower.new and follower.changes == {"key"}
     document = orjson.loads(orjson.dumps(follower.to_json()))
     assert operation_from_json(document, "test").changes == {"key"}
+
+
+# ---------------------------------------------------------------- renames, and names freed before they are taken
+
+def test_a_model_rename_is_asked_whatever_the_order_of_its_fields():
+    asked = []
+
+    class Recording(AnswerQuestioner):
+        def ask_rename_model(self, old, new):
+            asked.append((old.name, new.name))
+            return True
+
+    operations = ops_between("model Delta extends Model {\n    a = IntegerField()\n    b = TextField()\n}\n",
+                             "model Beta extends Model {\n    b = TextField()\n    a = IntegerField()\n}\n",
+                             Recording())
+    assert asked == [("Delta", "Beta")]
+    assert [(op.op, op.old_name, op.new_name) for op in operations] == [("rename_model", "Delta", "Beta")]
+
+
+def test_a_model_renamed_on_the_same_table_is_not_asked_about():
+    operations = ops_between('model Customer extends Model {\n    a = IntegerField()\n    table = "customers"\n}\n',
+                             'model Client extends Model {\n    a = TextField()\n    table = "customers"\n}\n')
+    assert [(op.op, getattr(op, "old_table", None)) for op in operations] == \
+        [("rename_model", "customers"), ("alter_column", None)]
+
+
+def test_swapped_tables_go_through_a_temporary_name():
+    operations = ops_between('model A extends Model {\n    x = IntegerField()\n    table = "ta"\n}\n'
+                             'model B extends Model {\n    x = IntegerField()\n    table = "tb"\n}\n',
+                             'model A extends Model {\n    x = IntegerField()\n    table = "tb"\n}\n'
+                             'model B extends Model {\n    x = IntegerField()\n    table = "ta"\n}\n')
+    assert [(op.old_table, op.new_table) for op in operations] == \
+        [("tb", "_mf_tmp_tb"), ("ta", "tb"), ("_mf_tmp_tb", "ta")]
+
+
+def test_swapped_columns_go_through_a_temporary_name():
+    operations = ops_between('model P extends Model {\n    x = IntegerField(db_column="c1")\n'
+                             '    y = IntegerField(db_column="c2")\n}\n',
+                             'model P extends Model {\n    x = IntegerField(db_column="c2")\n'
+                             '    y = IntegerField(db_column="c1")\n}\n')
+    assert [(op.op, op.old.column, op.new.column) for op in operations] == [
+        ("rename_column", "c2", "_mf_tmp_c2"), ("alter_column", "c1", "c2"), ("alter_column", "_mf_tmp_c2", "c1")]
+
+
+def test_an_index_name_is_dropped_before_another_model_takes_it():
+    operations = ops_between('model Alpha extends Model {\n    x = IntegerField()\n}\n'
+                             'model Zed extends Model {\n    x = IntegerField()\n    indexes = [Index(x, name="shared")]\n}\n',
+                             'model Alpha extends Model {\n    x = IntegerField()\n    indexes = [Index(x, name="shared")]\n}\n'
+                             'model Zed extends Model {\n    x = IntegerField()\n}\n')
+    assert [(op.op, op.model) for op in operations] == [("drop_index", "Zed"), ("add_index", "Alpha")]
+
+
+def test_without_a_clash_the_order_stays_that_of_the_spec():
+    operations = ops_between(BASE, BASE.replace("    total = DecimalField(10, 2)",
+                                                "    total = DecimalField(10, 2)\n    note = TextField(null=true)")
+                             .replace("    phone = CharField(20, null=true)\n", ""))
+    assert [(op.op, op.model) for op in operations] == [("drop_column", "Customer"), ("add_column", "Invoice")]
