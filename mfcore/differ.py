@@ -428,10 +428,7 @@ def _touched(operation) -> tuple:
     if kind == "rename_model":
         return {operation.old_name, operation.new_name}, None
     if kind in ("create_model", "drop_model"):
-        models = {operation.model}
-        if operation.table_def is not None:
-            models.update(f.target for f in operation.table_def.model.fields if f.target is not None)
-        return models, None
+        return {operation.model}, None
     fields = set()
     if kind in ("add_column", "drop_column"):
         fields = {operation.field.name}
@@ -444,11 +441,24 @@ def _touched(operation) -> tuple:
     return {operation.model}, {(operation.model, name) for name in fields}
 
 
+def _references(operation) -> set:
+    """The models the table of an operation points to."""
+    table = getattr(operation, "table_def", None)
+    if table is None:
+        return set()
+    return {f.target for f in table.model.fields if f.target is not None}
+
+
 def _independent(first, second) -> bool:
-    """May ``first`` run before ``second`` instead of after it?"""
+    """May ``first`` run before ``second`` instead of after it? Not when they touch the same
+    field or whole model, when ``first`` makes a table point to a model ``second`` makes
+    or renames, or when ``second``'s table points to a model ``first`` drops or renames
+    (a dropped table's own references hold nothing up)."""
     models_a, fields_a = _touched(first)
     models_b, fields_b = _touched(second)
     if models_a is None or models_b is None:
+        return False
+    if (first.op != "drop_model" and _references(first) & models_b) or _references(second) & models_a:
         return False
     if not models_a & models_b:
         return True

@@ -236,3 +236,14 @@ def test_a_column_change_on_unique_foreign_key_and_enum_columns_renames_their_co
 
     assert project.row("Pet", first["Pet"][0])["tag"] == "v1"
     assert_same_as_fresh(project, new_project)
+
+
+def test_a_model_moves_to_the_table_of_a_dropped_model_that_pointed_at_it(new_project):
+    project, first, _ = migrated(
+        new_project,
+        'model Alpha extends Model {\n    a = IntegerField(db_index=true)\n}\n'
+        'model Gamma extends Model {\n    a = ForeignKey(Alpha, null=true)\n}\n',
+        'model Alpha extends Model {\n    a = IntegerField(db_index=true)\n    table = "gamma"\n}\n')
+
+    assert project.row("Alpha", first["Alpha"][0])["a"] == 101
+    assert_same_as_fresh(project, new_project)
