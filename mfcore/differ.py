@@ -449,16 +449,27 @@ def _references(operation) -> set:
     return {f.target for f in table.model.fields if f.target is not None}
 
 
+def _made_or_unmade(operation) -> set:
+    """The models an operation creates, drops or renames (a move to another table alone
+    leaves references as they are: both databases follow a renamed table)."""
+    if operation.op in ("create_model", "drop_model"):
+        return {operation.model}
+    if operation.op == "rename_model" and operation.old_name != operation.new_name:
+        return {operation.old_name, operation.new_name}
+    return set()
+
+
 def _independent(first, second) -> bool:
     """May ``first`` run before ``second`` instead of after it? Not when they touch the same
-    field or whole model, when ``first`` makes a table point to a model ``second`` makes
-    or renames, or when ``second``'s table points to a model ``first`` drops or renames
-    (a dropped table's own references hold nothing up)."""
+    field or whole model, when ``first`` makes a table point to a model ``second`` creates,
+    drops or renames, or when ``second``'s table points to a model ``first`` creates, drops
+    or renames (a dropped table's own references hold nothing up)."""
     models_a, fields_a = _touched(first)
     models_b, fields_b = _touched(second)
     if models_a is None or models_b is None:
         return False
-    if (first.op != "drop_model" and _references(first) & models_b) or _references(second) & models_a:
+    if (first.op != "drop_model" and _references(first) & _made_or_unmade(second)) \
+            or _references(second) & _made_or_unmade(first):
         return False
     if not models_a & models_b:
         return True

@@ -247,3 +247,15 @@ def test_a_model_moves_to_the_table_of_a_dropped_model_that_pointed_at_it(new_pr
 
     assert project.row("Alpha", first["Alpha"][0])["a"] == 101
     assert_same_as_fresh(project, new_project)
+
+
+def test_two_models_swap_tables_while_one_points_at_the_other(new_project):
+    project, first, _ = migrated(
+        new_project,
+        'model Beta extends Model {\n    a = IntegerField(db_index=true)\n}\n'
+        'model Gamma extends Model {\n    a = ForeignKey(Beta, null=true)\n}\n',
+        'model Beta extends Model {\n    a = IntegerField(db_index=true)\n    table = "gamma"\n}\n'
+        'model Gamma extends Model {\n    a = ForeignKey(Beta, null=true)\n    table = "beta"\n}\n')
+
+    assert project.row("Gamma", first["Gamma"][0])["a"] == first["Beta"][0]
+    assert_same_as_fresh(project, new_project)
