@@ -344,7 +344,12 @@ def _free_names_first(operations, old: Schema):
     operation itself takes a name still held (two tables or two columns swap), it goes
     in two steps: to a temporary name first, to its own name where it stood.
     """
-    held = _names_of(old)
+    wanted = set()
+    for operation in operations:
+        wanted |= _taken_and_freed(operation)[0]
+    held = _held(old, wanted)
+    if not held:
+        return None  # every name taken is new: the usual case, settled without a look at the rest
     pending = list(operations)
     placed: list = []
     budget = moves_left = 2 * len(pending) + 8  # each move settles a name; this bounds a cycle not foreseen
@@ -370,6 +375,24 @@ def _free_names_first(operations, old: Schema):
         placed.append(pending.pop(0))
         held = (held - frees) | takes
     return placed if moves_left < budget else None
+
+
+def _held(schema: Schema, names: set) -> set:
+    """Those of ``names`` that exist in ``schema``."""
+    if not names:
+        return set()
+    relations = {model.table for model in schema.models.values()}
+    relations.update(index.name for model in schema.models.values() for index in model.indexes)
+    held = set()
+    for name in names:
+        if name[0] == "relation":
+            found = name[1] in relations
+        else:
+            model = schema.models.get(name[1])
+            found = model is not None and any(f.column == name[2] for f in model.fields)
+        if found:
+            held.add(name)
+    return held
 
 
 def _names_of(schema: Schema) -> set:
