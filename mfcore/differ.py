@@ -339,10 +339,11 @@ def _free_names_first(operations, old: Schema):
     table) is free when an operation takes it, or None when the order is right already.
 
     The order of SPEC §4 stands wherever it works. An operation that would take a name
-    still held gets, before it, the later operation that frees the name, when that one
-    can move (it touches no model or field of the operations it passes). When that
-    operation itself takes a name still held (two tables or two columns swap), it goes
-    in two steps: to a temporary name first, to its own name where it stood.
+    still held gets, before it, the later operation that frees the name, together with
+    the operations between that this one must follow (a drop of a referenced table
+    follows the drops of the columns that point to it). When the freeing operation
+    itself takes a name still held (two tables or two columns swap), it goes in two
+    steps: to a temporary name first, to its own name where it stood.
     """
     wanted = set()
     for operation in operations:
@@ -358,23 +359,54 @@ def _free_names_first(operations, old: Schema):
         takes, frees = _taken_and_freed(operation)
         blocked = (takes - frees) & held
         freer = _first_freeing(pending, blocked) if blocked and moves_left > 0 else None
-        if freer is not None and all(_independent(pending[freer], other) for other in pending[:freer]):
+        if freer is not None:
             later = pending[freer]
             later_takes, later_frees = _taken_and_freed(later)
+            candidate = pending
             if (later_takes - later_frees) & held:
                 through = _through_temporary(later)
-                if through is not None:
-                    pending[freer] = through[1]
-                    pending.insert(0, through[0])
-                    moves_left -= 1
-                    continue
-            else:
-                pending.insert(0, pending.pop(freer))
+                candidate = None if through is None else \
+                    pending[:freer] + [through[0], through[1]] + pending[freer + 1:]
+            reordered = _bring_forward(candidate, freer) if candidate is not None else None
+            if reordered is not None:
+                pending = reordered
                 moves_left -= 1
                 continue
         placed.append(pending.pop(0))
         held = (held - frees) | takes
-    return placed if moves_left < budget else None
+    if moves_left == budget:
+        return None
+    return _tables_as_they_stand(placed, old)
+
+
+def _bring_forward(pending: list, position: int):
+    """``pending`` with the operation at ``position`` first, preceded by those before it
+    that it must follow (and those they must follow); None when that includes the first
+    operation, which waits for it."""
+    group = {position}
+    for earlier in range(position - 1, -1, -1):
+        if any(not _independent(pending[member], pending[earlier]) for member in group):
+            if earlier == 0:
+                return None
+            group.add(earlier)
+    ahead = [pending[i] for i in sorted(group)]
+    return ahead + [op for i, op in enumerate(pending) if i not in group]
+
+
+def _tables_as_they_stand(operations, old: Schema) -> list:
+    """Each operation on an existing table with the table's name at its new place (an
+    operation moved across a rename of its table names it as it is then)."""
+    state = old
+    settled = []
+    for operation in operations:
+        if operation.op not in ("create_model", "rename_model") and hasattr(operation, "table") \
+                and operation.model in state.models:
+            table = state.models[operation.model].table
+            if table != operation.table:
+                operation = replace(operation, table=table)
+        state = operation.apply(state)
+        settled.append(operation)
+    return settled
 
 
 def _held(schema: Schema, names: set) -> set:
@@ -449,6 +481,8 @@ def _touched(operation) -> tuple:
     if kind in ("create_enum", "alter_enum", "drop_enum"):
         return None, None
     if kind == "rename_model":
+        if operation.old_name == operation.new_name:
+            return {operation.new_name}, set()  # the table only: what runs on its columns may pass
         return {operation.old_name, operation.new_name}, None
     if kind in ("create_model", "drop_model"):
         return {operation.model}, None
@@ -464,12 +498,32 @@ def _touched(operation) -> tuple:
     return {operation.model}, {(operation.model, name) for name in fields}
 
 
-def _references(operation) -> set:
-    """The models the table of an operation points to."""
-    table = getattr(operation, "table_def", None)
-    if table is None:
-        return set()
-    return {f.target for f in table.model.fields if f.target is not None}
+def _points_to(operation) -> set:
+    """The models an operation makes a column point to."""
+    kind = operation.op
+    if kind == "create_model" and operation.table_def is not None:
+        return {f.target for f in operation.table_def.model.fields if f.target is not None}
+    if kind == "add_column":
+        return {operation.field.target} - {None}
+    if kind in ("alter_column", "rename_column"):
+        return {operation.new.target} - {None}
+    if kind == "add_fk":
+        return {operation.target}
+    return set()
+
+
+def _lets_go_of(operation) -> set:
+    """The models an operation stops pointing to (a referenced table can go after it)."""
+    kind = operation.op
+    if kind == "drop_model" and operation.table_def is not None:
+        return {f.target for f in operation.table_def.model.fields if f.target is not None}
+    if kind == "drop_column":
+        return {operation.field.target} - {None}
+    if kind in ("alter_column", "rename_column"):
+        return {operation.old.target} - {None}
+    if kind == "drop_fk":
+        return {operation.target}
+    return set()
 
 
 def _made_or_unmade(operation) -> set:
@@ -484,15 +538,15 @@ def _made_or_unmade(operation) -> set:
 
 def _independent(first, second) -> bool:
     """May ``first`` run before ``second`` instead of after it? Not when they touch the same
-    field or whole model, when ``first`` makes a table point to a model ``second`` creates,
-    drops or renames, or when ``second``'s table points to a model ``first`` creates, drops
-    or renames (a dropped table's own references hold nothing up)."""
+    field or whole model, when ``first`` points a column to a model ``second`` creates,
+    drops or renames, or when ``first`` creates, drops or renames a model that ``second``
+    points a column to or stops pointing to."""
     models_a, fields_a = _touched(first)
     models_b, fields_b = _touched(second)
     if models_a is None or models_b is None:
         return False
-    if (first.op != "drop_model" and _references(first) & _made_or_unmade(second)) \
-            or _references(second) & _made_or_unmade(first):
+    if _points_to(first) & _made_or_unmade(second) \
+            or _made_or_unmade(first) & (_points_to(second) | _lets_go_of(second)):
         return False
     if not models_a & models_b:
         return True

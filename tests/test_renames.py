@@ -259,3 +259,14 @@ def test_two_models_swap_tables_while_one_points_at_the_other(new_project):
 
     assert project.row("Gamma", first["Gamma"][0])["a"] == first["Beta"][0]
     assert_same_as_fresh(project, new_project)
+
+
+def test_a_model_takes_the_table_of_a_dropped_model_it_pointed_at(new_project):
+    project, first, _ = migrated(
+        new_project,
+        'model Alpha extends Model {\n    a = IntegerField(db_index=true)\n}\n'
+        'model Beta extends Model {\n    a = ForeignKey(Alpha, null=true)\n    b = IntegerField(db_index=true)\n}\n',
+        'model Beta extends Model {\n    b = IntegerField(db_index=true)\n    table = "alpha"\n}\n')
+
+    assert project.row("Beta", first["Beta"][0]) == {"id": first["Beta"][0], "b": 101}
+    assert_same_as_fresh(project, new_project)
