@@ -105,6 +105,7 @@ class Step:
         self.start_fields = {m["lid"]: {f["name"] for f in m["fields"]} for m in state.models}
         self.frozen_models, self.frozen_fields = set(), set()
         self.touched = set()  # models changed in this step: not renamed in it too
+        self.dropped_tables = set()  # a new model there would be the dropped one renamed (differ.py)
         self.model_renames, self.field_renames = {}, {}
         self.log = []
 
@@ -137,11 +138,13 @@ def _new_field(draw, state, model, step):
 
 def _add_model(draw, state, step):
     names = [n for n in MODEL_NAMES if all(m["name"] != n for m in state.models) and n not in step.start_models
-             and all(state.table(m) != _default_table(n) for m in state.models)]
+             and all(state.table(m) != _default_table(n) for m in state.models)
+             and _default_table(n) not in step.dropped_tables]
     if not names:
         return
     model = {"lid": state.lid(), "name": draw(st.sampled_from(names)), "table": None, "fields": [], "indexes": []}
-    free_tables = [t for t in TABLES if all(state.table(m) != t for m in state.models)]
+    free_tables = [t for t in TABLES if all(state.table(m) != t for m in state.models)
+                   and t not in step.dropped_tables]
     if free_tables and draw(st.booleans()):
         model["table"] = draw(st.sampled_from(free_tables))
     for _ in range(draw(st.integers(1, 2))):
@@ -164,6 +167,7 @@ def _drop_model(draw, state, step):
     for m, f in pointing:
         m["fields"].remove(f)
     state.models.remove(model)
+    step.dropped_tables.add(state.table(model))
     step.log.append(f"drop model {model['name']}")
 
 
