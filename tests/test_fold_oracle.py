@@ -179,7 +179,8 @@ def _rename_model(draw, state, step):
         return
     model = draw(st.sampled_from(candidates))
     new_name = draw(st.sampled_from(names))
-    if model["table"] is None and any(state.table(m) == _default_table(new_name) for m in state.models):
+    if model["table"] is None and (any(state.table(m) == _default_table(new_name) for m in state.models)
+                                   or _default_table(new_name) in step.dropped_tables):
         return
     if model["table"] is None and draw(st.booleans()):
         model["table"] = state.table(model)  # keeps its table: a class rename only
