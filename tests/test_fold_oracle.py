@@ -166,6 +166,7 @@ def _drop_model(draw, state, step):
         return
     for m, f in pointing:
         m["fields"].remove(f)
+        step.touched.add(m["lid"])
     state.models.remove(model)
     step.dropped_tables.add(state.table(model))
     step.log.append(f"drop model {model['name']}")
