@@ -11,7 +11,7 @@ row goes into every table; at the end every row of a model that survived is stil
 there with the values of the fields that survived, and the catalog (foldcheck.py)
 equals that of a database made from the last models.mp alone.
 
-MF_ORACLE_EXAMPLES sets the number of histories per database (default 30, kept
+MF_ORACLE_EXAMPLES sets the number of histories per database (default 60, kept
 small for CI's two cores; MF_ORACLE_EXAMPLES=500 for a long local run).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from foldcheck import Database, Stepwise, catalog, differences
 
-EXAMPLES = int(os.environ.get("MF_ORACLE_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("MF_ORACLE_EXAMPLES", "60"))
 
 MODEL_NAMES = ["Alpha", "Beta", "Gamma", "Delta"]
 TABLES = ["t1", "t2", "t3"]
