@@ -303,8 +303,10 @@ def _model_changes(state, before, after, questioner, new) -> list:
         carried = old_field._replace(name=new_field.name, column=new_field.column)
         operations.append(RenameColumn(before.name, before.table, old_field, carried))
         if carried != new_field:
-            operations.append(AlterColumn(before.name, before.table, carried, new_field,
-                                          old_key=_referenced_key(state, carried)))
+            old_key = _referenced_key(state, carried)
+            changes = column_changes(carried, new_field, old_key, _referenced_key(new, new_field))
+            operations.append(AlterColumn(before.name, before.table, carried, new_field, old_key=old_key,
+                                          changes=changes))
     for f in added:
         if f.name not in renamed_new:
             operations.append(AddColumn(before.name, before.table, f))
