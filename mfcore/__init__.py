@@ -18,7 +18,7 @@ from .errors import (ConfigError, DatabaseError, DriftError, IntegrityError, Loc
 __version__ = "0.1.0"
 
 __all__ = [
-    "migrate", "makemigrations", "status", "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline",
+    "migrate", "makemigrations", "status", "migrate_all", "status_all", "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
@@ -29,6 +29,8 @@ _LAZY = {
     "migrate": ("mfcore.api", "migrate"),
     "makemigrations": ("mfcore.api", "makemigrations"),
     "status": ("mfcore.api", "status"),
+    "migrate_all": ("mfcore.api", "migrate_all"),
+    "status_all": ("mfcore.api", "status_all"),
     "sql": ("mfcore.api", "sql"),
     "pending_sql": ("mfcore.api", "pending_sql"),
     "resolve": ("mfcore.api", "resolve"),

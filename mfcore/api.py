@@ -7,6 +7,7 @@
     baseline                           take over a database made by another tool
     resolve, reset                     settle a half-applied migration; start over
     carry_over                         the earlier tool's single-plan projects, once
+    migrate_all, status_all            every target of targets: and tenants: at once
 
 Each takes a Config, a path to language_config.yaml, or nothing (found from the
 working directory). The coroutines run in the caller's event loop: none starts a
@@ -19,7 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from .config import Config, config_for, load_config
+from .config import Config, Fleet, config_for, load_config, load_fleet
 from .errors import ConfigError
 from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 
@@ -27,7 +28,7 @@ ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
     "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline",
-    "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
+    "migrate_all", "status_all", "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
 
@@ -210,6 +211,74 @@ async def reset(config: ConfigLike = None, *, drop_database: bool = False) -> Re
     from . import store
 
     return ResetResult(dropped, store.remove_project_files(resolved.migrations_dir))
+
+
+# ---------------------------------------------------------------- a fleet of targets
+
+FleetLike = Union[Fleet, str, os.PathLike, None]
+
+
+async def migrate_all(fleet: FleetLike = None, *, targets=(), tenants=(), concurrency: Optional[int] = None,
+                      fail_fast: bool = False, on_result: Optional[Callable] = None) -> list:
+    """Migrate every target of the config's ``targets:`` and ``tenants:`` (or those named
+    in ``targets``/``tenants``) at once, each by the single-database run with its own
+    lock, ledger and transactions; returns a TargetResult per target (``applied``
+    names, or ``error``). A failure stops only its target unless ``fail_fast``.
+    ``concurrency``: runs at a time (default: 10, fewer when a PostgreSQL server's
+    max_connections is small; each run holds two connections). ``on_result(result,
+    done, total)`` hears each target as it finishes."""
+    from . import applier
+
+    chosen, resolved_concurrency = await _fleet_targets(fleet, targets, tenants, concurrency)
+    for config in {c.migrations_dir: c for c in chosen.values()}.values():
+        _require_migrations_dir(config)
+        _refuse_pending_carry_over(config)
+
+    async def work(config, result):
+        def heard(kind, name, index, total):
+            if kind == "applied":
+                result.applied.append(name)
+        await applier.migrate(config, on_event=heard)
+
+    return await _fleet_module().run_all(chosen, work, concurrency=resolved_concurrency, fail_fast=fail_fast,
+                                        on_result=on_result)
+
+
+async def status_all(fleet: FleetLike = None, *, targets=(), tenants=(), concurrency: Optional[int] = None,
+                     on_result: Optional[Callable] = None) -> list:
+    """status() of every target (or those named): a TargetResult per target whose
+    ``records`` are its MigrationStatus lines, or whose ``error`` says why not."""
+    from . import applier
+
+    chosen, resolved_concurrency = await _fleet_targets(fleet, targets, tenants, concurrency)
+
+    async def work(config, result):
+        result.records = await applier.status(config)
+
+    return await _fleet_module().run_all(chosen, work, concurrency=resolved_concurrency, on_result=on_result)
+
+
+def _fleet_module():
+    from . import fleet
+
+    return fleet
+
+
+async def _fleet_targets(fleet: FleetLike, targets, tenants, concurrency) -> tuple:
+    runner = _fleet_module()
+    loaded = fleet if isinstance(fleet, Fleet) else load_fleet(os.fspath(fleet) if fleet is not None else None)
+    chosen = runner.select(await runner.expand(loaded), tuple(targets), tuple(tenants))
+    if concurrency is None:
+        concurrency = await runner.default_concurrency(chosen)
+    return chosen, concurrency
+
+
+def _refuse_pending_carry_over(config: Config) -> None:
+    from . import carryover
+
+    if carryover.pending_conversion(config.migrations_dir) is not None:
+        raise ConfigError(f"{config.migrations_dir} is still in the earlier tool's single-plan format; carry it "
+                          "over first with `mf db migrate` on one database, then migrate the fleet")
 
 
 def _require_migrations_dir(config: Config) -> None:

@@ -101,7 +101,8 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         if notices is not None:
             database.notices = notices
         survey = await database.survey(files)
-        if not survey.adopt and not cut(survey.pending, to) and not survey.applied_file_behind:
+        behind = config.mirrors_applied_file and survey.applied_file_behind
+        if not survey.adopt and not cut(survey.pending, to) and not behind:
             return []
         prepared = Prepared(config, files)
         prepared.load(cut(survey.pending, to))
@@ -215,7 +216,7 @@ async def _read_only_survey(config: Config, files) -> Survey:
     """The survey without changing anything (dry runs); a missing SQLite file is an
     empty database, not created."""
     if not database_exists(config):
-        applied_file = read_applied(config.migrations_dir)
+        applied_file = read_applied(config.migrations_dir) if config.mirrors_applied_file else None
         sums = Checksums()
         adopt = []
         if applied_file:
@@ -308,7 +309,7 @@ class _Database:
             finally:
                 with anyio.CancelScope(shield=True):
                     with suppress(StatementError, DatabaseError):
-                        await holder.fetch(self.dialect.unlock_sql())
+                        await holder.fetch(self.dialect.unlock_sql(self.config.schema))
         finally:
             # Closing the session frees the lock in any case.
             with anyio.CancelScope(shield=True):
@@ -320,7 +321,7 @@ class _Database:
         deadline = time.monotonic() + self.config.lock_timeout
         delay = 0.005
         while True:
-            rows = await holder.fetch(self.dialect.try_lock_sql())
+            rows = await holder.fetch(self.dialect.try_lock_sql(self.config.schema))
             if rows[0][0]:
                 return
             remaining = deadline - time.monotonic()
@@ -385,7 +386,7 @@ class _Database:
         entries = await ledger.read_ledger(self.connection)
         if entries is not None:
             self.ledger_ready = True
-        applied_file = read_applied(self.directory)
+        applied_file = read_applied(self.directory) if self.config.mirrors_applied_file else None
         adopt = []
         if entries is None and applied_file:
             listed = listed_files(files, applied_file, self.directory)
@@ -562,7 +563,7 @@ class _Database:
             await self._write_applied_file(await ledger.read_ledger(self.connection))
 
     async def _write_applied_file(self, entries) -> None:
-        if entries is None:
+        if entries is None or not self.config.mirrors_applied_file:
             return
         names = [e.name for e in entries if e.state == APPLIED]
         try:

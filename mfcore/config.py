@@ -24,6 +24,11 @@ class Config:
     config_path: Optional[str] = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_lock_timeout: str = DEFAULT_STATEMENT_LOCK_TIMEOUT
+    # A fleet's targets (targets:, tenants:): one PostgreSQL schema of the database
+    # when ``schema`` is set (its own ledger and lock), and no .applied file, which
+    # mirrors the ledger of one database only.
+    schema: Optional[str] = None
+    mirrors_applied_file: bool = True
 
     @property
     def display_dsn(self) -> str:
@@ -180,3 +185,110 @@ def config_for(dsn: str, migrations_dir: str, models_path: Optional[str] = None)
     return Config(driver=driver, dsn=resolved,
                   models_path=models_path or os.path.join(os.path.dirname(migrations_dir), "models.mp"),
                   migrations_dir=migrations_dir)
+
+
+# ---------------------------------------------------------------- a fleet: targets and tenants
+
+@dataclass(frozen=True)
+class Tenants:
+    """The tenant schemas of one target: a list, or a query run there that returns them."""
+
+    target: str
+    schemas: tuple = ()
+    query: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The targets of a project (targets:, tenants:), each a Config of its own. A target
+    that holds tenants is where their schemas live; it is not migrated itself."""
+
+    targets: dict        # name -> Config
+    tenants: tuple = ()  # Tenants, in the order written
+
+
+def load_fleet(path: Optional[str] = None, cwd: Optional[str] = None) -> Fleet:
+    """The targets of the project's config; plain ``database:`` is the one target
+    "default" when there is no ``targets:`` section."""
+    base = load_config(path, cwd) if _has_database(path, cwd) else None
+    path = path or find_config(cwd or os.getcwd())
+    doc = _fleet_document(path)
+    raw_targets = doc.get("targets")
+    if raw_targets is None:
+        if doc.get("tenants") is not None:
+            raise ConfigError(f"{path}: 'tenants' names a target, so it needs a 'targets' section")
+        return Fleet({"default": load_config(path)})
+    if not isinstance(raw_targets, dict) or not raw_targets:
+        raise ConfigError(f"{path}: 'targets' must map names to {{driver, dsn}}")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if base is None:
+        base = Config(driver="sqlite", dsn=":memory:", models_path=_relative(doc, "models", "models.mp", path),
+                      migrations_dir=_relative(doc, "migrations", "migrations", path),
+                      config_path=os.path.abspath(path))
+    targets = {}
+    for name, entry in raw_targets.items():
+        where = f"{path}: targets.{name}"
+        if not isinstance(entry, dict) or entry.get("dsn") is None:
+            raise ConfigError(f"{where} must be a mapping with 'driver' and 'dsn'")
+        raw_driver = str(entry.get("driver", "sqlite"))
+        if canonical_driver(raw_driver) is None:
+            raise ConfigError(f"{where}: unknown database driver '{raw_driver}' (use sqlite or postgresql)")
+        driver, dsn = driver_and_dsn(expand_env(str(entry["dsn"]), f"{where}.dsn"), base_dir, raw_driver)
+        if canonical_driver(raw_driver) != driver:
+            raise ConfigError(f"{where}: driver '{raw_driver}' does not match the dsn '{mask_dsn(dsn)}'")
+        targets[str(name)] = replace(base, driver=driver, dsn=dsn, mirrors_applied_file=False)
+    raw_tenants = doc.get("tenants")
+    if raw_tenants is None:
+        return Fleet(targets)
+    groups = raw_tenants if isinstance(raw_tenants, list) else [raw_tenants]
+    return Fleet(targets, tuple(_tenants(group, targets, path) for group in groups))
+
+
+def _tenants(group, targets: dict, path: str) -> Tenants:
+    where = f"{path}: tenants"
+    if not isinstance(group, dict) or "target" not in group or "schemas" not in group:
+        raise ConfigError(f"{where} must be a mapping with 'target' and 'schemas'")
+    target = str(group["target"])
+    if target not in targets:
+        raise ConfigError(f"{where}.target '{target}' is not one of the targets ({', '.join(targets)})")
+    from .dialects import dialect_for
+
+    if not dialect_for(targets[target].driver).has_schemas:
+        raise ConfigError(f"{where}.target '{target}' is {targets[target].driver}, which has no schemas; "
+                          "tenant schemas need postgresql (give each SQLite tenant a target of its own)")
+    schemas = group["schemas"]
+    if isinstance(schemas, dict) and set(schemas) == {"query"} and isinstance(schemas["query"], str):
+        return Tenants(target, query=schemas["query"])
+    if isinstance(schemas, list) and schemas and all(isinstance(s, str) and s for s in schemas):
+        if len(set(schemas)) != len(schemas):
+            raise ConfigError(f"{where}.schemas names a schema twice")
+        return Tenants(target, schemas=tuple(schemas))
+    raise ConfigError(f"{where}.schemas must be a list of schema names or {{query: \"SELECT ...\"}}")
+
+
+def _has_database(path: Optional[str], cwd: Optional[str]) -> bool:
+    found = path or find_config(cwd or os.getcwd())
+    if found is None or not os.path.isfile(found):
+        load_config(path, cwd)  # raises the usual error
+    doc = _fleet_document(found)
+    return isinstance(doc.get("database"), dict) or os.environ.get("MF_DATABASE_URL") is not None
+
+
+def _fleet_document(path: str) -> dict:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = yaml.safe_load(handle)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        load_config(path)  # reports the problem as every command does
+        raise
+    return doc if isinstance(doc, dict) else {}
+
+
+def _relative(doc: dict, key: str, default: str, path: str) -> str:
+    value = doc.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: '{key}' must be a path")
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))

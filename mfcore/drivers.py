@@ -180,10 +180,12 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
 
     import asyncpg
 
+    from .dialects import dialect_for
+
     shown = mask_dsn(config.dsn)
+    settings = {"application_name": "mf", **dialect_for("postgresql").session_settings(config.schema)}
     try:
-        raw = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT,
-                                     server_settings={"application_name": "mf"})
+        raw = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT, server_settings=settings)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
         reason = _hide_password(str(exc) or type(exc).__name__, config.dsn)
         raise DatabaseError(f"cannot connect to {shown}: {reason}") from None

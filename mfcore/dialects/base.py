@@ -154,6 +154,7 @@ class Dialect:
     foreign_keys_on_sql: Optional[str] = None
     foreign_key_check_sql: Optional[str] = None
     drop_failure_note = ""           # added to reset's error when a DROP fails
+    has_schemas = False              # a database holds schemas: one target per schema (tenants)
 
     def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
         """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
@@ -168,12 +169,18 @@ class Dialect:
         statements, run outside a transaction, their lock timeout; None when none."""
         return None
 
-    def try_lock_sql(self) -> str:  # pragma: no cover - only with run_lock
-        """One attempt at the run-wide lock: a row whose first value is true when taken."""
+    def try_lock_sql(self, schema: Optional[str] = None) -> str:  # pragma: no cover - only with run_lock
+        """One attempt at the run-wide lock (of ``schema``'s ledger, when the target is one
+        schema of the database): a row whose first value is true when taken."""
         raise NotImplementedError
 
-    def unlock_sql(self) -> str:  # pragma: no cover - only with run_lock
+    def unlock_sql(self, schema: Optional[str] = None) -> str:  # pragma: no cover - only with run_lock
         raise NotImplementedError
+
+    def session_settings(self, schema: Optional[str]) -> dict:
+        """Settings a connection to the target opens with: for one schema of the
+        database, what makes that schema the one its unqualified names mean."""
+        return {}
 
     async def foreign_key_problem(self, connection) -> Optional[str]:
         """After statements run with foreign keys off: what broke, or None."""

@@ -25,6 +25,7 @@ fails, and the migration's transaction leaves the database as it was.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from typing import Optional
@@ -69,6 +70,17 @@ NEW_TYPE_PREFIX = "_mf_new_"
 # signed bigint, so mf's lock cannot collide with an application's small integer keys.
 ADVISORY_LOCK_KEY = 956832486351254394
 
+
+def advisory_lock_key(schema: Optional[str] = None) -> int:
+    """The run-wide lock's key for the ledger in ``schema`` (a tenant's schema), or the
+    database's key when the target is the whole database: sha256(b"mfcore:migrate:" +
+    the schema's name), first 8 bytes as a signed bigint, so tenants of one database
+    migrate in parallel and never wait for each other."""
+    if schema is None:
+        return ADVISORY_LOCK_KEY
+    digest = hashlib.sha256(b"mfcore:migrate:" + schema.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
 # pg_constraint.confdeltype -> the ON DELETE action
 _ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -88,6 +100,7 @@ class PostgreSQLDialect(Dialect):
     has_enum_types = True
     supports_non_atomic = True
     run_lock = True
+    has_schemas = True
     batches_statements = True
     sets_lock_timeout = True
     drop_failure_note = " (mf never drops with CASCADE)"
@@ -120,11 +133,15 @@ class PostgreSQLDialect(Dialect):
     def session_lock_timeout_sql(self, statement_lock_timeout: str) -> Optional[tuple]:
         return f"SET lock_timeout = {self.string_literal(statement_lock_timeout)}", "RESET lock_timeout"
 
-    def try_lock_sql(self) -> str:
-        return f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY})"
+    def try_lock_sql(self, schema: Optional[str] = None) -> str:
+        return f"SELECT pg_try_advisory_lock({advisory_lock_key(schema)})"
 
-    def unlock_sql(self) -> str:
-        return f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})"
+    def unlock_sql(self, schema: Optional[str] = None) -> str:
+        return f"SELECT pg_advisory_unlock({advisory_lock_key(schema)})"
+
+    def session_settings(self, schema: Optional[str]) -> dict:
+        # Only the tenant's schema: its ledger, tables and types, created and found there.
+        return {"search_path": self.quote(schema)} if schema is not None else {}
 
     def ledger_exists_sql(self) -> str:
         return f"SELECT 1 WHERE to_regclass({self.string_literal(self.quote(LEDGER_TABLE))}) IS NOT NULL"

@@ -1,0 +1,143 @@
+"""Many targets at once: every database and tenant schema of a Fleet, in one event loop.
+
+A target is a Config (one database, or one PostgreSQL schema of a database, with its
+own ledger and lock), and each is migrated by the single-database run
+(applier.migrate), unchanged: its lock, its transactions, its exactly-once
+guarantee. Here only: which targets, how many at a time (a CapacityLimiter over an
+anyio task group), and a result per target. A failing target is one result among
+the others; with ``fail_fast`` the first failure cancels the runs not yet finished
+(a cancelled run rolls its open transaction back, as a killed one does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
+
+import anyio
+
+from .config import Config, Fleet
+from .drivers import StatementError, connect
+from .errors import ConfigError, DatabaseError, MfError
+
+DEFAULT_CONCURRENCY = 10   # runs at a time; each PostgreSQL run with work holds two connections
+SERVER_SHARE = 4           # use at most 1/SERVER_SHARE of a server's max_connections
+
+ResultCallback = Callable[["TargetResult", int, int], object]
+
+
+@dataclass
+class TargetResult:
+    """What happened on one target: ``applied`` names (migrate), ``records`` (status),
+    or ``error``; ``finished`` is False when fail_fast stopped the fleet before this
+    target's run ended (a run cut short rolls back its open transaction)."""
+
+    name: str
+    display: str
+    applied: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+    error: Optional[MfError] = None
+    finished: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.finished and self.error is None
+
+    @property
+    def migration(self) -> Optional[str]:
+        """The migration that failed, when the error names one."""
+        return getattr(self.error, "migration", None)
+
+
+async def expand(fleet: Fleet) -> dict:
+    """name -> Config for every target to migrate: each target that holds no tenants,
+    and each tenant schema as "<target>.<schema>" (schemas from a query are read now)."""
+    hosts = {group.target for group in fleet.tenants}
+    chosen = {name: config for name, config in fleet.targets.items() if name not in hosts}
+    for group in fleet.tenants:
+        host = fleet.targets[group.target]
+        schemas = group.schemas or await _query_schemas(host, group.query, group.target)
+        for schema in schemas:
+            chosen[f"{group.target}.{schema}"] = replace(host, schema=schema)
+    return chosen
+
+
+async def _query_schemas(host: Config, query: str, target: str) -> tuple:
+    async with await connect(host) as connection:
+        try:
+            rows = await connection.fetch(query)
+        except StatementError as exc:
+            raise DatabaseError(f"the tenants query of target {target} failed on {host.display_dsn}: "
+                                f"{exc.message}") from None
+    names = [row[0] for row in rows]
+    if not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(f"the tenants query of target {target} must return schema names (text) in its "
+                          "first column")
+    return tuple(dict.fromkeys(names))
+
+
+def select(targets: dict, names=(), tenants=()) -> dict:
+    """The targets named (``names``: target names; ``tenants``: schema names or
+    "<target>.<schema>"); every one when neither is given."""
+    if not names and not tenants:
+        return targets
+    chosen = {}
+    for name in names:
+        if name not in targets:
+            raise ConfigError(f"no target named '{name}' (targets: {', '.join(targets) or 'none'})")
+        chosen[name] = targets[name]
+    for tenant in tenants:
+        found = {n: c for n, c in targets.items() if c.schema is not None and tenant in (n, c.schema)}
+        if not found:
+            raise ConfigError(f"no tenant schema named '{tenant}'")
+        chosen.update(found)
+    return chosen
+
+
+async def default_concurrency(targets: dict) -> int:
+    """DEFAULT_CONCURRENCY, lowered so that two connections per run stay within a
+    share of each PostgreSQL server's max_connections."""
+    limit = DEFAULT_CONCURRENCY
+    servers = {}
+    for config in targets.values():
+        if config.driver == "postgresql":
+            servers.setdefault(replace(config, schema=None).dsn, config)
+    for config in servers.values():
+        async with await connect(replace(config, schema=None)) as connection:
+            rows = await connection.fetch("SHOW max_connections")
+        limit = min(limit, max(1, int(rows[0][0]) // SERVER_SHARE // 2))
+    return limit
+
+
+async def run_all(targets: dict, work, *, concurrency: int, fail_fast: bool = False,
+                  on_result: Optional[ResultCallback] = None) -> list:
+    """``await work(config, result)`` for every target, ``concurrency`` at a time; the
+    results in the order of ``targets``."""
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+    limiter = anyio.CapacityLimiter(concurrency)
+    results = [TargetResult(name, _display(config)) for name, config in targets.items()]
+    done = 0
+
+    async def one(config: Config, result: TargetResult, scope: anyio.CancelScope) -> None:
+        nonlocal done
+        async with limiter:
+            try:
+                await work(config, result)
+            except MfError as exc:
+                result.error = exc
+                if fail_fast:
+                    scope.cancel()
+            result.finished = True
+        done += 1
+        if on_result is not None:
+            on_result(result, done, len(results))
+
+    async with anyio.create_task_group() as group:
+        for config, result in zip(targets.values(), results):
+            group.start_soon(one, config, result, group.cancel_scope)
+    return results
+
+
+def _display(config: Config) -> str:
+    shown = config.display_dsn
+    return f"{shown} schema {config.schema}" if config.schema is not None else shown
