@@ -267,7 +267,9 @@ def _fleet_module():
 async def _fleet_targets(fleet: FleetLike, targets, tenants, concurrency) -> tuple:
     runner = _fleet_module()
     loaded = fleet if isinstance(fleet, Fleet) else load_fleet(os.fspath(fleet) if fleet is not None else None)
-    chosen = runner.select(await runner.expand(loaded), tuple(targets), tuple(tenants))
+    names, schemas = tuple(targets), tuple(tenants)
+    expanded = await runner.expand(loaded, runner.hosts_needed(loaded, names, schemas))
+    chosen = runner.select(loaded, expanded, names, schemas)
     if concurrency is None:
         concurrency = await runner.default_concurrency(chosen)
     return chosen, concurrency

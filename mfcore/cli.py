@@ -122,6 +122,8 @@ def _render_changes(operations, out: Output) -> None:
 def cmd_migrate(args, out: Output) -> int:
     import anyio
 
+    if _fleet_wanted(args):
+        return _migrate_fleet(args, out)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
         plans = anyio.run(lambda: api.pending_sql(config, to=args.to))
@@ -180,6 +182,121 @@ class _Progress:
             sys.stderr.flush()
 
 
+# ---------------------------------------------------------------- a fleet (--all, --target, --tenant)
+
+def _fleet_wanted(args) -> bool:
+    return bool(getattr(args, "all", False) or getattr(args, "target", None) or getattr(args, "tenant", None))
+
+
+def _fleet_choice(args) -> dict:
+    from .errors import ConfigError
+
+    if args.all and (args.target or args.tenant):
+        raise ConfigError("--all takes every target; leave out --target and --tenant, or --all")
+    for option in ("to", "dry_run", "fake", "drift"):
+        if getattr(args, option, None):
+            raise ConfigError(f"--{option.replace('_', '-')} works on one database; it cannot be combined with "
+                              "--all, --target or --tenant")
+    return {"targets": args.target or (), "tenants": args.tenant or (), "concurrency": args.concurrency}
+
+
+def _migrate_fleet(args, out: Output) -> int:
+    import anyio
+
+    progress = _FleetProgress() if out.tty and not out.json_mode else None
+    results = anyio.run(lambda: api.migrate_all(args.config_path, fail_fast=args.fail_fast,
+                                                on_result=progress.event if progress else None,
+                                                **_fleet_choice(args)))
+    if progress:
+        progress.finish()
+    if out.json_mode:
+        out.document({"targets": [_fleet_doc(r) for r in results]})
+        return _fleet_exit(results)
+    for result in results:
+        if result.ok:
+            what = f"applied {len(result.applied)}: " + ", ".join(result.applied) if result.applied else "up to date"
+            out.line(f"  {out.mark()}{result.name}  {what}")
+    return _fleet_summary(results, out, "migrated")
+
+
+def _status_fleet(args, out: Output) -> int:
+    import anyio
+
+    progress = _FleetProgress() if out.tty and not out.json_mode else None
+    results = anyio.run(lambda: api.status_all(args.config_path, on_result=progress.event if progress else None,
+                                               **_fleet_choice(args)))
+    if progress:
+        progress.finish()
+    if out.json_mode:
+        doc = []
+        for result in results:
+            entry = _fleet_doc(result)
+            entry["migrations"] = [_record_doc(r) for r in result.records]
+            doc.append(entry)
+        out.document({"targets": doc})
+        return _fleet_exit(results)
+    for result in results:
+        if result.ok:
+            applied = sum(1 for r in result.records if r.applied)
+            pending = len(result.records) - applied
+            trouble = sorted({r.state for r in result.records} - {"applied", "pending"})
+            out.line(f"  {result.name}  {applied} applied, {pending} pending"
+                     + (f"  ⚠ {', '.join(trouble)}" if trouble else ""))
+    return _fleet_summary(results, out, "read")
+
+
+def _fleet_doc(result) -> dict:
+    return {"name": result.name, "database": result.display, "applied": result.applied,
+            "finished": result.finished, "failed": result.error is not None,
+            "migration": result.migration, "error": str(result.error) if result.error else None}
+
+
+def _fleet_exit(results) -> int:
+    if any(not r.ok for r in results):
+        return max([r.error.exit_code for r in results if r.error] + [EXIT_DATABASE])
+    return EXIT_OK
+
+
+def _fleet_summary(results, out: Output, verb: str) -> int:
+    """The last lines: how many targets, and every failed one with its migration and message."""
+    failed = [r for r in results if r.error is not None]
+    stopped = [r for r in results if not r.finished]
+    good = len(results) - len(failed) - len(stopped)
+    out.line(f"{good} of {len(results)} target(s) {verb}" + (f", {len(failed)} failed" if failed else "")
+             + (f", {len(stopped)} not finished (--fail-fast)" if stopped else "") + ".")
+    if not failed and not stopped:
+        return EXIT_OK
+    for result in failed:
+        where = f" at {result.migration}" if result.migration else ""
+        out.error(f"{result.name}{where}: {result.error}")
+    for result in stopped:
+        out.error(f"{result.name}: stopped before it finished, because another target failed (--fail-fast)")
+    return _fleet_exit(results)
+
+
+class _FleetProgress:
+    """Targets done / total and failures, on one line of stderr."""
+
+    def __init__(self):
+        self.failed = 0
+        self.shown = False
+
+    def event(self, result, done, total):
+        self.failed += result.error is not None
+        width = 24
+        filled = int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        failures = f", {self.failed} failed" if self.failed else ""
+        sys.stderr.write(f"\r[{bar}] {done}/{total} targets{failures}   ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self):
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
 def cmd_reset(args, out: Output) -> int:
     config = api.resolve_config(args.config_path)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -212,6 +329,8 @@ def cmd_reset(args, out: Output) -> int:
 def cmd_status(args, out: Output) -> int:
     import anyio
 
+    if _fleet_wanted(args):
+        return _status_fleet(args, out)
     records = anyio.run(lambda: api.status(args.config_path))
     report = anyio.run(lambda: api.drift(args.config_path)) if args.drift else None
     if out.json_mode:
@@ -345,6 +464,21 @@ def _migration_number(text: str) -> int:
     return int(digits)
 
 
+def _fleet_options(p) -> None:
+    """--all, --target, --tenant, --concurrency: the fleet of targets: and tenants: in the config."""
+    p.add_argument("--all", action="store_true", help="every target and tenant schema of the config")
+    p.add_argument("--target", action="append", metavar="NAME", help="this target of the config (repeatable)")
+    p.add_argument("--tenant", action="append", metavar="SCHEMA", help="this tenant schema (repeatable)")
+    p.add_argument("--concurrency", type=_positive, metavar="N",
+                   help="targets at a time (default: 10, fewer for a small max_connections)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got '{text}'")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -372,10 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=_migration_number, metavar="NNN", help="stop after this migration")
     p.add_argument("--dry-run", action="store_true", help="print the SQL that would run")
     p.add_argument("--fake", action="store_true", help="record migrations as applied without running them")
+    _fleet_options(p)
+    p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
     p.set_defaults(handler=cmd_migrate)
 
     p = commands.add_parser("status", parents=[common], help="list migrations: applied or pending")
     p.add_argument("--drift", action="store_true", help="also say whether the database drifted from them")
+    _fleet_options(p)
     p.set_defaults(handler=cmd_status)
 
     p = commands.add_parser("drift", parents=[common],

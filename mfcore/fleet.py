@@ -48,12 +48,15 @@ class TargetResult:
         return getattr(self.error, "migration", None)
 
 
-async def expand(fleet: Fleet) -> dict:
+async def expand(fleet: Fleet, hosts: Optional[set] = None) -> dict:
     """name -> Config for every target to migrate: each target that holds no tenants,
-    and each tenant schema as "<target>.<schema>" (schemas from a query are read now)."""
-    hosts = {group.target for group in fleet.tenants}
-    chosen = {name: config for name, config in fleet.targets.items() if name not in hosts}
+    and each tenant schema as "<target>.<schema>" (schemas from a query are read now;
+    only those of the targets in ``hosts``, when given)."""
+    tenant_hosts = {group.target for group in fleet.tenants}
+    chosen = {name: config for name, config in fleet.targets.items() if name not in tenant_hosts}
     for group in fleet.tenants:
+        if hosts is not None and group.target not in hosts:
+            continue
         host = fleet.targets[group.target]
         schemas = group.schemas or await _query_schemas(host, group.query, group.target)
         for schema in schemas:
@@ -75,22 +78,34 @@ async def _query_schemas(host: Config, query: str, target: str) -> tuple:
     return tuple(dict.fromkeys(names))
 
 
-def select(targets: dict, names=(), tenants=()) -> dict:
-    """The targets named (``names``: target names; ``tenants``: schema names or
-    "<target>.<schema>"); every one when neither is given."""
+def select(fleet: Fleet, targets: dict, names=(), tenants=()) -> dict:
+    """The targets named (``names``: target names, where a target that holds tenants
+    means all of them; ``tenants``: schema names or "<target>.<schema>"); every one
+    when neither is given."""
     if not names and not tenants:
         return targets
+    hosts = {group.target for group in fleet.tenants}
     chosen = {}
     for name in names:
-        if name not in targets:
-            raise ConfigError(f"no target named '{name}' (targets: {', '.join(targets) or 'none'})")
-        chosen[name] = targets[name]
+        if name not in fleet.targets:
+            raise ConfigError(f"no target named '{name}' (targets: {', '.join(fleet.targets)})")
+        if name in hosts:
+            chosen.update((n, c) for n, c in targets.items() if n.startswith(name + ".") and c.schema is not None)
+        else:
+            chosen[name] = targets[name]
     for tenant in tenants:
         found = {n: c for n, c in targets.items() if c.schema is not None and tenant in (n, c.schema)}
         if not found:
             raise ConfigError(f"no tenant schema named '{tenant}'")
         chosen.update(found)
     return chosen
+
+
+def hosts_needed(fleet: Fleet, names=(), tenants=()) -> Optional[set]:
+    """The targets whose tenant schemas must be listed for this choice (None: all)."""
+    if tenants or not names:
+        return None
+    return {group.target for group in fleet.tenants} & set(names)
 
 
 async def default_concurrency(targets: dict) -> int:
