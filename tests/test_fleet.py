@@ -1,0 +1,250 @@
+"""A fleet: every target of targets: and tenants: migrated at once (api.migrate_all,
+status_all, `mf db migrate --all`), each by its own single-database run.
+
+SQLite targets are files; PostgreSQL targets are databases of the test server and
+tenant schemas inside one. What is asserted is read back from each target's ledger.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+import dbutil
+from mfcore import api
+from mfcore.config import load_fleet
+from mfcore.dialects import dialect_for
+from mfcore.dialects.postgresql import ADVISORY_LOCK_KEY, advisory_lock_key
+from mfcore.differ import diff
+from mfcore.errors import ConfigError
+from mfcore.language.parser import parse
+from mfcore.schema import Schema
+from mfcore.store import suffix_for, write_migration
+
+REPO = Path(__file__).resolve().parents[1]
+
+MODELS = [
+    "model Item extends Model {\n    id = AutoField()\n    title = CharField(max_length=40)\n}\n",
+    "model Item extends Model {\n    id = AutoField()\n    title = CharField(max_length=40)\n"
+    "    price = IntegerField(default=0)\n}\n",
+    "model Item extends Model {\n    id = AutoField()\n    title = CharField(max_length=40)\n"
+    "    price = IntegerField(default=0)\n}\nmodel Tag extends Model {\n    id = AutoField()\n}\n",
+]
+
+
+def write_project(root: Path, targets: dict, tenants=None, migrations: int = 3) -> list:
+    """A project whose config names ``targets`` (name -> (driver, dsn)), with the first
+    ``migrations`` migrations of MODELS; returns their names."""
+    directory = root / "migrations"
+    directory.mkdir(parents=True, exist_ok=True)
+    old, names = Schema(), []
+    for number, text in enumerate(MODELS[:migrations], 1):
+        new = parse(text)
+        operations = diff(old, new)
+        names.append(os.path.basename(write_migration(str(directory), number, suffix_for(operations), operations)))
+        old = new
+    (root / "models.mp").write_text(MODELS[migrations - 1])
+    doc = {"targets": {name: {"driver": driver, "dsn": dsn} for name, (driver, dsn) in targets.items()},
+           "models": "models.mp", "migrations": "migrations"}
+    if tenants is not None:
+        doc["tenants"] = tenants
+    (root / "language_config.yaml").write_text(json.dumps(doc))  # JSON is YAML
+    return names
+
+
+def sqlite_ledger(path: Path) -> list:
+    connection = sqlite3.connect(path)
+    try:
+        return [row[0] for row in connection.execute("SELECT name FROM mf_migrations ORDER BY id")]
+    finally:
+        connection.close()
+
+
+def run_cli(root: Path, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "mfcore.cli", "db", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------- SQLite files
+
+@pytest.fixture
+def sqlite_fleet(tmp_path):
+    targets = {name: ("sqlite", str(tmp_path / f"{name}.db")) for name in ("north", "south", "west")}
+    names = write_project(tmp_path, targets)
+    return tmp_path, names
+
+
+def test_migrate_all_applies_every_migration_to_every_sqlite_file(sqlite_fleet):
+    root, names = sqlite_fleet
+    results = anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    assert [(r.name, r.applied, r.error) for r in results] == [(n, names, None) for n in ("north", "south", "west")]
+    for name in ("north", "south", "west"):
+        assert sqlite_ledger(root / f"{name}.db") == names
+    assert not (root / "migrations" / ".applied").exists()  # it mirrors one database, not a fleet
+    again = anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    assert all(r.ok and r.applied == [] for r in again)
+
+
+def test_a_failing_target_does_not_stop_the_others_and_a_rerun_does_what_is_left(sqlite_fleet):
+    root, names = sqlite_fleet
+    blocker = sqlite3.connect(root / "south.db")
+    blocker.execute("CREATE TABLE tag (id INTEGER)")  # migration 003 creates table tag
+    blocker.close()
+
+    result = run_cli(root, "migrate", "--all")
+    assert result.returncode == 3, result.stderr
+    assert "2 of 3 target(s) migrated, 1 failed." in result.stdout
+    assert f"south at {names[2]}" in result.stderr and "already exists" in result.stderr
+    assert sqlite_ledger(root / "north.db") == names and sqlite_ledger(root / "west.db") == names
+    assert sqlite_ledger(root / "south.db") == names[:2]
+
+    status = run_cli(root, "status", "--all", "--json")
+    assert status.returncode == 0, status.stderr
+    pending = {t["name"]: [m["name"] for m in t["migrations"] if not m["applied"]]
+               for t in json.loads(status.stdout)["targets"]}
+    assert pending == {"north": [], "south": [names[2]], "west": []}
+
+    fixed = sqlite3.connect(root / "south.db")
+    fixed.execute("DROP TABLE tag")
+    fixed.close()
+    results = anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    assert {r.name: r.applied for r in results} == {"north": [], "south": [names[2]], "west": []}
+    assert sqlite_ledger(root / "south.db") == names
+
+
+def test_fail_fast_stops_the_fleet_at_the_first_failure(sqlite_fleet):
+    root, names = sqlite_fleet
+    blocker = sqlite3.connect(root / "north.db")
+    blocker.execute("CREATE TABLE item (id INTEGER)")  # migration 001 creates table item
+    blocker.close()
+    results = anyio.run(lambda: api.migrate_all(root / "language_config.yaml", concurrency=1, fail_fast=True))
+    north, south, west = results
+    assert north.error is not None and north.migration == names[0]
+    assert not south.finished and not west.finished
+    assert not (root / "west.db").exists()
+
+
+def test_target_choice_and_status_lines(sqlite_fleet):
+    root, names = sqlite_fleet
+    result = run_cli(root, "migrate", "--target", "west", "--target", "north")
+    assert result.returncode == 0, result.stderr
+    assert not (root / "south.db").exists()
+    status = run_cli(root, "status", "--all")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines() == ["  north  3 applied, 0 pending", "  south  0 applied, 3 pending",
+                                          "  west  3 applied, 0 pending", "3 of 3 target(s) read."]
+    wrong = run_cli(root, "migrate", "--target", "east")
+    assert wrong.returncode == 2 and "no target named 'east'" in wrong.stderr
+    mixed = run_cli(root, "migrate", "--all", "--fake")
+    assert mixed.returncode == 2 and "--fake works on one database" in mixed.stderr
+
+
+def test_tenant_schemas_need_a_database_with_schemas(tmp_path):
+    write_project(tmp_path, {"files": ("sqlite", str(tmp_path / "a.db"))},
+                  tenants={"target": "files", "schemas": ["a", "b"]})
+    with pytest.raises(ConfigError, match="tenant schemas need postgresql"):
+        load_fleet(str(tmp_path / "language_config.yaml"))
+
+
+# ---------------------------------------------------------------- the dialect
+
+def test_each_tenant_schema_has_its_own_lock_key_and_search_path():
+    dialect = dialect_for("postgresql")
+    assert advisory_lock_key(None) == ADVISORY_LOCK_KEY
+    keys = {advisory_lock_key(f"tenant_{n}") for n in range(1000)}
+    assert len(keys) == 1000 and ADVISORY_LOCK_KEY not in keys
+    assert str(advisory_lock_key("acme")) in dialect.try_lock_sql("acme")
+    assert dialect.session_settings('Acme "EU"') == {"search_path": '"Acme ""EU"""'}
+    assert dialect.session_settings(None) == {}
+
+
+# ---------------------------------------------------------------- PostgreSQL databases and schemas
+
+@pytest.fixture(scope="module")
+def pg_databases():
+    with dbutil.temporary_postgres_database("fleet_a") as first:
+        with dbutil.temporary_postgres_database("fleet_b") as second:
+            yield first, second
+
+
+TENANTS = ["acme", "Globex Corp", 'quote"d']
+
+
+@pytest.fixture
+def pg_fleet(tmp_path, pg_databases):
+    first, second = pg_databases
+    session = dbutil.PostgresSession(first)
+    for database in (first, second):
+        other = dbutil.PostgresSession(database)
+        other.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")  # test cleanup only
+        other.loop.run_until_complete(other.connection.close())
+    for schema in TENANTS:
+        quoted = dialect_for("postgresql").quote(schema)
+        session.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE; CREATE SCHEMA {quoted}")  # test cleanup only
+    session.execute("CREATE TABLE public.tenants (schema_name text)")
+    session.execute("INSERT INTO public.tenants SELECT unnest($1::text[])", TENANTS)
+    names = write_project(tmp_path, {"shared": ("postgresql", second), "tenanted": ("postgresql", first)},
+                          tenants={"target": "tenanted",
+                                   "schemas": {"query": "SELECT schema_name FROM public.tenants"}})
+    yield tmp_path, names, session
+    session.loop.run_until_complete(session.connection.close())
+
+
+def pg_ledger(session, schema: str) -> list:
+    quoted = dialect_for("postgresql").quote(schema)
+    return [row[0] for row in session.fetch(f"SELECT name FROM {quoted}.mf_migrations ORDER BY id")]
+
+
+def test_two_fleet_runs_at_once_apply_each_migration_once_per_target(pg_fleet, pg_databases):
+    root, names, session = pg_fleet
+    config = root / "language_config.yaml"
+    runs: list = []
+
+    async def both():
+        async def one():
+            runs.append(await api.migrate_all(config, concurrency=3))
+        async with anyio.create_task_group() as group:
+            group.start_soon(one)
+            group.start_soon(one)
+
+    anyio.run(both)
+    expected = ["shared"] + [f"tenanted.{t}" for t in TENANTS]
+    for results in runs:
+        assert [r.name for r in results] == expected and all(r.ok for r in results)
+    for index, name in enumerate(expected):
+        applied = runs[0][index].applied + runs[1][index].applied
+        assert sorted(applied) == names, name  # each migration by exactly one of the two runs
+    for schema in TENANTS:
+        assert pg_ledger(session, schema) == names
+        assert session.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'item'",
+                                schema) == 1
+    # Tenants' tables live in their schemas only: the host database's public holds the tenant list.
+    assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == [("tenants",)]
+    shared = dbutil.PostgresSession(pg_databases[1])
+    assert pg_ledger(shared, "public") == names
+    shared.loop.run_until_complete(shared.connection.close())
+
+
+def test_a_failing_tenant_is_reported_and_the_rerun_finishes_it(pg_fleet):
+    root, names, session = pg_fleet
+    session.execute('CREATE TABLE "Globex Corp".tag (id integer)')  # migration 003 creates table tag
+    result = run_cli(root, "migrate", "--tenant", "acme", "--tenant", "Globex Corp", "--concurrency", "2")
+    assert result.returncode == 3
+    assert f"tenanted.Globex Corp at {names[2]}" in result.stderr and "already exists" in result.stderr
+    assert pg_ledger(session, "acme") == names and pg_ledger(session, "Globex Corp") == names[:2]
+    assert session.fetchval("SELECT to_regclass('\"quote\"\"d\".mf_migrations')") is None  # not chosen
+
+    session.execute('DROP TABLE "Globex Corp".tag')
+    results = anyio.run(lambda: api.migrate_all(root / "language_config.yaml", targets=["tenanted"]))
+    assert {r.name: r.applied for r in results} == {"tenanted.acme": [], "tenanted.Globex Corp": [names[2]],
+                                                    'tenanted.quote"d': names}
+    status = anyio.run(lambda: api.status_all(root / "language_config.yaml"))
+    assert {r.name: sum(s.applied for s in r.records) for r in status} == {
+        "shared": 0, "tenanted.acme": 3, "tenanted.Globex Corp": 3, 'tenanted.quote"d': 3}
