@@ -321,8 +321,14 @@ class _Database:
         deadline = time.monotonic() + self.config.lock_timeout
         delay = 0.005
         while True:
-            rows = await holder.fetch(self.dialect.try_lock_sql(self.config.schema))
+            try:
+                rows = await holder.fetch(self.dialect.try_lock_sql(self.config.schema))
+            except StatementError as exc:
+                raise DatabaseError(
+                    f"{self.config.display_dsn} cannot give mf its migration lock ({exc.message}); mf applies "
+                    "migrations only under a session advisory lock, so nothing was applied") from None
             if rows[0][0]:
+                await self._check_lock_held(holder)
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -332,6 +338,19 @@ class _Database:
                     "database.lock_timeout)")
             await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
             delay = min(delay * 2, LOCK_POLL_MAX)
+
+    async def _check_lock_held(self, holder: Connection) -> None:
+        """An engine whose advisory lock functions say yes without locking (stubs) would
+        let two runs apply one migration twice: refuse it."""
+        check = self.dialect.lock_held_sql(self.config.schema)
+        if check is None:
+            return
+        rows = await holder.fetch(check)
+        if not rows[0][0]:
+            raise DatabaseError(
+                f"{self.config.display_dsn} said the migration lock was taken but holds no such lock; its "
+                "advisory locks do not lock, so mf refuses to migrate it (two runs could apply a migration "
+                "twice)")
 
     @asynccontextmanager
     async def write_transaction(self):
@@ -445,7 +464,7 @@ class _Database:
         await self._begin()
         try:
             if not self.ledger_ready:
-                await ledger.ensure_ledger(self.connection)
+                await self._ensure_ledger()
             if not fake:
                 await self._run_statements(step)
             await self._record_and_commit(step, time.perf_counter() - started)
@@ -480,6 +499,14 @@ class _Database:
         except StatementError as exc:
             raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
 
+    async def _ensure_ledger(self) -> None:
+        try:
+            await ledger.ensure_ledger(self.connection)
+        except StatementError as exc:
+            where = f" in schema {self.config.schema}" if self.config.schema is not None else ""
+            raise DatabaseError(f"cannot create the ledger {ledger.LEDGER_TABLE} on {self.config.display_dsn}"
+                                f"{where}: {exc.message}") from None
+
     async def _applied_meanwhile(self, step: Step) -> bool:
         """After a failure: is the migration in the ledger after all (another run
         applied it)? A 'started' row is an unresolved non-atomic migration."""
@@ -510,7 +537,7 @@ class _Database:
         started = time.perf_counter()
         async with self.write_transaction():
             if not self.ledger_ready:
-                await ledger.ensure_ledger(connection)
+                await self._ensure_ledger()
             await ledger.record(connection, step.name, step.migration.checksum, 0.0, state=STARTED)
         self.ledger_ready = True
         if not fake:

@@ -248,3 +248,36 @@ def test_a_failing_tenant_is_reported_and_the_rerun_finishes_it(pg_fleet):
     status = anyio.run(lambda: api.status_all(root / "language_config.yaml"))
     assert {r.name: sum(s.applied for s in r.records) for r in status} == {
         "shared": 0, "tenanted.acme": 3, "tenanted.Globex Corp": 3, 'tenanted.quote"d': 3}
+
+
+# ---------------------------------------------------------------- engines without real advisory locks
+
+def test_an_engine_whose_advisory_locks_are_stubs_is_refused(tmp_path, pg_databases):
+    """Some PostgreSQL-compatible engines answer pg_try_advisory_lock with true and lock
+    nothing. Imitated here by a function of that name found before pg_catalog's."""
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    session.execute("DROP SCHEMA IF EXISTS stub CASCADE; CREATE SCHEMA stub; "  # test cleanup only
+                    "CREATE FUNCTION stub.pg_try_advisory_lock(bigint) RETURNS boolean "
+                    "LANGUAGE sql AS 'SELECT true'")
+    names = write_project(tmp_path, {"stubbed": ("postgresql", first + "?search_path=stub,pg_catalog,public")})
+    results = anyio.run(lambda: api.migrate_all(tmp_path / "language_config.yaml"))
+    assert results[0].error is not None and "advisory locks do not lock" in str(results[0].error)
+    assert session.fetchval("SELECT to_regclass('public.mf_migrations')") is None  # nothing applied
+    session.execute("DROP SCHEMA stub CASCADE")
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_a_tenant_schema_that_does_not_exist_is_a_failed_target(tmp_path, pg_databases):
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    session.execute("DROP SCHEMA IF EXISTS present CASCADE; CREATE SCHEMA present")  # test cleanup only
+    names = write_project(tmp_path, {"db": ("postgresql", first)},
+                          tenants={"target": "db", "schemas": ["present", "absent"]})
+    result = run_cli(tmp_path, "migrate", "--all", "--json")
+    assert result.returncode == 3
+    targets = {t["name"]: t for t in json.loads(result.stdout)["targets"]}
+    assert targets["db.present"]["applied"] == names and not targets["db.present"]["failed"]
+    assert "cannot create the ledger mf_migrations" in targets["db.absent"]["error"]
+    assert "in schema absent" in targets["db.absent"]["error"]
+    session.loop.run_until_complete(session.connection.close())

@@ -177,6 +177,12 @@ class Dialect:
     def unlock_sql(self, schema: Optional[str] = None) -> str:  # pragma: no cover - only with run_lock
         raise NotImplementedError
 
+    def lock_held_sql(self, schema: Optional[str] = None) -> Optional[str]:
+        """After try_lock_sql said yes: a row whose first value is true when the session
+        really holds the lock (an engine whose lock functions are stubs says no); None
+        when there is no such check."""
+        return None
+
     def session_settings(self, schema: Optional[str]) -> dict:
         """Settings a connection to the target opens with: for one schema of the
         database, what makes that schema the one its unqualified names mean."""

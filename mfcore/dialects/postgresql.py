@@ -139,6 +139,12 @@ class PostgreSQLDialect(Dialect):
     def unlock_sql(self, schema: Optional[str] = None) -> str:
         return f"SELECT pg_advisory_unlock({advisory_lock_key(schema)})"
 
+    def lock_held_sql(self, schema: Optional[str] = None) -> Optional[str]:
+        # pg_locks shows a bigint key as classid (high 32 bits) and objid (low 32 bits).
+        return ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND objsubid = 1 "
+                f"AND ((classid::bigint << 32) | objid::bigint) = {advisory_lock_key(schema)})")
+
     def session_settings(self, schema: Optional[str]) -> dict:
         # Only the tenant's schema: its ledger, tables and types, created and found there.
         return {"search_path": self.quote(schema)} if schema is not None else {}
