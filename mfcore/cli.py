@@ -169,10 +169,12 @@ class _Progress:
     def event(self, kind, name, index, total):
         if total < 5 or kind != "start":
             return
+        self.draw((index - 1) / total, f"{index}/{total} {name[:40]:<40}")
+
+    def draw(self, fraction: float, text: str) -> None:
         width = 24
-        filled = int(width * (index - 1) / total)
-        bar = "#" * filled + "-" * (width - filled)
-        sys.stderr.write(f"\r[{bar}] {index}/{total} {name[:40]:<40}")
+        filled = int(width * fraction)
+        sys.stderr.write(f"\r[{'#' * filled + '-' * (width - filled)}] {text}")
         sys.stderr.flush()
         self.shown = True
 
@@ -203,7 +205,7 @@ def _fleet_choice(args) -> dict:
 def _migrate_fleet(args, out: Output) -> int:
     import anyio
 
-    progress = _FleetProgress() if out.tty and not out.json_mode else None
+    progress = _FleetProgress(out) if out.tty and not out.json_mode else None
     results = anyio.run(lambda: api.migrate_all(args.config_path, fail_fast=args.fail_fast,
                                                 on_result=progress.event if progress else None,
                                                 **_fleet_choice(args)))
@@ -222,7 +224,7 @@ def _migrate_fleet(args, out: Output) -> int:
 def _status_fleet(args, out: Output) -> int:
     import anyio
 
-    progress = _FleetProgress() if out.tty and not out.json_mode else None
+    progress = _FleetProgress(out) if out.tty and not out.json_mode else None
     results = anyio.run(lambda: api.status_all(args.config_path, on_result=progress.event if progress else None,
                                                **_fleet_choice(args)))
     if progress:
@@ -274,27 +276,15 @@ def _fleet_summary(results, out: Output, verb: str) -> int:
     return _fleet_exit(results)
 
 
-class _FleetProgress:
+class _FleetProgress(_Progress):
     """Targets done / total and failures, on one line of stderr."""
 
-    def __init__(self):
-        self.failed = 0
-        self.shown = False
+    failed = 0
 
     def event(self, result, done, total):
         self.failed += result.error is not None
-        width = 24
-        filled = int(width * done / total)
-        bar = "#" * filled + "-" * (width - filled)
         failures = f", {self.failed} failed" if self.failed else ""
-        sys.stderr.write(f"\r[{bar}] {done}/{total} targets{failures}   ")
-        sys.stderr.flush()
-        self.shown = True
-
-    def finish(self):
-        if self.shown:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-            sys.stderr.flush()
+        self.draw(done / total, f"{done}/{total} targets{failures}   ")
 
 
 def cmd_reset(args, out: Output) -> int:
