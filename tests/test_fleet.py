@@ -281,3 +281,68 @@ def test_a_tenant_schema_that_does_not_exist_is_a_failed_target(tmp_path, pg_dat
     assert "cannot create the ledger mf_migrations" in targets["db.absent"]["error"]
     assert "in schema absent" in targets["db.absent"]["error"]
     session.loop.run_until_complete(session.connection.close())
+
+
+# ---------------------------------------------------------------- kill -9 in the middle of a fleet
+
+KILL_TRIALS = 11   # the first runs uninterrupted, to measure a run
+KILL_TENANTS = ["k1", "k2", "k3", "k4"]
+
+
+def test_a_killed_fleet_run_resumes_to_every_migration_once_per_tenant(tmp_path, pg_databases):
+    """`mf db migrate --all` killed at random instants; each time every tenant holds each
+    migration fully applied and recorded or not at all, and the next run completes them
+    all, exactly once each."""
+    import random
+    import signal
+    import time
+
+    from mfcore import applier
+    from mfcore.config import Config
+    from test_concurrency import fill, write_chain
+    from test_crash import ROWS, Database, check_consistent
+
+    first, _second = pg_databases
+    names = write_chain(tmp_path / "migrations", 5)
+    (tmp_path / "language_config.yaml").write_text(json.dumps({
+        "targets": {"db": {"driver": "postgresql", "dsn": first}},
+        "tenants": {"target": "db", "schemas": KILL_TENANTS}}))
+    session = dbutil.PostgresSession(first)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    seed = int(os.environ.get("MF_CRASH_SEED", random.randrange(1 << 30)))
+    chance = random.Random(seed)
+    run_time, killed_inside = None, 0
+    for trial in range(KILL_TRIALS):
+        for schema in KILL_TENANTS:
+            session.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"')  # test cleanup
+            config = Config("postgresql", first, str(tmp_path / "models.mp"), str(tmp_path / "migrations"),
+                            schema=schema, mirrors_applied_file=False)
+            anyio.run(lambda: applier.migrate(config, to=1))
+            fill(f"{first}?search_path={schema}", ROWS)
+        started = time.monotonic()
+        process = subprocess.Popen([sys.executable, "-m", "mfcore.cli", "db", "migrate", "--all", "--concurrency",
+                                    "2"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if run_time is None:
+            assert process.wait(timeout=120) == 0, process.stderr.read()
+            run_time = time.monotonic() - started
+        else:
+            time.sleep(chance.uniform(0.2, run_time))
+            if process.poll() is None:
+                killed_inside += 1
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=120)
+        process.stderr.close()
+        Database("postgresql", first, session).wait_for_killed_sessions()
+        context = f"trial {trial} (MF_CRASH_SEED={seed})"
+        for schema in KILL_TENANTS:
+            session.execute(f'SET search_path TO "{schema}"')
+            check_consistent(Database("postgresql", first, session), names, context)
+        session.execute("SET search_path TO public")
+        rerun = run_cli(tmp_path, "migrate", "--all")
+        assert rerun.returncode == 0, rerun.stderr
+        for schema in KILL_TENANTS:
+            session.execute(f'SET search_path TO "{schema}"')
+            assert check_consistent(Database("postgresql", first, session), names, context) == len(names)
+        session.execute("SET search_path TO public")
+    assert killed_inside >= (KILL_TRIALS - 1) // 2, f"most kills should land inside a run (MF_CRASH_SEED={seed})"
+    session.loop.run_until_complete(session.connection.close())
