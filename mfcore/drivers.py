@@ -12,7 +12,9 @@ stays light.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, Optional, Sequence
 
 import anyio
 
@@ -130,10 +132,11 @@ class PostgresConnection(Connection):
 
     driver = "postgresql"
 
-    def __init__(self, raw, asyncpg_module, display_dsn: str):
+    def __init__(self, raw, asyncpg_module, display_dsn: str, pool=None):
         self._raw = raw
         self._asyncpg = asyncpg_module
         self._display_dsn = display_dsn
+        self._pool = pool  # given back there on close (see shared_connections)
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         try:
@@ -159,6 +162,10 @@ class PostgresConnection(Connection):
             return
         try:
             with anyio.fail_after(5):
+                if self._pool is not None:
+                    # The pool's reset rolls back, frees advisory locks and RESETs settings.
+                    await self._pool.release(self._raw)
+                    return
                 await self._raw.close()
         except Exception:  # noqa: BLE001 - a connection we cannot close politely is cut
             self._raw.terminate()
@@ -183,13 +190,74 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
     from .dialects import dialect_for
 
     shown = mask_dsn(config.dsn)
-    settings = {"application_name": "mf", **dialect_for("postgresql").session_settings(config.schema)}
+    dialect = dialect_for("postgresql")
+    shared = _shared.get()
     try:
+        if shared is not None:
+            pool = await shared.pool_for(config.dsn)
+            raw = await pool.acquire(timeout=CONNECT_TIMEOUT)
+            if config.schema is not None:
+                try:
+                    await raw.execute(dialect.use_schema_sql(config.schema))
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await pool.release(raw)
+                    raise
+            return PostgresConnection(raw, asyncpg, shown, pool)
+        settings = {"application_name": "mf", **dialect.session_settings(config.schema)}
         raw = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT, server_settings=settings)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
         reason = _hide_password(str(exc) or type(exc).__name__, config.dsn)
         raise DatabaseError(f"cannot connect to {shown}: {reason}") from None
     return PostgresConnection(raw, asyncpg, shown)
+
+
+class _SharedConnections:
+    """One asyncpg pool per PostgreSQL DSN, made on first use."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pools: dict = {}
+        self.making = anyio.Lock()
+
+    async def pool_for(self, dsn: str):
+        async with self.making:
+            pool = self.pools.get(dsn)
+            if pool is None:
+                import asyncpg
+
+                pool = await asyncpg.create_pool(dsn, min_size=0, max_size=self.size, timeout=CONNECT_TIMEOUT,
+                                                 server_settings={"application_name": "mf"})
+                self.pools[dsn] = pool
+            return pool
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for pool in self.pools.values():
+                try:
+                    with anyio.fail_after(10):
+                        await pool.close()
+                except Exception:  # noqa: BLE001 - connections we cannot close politely are cut
+                    pool.terminate()
+
+
+_shared: ContextVar[Optional[_SharedConnections]] = ContextVar("mf_shared_connections", default=None)
+
+
+@asynccontextmanager
+async def shared_connections(size: int):
+    """Inside it (and in the tasks started inside it), a connection to a PostgreSQL
+    server is taken from a pool of at most ``size`` per DSN, switched to the target's
+    schema, and given back on close: a fleet of tenant schemas opens a few
+    connections, not two per tenant. Closing a pooled connection resets it (rolls
+    back, frees advisory locks, RESET ALL), so the next target starts clean."""
+    shared = _SharedConnections(size)
+    token = _shared.set(shared)
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+        await shared.close()
 
 
 def _hide_password(text: str, dsn: str) -> str:

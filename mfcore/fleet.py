@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import anyio
 
 from .config import Config, Fleet
-from .drivers import StatementError, connect
+from .drivers import StatementError, connect, shared_connections
 from .errors import ConfigError, DatabaseError, MfError
 
 DEFAULT_CONCURRENCY = 10   # runs at a time; each PostgreSQL run with work holds two connections
@@ -147,9 +147,11 @@ async def run_all(targets: dict, work, *, concurrency: int, fail_fast: bool = Fa
         if on_result is not None:
             on_result(result, done, len(results))
 
-    async with anyio.create_task_group() as group:
-        for config, result in zip(targets.values(), results):
-            group.start_soon(one, config, result, group.cancel_scope)
+    # Two connections per run (the run's and its lock's), one more for a tenants query.
+    async with shared_connections(2 * concurrency + 1):
+        async with anyio.create_task_group() as group:
+            for config, result in zip(targets.values(), results):
+                group.start_soon(one, config, result, group.cancel_scope)
     return results
 
 

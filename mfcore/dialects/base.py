@@ -188,6 +188,9 @@ class Dialect:
         database, what makes that schema the one its unqualified names mean."""
         return {}
 
+    def use_schema_sql(self, schema: str) -> str:  # pragma: no cover - only with has_schemas
+        raise NotImplementedError
+
     async def foreign_key_problem(self, connection) -> Optional[str]:
         """After statements run with foreign keys off: what broke, or None."""
         return None

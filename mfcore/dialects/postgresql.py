@@ -149,6 +149,10 @@ class PostgreSQLDialect(Dialect):
         # Only the tenant's schema: its ledger, tables and types, created and found there.
         return {"search_path": self.quote(schema)} if schema is not None else {}
 
+    def use_schema_sql(self, schema: str) -> str:
+        """The same setting on a connection already open (one reused from a pool)."""
+        return f"SET search_path TO {self.quote(schema)}"
+
     def ledger_exists_sql(self) -> str:
         return f"SELECT 1 WHERE to_regclass({self.string_literal(self.quote(LEDGER_TABLE))}) IS NOT NULL"
 
