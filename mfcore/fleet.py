@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import anyio
 
 from .config import Config, Fleet
+from .dialects import dialect_for
 from .drivers import StatementError, connect, shared_connections
 from .errors import ConfigError, DatabaseError, MfError
 
@@ -110,16 +111,16 @@ def hosts_needed(fleet: Fleet, names=(), tenants=()) -> Optional[set]:
 
 async def default_concurrency(targets: dict) -> int:
     """DEFAULT_CONCURRENCY, lowered so that two connections per run stay within a
-    share of each PostgreSQL server's max_connections."""
+    share of each server's max_connections."""
     limit = DEFAULT_CONCURRENCY
     servers = {}
     for config in targets.values():
-        if config.driver == "postgresql":
-            servers.setdefault(replace(config, schema=None).dsn, config)
+        if dialect_for(config.driver).limits_connections:
+            servers.setdefault(config.dsn, replace(config, schema=None))
     for config in servers.values():
-        async with await connect(replace(config, schema=None)) as connection:
-            rows = await connection.fetch("SHOW max_connections")
-        limit = min(limit, max(1, int(rows[0][0]) // SERVER_SHARE // 2))
+        async with await connect(config) as connection:
+            most = await dialect_for(config.driver).connection_limit(connection)
+        limit = min(limit, max(1, most // SERVER_SHARE // 2))
     return limit
 
 

@@ -346,3 +346,18 @@ def test_a_killed_fleet_run_resumes_to_every_migration_once_per_tenant(tmp_path,
         session.execute("SET search_path TO public")
     assert killed_inside >= (KILL_TRIALS - 1) // 2, f"most kills should land inside a run (MF_CRASH_SEED={seed})"
     session.loop.run_until_complete(session.connection.close())
+
+
+def test_the_default_concurrency_stays_well_under_max_connections(pg_databases):
+    from mfcore import fleet
+    from mfcore.config import Config
+
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    most = int(session.fetchval("SHOW max_connections"))
+    session.loop.run_until_complete(session.connection.close())
+    targets = {f"t{n}": Config("postgresql", first, "", "", schema=f"s{n}") for n in range(3)}
+    expected = min(fleet.DEFAULT_CONCURRENCY, max(1, most // fleet.SERVER_SHARE // 2))
+    assert anyio.run(fleet.default_concurrency, targets) == expected
+    assert anyio.run(fleet.default_concurrency, {"f": Config("sqlite", "/nonexistent/x.db", "", "")}) == \
+        fleet.DEFAULT_CONCURRENCY

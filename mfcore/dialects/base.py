@@ -155,6 +155,7 @@ class Dialect:
     foreign_key_check_sql: Optional[str] = None
     drop_failure_note = ""           # added to reset's error when a DROP fails
     has_schemas = False              # a database holds schemas: one target per schema (tenants)
+    limits_connections = False       # a server with max_connections (see connection_limit)
 
     def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
         """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
@@ -190,6 +191,10 @@ class Dialect:
 
     def use_schema_sql(self, schema: str) -> str:  # pragma: no cover - only with has_schemas
         raise NotImplementedError
+
+    async def connection_limit(self, connection) -> Optional[int]:
+        """How many connections the server takes at most (None: no such limit)."""
+        return None
 
     async def foreign_key_problem(self, connection) -> Optional[str]:
         """After statements run with foreign keys off: what broke, or None."""

@@ -101,6 +101,7 @@ class PostgreSQLDialect(Dialect):
     supports_non_atomic = True
     run_lock = True
     has_schemas = True
+    limits_connections = True
     batches_statements = True
     sets_lock_timeout = True
     drop_failure_note = " (mf never drops with CASCADE)"
@@ -152,6 +153,9 @@ class PostgreSQLDialect(Dialect):
     def use_schema_sql(self, schema: str) -> str:
         """The same setting on a connection already open (one reused from a pool)."""
         return f"SET search_path TO {self.quote(schema)}"
+
+    async def connection_limit(self, connection) -> Optional[int]:
+        return int((await connection.fetch("SHOW max_connections"))[0][0])
 
     def ledger_exists_sql(self) -> str:
         return f"SELECT 1 WHERE to_regclass({self.string_literal(self.quote(LEDGER_TABLE))}) IS NOT NULL"
