@@ -2,6 +2,7 @@
 
     import mfcore
     applied = await mfcore.migrate()                 # config found from the cwd
+    undone = await mfcore.rollback(steps=1)          # undo the newest applied migration
     records = await mfcore.status()                  # every command of `mf` is a function here
     schema = mfcore.parse(open("models.mp").read())
     operations = mfcore.diff(old_schema, schema)
@@ -11,22 +12,25 @@ on first use.
 """
 from __future__ import annotations
 
-from .errors import (ConfigError, DatabaseError, DriftError, IntegrityError, LockTimeoutError, MfError,
-                     MigrationFileError, ModelsError, SchemaFileError, UnresolvedMigrationError,
-                     UnsafeChangeError)
+from .errors import (ConfigError, DatabaseError, DataLossError, DriftError, IntegrityError, IrreversibleError,
+                     LockTimeoutError, MfError, MigrationFileError, ModelsError, SchemaFileError,
+                     UnresolvedMigrationError, UnsafeChangeError)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "migrate", "makemigrations", "status", "migrate_all", "status_all", "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline",
+    "migrate", "rollback", "rollback_sql", "makemigrations", "status", "migrate_all", "status_all", "sql",
+    "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
-    "__version__",
+    "IrreversibleError", "DataLossError", "__version__",
 ]
 
 _LAZY = {
     "migrate": ("mfcore.api", "migrate"),
+    "rollback": ("mfcore.api", "rollback"),
+    "rollback_sql": ("mfcore.api", "rollback_sql"),
     "makemigrations": ("mfcore.api", "makemigrations"),
     "status": ("mfcore.api", "status"),
     "migrate_all": ("mfcore.api", "migrate_all"),

@@ -1,6 +1,7 @@
 """The public API: every command of `mf` is a function here first.
 
     migrate, makemigrations            apply / write migrations
+    rollback, rollback_sql             undo applied migrations, newest first
     status, sql, pending_sql           look without changing anything
     drift                              compare the live database with the applied migrations
     inspect                            models.mp from a live database
@@ -27,8 +28,9 @@ from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
-    "migrate", "makemigrations", "carry_over", "status", "sql", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline",
-    "migrate_all", "status_all", "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
+    "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
+    "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all", "status_all",
+    "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
 
@@ -56,8 +58,13 @@ def resolve_config(config: ConfigLike = None, *, dsn: Optional[str] = None,
 
 async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
                   migrations_dir: Optional[str] = None, to: Optional[int] = None, fake: bool = False,
-                  on_event: Optional[Callable] = None, notices: Optional[list] = None) -> list:
+                  on_event: Optional[Callable] = None, notices: Optional[list] = None,
+                  allow_data_loss: bool = False) -> list:
     """Apply every unapplied migration; returns the names applied (empty when up to date).
+
+    ``to``: bring the database to migration ``to``: apply up to it, or, when newer
+    ones are applied, undo those first, as rollback(to=...) does (``on_event`` hears
+    "rolled_back" for each; ``allow_data_loss`` as there).
 
     A project still in the earlier single-plan format is carried over first
     (carry_over). Safe to call from many processes or tasks at once: each migration
@@ -72,7 +79,62 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
     if notices is None:
         notices = []
     await carry_over(resolved, notices=notices)
+    if to is not None:
+        await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, on_event=on_event)
     return await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices)
+
+
+async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to: Optional[int] = None,
+                   dry_run: bool = False, allow_data_loss: bool = False,
+                   on_event: Optional[Callable] = None) -> list:
+    """Undo applied migrations, newest first; returns the names undone (empty when none is applied).
+
+    ``steps``: how many of the newest applied (default 1); ``to``: every one numbered
+    above ``to`` (0: all of them). Each undo is the reverse of what the migration's file
+    records, run in one transaction that also removes its ledger row, under the lock
+    migrate takes; .applied follows. A migration that cannot be undone
+    (IrreversibleError), or an undo that cannot bring data back -- a dropped table or
+    column returns empty -- (DataLossError, unless ``allow_data_loss``), is named before
+    anything runs, and nothing is done. ``dry_run``: change nothing; return the names
+    that would be undone. ``on_event(kind, name, index, total)`` hears "start" and
+    "rolled_back".
+    """
+    resolved = _rollback_config(config, steps, to)
+    from . import applier
+
+    return await applier.rollback(resolved, count=steps, to=to, dry_run=dry_run,
+                                  allow_data_loss=allow_data_loss, on_event=on_event)
+
+
+async def rollback_sql(config: ConfigLike = None, *, steps: Optional[int] = None,
+                       to: Optional[int] = None) -> list:
+    """[(name, [statement, ...]), ...] of each undo rollback would run, newest first (its
+    dry run); changes nothing."""
+    resolved = _rollback_config(config, steps, to)
+    from . import applier
+
+    return await applier.rollback_sql(resolved, count=steps, to=to)
+
+
+async def rollback_losses(config: ConfigLike = None, *, steps: Optional[int] = None,
+                          to: Optional[int] = None) -> list:
+    """What rollback with these arguments could not bring back, one sentence each (a
+    dropped table comes back empty); [] when nothing. Changes nothing; raises
+    IrreversibleError as rollback would."""
+    resolved = _rollback_config(config, steps, to)
+    from . import applier
+
+    return await applier.rollback_losses(resolved, count=steps, to=to)
+
+
+def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]) -> Config:
+    if steps is not None and to is not None:
+        raise ConfigError("rollback takes a number of migrations or a target (--to), not both")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"rollback: the number of migrations to undo must be 1 or more, not {steps}")
+    resolved = resolve_config(config)
+    _require_migrations_dir(resolved)
+    return resolved
 
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
@@ -132,12 +194,12 @@ async def status(config: ConfigLike = None) -> list:
     return await applier.status(resolve_config(config))
 
 
-def sql(config: ConfigLike, number: int) -> tuple:
-    """(name, [statement, ...]) of migration ``number`` on the configured database; no
-    connection is made."""
+def sql(config: ConfigLike, number: int, *, reverse: bool = False) -> tuple:
+    """(name, [statement, ...]) of migration ``number`` on the configured database (with
+    ``reverse``, of its undo); no connection is made."""
     from . import applier
 
-    return applier.migration_statements(resolve_config(config), number)
+    return applier.migration_statements(resolve_config(config), number, reverse=reverse)
 
 
 async def pending_sql(config: ConfigLike = None, *, to: Optional[int] = None) -> list:

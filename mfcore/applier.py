@@ -42,12 +42,13 @@ from . import adoption, ledger
 from .config import Config
 from .dialects import dialect_for
 from .drivers import Connection, StatementError, connect, database_exists
-from .errors import DatabaseError, DriftError, LockTimeoutError, MfError, MigrationFileError, ResolveError
+from .errors import (DatabaseError, DataLossError, DriftError, LockTimeoutError, MfError, MigrationFileError,
+                     ResolveError)
 from .history import (Checksums, Survey, adoption_decision, check_target, check_unresolved, cut,
                       listed_files, migration_files, number_of, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
 from .ownership import owned_objects
-from .steps import Prepared, Step
+from .steps import Prepared, Step, UndoPlan, undo_plan
 from .store import load_history, read_applied, write_applied
 
 LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most
@@ -121,16 +122,114 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
     return [(f.name, list(prepared[f.name].statements)) for f in pending]
 
 
-def migration_statements(config: Config, number: int) -> tuple:
-    """(name, [statement, ...]) of migration ``number`` on the configured driver;
-    no database needed."""
+def migration_statements(config: Config, number: int, *, reverse: bool = False) -> tuple:
+    """(name, [statement, ...]) of migration ``number`` on the configured driver (with
+    ``reverse``, of its undo); no database needed."""
     files = migration_files(config.migrations_dir)
     file = next((f for f in files if f.number == number), None)
     if file is None:
         raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
+    if reverse:
+        return file.name, list(undo_plan(config, files, [file.name]).steps[0].statements)
     prepared = Prepared(config, files)
     prepared.load([file])
     return file.name, list(prepared[file.name].statements)
+
+
+async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[int] = None,
+                   dry_run: bool = False, allow_data_loss: bool = False,
+                   on_event: Optional[EventCallback] = None) -> list:
+    """Undo applied migrations, newest first; returns the names undone.
+
+    ``count``: the newest ``count`` applied (default 1); ``to``: every one numbered
+    above ``to`` (0: all). Each undo runs in one transaction that also removes its
+    ledger row, under the lock migrate takes; .applied follows. What cannot be undone
+    (IrreversibleError) or would come back empty (DataLossError, unless
+    ``allow_data_loss``) is named before anything runs, and nothing is done.
+    ``dry_run``: change nothing, return the names that would be undone. ``on_event``
+    hears "start" and "rolled_back" (see migrate)."""
+    files = migration_files(config.migrations_dir)
+    if to:
+        check_target(files, to)
+    if not database_exists(config):
+        return []
+    async with await connect(config) as connection:
+        database = _database_for(connection, config)
+        plan = _undo_plan(config, files, await database.survey(files), count, to, allow_data_loss)
+        if dry_run or not plan.steps:
+            return [step.name for step in plan.steps]
+        async with database.exclusive():
+            return await _run_undo(database, config, files, count, to, allow_data_loss, on_event)
+
+
+async def rollback_sql(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> list:
+    """[(name, [statement, ...]), ...] of each undo ``rollback`` would run, newest first;
+    changes nothing."""
+    files = migration_files(config.migrations_dir)
+    if to:
+        check_target(files, to)
+    if not database_exists(config):
+        return []
+    plan = await _read_only_undo_plan(config, files, count, to)
+    return [(step.name, list(step.statements)) for step in plan.steps]
+
+
+async def rollback_losses(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> list:
+    """What ``rollback`` could not bring back (sentences); changes nothing."""
+    files = migration_files(config.migrations_dir)
+    if to:
+        check_target(files, to)
+    if not database_exists(config):
+        return []
+    return list((await _read_only_undo_plan(config, files, count, to)).losses)
+
+
+async def _read_only_undo_plan(config, files, count, to) -> UndoPlan:
+    survey = await _read_only_survey(config, files)
+    return _undo_plan(config, files, survey, count, to, allow_data_loss=True)
+
+
+def _to_undo(files, survey: Survey, count: Optional[int], to: Optional[int]) -> list:
+    """The applied migrations to undo, newest first."""
+    by_name = {f.name: f for f in files}
+    applied = [name for name in survey.applied_names + [f.name for f in survey.adopt] if name in by_name]
+    applied.sort(key=lambda name: by_name[name].number, reverse=True)
+    if to is not None:
+        return [name for name in applied if by_name[name].number > to]
+    return applied[:1 if count is None else count]
+
+
+def _undo_plan(config, files, survey, count, to, allow_data_loss) -> UndoPlan:
+    plan = undo_plan(config, files, _to_undo(files, survey, count, to))
+    if plan.losses and not allow_data_loss:
+        raise DataLossError("undoing would lose data: " + "; ".join(plan.losses)
+                            + ". Nothing was undone; pass --allow-data-loss (allow_data_loss=True) to go ahead.")
+    return plan
+
+
+async def _run_undo(database, config, files, count, to, allow_data_loss, on_event) -> list:
+    """Inside the lock: survey again (another run may have moved the ledger), then undo
+    newest first, each migration in its own transaction with its ledger row."""
+    undone = []
+    try:
+        survey = await database.survey(files)
+        if survey.adopt:
+            await database.adopt(survey.adopt)
+        plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
+        total = len(plan.steps)
+        for index, step in enumerate(plan.steps, 1):
+            await _emit(on_event, "start", step.name, index, total)
+            if await database.unapply(step):
+                undone.append(step.name)
+                await _emit(on_event, "rolled_back", step.name, index, total)
+            else:
+                await _emit(on_event, "skipped", step.name, index, total)
+    except MfError:
+        with suppress(MfError, OSError):
+            await database.sync_applied_file()
+        raise
+    await database.sync_applied_file()
+    return undone
 
 
 async def status(config: Config) -> list:
@@ -506,6 +605,42 @@ class _Database:
             where = f" in schema {self.config.schema}" if self.config.schema is not None else ""
             raise DatabaseError(f"cannot create the ledger {ledger.LEDGER_TABLE} on {self.config.display_dsn}"
                                 f"{where}: {exc.message}") from None
+
+    async def unapply(self, step: Step) -> bool:
+        """Run the undo ``step`` and remove its migration's ledger row, in one
+        transaction; False when the row is gone already (another run undid it)."""
+        async with self._foreign_keys_off(step.foreign_keys_off):
+            await self._begin()
+            try:
+                if await ledger.state_of(self.connection, step.name) != APPLIED:
+                    await self._rollback()
+                    return False
+                await self._run_statements(step)
+                await ledger.forget(self.connection, step.name)
+                await self.connection.execute("COMMIT")
+            except _StatementFailed as failed:
+                await self._rollback()
+                raise self._undo_failure(step, failed) from None
+            except StatementError as exc:
+                await self._rollback()
+                raise DatabaseError(f"undoing {step.name} failed on {self.config.display_dsn} and was rolled "
+                                    f"back; it stays applied: {exc.message}") from None
+            except BaseException:
+                await self._rollback()
+                raise
+        return True
+
+    def _undo_failure(self, step: Step, failed: "_StatementFailed") -> DatabaseError:
+        shown = failed.statement if len(failed.statement) <= 600 else failed.statement[:600] + " ..."
+        error = DatabaseError(
+            f"undoing {step.name} failed on {self.config.display_dsn} and was rolled back; it stays applied, "
+            f"as do the migrations before it. {failed.label}: {shown} -- the database said: "
+            f"{failed.error.message}")
+        error.migration = step.name
+        error.statement = failed.statement
+        error.server_message = failed.error.message
+        error.code = failed.error.code
+        return error
 
     async def _applied_meanwhile(self, step: Step) -> bool:
         """After a failure: is the migration in the ledger after all (another run

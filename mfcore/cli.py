@@ -126,11 +126,14 @@ def cmd_migrate(args, out: Output) -> int:
         return _migrate_fleet(args, out)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
+        undos = anyio.run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
         plans = anyio.run(lambda: api.pending_sql(config, to=args.to))
         if out.json_mode:
-            out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans]})
+            out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans],
+                          "rollback": [{"name": name, "sql": sql} for name, sql in undos]})
             return EXIT_OK
-        if not plans:
+        _print_undo_sql(out, undos)
+        if not plans and not undos:
             out.line("No unapplied migrations.")
         for name, statements in plans:
             out.line(f"-- {name}")
@@ -138,25 +141,95 @@ def cmd_migrate(args, out: Output) -> int:
                 out.line(statement.rstrip(";") + ";")
         return EXIT_OK
 
+    if args.to is not None:
+        _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, to=args.to)))
     progress = _Progress(out) if out.tty and not out.json_mode else None
     notices: list = []
-    applied = anyio.run(lambda: api.migrate(config, to=args.to, fake=args.fake,
-                                        on_event=progress.event if progress else None, notices=notices))
+    undone: list = []
+
+    def event(kind, name, index, total):
+        if kind == "rolled_back":
+            undone.append(name)
+        elif progress:
+            progress.event(kind, name, index, total)
+
+    applied = anyio.run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event, notices=notices,
+                                        allow_data_loss=True if args.to is not None else False))
     if progress:
         progress.finish()
     for notice in notices:
         out.notice(notice)
     if out.json_mode:
-        out.document({"applied": applied, "fake": args.fake, "notices": notices})
+        out.document({"applied": applied, "rolled_back": undone, "fake": args.fake, "notices": notices})
         return EXIT_OK
+    if undone:
+        _print_undone(out, undone)
     if not applied:
-        out.line("No unapplied migrations.")
+        if not undone:
+            out.line("No unapplied migrations.")
         return EXIT_OK
     verb = "Faked" if args.fake else "Applied"
     out.line(out.color(f"{out.mark()}{verb} {len(applied)} migration(s):", "32"))
     for name in applied:
         out.line(f"  {out.mark()}{name}")
     return EXIT_OK
+
+
+def cmd_rollback(args, out: Output) -> int:
+    import anyio
+
+    config = api.resolve_config(args.config_path)
+    if args.dry_run:
+        undos = anyio.run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
+        if out.json_mode:
+            out.document({"rollback": [{"name": name, "sql": sql} for name, sql in undos]})
+            return EXIT_OK
+        if not undos:
+            out.line("No applied migrations to roll back.")
+        _print_undo_sql(out, undos)
+        return EXIT_OK
+    _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
+    undone = anyio.run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True))
+    if out.json_mode:
+        out.document({"rolled_back": undone})
+    elif not undone:
+        out.line("No applied migrations to roll back.")
+    else:
+        _print_undone(out, undone)
+    return EXIT_OK
+
+
+def _confirm_data_loss(out: Output, args, losses: list) -> None:
+    """Undoing would bring back empty what was dropped: off a terminal only with
+    --allow-data-loss; on one, after a warning and a yes."""
+    from .errors import DataLossError
+
+    if not losses or args.allow_data_loss:
+        return
+    text = "undoing would lose data: " + "; ".join(losses)
+    if not (out.tty and sys.stdin.isatty()) or out.json_mode:
+        raise DataLossError(text + ". Nothing was undone; pass --allow-data-loss to go ahead.")
+    for loss in losses:
+        out.line(out.color(f"⚠ {loss}", "33"))
+    try:
+        answer = input("Undo anyway? [y/N] ").strip().lower()
+    except EOFError:
+        answer = ""
+    if answer not in ("y", "yes"):
+        raise DataLossError(text + ". Nothing was undone.")
+
+
+def _print_undo_sql(out: Output, undos) -> None:
+    for name, statements in undos:
+        out.line(f"-- undo {name}")
+        for statement in statements:
+            out.line(statement.rstrip(";") + ";")
+
+
+def _print_undone(out: Output, undone) -> None:
+    out.line(out.color(f"{out.mark()}Rolled back {len(undone)} migration(s):", "32"))
+    for name in undone:
+        out.line(f"  {out.mark()}{name}")
 
 
 class _Progress:
@@ -424,11 +497,11 @@ def _record_doc(record) -> dict:
 
 def cmd_sql(args, out: Output) -> int:
     config = api.resolve_config(args.config_path)
-    name, statements = api.sql(config, args.number)
+    name, statements = api.sql(config, args.number, reverse=args.reverse)
     if out.json_mode:
-        out.document({"name": name, "driver": config.driver, "sql": statements})
+        out.document({"name": name, "driver": config.driver, "sql": statements, "reverse": args.reverse})
         return EXIT_OK
-    out.line(f"-- {name} ({config.driver})")
+    out.line(f"-- {'undo ' if args.reverse else ''}{name} ({config.driver})")
     for statement in statements:
         out.line(statement.rstrip(";") + ";")
     return EXIT_OK
@@ -465,7 +538,7 @@ def _fleet_options(p) -> None:
 
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got '{text}'")
     return int(text)
 
 
@@ -481,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="db")
-    db = groups.add_parser("db", help="migrations: makemigrations, migrate, status, drift, inspect, baseline, sql, reset, resolve")
+    db = groups.add_parser("db", help="migrations: makemigrations, migrate, rollback, status, drift, inspect, "
+                                      "baseline, sql, reset, resolve")
     commands = db.add_subparsers(dest="command", metavar="COMMAND")
 
     p = commands.add_parser("makemigrations", parents=[common], help="write the next migration file")
@@ -493,12 +567,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_makemigrations)
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")
-    p.add_argument("--to", type=_migration_number, metavar="NNN", help="stop after this migration")
+    p.add_argument("--to", type=_migration_number, metavar="NNN",
+                   help="stop after this migration (undo newer applied ones first)")
     p.add_argument("--dry-run", action="store_true", help="print the SQL that would run")
     p.add_argument("--fake", action="store_true", help="record migrations as applied without running them")
     _fleet_options(p)
     p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
+    p.add_argument("--allow-data-loss", action="store_true",
+                   help="with --to below the applied: undo even where a dropped table or column comes back empty")
     p.set_defaults(handler=cmd_migrate)
+
+    p = commands.add_parser("rollback", parents=[common], help="undo applied migrations, newest first")
+    p.add_argument("steps", type=_positive, nargs="?", metavar="N", help="how many to undo (default 1)")
+    p.add_argument("--to", type=_migration_number, metavar="NNN", help="undo every one after this (000: all)")
+    p.add_argument("--dry-run", action="store_true", help="print the SQL of the undo; change nothing")
+    p.add_argument("--allow-data-loss", action="store_true",
+                   help="undo even where a dropped table or column comes back empty")
+    p.set_defaults(handler=cmd_rollback)
 
     p = commands.add_parser("status", parents=[common], help="list migrations: applied or pending")
     p.add_argument("--drift", action="store_true", help="also say whether the database drifted from them")
@@ -522,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
     p.add_argument("number", type=_migration_number, metavar="NNN")
+    p.add_argument("--reverse", action="store_true", help="print the SQL that undoes it")
     p.set_defaults(handler=cmd_sql)
 
     p = commands.add_parser("reset", parents=[common], help="remove migration files (and, with --drop-db, "

@@ -58,3 +58,11 @@ class UnresolvedMigrationError(MfError):
 
 class ResolveError(MfError):
     """`mf db resolve` was asked to settle a migration that is not left half-applied."""
+
+
+class IrreversibleError(MfError):
+    """A migration asked to be undone cannot be: nothing was undone."""
+
+
+class DataLossError(MfError):
+    """Undoing would lose data (a dropped table comes back empty) and that was not allowed."""

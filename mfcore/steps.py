@@ -1,5 +1,6 @@
 """Pending migrations read and translated to SQL for the configured driver, ready to
-run: a malformed file stops a run here, before anything is applied.
+run: a malformed file stops a run here, before anything is applied. Applied ones to
+roll back, translated into their undo (UndoPlan) the same way.
 
 The dialect is imported when first needed, so `import mfcore` loads no SQL code.
 """
@@ -8,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .store import Migration, read_migrations
+from .errors import IrreversibleError
+from .operations import cannot_undo, fold, undo, undo_loss
+from .schema import Schema
+from .store import Migration, load_history, read_migrations
 
 
 @dataclass(frozen=True)
@@ -59,3 +63,51 @@ def step_for(dialect, migration: Migration) -> Step:
     atomic = migration.atomic or not dialect.supports_non_atomic
     statements = tuple(dialect.migration_sql(migration.operations, atomic=atomic))
     return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations))
+
+
+# ---------------------------------------------------------------- undoing
+
+@dataclass(frozen=True)
+class UndoPlan:
+    """Applied migrations to undo, newest first, translated before anything runs."""
+
+    steps: tuple   # a Step per migration, its statements the undo's
+    losses: tuple  # sentences: what the undo cannot give back (a dropped table comes back empty)
+
+
+def undo_plan(config: Config, files, names) -> UndoPlan:
+    """The undo of the migrations ``names`` (applied, newest first), read with the history
+    before them. What cannot be undone at all stops here (IrreversibleError), before
+    anything runs."""
+    from .dialects import dialect_for
+
+    if not names:
+        return UndoPlan((), ())
+    wanted = set(names)
+    newest = max(f.number for f in files if f.name in wanted)
+    history, _schema = load_history(config.migrations_dir, [f for f in files if f.number <= newest])
+    dialect = dialect_for(config.driver)
+    schema = Schema()
+    after = {}
+    for migration in history:
+        schema = fold(migration.operations, schema)
+        after[migration.name] = schema
+    by_name = {m.name: m for m in history}
+    problems, losses, steps = [], [], []
+    for name in names:
+        migration = by_name[name]
+        problems += [f"{name}: {why}" for why in map(cannot_undo, migration.operations) if why]
+        losses += [f"{name}: {loss}" for loss in map(undo_loss, migration.operations) if loss]
+        if not problems:
+            steps.append(undo_step_for(dialect, migration, after[name]))
+    if problems:
+        raise IrreversibleError("cannot undo " + "; ".join(problems) + ". Nothing was undone.")
+    return UndoPlan(tuple(steps), tuple(losses))
+
+
+def undo_step_for(dialect, migration: Migration, schema_after: Schema) -> Step:
+    """The undo of an applied ``migration`` (``schema_after``: the schema it left), as a
+    step: always one transaction, whatever the migration's own "atomic" says."""
+    operations, _before = undo(migration.operations, schema_after)
+    statements = tuple(dialect.migration_sql(operations, atomic=True))
+    return Step(migration, statements, True, dialect.needs_foreign_keys_off(operations))

@@ -3,18 +3,19 @@
 records.py   the operations: apply, reverse, destructive, what an alter changes
 tables.py    the table definitions operations carry for the dialects
 codec.py     their JSON form in a migration file (the current form; legacy.py reads the earlier tool's)
-text.py      how they read in makemigrations' tree and in file names
+text.py      how they read in makemigrations' tree, in file names, and what undoing them loses
 """
+from .text import cannot_undo, undo_loss
 from .codec import OPERATION_KINDS, operation_from_json, operation_to_json, table_def_from_json, table_def_to_json
 from .records import (COLUMN_ASPECTS, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                       CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
-                      RenameColumn, RenameModel, column_changes, fold, is_narrowing, referencing_type)
+                      RenameColumn, RenameModel, column_changes, fold, is_narrowing, referencing_type, undo)
 from .tables import Reference, TableDef, attach_tables, table_def
 
 __all__ = [
     "OPERATION_KINDS", "operation_from_json", "operation_to_json", "table_def_from_json", "table_def_to_json",
     "COLUMN_ASPECTS", "AddColumn", "AddForeignKey", "AddIndex", "AlterColumn", "AlterEnum", "CreateEnum",
     "CreateModel", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
-    "RenameColumn", "RenameModel", "column_changes", "fold", "is_narrowing", "referencing_type",
-    "Reference", "TableDef", "attach_tables", "table_def",
+    "RenameColumn", "RenameModel", "column_changes", "fold", "is_narrowing", "referencing_type", "undo",
+    "Reference", "TableDef", "attach_tables", "table_def", "cannot_undo", "undo_loss",
 ]

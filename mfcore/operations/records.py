@@ -16,7 +16,7 @@ from typing import ClassVar, Optional
 from ..errors import MigrationFileError
 from ..schema import Enum, Field, Index, Model, Schema
 from . import text
-from .tables import TableDef, table_def
+from .tables import TableDef, attach_tables, table_def
 
 
 @dataclass(frozen=True)
@@ -482,6 +482,13 @@ def column_changes(old: Field, new: Field, old_key: Optional[Field] = None,
 def _as_key(key: Field) -> Field:
     """A primary key as a referencing column sees it: its type only."""
     return key._replace(null=False, unique=False, primary_key=False, has_default=False, default=None)
+
+
+def undo(operations, schema_after: Schema) -> tuple[list, Schema]:
+    """The operations that undo a migration's ``operations``: each one's reverse, the
+    last first, each with the TableDef of the schema right after it (``schema_after``
+    is the schema the migration left). Returns them and the schema they lead back to."""
+    return attach_tables([operation.reverse() for operation in reversed(tuple(operations))], schema_after)
 
 
 def fold(operations, schema: Schema) -> Schema:

@@ -2,6 +2,8 @@
 of a migration file's name. Dispatched on ``op.op``; it reads the records, never builds them."""
 from __future__ import annotations
 
+from typing import Optional
+
 from ..schema import Field
 
 
@@ -11,6 +13,25 @@ def describe(op) -> str:
 
 def name_part(op) -> str:
     return _NAME_PART[op.op](op)
+
+
+def cannot_undo(op) -> Optional[str]:
+    """Why this operation cannot be undone at all (None: it can)."""
+    if op.op == "drop_model" and op.table_def is None:
+        return f"{describe(op)}: the file does not record the table's definition"
+    return None
+
+
+def undo_loss(op) -> Optional[str]:
+    """What undoing this operation cannot give back (None: nothing is lost)."""
+    if op.op == "drop_model":
+        return f"table {op.table} ({op.model}) comes back empty"
+    if op.op == "drop_column":
+        if not op.field.null and not op.field.has_default and not op.field.primary_key:
+            return (f"column {op.table}.{op.field.column} comes back empty, and being NOT NULL without a "
+                    "default it can only come back while the table has no rows")
+        return f"column {op.table}.{op.field.column} comes back empty"
+    return None
 
 
 # ---------------------------------------------------------------- describe
