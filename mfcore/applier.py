@@ -155,8 +155,9 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
         return []
     async with await connect(config) as connection:
         database = _database_for(connection, config)
-        plan = _undo_plan(config, files, await database.survey(files), count, to, allow_data_loss)
-        if dry_run or not plan.steps:
+        survey = await database.survey(files)
+        plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
+        if dry_run or not (plan.steps or survey.applied_file_behind):
             return [step.name for step in plan.steps]
         async with database.exclusive():
             return await _run_undo(database, config, files, count, to, allow_data_loss, on_event)
