@@ -487,8 +487,36 @@ def _as_key(key: Field) -> Field:
 def undo(operations, schema_after: Schema) -> tuple[list, Schema]:
     """The operations that undo a migration's ``operations``: each one's reverse, the
     last first, each with the TableDef of the schema right after it (``schema_after``
-    is the schema the migration left). Returns them and the schema they lead back to."""
-    return attach_tables([operation.reverse() for operation in reversed(tuple(operations))], schema_after)
+    is the schema the migration left). Returns them and the schema they lead back to.
+
+    Enum changes are undone before the tables, as the differ makes them before the
+    tables: the old definitions the undone table operations bring back use the old
+    values (a dropped column's default among them). Types are created first and
+    dropped last, which is always safe."""
+    reverses = [operation.reverse() for operation in reversed(tuple(operations))]
+    reverses.sort(key=lambda operation: _UNDO_RANK.get(operation.op, 2))
+    return attach_tables(_keys_follow_after(reverses), schema_after)
+
+
+def _keys_follow_after(reverses: list) -> list:
+    """A primary key changing type is, forward: drop the keys pointing at it, change it,
+    then change each referencing column to follow (which adds its key back). Reversed
+    one by one, each column would follow before the key changed back and its key be
+    added twice; the undo takes the same shape as the change instead."""
+    reverses = list(reverses)
+    for position, operation in enumerate(reverses):
+        if operation.op != "add_fk":
+            continue
+        follower = next((p for p, o in enumerate(reverses[:position])
+                         if o.op == "alter_column" and o.model == operation.model
+                         and o.new.name == operation.field_name and "key" in o.changes), None)
+        if follower is not None:
+            reverses[position] = reverses[follower]
+            reverses[follower] = operation.reverse()
+    return reverses
+
+
+_UNDO_RANK = {"create_enum": 0, "alter_enum": 1, "drop_enum": 3}
 
 
 def fold(operations, schema: Schema) -> Schema:
