@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import IrreversibleError
+from .errors import IrreversibleError, MigrationFileError
 from .operations import cannot_undo, fold, undo, undo_loss
 from .schema import Schema
 from .store import Migration, load_history, read_migrations
@@ -61,8 +61,17 @@ def step_for(dialect, migration: Migration) -> Step:
     in a transaction, a migration marked "atomic": false (written for statements such
     as CREATE INDEX CONCURRENTLY) still runs in one, which is strictly safer."""
     atomic = migration.atomic or not dialect.supports_non_atomic
-    statements = tuple(dialect.migration_sql(migration.operations, atomic=atomic))
+    statements = tuple(_translated(migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic)))
     return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations))
+
+
+def _translated(migration: Migration, translate) -> list:
+    """``translate()``, with a problem it finds (a step with no SQL for this database)
+    named with the migration's file."""
+    try:
+        return translate()
+    except MigrationFileError as exc:
+        raise MigrationFileError(f"{migration.name}: {exc}") from None
 
 
 # ---------------------------------------------------------------- undoing
@@ -109,5 +118,5 @@ def undo_step_for(dialect, migration: Migration, schema_after: Schema) -> Step:
     """The undo of an applied ``migration`` (``schema_after``: the schema it left), as a
     step: always one transaction, whatever the migration's own "atomic" says."""
     operations, _before = undo(migration.operations, schema_after)
-    statements = tuple(dialect.migration_sql(operations, atomic=True))
+    statements = tuple(_translated(migration, lambda: dialect.migration_sql(operations, atomic=True)))
     return Step(migration, statements, True, dialect.needs_foreign_keys_off(operations))

@@ -52,6 +52,7 @@ from typing import Optional
 from ..errors import DriftError, MigrationFileError
 from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
+from .statements import split_statements
 from ..operations import Operation, Reference, TableDef
 from ..schema import MAX_IDENTIFIER, Field
 
@@ -148,6 +149,8 @@ class Dialect:
     run_lock = False                 # one lock held for a whole run (else: each write
                                      # transaction takes the database's write lock)
     batches_statements = False       # one execute() may carry several statements
+    dollar_quotes = False            # hand-written SQL may hold $tag$ ... $tag$ bodies
+    trigger_blocks = False           # ... or CREATE TRIGGER ... BEGIN ...; END
     sets_lock_timeout = False        # statements give up after statement_lock_timeout
     begin_sql = "BEGIN"
     foreign_keys_off_sql: Optional[str] = None   # a switch that works outside a transaction
@@ -528,6 +531,13 @@ class Dialect:
     def _create_model(self, op, plan) -> list[str]:
         table_def = require_table(op)
         return [self.create_table_sql(table_def)] + self.table_indexes_sql(table_def)
+
+    def _run_sql(self, op, plan) -> list[str]:
+        text = op.sql_for(self.name)
+        if text is None:
+            raise MigrationFileError(f"its run_sql step has no SQL for {self.name} (it has: "
+                                     f"{', '.join(name for name, _text in op.sql)}); add a \"{self.name}\" entry")
+        return split_statements(text, dollar_quotes=self.dollar_quotes, trigger_blocks=self.trigger_blocks)
 
     def _drop_model(self, op, plan) -> list[str]:
         return [f"DROP TABLE {self.quote(op.table)}"]

@@ -59,6 +59,7 @@ class SQLiteDialect(Dialect):
     foreign_key_check before the commit; every statement transactional."""
 
     name = "sqlite"
+    trigger_blocks = True
     title = "SQLite"
     begin_sql = "BEGIN IMMEDIATE"
     foreign_keys_off_sql = "PRAGMA foreign_keys=OFF"

@@ -12,7 +12,7 @@ from ..snapshot import (enum_members_from_json, field_from_json, field_to_json, 
                         index_to_json, model_from_json, model_to_json)
 from .records import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,
                       DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation, RenameColumn,
-                      RenameModel)
+                      RenameModel, RunSQL)
 from .tables import Reference, TableDef
 
 
@@ -254,7 +254,41 @@ def _drop_index_from_json(doc, where):
                      _names(doc, "columns"))
 
 
+DATABASES = ("postgresql", "sqlite")  # the keys of a per-database SQL map
+
+
+def _run_sql_to_json(op):
+    doc = {"op": op.op, "sql": _sql_to_json(op.sql)}
+    if op.reverse_sql is not None:
+        doc["reverse_sql"] = _sql_to_json(op.reverse_sql)
+    return doc
+
+
+def _sql_to_json(sql):
+    return sql if isinstance(sql, str) else dict(sql)
+
+
+def _run_sql_from_json(doc, where):
+    reverse = doc.get("reverse_sql")
+    return RunSQL(_sql_from_json(doc["sql"], "sql"), None if reverse is None else _sql_from_json(reverse, "reverse_sql"))
+
+
+def _sql_from_json(value, key):
+    """One SQL text, or a map of them by database (checked here, once)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict) or not value:
+        raise TypeError(f"'{key}' must be a string or a map of strings by database ({', '.join(DATABASES)})")
+    unknown = [name for name in value if name not in DATABASES]
+    if unknown:
+        raise ValueError(f"'{key}' names unknown database {unknown[0]!r} (known: {', '.join(DATABASES)})")
+    if any(type(text) is not str for text in value.values()):
+        raise TypeError(f"each database's '{key}' must be a string")
+    return tuple(sorted(value.items()))
+
+
 _ENCODE = {
+    "run_sql": _run_sql_to_json,
     "create_enum": _create_enum_to_json,
     "drop_enum": _drop_enum_to_json,
     "alter_enum": _alter_enum_to_json,
@@ -272,6 +306,7 @@ _ENCODE = {
 }
 
 DECODERS = {
+    "run_sql": _run_sql_from_json,
     "create_enum": _create_enum_from_json,
     "drop_enum": _drop_enum_from_json,
     "alter_enum": _alter_enum_from_json,

@@ -417,6 +417,30 @@ class DropIndex(_TableOperation):
         return AddIndex(self.model, self.table, self.index, self.columns)
 
 
+@dataclass(frozen=True)
+class RunSQL(Operation):
+    """Hand-written SQL, run in the migration's transaction. ``sql`` is one text for
+    every database, or ((database, text), ...) with one per database. ``reverse_sql``
+    undoes it, in the same forms: "" when there is nothing to undo, None when it cannot
+    be undone. It changes no schema: schema.json does not see it."""
+
+    op: ClassVar[str] = "run_sql"
+    sql: object = ""
+    reverse_sql: object = None
+
+    def apply(self, schema):
+        return schema
+
+    def reverse(self):
+        return RunSQL(self.reverse_sql, self.sql)
+
+    def sql_for(self, database: str) -> Optional[str]:
+        """The text for ``database``; None when a per-database form has none for it."""
+        if isinstance(self.sql, str):
+            return self.sql
+        return dict(self.sql).get(database)
+
+
 # ---------------------------------------------------------------- helpers
 
 def is_narrowing(old: Field, new: Field) -> bool:

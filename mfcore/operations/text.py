@@ -17,6 +17,8 @@ def name_part(op) -> str:
 
 def cannot_undo(op) -> Optional[str]:
     """Why this operation cannot be undone at all (None: it can)."""
+    if op.op == "run_sql" and op.reverse_sql is None:
+        return "its run_sql step has no reverse_sql (give one, \"\" when there is nothing to undo)"
     if op.op == "drop_model" and op.table_def is None:
         return f"{describe(op)}: the file does not record the table's definition"
     return None
@@ -172,7 +174,17 @@ def _name_part_drop_index(op):
     return f"drop_index_{op.index.name}"
 
 
+def _describe_run_sql(op):
+    databases = "" if isinstance(op.sql, str) else f" ({', '.join(name for name, _text in op.sql)})"
+    return f"Run SQL{databases}"
+
+
+def _name_part_run_sql(op):
+    return "run_sql"
+
+
 _DESCRIBE = {
+    "run_sql": _describe_run_sql,
     "create_enum": _describe_create_enum,
     "drop_enum": _describe_drop_enum,
     "alter_enum": _describe_alter_enum,
@@ -190,6 +202,7 @@ _DESCRIBE = {
 }
 
 _NAME_PART = {
+    "run_sql": _name_part_run_sql,
     "create_enum": _name_part_create_enum,
     "drop_enum": _name_part_drop_enum,
     "alter_enum": _name_part_alter_enum,
