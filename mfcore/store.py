@@ -248,11 +248,29 @@ def set_plans_aside(directory: str, aside: str) -> None:
     fsync_directory(directory)
 
 
-def migration_bytes(operations, atomic: bool = True) -> bytes:
+def migration_bytes(operations, atomic: bool = True, doc: Optional[list] = None) -> bytes:
+    """A migration file's bytes; ``doc``: lines for its "doc" key, which the reader ignores."""
     document = {"format": FORMAT, "ops": [op.to_json() for op in operations]}
     if not atomic:
         document["atomic"] = False
+    if doc is not None:
+        document["doc"] = doc
     return dumps(document)
+
+
+# What `makemigrations --empty` writes under "doc" (JSON has no comments): the data
+# steps that can go into "ops", to copy from.
+DATA_STEP_TEMPLATE = [
+    "Data steps run in order inside this migration's transaction. Copy into \"ops\":",
+    {"op": "run_sql",
+     "sql": "UPDATE my_table SET new_column = old_column WHERE new_column IS NULL",
+     "reverse_sql": ""},
+    {"op": "run_sql",
+     "sql": {"postgresql": "UPDATE ... -- one text per database", "sqlite": "UPDATE ..."},
+     "reverse_sql": {"postgresql": "...", "sqlite": "..."}},
+    "reverse_sql undoes the step for `mf db rollback`: \"\" when there is nothing to undo; "
+    "leave it out and the migration cannot be rolled back.",
+]
 
 
 # ---------------------------------------------------------------- schema.json

@@ -147,7 +147,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     if operations or empty:
         suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
         result.path = os.path.join(directory, store.file_name(number, suffix))
-        result.content = store.migration_bytes(operations)
+        result.content = store.migration_bytes(operations, doc=None if operations else store.DATA_STEP_TEMPLATE)
     return Draft(result, old, old_document, cached, outline, declarations)
 
 

@@ -116,3 +116,15 @@ def test_an_unknown_database_in_the_map_is_refused_when_the_file_is_read(project
 ])
 def test_statements_split_only_where_they_end(sql, options, expected):
     assert split_statements(sql, **options) == expected
+
+
+def test_empty_writes_a_template_of_the_data_steps_that_the_reader_ignores(project):
+    project.write_models(APPLICATION % "")
+    project.run("db", "makemigrations")
+    result = project.run("db", "makemigrations", "--empty", "--name", "backfill_prices")
+    assert result.code == 0 and "002_backfill_prices.json" in result.out, result
+    document = json.loads((project.migrations / "002_backfill_prices.json").read_text())
+    assert document["ops"] == []
+    assert [step["op"] for step in document["doc"] if isinstance(step, dict)] == ["run_sql", "run_sql"]
+    assert project.run("db", "migrate").code == 0
+    assert project.run("db", "makemigrations", "--check").code == 0
