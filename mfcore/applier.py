@@ -40,6 +40,7 @@ import anyio
 
 from . import adoption, ledger
 from .config import Config
+from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, LockTimeoutError, MfError, MigrationFileError,
@@ -658,13 +659,26 @@ class _Database:
         total = len(step.statements)
         for position, statement in enumerate(step.statements, 1):
             try:
-                await self.connection.execute(statement)
+                if isinstance(statement, PythonCall):
+                    await self._call(statement)
+                else:
+                    await self.connection.execute(statement)
             except StatementError as exc:
                 raise _StatementFailed(position, total, statement, exc) from None
         if step.foreign_keys_off:
             problem = await self.dialect.foreign_key_problem(self.connection)
             if problem is not None:
                 raise _StatementFailed(total, total, self.dialect.foreign_key_check_sql, StatementError(problem))
+
+    async def _call(self, call: PythonCall) -> None:
+        """A run_python step: the project's function, given this migration's connection.
+        Whatever it raises fails the migration like a refused statement."""
+        try:
+            await call.function(MigrationConnection(self.connection, self.dialect.name))
+        except StatementError:
+            raise
+        except Exception as exc:  # the project's code: whatever it raises fails the migration
+            raise StatementError(f"{call.function_name} raised {type(exc).__name__}: {exc}") from None
 
     async def _apply_outside_transaction(self, step: Step, fake: bool) -> bool:
         """Recorded as started in a transaction of its own, run statement by statement,

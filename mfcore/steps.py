@@ -6,9 +6,12 @@ The dialect is imported when first needed, so `import mfcore` loads no SQL code.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Optional
 
 from .config import Config
+from .datasteps import PythonCall, import_root, resolve
 from .errors import IrreversibleError, MigrationFileError
 from .operations import cannot_undo, fold, undo, undo_loss
 from .schema import Schema
@@ -36,6 +39,7 @@ class Prepared:
     def __init__(self, config: Config, files):
         from .dialects import dialect_for
 
+        self.config = config
         self.directory = config.migrations_dir
         self.dialect = dialect_for(config.driver)
         self.files = files
@@ -53,23 +57,27 @@ class Prepared:
             self.steps[file.name] = self._step(migrations[file.name])
 
     def _step(self, migration: Migration) -> Step:
-        return step_for(self.dialect, migration)
+        return step_for(self.dialect, migration, import_root(self.config))
 
 
-def step_for(dialect, migration: Migration) -> Step:
+def step_for(dialect, migration: Migration, project_dir: Optional[str] = None) -> Step:
     """A migration translated by ``dialect``. Where every statement mf writes can run
     in a transaction, a migration marked "atomic": false (written for statements such
-    as CREATE INDEX CONCURRENTLY) still runs in one, which is strictly safer."""
+    as CREATE INDEX CONCURRENTLY) still runs in one, which is strictly safer.
+    ``project_dir``: where run_python functions are imported from (default: here)."""
     atomic = migration.atomic or not dialect.supports_non_atomic
-    statements = tuple(_translated(migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic)))
+    statements = tuple(_translated(migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic),
+                                  project_dir or os.getcwd()))
     return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations))
 
 
-def _translated(migration: Migration, translate) -> list:
-    """``translate()``, with a problem it finds (a step with no SQL for this database)
-    named with the migration's file."""
+def _translated(migration: Migration, translate, project_dir: str) -> list:
+    """``translate()``, its run_python functions imported, with a problem either finds
+    (a step with no SQL for this database, a function that does not import) named with
+    the migration's file."""
     try:
-        return translate()
+        return [resolve(statement, project_dir) if isinstance(statement, PythonCall) else statement
+                for statement in translate()]
     except MigrationFileError as exc:
         raise MigrationFileError(f"{migration.name}: {exc}") from None
 
@@ -108,15 +116,16 @@ def undo_plan(config: Config, files, names) -> UndoPlan:
         problems += [f"{name}: {why}" for why in map(cannot_undo, migration.operations) if why]
         losses += [f"{name}: {loss}" for loss in map(undo_loss, migration.operations) if loss]
         if not problems:
-            steps.append(undo_step_for(dialect, migration, after[name]))
+            steps.append(undo_step_for(dialect, migration, after[name], import_root(config)))
     if problems:
         raise IrreversibleError("cannot undo " + "; ".join(problems) + ". Nothing was undone.")
     return UndoPlan(tuple(steps), tuple(losses))
 
 
-def undo_step_for(dialect, migration: Migration, schema_after: Schema) -> Step:
+def undo_step_for(dialect, migration: Migration, schema_after: Schema, project_dir: Optional[str] = None) -> Step:
     """The undo of an applied ``migration`` (``schema_after``: the schema it left), as a
     step: always one transaction, whatever the migration's own "atomic" says."""
     operations, _before = undo(migration.operations, schema_after)
-    statements = tuple(_translated(migration, lambda: dialect.migration_sql(operations, atomic=True)))
+    statements = tuple(_translated(migration, lambda: dialect.migration_sql(operations, atomic=True),
+                                  project_dir or os.getcwd()))
     return Step(migration, statements, True, dialect.needs_foreign_keys_off(operations))

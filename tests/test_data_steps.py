@@ -128,3 +128,80 @@ def test_empty_writes_a_template_of_the_data_steps_that_the_reader_ignores(proje
     assert [step["op"] for step in document["doc"] if isinstance(step, dict)] == ["run_sql", "run_sql"]
     assert project.run("db", "migrate").code == 0
     assert project.run("db", "makemigrations", "--check").code == 0
+
+
+DATAFIX = '''
+async def fill_client_ids(conn):
+    mark = "$1" if conn.dialect == "postgresql" else "?"
+    other = "$2" if conn.dialect == "postgresql" else "?"
+    for key, name, owner in await conn.fetch("SELECT id, name, owner FROM application ORDER BY id"):
+        await conn.execute(f"UPDATE application SET client_id = {mark} WHERE id = {other}", f"{name}-{owner}", key)
+    assert await conn.fetchval("SELECT count(*) FROM application WHERE client_id IS NULL") == 0
+
+
+async def refuse(conn):
+    raise ValueError("no client ids today")
+
+
+def not_async(conn):
+    pass
+'''
+
+
+def with_python_step(project, function, reverse=""):
+    name = one_migration_with_a_filled_unique_column(project)
+    step = {"op": "run_python", "function": function}
+    if reverse is not None:
+        step["reverse"] = reverse
+    edit(project.migrations / name, lambda d: d["ops"].__setitem__(1, step))
+    project.write("datafix.py", DATAFIX)
+    return name
+
+
+def test_run_python_fills_the_column_with_the_migrations_own_connection(project, database):
+    env, query = database
+    name = with_python_step(project, "datafix:fill_client_ids")
+    assert project.run("db", "migrate", "--to", "001", env=env).code == 0
+    query("INSERT INTO application (name, owner) VALUES ('web', 1)")
+    query("INSERT INTO application (name, owner) VALUES ('web', 2)")
+    shown = project.run("db", "migrate", "--dry-run", env=env)
+    assert "-- run_python datafix:fill_client_ids" in shown.out, shown
+    result = project.run("db", "migrate", env=env)
+    assert result.out == f"Applied 1 migration(s):\n  {name}\n", result
+    assert query("SELECT client_id FROM application ORDER BY id") == [("web-1",), ("web-2",)]
+    assert project.run("db", "rollback", env=env).code == 0
+    assert query("SELECT name FROM application ORDER BY id") == [("web",), ("web",)]
+
+
+@pytest.mark.parametrize("function, message", [
+    ("datafix_gone:fill", "cannot import datafix_gone (ModuleNotFoundError"),
+    ("datafix:missing", "module datafix has no missing"),
+    ("datafix:not_async", "not_async must be an `async def not_async(conn)`"),
+])
+def test_a_function_that_cannot_be_called_stops_the_run_before_anything(project, function, message):
+    name = with_python_step(project, function)
+    result = project.run("db", "migrate")
+    assert result.code == 2, result
+    assert result.err.startswith(f"error: {name}: run_python {function}: {message}"), result
+    assert not (project.path / "dev.db").exists()
+
+
+def test_a_function_that_raises_rolls_its_migration_back(project, database):
+    env, query = database
+    name = with_python_step(project, "datafix:refuse")
+    assert project.run("db", "migrate", "--to", "001", env=env).code == 0
+    query("INSERT INTO application (name, owner) VALUES ('web', 1)")
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 3, result
+    assert f"migration {name} failed" in result.err and "datafix:refuse raised ValueError: no client ids today" \
+        in result.err, result
+    assert len(ledger(query)) == 1 and "client_id" not in [r[0] for r in query(query.columns, "application")]
+
+
+def test_a_python_step_without_reverse_cannot_be_rolled_back(project):
+    name = with_python_step(project, "datafix:fill_client_ids", reverse=None)
+    assert project.run("db", "migrate").code == 0
+    refused = project.run("db", "rollback")
+    assert refused.code == 2 and refused.err == (
+        f"error: cannot undo {name}: its run_python step datafix:fill_client_ids has no reverse (give one, \"\" "
+        "when there is nothing to undo). Nothing was undone.\n"), refused

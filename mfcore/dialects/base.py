@@ -49,6 +49,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from ..datasteps import PythonCall
 from ..errors import DriftError, MigrationFileError
 from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
@@ -538,6 +539,10 @@ class Dialect:
             raise MigrationFileError(f"its run_sql step has no SQL for {self.name} (it has: "
                                      f"{', '.join(name for name, _text in op.sql)}); add a \"{self.name}\" entry")
         return split_statements(text, dollar_quotes=self.dollar_quotes, trigger_blocks=self.trigger_blocks)
+
+    def _run_python(self, op, plan) -> list[str]:
+        # Not SQL: the applier calls the function where this stands among the statements.
+        return [PythonCall(op.function)] if op.function else []
 
     def _drop_model(self, op, plan) -> list[str]:
         return [f"DROP TABLE {self.quote(op.table)}"]

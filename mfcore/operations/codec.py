@@ -7,12 +7,14 @@ sentence naming the file and the operation.
 """
 from __future__ import annotations
 
+import re
+
 from ..errors import MigrationFileError
 from ..snapshot import (enum_members_from_json, field_from_json, field_to_json, index_from_json,
                         index_to_json, model_from_json, model_to_json)
 from .records import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,
                       DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation, RenameColumn,
-                      RenameModel, RunSQL)
+                      RenameModel, RunPython, RunSQL)
 from .tables import Reference, TableDef
 
 
@@ -287,7 +289,30 @@ def _sql_from_json(value, key):
     return tuple(sorted(value.items()))
 
 
+_FUNCTION = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def _run_python_to_json(op):
+    doc = {"op": op.op, "function": op.function}
+    if op.reverse_function is not None:
+        doc["reverse"] = op.reverse_function
+    return doc
+
+
+def _run_python_from_json(doc, where):
+    reverse = doc.get("reverse")
+    return RunPython(_function(doc["function"], "function"), None if reverse is None else
+                     (_function(reverse, "reverse") if reverse != "" else ""))
+
+
+def _function(value, key):
+    if type(value) is not str or not _FUNCTION.fullmatch(value):
+        raise ValueError(f"'{key}' must name a function as package.module:name, got {value!r:.60}")
+    return value
+
+
 _ENCODE = {
+    "run_python": _run_python_to_json,
     "run_sql": _run_sql_to_json,
     "create_enum": _create_enum_to_json,
     "drop_enum": _drop_enum_to_json,
@@ -306,6 +331,7 @@ _ENCODE = {
 }
 
 DECODERS = {
+    "run_python": _run_python_from_json,
     "run_sql": _run_sql_from_json,
     "create_enum": _create_enum_from_json,
     "drop_enum": _drop_enum_from_json,

@@ -441,6 +441,24 @@ class RunSQL(Operation):
         return dict(self.sql).get(database)
 
 
+@dataclass(frozen=True)
+class RunPython(Operation):
+    """A function of the project's, ``package.module:name`` (an ``async def name(conn)``),
+    run in the migration's transaction (datasteps.py). ``reverse_function`` undoes it:
+    another such function, "" when there is nothing to undo, None when it cannot be
+    undone. It changes no schema."""
+
+    op: ClassVar[str] = "run_python"
+    function: str = ""
+    reverse_function: Optional[str] = None
+
+    def apply(self, schema):
+        return schema
+
+    def reverse(self):
+        return RunPython(self.reverse_function, self.function)
+
+
 # ---------------------------------------------------------------- helpers
 
 def is_narrowing(old: Field, new: Field) -> bool:

@@ -19,6 +19,8 @@ def cannot_undo(op) -> Optional[str]:
     """Why this operation cannot be undone at all (None: it can)."""
     if op.op == "run_sql" and op.reverse_sql is None:
         return "its run_sql step has no reverse_sql (give one, \"\" when there is nothing to undo)"
+    if op.op == "run_python" and op.reverse_function is None:
+        return f"its run_python step {op.function} has no reverse (give one, \"\" when there is nothing to undo)"
     if op.op == "drop_model" and op.table_def is None:
         return f"{describe(op)}: the file does not record the table's definition"
     return None
@@ -179,12 +181,21 @@ def _describe_run_sql(op):
     return f"Run SQL{databases}"
 
 
+def _describe_run_python(op):
+    return f"Run Python {op.function}"
+
+
+def _name_part_run_python(op):
+    return "run_python"
+
+
 def _name_part_run_sql(op):
     return "run_sql"
 
 
 _DESCRIBE = {
     "run_sql": _describe_run_sql,
+    "run_python": _describe_run_python,
     "create_enum": _describe_create_enum,
     "drop_enum": _describe_drop_enum,
     "alter_enum": _describe_alter_enum,
@@ -203,6 +214,7 @@ _DESCRIBE = {
 
 _NAME_PART = {
     "run_sql": _name_part_run_sql,
+    "run_python": _name_part_run_python,
     "create_enum": _name_part_create_enum,
     "drop_enum": _name_part_drop_enum,
     "alter_enum": _name_part_alter_enum,
