@@ -138,7 +138,8 @@ def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]
 
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
-                   check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None):
+                   check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None,
+                   backfill: Optional[dict] = None):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
 
     ``dry_run``/``check``: write nothing. A project still in the earlier single-plan
@@ -152,7 +153,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     writing = not (dry_run or check)
     with gc_paused():
         carried = carryover.pending_conversion(resolved.migrations_dir)
-        draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
+        draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner, backfills=backfill,
                                        carried=carried, repair=writing)
         if carried is not None:
             if writing:

@@ -66,8 +66,10 @@ def _display_path(path: str) -> str:
 def cmd_makemigrations(args, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
+    from .backfills import parse_backfills
+
     result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
-                            empty=args.empty, questioner=questioner)
+                            empty=args.empty, questioner=questioner, backfill=parse_backfills(args.backfill))
     for notice in result.notices:
         out.notice(notice)
     if args.verbose and result.models_read < result.models_total:
@@ -564,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a migration is needed")
     p.add_argument("--empty", action="store_true", help="write an empty migration even with no changes")
     p.add_argument("--no-input", action="store_true", help="never ask (renames become drop + add)")
+    p.add_argument("--backfill", action="append", metavar="Model.field=VALUE",
+                   help="a one-off value for rows a NOT NULL change leaves without one (repeatable)")
     p.set_defaults(handler=cmd_makemigrations)
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")

@@ -6,6 +6,7 @@ on a terminal and the one that never guesses elsewhere (Django's split).
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 from .schema import Field, Model
 
@@ -18,6 +19,11 @@ class Questioner:
 
     def ask_rename_model(self, old: Model, new: Model) -> bool:
         return False
+
+    def ask_backfill(self, model: str, field: Field) -> Optional[str]:
+        """A one-off value, as typed, for the rows a NOT NULL change leaves without one;
+        None: no value (the change is refused)."""
+        return None
 
 
 class InteractiveQuestioner(Questioner):
@@ -38,6 +44,15 @@ class InteractiveQuestioner(Questioner):
 
     def ask_rename_model(self, old, new):
         return self._ask(f"Did you rename model {old.name} to {new.name}?")
+
+    def ask_backfill(self, model, field):
+        if field.unique:
+            return None  # one value for every row cannot be unique: refused with advice
+        self.output.write(f"{model}.{field.name} ({field.type}) becomes NOT NULL: rows that exist need a value. "
+                          "A one-off value for them (JSON or text; empty to stop): ")
+        self.output.flush()
+        answer = self.input.readline().strip()
+        return answer or None
 
 
 class AnswerQuestioner(Questioner):

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .backfills import apply_backfills
 from .config import Config
 from .differ import diff
 from .errors import UnsafeChangeError
@@ -83,15 +84,17 @@ def check_safety(operations, old: Schema) -> None:
                 problems.append(
                     f"cannot add {f.type} '{operation.model}.{f.name}' as NOT NULL without a default: "
                     f"rows already in table '{operation.table}' would have no value. Give it a default "
-                    f"(default=...) or allow NULL (null=true), then run makemigrations again.")
+                    f"(default=...) or allow NULL (null=true), then run makemigrations again; or give the "
+                    f"rows a one-off value with --backfill {operation.model}.{f.name}=VALUE.")
         if isinstance(operation, AlterColumn) and operation.old.null and not operation.new.null \
-                and not _fills_nulls(operation.new):
+                and not _fills_nulls(operation.new) and operation.backfill is None:
             f = operation.new
             problems.append(
                 f"cannot make '{operation.model}.{f.name}' NOT NULL without a default: rows of table"
                 f" '{operation.table}' may hold NULL there, and the change would fail on them. Give it a"
                 f" default (default=...), which fills those rows first, or keep null=true and fill them"
-                f" before making it NOT NULL.")
+                f" before making it NOT NULL; or give those rows a one-off value with --backfill"
+                f" {operation.model}.{f.name}=VALUE.")
     if problems:
         raise UnsafeChangeError("\n".join(problems))
 
@@ -113,7 +116,8 @@ class Draft:
 
 
 def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool = False,
-                    questioner: Optional[Questioner] = None, carried=None, repair: bool = False) -> Draft:
+                    questioner: Optional[Questioner] = None, carried=None, repair: bool = False,
+                    backfills: Optional[dict] = None) -> Draft:
     """Diff models.mp against the snapshot and check the changes; writes nothing but a
     repaired schema.json (when ``repair``). ``carried``: the carryover.Conversion of a
     project still in the earlier single-plan format, whose files the migration follows."""
@@ -138,6 +142,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
             old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
 
     operations = diff(old, new, questioner)
+    operations = apply_backfills(operations, old, new, backfills, questioner or Questioner())
     check_safety(operations, old)
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)
     models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \

@@ -436,6 +436,14 @@ class Dialect:
             return self.type_sql(Field(f.name, "IntegerField", f.column))
         return self.type_sql(reference.key)
 
+    def fill_sql(self, op) -> Optional[str]:
+        """What fills an altered column's NULLs as it becomes NOT NULL: the operation's
+        backfill, else the new default (None: nothing does)."""
+        if op.backfill is not None:
+            return self.default_sql(op.new._replace(has_default=True, default=op.backfill, auto_now=False,
+                                                    auto_now_add=False))
+        return self.default_sql(op.new)
+
     def default_sql(self, f: Field) -> Optional[str]:
         """The DEFAULT expression of a field, or None."""
         if f.auto_now or f.auto_now_add:

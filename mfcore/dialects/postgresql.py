@@ -508,8 +508,8 @@ class PostgreSQLDialect(Dialect):
         if change.new_default is not None and not change.new_auto and change.default:
             statements.append(f"{change.alter} SET DEFAULT {change.new_default}")
         if is_not_null(new) and not is_not_null(old):
-            if change.new_default is not None:
-                statements.append(f"UPDATE {t} SET {c} = {change.new_default} WHERE {c} IS NULL")
+            if change.fill is not None:
+                statements.append(f"UPDATE {t} SET {c} = {change.fill} WHERE {c} IS NULL")
             statements.append(f"{change.alter} SET NOT NULL")
         elif is_not_null(old) and not is_not_null(new):
             statements.append(f"{change.alter} DROP NOT NULL")
@@ -573,6 +573,7 @@ class _ColumnChange:
         self.table_def = require_table(op)
         self.table, self.old, self.new = op.table, op.old, op.new
         self.quoted_table, self.column = dialect.quote(op.table), dialect.quote(op.new.column)
+        self.fill = dialect.fill_sql(op)
         self.alter = f"ALTER TABLE {self.quoted_table} ALTER COLUMN {self.column}"
         self.foreign_key = foreign_key_name(op.table, op.new.column)
         old, new = op.old, op.new

@@ -310,9 +310,9 @@ class SQLiteDialect(Dialect):
             return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
                     f" TO {self.quote(op.new.column)}"]
         source = self.quote(op.old.column)
-        default = self.default_sql(op.new)
-        if is_not_null(op.new) and not is_not_null(op.old) and default is not None:
-            source = f"COALESCE({source}, {default})"
+        fill = self.fill_sql(op)
+        if is_not_null(op.new) and not is_not_null(op.old) and fill is not None:
+            source = f"COALESCE({source}, {fill})"
         return self.rebuild(table_def, {op.new.column: source})
 
     def _same_column(self, op) -> bool:

@@ -135,6 +135,8 @@ def _alter_column_to_json(op):
            **_table_json(op.table_def)}
     if op.old_key is not None:
         doc["old_key"] = field_to_json(op.old_key)
+    if op.backfill is not None:
+        doc["backfill"] = op.backfill
     return doc
 
 
@@ -227,8 +229,12 @@ def _drop_column_from_json(doc, where):
 def _alter_column_from_json(doc, where):
     # What changed is not in the file: the record works it out from both sides.
     old_key = field_from_json(doc["old_key"], where) if "old_key" in doc else None
+    backfill = doc.get("backfill")
+    if backfill is not None and type(backfill) not in (str, int, float, bool):
+        raise TypeError(f"'backfill' must be a string, a number or true/false, got {backfill!r:.40}")
     return AlterColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["old_def"], where),
-                       field_from_json(doc["field_def"], where), read_table(doc, where), old_key)
+                       field_from_json(doc["field_def"], where), read_table(doc, where), old_key,
+                       backfill=backfill)
 
 
 def _rename_column_from_json(doc, where):

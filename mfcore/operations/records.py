@@ -282,6 +282,9 @@ class AlterColumn(_TableOperation):
     # What changed (see column_changes). The differ says; otherwise (a migration file,
     # which does not hold it) it is worked out here from both definitions, once.
     changes: Optional[frozenset] = None
+    # A one-off value for the rows that hold NULL when the column becomes NOT NULL
+    # (backfills.py), in the stored form of a default; written before the constraint.
+    backfill: object = None
 
     def __post_init__(self):
         if self.changes is None:
