@@ -139,21 +139,25 @@ def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
                    check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None,
-                   backfill: Optional[dict] = None):
+                   backfill=None):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
 
+    ``backfill``: one-off values for the rows a NOT NULL change leaves without one,
+    {"Model.field": "VALUE"} or ["Model.field=VALUE", ...] (VALUE as typed: JSON or text).
     ``dry_run``/``check``: write nothing. A project still in the earlier single-plan
     format is carried over too (no database is needed), but only once the new
     migration has passed its checks: a refused change leaves every file as it was.
     """
     from . import carryover, writer
+    from .backfills import parse_backfills
     from .gcpause import gc_paused
 
     resolved = resolve_config(config)
     writing = not (dry_run or check)
     with gc_paused():
         carried = carryover.pending_conversion(resolved.migrations_dir)
-        draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner, backfills=backfill,
+        draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
+                                       backfills=parse_backfills(backfill),
                                        carried=carried, repair=writing)
         if carried is not None:
             if writing:

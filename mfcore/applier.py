@@ -212,20 +212,12 @@ def _undo_plan(config, files, survey, count, to, allow_data_loss) -> UndoPlan:
 async def _run_undo(database, config, files, count, to, allow_data_loss, on_event) -> list:
     """Inside the lock: survey again (another run may have moved the ledger), then undo
     newest first, each migration in its own transaction with its ledger row."""
-    undone = []
     try:
         survey = await database.survey(files)
         if survey.adopt:
             await database.adopt(survey.adopt)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
-        total = len(plan.steps)
-        for index, step in enumerate(plan.steps, 1):
-            await _emit(on_event, "start", step.name, index, total)
-            if await database.unapply(step):
-                undone.append(step.name)
-                await _emit(on_event, "rolled_back", step.name, index, total)
-            else:
-                await _emit(on_event, "skipped", step.name, index, total)
+        undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
     except MfError:
         with suppress(MfError, OSError):
             await database.sync_applied_file()
@@ -332,7 +324,6 @@ async def _read_only_survey(config: Config, files) -> Survey:
 
 async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) -> list:
     """Inside the lock: survey again, adopt, apply, mirror the ledger in .applied."""
-    applied = []
     try:
         survey = await database.survey(files)
         if survey.adopt:
@@ -342,15 +333,8 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
                 "the database already holds what they create.")
         pending = cut(survey.pending, to)
         prepared.load(pending)
-        total = len(pending)
-        for index, file in enumerate(pending, 1):
-            step = prepared[file.name]
-            await _emit(on_event, "start", step.name, index, total)
-            if await database.apply(step, fake):
-                applied.append(step.name)
-                await _emit(on_event, "applied", step.name, index, total)
-            else:
-                await _emit(on_event, "skipped", step.name, index, total)
+        applied = await _each([prepared[file.name] for file in pending],
+                              lambda step: database.apply(step, fake), "applied", on_event)
     except MfError:
         # Keep .applied in line with what did commit; the original error matters more.
         with suppress(MfError, OSError):
@@ -358,6 +342,21 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
         raise
     await database.sync_applied_file()
     return applied
+
+
+async def _each(steps, run, done: str, on_event) -> list:
+    """``await run(step)`` for each step in order, telling ``on_event`` "start", then
+    ``done`` (or "skipped" when run says another process did it first); the names done."""
+    names = []
+    total = len(steps)
+    for index, step in enumerate(steps, 1):
+        await _emit(on_event, "start", step.name, index, total)
+        if await run(step):
+            names.append(step.name)
+            await _emit(on_event, done, step.name, index, total)
+        else:
+            await _emit(on_event, "skipped", step.name, index, total)
+    return names
 
 
 async def _emit(on_event, kind, name, index, total) -> None:

@@ -21,10 +21,14 @@ from .operations import AddColumn, AlterColumn, attach_tables
 from .schema import Field, Schema
 
 
-def parse_backfills(texts) -> dict:
-    """{(model, field): value text} from `--backfill Model.field=VALUE` arguments."""
+def parse_backfills(given) -> dict:
+    """{(model, field): value text} from `--backfill Model.field=VALUE` arguments, or
+    from {"Model.field": VALUE}."""
     found = {}
-    for text in texts or ():
+    if isinstance(given, dict):
+        given = [f"{target}={value if isinstance(value, str) else orjson.dumps(value).decode()}"
+                 for target, value in given.items()]
+    for text in given or ():
         target, equals, value = text.partition("=")
         model, dot, field = target.partition(".")
         if not equals or not dot or not model or not field:

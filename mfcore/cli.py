@@ -66,10 +66,8 @@ def _display_path(path: str) -> str:
 def cmd_makemigrations(args, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
-    from .backfills import parse_backfills
-
     result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
-                            empty=args.empty, questioner=questioner, backfill=parse_backfills(args.backfill))
+                            empty=args.empty, questioner=questioner, backfill=args.backfill)
     for notice in result.notices:
         out.notice(notice)
     if args.verbose and result.models_read < result.models_total:

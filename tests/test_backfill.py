@@ -77,3 +77,15 @@ def test_on_a_terminal_the_value_is_asked_for(project):
     assert code == 0 and "Line.color (CharField) becomes NOT NULL" in output, output
     written = json.loads(next(project.migrations.glob("002_*.json")).read_text())
     assert [op.get("backfill") for op in written["ops"]] == ["green"]
+
+
+def test_the_api_takes_backfills_as_a_map(project):
+    import mfcore
+
+    project.write_models(BASKET % "    color = CharField(20, null=true)\n")
+    mfcore.makemigrations(str(project.path / "language_config.yaml"))
+    project.write_models(BASKET % "    color = CharField(20)\n    size = IntegerField()\n")
+    result = mfcore.makemigrations(str(project.path / "language_config.yaml"),
+                                   backfill={"Line.color": "blue", "Line.size": 7})
+    assert {op.new.name: op.backfill for op in result.operations if op.op == "alter_column"} == {
+        "color": "blue", "size": 7}
