@@ -1,12 +1,13 @@
 """language_config.yaml -> Config (SPEC §1)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
 
+from . import dsn as dsn_text
 from .dialects import canonical_driver
 from .errors import ConfigError
 
@@ -57,26 +58,21 @@ def expand_env(text: str, where: str) -> str:
 
 
 def mask_dsn(dsn: str) -> str:
-    """A DSN fit to print: any password becomes ***."""
-    if "://" not in dsn:
-        return dsn
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    """A DSN fit to print: every password (userinfo, ``password=`` in the query string or
+    among key/value pairs) becomes ***."""
+    return dsn_text.mask(dsn)
 
 
 def driver_and_dsn(url: str, base_dir: str, driver: Optional[str] = None) -> tuple[str, str]:
-    """Work out the driver and a usable DSN; a URL's scheme picks the driver."""
+    """Work out the driver and a usable DSN; a URL's scheme picks the driver, and so does
+    libpq's key/value form (``host=... dbname=...``)."""
     url = url.strip()
+    if not url:
+        raise ConfigError("the dsn is empty (write :memory: for an in-memory SQLite database)")
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme:
         if scheme.startswith("postgres"):
-            return "postgresql", "postgresql://" + url.split("://", 1)[1]
+            return "postgresql", _checked_postgres("postgresql://" + url.split("://", 1)[1])
         if scheme in ("sqlite", "sqlite3"):
             path = url.split("://", 1)[1]
             # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy writes them
@@ -87,10 +83,20 @@ def driver_and_dsn(url: str, base_dir: str, driver: Optional[str] = None) -> tup
     canonical = canonical_driver(driver or "sqlite")
     if canonical is None:
         raise ConfigError(f"unknown database driver '{driver}' (use sqlite or postgresql)")
+    if dsn_text.looks_like_keywords(url) and (driver is None or canonical == "postgresql"):
+        return "postgresql", _checked_postgres(url)
     if canonical == "postgresql":
-        raise ConfigError(f"a postgresql dsn must be a URL like postgresql://user:pass@host:5432/db, "
-                          f"got '{mask_dsn(url)}'")
+        raise ConfigError(f"a postgresql dsn must be a URL like postgresql://user:pass@host:5432/db "
+                          f"or key=value pairs like 'host=db dbname=shop', got '{mask_dsn(url)}'")
     return "sqlite", _sqlite_path(url, base_dir)
+
+
+def _checked_postgres(url: str) -> str:
+    try:
+        dsn_text.parse(url)
+    except dsn_text.DsnError as exc:
+        raise ConfigError(f"cannot read the dsn '{mask_dsn(url)}': {exc}") from None
+    return url
 
 
 def _sqlite_path(path: str, base_dir: str) -> str:
@@ -143,7 +149,10 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
 
     override = os.environ.get("MF_DATABASE_URL")
     if override:
-        driver, dsn = driver_and_dsn(expand_env(override, "MF_DATABASE_URL"), os.getcwd())
+        try:
+            driver, dsn = driver_and_dsn(expand_env(override, "MF_DATABASE_URL"), os.getcwd())
+        except ConfigError as exc:
+            raise ConfigError(f"MF_DATABASE_URL: {exc}") from None
     else:
         raw_driver = str(database.get("driver", "sqlite"))
         if canonical_driver(raw_driver) is None:
@@ -151,7 +160,17 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         raw_dsn = database.get("dsn")
         if raw_dsn is None:
             raise ConfigError(f"{path}: database.dsn is missing")
-        driver, dsn = driver_and_dsn(expand_env(str(raw_dsn), f"{path}: database.dsn"), base_dir, raw_driver)
+        if not isinstance(raw_dsn, str):
+            raise ConfigError(f"{path}: database.dsn must be a string, not a {_yaml_kind(raw_dsn)}")
+        expanded = expand_env(raw_dsn, f"{path}: database.dsn")
+        if not expanded.strip():
+            raise ConfigError(f"{path}: database.dsn is empty" +
+                              (f" after expanding '{raw_dsn}'" if raw_dsn.strip() else "") +
+                              " (write :memory: for an in-memory SQLite database)")
+        try:
+            driver, dsn = driver_and_dsn(expanded, base_dir, raw_driver)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: database.dsn: {exc}") from None
         if canonical_driver(raw_driver) != driver:
             raise ConfigError(f"{path}: driver '{raw_driver}' does not match the dsn '{mask_dsn(dsn)}'")
 
@@ -162,8 +181,10 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
     lock_timeout = database.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
-    if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) or lock_timeout < 0:
-        raise ConfigError(f"{path}: database.lock_timeout must be a number of seconds")
+    if not isinstance(lock_timeout, (int, float)) or isinstance(lock_timeout, bool) \
+            or not math.isfinite(lock_timeout) or lock_timeout < 0:
+        raise ConfigError(f"{path}: database.lock_timeout must be a number of seconds (finite, not negative), "
+                          f"got {lock_timeout!r}")
     statement_lock_timeout = str(database.get("statement_lock_timeout", DEFAULT_STATEMENT_LOCK_TIMEOUT))
     if not re.fullmatch(r"\d+(ms|s|min)?", statement_lock_timeout):
         raise ConfigError(f"{path}: database.statement_lock_timeout must look like 5s, 500ms or 1min")
@@ -176,6 +197,10 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         lock_timeout=float(lock_timeout),
         statement_lock_timeout=statement_lock_timeout,
     )
+
+
+def _yaml_kind(value) -> str:
+    return {list: "list", dict: "mapping", bool: "boolean"}.get(type(value), "number")
 
 
 def config_for(dsn: str, migrations_dir: str, models_path: Optional[str] = None) -> Config:

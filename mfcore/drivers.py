@@ -18,8 +18,9 @@ from typing import Any, Optional, Sequence
 
 import anyio
 
+from . import dsn as dsn_text
 from .config import Config, mask_dsn
-from .errors import DatabaseError
+from .errors import ConfigError, DatabaseError
 
 CONNECT_TIMEOUT = 15.0  # seconds to reach a PostgreSQL server before giving up
 
@@ -132,11 +133,15 @@ class PostgresConnection(Connection):
 
     driver = "postgresql"
 
-    def __init__(self, raw, asyncpg_module, display_dsn: str, pool=None):
+    def __init__(self, raw, asyncpg_module, dsn: str, pool=None):
         self._raw = raw
         self._asyncpg = asyncpg_module
-        self._display_dsn = display_dsn
+        self._dsn = dsn
+        self._display_dsn = mask_dsn(dsn)
         self._pool = pool  # given back there on close (see shared_connections)
+
+    def _hide(self, exc) -> str:
+        return dsn_text.hide(str(exc) or type(exc).__name__, self._dsn)
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         try:
@@ -145,17 +150,21 @@ class PostgresConnection(Connection):
             else:
                 await self._raw.execute(sql)
         except self._asyncpg.PostgresError as exc:
-            raise _postgres_error(exc) from None
+            error = _postgres_error(exc)
+            error.message = dsn_text.hide(error.message, self._dsn)
+            raise error from None
         except (OSError, self._asyncpg.InterfaceError) as exc:
-            raise DatabaseError(f"lost the connection to {self._display_dsn}: {exc}") from None
+            raise DatabaseError(f"lost the connection to {self._display_dsn}: {self._hide(exc)}") from None
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list:
         try:
             return await self._raw.fetch(sql, *args)
         except self._asyncpg.PostgresError as exc:
-            raise _postgres_error(exc) from None
+            error = _postgres_error(exc)
+            error.message = dsn_text.hide(error.message, self._dsn)
+            raise error from None
         except (OSError, self._asyncpg.InterfaceError) as exc:
-            raise DatabaseError(f"lost the connection to {self._display_dsn}: {exc}") from None
+            raise DatabaseError(f"lost the connection to {self._display_dsn}: {self._hide(exc)}") from None
 
     async def close(self) -> None:
         if self._raw.is_closed():
@@ -193,8 +202,12 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
     dialect = dialect_for("postgresql")
     shared = _shared.get()
     try:
+        url = dsn_text.to_asyncpg(config.dsn)
+    except dsn_text.DsnError as exc:
+        raise ConfigError(f"cannot read the dsn '{shown}': {exc}") from None
+    try:
         if shared is not None:
-            pool = await shared.pool_for(config.dsn)
+            pool = await shared.pool_for(url)
             raw = await pool.acquire(timeout=CONNECT_TIMEOUT)
             if config.schema is not None:
                 try:
@@ -203,13 +216,13 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
                     with anyio.CancelScope(shield=True):
                         await pool.release(raw)
                     raise
-            return PostgresConnection(raw, asyncpg, shown, pool)
+            return PostgresConnection(raw, asyncpg, config.dsn, pool)
         settings = {"application_name": "mf", **dialect.session_settings(config.schema)}
-        raw = await asyncpg.connect(config.dsn, timeout=CONNECT_TIMEOUT, server_settings=settings)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
-        reason = _hide_password(str(exc) or type(exc).__name__, config.dsn)
+        raw = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, server_settings=settings)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError, ValueError) as exc:
+        reason = dsn_text.hide(str(exc) or type(exc).__name__, config.dsn)
         raise DatabaseError(f"cannot connect to {shown}: {reason}") from None
-    return PostgresConnection(raw, asyncpg, shown)
+    return PostgresConnection(raw, asyncpg, config.dsn)
 
 
 class _SharedConnections:
@@ -258,16 +271,6 @@ async def shared_connections(size: int):
     finally:
         _shared.reset(token)
         await shared.close()
-
-
-def _hide_password(text: str, dsn: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        return text
-    return text.replace(password, "***") if password else text
 
 
 # ---------------------------------------------------------------- entry point
