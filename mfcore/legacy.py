@@ -28,8 +28,8 @@ def operations(documents: list, state: Schema, where: str) -> list:
     schema before the file) and given the table definitions the dialects need."""
     found = []
     start = state
-    for position, document in enumerate(documents, 1):
-        operation = decode_operation(document, f"{where}: operation {position}", _decoders(state))
+    for position, document in enumerate(documents):
+        operation = decode_operation(document, f"{where}: ops[{position}]", _decoders(state))
         found.append(operation)
         state = operation.apply(state)  # the next operation may need this one's result
     completed, _ = attach_tables(found, start)

@@ -55,6 +55,108 @@ def field_from_json(doc: dict, where: str = "schema") -> Field:
     return built[0]
 
 
+# What a field definition read from a file may hold: everything that reaches SQL is
+# a checked integer, a name (always quoted by the dialects) or a literal (escaped).
+_FLAGS = ("null", "unique", "primary_key", "auto_now", "auto_now_add")
+_SIZES = {"max_length": 10_485_760, "max_digits": 1000, "decimal_places": 1000}
+_NAMES = ("enum", "to", "on_delete")
+ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
+
+
+def check_field_doc(doc, where: str) -> None:
+    """A field definition's shape and every value's type, or SchemaFileError naming the
+    key (``where`` is the path of the definition, e.g. ``002_x.json: ops[0].field_def``)."""
+    if type(doc) is not dict:
+        raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
+    for key in ("name", "type"):
+        if key not in doc:
+            raise SchemaFileError(f"{where} is missing '{key}'")
+    for key in ("name", "type", "column"):
+        if key in doc and (type(doc[key]) is not str or not doc[key]):
+            raise SchemaFileError(f"{where}.{key} must be a non-empty string, got {_short(doc[key])}")
+    for key in _FLAGS:
+        if key in doc and type(doc[key]) is not bool:
+            raise SchemaFileError(f"{where}.{key} must be true or false, got {_short(doc[key])}")
+    for key, limit in _SIZES.items():
+        value = doc.get(key)
+        if value is not None and (type(value) is not int or not 0 <= value <= limit
+                                  or (value == 0 and key != "decimal_places")):
+            raise SchemaFileError(f"{where}.{key} must be an integer from {int(key != 'decimal_places')} "
+                                  f"to {limit}, got {_short(value)}")
+    for key in _NAMES:
+        if doc.get(key) is not None and (type(doc[key]) is not str or not doc[key]):
+            raise SchemaFileError(f"{where}.{key} must be a non-empty string, got {_short(doc[key])}")
+    if doc.get("on_delete") is not None and doc["on_delete"] not in ON_DELETE_ACTIONS:
+        raise SchemaFileError(f"{where}.on_delete must be one of {', '.join(ON_DELETE_ACTIONS)}, "
+                              f"got {_short(doc['on_delete'])}")
+    kind = doc["type"]
+    if kind == "CharField" and doc.get("max_length") is None:
+        raise SchemaFileError(f"{where}.max_length is missing (a CharField needs one)")
+    if kind == "DecimalField":
+        digits, places = doc.get("max_digits"), doc.get("decimal_places")
+        if digits is None or places is None:
+            raise SchemaFileError(f"{where} needs max_digits and decimal_places (a DecimalField)")
+        if places > digits:
+            raise SchemaFileError(f"{where}.decimal_places ({places}) is more than max_digits ({digits})")
+    if kind == "EnumField" and doc.get("enum") is None:
+        raise SchemaFileError(f"{where}.enum is missing (an EnumField names its enum)")
+    if "default" in doc:
+        _check_json_value(doc["default"], f"{where}.default")
+
+
+def _check_json_value(value, where: str, depth: int = 0) -> None:
+    """A default: JSON, not nested beyond reason, integers within 64 bits, no NUL."""
+    if depth > 32:
+        raise SchemaFileError(f"{where} is nested more than 32 levels deep")
+    if type(value) is int and not -2 ** 63 <= value < 2 ** 63:
+        raise SchemaFileError(f"{where} is beyond the 64-bit integer range")
+    if type(value) is str and "\x00" in value:
+        raise SchemaFileError(f"{where} contains a NUL character")
+    if type(value) is list:
+        for item in value:
+            _check_json_value(item, where, depth + 1)
+    elif type(value) is dict:
+        for item in value.values():
+            _check_json_value(item, where, depth + 1)
+
+
+def check_index_doc(doc, where: str) -> None:
+    if type(doc) is not dict:
+        raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
+    if type(doc.get("name")) is not str or not doc["name"]:
+        raise SchemaFileError(f"{where}.name must be a non-empty string, got {_short(doc.get('name'))}")
+    fields = doc.get("fields")
+    if type(fields) is not list or not fields or any(type(f) is not str or not f for f in fields):
+        raise SchemaFileError(f"{where}.fields must be a list of field names, got {_short(fields)}")
+    if "unique" in doc and type(doc["unique"]) is not bool:
+        raise SchemaFileError(f"{where}.unique must be true or false, got {_short(doc['unique'])}")
+
+
+def check_model_doc(doc, where: str) -> None:
+    if type(doc) is not dict:
+        raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
+    for key in ("name", "table"):
+        if key in doc and (type(doc[key]) is not str or not doc[key]):
+            raise SchemaFileError(f"{where}.{key} must be a non-empty string, got {_short(doc[key])}")
+    if "table" not in doc:
+        raise SchemaFileError(f"{where} is missing 'table'")
+    if type(doc.get("fields")) is not list:
+        raise SchemaFileError(f"{where}.fields must be a list, got {_short(doc.get('fields'))}")
+    for position, field in enumerate(doc["fields"]):
+        check_field_doc(field, f"{where}.fields[{position}]")
+    indexes = doc.get("indexes", [])
+    if type(indexes) is not list:
+        raise SchemaFileError(f"{where}.indexes must be a list, got {_short(indexes)}")
+    for position, index in enumerate(indexes):
+        check_index_doc(index, f"{where}.indexes[{position}]")
+
+
+def check_enum_members(doc, where: str) -> None:
+    if type(doc) is not list or any(type(m) is not list or len(m) != 2
+                                    or any(type(v) is not str or not v for v in m) for m in doc):
+        raise SchemaFileError(f"{where} must be a list of [KEY, VALUE] string pairs, got {_short(doc)}")
+
+
 def new_form_fields(raw_fields: list, field_class=Field):
     """Every field of a model in the new form, or None when any of them is not a plain
     new-form definition (the caller then reads them one by one and says what is wrong).
@@ -179,10 +281,19 @@ def check_envelope(doc, where: str):
 def _schema_from_json(doc, where):
     if check_envelope(doc, where) is None:
         raise SchemaFileError(f"{where}: no 'format' key (the earlier tool's form is read by store.load_schema)")
+    check_document(doc, where)
     enums = {name: Enum(name, enum_members_from_json(name, members, where))
              for name, members in doc.get("enums", {}).items()}
     models = {name: model_from_json(name, m, where) for name, m in doc.get("models", {}).items()}
     return Schema(enums=enums, models=models)
+
+
+def check_document(doc, where: str) -> None:
+    """Every value of a current-form schema.json has the type it must have."""
+    for name, members in doc.get("enums", {}).items():
+        check_enum_members(members, f"{where}: enums.{name}")
+    for name, model in doc.get("models", {}).items():
+        check_model_doc(model, f"{where}: models.{name}")
 
 
 def dump_schema(schema: Schema) -> bytes:

@@ -148,6 +148,8 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     if not isinstance(doc, dict) or not isinstance(doc.get("ops"), list):
         raise MigrationFileError(f"{file.name}: a migration file is an object with an 'ops' list")
     fmt = doc.get("format")
+    if "format" in doc and (type(fmt) is not int or fmt < 1):
+        raise MigrationFileError(f"{file.name}: 'format' must be {FORMAT}, got {fmt!r:.40}")
     if fmt is not None and fmt != FORMAT:
         raise MigrationFileError(f"{file.name}: format {fmt!r} is newer than this mf understands")
     atomic = doc.get("atomic", True)
@@ -157,8 +159,8 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     if legacy_form:
         operations = legacy.operations(doc["ops"], state, file.name)
     else:
-        operations = [operation_from_json(op_doc, f"{file.name}: operation {position}")
-                      for position, op_doc in enumerate(doc["ops"], 1)]
+        operations = [operation_from_json(op_doc, f"{file.name}: ops[{position}]")
+                      for position, op_doc in enumerate(doc["ops"])]
     return Migration(file, tuple(operations), atomic, checksum(data), legacy_form)
 
 

@@ -111,7 +111,7 @@ def test_an_unknown_database_in_the_map_is_refused_when_the_file_is_read(project
          lambda d: d["ops"].append({"op": "run_sql", "sql": {"mysql": "SELECT 1"}}))
     result = project.run("db", "sql", "001")
     assert result.code == 2, result
-    assert "operation 2" in result.err and "unknown database 'mysql'" in result.err, result
+    assert "ops[1]" in result.err and "unknown database 'mysql'" in result.err, result
 
 
 @pytest.mark.parametrize("sql, options, expected", [

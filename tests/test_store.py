@@ -59,18 +59,18 @@ def test_an_earlier_file_is_read_in_the_current_form(tmp_path):
 def test_the_codec_reads_only_the_current_form():
     earlier = {"op": "drop_column", "model": "Customer", "table": "lt_customers", "field_name": "nick"}
     with pytest.raises(MigrationFileError, match="operation drop_column is missing 'field_def'"):
-        operation_from_json(earlier, "001_initial.json: operation 1")
+        operation_from_json(earlier, "001_initial.json: ops[0]")
 
 
 @pytest.mark.parametrize("document,message", [
     ({"format": 1, "ops": [{"op": "add_column", "model": "A"}]},
-     "002_broken.json: operation 1: operation add_column is missing 'table'"),
-    ({"format": 1, "ops": [{"op": "drop_everything"}]}, "002_broken.json: operation 1: unknown operation"),
+     "002_broken.json: ops[0]: operation add_column is missing 'table'"),
+    ({"format": 1, "ops": [{"op": "drop_everything"}]}, "002_broken.json: ops[0]: unknown operation"),
     ({"format": 1, "ops": {}}, "002_broken.json: a migration file is an object with an 'ops' list"),
     ({"format": 1, "atomic": "yes", "ops": []}, "002_broken.json: 'atomic' must be true or false"),
     ({"format": 9, "ops": []}, "002_broken.json: format 9 is newer"),
     ({"ops": [{"op": "drop_column", "model": "Ghost", "table": "ghosts", "field_name": "x"}]},
-     "002_broken.json: operation 1: model 'Ghost' does not exist at this point of the history"),
+     "002_broken.json: ops[0]: model 'Ghost' does not exist at this point of the history"),
 ])
 def test_a_malformed_migration_file_is_rejected_at_the_reader_with_its_name(tmp_path, document, message):
     write(tmp_path, "001_initial.json", EARLIER_FILE)
@@ -85,7 +85,7 @@ def test_a_malformed_migration_file_stops_makemigrations_naming_it(project):
     write(project.migrations, "001_initial.json", {"format": 1, "ops": [{"op": "add_index", "model": "A"}]})
     result = project.run("db", "makemigrations")
     assert result.code != 0
-    assert "001_initial.json: operation 1: operation add_index is missing 'table'" in result.err
+    assert "001_initial.json: ops[0]: operation add_index is missing 'table'" in result.err
     assert "Traceback" not in result.err
 
 
@@ -112,7 +112,7 @@ def test_an_earlier_snapshot_keeps_on_delete_in_its_relations(tmp_path):
 
 def test_a_malformed_snapshot_is_rejected_naming_it(tmp_path):
     write(tmp_path, "schema.json", {"format": 1, "enums": {}, "models": {"A": {"table": "a", "fields": {}}}})
-    with pytest.raises(SchemaFileError, match=r"schema\.json: model 'A' needs 'table' and 'fields'"):
+    with pytest.raises(SchemaFileError, match=r"schema\.json: models\.A\.fields must be a list, got \{\}"):
         store.read_snapshot(str(tmp_path))
 
 

@@ -7,10 +7,13 @@ sentence naming the file and the operation.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
-from ..errors import MigrationFileError
-from ..snapshot import (enum_members_from_json, field_from_json, field_to_json, index_from_json,
+from ..errors import MigrationFileError, SchemaFileError
+from ..schema import Field, Index
+from ..snapshot import (check_enum_members, check_field_doc, check_index_doc, check_model_doc,
+                        enum_members_from_json, field_from_json, field_to_json, index_from_json,
                         index_to_json, model_from_json, model_to_json)
 from .records import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,
                       DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation, RenameColumn,
@@ -27,21 +30,53 @@ def operation_from_json(doc, where: str) -> Operation:
     return decode_operation(doc, where, DECODERS)
 
 
+def check_operation(op: Operation, where: str) -> Operation:
+    """Every field an operation carries (its own, its table definitions') passes the
+    checks of a field read from a file: whatever form the file was in, nothing
+    unchecked reaches SQL."""
+    for attribute in dataclasses.fields(op):
+        value = getattr(op, attribute.name)
+        for position, item in enumerate(value if type(value) is tuple else (value,)):
+            here = f"{where}.{attribute.name}" + (f"[{position}]" if type(value) is tuple else "")
+            if isinstance(item, Field):
+                check_field_doc(field_to_json(item), here)
+            elif isinstance(item, TableDef):
+                for f in item.model.fields:
+                    check_field_doc(field_to_json(f), f"{here}.model.fields.{f.name}")
+                for name, reference in {**item.references, **item.deferred}.items():
+                    check_field_doc(field_to_json(reference.key), f"{here}.references.{name}.key")
+            elif isinstance(item, Index):
+                check_index_doc(index_to_json(item), here)
+    return op
+
+
 def decode_operation(doc, where: str, decoders: dict) -> Operation:
     """Check an operation's envelope, run its decoder, and say what is wrong in one
     sentence (the decoders raise KeyError, TypeError or ValueError)."""
     if not isinstance(doc, dict) or "op" not in doc:
         raise MigrationFileError(f"{where}: an operation must be an object with an 'op' key")
-    decoder = decoders.get(doc["op"]) if isinstance(doc["op"], str) else None
+    if type(doc["op"]) is not str:
+        raise MigrationFileError(f"{where}.op must be a string, got {_short(doc['op'])}")
+    decoder = decoders.get(doc["op"])
     if decoder is None:
-        raise MigrationFileError(f"{where}: unknown operation '{doc['op']}'"
+        raise MigrationFileError(f"{where}: unknown operation '{doc['op'][:60]}'"
                                  f" (known: {', '.join(OPERATION_KINDS)})")
+    for key in _STRING_KEYS:
+        if key in doc and (type(doc[key]) is not str or not doc[key]):
+            raise MigrationFileError(f"{where}.{key} must be a non-empty string, got {_short(doc[key])}")
     try:
-        return decoder(doc, where)
+        return check_operation(decoder(doc, where), where)
+    except SchemaFileError as exc:
+        raise MigrationFileError(str(exc)) from None
     except KeyError as exc:
         raise MigrationFileError(f"{where}: operation {doc['op']} is missing {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:
         raise MigrationFileError(f"{where}: operation {doc['op']} is malformed ({exc})") from None
+
+
+# Keys that hold a name wherever they appear in an operation (names reach SQL quoted).
+_STRING_KEYS = ("model", "table", "field_name", "to", "on_delete", "name", "old_name", "new_name",
+                "old_table", "new_table")
 
 
 # ---------------------------------------------------------------- table definitions
@@ -58,6 +93,7 @@ def table_def_to_json(table: TableDef) -> dict:
 
 
 def table_def_from_json(doc, where) -> TableDef:
+    _check_table_def(doc, where)
     try:
         model = model_from_json(doc["model"].get("name", "?"), doc["model"], where)
         references = _references_from_json(doc.get("references", {}), where)
@@ -66,6 +102,53 @@ def table_def_from_json(doc, where) -> TableDef:
     except (KeyError, TypeError, AttributeError):
         raise MigrationFileError(f"{where}: malformed table definition") from None
     return TableDef(model, references, enums, deferred)
+
+
+def _check_table_def(doc, where) -> None:
+    """A table definition's shape, every value's type checked (they reach SQL)."""
+    if type(doc) is not dict:
+        raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
+    if "model" not in doc:
+        raise SchemaFileError(f"{where} is missing 'model'")
+    check_model_doc(doc["model"], f"{where}.model")
+    for key in ("references", "deferred"):
+        references = doc.get(key, {})
+        if type(references) is not dict:
+            raise SchemaFileError(f"{where}.{key} must be an object, got {_short(references)}")
+        for name, reference in references.items():
+            here = f"{where}.{key}.{name}"
+            if type(reference) is not dict:
+                raise SchemaFileError(f"{here} must be an object, got {_short(reference)}")
+            for part in ("model", "table", "column"):
+                if type(reference.get(part)) is not str or not reference[part]:
+                    raise SchemaFileError(f"{here}.{part} must be a non-empty string, "
+                                          f"got {_short(reference.get(part))}")
+            check_field_doc(reference.get("key"), f"{here}.key")
+    enums = doc.get("enums", {})
+    if type(enums) is not dict or any(type(v) is not list or any(type(x) is not str for x in v)
+                                      for v in enums.values()):
+        raise SchemaFileError(f"{where}.enums must map enum names to lists of values, got {_short(enums)}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def _field(doc, key, where):
+    """``doc[key]``, a field definition, checked and read."""
+    check_field_doc(doc[key], f"{where}.{key}")
+    return field_from_json(doc[key], f"{where}.{key}")
+
+
+def _enum_members(name, doc, key, where):
+    check_enum_members(doc[key], f"{where}.{key}")
+    return enum_members_from_json(name, doc[key], f"{where}.{key}")
+
+
+def _index(doc, where):
+    check_index_doc(doc["index"], f"{where}.index")
+    return index_from_json(doc["index"], f"{where}.index")
 
 
 def _references_json(references: dict) -> dict:
@@ -83,7 +166,7 @@ def _table_json(table):
 
 
 def read_table(doc, where):
-    return table_def_from_json(doc["table_def"], where) if "table_def" in doc else None
+    return table_def_from_json(doc["table_def"], f"{where}.table_def") if "table_def" in doc else None
 
 
 # ---------------------------------------------------------------- to JSON
@@ -178,6 +261,13 @@ def _name(doc, key, default=None):
     return value
 
 
+def _list(doc, key) -> list:
+    value = doc.get(key, [])
+    if type(value) is not list:
+        raise TypeError(f"'{key}' must be a list, got {value!r:.40}")
+    return value
+
+
 def _names(doc, key) -> tuple:
     values = doc.get(key, []) if key == "deferred_keys" else doc[key]
     if type(values) is not list or any(type(v) is not str for v in values):
@@ -187,19 +277,20 @@ def _names(doc, key) -> tuple:
 
 def _create_enum_from_json(doc, where):
     name = _name(doc, "name")
-    return CreateEnum(name, enum_members_from_json(name, doc["values"], where))
+    return CreateEnum(name, _enum_members(name, doc, "values", where))
 
 
 def _drop_enum_from_json(doc, where):
     name = _name(doc, "name")
-    return DropEnum(name, enum_members_from_json(name, doc["values"], where))
+    return DropEnum(name, _enum_members(name, doc, "values", where))
 
 
 def _alter_enum_from_json(doc, where):
     name = _name(doc, "name")
-    return AlterEnum(name, enum_members_from_json(name, doc["old_values"], where),
-                     enum_members_from_json(name, doc["values"], where),
-                     tuple(table_def_from_json(t, where) for t in doc.get("tables", ())))
+    return AlterEnum(name, _enum_members(name, doc, "old_values", where),
+                     _enum_members(name, doc, "values", where),
+                     tuple(table_def_from_json(t, f"{where}.tables[{i}]")
+                           for i, t in enumerate(_list(doc, "tables"))))
 
 
 def _create_model_from_json(doc, where):
@@ -217,29 +308,29 @@ def _rename_model_from_json(doc, where):
 
 
 def _add_column_from_json(doc, where):
-    return AddColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["field_def"], where),
+    return AddColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "field_def", where),
                      read_table(doc, where))
 
 
 def _drop_column_from_json(doc, where):
-    return DropColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["field_def"], where),
+    return DropColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "field_def", where),
                       read_table(doc, where))
 
 
 def _alter_column_from_json(doc, where):
     # What changed is not in the file: the record works it out from both sides.
-    old_key = field_from_json(doc["old_key"], where) if "old_key" in doc else None
+    old_key = _field(doc, "old_key", where) if "old_key" in doc else None
     backfill = doc.get("backfill")
     if backfill is not None and type(backfill) not in (str, int, float, bool):
         raise TypeError(f"'backfill' must be a string, a number or true/false, got {backfill!r:.40}")
-    return AlterColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["old_def"], where),
-                       field_from_json(doc["field_def"], where), read_table(doc, where), old_key,
+    return AlterColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "old_def", where),
+                       _field(doc, "field_def", where), read_table(doc, where), old_key,
                        backfill=backfill)
 
 
 def _rename_column_from_json(doc, where):
-    return RenameColumn(_name(doc, "model"), _name(doc, "table"), field_from_json(doc["old_def"], where),
-                        field_from_json(doc["field_def"], where), read_table(doc, where))
+    return RenameColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "old_def", where),
+                        _field(doc, "field_def", where), read_table(doc, where))
 
 
 def _add_foreign_key_from_json(doc, where):
@@ -253,12 +344,12 @@ def _drop_foreign_key_from_json(doc, where):
 
 
 def _add_index_from_json(doc, where):
-    return AddIndex(_name(doc, "model"), _name(doc, "table"), index_from_json(doc["index"], where),
+    return AddIndex(_name(doc, "model"), _name(doc, "table"), _index(doc, where),
                     _names(doc, "columns"))
 
 
 def _drop_index_from_json(doc, where):
-    return DropIndex(_name(doc, "model"), _name(doc, "table"), index_from_json(doc["index"], where),
+    return DropIndex(_name(doc, "model"), _name(doc, "table"), _index(doc, where),
                      _names(doc, "columns"))
 
 
