@@ -272,6 +272,13 @@ def check_envelope(doc, where: str):
     if not isinstance(doc, dict) or not isinstance(doc.get("models", {}), dict) \
             or not isinstance(doc.get("enums", {}), dict):
         raise SchemaFileError(f"{where}: not a schema (expected an object with 'enums' and 'models')")
+    missing = [key for key in ("enums", "models") if key not in doc]
+    if missing:
+        # An empty object is no empty schema: taking it for one would recreate every
+        # table (makemigrations) or drop nothing the history owns (reset).
+        raise SchemaFileError(f"{where}: not a schema snapshot: no {' and no '.join(repr(k) for k in missing)} "
+                              "key (restore it from version control, or delete it and run "
+                              "`mf db makemigrations` to rebuild it from the migration files)")
     fmt = doc.get("format")
     if fmt is not None and fmt != FORMAT:
         raise SchemaFileError(f"{where}: format {fmt!r} is newer than this mf understands (format {FORMAT})")

@@ -5,10 +5,15 @@ One builder serves models.mp and the earlier tool's JSON field definitions
 """
 from __future__ import annotations
 
+import math
+
 from .raw import ListValue, Name, TupleValue
 from ..schema import Field
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
+# What each integer column holds (PostgreSQL's smallint, integer and bigint).
+INTEGER_RANGES = {"SmallIntegerField": (-2 ** 15, 2 ** 15 - 1), "IntegerField": (-2 ** 31, 2 ** 31 - 1),
+                  "BigIntegerField": (-2 ** 63, 2 ** 63 - 1), "AutoField": (-2 ** 31, 2 ** 31 - 1)}
 AUTO_TYPES = frozenset({"AutoField", "BigAutoField"})
 RELATION_TYPES = frozenset({"ForeignKey", "OneToOneField"})
 TEMPORAL_TYPES = frozenset({"DateTimeField", "DateField", "TimeField"})
@@ -243,12 +248,21 @@ def _fit_default(type_name, value, null, max_length, enum):
     kind = type(value)
     if type_name in INTEGER_TYPES or type_name in AUTO_TYPES or type_name in RELATION_TYPES:
         if kind is int:
+            low, high = INTEGER_RANGES.get(type_name, INTEGER_RANGES["BigIntegerField"])
+            if not low <= value <= high:
+                raise FieldProblem(f"default {value} is out of range for {type_name} ({low} to {high})")
             return value
         if type_name in RELATION_TYPES and kind is str:
             return value
     elif type_name in ("FloatField", "DecimalField"):
         if kind is int or kind is float:
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
+                raise FieldProblem(f"default is too large for {type_name} (beyond the range of a double)")
+            return number
     elif type_name in ("CharField", "TextField"):
         if kind is str:
             if max_length is not None and len(value) > max_length:
