@@ -129,9 +129,13 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         raise ConfigError(f"config file not found: {path}")
     import yaml
 
+    from .files import read_file
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = yaml.safe_load(handle)
+        data = read_file(path, ConfigError, limit=16 * 1024 * 1024, missing_ok=True)
+        if data is None:
+            raise ConfigError(f"config file not found: {path}")
+        doc = yaml.safe_load(data.decode("utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path

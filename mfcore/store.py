@@ -18,7 +18,7 @@ from typing import Optional
 
 import orjson
 
-from . import legacy
+from . import files, legacy
 from .errors import MigrationFileError, SchemaFileError
 from .operations import operation_from_json
 from .schema import Schema
@@ -49,20 +49,9 @@ class MigrationFile:
         return data
 
     def read_bytes_if_present(self) -> Optional[bytes]:
-        """The file's bytes, or None when it is gone."""
-        # os.open/os.read: a third of the cost of open() when a thousand files are hashed.
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            data = chunk = os.read(fd, 65536)
-            while len(chunk) == 65536:
-                chunk = os.read(fd, 65536)
-                data += chunk
-            return data
-        finally:
-            os.close(fd)
+        """The file's bytes, or None when it is gone; MigrationFileError when it is not a
+        regular file or cannot be read."""
+        return files.read_file(self.path, MigrationFileError, shown=self.name, missing_ok=True)
 
     def checksum(self) -> str:
         return checksum(self.read_bytes())
@@ -92,9 +81,8 @@ def checksum(data: bytes) -> str:
 def list_migration_files(directory: str) -> list[MigrationFile]:
     """The numbered files, in numeric order; two files with one number are an error."""
     found: dict[int, MigrationFile] = {}
-    try:
-        entries = os.listdir(directory)
-    except FileNotFoundError:
+    entries = files.list_directory(directory, MigrationFileError)
+    if entries is None:
         return []
     for entry in entries:
         match = MIGRATION_FILE.match(entry)
@@ -234,8 +222,7 @@ def plan_files(directory: str) -> list:
 def read_plan(path: str, state: Schema) -> list:
     """A plan file's operations (always the earlier tool's form), read against ``state``."""
     name = os.path.basename(path)
-    with open(path, "rb") as handle:
-        doc = _parse(handle.read(), name, MigrationFileError)
+    doc = _parse(files.read_file(path, MigrationFileError, shown=name), name, MigrationFileError)
     if not isinstance(doc, dict) or not isinstance(doc.get("ops"), list):
         raise MigrationFileError(f"{name}: a plan is an object with an 'ops' list")
     return legacy.operations(doc["ops"], state, name)
@@ -290,11 +277,7 @@ def read_snapshot(directory: str) -> tuple[Optional[Schema], Optional[str]]:
 
 def read_snapshot_data(directory: str) -> Optional[bytes]:
     """schema.json's bytes, or None when there is none."""
-    try:
-        with open(snapshot_path(directory), "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+    return files.read_file(snapshot_path(directory), SchemaFileError, missing_ok=True)
 
 
 def read_snapshot_document(directory: str, data: Optional[bytes] = None) -> tuple:
@@ -313,11 +296,9 @@ def read_snapshot_document(directory: str, data: Optional[bytes] = None) -> tupl
 
 def load_schema(path: str) -> Schema:
     """Read a schema.json (any path) in the current or the earlier tool's form."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise SchemaFileError(f"{path}: no such file") from None
+    data = files.read_file(path, SchemaFileError, missing_ok=True)
+    if data is None:
+        raise SchemaFileError(f"{path}: no such file")
     return _schema(_parse(data, path, SchemaFileError), path)
 
 
@@ -353,10 +334,8 @@ def applied_path(directory: str) -> str:
 def read_applied(directory: str) -> Optional[list]:
     """The names in .applied, or None when there is no such file."""
     path = applied_path(directory)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+    data = files.read_file(path, MigrationFileError, missing_ok=True)
+    if data is None:
         return None
     try:
         doc = orjson.loads(data)
@@ -386,9 +365,9 @@ def read_cache(migrations_dir: str):
     """The cache document as parsed (model_cache.py checks its shape), or None when
     there is none or it does not read: the cache is only ever a shortcut."""
     try:
-        with open(cache_path(migrations_dir), "rb") as handle:
-            return orjson.loads(handle.read())
-    except (OSError, orjson.JSONDecodeError):
+        data = files.read_file(cache_path(migrations_dir), MigrationFileError, missing_ok=True)
+        return orjson.loads(data) if data is not None else None
+    except (MigrationFileError, orjson.JSONDecodeError):
         return None
 
 

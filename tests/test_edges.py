@@ -52,3 +52,89 @@ def test_the_largest_defaults_that_fit_are_kept(project):
     assert project.run("db", "makemigrations").code == 0
     assert project.run("db", "makemigrations", "--check").code == 0  # no phantom change
     assert project.run("db", "migrate").code == 0
+
+
+def make_special(path, kind):
+    """Turn ``path`` into a special file of ``kind``."""
+    import os
+
+    if path.exists() or path.is_symlink():
+        if path.is_dir() and not path.is_symlink():
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "dev-urandom":
+        path.symlink_to("/dev/urandom")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "symlink-loop":
+        path.symlink_to(path.name)
+    elif kind == "huge":
+        with open(path, "wb") as handle:
+            handle.truncate(300 * 1024 * 1024)  # sparse: nothing is written to disk
+
+
+KINDS = {"dev-zero": "is a character device, not a regular file",
+         "dev-urandom": "is a character device, not a regular file",
+         "fifo": "is a FIFO (named pipe), not a regular file",
+         "directory": "is a directory, not a regular file",
+         "symlink-loop": "cannot open it (a symbolic link loop)",
+         "huge": "more than the 268435456 bytes mf reads"}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_special_models_file_is_refused_in_one_line(project, kind):
+    make_special(project.path / "models.mp", kind)
+    before = project.state() if kind != "huge" else None
+    result = project.run("db", "makemigrations")
+    assert result.code == 2, result
+    assert result.err.startswith("error: models.mp: is " if kind != "symlink-loop" else "error: models.mp: ")
+    assert KINDS[kind] in result.err and result.err.count("\n") == 1, result
+    if before is not None:
+        assert project.state() == before
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_special_migration_file_is_refused_in_one_line(project, kind):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    make_special(project.migrations / "002_extra.json", kind)
+    for command in (("db", "migrate"), ("db", "makemigrations"), ("db", "sql", "2")):
+        result = project.run(*command)
+        assert result.code == 2, (command, result)
+        assert result.err.startswith("error: 002_extra.json: ") and KINDS[kind] in result.err, (command, result)
+        assert result.err.count("\n") == 1, result
+    assert not (project.path / "dev.db").exists()
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("symlink-loop", "cannot list it (a symbolic link loop)"),
+    ("dev-zero", "is not a directory"),
+    ("fifo", "is not a directory"),
+])
+def test_a_migrations_directory_that_is_no_directory_is_refused(project, kind, message):
+    project.write_models(SEED)
+    make_special(project.migrations, kind)
+    for command in (("db", "makemigrations"), ("db", "status")):
+        result = project.run(*command)
+        assert result.code == 2, (command, result)
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err, result
+        assert "migrations" in result.err and message in result.err, result
+
+
+def test_special_schema_json_and_applied_are_refused(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    make_special(project.migrations / "schema.json", "fifo")
+    result = project.run("db", "makemigrations")
+    assert result.code == 2 and "schema.json: is a FIFO (named pipe), not a regular file" in result.err, result
+    make_special(project.migrations / "schema.json", "directory")
+    make_special(project.migrations / ".applied", "dev-zero")
+    result = project.run("db", "migrate")
+    assert result.code == 2 and ".applied: is a character device" in result.err, result

@@ -88,12 +88,12 @@ def declaration_outline(declarations) -> list:
 
 def read_models_file(path: str, *, display_path: str | None = None) -> bytes:
     """The bytes of a models file; ConfigError when it is missing."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        from ..errors import ConfigError
+    from ..errors import ConfigError
+    from ..files import read_file
 
+    try:
+        return read_file(path, ConfigError, shown=display_path or path)
+    except FileNotFoundError:
         raise ConfigError(f"models file not found: {display_path or path} (it is looked for beside "
                           "language_config.yaml; set `models:` there to put it elsewhere)") from None
 
