@@ -119,6 +119,8 @@ async def _connect_sqlite(config: Config) -> SQLiteConnection:
     connection = SQLiteConnection(raw, sqlite3)
     try:
         await connection.execute("PRAGMA foreign_keys=ON")
+        # Reading the schema is what finds a file that is not a database at all.
+        await connection.fetch("SELECT count(*) FROM sqlite_master")
     except StatementError as exc:
         await connection.close()
         raise DatabaseError(f"cannot use the SQLite database {config.dsn}: {exc.message}") from None
@@ -181,7 +183,8 @@ class PostgresConnection(Connection):
 
 
 def _postgres_error(exc) -> StatementError:
-    message = str(exc) or type(exc).__name__
+    # str(exc) already appends DETAIL and HINT lines: take the message alone, then each once.
+    message = (exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)) or type(exc).__name__
     detail = getattr(exc, "detail", None)
     hint = getattr(exc, "hint", None)
     if detail:
@@ -278,6 +281,20 @@ async def shared_connections(size: int):
 def database_exists(config: Config) -> bool:
     """False only for an SQLite file not created yet (connecting would create it)."""
     return config.driver != "sqlite" or config.dsn == ":memory:" or os.path.exists(config.dsn)
+
+
+@asynccontextmanager
+async def session(config: Config):
+    """``async with session(config) as connection``: connect, and let no statement error
+    escape raw. Callers catch the StatementErrors they can word better (naming the
+    migration and the statement); any other (a connection lost at BEGIN, the ledger
+    unreadable) becomes a DatabaseError naming the database."""
+    async with await connect(config) as connection:
+        try:
+            yield connection
+        except StatementError as exc:
+            raise DatabaseError(f"the database {mask_dsn(config.dsn)} refused a statement: "
+                                f"{exc.message}") from None
 
 
 async def connect(config: Config) -> Connection:

@@ -138,3 +138,88 @@ def test_special_schema_json_and_applied_are_refused(project):
     make_special(project.migrations / ".applied", "dev-zero")
     result = project.run("db", "migrate")
     assert result.code == 2 and ".applied: is a character device" in result.err, result
+
+
+# ---------------------------------------------------------------- database errors
+
+def test_a_file_that_is_not_sqlite_is_a_database_error(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    (project.path / "dev.db").write_bytes(b"this is not a database" * 300)
+    before = project.state()
+    for command in (("db", "migrate"), ("db", "status"), ("db", "migrate", "--dry-run"),
+                    ("db", "resolve", "1", "--applied"), ("db", "reset", "--drop-db", "--yes")):
+        result = project.run(*command)
+        assert result.code == 3, (command, result)
+        assert result.err == f"error: cannot use the SQLite database {project.path / 'dev.db'}: file is not a database\n"
+        assert project.state() == before
+
+
+def test_a_ledger_that_cannot_be_read_is_a_database_error(project):
+    import sqlite3
+
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        connection.execute("CREATE TABLE mf_migrations (something_else text)")
+    for command in (("db", "migrate"),):
+        result = project.run(*command)
+        assert result.code == 3, (command, result)
+        assert "has no column named" in result.err or "no such column" in result.err, result
+        assert "Traceback" not in result.err
+        assert result.err.count("\n") == 1
+
+
+@pytest.fixture
+def pg_env(pg_session, pg_url):
+    schema = pg_session.fresh_schema()
+    return {"MF_DATABASE_URL": pg_url + ("&" if "?" in pg_url else "?") + f"options=-csearch_path%3D{schema}"}, schema
+
+
+def test_postgresql_errors_say_each_thing_once(project, pg_session, pg_env):
+    env, schema = pg_env
+    project.write_models('model A extends Model {\n    code = CharField(10)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    pg_session.execute(f'INSERT INTO "{schema}".a (code) VALUES ($1), ($1)', "x")
+    project.write_models('model A extends Model {\n    code = CharField(10, unique=true)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 3, result
+    assert result.err.count("Key (code)=(x) is duplicated") == 1, result
+    assert "DETAIL" not in result.err and result.err.count("\n") == 1
+    said = result.err.index("could not create unique index")
+    assert said < result.err.index("Statement 1 of"), result  # the reason before the statement
+
+
+def test_an_enum_value_still_in_use_is_the_message_not_a_do_block(project, pg_session, pg_env):
+    env, schema = pg_env
+    models = 'enum Mood { HAPPY, SAD }\nmodel A extends Model {\n    mood = EnumField(Mood)\n    table = "a"\n}\n'
+    project.write_models(models)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    pg_session.execute(f"INSERT INTO \"{schema}\".a (mood) VALUES ('SAD')")
+    project.write_models(models.replace(", SAD", ""))
+    assert project.run("db", "makemigrations", "--no-input").code == 0
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 3, result
+    assert "cannot remove 'SAD' from enum Mood: rows of table a still use it" in result.err
+    assert result.err.count("cannot remove") == 1 and "$mf$" not in result.err and "RAISE" not in result.err
+
+
+def test_a_failed_sqlite_rebuild_names_the_users_table(project):
+    import sqlite3
+
+    project.write_models('model Basket extends Model {\n    color = CharField(10, null=true)\n    table = "basket_line"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate").code == 0
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        connection.execute("INSERT INTO basket_line (color) VALUES (NULL)")
+    project.write_models('model Basket extends Model {\n    color = CharField(10)\n    table = "basket_line"\n}\n')
+    made = project.run("db", "makemigrations", "--no-input")
+    if made.code != 0:
+        pytest.skip(f"makemigrations refuses the change: {made.err}")
+    result = project.run("db", "migrate")
+    assert result.code == 3, result
+    reason = result.err.split("Statement")[0]
+    assert "basket_line.color" in reason and "_mf_new_" not in reason, result

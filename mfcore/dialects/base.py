@@ -161,6 +161,10 @@ class Dialect:
     has_schemas = False              # a database holds schemas: one target per schema (tenants)
     limits_connections = False       # a server with max_connections (see connection_limit)
 
+    def users_words(self, message: str) -> str:
+        """A database's error message in the user's names (internal names taken out)."""
+        return message
+
     def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
         """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
         raise NotImplementedError

@@ -68,6 +68,10 @@ class SQLiteDialect(Dialect):
     ledger_types = ("INTEGER PRIMARY KEY", "VARCHAR", "TEXT", "REAL")
 
     # ------------------------------------------------------------ literals and types
+    def users_words(self, message: str) -> str:
+        # A rebuild works on a copy named _mf_new_<table>: the user knows <table>.
+        return message.replace(REBUILD_PREFIX, "")
+
     def bool_literal(self, value: bool) -> str:
         return "1" if value else "0"
 
