@@ -42,7 +42,7 @@ from . import adoption, ledger
 from .config import Config
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
-from .drivers import Connection, StatementError, connect, database_exists, session
+from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, LockTimeoutError, MfError, MigrationFileError,
                      ResolveError)
 from .history import (Checksums, Survey, adoption_decision, check_target, check_unresolved, cut,
@@ -98,7 +98,7 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         # malformed migration must leave no trace, not even an empty database file.
         survey = await _read_only_survey(config, files)
         Prepared(config, files).load(cut(survey.pending, to))
-    async with session(config) as connection:
+    async with await connect(config) as connection:
         database = _database_for(connection, config)
         if notices is not None:
             database.notices = notices
@@ -232,7 +232,7 @@ async def status(config: Config) -> list:
     files = migration_files(config.migrations_dir)
     entries = None
     if database_exists(config):
-        async with session(config) as connection:
+        async with await connect(config) as connection:
             entries = await ledger.read_ledger(connection, detailed=True)
     by_name = {e.name: e for e in entries or ()}
     sums = Checksums()
@@ -261,7 +261,7 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
     file = next((f for f in files if f.number == number), None)
     if not database_exists(config):
         raise ResolveError(f"the database {config.dsn} does not exist; nothing to resolve")
-    async with session(config) as connection:
+    async with await connect(config) as connection:
         database = _database_for(connection, config)
         async with database.exclusive():
             async with database.write_transaction():
@@ -297,7 +297,7 @@ async def reset_database(config: Config) -> list:
     tables, enums = owned_objects(config)
     if not database_exists(config):
         return []
-    async with session(config) as connection:
+    async with await connect(config) as connection:
         database = _database_for(connection, config)
         async with database.exclusive():
             return await database.drop_owned(tables, enums)
@@ -316,7 +316,7 @@ async def _read_only_survey(config: Config, files) -> Survey:
             adopt = adoption_decision(config, listed_files(files, applied_file, config.migrations_dir),
                                       set(), set())
         return survey_from(files, None, applied_file, adopt, sums, config.migrations_dir)
-    async with session(config) as connection:
+    async with await connect(config) as connection:
         return await _database_for(connection, config).survey(files)
 
 

@@ -83,13 +83,13 @@ async def check_database(config, conversion: Conversion) -> None:
     plans create must match them, or nothing is converted (DriftError, every mismatch)."""
     from . import adoption
     from .dialects import dialect_for
-    from .drivers import database_exists, session
+    from .drivers import connect, database_exists
     from .errors import DriftError
 
     if not database_exists(config):
         return
     tables = {m.table for m in conversion.plans_schema.models.values()}
-    async with session(config) as connection:
+    async with await connect(config) as connection:
         catalog = await dialect_for(config.driver).read_catalog(connection, tables | {"mf_migrations"})
         if "mf_migrations" in catalog.tables or not (tables & set(catalog.tables)):
             return  # a ledger decides, or a fresh database gets everything applied

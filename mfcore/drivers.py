@@ -49,6 +49,7 @@ class Connection:
     begun and ended with explicit statements)."""
 
     driver: str = ""
+    display_dsn: str = "the database"   # where it is, password masked
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -62,11 +63,16 @@ class Connection:
     async def __aenter__(self) -> "Connection":
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, exc_type, exc, traceback) -> None:
         # Closing must finish even when the caller is being cancelled: an open
         # transaction is rolled back by the close, never left to the garbage collector.
         with anyio.CancelScope(shield=True):
             await self.close()
+        if isinstance(exc, StatementError):
+            # Callers catch the statement errors they can word better (naming the
+            # migration and the statement); any other (a connection lost at BEGIN, a
+            # ledger that cannot be read) leaves as a DatabaseError naming the database.
+            raise DatabaseError(f"the database {self.display_dsn} refused a statement: {exc.message}") from None
 
 
 # ---------------------------------------------------------------- SQLite
@@ -117,6 +123,7 @@ async def _connect_sqlite(config: Config) -> SQLiteConnection:
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open the SQLite database {config.dsn}: {exc}") from None
     connection = SQLiteConnection(raw, sqlite3)
+    connection.display_dsn = config.dsn
     try:
         await connection.execute("PRAGMA foreign_keys=ON")
         # Reading the schema is what finds a file that is not a database at all.
@@ -139,7 +146,7 @@ class PostgresConnection(Connection):
         self._raw = raw
         self._asyncpg = asyncpg_module
         self._dsn = dsn
-        self._display_dsn = mask_dsn(dsn)
+        self._display_dsn = self.display_dsn = mask_dsn(dsn)
         self._pool = pool  # given back there on close (see shared_connections)
 
     def _hide(self, exc) -> str:
@@ -281,20 +288,6 @@ async def shared_connections(size: int):
 def database_exists(config: Config) -> bool:
     """False only for an SQLite file not created yet (connecting would create it)."""
     return config.driver != "sqlite" or config.dsn == ":memory:" or os.path.exists(config.dsn)
-
-
-@asynccontextmanager
-async def session(config: Config):
-    """``async with session(config) as connection``: connect, and let no statement error
-    escape raw. Callers catch the StatementErrors they can word better (naming the
-    migration and the statement); any other (a connection lost at BEGIN, the ledger
-    unreadable) becomes a DatabaseError naming the database."""
-    async with await connect(config) as connection:
-        try:
-            yield connection
-        except StatementError as exc:
-            raise DatabaseError(f"the database {mask_dsn(config.dsn)} refused a statement: "
-                                f"{exc.message}") from None
 
 
 async def connect(config: Config) -> Connection:
