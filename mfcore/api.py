@@ -29,7 +29,8 @@ ConfigLike = Union[Config, str, os.PathLike, None]
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
-    "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all", "status_all",
+    "migration_names", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all",
+    "status_all",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -197,6 +198,13 @@ async def status(config: ConfigLike = None) -> list:
     from . import applier
 
     return await applier.status(resolve_config(config))
+
+
+def migration_names(config: ConfigLike = None) -> list:
+    """The migration files' names in numeric order; reads no file and connects nowhere."""
+    from . import store
+
+    return [file.name for file in store.list_migration_files(resolve_config(config).migrations_dir)]
 
 
 def sql(config: ConfigLike, number: int, *, reverse: bool = False) -> tuple:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Optional
 
 from . import api
 
 EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
+DB_COMMANDS = ("makemigrations", "migrate", "rollback", "status", "drift", "inspect", "baseline", "sql", "reset",
+               "resolve")
 
 
 class Output:
@@ -518,6 +521,114 @@ def cmd_resolve(args, out: Output) -> int:
     return EXIT_OK
 
 
+def _error_document(exc) -> dict:
+    """--json's error document: {"error": {"kind", "message", "file", "line", "column"}};
+    a models error also lists every problem (the first one's place is the error's)."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        listed = [{"message": p.message, "file": p.path, "line": p.line or None, "column": p.column or None}
+                  for p in problems]
+        return {"error": {"kind": type(exc).__name__, "message": listed[0]["message"], "file": listed[0]["file"],
+                          "line": listed[0]["line"], "column": listed[0]["column"], "problems": listed}}
+    return {"error": {"kind": type(exc).__name__, "message": str(exc), "file": getattr(exc, "path", None),
+                      "line": None, "column": None}}
+
+
+def cmd_completion(args, out: Output) -> int:
+    if args.shell == "numbers":
+        try:
+            names = api.migration_names(getattr(args, "config_path", None))
+        except Exception:  # noqa: BLE001 - completion offers nothing rather than an error
+            return EXIT_OK
+        for name in names:
+            print(name.split("_", 1)[0])
+        return EXIT_OK
+    sys.stdout.write(completion_script(args.shell))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- shell completion
+#
+# Commands and options come from the parser itself, so the scripts cannot drift from
+# it; migration numbers (for `sql`, `resolve` and `--to`) are asked of `mf completion
+# numbers` when the user presses Tab, which reads only the file names.
+
+NUMBERED = ("sql", "resolve")
+
+
+def _commands() -> dict:
+    """{command: [option, ...]} for every `mf db` command, read from the parser."""
+    parser = build_parser()
+    db = parser._subparsers._group_actions[0].choices["db"]
+    found = {}
+    for name, sub in db._subparsers._group_actions[0].choices.items():
+        found[name] = sorted(option for action in sub._actions for option in action.option_strings
+                             if option.startswith("--"))
+    return found
+
+
+def completion_script(shell: str) -> str:
+    return {"bash": _bash, "zsh": _zsh, "fish": _fish}[shell](_commands())
+
+
+def _bash(commands: dict) -> str:
+    cases = "\n".join(f'        {name}) opts="{" ".join(options)}" ;;' for name, options in commands.items())
+    return f"""# mf completion for bash: eval "$(mf completion bash)"
+_mf() {{
+    local cur prev cmd opts
+    cur="${{COMP_WORDS[COMP_CWORD]}}"
+    prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "db completion --help --version --config --json -v" -- "$cur")); return
+    fi
+    if [ "${{COMP_WORDS[1]}}" = "completion" ]; then
+        COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return
+    fi
+    if [ "$COMP_CWORD" -eq 2 ]; then
+        COMPREPLY=($(compgen -W "{' '.join(commands)}" -- "$cur")); return
+    fi
+    cmd="${{COMP_WORDS[2]}}"
+    if [ "$prev" = "--to" ] || {{ [ "$COMP_CWORD" -eq 3 ] && {{ [ "$cmd" = "sql" ] || [ "$cmd" = "resolve" ]; }}; }}; then
+        COMPREPLY=($(compgen -W "$(mf completion numbers 2>/dev/null)" -- "$cur")); return
+    fi
+    case "$cmd" in
+{cases}
+        *) opts="" ;;
+    esac
+    COMPREPLY=($(compgen -W "$opts --config --json -v --verbose --help" -- "$cur"))
+}}
+complete -F _mf mf
+"""
+
+
+def _zsh(commands: dict) -> str:
+    return f"""#compdef mf
+# mf completion for zsh: mf completion zsh > "${{fpath[1]}}/_mf"
+autoload -U +X bashcompinit && bashcompinit
+{_bash(commands)}"""
+
+
+def _fish(commands: dict) -> str:
+    lines = ["# mf completion for fish: mf completion fish > ~/.config/fish/completions/mf.fish",
+             "complete -c mf -f",
+             "complete -c mf -n '__fish_use_subcommand' -a 'db completion'",
+             "complete -c mf -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'",
+             "complete -c mf -l config -r -d 'language_config.yaml to use'",
+             "complete -c mf -l json -d 'one JSON document'",
+             "complete -c mf -s v -l verbose -d 'tracebacks and detail'"]
+    names = " ".join(commands)
+    lines.append(f"complete -c mf -n '__fish_seen_subcommand_from db; and not __fish_seen_subcommand_from "
+                 f"{names}' -a '{names}'")
+    for name, options in commands.items():
+        for option in options:
+            if option not in ("--config", "--json", "--verbose", "--help"):
+                lines.append(f"complete -c mf -n '__fish_seen_subcommand_from {name}' -l {option[2:]}")
+    for name in NUMBERED:
+        lines.append(f"complete -c mf -n '__fish_seen_subcommand_from {name}' -a '(mf completion numbers)'")
+    lines.append("complete -c mf -n '__fish_seen_subcommand_from migrate' -l to -x -a '(mf completion numbers)'")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- parser
 
 def _migration_number(text: str) -> int:
@@ -542,21 +653,41 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _global_options(parser, default) -> None:
+    parser.add_argument("--config", dest="config_path", metavar="PATH", default=default,
+                        help="language_config.yaml to use (default: found by walking up from here)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
+                        help="show tracebacks on errors, and more detail where a command has it")
+    parser.add_argument("--json", action="store_true", default=default or False,
+                        help="print one machine-readable JSON document (errors too, on stdout)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
+    # The global options are accepted before or after the command (`mf --json db status`
+    # and `mf db status --json`). Below the top level their default is SUPPRESS, so a
+    # command's parser leaves what was given before it alone.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", dest="config_path", metavar="PATH",
-                        help="language_config.yaml to use (default: found by walking up from here)")
-    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors, and how much of models.mp makemigrations read")
-    common.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
+    _global_options(common, argparse.SUPPRESS)
 
-    parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.")
+    parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(parser, None)
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="db")
-    db = groups.add_parser("db", help="migrations: makemigrations, migrate, rollback, status, drift, inspect, "
-                                      "baseline, sql, reset, resolve")
+    groups = parser.add_subparsers(dest="group", title="commands", metavar="COMMAND")
+    db = groups.add_parser("db", parents=[common], help="migrations: " + ", ".join(DB_COMMANDS),
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = db.add_subparsers(dest="command", metavar="COMMAND")
+    completion = groups.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                                   description="Print a completion script; e.g. add "
+                                               "`eval \"$(mf completion bash)\"` to ~/.bashrc, "
+                                               "`mf completion fish > ~/.config/fish/completions/mf.fish`.")
+    completion.add_argument("shell", choices=("bash", "zsh", "fish", "numbers"),
+                            help="the shell (`numbers` lists the migration numbers, for the scripts)")
+    completion.add_argument("--config", dest="config_path", metavar="PATH", default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+    completion.set_defaults(handler=cmd_completion)
 
     p = commands.add_parser("makemigrations", parents=[common], help="write the next migration file")
     p.add_argument("--name", help="file name suffix instead of the generated one")
@@ -570,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")
     p.add_argument("--to", type=_migration_number, metavar="NNN",
-                   help="stop after this migration (undo newer applied ones first)")
+                   help="stop after migration NNN, e.g. 002 (undo newer applied ones first)")
     p.add_argument("--dry-run", action="store_true", help="print the SQL that would run")
     p.add_argument("--fake", action="store_true", help="record migrations as applied without running them")
     _fleet_options(p)
@@ -608,7 +739,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_inspect)
 
     p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
-    p.add_argument("number", type=_migration_number, metavar="NNN")
+    p.add_argument("number", type=_migration_number, metavar="NNN",
+                   help="the migration's number (e.g. 002) or file name")
     p.add_argument("--reverse", action="store_true", help="print the SQL that undoes it")
     p.set_defaults(handler=cmd_sql)
 
@@ -620,7 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("resolve", parents=[common],
                             help="settle a non-transactional migration that died half-way")
-    p.add_argument("number", type=_migration_number, metavar="NNN")
+    p.add_argument("number", type=_migration_number, metavar="NNN",
+                   help="the migration's number (e.g. 002) or file name")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--applied", dest="applied", action="store_true", help="it completed: record it")
     which.add_argument("--rolled-back", dest="applied", action="store_false", help="it did not: forget it")
@@ -628,12 +761,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EPILOG = """\
+examples:
+  mf db makemigrations              write the next migration file from models.mp
+  mf db migrate                     apply the pending migrations
+  mf --json db status               the state of every migration, as JSON
+  eval "$(mf completion bash)"      shell completion
+
+environment:
+  MF_DATABASE_URL   overrides database.driver and database.dsn of language_config.yaml
+  NO_COLOR          no colour in the output
+
+exit codes:
+  0 success; 1 found something (--check found changes, drift found drift);
+  2 bad input or usage; 3 database error (rolled back); 130 interrupted
+"""
+
+
+def _unknown_command(argv) -> Optional[str]:
+    """`mf migrate` and friends: the sentence that points at `mf db migrate`."""
+    words = [word for word in argv if not word.startswith("-")]
+    if words and words[0] not in ("db", "completion") and words[0] in DB_COMMANDS:
+        return f"unknown command '{words[0]}': the migration commands live under db; run `mf db {words[0]}`"
+    return None
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    suggestion = _unknown_command(argv)
+    if suggestion:
+        print(f"mf: error: {suggestion}", file=sys.stderr)
+        return EXIT_INPUT
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
+        if args.group == "db":
+            parser._subparsers._group_actions[0].choices["db"].print_help()
+            return EXIT_OK
         parser.print_help()
-        return EXIT_OK if args.group is None else EXIT_INPUT
+        return EXIT_OK
     out = Output(json_mode=args.json)
     from .errors import MfError, ModelsError
 
@@ -646,7 +812,9 @@ def main(argv=None) -> int:
             import traceback
 
             traceback.print_exc()
-        if isinstance(exc, ModelsError):  # each problem is rendered with its own location
+        if out.json_mode:
+            out.document(_error_document(exc))
+        elif isinstance(exc, ModelsError):  # each problem is rendered with its own location
             print(str(exc), file=sys.stderr)
             count = len(exc.problems)
             print(f"{count} error{'s' if count != 1 else ''}; nothing was written.", file=sys.stderr)
@@ -654,6 +822,9 @@ def main(argv=None) -> int:
             out.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
+        if out.json_mode:
+            out.document({"error": {"kind": "Interrupted", "message": "interrupted", "file": None,
+                                    "line": None, "column": None}})
         out.error("interrupted")
         return 130
     except BrokenPipeError:

@@ -23,6 +23,7 @@ class Config:
     models_path: str
     migrations_dir: str
     config_path: Optional[str] = None
+    dsn_problem: Optional[str] = None  # why the database settings cannot be used; raised on connecting
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_lock_timeout: str = DEFAULT_STATEMENT_LOCK_TIMEOUT
     # A fleet's targets (targets:, tenants:): one PostgreSQL schema of the database
@@ -37,7 +38,13 @@ class Config:
 
     def with_database(self, dsn: str) -> "Config":
         driver, resolved = driver_and_dsn(dsn, base_dir=os.getcwd())
-        return replace(self, driver=driver, dsn=resolved)
+        return replace(self, driver=driver, dsn=resolved, dsn_problem=None)
+
+    def check_database_settings(self) -> None:
+        """ConfigError when the database settings could not be read (a command that
+        connects calls this; makemigrations never does)."""
+        if self.dsn_problem:
+            raise ConfigError(self.dsn_problem)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -151,12 +158,17 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
     if not isinstance(database, dict):
         raise ConfigError(f"{path}: 'database' must be a mapping with 'driver' and 'dsn'")
 
+    # The database settings are worked out now but their problems are kept for the
+    # commands that connect: makemigrations needs no database, so an unset
+    # ${DB_PASSWORD} or an unreachable setting must not stop it.
+    dsn_problem = None
     override = os.environ.get("MF_DATABASE_URL")
     if override:
         try:
             driver, dsn = driver_and_dsn(expand_env(override, "MF_DATABASE_URL"), os.getcwd())
         except ConfigError as exc:
-            raise ConfigError(f"MF_DATABASE_URL: {exc}") from None
+            driver, dsn = _guess_driver(override), ""
+            dsn_problem = f"MF_DATABASE_URL: {exc}"
     else:
         raw_driver = str(database.get("driver", "sqlite"))
         if canonical_driver(raw_driver) is None:
@@ -166,17 +178,10 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
             raise ConfigError(f"{path}: database.dsn is missing")
         if not isinstance(raw_dsn, str):
             raise ConfigError(f"{path}: database.dsn must be a string, not a {_yaml_kind(raw_dsn)}")
-        expanded = expand_env(raw_dsn, f"{path}: database.dsn")
-        if not expanded.strip():
-            raise ConfigError(f"{path}: database.dsn is empty" +
-                              (f" after expanding '{raw_dsn}'" if raw_dsn.strip() else "") +
-                              " (write :memory: for an in-memory SQLite database)")
         try:
-            driver, dsn = driver_and_dsn(expanded, base_dir, raw_driver)
+            driver, dsn = _configured_database(path, raw_driver, raw_dsn, base_dir)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: database.dsn: {exc}") from None
-        if canonical_driver(raw_driver) != driver:
-            raise ConfigError(f"{path}: driver '{raw_driver}' does not match the dsn '{mask_dsn(dsn)}'")
+            driver, dsn, dsn_problem = canonical_driver(raw_driver), "", str(exc)
 
     def relative(key, default):
         value = doc.get(key, default)
@@ -198,9 +203,29 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         models_path=relative("models", "models.mp"),
         migrations_dir=relative("migrations", "migrations"),
         config_path=os.path.abspath(path),
+        dsn_problem=dsn_problem,
         lock_timeout=float(lock_timeout),
         statement_lock_timeout=statement_lock_timeout,
     )
+
+
+def _configured_database(path: str, raw_driver: str, raw_dsn: str, base_dir: str) -> tuple:
+    expanded = expand_env(raw_dsn, f"{path}: database.dsn")
+    if not expanded.strip():
+        raise ConfigError(f"{path}: database.dsn is empty" +
+                          (f" after expanding '{raw_dsn}'" if raw_dsn.strip() else "") +
+                          " (write :memory: for an in-memory SQLite database)")
+    try:
+        driver, dsn = driver_and_dsn(expanded, base_dir, raw_driver)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: database.dsn: {exc}") from None
+    if canonical_driver(raw_driver) != driver:
+        raise ConfigError(f"{path}: driver '{raw_driver}' does not match the dsn '{mask_dsn(dsn)}'")
+    return driver, dsn
+
+
+def _guess_driver(url: str) -> str:
+    return "postgresql" if url.strip().lower().startswith("postgres") or "=" in url else "sqlite"
 
 
 def _yaml_kind(value) -> str:

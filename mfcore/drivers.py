@@ -287,11 +287,13 @@ async def shared_connections(size: int):
 
 def database_exists(config: Config) -> bool:
     """False only for an SQLite file not created yet (connecting would create it)."""
+    config.check_database_settings()
     return config.driver != "sqlite" or config.dsn == ":memory:" or os.path.exists(config.dsn)
 
 
 async def connect(config: Config) -> Connection:
     """An open connection to the configured database (use it with ``async with``)."""
+    config.check_database_settings()
     if config.driver == "sqlite":
         return await _connect_sqlite(config)
     if config.driver == "postgresql":

@@ -50,7 +50,7 @@ def test_an_unset_variable_without_default_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MF_DATABASE_URL", raising=False)
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     with pytest.raises(ConfigError) as caught:
-        load_config(str(write(tmp_path, 'database:\n  driver: postgresql\n  dsn: "${NOPE_NOT_SET}"\n')))
+        load_config(str(write(tmp_path, 'database:\n  driver: postgresql\n  dsn: "${NOPE_NOT_SET}"\n'))).check_database_settings()
     assert "NOPE_NOT_SET is not set" in str(caught.value)
 
 
@@ -76,7 +76,7 @@ def test_passwords_are_masked():
 def test_bad_configs_are_reported(tmp_path, monkeypatch, text, message):
     monkeypatch.delenv("MF_DATABASE_URL", raising=False)
     with pytest.raises(ConfigError) as caught:
-        load_config(str(write(tmp_path, text)))
+        load_config(str(write(tmp_path, text))).check_database_settings()
     assert message in str(caught.value)
 
 
@@ -86,3 +86,21 @@ def test_walks_up_to_find_the_config(tmp_path, monkeypatch):
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     assert load_config(cwd=str(deep)).dsn == os.path.join(str(tmp_path), "db.sqlite")
+
+
+def test_makemigrations_needs_no_database_settings(tmp_path, monkeypatch):
+    """An unset ${DB_PASSWORD} stops the commands that connect, never makemigrations."""
+    import mfcore
+    from mfcore import api
+
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DB_PASSWORD_NOT_SET", raising=False)
+    path = write(tmp_path, 'database:\n  driver: postgresql\n  dsn: "postgresql://app:${DB_PASSWORD_NOT_SET}@db/app"\n')
+    (tmp_path / "models.mp").write_text("model A extends Model {\n    a = IntegerField()\n}\n")
+    result = api.makemigrations(str(path))
+    assert result.written and (tmp_path / "migrations" / "001_create_a.json").exists()
+    assert api.sql(str(path), 1)[1][0].startswith('CREATE TABLE "a"')
+    with pytest.raises(ConfigError, match="DB_PASSWORD_NOT_SET is not set"):
+        import anyio
+
+        anyio.run(lambda: mfcore.migrate(str(path)))

@@ -223,3 +223,73 @@ def test_a_failed_sqlite_rebuild_names_the_users_table(project):
     assert result.code == 3, result
     reason = result.err.split("Statement")[0]
     assert "basket_line.color" in reason and "_mf_new_" not in reason, result
+
+
+# ---------------------------------------------------------------- the CLI a user expects
+
+def test_mf_migrate_points_at_mf_db_migrate(project):
+    result = project.run("migrate")
+    assert result.code == 2 and result.out == ""
+    assert result.err == ("mf: error: unknown command 'migrate': the migration commands live under db; "
+                          "run `mf db migrate`\n")
+
+
+def test_global_options_before_or_after_the_command(project):
+    project.write_models(SEED)
+    config = project.path / "language_config.yaml"
+    elsewhere = project.path / "sub"
+    elsewhere.mkdir()
+    assert project.run("--config", str(config), "db", "makemigrations", cwd=elsewhere).code == 0
+    for args in (("--json", "--config", str(config), "db", "status"), ("db", "--json", "status", "--config", str(config)),
+                 ("db", "status", "--json", "--config", str(config))):
+        result = project.run(*args, cwd=elsewhere)
+        assert result.code == 0, (args, result)
+        assert json.loads(result.out)["migrations"][0]["name"].startswith("001_"), args
+
+
+def test_mf_db_alone_prints_the_db_help(project):
+    result = project.run("db")
+    assert result.code == 0 and result.out.startswith("usage: mf db ")
+    assert "makemigrations" in result.out and "exit codes:" in result.out
+
+
+def test_json_errors_are_json_on_stdout(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    (project.migrations / "002_bad.json").write_text('{"format": 1, "ops": [{"op": ["add_column"]}]}')
+    result = project.run("--json", "db", "migrate")
+    assert result.code == 2 and result.err == ""
+    assert json.loads(result.out) == {"error": {
+        "kind": "MigrationFileError", "message": "002_bad.json: ops[0].op must be a string, got ['add_column']",
+        "file": None, "line": None, "column": None}}
+    project.write_models("model A extends Model {\n    a = IntegerFiel()\n}\n")
+    result = project.run("db", "makemigrations", "--json")
+    error = json.loads(result.out)["error"]
+    assert result.code == 2 and result.err == ""
+    assert (error["kind"], error["file"], error["line"], error["column"]) == ("ModelsError", "models.mp", 2, 9)
+    assert error["message"].startswith("unknown field type 'IntegerFiel'")
+
+
+def test_makemigrations_from_the_cli_needs_no_database_password(project):
+    project.write("language_config.yaml",
+                  'database:\n  driver: postgresql\n  dsn: "postgresql://app:${DB_PASSWORD_NOT_SET}@db/app"\n')
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    result = project.run("db", "migrate")
+    assert result.code == 2 and "DB_PASSWORD_NOT_SET is not set" in result.err
+
+
+def test_shell_completion(project):
+    import subprocess
+
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    bash = project.run("completion", "bash")
+    assert bash.code == 0 and "complete -F _mf mf" in bash.out and "makemigrations" in bash.out
+    assert "--drop-db" in bash.out and "mf completion numbers" in bash.out
+    assert subprocess.run(["bash", "-n"], input=bash.out, text=True).returncode == 0
+    assert project.run("completion", "numbers").out == "001\n"
+    fish = project.run("completion", "fish")
+    assert fish.code == 0 and "__fish_seen_subcommand_from migrate' -l to" in fish.out
+    zsh = project.run("completion", "zsh")
+    assert zsh.code == 0 and zsh.out.startswith("#compdef mf")
