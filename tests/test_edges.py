@@ -210,19 +210,19 @@ def test_an_enum_value_still_in_use_is_the_message_not_a_do_block(project, pg_se
 def test_a_failed_sqlite_rebuild_names_the_users_table(project):
     import sqlite3
 
-    project.write_models('model Basket extends Model {\n    color = CharField(10, null=true)\n    table = "basket_line"\n}\n')
+    project.write_models('model Basket extends Model {\n    color = CharField(10)\n    table = "basket_line"\n}\n')
     assert project.run("db", "makemigrations").code == 0
     assert project.run("db", "migrate").code == 0
     with sqlite3.connect(project.path / "dev.db") as connection:
-        connection.execute("INSERT INTO basket_line (color) VALUES (NULL)")
-    project.write_models('model Basket extends Model {\n    color = CharField(10)\n    table = "basket_line"\n}\n')
-    made = project.run("db", "makemigrations", "--no-input")
-    if made.code != 0:
-        pytest.skip(f"makemigrations refuses the change: {made.err}")
+        connection.execute("INSERT INTO basket_line (color) VALUES ('red'), ('red')")
+    project.write_models('model Basket extends Model {\n    color = CharField(10, unique=true)\n'
+                         '    table = "basket_line"\n}\n')
+    assert project.run("db", "makemigrations", "--no-input").code == 0
+    assert "_mf_new_basket_line" in project.run("db", "sql", "2").out  # the change is a rebuild
     result = project.run("db", "migrate")
     assert result.code == 3, result
     reason = result.err.split("Statement")[0]
-    assert "basket_line.color" in reason and "_mf_new_" not in reason, result
+    assert "UNIQUE constraint failed: basket_line.color" in reason and "_mf_new_" not in reason, result
 
 
 # ---------------------------------------------------------------- the CLI a user expects
