@@ -819,7 +819,8 @@ def main(argv=None) -> int:
             count = len(exc.problems)
             print(f"{count} error{'s' if count != 1 else ''}; nothing was written.", file=sys.stderr)
         else:
-            out.error(str(exc))
+            for line in str(exc).split("\n"):  # several problems: each is an error of its own
+                out.error(line)
         return exc.exit_code
     except KeyboardInterrupt:
         if out.json_mode:

@@ -83,7 +83,7 @@ def check_safety(operations, old: Schema) -> None:
                     and not f.primary_key:
                 problems.append(
                     f"cannot add {f.type} '{operation.model}.{f.name}' as NOT NULL without a default: "
-                    f"rows already in table '{operation.table}' would have no value. Give it a default "
+                    f"if table '{operation.table}' has rows, they would have no value. Give it a default "
                     f"(default=...) or allow NULL (null=true), then run makemigrations again; or give the "
                     f"rows a one-off value with --backfill {operation.model}.{f.name}=VALUE.")
         if isinstance(operation, AlterColumn) and operation.old.null and not operation.new.null \

@@ -293,3 +293,17 @@ def test_shell_completion(project):
     assert fish.code == 0 and "__fish_seen_subcommand_from migrate' -l to" in fish.out
     zsh = project.run("completion", "zsh")
     assert zsh.code == 0 and zsh.out.startswith("#compdef mf")
+
+
+def test_several_refused_fields_are_each_an_error(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(SEED.replace("    name = CharField(120)\n",
+                                      "    name = CharField(120)\n    a = IntegerField()\n    b = TextField()\n"))
+    before = project.state()
+    result = project.run("db", "makemigrations")
+    assert result.code == 2, result
+    lines = result.err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: cannot add ") for line in lines), result
+    assert "if table 'lt_customers' has rows, they would have no value" in lines[0]
+    assert project.state() == before
