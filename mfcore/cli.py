@@ -412,7 +412,7 @@ def cmd_status(args, out: Output) -> int:
     for record in records:
         doc = _record_doc(record)
         if doc.get("applied"):
-            when = doc.get("applied_at")
+            when = _local_time(doc.get("applied_at"))
             trouble = {"edited": "  ⚠ the file was edited after it was applied",
                        "missing": "  ⚠ the file is missing"}.get(doc.get("state"), "")
             out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else "") + trouble)
@@ -490,6 +490,17 @@ def cmd_drift(args, out: Output) -> int:
     if not report.differences:
         out.line(report.verdict())
     return code
+
+
+def _local_time(moment) -> str:
+    """A ledger time to the second, in the local zone with its offset."""
+    import datetime
+
+    if not isinstance(moment, datetime.datetime):
+        return str(moment) if moment else ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)  # the ledger keeps UTC
+    return moment.astimezone().isoformat(sep=" ", timespec="seconds")
 
 
 def _record_doc(record) -> dict:

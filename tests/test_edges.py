@@ -307,3 +307,13 @@ def test_several_refused_fields_are_each_an_error(project):
     assert len(lines) == 2 and all(line.startswith("error: cannot add ") for line in lines), result
     assert "if table 'lt_customers' has rows, they would have no value" in lines[0]
     assert project.state() == before
+
+
+def test_status_times_are_local_to_the_second_with_the_offset(project):
+    import re
+
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate").code == 0
+    result = project.run("db", "status", env={"TZ": "Asia/Kolkata"})
+    assert re.search(r"\(applied \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+05:30\)", result.out), result
