@@ -24,6 +24,7 @@ class Config:
     migrations_dir: str
     config_path: Optional[str] = None
     dsn_problem: Optional[str] = None  # why the database settings cannot be used; raised on connecting
+    dsn_source: Optional[str] = None   # where the dsn came from, for connection errors
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_lock_timeout: str = DEFAULT_STATEMENT_LOCK_TIMEOUT
     # A fleet's targets (targets:, tenants:): one PostgreSQL schema of the database
@@ -36,9 +37,14 @@ class Config:
     def display_dsn(self) -> str:
         return mask_dsn(self.dsn)
 
+    @property
+    def dsn_origin(self) -> str:
+        """`` (from MF_DATABASE_URL)``: where the dsn came from, for connection errors."""
+        return f" (from {self.dsn_source})" if self.dsn_source else ""
+
     def with_database(self, dsn: str) -> "Config":
         driver, resolved = driver_and_dsn(dsn, base_dir=os.getcwd())
-        return replace(self, driver=driver, dsn=resolved, dsn_problem=None)
+        return replace(self, driver=driver, dsn=resolved, dsn_problem=None, dsn_source=None)
 
     def check_database_settings(self) -> None:
         """ConfigError when the database settings could not be read (a command that
@@ -204,6 +210,7 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         migrations_dir=relative("migrations", "migrations"),
         config_path=os.path.abspath(path),
         dsn_problem=dsn_problem,
+        dsn_source="MF_DATABASE_URL" if override else f"database.dsn in {path}",
         lock_timeout=float(lock_timeout),
         statement_lock_timeout=statement_lock_timeout,
     )

@@ -121,7 +121,7 @@ async def _connect_sqlite(config: Config) -> SQLiteConnection:
         # process's BEGIN IMMEDIATE to finish instead of failing at once.
         raw = await aiosqlite.connect(config.dsn, isolation_level=None, timeout=config.lock_timeout)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot open the SQLite database {config.dsn}: {exc}") from None
+        raise DatabaseError(f"cannot open the SQLite database {config.dsn}{config.dsn_origin}: {exc}") from None
     connection = SQLiteConnection(raw, sqlite3)
     connection.display_dsn = config.dsn
     try:
@@ -231,7 +231,7 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
         raw = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, server_settings=settings)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError, ValueError) as exc:
         reason = dsn_text.hide(str(exc) or type(exc).__name__, config.dsn)
-        raise DatabaseError(f"cannot connect to {shown}: {reason}") from None
+        raise DatabaseError(f"cannot connect to {shown}{config.dsn_origin}: {reason}") from None
     return PostgresConnection(raw, asyncpg, config.dsn)
 
 

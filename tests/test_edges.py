@@ -317,3 +317,16 @@ def test_status_times_are_local_to_the_second_with_the_offset(project):
     assert project.run("db", "migrate").code == 0
     result = project.run("db", "status", env={"TZ": "Asia/Kolkata"})
     assert re.search(r"\(applied \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+05:30\)", result.out), result
+
+
+def test_connection_errors_say_where_the_url_came_from(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    result = project.run("db", "status", env={"MF_DATABASE_URL": "postgresql://app:pw@127.0.0.1:1/shop"})
+    assert result.code == 3
+    assert result.err.startswith("error: cannot connect to postgresql://app:***@127.0.0.1:1/shop "
+                                 "(from MF_DATABASE_URL): "), result
+    project.write("language_config.yaml", "database:\n  driver: postgresql\n  dsn: postgresql://app@127.0.0.1:1/shop\n")
+    result = project.run("db", "status")
+    assert result.code == 3
+    assert f"(from database.dsn in {project.path / 'language_config.yaml'}): " in result.err, result
