@@ -156,10 +156,13 @@ def cmd_migrate(args, out: Output) -> int:
         elif progress:
             progress.event(kind, name, index, total)
 
-    applied = anyio.run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event, notices=notices,
-                                        allow_data_loss=True if args.to is not None else False))
-    if progress:
-        progress.finish()
+    try:
+        applied = anyio.run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event,
+                                            notices=notices,
+                                            allow_data_loss=True if args.to is not None else False))
+    finally:
+        if progress:  # cleared before the result, an error or the interrupted line
+            progress.finish()
     for notice in notices:
         out.notice(notice)
     if out.json_mode:

@@ -3,6 +3,7 @@ right exit code, and nothing changed."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -330,3 +331,21 @@ def test_connection_errors_say_where_the_url_came_from(project):
     result = project.run("db", "status")
     assert result.code == 3
     assert f"(from database.dsn in {project.path / 'language_config.yaml'}): " in result.err, result
+
+
+def test_the_progress_line_is_cleared_before_an_error(project):
+    import sqlite3
+
+    from test_makemigrations import run_on_terminal
+
+    for number in range(1, 7):
+        fields = "".join(f"    f{i} = IntegerField(null=true)\n" for i in range(1, number))
+        project.write_models(f'model A extends Model {{\n{fields}    table = "a"\n}}\n')
+        assert project.run("db", "makemigrations").code == 0
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        connection.execute("CREATE TABLE a (id integer)")  # in the way of 001
+    code, text = run_on_terminal(project, "db", "migrate")
+    assert code == 3, text
+    # The progress line, then blanks over it and a carriage return, then the error.
+    assert "1/6" in text
+    assert re.search(r"\r {80}\rerror: migration 001_", text), repr(text)
