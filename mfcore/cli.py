@@ -14,7 +14,19 @@ import os
 import sys
 from typing import Optional
 
-from . import api
+
+
+class _API:
+    """mfcore.api, imported when a command first uses it, so `mf --help` and argument
+    errors stay as light as the parser itself."""
+
+    def __getattr__(self, name):
+        from . import api as module
+
+        return getattr(module, name)
+
+
+api = _API()
 
 EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
 DB_COMMANDS = ("makemigrations", "migrate", "rollback", "status", "drift", "inspect", "baseline", "sql", "reset",
