@@ -147,30 +147,8 @@ def test_kill_9_at_random_instants_never_leaves_a_migration_half_applied(databas
         context = f"trial {trial} on {database.driver} (MF_CRASH_SEED={seed})"
         for name in names[1 + trial * PER_TRIAL: 1 + (trial + 1) * PER_TRIAL]:
             shutil.copy(staging / name, migrations / name)
-        process = subprocess.Popen([sys.executable, "-c", DRIVER, database.dsn, str(migrations)], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert process.stdout.readline().strip() == "start 1", process.communicate()
-        started = time.monotonic()
-        if step_time is None:  # the first trial runs to the end, to learn how long a migration takes
-            process.wait(timeout=60)
-            step_time = (time.monotonic() - started) / PER_TRIAL
-        else:
-            # Wait for a random migration of the run to start, then kill at a random
-            # moment of it (or of the end of the run: the ledger commit, .applied). The
-            # delay is random on purpose: the claim is "at any instant", so instants are
-            # sampled (and replayable with the seed); the assertions below check that
-            # the kills did land inside the runs.
-            target = chance.randint(1, PER_TRIAL)
-            line = "start 1"
-            while line and line != f"start {target}":
-                line = process.stdout.readline().strip()
-            time.sleep(chance.uniform(0, step_time * 1.2))
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                interrupted += 1
-            process.wait(timeout=60)
-        process.stdout.close()
-        process.stderr.close()
+        step_time, killed = run_and_kill([DRIVER, database.dsn, str(migrations)], env, chance, step_time, 1.2)
+        interrupted += killed
         database.wait_for_killed_sessions()
 
         after_kill = check_consistent(database, names, context) - 1 - trial * PER_TRIAL
@@ -205,26 +183,9 @@ def test_kill_9_during_rollback_never_leaves_a_migration_half_undone(database, t
     for trial in range(TRIALS):
         context = f"rollback trial {trial} on {database.driver} (MF_CRASH_SEED={seed})"
         before = len(names) - trial * PER_TRIAL
-        process = subprocess.Popen([sys.executable, "-c", ROLLBACK_DRIVER, database.dsn, str(migrations),
-                                    str(PER_TRIAL)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
-        assert process.stdout.readline().strip() == "start 1", process.communicate()
-        started = time.monotonic()
-        if step_time is None:  # the first trial runs to the end, to learn how long an undo takes
-            process.wait(timeout=60)
-            step_time = (time.monotonic() - started) / PER_TRIAL
-        else:
-            target = chance.randint(1, PER_TRIAL)
-            line = "start 1"
-            while line and line != f"start {target}":
-                line = process.stdout.readline().strip()
-            time.sleep(chance.uniform(0, step_time * 0.9))
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                interrupted += 1
-            process.wait(timeout=60)
-        process.stdout.close()
-        process.stderr.close()
+        step_time, killed = run_and_kill([ROLLBACK_DRIVER, database.dsn, str(migrations), str(PER_TRIAL)], env,
+                                         chance, step_time, 0.9)
+        interrupted += killed
         database.wait_for_killed_sessions()
 
         undone = before - check_consistent(database, names, context)
@@ -240,3 +201,37 @@ def test_kill_9_during_rollback_never_leaves_a_migration_half_undone(database, t
     assert interrupted >= TRIALS - 4, f"most kills should land inside a run (MF_CRASH_SEED={seed})"
     cut_short = sum(1 for outcome in outcomes if not outcome.startswith(f"{PER_TRIAL}/"))
     assert cut_short >= 2, f"kills should stop runs before their last undo (MF_CRASH_SEED={seed})"
+
+
+def run_and_kill(arguments, env, chance, step_time, reach: float) -> tuple:
+    """Run ``python -c <driver> ...``, which prints "start N" before its Nth step, and kill
+    it at a random instant; returns (step_time, 1 if it was killed else 0).
+
+    The first call (step_time None) lets the run finish, to learn how long a step takes.
+    Later calls wait for a random step to start, then kill at a random moment up to
+    ``reach`` steps later (past the last step: the ledger commit, .applied). The delay
+    is random on purpose: the claim is "at any instant", so instants are sampled (and
+    replayable with the seed); the callers assert that the kills did land inside runs."""
+    process = subprocess.Popen([sys.executable, "-c", *arguments], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    killed = 0
+    try:
+        assert process.stdout.readline().strip() == "start 1", process.communicate()
+        started = time.monotonic()
+        if step_time is None:
+            process.wait(timeout=60)
+            step_time = (time.monotonic() - started) / PER_TRIAL
+        else:
+            target = chance.randint(1, PER_TRIAL)
+            line = "start 1"
+            while line and line != f"start {target}":
+                line = process.stdout.readline().strip()
+            time.sleep(chance.uniform(0, step_time * reach))
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                killed = 1
+            process.wait(timeout=60)
+    finally:
+        process.stdout.close()
+        process.stderr.close()
+    return step_time, killed
