@@ -46,7 +46,7 @@ from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, LockTimeoutError, MfError, MigrationFileError,
                      ResolveError)
 from .history import (Checksums, Survey, adoption_decision, check_target, check_unresolved, cut,
-                      listed_files, migration_files, number_of, survey_from)
+                      listed_files, migration_files, number_of, read_history, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
 from .ownership import owned_objects
 from .steps import Prepared, Step, UndoPlan, undo_plan
@@ -65,7 +65,9 @@ class MigrationStatus:
 
     state: "applied"; "pending"; "started" (a non-atomic migration that never
     finished: see resolve); "edited" (applied, but the file changed since);
-    "missing" (applied, but the file is gone)."""
+    "missing" (applied, but the file is gone); "replaced" (it will not run: a squashed
+    migration stands for it, or it stands for originals that run instead; or, applied,
+    its file was removed after a squash replaced it)."""
 
     name: str
     applied: bool
@@ -104,7 +106,7 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
             database.notices = notices
         survey = await database.survey(files)
         behind = config.mirrors_applied_file and survey.applied_file_behind
-        if not survey.adopt and not cut(survey.pending, to) and not behind:
+        if not survey.adopt and not cut(survey.pending, to) and not behind and not survey.renames:
             return []
         prepared = Prepared(config, files)
         prepared.load(cut(survey.pending, to))
@@ -158,7 +160,7 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
         database = _database_for(connection, config)
         survey = await database.survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
-        if dry_run or not (plan.steps or survey.applied_file_behind):
+        if dry_run or not (plan.steps or survey.applied_file_behind or survey.renames):
             return [step.name for step in plan.steps]
         async with database.exclusive():
             return await _run_undo(database, config, files, count, to, allow_data_loss, on_event)
@@ -213,9 +215,7 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, on_even
     """Inside the lock: survey again (another run may have moved the ledger), then undo
     newest first, each migration in its own transaction with its ledger row."""
     try:
-        survey = await database.survey(files)
-        if survey.adopt:
-            await database.adopt(survey.adopt)
+        survey = await database.settled_survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
     except MfError:
@@ -234,21 +234,27 @@ async def status(config: Config) -> list:
     if database_exists(config):
         async with await connect(config) as connection:
             entries = await ledger.read_ledger(connection, detailed=True)
-    by_name = {e.name: e for e in entries or ()}
     sums = Checksums()
+    reading = read_history(files, entries or [], sums)
+    by_name = {reading.current_name(e.name): e for e in entries or ()}
     records = []
     for file in files:
         entry = by_name.pop(file.name, None)
         if entry is None:
-            records.append(MigrationStatus(file.name, False))
+            if file.name in reading.done:  # a squashed migration whose originals are all applied
+                records.append(MigrationStatus(file.name, True, state="applied"))
+            else:
+                state = "replaced" if file.name in reading.replaced else "pending"
+                records.append(MigrationStatus(file.name, False, state=state))
         elif entry.state == STARTED:
             records.append(MigrationStatus(file.name, False, entry.applied_at, "started", entry.duration))
         else:
-            state = "applied" if sums.of(file) == entry.checksum else "edited"
+            state = "applied" if sums.matches(file, entry.checksum) else "edited"
             records.append(MigrationStatus(file.name, True, entry.applied_at, state, entry.duration))
+    gone = set(reading.gone)
     for entry in by_name.values():
-        records.append(MigrationStatus(entry.name, entry.state == APPLIED, entry.applied_at, "missing",
-                                       entry.duration))
+        records.append(MigrationStatus(entry.name, entry.state == APPLIED, entry.applied_at,
+                                       "missing" if entry.name in gone else "replaced", entry.duration))
     return records
 
 
@@ -325,13 +331,13 @@ async def _read_only_survey(config: Config, files) -> Survey:
 async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) -> list:
     """Inside the lock: survey again, adopt, apply, mirror the ledger in .applied."""
     try:
-        survey = await database.survey(files)
-        if survey.adopt:
-            await database.adopt(survey.adopt)
-            database.notices.append(
-                f"Recorded {len(survey.adopt)} migration(s) listed in .applied as applied: "
-                "the database already holds what they create.")
+        survey = await database.settled_survey(files)
         pending = cut(survey.pending, to)
+        for name in survey.out_of_order:
+            if any(f.name == name for f in pending):
+                database.notices.append(
+                    f"{name} runs after migrations numbered above it that this database applied first; "
+                    "in this order they build the same schema as in the files' order.")
         prepared.load(pending)
         applied = await _each([prepared[file.name] for file in pending],
                               lambda step: database.apply(step, fake), "applied", on_event)
@@ -533,6 +539,29 @@ class _Database:
         return list(listed)
 
     # ------------------------------------------------------------ writing
+    async def settled_survey(self, files) -> Survey:
+        """Inside the lock: the survey, with what it found to record written first --
+        migrations adopted from .applied, ledger rows of renamed files renamed -- so
+        that the ledger names the files as they are now."""
+        survey = await self.survey(files)
+        if survey.adopt:
+            await self.adopt(survey.adopt)
+            self.notices.append(f"Recorded {len(survey.adopt)} migration(s) listed in .applied as applied: "
+                                "the database already holds what they create.")
+        if survey.renames:
+            await self.rename(survey.renames)
+            survey = await self.survey(files)
+        return survey
+
+    async def rename(self, renames) -> None:
+        """Rename the ledger rows of renamed files (same content), in one transaction."""
+        async with self.write_transaction():
+            for old, new in renames:
+                await ledger.rename(self.connection, old, new)
+        for old, new in renames:
+            self.notices.append(f"{old} was applied here and is now {new} (same content, renumbered): "
+                                "its ledger row was renamed.")
+
     async def adopt(self, files) -> None:
         """Record migrations the earlier tool applied, in one transaction with the
         ledger's creation. Another process may have adopted them first."""

@@ -9,14 +9,16 @@ connects, prints or exits.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .config import Config
 from .dialects import dialect_for
 from .errors import DriftError, IntegrityError, MigrationFileError, UnresolvedMigrationError
 from .ledger import APPLIED, STARTED, LedgerEntry
-from .store import MIGRATION_FILE, MigrationFile, checksum, list_migration_files, load_history
+from .operations import fold
+from .schema import Schema
+from .store import MIGRATION_FILE, MigrationFile, byte_checksum, file_facts, list_migration_files, load_history
 
 
 # ================================================================ the files
@@ -43,24 +45,108 @@ def number_of(name: str) -> Optional[int]:
 
 
 class Checksums:
-    """Checksums of files, each file read at most once per run."""
+    """What the runs need of each file's content -- its checksum, what it replaces --
+    each file read and parsed at most once per run."""
 
     def __init__(self):
-        self._known: dict = {}
+        self._known: dict = {}  # name -> (content checksum, replaces, bytes)
 
-    def of(self, file: MigrationFile) -> Optional[str]:
+    def _facts(self, file: MigrationFile) -> Optional[tuple]:
         known = self._known.get(file.name)
         if known is None:
             data = file.read_bytes_if_present()
             if data is None:
                 return None
-            known = checksum(data)
+            known = (*file_facts(data, file.name), data)
             self._known[file.name] = known
         return known
 
-    def remember(self, name: str, value: str) -> None:
-        self._known[name] = value
+    def of(self, file: MigrationFile) -> Optional[str]:
+        """The file's content checksum (None when it is gone)."""
+        facts = self._facts(file)
+        return facts[0] if facts is not None else None
 
+    def matches(self, file: MigrationFile, stored: str) -> Optional[bool]:
+        """Does a ledger row's checksum belong to this file (its content's, or the bytes'
+        own for rows written before checksums were over content)? None when it is gone."""
+        facts = self._facts(file)
+        if facts is None:
+            return None
+        return facts[0] == stored or byte_checksum(facts[2]) == stored
+
+    def byte_checksum(self, file: MigrationFile) -> Optional[str]:
+        facts = self._facts(file)
+        return byte_checksum(facts[2]) if facts is not None else None
+
+    def replaces(self, file: MigrationFile) -> tuple:
+        facts = self._facts(file)
+        return facts[1] if facts is not None else ()
+
+
+# ================================================================ the ledger against the files
+
+@dataclass
+class Reading:
+    """How the ledger's rows meet the files on disk."""
+
+    renames: list    # [(ledger name, file name)]: an applied file renamed (found by its content)
+    done: set        # file names that count as applied (a squash whose originals all are, too)
+    replaced: set    # file names that will not run: a squash runs instead, or its originals did
+    gone: list       # ledger names whose file is gone, unexplained
+    edited: list     # ledger names whose file was edited since
+
+    def current_name(self, name: str) -> str:
+        return dict(self.renames).get(name, name)
+
+
+def read_history(files, entries, sums: Checksums) -> Reading:
+    """Match the ledger's rows with the files: by name, then (a file renamed) by content;
+    then a squashed migration's semantics (as Django's): when its originals are all
+    applied, or it is, it counts as applied and they do; when none of them is, it runs
+    and they do not; in between, the rest of the originals run, and then it counts."""
+    by_name = {f.name: f for f in files}
+    recorded = {e.name for e in entries}
+    renames = _renamed(files, [e for e in entries if e.name not in by_name], recorded, sums)
+    renamed = dict(renames)
+    done = {renamed.get(e.name, e.name) for e in entries}
+    edited = [e.name for e in entries if e.name in by_name and sums.matches(by_name[e.name], e.checksum) is False]
+    replaced: set = set()
+    stands_for: set = set()
+    for squash in files:
+        originals = sums.replaces(squash)
+        if not originals:
+            continue
+        stands_for.update(originals)
+        present = [name for name in originals if name in by_name]
+        if squash.name in done or all(name in done for name in originals):
+            done.add(squash.name)
+            replaced.update(name for name in present if name not in done)
+        elif not any(name in done for name in originals):
+            replaced.update(present)
+        else:
+            replaced.add(squash.name)
+    gone = [e.name for e in entries if e.name not in by_name and e.name not in renamed and e.name not in stands_for]
+    return Reading(renames, done, replaced, gone, edited)
+
+
+def _renamed(files, orphans, recorded, sums: Checksums) -> list:
+    """[(ledger name, file name)] for ledger rows without a file whose content is in a
+    file the ledger does not know (same checksum, new name)."""
+    if not orphans:
+        return []
+    by_checksum: dict = {}
+    for file in files:
+        if file.name not in recorded and not sums.replaces(file):
+            by_checksum.setdefault(sums.of(file), file)
+            by_checksum.setdefault(sums.byte_checksum(file), file)
+    renames = []
+    taken = set()
+    for entry in orphans:
+        file = by_checksum.get(entry.checksum)
+        if file is not None and file.name not in taken:
+            taken.add(file.name)
+            renames.append((entry.name, file.name))
+    return renames
 
 
 # ================================================================ the survey
@@ -71,51 +157,126 @@ class Survey:
     adopt: list               # files .applied lists that the database already has (§6.2)
     pending: list             # files not applied, numeric order
     applied_file: Optional[list]  # what .applied says
+    renames: list = field(default_factory=list)       # [(ledger name, file name)] to rename in the ledger
+    out_of_order: list = field(default_factory=list)  # pending names below the newest applied that commute
 
     @property
     def applied_names(self) -> list:
-        return [e.name for e in self.entries or () if e.state == APPLIED]
+        renamed = dict(self.renames)
+        return [renamed.get(e.name, e.name) for e in self.entries or () if e.state == APPLIED]
 
     @property
     def applied_file_behind(self) -> bool:
         return self.entries is not None and self.applied_file != self.applied_names
 
 
-def _check_history(files, entries, sums: Checksums, directory: str) -> None:
-    """§6.5: every applied file is there, unchanged; no pending file below the newest
-    applied one. All problems are reported together, before anything runs."""
-    by_name = {f.name: f for f in files}
-    by_number = {f.number: f for f in files}
-    recorded = {e.name for e in entries}
+def _check_history(files, reading: Reading, entries, directory: str) -> list:
+    """§6.5: every applied file is there, unchanged. A pending file below the newest
+    applied one is applied only where that order builds the same schema as the files'
+    (two branches' migrations that do not touch the same thing, after `mf db rebase`);
+    otherwise it is an error. All problems are reported together, before anything runs.
+    Returns the pending files, numeric order."""
     problems = []
     advice = []
-    explained = set()
-    for entry in entries:
-        file = by_name.get(entry.name)
-        if file is None:
-            other = by_number.get(number_of(entry.name))
-            if other is not None and other.name not in recorded and sums.of(other) == entry.checksum:
-                problems.append(f"{entry.name} was applied and has since been renamed to {other.name}")
-                explained.add(other.name)
-            else:
-                problems.append(f"{entry.name} was applied but the file is gone")
-        elif sums.of(file) != entry.checksum:
-            problems.append(f"{entry.name} was edited after it was applied (its checksum differs)")
+    for name in reading.gone:
+        problems.append(f"{name} was applied but the file is gone")
+    for name in reading.edited:
+        problems.append(f"{name} was edited after it was applied (its content differs; line endings, "
+                        "indentation and key order do not count)")
     if problems:
         advice.append("restore applied migration files exactly as they were (from version control) and put "
                       "further changes in a new migration")
-    if entries:
-        newest_number, newest_name = max((number_of(e.name) or 0, e.name) for e in entries)
-        below = [f.name for f in files
-                 if f.number < newest_number and f.name not in recorded and f.name not in explained]
-        for name in below:
-            problems.append(f"{name} is not applied but is numbered below {newest_name}, the newest "
-                            "applied migration")
-        if below:
-            advice.append(f"renumber {', '.join(below)} to come after {newest_name} (a branch merged late?)")
+    pending = [f for f in files if f.name not in reading.done and f.name not in reading.replaced]
+    applied = [reading.current_name(e.name) for e in entries]
+    below = []
+    if applied:
+        newest_number, newest_name = max((number_of(name) or 0, name) for name in applied)
+        below = [f for f in pending if f.number < newest_number]
+        refused = _out_of_order_refusal(directory, files, reading, below) if below and not problems else None
+        if refused is not None:
+            names = ", ".join(f.name for f in below)
+            problems.append(f"{names} {'is' if len(below) == 1 else 'are'} not applied but numbered below "
+                            f"{newest_name}, the newest applied migration, and {refused}")
+            advice.append(f"run `mf db rebase {' '.join(f.name for f in below)}` to move "
+                          f"{'it' if len(below) == 1 else 'them'} after {newest_name} (a branch merged late?)")
     if problems:
         raise IntegrityError(f"the migrations in {directory} do not match the database's history: "
                              + "; ".join(problems) + ". Nothing was applied; " + "; ".join(advice) + ".")
+    return pending
+
+
+def _out_of_order_refusal(directory: str, files, reading: Reading, below) -> Optional[str]:
+    """Why pending ``below`` cannot run after the applied migrations numbered above them
+    (None when it can): running them now must build the schema the files' order builds,
+    and no data step may be among the migrations whose order changes."""
+    first = min(f.number for f in below)
+    top = max(number_of(name) or 0 for name in reading.done)
+    wanted = {f.name for f in below}
+    considered = [f for f in files if f.number <= top and f.name not in reading.replaced
+                  and (f.name in reading.done or f.name in wanted)]
+    history, _schema = load_history(directory, [f for f in files if f.number <= top])
+    by_name = {m.name: m for m in history}
+    moved = [by_name[f.name] for f in considered if f.number >= first]
+    data_steps = [m.name for m in moved if m.has_data_steps]
+    if data_steps:
+        return f"the order would change around {', '.join(data_steps)}, which hold(s) data steps"
+    late = [m for m in moved if m.name in wanted]
+    early = [m for m in moved if m.name not in wanted]
+    shared = _shared_objects(late, early)
+    if shared:
+        return f"they change what applied migrations after them change too ({', '.join(shared[:3])})"
+    files_order = [by_name[f.name] for f in considered]
+    database_order = [m for m in files_order if m.name not in wanted] + late
+    try:
+        if fold_migrations(files_order) == fold_migrations(database_order):
+            return None
+    except MigrationFileError as exc:
+        return f"applying them after it fails ({exc})"
+    return "applying them after it builds another schema than the files' order"
+
+
+def _shared_objects(first, second) -> list:
+    """What migrations of ``first`` change that those of ``second`` read or change, or
+    the other way round: where the order of the two groups could matter."""
+    reads_a, writes_a = _effects(first)
+    reads_b, writes_b = _effects(second)
+    shared = (writes_a & (reads_b | writes_b)) | (writes_b & reads_a)
+    return sorted(" ".join(part for part in key if part) for key in shared)
+
+
+def _effects(migrations) -> tuple:
+    """(objects read, objects changed) by the operations of ``migrations``: models,
+    fields as ("field", model, name), enums, indexes, foreign keys."""
+    reads, writes = set(), set()
+    for migration in migrations:
+        for op in migration.operations:
+            model = getattr(op, "model", None)
+            if op.op in ("create_model", "drop_model"):
+                writes.add(("model", model))
+            elif op.op == "rename_model":
+                writes.update({("model", op.old_name), ("model", op.new_name)})
+            elif op.op in ("create_enum", "drop_enum", "alter_enum"):
+                writes.add(("enum", op.name))
+            elif model is not None:
+                reads.add(("model", model))
+                for f in (getattr(op, "field", None), getattr(op, "old", None), getattr(op, "new", None)):
+                    if f is not None:
+                        writes.add(("field", model, f.name))
+                        reads.update({("model", f.target), ("enum", f.enum)} - {("model", None), ("enum", None)})
+                index = getattr(op, "index", None)
+                if index is not None:
+                    writes.add(("index", index.name))
+                if op.op in ("add_fk", "drop_fk"):
+                    writes.add(("field", model, op.field_name))
+                    reads.add(("model", op.target))
+    return reads, writes
+
+
+def fold_migrations(migrations) -> Schema:
+    schema = Schema()
+    for migration in migrations:
+        schema = fold(migration.operations, schema)
+    return schema
 
 
 def check_unresolved(entries) -> None:
@@ -133,10 +294,14 @@ def survey_from(files, entries, applied_file, adopt, sums, directory) -> Survey:
     effective = entries
     if entries is None:
         effective = [LedgerEntry(f.name, sums.of(f), APPLIED) for f in adopt]
-    _check_history(files, effective, sums, directory)
+    reading = read_history(files, effective, sums)
+    pending = _check_history(files, reading, effective, directory)
     check_unresolved(effective)
-    done = {e.name for e in effective}
-    return Survey(entries, adopt, [f for f in files if f.name not in done], applied_file)
+    applied_numbers = [number_of(reading.current_name(e.name)) or 0 for e in effective]
+    newest = max(applied_numbers, default=0)
+    out_of_order = [f.name for f in pending if f.number < newest]
+    return Survey(entries, adopt, pending, applied_file, reading.renames if entries is not None else [],
+                  out_of_order)
 
 
 def listed_files(files, applied_file, directory) -> list:

@@ -1,7 +1,8 @@
 """The ledger: table mf_migrations, the database's own record of what was applied.
 
-One row per migration file: its name, the checksum of the file's bytes when it was
-applied, when, how long it took, and its state. The row is written in the same
+One row per migration file: its name, the checksum of the file's content when it
+was applied (store.checksum; rows written before hold the bytes' checksum, still
+accepted), when, how long it took, and its state. The row is written in the same
 transaction as the migration, so the ledger is the truth for its database; the
 .applied file only mirrors it.
 
@@ -102,6 +103,11 @@ async def mark_applied(connection: Connection, name: str, checksum: str, duratio
     dialect = _dialect(connection)
     await connection.execute(dialect.ledger_mark_applied_sql(),
                              (checksum, dialect.ledger_time(now()), float(duration), name))
+
+
+async def rename(connection: Connection, old: str, new: str) -> None:
+    """The row of ``old`` now names ``new`` (the same migration, renumbered)."""
+    await connection.execute(_dialect(connection).ledger_rename_sql(), (new, old))
 
 
 async def forget(connection: Connection, name: str) -> None:

@@ -56,6 +56,10 @@ class MigrationFile:
     def checksum(self) -> str:
         return checksum(self.read_bytes())
 
+    def replaces(self) -> tuple:
+        """The names this file's "replaces" key lists (a squashed migration), () when none."""
+        return replaced_names(self.read_bytes(), self.name)
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -66,6 +70,11 @@ class Migration:
     atomic: bool
     checksum: str
     legacy: bool  # written by the earlier tool (no "format" key)
+    replaces: tuple = ()  # names of the migrations a squashed migration stands for
+
+    @property
+    def has_data_steps(self) -> bool:
+        return any(op.is_data_step for op in self.operations)
 
     @property
     def name(self) -> str:
@@ -73,14 +82,55 @@ class Migration:
 
 
 def checksum(data: bytes) -> str:
+    """The checksum of a migration file's content: of the document parsed and dumped
+    again as mf writes files (sorted keys, two-space indent), so line endings,
+    indentation and key order do not count, and a file as mf wrote it hashes exactly as
+    its bytes do. Bytes that are not JSON are hashed as they are."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return byte_checksum(data)
+    try:
+        return byte_checksum(dumps(document))
+    except TypeError:  # an integer beyond 64 bits: keep the bytes' checksum
+        return byte_checksum(data)
+
+
+def byte_checksum(data: bytes) -> str:
+    """The checksum of the bytes, which ledgers written before content checksums hold."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_facts(data: bytes, name: str) -> tuple:
+    """(content checksum, the names its "replaces" lists) from one parse of the bytes."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return byte_checksum(data), ()
+    try:
+        content = byte_checksum(dumps(document))
+    except TypeError:
+        content = byte_checksum(data)
+    replaces = ()
+    if isinstance(document, dict) and "replaces" in document:
+        number = int(MIGRATION_FILE.match(name).group(1))
+        replaces = _replaces(document, MigrationFile(number, name, name))
+    return content, replaces
+
+
+def checksum_matches(data: bytes, stored: str, content: Optional[str] = None) -> bool:
+    """Does a ledger row's checksum belong to these bytes? Its content checksum, or the
+    bytes' own checksum (rows written before checksums were over content)."""
+    return (content or checksum(data)) == stored or byte_checksum(data) == stored
 
 
 # ---------------------------------------------------------------- listing and numbering
 
 def list_migration_files(directory: str) -> list[MigrationFile]:
-    """The numbered files, in numeric order; two files with one number are an error."""
-    found: dict[int, MigrationFile] = {}
+    """The numbered files, in numeric order. Two files with one number are an error,
+    unless one is a squashed migration that replaces the other (it keeps the number of
+    the last migration it replaces, and comes after it)."""
+    found: dict[int, list] = {}
     entries = files.list_directory(directory, MigrationFileError)
     if entries is None:
         return []
@@ -89,14 +139,26 @@ def list_migration_files(directory: str) -> list[MigrationFile]:
         if not match:
             continue
         number = int(match.group(1))
-        current = MigrationFile(number, entry, os.path.join(directory, entry))
-        if number in found:
-            first, second = sorted([found[number].name, entry])
-            raise MigrationFileError(
-                f"two migration files have the number {number:03d}: {first} and {second} "
-                "(two branches merged?); renumber one of them to come after the other")
-        found[number] = current
-    return [found[n] for n in sorted(found)]
+        found.setdefault(number, []).append(MigrationFile(number, entry, os.path.join(directory, entry)))
+    listed = []
+    for number in sorted(found):
+        same = found[number]
+        listed.extend(same if len(same) == 1 else _squash_beside_original(same))
+    return listed
+
+
+def _squash_beside_original(same: list) -> list:
+    """Files of one number: an original and the squashed migration that replaces it
+    (original first), or the error two branches' files give."""
+    if len(same) == 2:
+        for original, squashed in (same, same[::-1]):
+            if original.name in squashed.replaces() and not original.replaces():
+                return [original, squashed]
+    first, second = sorted(f.name for f in same)[:2]
+    raise MigrationFileError(
+        f"two migration files have the number {same[0].number:03d}: {first} and {second} "
+        "(two branches merged?); run `mf db rebase` to move the migrations this database has not applied "
+        "after the newest one, renumbered, with schema.json rebuilt")
 
 
 def next_number(files) -> int:
@@ -143,13 +205,46 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     atomic = doc.get("atomic", True)
     if not isinstance(atomic, bool):
         raise MigrationFileError(f"{file.name}: 'atomic' must be true or false")
+    replaces = _replaces(doc, file)
     legacy_form = fmt is None
     if legacy_form:
         operations = legacy.operations(doc["ops"], state, file.name)
     else:
         operations = [operation_from_json(op_doc, f"{file.name}: ops[{position}]")
                       for position, op_doc in enumerate(doc["ops"])]
-    return Migration(file, tuple(operations), atomic, checksum(data), legacy_form)
+    return Migration(file, tuple(operations), atomic, checksum(data), legacy_form, replaces)
+
+
+def _replaces(doc: dict, file: MigrationFile) -> tuple:
+    """A squashed migration's "replaces": the names of the migrations it stands for,
+    numbered from below to its own number, each once."""
+    if "replaces" not in doc:
+        return ()
+    names = doc["replaces"]
+    if doc.get("format") is None:
+        raise MigrationFileError(f"{file.name}: 'replaces' needs \"format\": {FORMAT}")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise MigrationFileError(f"{file.name}: 'replaces' must be a non-empty list of migration file names")
+    numbers = []
+    for position, name in enumerate(names):
+        match = MIGRATION_FILE.match(name)
+        if match is None or name == file.name:
+            raise MigrationFileError(f"{file.name}: replaces[{position}] must name another migration file "
+                                     f"(NNN_name.json), got {name!r:.80}")
+        numbers.append(int(match.group(1)))
+    if numbers != sorted(set(numbers)) or numbers[-1] > file.number:
+        raise MigrationFileError(f"{file.name}: 'replaces' must list migrations in increasing numeric order, "
+                                 f"each number once, none after {file.label}")
+    return tuple(names)
+
+
+def replaced_names(data: bytes, name: str) -> tuple:
+    """What a migration file's bytes say it replaces (see _replaces); () when nothing."""
+    number = int(MIGRATION_FILE.match(name).group(1))
+    document = _parse(data, name, MigrationFileError)
+    if not isinstance(document, dict):
+        return ()
+    return _replaces(document, MigrationFile(number, name, name))
 
 
 def read_migrations(directory: str, files, wanted) -> dict:
@@ -184,17 +279,39 @@ def _parse(data: bytes, name: str, error):
 
 
 def load_history(directory: str, files=None) -> tuple[list[Migration], Schema]:
-    """Every migration file read in order, and the schema they build up."""
+    """Every migration file read in order, and the schema they build up (a squashed
+    migration and the originals it replaces count once: see fold_skips)."""
     if files is None:
         files = list_migration_files(directory)
+    raw = []
+    for file in files:
+        data = file.read_bytes()
+        document = _parse(data, file.name, MigrationFileError)
+        raw.append((file, data, document))
+    skipped = fold_skips({file.name: _replaces(document, file) if isinstance(document, dict) else ()
+                          for file, _data, document in raw})
     state = Schema()
     migrations = []
-    for file in files:
-        migration = read_migration(file, state)
+    for file, data, document in raw:
+        migration = read_migration(file, state, data, document)
         migrations.append(migration)
-        for operation in migration.operations:
-            state = operation.apply(state)
+        if file.name not in skipped:
+            for operation in migration.operations:
+                state = operation.apply(state)
     return migrations, state
+
+
+def fold_skips(replaces: dict) -> set:
+    """The files a fold of the directory leaves out, given {file name: names it replaces}
+    for every file present: a squashed migration whose originals are all present (they
+    build the same schema), else the originals still present (the squash stands for them)."""
+    skipped = set()
+    for name, replaced in replaces.items():
+        if not replaced:
+            continue
+        present = [r for r in replaced if r in replaces]
+        skipped.update([name] if len(present) == len(replaced) else present)
+    return skipped
 
 
 def write_migration(directory: str, number: int, suffix: str, operations, atomic: bool = True) -> str:

@@ -253,6 +253,10 @@ class Dialect:
                 f"{q('checksum')} = {p(1)}, {q('applied_at')} = {p(2)}, {q('duration')} = {p(3)} "
                 f"WHERE {q('name')} = {p(4)}")
 
+    def ledger_rename_sql(self) -> str:
+        q, p = self.quote, self.placeholder
+        return f"UPDATE {q(LEDGER_TABLE)} SET {q('name')} = {p(1)} WHERE {q('name')} = {p(2)}"
+
     def ledger_delete_sql(self) -> str:
         return f"DELETE FROM {self.quote(LEDGER_TABLE)} WHERE {self.quote('name')} = {self.placeholder(1)}"
 

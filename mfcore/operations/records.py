@@ -23,6 +23,7 @@ from .tables import TableDef, attach_tables, table_def
 class Operation:
     op: ClassVar[str] = ""
     destructive: ClassVar[bool] = False
+    is_data_step: ClassVar[bool] = False  # hand-written SQL or Python: changes rows, not the schema
 
     @property
     def model_name(self) -> Optional[str]:
@@ -428,6 +429,7 @@ class RunSQL(Operation):
     be undone. It changes no schema: schema.json does not see it."""
 
     op: ClassVar[str] = "run_sql"
+    is_data_step: ClassVar[bool] = True
     sql: object = ""
     reverse_sql: object = None
 
@@ -452,6 +454,7 @@ class RunPython(Operation):
     undone. It changes no schema."""
 
     op: ClassVar[str] = "run_python"
+    is_data_step: ClassVar[bool] = True
     function: str = ""
     reverse_function: Optional[str] = None
 
