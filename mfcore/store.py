@@ -406,9 +406,24 @@ def read_snapshot_document(directory: str, data: Optional[bytes] = None) -> tupl
         data = read_snapshot_data(directory)
     if data is None:
         return None, None, None
-    doc = _parse(data, path, SchemaFileError)
-    schema = _schema(doc, path)
+    try:
+        if has_conflict_markers(data):
+            raise SchemaFileError(f"{path}: holds merge-conflict markers (<<<<<<< ======= >>>>>>>)")
+        doc = _parse(data, path, SchemaFileError)
+        schema = _schema(doc, path)
+    except SchemaFileError as exc:
+        raise SchemaFileError(f"{exc}. schema.json is derived from the migration files: "
+                              "`mf db makemigrations` rebuilds it (after `mf db rebase` when two branches "
+                              "added migrations)") from None
     return schema, doc.get("migration"), (doc if doc.get("format") is not None else None)
+
+
+_CONFLICT_MARKER = re.compile(rb"^(<{7}|={7}|>{7})(\s|$)", re.MULTILINE)
+
+
+def has_conflict_markers(data: bytes) -> bool:
+    """Does a file hold the lines git leaves where a merge conflicted?"""
+    return _CONFLICT_MARKER.search(data) is not None
 
 
 def load_schema(path: str) -> Schema:

@@ -17,7 +17,7 @@ from typing import Optional
 from .backfills import apply_backfills
 from .config import Config
 from .differ import diff
-from .errors import UnsafeChangeError
+from .errors import SchemaFileError, UnsafeChangeError
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
 from .operations import AddColumn, AlterColumn, fold
@@ -50,12 +50,21 @@ def current_snapshot(directory: str, files, notices: list, repair: bool, data: O
     """The schema as of the newest migration file, and the schema.json document it
     came from when that can be reused for writing (else None).
 
-    schema.json normally says it; when it is missing or behind the newest file (an
-    interrupted run, a merge), the files are folded instead and, if ``repair``,
-    schema.json is rewritten from them. ``data``: schema.json's bytes, if read already.
+    schema.json normally says it. It is derived from the migration files, so when it is
+    missing, unreadable (merge-conflict markers, not JSON, not a schema) or behind the
+    newest file (an interrupted run, a merge), the files are folded instead and, if
+    ``repair``, schema.json is rewritten from them. ``data``: schema.json's bytes, if
+    read already.
     """
-    snapshot, reflects, document = store.read_snapshot_document(directory, data)
+    try:
+        snapshot, reflects, document = store.read_snapshot_document(directory, data)
+        problem = None
+    except SchemaFileError as exc:
+        snapshot, reflects, document, problem = None, None, None, str(exc).split(". schema.json is derived")[0]
     if not files:
+        if problem is not None:
+            raise SchemaFileError(f"{problem}, and there are no migration files to rebuild it from; remove it "
+                                  "and run `mf db makemigrations` again")
         return Schema(), None
     newest = files[-1].name
     if snapshot is not None and (reflects == newest or reflects is None):
@@ -63,7 +72,10 @@ def current_snapshot(directory: str, files, notices: list, repair: bool, data: O
         # in step with its files, and compat projects rely on it.
         return snapshot, document
     _migrations, folded = store.load_history(directory, files)
-    if snapshot is None:
+    if problem is not None:
+        notices.append(f"{problem}; rebuilt schema.json from the migration files up to {newest} "
+                       "(it is derived from them).")
+    elif snapshot is None:
         notices.append(f"schema.json was missing; rebuilt it from the migration files up to {newest}.")
     else:
         notices.append(f"schema.json reflected {reflects}, not the newest file {newest} "

@@ -191,14 +191,48 @@ def test_a_bad_models_file_is_reported_and_nothing_is_written(project):
     assert project.state() == before
 
 
-def test_a_corrupt_schema_json_is_reported_and_nothing_is_written(project):
+@pytest.mark.parametrize("corrupt", [
+    b"{not json",
+    b'{"format": 1, "models": []}',
+    b'{\n<<<<<<< HEAD\n  "format": 1,\n=======\n  "format": 1,\n>>>>>>> other\n}\n',
+], ids=["not-json", "not-a-schema", "conflict-markers"])
+def test_a_corrupt_schema_json_is_rebuilt_from_the_migration_files(project, corrupt):
     project.write_models(SEED)
     project.run("db", "makemigrations")
-    (project.migrations / "schema.json").write_text("{not json")
+    good = (project.migrations / "schema.json").read_bytes()
+    (project.migrations / "schema.json").write_bytes(corrupt)
+
+    result = project.run("db", "makemigrations")
+    assert result.code == 0, result
+    assert "rebuilt schema.json from the migration files" in result.out
+    assert "No changes detected." in result.out
+    assert (project.migrations / "schema.json").read_bytes() == good
+
+    (project.migrations / "schema.json").write_bytes(corrupt)
     project.write_models(WITH_PHONE)
+    result = project.run("db", "makemigrations")
+    assert result.code == 0 and "002_add_phone.json" in result.out, result
+
+
+def test_a_corrupt_schema_json_with_no_files_to_rebuild_from_is_reported(project):
+    project.write_models(SEED)
+    project.migrations.mkdir()
+    (project.migrations / "schema.json").write_text("{not json")
     before = project.state()
     result = project.run("db", "makemigrations")
     assert result.code == 2 and "schema.json: not valid JSON" in result.err
+    assert "no migration files to rebuild it from" in result.err
+    assert project.state() == before
+
+
+def test_errors_elsewhere_say_that_makemigrations_rebuilds_schema_json(project):
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    (project.migrations / "schema.json").write_text("<<<<<<< HEAD\n{}\n=======\n{}\n>>>>>>> b\n")
+    before = project.state()
+    result = project.run("db", "reset", "--drop-db", "--yes")
+    assert result.code == 2, result
+    assert "merge-conflict markers" in result.err and "`mf db makemigrations` rebuilds it" in result.err
     assert project.state() == before
 
 
