@@ -7,6 +7,7 @@
     inspect                            models.mp from a live database
     baseline                           take over a database made by another tool
     resolve, reset                     settle a half-applied migration; start over
+    rebase, squash                     after a merge: renumber one branch; one migration for many
     carry_over                         the earlier tool's single-plan projects, once
     migrate_all, status_all            every target of targets: and tenants: at once
 
@@ -30,7 +31,7 @@ ConfigLike = Union[Config, str, os.PathLike, None]
 __all__ = [
     "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
     "migration_names", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all",
-    "status_all",
+    "status_all", "rebase", "squash",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -188,6 +189,37 @@ async def carry_over(config: ConfigLike = None, *, notices: Optional[list] = Non
     if notices is not None:
         notices.append(carryover.describe(resolved.migrations_dir, conversion, written=True))
     return conversion.names
+
+
+# ---------------------------------------------------------------- branches and squashing
+
+async def rebase(config: ConfigLike = None, *, files=()):
+    """After a merge of two branches: move migrations after the newest, renumbered (their
+    bytes kept), and rebuild schema.json by folding every file in order. ``files``: the
+    names to move; by default those the configured database has not applied that share
+    a number with another file or lie below its newest applied one (without a database
+    to ask: of each shared number, the files after the first by name). Two branches that
+    changed the same thing raise RebaseConflictError and nothing changes. A
+    RebaseResult (``moved`` [(old, new)], ``files``, ``newest``, ``notices``)."""
+    from . import rebase as rebasing
+
+    resolved = resolve_config(config)
+    _require_migrations_dir(resolved)
+    return await rebasing.rebase(resolved, files)
+
+
+def squash(config: ConfigLike = None, *, to: Optional[int] = None, name: Optional[str] = None):
+    """Write one migration equal to the fold of a range (from the first migration no
+    squash covers, up to ``to`` or the newest), listing the names it replaces; the
+    originals stay until removed. A database that applied all of them counts it as
+    applied, one that applied none applies it, one in between applies the rest of the
+    originals. Data steps in the range raise SquashError. A SquashResult (``path``,
+    ``replaces``, ``operations``)."""
+    from . import squash as squashing
+
+    resolved = resolve_config(config)
+    _require_migrations_dir(resolved)
+    return squashing.squash(resolved, to=to, name=name)
 
 
 # ---------------------------------------------------------------- looking

@@ -30,7 +30,7 @@ api = _API()
 
 EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
 DB_COMMANDS = ("makemigrations", "migrate", "rollback", "status", "drift", "inspect", "baseline", "sql", "reset",
-               "resolve")
+               "resolve", "rebase", "squash")
 
 
 class Output:
@@ -429,11 +429,12 @@ def cmd_status(args, out: Output) -> int:
         if doc.get("applied"):
             when = _local_time(doc.get("applied_at"))
             trouble = {"edited": "  ⚠ the file was edited after it was applied",
-                       "missing": "  ⚠ the file is missing"}.get(doc.get("state"), "")
+                       "missing": "  ⚠ the file is missing",
+                       "replaced": "  (replaced by a squashed migration)"}.get(doc.get("state"), "")
             out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else "") + trouble)
         else:
-            pending += 1
             state = doc.get("state")
+            pending += state != "replaced"  # a squash or its originals stand for it
             out.line(f"  [ ] {doc['name']}" + (f"  ({state})" if state and state != "pending" else ""))
     out.line(f"{pending} pending." if pending else "Up to date.")
     if report is not None:
@@ -547,6 +548,38 @@ def cmd_resolve(args, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_rebase(args, out: Output) -> int:
+    import anyio
+
+    result = anyio.run(lambda: api.rebase(args.config_path, files=tuple(args.files)))
+    for notice in result.notices:
+        out.notice(notice)
+    if out.json_mode:
+        out.document({"moved": [{"from": old, "to": new} for old, new in result.moved], "schema": result.newest,
+                      "files": result.files, "notices": result.notices})
+        return EXIT_OK
+    for old, new in result.moved:
+        out.line(f"{out.mark()}Moved {old} to {new}")
+    if not result.moved:
+        out.line("No migration to move.")
+    if result.newest is not None:
+        out.line(f"Rebuilt schema.json from the {result.files} migration file(s), up to {result.newest}.")
+    return EXIT_OK
+
+
+def cmd_squash(args, out: Output) -> int:
+    result = api.squash(args.config_path, to=args.to, name=args.name)
+    shown = _display_path(result.path)
+    if out.json_mode:
+        out.document({"file": shown, "replaces": result.replaces,
+                      "operations": [op.to_json() for op in result.operations]})
+        return EXIT_OK
+    out.line(out.color(f"{out.mark()}Squashed {len(result.replaces)} migration(s) into {shown}", "32"))
+    out.line(f"  replaces {result.replaces[0]} .. {result.replaces[-1]}; remove those files once every "
+             "database has migrated past them")
+    return EXIT_OK
+
+
 def _error_document(exc) -> dict:
     """--json's error document: {"error": {"kind", "message", "file", "line", "column"}};
     a models error also lists every problem (the first one's place is the error's)."""
@@ -579,7 +612,7 @@ def cmd_completion(args, out: Output) -> int:
 # it; migration numbers (for `sql`, `resolve` and `--to`) are asked of `mf completion
 # numbers` when the user presses Tab, which reads only the file names.
 
-NUMBERED = ("sql", "resolve")
+NUMBERED = ("sql", "resolve")  # (squash and migrate take a number after --to)
 
 
 def _commands() -> dict:
@@ -651,7 +684,8 @@ def _fish(commands: dict) -> str:
                 lines.append(f"complete -c mf -n '__fish_seen_subcommand_from {name}' -l {option[2:]}")
     for name in NUMBERED:
         lines.append(f"complete -c mf -n '__fish_seen_subcommand_from {name}' -a '(mf completion numbers)'")
-    lines.append("complete -c mf -n '__fish_seen_subcommand_from migrate' -l to -x -a '(mf completion numbers)'")
+    lines.append("complete -c mf -n '__fish_seen_subcommand_from migrate squash rollback' -l to -x "
+                 "-a '(mf completion numbers)'")
     return "\n".join(lines) + "\n"
 
 
@@ -784,6 +818,18 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--applied", dest="applied", action="store_true", help="it completed: record it")
     which.add_argument("--rolled-back", dest="applied", action="store_false", help="it did not: forget it")
     p.set_defaults(handler=cmd_resolve)
+
+    p = commands.add_parser("rebase", parents=[common],
+                            help="after a merge: move migrations after the newest, renumbered; rebuild schema.json")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="the migration files to move (default: those the database has not applied that share a "
+                        "number or lie below its newest)")
+    p.set_defaults(handler=cmd_rebase)
+
+    p = commands.add_parser("squash", parents=[common], help="write one migration that replaces a range of them")
+    p.add_argument("--to", type=_migration_number, metavar="NNN", help="squash up to NNN (default: the newest)")
+    p.add_argument("--name", help="file name suffix (default: squashed_<first>_<last>)")
+    p.set_defaults(handler=cmd_squash)
     return parser
 
 
@@ -792,6 +838,7 @@ examples:
   mf db makemigrations              write the next migration file from models.mp
   mf db migrate                     apply the pending migrations
   mf --json db status               the state of every migration, as JSON
+  mf db rebase                      after a merge: renumber the other branch's migrations
   eval "$(mf completion bash)"      shell completion
 
 environment:

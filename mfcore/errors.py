@@ -36,6 +36,14 @@ class IntegrityError(MfError):
     """Applied history and the files on disk disagree (edited, deleted or misnumbered files)."""
 
 
+class RebaseConflictError(MfError):
+    """`mf db rebase` found two branches changing the same thing: nothing was changed."""
+
+
+class SquashError(MfError):
+    """`mf db squash` cannot squash the range asked for: nothing was written."""
+
+
 class DriftError(MfError):
     """The database does not match what the migrations say it should hold."""
 

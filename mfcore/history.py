@@ -222,7 +222,7 @@ def _out_of_order_refusal(directory: str, files, reading: Reading, below) -> Opt
         return f"the order would change around {', '.join(data_steps)}, which hold(s) data steps"
     late = [m for m in moved if m.name in wanted]
     early = [m for m in moved if m.name not in wanted]
-    shared = _shared_objects(late, early)
+    shared = shared_objects(late, early)
     if shared:
         return f"they change what applied migrations after them change too ({', '.join(shared[:3])})"
     files_order = [by_name[f.name] for f in considered]
@@ -235,16 +235,16 @@ def _out_of_order_refusal(directory: str, files, reading: Reading, below) -> Opt
     return "applying them after it builds another schema than the files' order"
 
 
-def _shared_objects(first, second) -> list:
+def shared_objects(first, second) -> list:
     """What migrations of ``first`` change that those of ``second`` read or change, or
     the other way round: where the order of the two groups could matter."""
-    reads_a, writes_a = _effects(first)
-    reads_b, writes_b = _effects(second)
+    reads_a, writes_a = effects(first)
+    reads_b, writes_b = effects(second)
     shared = (writes_a & (reads_b | writes_b)) | (writes_b & reads_a)
     return sorted(" ".join(part for part in key if part) for key in shared)
 
 
-def _effects(migrations) -> tuple:
+def effects(migrations) -> tuple:
     """(objects read, objects changed) by the operations of ``migrations``: models,
     fields as ("field", model, name), enums, indexes, foreign keys."""
     reads, writes = set(), set()
@@ -307,6 +307,11 @@ def survey_from(files, entries, applied_file, adopt, sums, directory) -> Survey:
 def listed_files(files, applied_file, directory) -> list:
     by_name = {f.name: f for f in files}
     missing = [name for name in applied_file if name not in by_name]
+    if missing:
+        # Originals removed after a squash: the squashed migration stands for them.
+        standing = {name: f for f in files for name in f.replaces()}
+        applied_file = [standing[name].name if name in standing else name for name in applied_file]
+        missing = [name for name in applied_file if name not in by_name]
     if missing:
         raise IntegrityError(f"{os.path.join(directory, '.applied')} lists {', '.join(missing)}, "
                              f"which {'is' if len(missing) == 1 else 'are'} not in {directory}; restore "

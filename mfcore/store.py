@@ -131,20 +131,43 @@ def list_migration_files(directory: str) -> list[MigrationFile]:
     unless one is a squashed migration that replaces the other (it keeps the number of
     the last migration it replaces, and comes after it)."""
     found: dict[int, list] = {}
-    entries = files.list_directory(directory, MigrationFileError)
-    if entries is None:
-        return []
-    for entry in entries:
-        match = MIGRATION_FILE.match(entry)
-        if not match:
-            continue
-        number = int(match.group(1))
-        found.setdefault(number, []).append(MigrationFile(number, entry, os.path.join(directory, entry)))
+    for file in every_migration_file(directory):
+        found.setdefault(file.number, []).append(file)
     listed = []
     for number in sorted(found):
         same = found[number]
         listed.extend(same if len(same) == 1 else _squash_beside_original(same))
     return listed
+
+
+def every_migration_file(directory: str) -> list[MigrationFile]:
+    """The numbered files by number and name, two of one number included (what
+    `mf db rebase` sorts out)."""
+    entries = files.list_directory(directory, MigrationFileError)
+    found = []
+    for entry in entries or ():
+        match = MIGRATION_FILE.match(entry)
+        if match:
+            found.append(MigrationFile(int(match.group(1)), entry, os.path.join(directory, entry)))
+    return sorted(found, key=lambda f: (f.number, f.name))
+
+
+def renumbered(file: MigrationFile, number: int) -> MigrationFile:
+    """The file as it is named after moving it to ``number`` (its suffix kept); it is
+    still read from where it is until rename_migration_file moves it."""
+    name = file_name(number, MIGRATION_FILE.match(file.name).group(2))
+    return MigrationFile(number, name, file.path)
+
+
+def rename_migration_file(file: MigrationFile, new_name: str) -> None:
+    """Give a migration file a new name in its directory; its bytes stay as they are
+    (the ledger knows a renamed file by its content)."""
+    directory = os.path.dirname(file.path)
+    target = os.path.join(directory, new_name)
+    if os.path.exists(target):
+        raise MigrationFileError(f"cannot rename {file.name} to {new_name}: that file exists")
+    os.rename(file.path, target)
+    fsync_directory(directory)
 
 
 def _squash_beside_original(same: list) -> list:
@@ -354,9 +377,13 @@ def set_plans_aside(directory: str, aside: str) -> None:
     fsync_directory(directory)
 
 
-def migration_bytes(operations, atomic: bool = True, doc: Optional[list] = None) -> bytes:
-    """A migration file's bytes; ``doc``: lines for its "doc" key, which the reader ignores."""
+def migration_bytes(operations, atomic: bool = True, doc: Optional[list] = None,
+                    replaces: Optional[list] = None) -> bytes:
+    """A migration file's bytes; ``doc``: lines for its "doc" key, which the reader ignores;
+    ``replaces``: the names a squashed migration stands for."""
     document = {"format": FORMAT, "ops": [op.to_json() for op in operations]}
+    if replaces:
+        document["replaces"] = list(replaces)
     if not atomic:
         document["atomic"] = False
     if doc is not None:

@@ -1,0 +1,160 @@
+"""`mf db rebase`: after two branches merged, move one branch's migrations after the
+other's, renumbered, and rebuild schema.json from the files.
+
+Which files move: those named; by default the ones the configured database has not
+applied that share a number with another file or are numbered below the newest it
+applied. Without a database to ask (none configured, not reachable, no ledger yet),
+the files of a shared number after the first by name move. The moved files keep
+their bytes: a database that applied one under its old name finds it by its content
+and renames its ledger row (history.read_history).
+
+Before anything is written, the files are folded in their new order: when that
+fails, when the moved migrations change what the others after the branch point
+change too, or when the result differs from models.mp in what the two branches
+changed, the branches conflict (RebaseConflictError) and nothing changes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import store
+from .config import Config
+from .differ import diff
+from .errors import MfError, MigrationFileError, RebaseConflictError
+from .history import effects, shared_objects
+
+
+@dataclass
+class RebaseResult:
+    moved: list                 # [(old name, new name)]
+    files: int                  # migration files folded into schema.json
+    newest: Optional[str]       # the newest file, which schema.json reflects
+    notices: list = field(default_factory=list)
+
+
+async def rebase(config: Config, names=()) -> RebaseResult:
+    directory = config.migrations_dir
+    files = store.every_migration_file(directory)
+    notices: list = []
+    if names:
+        chosen = _named(files, names)
+    else:
+        applied = await _applied_names(config, notices)
+        chosen = _to_move(files, applied)
+    staying = [f for f in files if f not in chosen]
+    start = max((f.number for f in staying), default=0) + 1
+    moving = [(old, store.renumbered(old, start + position)) for position, old in enumerate(chosen)]
+    ordered = staying + [new for _old, new in moving]
+    try:
+        history, schema = store.load_history(directory, ordered)
+    except MfError as exc:
+        raise RebaseConflictError(f"cannot rebase: the migrations do not apply in the new order ({exc}); two "
+                                  f"branches changed the same thing differently. {_advice()}") from None
+    _check_branches(config, history, moving, staying, schema, notices)
+    moved = [(old.name, new.name) for old, new in moving if old.name != new.name]
+    for old, new in moving:
+        if old.name != new.name:
+            store.rename_migration_file(old, new.name)
+    newest = ordered[-1].name if ordered else None
+    if ordered:
+        store.write_snapshot(directory, schema, newest)
+    return RebaseResult(moved, len(ordered), newest, notices)
+
+
+def _advice() -> str:
+    return ("Nothing was changed; settle it by hand (keep one branch's migration, then `mf db makemigrations` "
+            "for the rest)")
+
+
+def _named(files, names) -> list:
+    by_name = {f.name: f for f in files}
+    chosen = []
+    for name in names:
+        file = by_name.get(os.path.basename(name))
+        if file is None:
+            raise MigrationFileError(f"rebase: there is no migration file {os.path.basename(name)} in "
+                                     f"{os.path.dirname(files[0].path) if files else 'the migrations directory'}")
+        if file not in chosen:
+            chosen.append(file)
+    return sorted(chosen, key=lambda f: (f.number, f.name))
+
+
+def _to_move(files, applied: Optional[set]) -> list:
+    """The default: with a database's applied names, its unapplied files that share a
+    number or lie below its newest; without, the later of each shared number by name."""
+    counts: dict = {}
+    for file in files:
+        counts[file.number] = counts.get(file.number, 0) + 1
+    if applied is None:
+        seen = set()
+        chosen = []
+        for file in files:
+            if file.number in seen:
+                chosen.append(file)
+            seen.add(file.number)
+        return chosen
+    newest = max((f.number for f in files if f.name in applied), default=0)
+    unapplied = [f for f in files if f.name not in applied]
+    chosen = [f for f in unapplied if counts[f.number] > 1 or f.number < newest]
+    # Of a shared number none of which is applied, the first by name may stay.
+    for number in {f.number for f in chosen}:
+        group = [f for f in files if f.number == number]
+        if all(f in chosen for f in group) and number > newest:
+            chosen.remove(group[0])
+    return sorted(chosen, key=lambda f: (f.number, f.name))
+
+
+async def _applied_names(config: Config, notices: list) -> Optional[set]:
+    """The names the configured database's ledger holds; None when there is none to ask."""
+    from . import ledger
+    from .drivers import connect, database_exists
+
+    try:
+        if not database_exists(config):
+            notices.append("The configured database does not exist yet; chose by name which file of each "
+                           "shared number moves.")
+            return None
+        async with await connect(config) as connection:
+            entries = await ledger.read_ledger(connection)
+    except MfError as exc:
+        notices.append(f"Could not read the configured database's ledger ({exc}); chose by name which file of "
+                       "each shared number moves.")
+        return None
+    if entries is None:
+        notices.append("The configured database has no ledger yet; chose by name which file of each shared "
+                       "number moves.")
+        return None
+    return {entry.name for entry in entries}
+
+
+def _check_branches(config: Config, history, moving, staying, schema, notices: list) -> None:
+    """The moved migrations against the others since the first moved one's old number:
+    they must not change the same thing, and together they must still build models.mp
+    in what they change."""
+    if not moving:
+        return
+    by_name = {m.name: m for m in history}
+    first = min(old.number for old, _new in moving)
+    moved = [by_name[new.name] for _old, new in moving]
+    other = [by_name[f.name] for f in staying if f.number >= first]
+    shared = shared_objects(moved, other)
+    if shared:
+        raise RebaseConflictError(
+            f"cannot rebase: {', '.join(m.name for m in moved)} and {', '.join(m.name for m in other)} both "
+            f"change {', '.join(shared[:5])} (two branches changed the same thing). {_advice()}")
+    if not os.path.exists(config.models_path):
+        return
+    from .language.parser import parse_file
+
+    drift = diff(schema, parse_file(config.models_path))
+    touched = {key[1] for key in effects(moved + other)[1] if key[0] in ("model", "field", "enum")}
+    differing = sorted({op.model_name or getattr(op, "name", None) for op in drift} & touched)
+    if differing:
+        raise RebaseConflictError(
+            f"cannot rebase: the migrations in their new order build {', '.join(differing)} otherwise than "
+            f"{os.path.basename(config.models_path)} says (two branches changed it differently). {_advice()}")
+    if drift:
+        notices.append(f"{os.path.basename(config.models_path)} has changes no migration holds yet; "
+                       "`mf db makemigrations` writes them.")

@@ -1,0 +1,351 @@
+"""Working as a team: checksums over content, renamed files, `mf db rebase` after a git
+merge, schema.json rebuilt, `mf db squash` -- from the user's side, on both databases."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import dbutil
+from conftest import Project
+from foldcheck import Database, catalog, differences
+
+BASE = """\
+enum Role { ADMIN, USER }
+
+model Customer extends Model {
+    email = CharField(255, unique=true)
+    name = CharField(120)
+    role = EnumField(Role, default=Role.USER)
+}
+
+model Order extends Model {
+    customer = ForeignKey(Customer)
+    total = IntegerField(default=0)
+}
+"""
+
+NICKNAME = BASE.replace("    name = CharField(120)\n", "    name = CharField(120)\n    nickname = CharField(40, null=true)\n")
+TAG = BASE + "\nmodel Tag extends Model {\n    label = CharField(30)\n}\n"
+
+
+# ---------------------------------------------------------------- databases
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request, tmp_path):
+    """make(name) -> (Database, the MF_DATABASE_URL that points mf at it)."""
+    made = []
+    if request.param == "sqlite":
+        def make(name):
+            path = tmp_path / f"{name}.db"
+            return Database.sqlite(path), f"sqlite:///{path}"
+        yield make
+        return
+    url = request.getfixturevalue("pg_url")
+    session = dbutil.PostgresSession(url)
+
+    def make(name):
+        database = Database.postgresql(url, session)
+        made.append(database)
+        return database, database.dsn
+    yield make
+    for database in made:
+        database.drop()
+    session.close()
+
+
+def ledger(database: Database) -> list:
+    return [row[0] for row in database.fetch('SELECT name FROM mf_migrations ORDER BY id')]
+
+
+def same_catalog(first: Database, second: Database) -> None:
+    first.schema_changed()
+    second.schema_changed()
+    assert differences(catalog(first), catalog(second)) == []
+
+
+def mf(project: Project, url: str, *args):
+    return project.run(*args, env={"MF_DATABASE_URL": url})
+
+
+# ---------------------------------------------------------------- checksums over content
+
+def _applied_project(project: Project, databases):
+    database, url = databases("main")
+    project.write_models(BASE)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(NICKNAME)
+    assert project.run("db", "makemigrations").code == 0
+    assert mf(project, url, "db", "migrate").code == 0
+    return database, url, sorted(project.migrations.glob("0*.json"))
+
+
+def test_crlf_and_reindented_copies_of_applied_files_pass_integrity(project, databases):
+    database, url, paths = _applied_project(project, databases)
+    first, second = paths
+    first.write_bytes(first.read_bytes().replace(b"\n", b"\r\n"))
+    document = json.loads(second.read_bytes())
+    second.write_text(json.dumps(dict(reversed(list(document.items()))), indent=4), encoding="utf-8")
+    project.write_models(TAG.replace("    name = CharField(120)\n",
+                                     "    name = CharField(120)\n    nickname = CharField(40, null=true)\n"))
+    assert project.run("db", "makemigrations").code == 0
+
+    result = mf(project, url, "db", "migrate")
+    assert result.code == 0, result
+    assert "003_create_tag.json" in result.out
+    status = json.loads(mf(project, url, "db", "status", "--json").out)
+    assert [m["state"] for m in status["migrations"]] == ["applied"] * 3
+
+
+def test_an_edited_value_in_an_applied_file_fails_integrity(project, databases):
+    database, url, paths = _applied_project(project, databases)
+    edited = paths[1].read_text().replace('"max_length": 40', '"max_length": 41')
+    assert edited != paths[1].read_text()
+    paths[1].write_text(edited)
+    before = project.state()
+
+    result = mf(project, url, "db", "migrate")
+    assert result.code == 2
+    assert f"{paths[1].name} was edited after it was applied" in result.err
+    assert project.state() == before
+
+
+def test_a_ledger_with_byte_checksums_still_passes(project, databases):
+    """Rows written when checksums were over the bytes keep matching, also for a file
+    laid out by hand (whose bytes' and content's checksums differ)."""
+    database, url, paths = _applied_project(project, databases)
+    hand_laid = paths[1]
+    hand_laid.write_text(json.dumps(json.loads(hand_laid.read_bytes()), indent=3), encoding="utf-8")
+    one, two = ("?", "?") if database.driver == "sqlite" else ("$1", "$2")
+    for path in paths:
+        old = hashlib.sha256(path.read_bytes()).hexdigest()
+        database.fetch(f"UPDATE mf_migrations SET checksum = {one} WHERE name = {two} RETURNING name", old, path.name)
+    stored = database.fetch(f"SELECT checksum FROM mf_migrations WHERE name = {one}", hand_laid.name)[0][0]
+    assert stored == hashlib.sha256(hand_laid.read_bytes()).hexdigest()
+
+    result = mf(project, url, "db", "migrate")
+    assert result.code == 0 and "No unapplied migrations." in result.out, result
+    hand_laid.write_text(hand_laid.read_text().replace('"max_length": 40', '"max_length": 41'))
+    assert mf(project, url, "db", "migrate").code == 2
+
+
+# ---------------------------------------------------------------- two branches, with git
+
+def git(root: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-c", "user.name=mf test", "-c", "user.email=test@localhost",
+                           "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", *args],
+                          cwd=root, capture_output=True, text=True)
+
+
+def test_two_branches_merged_with_git_rebase_and_both_databases_reach_one_catalog(project, databases):
+    """Two developers' clones, each with its database; B's branch is merged into A's."""
+    db_a, url_a = databases("branch_a")
+    db_b, url_b = databases("branch_b")
+    fresh, url_fresh = databases("fresh")
+    ours = project
+    root = ours.path
+    (root / ".gitignore").write_text(".mf_cache/\n*.db\nmigrations/.applied\n")
+    assert git(root, "init", "-q").returncode == 0
+    ours.write_models(BASE)
+    assert ours.run("db", "makemigrations").code == 0
+    git(root, "add", "-A")
+    assert git(root, "commit", "-qm", "base").returncode == 0
+    assert git(root.parent, "clone", "-q", str(root), "theirs").returncode == 0
+    theirs = Project(root.parent / "theirs")
+
+    git(root, "checkout", "-qb", "a")
+    ours.write_models(NICKNAME)
+    assert ours.run("db", "makemigrations").code == 0
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "nickname")
+    assert mf(ours, url_a, "db", "migrate").code == 0             # a database that applied A's 002
+
+    git(theirs.path, "checkout", "-qb", "b")
+    theirs.write_models(TAG)
+    assert theirs.run("db", "makemigrations").code == 0
+    git(theirs.path, "add", "-A")
+    git(theirs.path, "commit", "-qm", "tag")
+    assert mf(theirs, url_b, "db", "migrate").code == 0           # one that applied B's 002
+    assert ledger(db_a) == ["001_enum_role_create_customer.json", "002_add_nickname.json"]
+    assert ledger(db_b) == ["001_enum_role_create_customer.json", "002_create_tag.json"]
+
+    git(root, "fetch", "-q", str(theirs.path), "b")
+    merged = git(root, "merge", "FETCH_HEAD", "-m", "merge b")
+    assert merged.returncode != 0 and "migrations/schema.json" in merged.stdout, merged
+    assert b"<<<<<<<" in (ours.migrations / "schema.json").read_bytes()
+    assert "nickname" in (root / "models.mp").read_text() and "Tag" in (root / "models.mp").read_text()
+
+    # Before the rebase, migrate names the problem and the command that solves it.
+    stuck = mf(ours, url_a, "db", "migrate")
+    assert stuck.code == 2 and "`mf db rebase`" in stuck.err, stuck
+
+    rebased = mf(ours, url_a, "db", "rebase")
+    assert rebased.code == 0, rebased
+    assert "Moved 002_create_tag.json to 003_create_tag.json" in rebased.out
+    assert sorted(p.name for p in ours.migrations.glob("0*.json")) == [
+        "001_enum_role_create_customer.json", "002_add_nickname.json", "003_create_tag.json"]
+    made = ours.run("db", "makemigrations")
+    assert made.code == 0 and "No changes detected." in made.out, made
+    git(root, "add", "-A")
+    assert git(root, "commit", "-qm", "merge b").returncode == 0
+    assert git(theirs.path, "pull", "-q", "--no-rebase", str(root), "a").returncode == 0
+
+    migrated_a = mf(ours, url_a, "db", "migrate")
+    assert migrated_a.code == 0 and "003_create_tag.json" in migrated_a.out, migrated_a
+    migrated_b = mf(theirs, url_b, "db", "migrate")
+    assert migrated_b.code == 0, migrated_b
+    assert "002_create_tag.json was applied here and is now 003_create_tag.json" in migrated_b.out
+    assert "002_add_nickname.json" in migrated_b.out
+    assert mf(theirs, url_fresh, "db", "migrate").code == 0
+
+    same_catalog(db_a, db_b)
+    same_catalog(db_a, fresh)
+    assert sorted(ledger(db_b)) == sorted(ledger(db_a)) == sorted(ledger(fresh))
+    for side, url in ((ours, url_a), (theirs, url_b)):
+        again = mf(side, url, "db", "migrate")
+        assert again.code == 0 and "No unapplied migrations." in again.out, again
+
+
+def test_two_files_with_one_number_advise_rebase(project):
+    project.write_models(BASE)
+    project.run("db", "makemigrations")
+    (project.migrations / "001_other_branch.json").write_text('{"format": 1, "ops": []}\n')
+    before = project.state()
+    for command in (("db", "migrate"), ("db", "makemigrations")):
+        result = project.run(*command)
+        assert result.code == 2 and "run `mf db rebase`" in result.err, result
+        assert "renumber one of them" not in result.err
+    assert project.state() == before
+
+
+def test_rebase_of_branches_that_changed_the_same_field_is_a_conflict_and_changes_nothing(project):
+    project.write_models(BASE)
+    project.run("db", "makemigrations")
+    project.write_models(BASE.replace("CharField(120)", "CharField(200)"))
+    project.run("db", "makemigrations")
+    ours = next(project.migrations.glob("002_*.json"))
+    theirs_models = BASE.replace("CharField(120)", "CharField(300)")
+    theirs = json.loads(ours.read_text().replace('"max_length": 200', '"max_length": 300'))
+    (project.migrations / "002_name_300.json").write_text(json.dumps(theirs, indent=2, sort_keys=True) + "\n")
+    project.write_models(theirs_models)
+    before = project.state()
+
+    result = project.run("db", "rebase")
+    assert result.code == 2, result
+    assert "cannot rebase" in result.err and "Customer name" in result.err
+    assert "Nothing was changed" in result.err
+    assert project.state() == before
+
+
+def test_rebase_names_the_files_to_move_and_refuses_an_unknown_one(project):
+    project.write_models(BASE)
+    project.run("db", "makemigrations")
+    project.write_models(NICKNAME)
+    project.run("db", "makemigrations")
+    before = project.state()
+    unknown = project.run("db", "rebase", "009_nothing.json")
+    assert unknown.code == 2 and "no migration file 009_nothing.json" in unknown.err
+    assert project.state() == before
+
+    # Moving the newest after the newest leaves it; schema.json is rebuilt all the same.
+    (project.migrations / "schema.json").write_text("{}")
+    done = project.run("--json", "db", "rebase")
+    assert done.code == 0, done
+    assert json.loads(done.out)["moved"] == [] and json.loads(done.out)["schema"] == "002_add_nickname.json"
+    assert project.run("db", "makemigrations").out.strip() == "No changes detected."
+
+
+# ---------------------------------------------------------------- squash
+
+VERSIONS = [BASE, NICKNAME,
+            NICKNAME + "\nmodel Tag extends Model {\n    label = CharField(30)\n}\n",
+            NICKNAME.replace("total = IntegerField(default=0)", "total = IntegerField(default=0)\n    note = TextField(null=true)")
+            + "\nmodel Tag extends Model {\n    label = CharField(30)\n    indexes = [Index(label)]\n}\n"]
+
+
+def test_squash_round_trip_at_zero_in_between_and_at_the_squash_point(project, databases):
+    at_zero, url_zero = databases("zero")
+    between, url_between = databases("between")
+    at_point, url_point = databases("point")
+    for number, models in enumerate(VERSIONS[:3], 1):
+        project.write_models(models)
+        assert project.run("db", "makemigrations").code == 0
+        if number == 1:
+            assert mf(project, url_between, "db", "migrate").code == 0
+    assert mf(project, url_point, "db", "migrate").code == 0
+    originals = sorted(p.name for p in project.migrations.glob("0*.json"))
+    project.write_models(VERSIONS[3])
+    assert project.run("db", "makemigrations").code == 0
+
+    squashed = project.run("db", "squash", "--to", "003")
+    assert squashed.code == 0, squashed
+    path = project.migrations / "003_squashed_001_003.json"
+    document = json.loads(path.read_text())
+    assert document["replaces"] == originals
+
+    # The squashed file's operations are the fold of the range.
+    import mfcore
+    from mfcore import store
+    from mfcore.operations import fold
+    from mfcore.schema import Schema
+    _migrations, range_schema = store.load_history(str(project.migrations),
+                                                   [f for f in store.list_migration_files(str(project.migrations))
+                                                    if f.name in originals])
+    squash_file = store.MigrationFile(3, path.name, str(path))
+    assert fold(store.read_migration(squash_file, Schema()).operations, Schema()) == range_schema
+    assert range_schema == mfcore.parse(VERSIONS[2])
+
+    for url in (url_zero, url_between, url_point):
+        result = mf(project, url, "db", "migrate")
+        assert result.code == 0, result
+    fourth = next(p.name for p in project.migrations.glob("004_*.json"))
+    assert ledger(at_zero) == [path.name, fourth]
+    assert ledger(between) == originals + [fourth]
+    assert ledger(at_point) == originals + [fourth]
+    same_catalog(at_zero, between)
+    same_catalog(at_zero, at_point)
+
+    # Once every database is past them, the originals go; nothing changes for any database.
+    for name in originals:
+        (project.migrations / name).unlink()
+    for url in (url_zero, url_between, url_point):
+        result = mf(project, url, "db", "migrate")
+        assert result.code == 0 and "No unapplied migrations." in result.out, result
+        status = json.loads(mf(project, url, "db", "status", "--json").out)
+        assert all(m["state"] in ("applied", "replaced") for m in status["migrations"]), status
+    assert project.run("db", "makemigrations").out.strip() == "No changes detected."
+    fresh, url_fresh = databases("fresh")
+    assert mf(project, url_fresh, "db", "migrate").code == 0
+    same_catalog(at_zero, fresh)
+
+
+def test_squash_refuses_a_range_with_data_steps_naming_them(project):
+    for models in VERSIONS[:2]:
+        project.write_models(models)
+        project.run("db", "makemigrations")
+    second = next(project.migrations.glob("002_*.json"))
+    document = json.loads(second.read_text())
+    document["ops"].append({"op": "run_sql", "sql": "UPDATE customer SET nickname = name", "reverse_sql": ""})
+    second.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    before = project.state()
+    result = project.run("db", "squash")
+    assert result.code == 2, result
+    assert f"{second.name} hold(s) data steps" in result.err
+    assert project.state() == before
+
+
+def test_a_replaces_key_is_checked_where_the_file_is_read(project):
+    project.write_models(BASE)
+    project.run("db", "makemigrations")
+    path = next(project.migrations.glob("001_*.json"))
+    document = json.loads(path.read_text())
+    document["replaces"] = ["009_later.json"]
+    path.write_text(json.dumps(document))
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 2 and "'replaces' must list migrations" in result.err, result
+    assert project.state() == before
