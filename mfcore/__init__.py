@@ -13,18 +13,18 @@ on first use.
 from __future__ import annotations
 
 from .errors import (ConfigError, DatabaseError, DataLossError, DriftError, IntegrityError, IrreversibleError,
-                     LockTimeoutError, MfError, MigrationFileError, ModelsError, SchemaFileError,
-                     UnresolvedMigrationError, UnsafeChangeError)
+                     LockTimeoutError, MfError, MigrationFileError, ModelsError, RebaseConflictError,
+                     SchemaFileError, SquashError, UnresolvedMigrationError, UnsafeChangeError)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "makemigrations", "status", "migrate_all", "status_all", "sql",
-    "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline",
+    "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
-    "IrreversibleError", "DataLossError", "__version__",
+    "IrreversibleError", "DataLossError", "RebaseConflictError", "SquashError", "__version__",
 ]
 
 _LAZY = {
@@ -43,6 +43,8 @@ _LAZY = {
     "drift": ("mfcore.api", "drift"),
     "inspect": ("mfcore.api", "inspect"),
     "baseline": ("mfcore.api", "baseline"),
+    "rebase": ("mfcore.api", "rebase"),
+    "squash": ("mfcore.api", "squash"),
     "parse": ("mfcore.language.parser", "parse"),
     "diff": ("mfcore.differ", "diff"),
     "load_schema": ("mfcore.store", "load_schema"),

@@ -201,7 +201,7 @@ async def rebase(config: ConfigLike = None, *, files=()):
     to ask: of each shared number, the files after the first by name). Two branches that
     changed the same thing raise RebaseConflictError and nothing changes. A
     RebaseResult (``moved`` [(old, new)], ``files``, ``newest``, ``notices``)."""
-    from . import rebase as rebasing
+    from . import rebasing
 
     resolved = resolve_config(config)
     _require_migrations_dir(resolved)
@@ -215,7 +215,7 @@ def squash(config: ConfigLike = None, *, to: Optional[int] = None, name: Optiona
     applied, one that applied none applies it, one in between applies the rest of the
     originals. Data steps in the range raise SquashError. A SquashResult (``path``,
     ``replaces``, ``operations``)."""
-    from . import squash as squashing
+    from . import squashing
 
     resolved = resolve_config(config)
     _require_migrations_dir(resolved)

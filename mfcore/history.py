@@ -46,41 +46,58 @@ def number_of(name: str) -> Optional[int]:
 
 class Checksums:
     """What the runs need of each file's content -- its checksum, what it replaces --
-    each file read and parsed at most once per run."""
+    each file read at most once per run, and parsed only when that is needed: a file as
+    mf wrote it has the checksum of its bytes, which settles the common case."""
 
     def __init__(self):
-        self._known: dict = {}  # name -> (content checksum, replaces, bytes)
+        self._data: dict = {}     # name -> bytes
+        self._facts: dict = {}    # name -> (content checksum, replaces)
+        self._bytes_sums: dict = {}
 
-    def _facts(self, file: MigrationFile) -> Optional[tuple]:
-        known = self._known.get(file.name)
-        if known is None:
+    def _read(self, file: MigrationFile) -> Optional[bytes]:
+        data = self._data.get(file.name)
+        if data is None:
             data = file.read_bytes_if_present()
+            if data is not None:
+                self._data[file.name] = data
+        return data
+
+    def _content(self, file: MigrationFile) -> Optional[tuple]:
+        facts = self._facts.get(file.name)
+        if facts is None:
+            data = self._read(file)
             if data is None:
                 return None
-            known = (*file_facts(data, file.name), data)
-            self._known[file.name] = known
-        return known
+            facts = self._facts[file.name] = file_facts(data, file.name)
+        return facts
 
     def of(self, file: MigrationFile) -> Optional[str]:
         """The file's content checksum (None when it is gone)."""
-        facts = self._facts(file)
+        facts = self._content(file)
         return facts[0] if facts is not None else None
+
+    def byte_checksum(self, file: MigrationFile) -> Optional[str]:
+        known = self._bytes_sums.get(file.name)
+        if known is None:
+            data = self._read(file)
+            if data is None:
+                return None
+            known = self._bytes_sums[file.name] = byte_checksum(data)
+        return known
 
     def matches(self, file: MigrationFile, stored: str) -> Optional[bool]:
         """Does a ledger row's checksum belong to this file (its content's, or the bytes'
         own for rows written before checksums were over content)? None when it is gone."""
-        facts = self._facts(file)
-        if facts is None:
+        own = self.byte_checksum(file)
+        if own is None:
             return None
-        return facts[0] == stored or byte_checksum(facts[2]) == stored
-
-    def byte_checksum(self, file: MigrationFile) -> Optional[str]:
-        facts = self._facts(file)
-        return byte_checksum(facts[2]) if facts is not None else None
+        return own == stored or self.of(file) == stored
 
     def replaces(self, file: MigrationFile) -> tuple:
-        facts = self._facts(file)
-        return facts[1] if facts is not None else ()
+        data = self._read(file)
+        if data is None or b'"replaces"' not in data:
+            return ()
+        return self._content(file)[1]
 
 
 # ================================================================ the ledger against the files

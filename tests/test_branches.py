@@ -349,3 +349,13 @@ def test_a_replaces_key_is_checked_where_the_file_is_read(project):
     result = project.run("db", "migrate")
     assert result.code == 2 and "'replaces' must list migrations" in result.err, result
     assert project.state() == before
+
+
+def test_completion_knows_rebase_and_squash(project):
+    script = project.run("completion", "bash")
+    assert script.code == 0
+    commands = next(line for line in script.out.splitlines() if "makemigrations migrate" in line)
+    assert " rebase " in commands and " squash" in commands
+    assert 'squash) opts="--config --help --json --name --to --verbose"' in script.out
+    fish = project.run("completion", "fish").out
+    assert "__fish_seen_subcommand_from migrate squash rollback' -l to" in fish
