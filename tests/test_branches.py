@@ -359,3 +359,67 @@ def test_completion_knows_rebase_and_squash(project):
     assert 'squash) opts="--config --help --json --name --to --verbose"' in script.out
     fish = project.run("completion", "fish").out
     assert "__fish_seen_subcommand_from migrate squash rollback' -l to" in fish
+
+
+def _two_branches_side_by_side(project, ours_models, theirs_models):
+    """001 from BASE, then 002 from each branch (ours from models, theirs written as its
+    own makemigrations would), models.mp set to ``merged``."""
+    project.write_models(BASE)
+    project.run("db", "makemigrations")
+    snapshot = (project.migrations / "schema.json").read_bytes()
+    project.write_models(theirs_models)
+    assert project.run("db", "makemigrations", "--name", "theirs").code == 0
+    theirs = next(project.migrations.glob("002_theirs.json"))
+    moved_aside = theirs.read_bytes()
+    theirs.unlink()
+    (project.migrations / "schema.json").write_bytes(snapshot)
+    project.write_models(ours_models)
+    assert project.run("db", "makemigrations", "--name", "ours").code == 0
+    (project.migrations / "002_theirs.json").write_bytes(moved_aside)
+
+
+def test_rebase_without_a_database_moves_the_later_file_by_name_and_says_so(project):
+    _two_branches_side_by_side(project, NICKNAME, TAG)
+    project.write_models(NICKNAME + TAG[len(BASE):])
+    result = project.run("db", "rebase")
+    assert result.code == 0, result
+    assert "does not exist yet; chose by name" in result.out
+    assert "Moved 002_theirs.json to 003_theirs.json" in result.out
+    assert not (project.path / "dev.db").exists()
+    assert project.run("db", "makemigrations").out.strip() == "No changes detected."
+
+
+def test_rebase_that_no_longer_builds_models_mp_is_a_conflict(project):
+    """Theirs adds Customer.age as an integer; the merge resolved models.mp to text."""
+    age = BASE.replace("    name = CharField(120)\n", "    name = CharField(120)\n    age = IntegerField(null=true)\n")
+    _two_branches_side_by_side(project, NICKNAME, age)
+    project.write_models(NICKNAME.replace("    nickname", "    age = TextField(null=true)\n    nickname"))
+    before = project.state()
+    result = project.run("db", "rebase")
+    assert result.code == 2, result
+    assert "build Customer otherwise than models.mp says" in result.err
+    assert project.state() == before
+
+
+def test_a_pending_file_below_the_newest_with_a_data_step_is_refused(project):
+    _two_branches_side_by_side(project, NICKNAME, TAG)
+    project.write_models(NICKNAME + TAG[len(BASE):])
+    (project.migrations / "002_theirs.json").rename(project.migrations / "003_theirs.json")
+    ours = project.migrations / "002_ours.json"
+    hidden = ours.read_bytes()
+    ours.unlink()
+    assert project.run("db", "migrate").code == 0   # this database applied theirs; ours comes in below it
+    document = json.loads(hidden)
+    document["ops"].append({"op": "run_sql", "sql": "UPDATE customer SET nickname = name", "reverse_sql": ""})
+    ours.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 2, result
+    assert "002_ours.json, which hold(s) data steps" in result.err
+    assert "`mf db rebase 002_ours.json`" in result.err
+    assert project.state() == before
+
+    # Without the data step the two commute, and ours runs after theirs, with a line saying so.
+    ours.write_bytes(hidden)
+    result = project.run("db", "migrate")
+    assert result.code == 0 and "002_ours.json runs after migrations numbered above it" in result.out, result
