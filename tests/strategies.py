@@ -34,6 +34,10 @@ def field_calls(draw, enums, models):
         args.append(str(length))
         if draw(st.booleans()):
             args.append('default="x"')
+    elif kind == "JSONField":
+        if draw(st.integers(0, 2)) == 0:
+            args.append("default=" + draw(st.sampled_from(
+                ['{}', '[]', '{"a": 1, "b": [true, null]}', '{"k": "v", "n": {"x": 2.5}}', '[1, "two"]', '"text"'])))
     elif kind == "DecimalField":
         args.append(draw(st.sampled_from(["10, 2", "12, 4"])))
         if draw(st.booleans()):

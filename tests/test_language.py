@@ -169,6 +169,45 @@ model A extends Model {
     assert fields["e"].has_default and fields["e"].default is None
 
 
+def test_json_defaults_are_objects_and_arrays_written_as_literals():
+    schema = mfcore.parse('''
+model Token extends Model {
+    scopes = JSONField(default={})
+    claims = JSONField(default={"iss": "mf", "aud": ["a", "b"], "ttl": 3600,
+                                "extra": {"nested": null, "ok": true},})
+    tags = JSONField(default=[])
+    label = JSONField(default="plain text")
+}
+''')
+    fields = {f.name: f for f in schema.models["Token"].fields}
+    assert fields["scopes"].default == {}
+    assert fields["claims"].default == {"iss": "mf", "aud": ["a", "b"], "ttl": 3600,
+                                        "extra": {"nested": None, "ok": True}}
+    assert fields["tags"].default == []
+    assert fields["label"].default == "plain text"  # a JSON string
+
+
+@pytest.mark.parametrize("call, message", [
+    ('JSONField(default="{}")', 'default "{}" is a string, which a JSONField stores as the JSON string "{}";'
+                                ' write the value itself, as in default={}'),
+    ('JSONField(default=" [1, 2]")', 'default " [1, 2]" is a string, which a JSONField stores as the JSON string'
+                                     ' " [1, 2]"; write the value itself, as in default=[1, 2]'),
+    ('JSONField(default={"a": 1, "a": 2})', 'key "a" appears twice in the JSON default'),
+    ('JSONField(default={"a": Colour})', "a JSON default must be a literal, not the name Colour"),
+    ('TextField(default={})', "default an object does not fit TextField"),
+    ('CharField(10, default={"a": 1})', "default an object does not fit CharField"),
+])
+def test_json_literals_where_they_do_not_belong(call, message):
+    problems = problems_of("model A extends Model {\n    f = " + call + "\n}\n")
+    assert [p.message for p in problems] == [message]
+    assert problems[0].line == 2
+
+
+def test_a_duplicate_json_key_is_reported_at_the_key():
+    problems = problems_of('model A extends Model {\n    f = JSONField(default={"a": 1,\n        "a": 2})\n}\n')
+    assert [(p.line, p.column) for p in problems] == [(3, 9)]
+
+
 def test_keywords_can_name_fields_inside_a_model():
     model = mfcore.parse("model Car extends Model { model = CharField(50); enum = IntegerField()\n"
                          "extends = TextField() }").models["Car"]
@@ -280,6 +319,12 @@ model A extends Model {
 
 def test_deep_nesting_is_an_error_not_a_crash():
     text = "model A extends Model {\n  j = JSONField(default=" + "[" * 3000 + "]" * 3000 + ")\n}"
+    problems = problems_of(text)
+    assert "nested too deeply" in problems[0].message
+
+
+def test_deep_json_objects_are_an_error_not_a_crash():
+    text = "model A extends Model {\n  j = JSONField(default=" + '{"k": ' * 3000 + "1" + "}" * 3000 + ")\n}"
     problems = problems_of(text)
     assert "nested too deeply" in problems[0].message
 

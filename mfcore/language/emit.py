@@ -117,6 +117,8 @@ def literal(value) -> str:
         return string_literal(value)
     if isinstance(value, list):
         return "[" + ", ".join(literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{string_literal(key)}: {literal(item)}" for key, item in value.items()) + "}"
     raise Unwritable(repr(value))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .raw import ListValue, Name, TupleValue
+from .raw import ListValue, Name, ObjectValue, TupleValue
 from ..schema import Field
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
@@ -199,7 +199,8 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
         try:
             default = _fit_default(type_name, value, null, max_length, enums.get(enum_name))
         except FieldProblem as problem:
-            problem.pos = pos
+            if problem.pos is None:
+                problem.pos = pos
             problems.append(problem)
 
     field = Field(name, type_name, column, null, unique, primary_key, has_default, default,
@@ -225,6 +226,8 @@ def _show(value) -> str:
         return '"' + value + '"'
     if type(value) in (ListValue, TupleValue):
         return "a list" if type(value) is ListValue else "a tuple"
+    if type(value) is ObjectValue:
+        return "an object"
     return repr(value)
 
 
@@ -232,11 +235,31 @@ def _plain(value):
     """A literal as plain JSON data (JSONField defaults)."""
     if type(value) in (ListValue, TupleValue):
         return [_plain(item) for item, _pos in value.items]
+    if type(value) is ObjectValue:
+        plain = {}
+        for key, item, pos in value.items:
+            if key in plain:
+                raise FieldProblem(f"key \"{key}\" appears twice in the JSON default", pos)
+            plain[key] = _plain(item)
+        return plain
     if type(value) is Name:
         raise FieldProblem(f"a JSON default must be a literal, not the name {value.text}")
     if type(value) is list:
         return [_plain(item) for item in value]
     return value
+
+
+def _looks_like_json_container(text: str) -> bool:
+    """Is a string the text of a JSON object or array?"""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return False
+    import json
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
 
 
 def _fit_default(type_name, value, null, max_length, enum):
@@ -275,6 +298,11 @@ def _fit_default(type_name, value, null, max_length, enum):
         if kind is str:
             return value
     elif type_name == "JSONField":
+        if kind is str and _looks_like_json_container(value):
+            # Stored as written this is a JSON string, which is almost never what
+            # `default="{}"` means; the literal says what is meant.
+            raise FieldProblem(f"default \"{value}\" is a string, which a JSONField stores as the JSON string"
+                               f" \"{value}\"; write the value itself, as in default={value.strip()}")
         return _plain(value)
     elif type_name == "EnumField":
         if enum is None:

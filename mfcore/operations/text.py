@@ -2,6 +2,7 @@
 of a migration file's name. Dispatched on ``op.op``; it reads the records, never builds them."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ..schema import Field
@@ -250,6 +251,8 @@ def _show(value):
         return "false"
     if value is None:
         return "none"
+    if isinstance(value, (dict, list)):  # a JSONField's default, as models.mp writes it
+        return json.dumps(value, ensure_ascii=False)
     return repr(value) if isinstance(value, str) else str(value)
 
 
