@@ -20,7 +20,7 @@ KEY_CALLS = [None, "AutoField()", "BigAutoField()", "IntegerField(primary_key=tr
 
 SIMPLE_TYPES = ["IntegerField", "BigIntegerField", "SmallIntegerField", "FloatField", "TextField",
                 "BooleanField", "DateTimeField", "DateField", "TimeField", "UUIDField", "JSONField",
-                "BinaryField", "CharField", "DecimalField"]
+                "BinaryField", "CharField", "DecimalField", "IPAddressField"]
 
 
 @st.composite
@@ -34,6 +34,9 @@ def field_calls(draw, enums, models):
         args.append(str(length))
         if draw(st.booleans()):
             args.append('default="x"')
+    elif kind == "IPAddressField":
+        if draw(st.booleans()):
+            args.append("default=" + draw(st.sampled_from(['"10.0.0.1"', '"::1"', '"2001:DB8::0001"'])))
     elif kind == "JSONField":
         if draw(st.integers(0, 2)) == 0:
             args.append("default=" + draw(st.sampled_from(

@@ -208,6 +208,24 @@ def test_a_duplicate_json_key_is_reported_at_the_key():
     assert [(p.line, p.column) for p in problems] == [(3, 9)]
 
 
+@pytest.mark.parametrize("written, kept", [
+    ("10.0.0.1", "10.0.0.1"), ("2001:DB8::0001", "2001:db8::1"), ("::FFFF:10.0.0.1", "::ffff:10.0.0.1"),
+])
+def test_ip_address_defaults_are_kept_as_postgresql_prints_them(written, kept):
+    schema = mfcore.parse(f'model Host extends Model {{ addr = IPAddressField(default="{written}") }}')
+    assert schema.models["Host"].field("addr").default == kept
+
+
+@pytest.mark.parametrize("default, message", [
+    ('"10.0.0.256"', 'default "10.0.0.256" is not an IP address (IPv4 or IPv6)'),
+    ('"10.0.0.0/8"', 'default "10.0.0.0/8" is not an IP address (IPv4 or IPv6)'),
+    ("1", "default 1 does not fit IPAddressField"),
+])
+def test_ip_address_defaults_that_are_not_addresses(default, message):
+    problems = problems_of(f"model Host extends Model {{\n    addr = IPAddressField(default={default})\n}}\n")
+    assert [(p.message, p.line) for p in problems] == [(message, 2)]
+
+
 def test_keywords_can_name_fields_inside_a_model():
     model = mfcore.parse("model Car extends Model { model = CharField(50); enum = IntegerField()\n"
                          "extends = TextField() }").models["Car"]

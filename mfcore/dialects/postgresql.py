@@ -42,7 +42,7 @@ _TYPES = {
     "IntegerField": "integer", "BigIntegerField": "bigint", "SmallIntegerField": "smallint",
     "FloatField": "double precision", "TextField": "text", "BooleanField": "boolean",
     "DateTimeField": "timestamptz", "DateField": "date", "TimeField": "time",
-    "UUIDField": "uuid", "JSONField": "jsonb", "BinaryField": "bytea",
+    "UUIDField": "uuid", "JSONField": "jsonb", "BinaryField": "bytea", "IPAddressField": "inet",
 }
 
 # format_type's spelling of a column type -> the field that makes it.
@@ -50,7 +50,7 @@ _FIELD_TYPES = {
     "integer": "IntegerField", "bigint": "BigIntegerField", "smallint": "SmallIntegerField",
     "double precision": "FloatField", "text": "TextField", "boolean": "BooleanField",
     "timestamp with time zone": "DateTimeField", "date": "DateField", "time without time zone": "TimeField",
-    "uuid": "UUIDField", "jsonb": "JSONField", "bytea": "BinaryField",
+    "uuid": "UUIDField", "jsonb": "JSONField", "bytea": "BinaryField", "inet": "IPAddressField",
 }
 
 _SHORT_TYPES = (("character varying", "varchar"), ("timestamp with time zone", "timestamptz"),

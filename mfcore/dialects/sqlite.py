@@ -39,6 +39,7 @@ _TYPES = {
     "FloatField": "REAL", "TextField": "TEXT", "BooleanField": "BOOLEAN",
     "DateTimeField": "TEXT", "DateField": "TEXT", "TimeField": "TEXT",
     "UUIDField": "TEXT", "JSONField": "TEXT", "BinaryField": "BLOB", "EnumField": "TEXT",
+    "IPAddressField": "TEXT",
 }
 
 # Declared types -> fields: mf's own spellings, and those other tools write (Django:

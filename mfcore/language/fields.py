@@ -31,7 +31,7 @@ def _declare(type_name, positional=(), extra=(), required=()):
 
 
 for _t in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-           "FloatField", "TextField", "BooleanField", "UUIDField", "JSONField", "BinaryField"):
+           "FloatField", "TextField", "BooleanField", "UUIDField", "JSONField", "BinaryField", "IPAddressField"):
     _declare(_t)
 _declare("DecimalField", ("max_digits", "decimal_places"), required=("max_digits", "decimal_places"))
 _declare("CharField", ("max_length",), required=("max_length",))
@@ -249,6 +249,20 @@ def _plain(value):
     return value
 
 
+def _ip_address(text: str) -> str:
+    """An IP address default in the one spelling PostgreSQL's inet prints it, so that the
+    default read back from the catalog is the default written."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise FieldProblem(f"default \"{text}\" is not an IP address (IPv4 or IPv6)") from None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
 def _looks_like_json_container(text: str) -> bool:
     """Is a string the text of a JSON object or array?"""
     stripped = text.strip()
@@ -294,6 +308,9 @@ def _fit_default(type_name, value, null, max_length, enum):
     elif type_name == "BooleanField":
         if kind is bool:
             return value
+    elif type_name == "IPAddressField":
+        if kind is str:
+            return _ip_address(value)
     elif type_name in TEMPORAL_TYPES or type_name in ("UUIDField", "BinaryField"):
         if kind is str:
             return value

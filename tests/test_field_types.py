@@ -1,0 +1,99 @@
+"""JSON object defaults and IP address fields, from models.mp to both databases and
+back: the rows take the defaults, drift sees nothing, and inspect writes the same
+fields again."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from mfcore.language.parser import parse
+from test_drift import Database, _project_for, by_table, pg_module_url  # noqa: F401 (a fixture)
+
+MODELS = """
+model Host extends Model {
+    name = CharField(40)
+    addr = IPAddressField(default="2001:DB8::0001")
+    backup = IPAddressField(null=true, unique=true)
+    settings = JSONField(default={"retries": 3, "hosts": ["a", "b"], "tls": {"verify": true, "ca": null}})
+    tags = JSONField(default={})
+}
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> Database:
+    database = _project_for(request.param, tmp_path / "app", request)
+    database.project.write_models(MODELS)
+    assert database.project.run("db", "makemigrations").code == 0
+    migrated = database.project.run("db", "migrate")
+    assert migrated.code == 0, migrated
+    return database
+
+
+def rows(database: Database, query: str) -> list:
+    if database.driver == "postgresql":
+        return database.session.fetch(query)
+    connection = sqlite3.connect(database.project.path / "dev.db")
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()
+
+
+def test_rows_take_the_defaults(database):
+    database.by_hand("INSERT INTO host (name, backup) VALUES ('web', '10.0.0.2')")
+    ((addr, backup, settings, tags),) = rows(database, "SELECT addr::text, backup::text, settings::text, tags::text"
+                                                       " FROM host" if database.driver == "postgresql" else
+                                             "SELECT addr, backup, settings, tags FROM host")
+    assert addr.split("/")[0] == "2001:db8::1"
+    assert backup.split("/")[0] == "10.0.0.2"
+    assert json.loads(settings) == {"retries": 3, "hosts": ["a", "b"], "tls": {"verify": True, "ca": None}}
+    assert json.loads(tags) == {}
+
+
+def test_postgresql_refuses_what_is_not_an_address(tmp_path, request):
+    """(SQLite stores an IPAddressField's text as given.)"""
+    import asyncpg
+
+    database = _project_for("postgresql", tmp_path / "app", request)
+    database.project.write_models(MODELS)
+    assert database.project.run("db", "makemigrations").code == 0
+    assert database.project.run("db", "migrate").code == 0
+
+    with pytest.raises(asyncpg.InvalidTextRepresentationError):
+        database.by_hand("INSERT INTO host (name, addr) VALUES ('web', 'not an address')")
+
+
+def test_no_drift_and_inspect_writes_the_same_fields(database):
+    drift = database.project.run("db", "drift")
+    assert drift.code == 0, drift
+    inspected = database.project.run("db", "inspect")
+    assert inspected.code == 0, inspected
+    if database.driver == "postgresql":
+        assert by_table(parse(inspected.out)) == by_table(parse(MODELS))
+    else:  # SQLite keeps addresses and JSON as TEXT: the columns' types are read back as TextField
+        fields = {f.name: f for f in parse(inspected.out).models["Host"].fields}
+        assert fields["settings"].default == json.dumps(
+            {"hosts": ["a", "b"], "retries": 3, "tls": {"ca": None, "verify": True}})
+        assert fields["addr"].default == "2001:db8::1"
+
+
+def test_changing_a_json_default_changes_only_it(database):
+    database.project.write_models(MODELS.replace('tags = JSONField(default={})', 'tags = JSONField(default={"new": 1})'))
+    made = database.project.run("db", "makemigrations")
+    assert made.code == 0, made
+    assert "Alter field tags on Host (default: {} -> {\"new\": 1})" in made.out
+    assert database.project.run("db", "migrate").code == 0
+    database.by_hand("INSERT INTO host (name) VALUES ('db')")
+    ((tags,),) = rows(database, "SELECT tags::text FROM host" if database.driver == "postgresql" else
+                      "SELECT tags FROM host")
+    assert json.loads(tags) == {"new": 1}
+    # The order of keys is no change.
+    database.project.write_models(MODELS.replace(
+        '{"retries": 3, "hosts": ["a", "b"], "tls": {"verify": true, "ca": null}}',
+        '{"tls": {"ca": null, "verify": true}, "hosts": ["a", "b"], "retries": 3}').replace(
+        'tags = JSONField(default={})', 'tags = JSONField(default={"new": 1})'))
+    again = database.project.run("db", "makemigrations")
+    assert again.code == 0 and again.out == "No changes detected.\n", again
