@@ -169,10 +169,10 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         if key is not None:
             target = model_names.get(key.target, model_name_for(key.target))
             f = f._replace(type="ForeignKey", target=target, on_delete=_ON_DELETE.get(key.on_delete, "NO_ACTION"),
-                           max_length=None, max_digits=None, decimal_places=None, enum=None)
-            if key.deferrable:
-                notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE"
-                                          f"{' INITIALLY DEFERRED' if key.initially_deferred else ''}"))
+                           max_length=None, max_digits=None, decimal_places=None, enum=None,
+                           deferrable=key.deferrable and key.initially_deferred)
+            if key.deferrable and not key.initially_deferred:  # the language says only INITIALLY DEFERRED
+                notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE INITIALLY IMMEDIATE"))
         if table.primary_key == (column.name,):
             f = f._replace(primary_key=True, null=False)
         elif column.name in unique_columns:

@@ -33,6 +33,8 @@ class Field(NamedTuple):
     enum: Optional[str] = None
     target: Optional[str] = None
     on_delete: Optional[str] = None
+    # A foreign key whose constraint is checked at COMMIT (DEFERRABLE INITIALLY DEFERRED).
+    deferrable: bool = False
 
 
 

@@ -23,7 +23,7 @@ _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # Field attributes written only when they differ from these defaults.
 _FIELD_DEFAULTS = Field("", "", "")._asdict()
 _OPTIONAL_KEYS = ("null", "unique", "primary_key", "max_length", "max_digits", "decimal_places",
-                  "auto_now", "auto_now_add", "enum", "on_delete")
+                  "auto_now", "auto_now_add", "enum", "on_delete", "deferrable")
 
 
 def dumps(document) -> bytes:
@@ -57,7 +57,7 @@ def field_from_json(doc: dict, where: str = "schema") -> Field:
 
 # What a field definition read from a file may hold: everything that reaches SQL is
 # a checked integer, a name (always quoted by the dialects) or a literal (escaped).
-_FLAGS = ("null", "unique", "primary_key", "auto_now", "auto_now_add")
+_FLAGS = ("null", "unique", "primary_key", "auto_now", "auto_now_add", "deferrable")
 _SIZES = {"max_length": 10_485_760, "max_digits": 1000, "decimal_places": 1000}
 _NAMES = ("enum", "to", "on_delete")
 ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
@@ -175,7 +175,8 @@ def new_form_fields(raw_fields: list, field_class=Field):
         fields.append(tuple.__new__(field_class, (
             name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
             "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
-            get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"))))
+            get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"),
+            get("deferrable", False))))
     return tuple(fields)
 
 

@@ -52,6 +52,8 @@ def field_calls(draw, enums, models):
             args.append(f"default={enum_name}.{draw(st.sampled_from(keys))}")
     elif kind == "ForeignKey":
         args.append(draw(st.sampled_from(models)))
+        if draw(st.integers(0, 3)) == 0:
+            args.append("deferrable=true")
         if null and draw(st.booleans()):
             args.append("on_delete=SET_NULL")
     elif kind in ("IntegerField", "BigIntegerField", "SmallIntegerField"):

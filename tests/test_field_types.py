@@ -1,6 +1,6 @@
-"""JSON object defaults and IP address fields, from models.mp to both databases and
-back: the rows take the defaults, drift sees nothing, and inspect writes the same
-fields again."""
+"""JSON object defaults, IP address fields and deferrable foreign keys, from models.mp
+to both databases and back: the rows behave, drift sees nothing, inspect writes the
+same fields again, and a change to one of them changes only it."""
 from __future__ import annotations
 
 import json
@@ -97,3 +97,91 @@ def test_changing_a_json_default_changes_only_it(database):
         'tags = JSONField(default={})', 'tags = JSONField(default={"new": 1})'))
     again = database.project.run("db", "makemigrations")
     assert again.code == 0 and again.out == "No changes detected.\n", again
+
+
+# ---------------------------------------------------------------- deferrable foreign keys
+
+PEOPLE = """
+model Person extends Model {
+    name = CharField(40)
+    mentor = ForeignKey(Person, null=true, on_delete=SET_NULL, deferrable=true)
+    team = ForeignKey(Team, deferrable=true)
+}
+model Team extends Model {
+    name = CharField(40)
+    lead = ForeignKey(Person, null=true, on_delete=SET_NULL)
+}
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def people(request, tmp_path) -> Database:
+    database = _project_for(request.param, tmp_path / "people", request)
+    database.project.write_models(PEOPLE)
+    made = database.project.run("db", "makemigrations")
+    assert made.code == 0, made
+    migrated = database.project.run("db", "migrate")
+    assert migrated.code == 0, migrated
+    return database
+
+
+def insert_in_one_transaction(database: Database, *statements: str) -> None:
+    """Run the statements in one transaction, the referring row first."""
+    if database.driver == "postgresql":
+        try:
+            database.session.execute("BEGIN; " + "; ".join(statements) + "; COMMIT")
+        except Exception:
+            database.session.execute("ROLLBACK")
+            raise
+        return
+    connection = sqlite3.connect(database.project.path / "dev.db", isolation_level=None)
+    try:
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.executescript("BEGIN; " + "; ".join(statements) + "; COMMIT;")
+    finally:
+        connection.close()
+
+
+def test_a_deferrable_key_accepts_rows_in_either_order_in_one_transaction(people):
+    insert_in_one_transaction(people, "INSERT INTO person (id, name, team) VALUES (1, 'ada', 10)",
+                              "INSERT INTO team (id, name) VALUES (10, 'core')")
+    assert rows(people, "SELECT id, team FROM person") == [(1, 10)]
+    # Still checked at COMMIT: a row that points nowhere is refused then, and nothing stays.
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        insert_in_one_transaction(people, "INSERT INTO person (id, name, team) VALUES (2, 'bob', 99)")
+    assert rows(people, "SELECT id FROM person") == [(1,)]
+
+
+def test_a_key_that_is_not_deferrable_is_checked_at_once(people):
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        insert_in_one_transaction(people, "INSERT INTO team (id, name, lead) VALUES (11, 'ops', 7)",
+                                  "INSERT INTO person (id, name, team) VALUES (7, 'cy', 11)")
+    assert rows(people, "SELECT id FROM team") == []
+
+
+def test_deferrable_keys_show_no_drift_and_inspect_says_them(people):
+    drift = people.project.run("db", "drift")
+    assert drift.code == 0, drift
+    inspected = people.project.run("db", "inspect")
+    assert inspected.code == 0, inspected
+    assert by_table(parse(inspected.out)) == by_table(parse(PEOPLE))
+
+
+def test_making_a_key_deferrable_changes_only_that_key(people):
+    people.by_hand("INSERT INTO team (id, name) VALUES (10, 'core')",
+                   "INSERT INTO person (id, name, team) VALUES (1, 'ada', 10)",
+                   "UPDATE team SET lead = 1")
+    people.project.write_models(PEOPLE.replace("lead = ForeignKey(Person, null=true, on_delete=SET_NULL)",
+                                               "lead = ForeignKey(Person, null=true, on_delete=SET_NULL, deferrable=true)"))
+    made = people.project.run("db", "makemigrations")
+    assert made.code == 0, made
+    assert [line.strip() for line in made.out.splitlines() if line.strip()[:1] in "+-~⚠"] == [
+        "+ Alter field lead on Team (deferrable: false -> true)"]
+    assert people.project.run("db", "migrate").code == 0
+    assert people.project.run("db", "drift").code == 0
+    assert rows(people, "SELECT id, lead FROM team") == [(10, 1)]
+    insert_in_one_transaction(people, "INSERT INTO team (id, name, lead) VALUES (11, 'ops', 7)",
+                              "INSERT INTO person (id, name, team) VALUES (7, 'cy', 11)")
+    rolled_back = people.project.run("db", "rollback")
+    assert rolled_back.code == 0, rolled_back
+    assert people.project.run("db", "drift").code == 0

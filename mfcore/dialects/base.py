@@ -471,7 +471,7 @@ class Dialect:
         """``REFERENCES "target" ("id") ON DELETE ...``"""
         action = ON_DELETE_SQL.get(f.on_delete or "CASCADE", "CASCADE")
         return (f"REFERENCES {self.quote(reference.table)} ({self.quote(reference.column)})"
-                f" ON DELETE {action}")
+                f" ON DELETE {action}" + (" DEFERRABLE INITIALLY DEFERRED" if f.deferrable else ""))
 
     def column_sql(self, f: Field, table_def: TableDef) -> str:
         """A full column definition, its one-column constraints included (named after the

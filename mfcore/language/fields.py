@@ -39,7 +39,7 @@ for _t in TEMPORAL_TYPES:
     _declare(_t, extra=("auto_now", "auto_now_add"))
 _declare("EnumField", ("enum",), required=("enum",))
 for _t in RELATION_TYPES:
-    _declare(_t, ("to",), extra=("on_delete", "related_name"), required=("to",))
+    _declare(_t, ("to",), extra=("on_delete", "related_name", "deferrable"), required=("to",))
 
 
 class FieldProblem(Exception):
@@ -135,6 +135,7 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
     db_index = flag("db_index")
     auto_now = flag("auto_now")
     auto_now_add = flag("auto_now_add")
+    deferrable = flag("deferrable")
     max_length = positive_int("max_length")
     max_digits = positive_int("max_digits")
     decimal_places = positive_int("decimal_places", 0)
@@ -205,7 +206,7 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
 
     field = Field(name, type_name, column, null, unique, primary_key, has_default, default,
                   max_length, max_digits, decimal_places, auto_now, auto_now_add, enum_name, target,
-                  on_delete)
+                  on_delete, deferrable)
     return field, db_index, problems
 
 
