@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+import dbutil
 from mfcore.language.parser import parse
 from test_drift import Database, _project_for, by_table, pg_module_url  # noqa: F401 (a fixture)
 
@@ -185,3 +186,64 @@ def test_making_a_key_deferrable_changes_only_that_key(people):
     rolled_back = people.project.run("db", "rollback")
     assert rolled_back.code == 0, rolled_back
     assert people.project.run("db", "drift").code == 0
+
+
+# ---------------------------------------------------------------- keys that are foreign keys
+
+CHAIN = """
+model Place extends Model { code = CharField(10, primary_key=true) }
+model Restaurant extends Model { place = OneToOneField(Place, primary_key=true) }
+model Bistro extends Model { restaurant = OneToOneField(Restaurant, primary_key=true) }
+model Review extends Model { bistro = ForeignKey(Bistro); stars = IntegerField() }
+model Counter extends Model { id = BigAutoField() }
+model Tally extends Model { counter = OneToOneField(Counter, primary_key=true) }
+model Tick extends Model { tally = ForeignKey(Tally) }
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def chain(request, tmp_path) -> Database:
+    database = _project_for(request.param, tmp_path / "chain", request)
+    database.project.write_models(CHAIN)
+    assert database.project.run("db", "makemigrations").code == 0
+    migrated = database.project.run("db", "migrate")
+    assert migrated.code == 0, migrated
+    return database
+
+
+def column_types(database: Database, table: str) -> dict:
+    catalog = (database.session.read_catalog() if database.driver == "postgresql"
+               else dbutil.read_sqlite_catalog(sqlite3.connect(database.project.path / "dev.db")))
+    return {name: column.type for name, column in catalog.tables[table].columns.items()}
+
+
+def test_a_foreign_key_takes_the_type_at_the_end_of_a_chain_of_keys(chain):
+    varchar, bigint = ("character varying(10)", "bigint") if chain.driver == "postgresql" else ("VARCHAR(10)", "INTEGER")
+    assert column_types(chain, "review")["bistro"] == varchar
+    assert column_types(chain, "bistro")["restaurant"] == varchar
+    assert column_types(chain, "tick")["tally"] == bigint
+    chain.by_hand("INSERT INTO place VALUES ('p1')", "INSERT INTO restaurant VALUES ('p1')",
+                  "INSERT INTO bistro VALUES ('p1')", "INSERT INTO review (bistro, stars) VALUES ('p1', 5)")
+    assert rows(chain, "SELECT bistro, stars FROM review") == [("p1", 5)]
+
+
+def test_a_key_changing_type_carries_the_chain_and_its_rows_both_ways(chain):
+    chain.by_hand("INSERT INTO place VALUES ('p1')", "INSERT INTO restaurant VALUES ('p1')",
+                  "INSERT INTO bistro VALUES ('p1')", "INSERT INTO review (bistro, stars) VALUES ('p1', 5)")
+    chain.project.write_models(CHAIN.replace("CharField(10", "CharField(30"))
+    assert chain.project.run("db", "makemigrations").code == 0
+    migrated = chain.project.run("db", "migrate")
+    assert migrated.code == 0, migrated
+    varchar = "character varying(30)" if chain.driver == "postgresql" else "VARCHAR(30)"
+    assert [column_types(chain, t)[c] for t, c in [("place", "code"), ("restaurant", "place"),
+                                                   ("bistro", "restaurant"), ("review", "bistro")]] == [varchar] * 4
+    assert chain.project.run("db", "drift").code == 0
+    chain.by_hand("INSERT INTO place VALUES ('a-name-longer-than-ten')",
+                  "INSERT INTO restaurant VALUES ('a-name-longer-than-ten')")
+    chain.by_hand("DELETE FROM restaurant WHERE place = 'a-name-longer-than-ten'",
+                  "DELETE FROM place WHERE code = 'a-name-longer-than-ten'")
+    rolled_back = chain.project.run("db", "rollback")
+    assert rolled_back.code == 0, rolled_back
+    assert chain.project.run("db", "drift").code == 0
+    assert column_types(chain, "review")["bistro"] == ("character varying(10)" if chain.driver == "postgresql" else "VARCHAR(10)")
+    assert rows(chain, "SELECT bistro, stars FROM review") == [("p1", 5)]
