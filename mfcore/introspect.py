@@ -175,6 +175,8 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
                 notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE INITIALLY IMMEDIATE"))
         if table.primary_key == (column.name,):
             f = f._replace(primary_key=True, null=False)
+            if f.type == "ForeignKey":  # a key that is a foreign key: one row each, as in inheritance
+                f = f._replace(type="OneToOneField", unique=True)
         elif column.name in unique_columns:
             one_to_one = f.type == "ForeignKey" and (known is None or known.type == "OneToOneField")
             f = f._replace(unique=True, type="OneToOneField" if one_to_one else f.type)

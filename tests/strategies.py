@@ -88,6 +88,9 @@ def schema_texts(draw, max_models=4, max_fields=5):
         field_names = draw(st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=max_fields, unique=True))
         body = [f"    {field} = {draw(field_calls(enums, models))}" for field in field_names]
         key = draw(st.sampled_from(KEY_CALLS))
+        earlier = models[:models.index(name)]
+        if earlier and draw(st.integers(0, 5)) == 0:  # a key that is a foreign key (inheritance)
+            key = f"OneToOneField({draw(st.sampled_from(earlier))}, primary_key=true)"
         if key is not None:
             body.insert(0, f"    id = {key}")
         if len(field_names) >= 2 and draw(st.integers(0, 3)) == 0:
