@@ -15,7 +15,7 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .schema import Enum, Field, Index, Model, Schema
+from .schema import OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
 
 FORMAT = 1
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -130,6 +130,10 @@ def check_index_doc(doc, where: str) -> None:
         raise SchemaFileError(f"{where}.fields must be a list of field names, got {_short(fields)}")
     if "unique" in doc and type(doc["unique"]) is not bool:
         raise SchemaFileError(f"{where}.unique must be true or false, got {_short(doc['unique'])}")
+    if doc.get("where") is not None and index_condition_problem(doc["where"]) is not None:
+        raise SchemaFileError(f"{where}.where {index_condition_problem(doc['where'])}, got {_short(doc['where'])}")
+    if doc.get("opclass") is not None and (type(doc["opclass"]) is not str or not OPCLASS.fullmatch(doc["opclass"])):
+        raise SchemaFileError(f"{where}.opclass must be an operator class name, got {_short(doc['opclass'])}")
 
 
 def check_model_doc(doc, where: str) -> None:
@@ -195,12 +199,18 @@ def model_to_json(model: Model) -> dict:
 
 
 def index_to_json(index: Index) -> dict:
-    return {"name": index.name, "fields": list(index.fields), "unique": index.unique}
+    doc = {"name": index.name, "fields": list(index.fields), "unique": index.unique}
+    if index.where is not None:
+        doc["where"] = index.where
+    if index.opclass is not None:
+        doc["opclass"] = index.opclass
+    return doc
 
 
 def index_from_json(doc, where) -> Index:
     try:
-        return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)))
+        return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)), doc.get("where"),
+                     doc.get("opclass"))
     except (KeyError, TypeError):
         raise SchemaFileError(f"{where}: malformed index {_short(doc)}") from None
 

@@ -247,3 +247,95 @@ def test_a_key_changing_type_carries_the_chain_and_its_rows_both_ways(chain):
     assert chain.project.run("db", "drift").code == 0
     assert column_types(chain, "review")["bistro"] == ("character varying(10)" if chain.driver == "postgresql" else "VARCHAR(10)")
     assert rows(chain, "SELECT bistro, stars FROM review") == [("p1", 5)]
+
+
+# ---------------------------------------------------------------- partial indexes, operator classes
+
+EMAILS = """
+model Email extends Model {
+    address = CharField(100)
+    verified = BooleanField(default=false)
+    indexes = [Index(address, unique=true, where="verified", name="unique_verified_email"),
+               Index(address, opclass="varchar_pattern_ops", name="email_like")]
+}
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def emails(request, tmp_path) -> Database:
+    database = _project_for(request.param, tmp_path / "emails", request)
+    database.project.write_models(EMAILS)
+    assert database.project.run("db", "makemigrations").code == 0
+    migrated = database.project.run("db", "migrate")
+    assert migrated.code == 0, migrated
+    return database
+
+
+def test_a_partial_unique_index_holds_only_where_its_condition_does(emails):
+    true = "true" if emails.driver == "postgresql" else "1"
+    false = "false" if emails.driver == "postgresql" else "0"
+    emails.by_hand(f"INSERT INTO email (address, verified) VALUES ('a@x', {false})",
+                   f"INSERT INTO email (address, verified) VALUES ('a@x', {false})",
+                   f"INSERT INTO email (address, verified) VALUES ('a@x', {true})")
+    with pytest.raises(Exception, match="(?i)unique"):
+        emails.by_hand(f"INSERT INTO email (address, verified) VALUES ('a@x', {true})")
+    assert rows(emails, "SELECT count(*) FROM email") == [(3,)]
+
+
+def test_partial_indexes_and_operator_classes_show_no_drift_and_inspect_writes_them(emails):
+    assert emails.project.run("db", "drift").code == 0
+    inspected = emails.project.run("db", "inspect")
+    assert inspected.code == 0, inspected
+    indexes = parse(inspected.out).models["Email"].indexes
+    opclass = "varchar_pattern_ops" if emails.driver == "postgresql" else None  # SQLite has none
+    assert [(i.name, i.unique, i.where, i.opclass) for i in indexes] == [
+        ("email_like", False, None, opclass), ("unique_verified_email", True, "verified", None)]
+
+
+def test_an_operator_class_changed_by_hand_is_drift_on_postgresql(tmp_path, request):
+    database = _project_for("postgresql", tmp_path / "emails", request)
+    database.project.write_models(EMAILS)
+    assert database.project.run("db", "makemigrations").code == 0
+    assert database.project.run("db", "migrate").code == 0
+    database.by_hand("DROP INDEX email_like", "CREATE INDEX email_like ON email (address)")
+    drift = database.project.run("db", "drift")
+    assert drift.code == 1
+    assert "[~] index email_like: INDEX (address) in the database, INDEX (address varchar_pattern_ops) expected" \
+        in drift.out
+
+
+def test_changing_a_condition_replaces_only_that_index(emails):
+    emails.project.write_models(EMAILS.replace('where="verified"', 'where="verified AND address <> \'\'"'))
+    made = emails.project.run("db", "makemigrations")
+    assert made.code == 0, made
+    assert [line.strip() for line in made.out.splitlines() if line.strip()[:1] == "+"] == [
+        "+ Drop index unique_verified_email on Email",
+        "+ Add unique index unique_verified_email on Email (address) where verified AND address <> ''"]
+    assert emails.project.run("db", "migrate").code == 0
+    assert emails.project.run("db", "drift").code == 0
+    assert emails.project.run("db", "rollback").code == 0
+    assert emails.project.run("db", "drift").code == 0
+
+
+def test_a_condition_that_is_not_one_expression_in_a_migration_file_is_refused(emails):
+    path = emails.project.path / "migrations" / "001_create_email.json"
+    before = path.read_bytes()
+    emails.project.write_models(EMAILS.replace('where="verified"', 'where="verified AND true"'))
+    assert emails.project.run("db", "makemigrations").code == 0
+    second = next(p for p in (emails.project.path / "migrations").glob("002_*.json"))
+    second.write_text(second.read_text().replace("verified AND true", "true); DROP TABLE email; --"))
+    applied = emails.project.run("db", "migrate")
+    assert applied.code == 2, applied
+    assert applied.err.count("\n") == 1 and ".index.where has a ')' that closes nothing" in applied.err
+    assert "Traceback" not in applied.err
+    assert path.read_bytes() == before
+    assert rows(emails, "SELECT count(*) FROM email") == [(0,)]  # the table is still there
+
+
+def test_a_rebuilt_table_keeps_its_partial_index(emails):
+    """SQLite rebuilds the table for a column change; the index comes back with its WHERE."""
+    emails.project.write_models(EMAILS.replace("CharField(100)", "CharField(200)"))
+    assert emails.project.run("db", "makemigrations").code == 0
+    assert emails.project.run("db", "migrate").code == 0
+    assert emails.project.run("db", "drift").code == 0
+    test_a_partial_unique_index_holds_only_where_its_condition_does(emails)

@@ -9,6 +9,7 @@ import pytest
 
 import mfcore
 from mfcore import ModelsError
+from mfcore.schema import Index
 from mfcore.snapshot import dump_schema
 
 from conftest import COMPAT
@@ -224,6 +225,38 @@ def test_ip_address_defaults_are_kept_as_postgresql_prints_them(written, kept):
 def test_ip_address_defaults_that_are_not_addresses(default, message):
     problems = problems_of(f"model Host extends Model {{\n    addr = IPAddressField(default={default})\n}}\n")
     assert [(p.message, p.line) for p in problems] == [(message, 2)]
+
+
+def test_partial_indexes_and_operator_classes():
+    model = mfcore.parse('''
+model Email extends Model {
+    address = CharField(100)
+    verified = BooleanField(default=false)
+    indexes = [Index(address, unique=true, where=" verified ", name="unique_verified_email"),
+               Index(address, opclass="varchar_pattern_ops", name="email_like")]
+}
+''').models["Email"]
+    assert model.indexes == (Index("email_like", ("address",), False, None, "varchar_pattern_ops"),
+                             Index("unique_verified_email", ("address",), True, "verified", None))
+
+
+@pytest.mark.parametrize("argument, message", [
+    ('where=""', 'Index where takes a SQL condition as a string, as in where="verified"'),
+    ("where=true", 'Index where takes a SQL condition as a string, as in where="verified"'),
+    ('where="verified; DROP TABLE email"', "Index where must be one SQL condition, without ';'"),
+    ('where="verified -- and more"', "Index where must be one SQL condition, without comments"),
+    ('where="verified /* x */"', "Index where must be one SQL condition, without comments"),
+    ("where=\"address = 'x\"", "Index where has an unclosed '"),
+    ('where="(verified"', "Index where has a '(' that is not closed"),
+    ('where="verified)"', "Index where has a ')' that closes nothing"),
+    ('opclass="varchar pattern"', 'Index opclass takes the name of an operator class, as in'
+                                  ' opclass="varchar_pattern_ops"'),
+    ("wher=true", "Index has no argument 'wher' — did you mean 'where'?"),
+])
+def test_index_conditions_and_operator_classes_that_are_refused(argument, message):
+    problems = problems_of("model A extends Model {\n    address = CharField(10)\n    verified = BooleanField()\n"
+                           f"    indexes = [Index(address, {argument})]\n}}\n")
+    assert [(p.message, p.line) for p in problems] == [(message, 4)]
 
 
 def test_keywords_can_name_fields_inside_a_model():

@@ -284,6 +284,9 @@ class Dialect:
     # Do constraint and UNIQUE names read from the catalog name the objects a statement
     # can address (PostgreSQL)? SQLite keeps no constraint names it can be asked for.
     catalog_constraint_names = False
+    # Does CREATE INDEX take an operator class per column (PostgreSQL)? Elsewhere
+    # an index's opclass is left out.
+    has_opclasses = False
     # Is the catalog of statements (catalog_of) built in an empty database of its own?
     # Otherwise on the live connection, in a schema of a transaction rolled back.
     scratch_database = False
@@ -509,8 +512,10 @@ class Dialect:
     def create_index_sql(self, table: str, index, columns, *, concurrently: bool = False) -> str:
         unique = "UNIQUE " if index.unique else ""
         how = "CONCURRENTLY " if concurrently else ""
-        listed = ", ".join(self.quote(c) for c in columns)
-        return f"CREATE {unique}INDEX {how}{self.quote(index.name)} ON {self.quote(table)} ({listed})"
+        opclass = f" {self.quote(index.opclass)}" if index.opclass is not None and self.has_opclasses else ""
+        listed = ", ".join(self.quote(c) + opclass for c in columns)
+        condition = f" WHERE {index.where}" if index.where is not None else ""
+        return f"CREATE {unique}INDEX {how}{self.quote(index.name)} ON {self.quote(table)} ({listed}){condition}"
 
     def table_indexes_sql(self, table_def: TableDef) -> list[str]:
         """CREATE INDEX for every index a table's model declares."""

@@ -98,6 +98,7 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     title = "PostgreSQL"
     has_enum_types = True
+    has_opclasses = True
     supports_non_atomic = True
     run_lock = True
     has_schemas = True
@@ -225,11 +226,14 @@ class PostgreSQLDialect(Dialect):
                 entry.foreign_keys.append(ForeignKey(tuple(columns), target, tuple(target_columns),
                                                      _ON_DELETE.get(on_delete, "NO ACTION"), name,
                                                      deferrable, deferred))
-        for table, name, unique, columns, options, condition in await connection.fetch(
+        for table, name, unique, columns, options, condition, opclasses in await connection.fetch(
                 "SELECT c.relname, i.relname, x.indisunique,"
                 " ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY u(num, j)"
                 "  LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.num ORDER BY u.j),"
-                " x.indoption::int2[], pg_get_expr(x.indpred, x.indrelid)"
+                " x.indoption::int2[], pg_get_expr(x.indpred, x.indrelid),"
+                " ARRAY(SELECT CASE WHEN o.opcdefault THEN NULL ELSE o.opcname END"
+                "  FROM unnest(x.indclass::oid[]) WITH ORDINALITY u(class, j)"
+                "  JOIN pg_opclass o ON o.oid = u.class ORDER BY u.j)"
                 " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
                 " JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
                 f" WHERE {_VISIBLE} AND c.relname = ANY($1::text[])"
@@ -238,7 +242,8 @@ class PostgreSQLDialect(Dialect):
             columns = tuple(columns)
             descending = tuple(c for c, option in zip(columns, options) if c is not None and option & 1)
             catalog.tables[table].indexes.append(
-                Index(name, None if None in columns else columns, unique, descending, condition))
+                Index(name, None if None in columns else columns, unique, descending, condition,
+                      tuple(opclasses) if any(opclasses) else ()))
         for type_name, label in await connection.fetch(
                 "SELECT t.typname, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
                 f" JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {_VISIBLE}"

@@ -138,4 +138,8 @@ def _index(model, index) -> str:
         parts.append(f"name={string_literal(index.name)}")
     if index.unique:
         parts.append("unique=true")
+    if index.where is not None:
+        parts.append(f"where={string_literal(index.where)}")
+    if index.opclass is not None:
+        parts.append(f"opclass={string_literal(index.opclass)}")
     return f"Index({', '.join(parts)})"

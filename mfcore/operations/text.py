@@ -110,7 +110,9 @@ def _describe_drop_foreign_key(op):
 
 def _describe_add_index(op):
     kind = "unique index" if op.index.unique else "index"
-    return f"Add {kind} {op.index.name} on {op.model} ({', '.join(op.index.fields)})"
+    extra = "".join([f" {op.index.opclass}" if op.index.opclass else "",
+                     f" where {op.index.where}" if op.index.where else ""])
+    return f"Add {kind} {op.index.name} on {op.model} ({', '.join(op.index.fields)}){extra}"
 
 
 def _describe_drop_index(op):
