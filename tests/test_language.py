@@ -259,6 +259,28 @@ def test_index_conditions_and_operator_classes_that_are_refused(argument, messag
     assert [(p.message, p.line) for p in problems] == [(message, 4)]
 
 
+def test_the_database_clock_as_a_default_is_auto_now_add():
+    clock = mfcore.parse("model A extends Model { at = DateTimeField(default=now()); day = DateField(default=today())"
+                         "\n t = TimeField(null=true, default=now()) }")
+    flags = mfcore.parse("model A extends Model { at = DateTimeField(auto_now_add=true)"
+                         "\n day = DateField(auto_now_add=true); t = TimeField(null=true, auto_now_add=true) }")
+    assert clock == flags
+    assert clock.models["A"].field("day").auto_now_add and not clock.models["A"].field("day").has_default
+
+
+@pytest.mark.parametrize("call, message", [
+    ("DateField(default=now())", "default now() is not a default DateField takes; write default=today()"),
+    ("DateTimeField(default=now(1))", "default now(...) is not a default DateTimeField takes; write default=now()"),
+    ("IntegerField(default=now())", "default now() does not fit IntegerField: only DateTimeField and TimeField"
+                                    " take now(), DateField today()"),
+    ("UUIDField(default=uuid4())", "default uuid4() does not fit UUIDField: only DateTimeField and TimeField"
+                                   " take now(), DateField today()"),
+])
+def test_clock_defaults_where_they_do_not_fit(call, message):
+    problems = problems_of("model A extends Model {\n    f = " + call + "\n}\n")
+    assert [(p.message, p.line) for p in problems] == [(message, 2)]
+
+
 def test_keywords_can_name_fields_inside_a_model():
     model = mfcore.parse("model Car extends Model { model = CharField(50); enum = IntegerField()\n"
                          "extends = TextField() }").models["Car"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .raw import ListValue, Name, ObjectValue, TupleValue
+from .raw import Call, ListValue, Name, ObjectValue, TupleValue
 from ..schema import Field
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
@@ -18,6 +18,9 @@ AUTO_TYPES = frozenset({"AutoField", "BigAutoField"})
 RELATION_TYPES = frozenset({"ForeignKey", "OneToOneField"})
 TEMPORAL_TYPES = frozenset({"DateTimeField", "DateField", "TimeField"})
 ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
+
+# The database expression each temporal type takes as its default (default=now()).
+CLOCK_DEFAULTS = {"DateTimeField": "now", "TimeField": "now", "DateField": "today"}
 
 _COMMON = ("null", "unique", "default", "primary_key", "db_index", "db_column")
 
@@ -195,6 +198,19 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
 
     has_default = "default" in values
     default = None
+    if has_default and type(values["default"][0]) is Call:
+        # The database's clock as the default: the same column as auto_now_add.
+        value, pos = values["default"]
+        wanted = CLOCK_DEFAULTS.get(type_name)
+        if wanted is not None and value.name == wanted and not value.args:
+            auto_now_add, has_default = True, False
+        elif wanted is None:
+            problems.append(FieldProblem(f"default {value.name}() does not fit {type_name}: only"
+                                         " DateTimeField and TimeField take now(), DateField today()", pos))
+        else:
+            problems.append(FieldProblem(f"default {value.name}({'...' if value.args else ''}) is not a default"
+                                         f" {type_name} takes; write default={wanted}()", pos))
+        has_default = False
     if has_default:
         value, pos = values["default"]
         try:
