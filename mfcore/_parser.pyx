@@ -830,9 +830,9 @@ def read(str text not None):
 cdef dict _FIELD_SLOTS = {"name": 0, "type": 1, "column": 2, "null": 3, "unique": 4, "primary_key": 5,
                           "default": 7, "max_length": 8, "max_digits": 9, "decimal_places": 10,
                           "auto_now": 11, "auto_now_add": 12, "enum": 13, "to": 14, "on_delete": 15,
-                          "deferrable": 16}
+                          "deferrable": 16, "db_default": 17}
 cdef list _FIELD_DEFAULTS = [None, None, None, False, False, False, False, None, None, None, None,
-                             False, False, None, None, None, False]
+                             False, False, None, None, None, False, None]
 
 
 def new_form_fields(list raw_fields, field_class):

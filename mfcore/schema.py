@@ -35,6 +35,12 @@ class Field(NamedTuple):
     on_delete: Optional[str] = None
     # A foreign key whose constraint is checked at COMMIT (DEFERRABLE INITIALLY DEFERRED).
     deferrable: bool = False
+    # A default the database computes for each row, from a closed set: "uuid4".
+    db_default: Optional[str] = None
+
+
+# The database-computed defaults a Field's db_default may name.
+DB_DEFAULTS = ("uuid4",)
 
 
 

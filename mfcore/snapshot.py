@@ -15,7 +15,7 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .schema import OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
+from .schema import DB_DEFAULTS, OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
 
 FORMAT = 1
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -23,7 +23,7 @@ _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # Field attributes written only when they differ from these defaults.
 _FIELD_DEFAULTS = Field("", "", "")._asdict()
 _OPTIONAL_KEYS = ("null", "unique", "primary_key", "max_length", "max_digits", "decimal_places",
-                  "auto_now", "auto_now_add", "enum", "on_delete", "deferrable")
+                  "auto_now", "auto_now_add", "enum", "on_delete", "deferrable", "db_default")
 
 
 def dumps(document) -> bytes:
@@ -89,6 +89,9 @@ def check_field_doc(doc, where: str) -> None:
     if doc.get("on_delete") is not None and doc["on_delete"] not in ON_DELETE_ACTIONS:
         raise SchemaFileError(f"{where}.on_delete must be one of {', '.join(ON_DELETE_ACTIONS)}, "
                               f"got {_short(doc['on_delete'])}")
+    if doc.get("db_default") is not None and doc["db_default"] not in DB_DEFAULTS:
+        raise SchemaFileError(f"{where}.db_default must be one of {', '.join(DB_DEFAULTS)}, "
+                              f"got {_short(doc['db_default'])}")
     kind = doc["type"]
     if kind == "CharField" and doc.get("max_length") is None:
         raise SchemaFileError(f"{where}.max_length is missing (a CharField needs one)")
@@ -180,7 +183,7 @@ def new_form_fields(raw_fields: list, field_class=Field):
             name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
             "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
             get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"),
-            get("deferrable", False))))
+            get("deferrable", False), get("db_default"))))
     return tuple(fields)
 
 

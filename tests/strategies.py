@@ -34,6 +34,9 @@ def field_calls(draw, enums, models):
         args.append(str(length))
         if draw(st.booleans()):
             args.append('default="x"')
+    elif kind == "UUIDField":
+        if draw(st.integers(0, 2)) == 0:
+            args.append("default=uuid4()")
     elif kind == "IPAddressField":
         if draw(st.booleans()):
             args.append("default=" + draw(st.sampled_from(['"10.0.0.1"', '"::1"', '"2001:DB8::0001"'])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 
 import pytest
 
@@ -339,3 +340,39 @@ def test_a_rebuilt_table_keeps_its_partial_index(emails):
     assert emails.project.run("db", "migrate").code == 0
     assert emails.project.run("db", "drift").code == 0
     test_a_partial_unique_index_holds_only_where_its_condition_does(emails)
+
+
+# ---------------------------------------------------------------- defaults the database computes
+
+TOKENS = """
+model Token extends Model {
+    name = CharField(10)
+    key = UUIDField(default=uuid4(), unique=true)
+    made = DateTimeField(default=now())
+}
+"""
+
+
+def test_each_row_gets_its_own_random_uuid_old_rows_included(tmp_path, request):
+    for driver in ("sqlite", "postgresql"):
+        database = _project_for(driver, tmp_path / driver, request)
+        database.project.write_models(TOKENS)
+        assert database.project.run("db", "makemigrations").code == 0
+        assert database.project.run("db", "migrate").code == 0
+        database.by_hand("INSERT INTO token (name) VALUES ('a')", "INSERT INTO token (name) VALUES ('b')")
+        database.project.write_models(TOKENS.replace("    name = CharField(10)\n",
+                                                     "    name = CharField(10)\n    salt = UUIDField(default=uuid4())\n"))
+        made = database.project.run("db", "makemigrations")
+        assert made.code == 0, made
+        assert "+ Add field salt to Token (UUIDField, default uuid4())" in made.out
+        assert database.project.run("db", "migrate").code == 0
+        database.by_hand("INSERT INTO token (name) VALUES ('c')")
+        found = rows(database, "SELECT key::text, salt::text FROM token" if driver == "postgresql"
+                     else "SELECT key, salt FROM token")
+        values = [value for row in found for value in row]
+        assert len(values) == 6 and len(set(values)) == 6, found
+        assert all(uuid.UUID(value).version == 4 and str(uuid.UUID(value)) == value for value in values)
+        assert database.project.run("db", "drift").code == 0
+        inspected = database.project.run("db", "inspect")
+        assert "salt = UUIDField(default=uuid4())" in inspected.out
+        assert "made = DateTimeField(auto_now_add=true)" in inspected.out

@@ -268,15 +268,21 @@ def test_the_database_clock_as_a_default_is_auto_now_add():
     assert clock.models["A"].field("day").auto_now_add and not clock.models["A"].field("day").has_default
 
 
+def test_a_random_uuid_as_a_default():
+    key = mfcore.parse("model A extends Model { key = UUIDField(default=uuid4(), unique=true) }").models["A"].field("key")
+    assert key.db_default == "uuid4" and not key.has_default
+
+
 @pytest.mark.parametrize("call, message", [
     ("DateField(default=now())", "default now() is not a default DateField takes; write default=today()"),
     ("DateTimeField(default=now(1))", "default now(...) is not a default DateTimeField takes; write default=now()"),
     ("IntegerField(default=now())", "default now() does not fit IntegerField: only DateTimeField and TimeField"
-                                    " take now(), DateField today()"),
-    ("UUIDField(default=uuid4())", "default uuid4() does not fit UUIDField: only DateTimeField and TimeField"
-                                   " take now(), DateField today()"),
+                                    " take now(), DateField today(), UUIDField uuid4()"),
+    ("UUIDField(default=now())", "default now() is not a default UUIDField takes; write default=uuid4()"),
+    ("TextField(default=uuid4())", "default uuid4() does not fit TextField: only DateTimeField and TimeField"
+                                   " take now(), DateField today(), UUIDField uuid4()"),
 ])
-def test_clock_defaults_where_they_do_not_fit(call, message):
+def test_call_defaults_where_they_do_not_fit(call, message):
     problems = problems_of("model A extends Model {\n    f = " + call + "\n}\n")
     assert [(p.message, p.line) for p in problems] == [(message, 2)]
 

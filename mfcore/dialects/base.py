@@ -287,6 +287,8 @@ class Dialect:
     # Does CREATE INDEX take an operator class per column (PostgreSQL)? Elsewhere
     # an index's opclass is left out.
     has_opclasses = False
+    # The default of a UUIDField with default=uuid4(): a new random UUID per row.
+    uuid4_sql = "gen_random_uuid()"
     # Is the catalog of statements (catalog_of) built in an empty database of its own?
     # Otherwise on the live connection, in a schema of a transaction rolled back.
     scratch_database = False
@@ -345,6 +347,8 @@ class Dialect:
         f = Field(name, kind, column.name, null=column.nullable, **extra)
         if column.default is None or f.type in AUTO_TYPES:
             return f, notes
+        if _expression(column.default) == _expression(self.uuid4_sql):
+            return f._replace(type="UUIDField" if f.type == "TextField" else f.type, db_default="uuid4"), notes
         parsed = parse_default(column.default)
         if isinstance(parsed, CurrentTime):
             # SQLite's TEXT holds times: the default says which kind.
@@ -459,6 +463,8 @@ class Dialect:
         """The DEFAULT expression of a field, or None."""
         if f.auto_now or f.auto_now_add:
             return CURRENT_TIME_SQL.get(f.type, "CURRENT_TIMESTAMP")
+        if f.db_default == "uuid4":
+            return self.uuid4_sql
         if not f.has_default or f.default is None:
             return None
         value = f.default
@@ -595,6 +601,15 @@ _TIME_FIELDS = {"CURRENT_TIMESTAMP": "DateTimeField", "NOW()": "DateTimeField", 
                 "CURRENT_TIME": "TimeField"}
 _UNREADABLE = object()
 _SQL_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _expression(text: str) -> str:
+    """A default expression without its outer parentheses and with single spaces, as
+    catalogs give it back."""
+    text = " ".join(text.split())
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    return text
 
 
 def parse_default(text: str):

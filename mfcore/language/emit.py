@@ -81,6 +81,8 @@ def _arguments(f, schema) -> tuple:
         arguments.append("auto_now=true")
     if f.auto_now_add:
         arguments.append("auto_now_add=true")
+    if f.db_default == "uuid4":
+        arguments.append("default=uuid4()")
     if f.has_default:
         try:
             arguments.append(f"default={_default(f, schema)}")

@@ -19,8 +19,9 @@ RELATION_TYPES = frozenset({"ForeignKey", "OneToOneField"})
 TEMPORAL_TYPES = frozenset({"DateTimeField", "DateField", "TimeField"})
 ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
 
-# The database expression each temporal type takes as its default (default=now()).
-CLOCK_DEFAULTS = {"DateTimeField": "now", "TimeField": "now", "DateField": "today"}
+# The call each type takes as a default the database computes: the clock (the same as
+# auto_now_add) or a random UUID (db_default).
+CALL_DEFAULTS = {"DateTimeField": "now", "TimeField": "now", "DateField": "today", "UUIDField": "uuid4"}
 
 _COMMON = ("null", "unique", "default", "primary_key", "db_index", "db_column")
 
@@ -197,16 +198,19 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
                 values["on_delete"][1]))
 
     has_default = "default" in values
-    default = None
+    default = db_default = None
     if has_default and type(values["default"][0]) is Call:
-        # The database's clock as the default: the same column as auto_now_add.
         value, pos = values["default"]
-        wanted = CLOCK_DEFAULTS.get(type_name)
+        wanted = CALL_DEFAULTS.get(type_name)
         if wanted is not None and value.name == wanted and not value.args:
-            auto_now_add, has_default = True, False
+            if wanted == "uuid4":
+                db_default = wanted
+            else:
+                auto_now_add = True  # the database's clock: the same column as auto_now_add
         elif wanted is None:
             problems.append(FieldProblem(f"default {value.name}() does not fit {type_name}: only"
-                                         " DateTimeField and TimeField take now(), DateField today()", pos))
+                                         " DateTimeField and TimeField take now(), DateField today(),"
+                                         " UUIDField uuid4()", pos))
         else:
             problems.append(FieldProblem(f"default {value.name}({'...' if value.args else ''}) is not a default"
                                          f" {type_name} takes; write default={wanted}()", pos))
@@ -222,7 +226,7 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
 
     field = Field(name, type_name, column, null, unique, primary_key, has_default, default,
                   max_length, max_digits, decimal_places, auto_now, auto_now_add, enum_name, target,
-                  on_delete, deferrable)
+                  on_delete, deferrable, db_default)
     return field, db_index, problems
 
 

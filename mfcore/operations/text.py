@@ -32,7 +32,8 @@ def undo_loss(op) -> Optional[str]:
     if op.op == "drop_model":
         return f"table {op.table} ({op.model}) comes back empty"
     if op.op == "drop_column":
-        if not op.field.null and not op.field.has_default and not op.field.primary_key:
+        if not op.field.null and not op.field.has_default and not op.field.primary_key \
+                and op.field.db_default is None:
             return (f"column {op.table}.{op.field.column} comes back empty, and being NOT NULL without a "
                     "default it can only come back while the table has no rows")
         return f"column {op.table}.{op.field.column} comes back empty"
@@ -269,4 +270,6 @@ def _field_summary(f: Field) -> str:
         text += ", null"
     if f.has_default:
         text += f", default {_show(f.default)}"
+    if f.db_default is not None:
+        text += f", default {f.db_default}()"
     return text
