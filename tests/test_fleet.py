@@ -268,6 +268,83 @@ def test_an_engine_whose_advisory_locks_are_stubs_is_refused(tmp_path, pg_databa
     session.loop.run_until_complete(session.connection.close())
 
 
+def test_an_engine_without_advisory_lock_functions_is_refused(tmp_path, pg_databases):
+    """Imitated by a pg_try_advisory_lock found first that fails as a missing function does."""
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    session.execute("DROP SCHEMA IF EXISTS nolocks CASCADE; CREATE SCHEMA nolocks; "  # test cleanup only
+                    "CREATE FUNCTION nolocks.pg_try_advisory_lock(bigint) RETURNS boolean LANGUAGE plpgsql AS "
+                    "$$BEGIN RAISE EXCEPTION 'unknown function: pg_try_advisory_lock()' USING ERRCODE = '42883'; "
+                    "END$$")
+    write_project(tmp_path, {"nolocks": ("postgresql", first + "?search_path=nolocks,pg_catalog,public")})
+    result = run_cli(tmp_path, "migrate", "--all")
+    assert result.returncode == 3
+    assert "cannot give mf its migration lock (unknown function: pg_try_advisory_lock())" in result.stderr
+    assert "nothing was applied" in result.stderr
+    assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname IN ('nolocks', 'public')") == []
+    session.execute("DROP SCHEMA nolocks CASCADE")
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_the_transactional_ddl_probe_reads_a_servers_answers():
+    dialect = dialect_for("postgresql")
+    assert dialect.transactional_ddl_refusal("db") is None  # CREATE TABLE rolled back: PostgreSQL's answer
+    survived = dialect.transactional_ddl_refusal("pg://db", survived=True)
+    assert survived.startswith("pg://db does not run DDL in transactions: a table created inside a transaction "
+                               "was still there after ROLLBACK.")
+    refused = dialect.transactional_ddl_refusal("pg://db", refused="DDL statements are not allowed in transactions")
+    assert "it refused a CREATE TABLE inside a transaction (DDL statements are not allowed in transactions)" \
+        in refused and refused.endswith("it refuses this database and applied nothing")
+    assert dialect_for("sqlite").transactional_ddl_probe("t") is None  # SQLite's DDL is transactional
+
+
+def test_postgresql_answers_the_transactional_ddl_probe_as_transactional(pg_databases):
+    dialect = dialect_for("postgresql")
+    session = dbutil.PostgresSession(pg_databases[0])
+    probe, check, _cleanup = dialect.transactional_ddl_probe("mf_probe_table")
+    session.execute(probe)
+    gone = session.fetchval(check)
+    assert gone is True and dialect.transactional_ddl_refusal("db", survived=not gone) is None
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_an_engine_whose_ddl_survives_rollback_is_refused_before_anything_is_applied(tmp_path, pg_databases):
+    """Imitated by a to_regclass found before pg_catalog's that finds every table: the
+    answer of an engine that commits DDL on its own."""
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    session.execute("DROP SCHEMA IF EXISTS keeps CASCADE; CREATE SCHEMA keeps; "  # test cleanup only
+                    "CREATE FUNCTION keeps.to_regclass(text) RETURNS regclass LANGUAGE sql "
+                    "AS $$SELECT 'pg_class'::regclass$$")
+    write_project(tmp_path, {"keeps": ("postgresql", first + "?search_path=keeps,pg_catalog,public")})
+    result = run_cli(tmp_path, "migrate", "--all", "--json")
+    assert result.returncode == 3
+    error = json.loads(result.stdout)["targets"][0]["error"]
+    assert "does not run DDL in transactions: a table created inside a transaction was still there after " \
+           "ROLLBACK" in error and "applied nothing" in error
+    assert session.fetch("SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ('keeps', 'public')") \
+        == []
+    session.execute("DROP SCHEMA keeps CASCADE")
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_an_engine_that_refuses_ddl_in_a_transaction_is_refused(tmp_path):
+    """Imitated by an event trigger that refuses CREATE TABLE, in a database of its own."""
+    with dbutil.temporary_postgres_database("fleet_noddl") as url:
+        session = dbutil.PostgresSession(url)
+        session.execute("CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+                        "$$BEGIN RAISE EXCEPTION 'DDL statements are not allowed in transactions'; END$$; "
+                        "CREATE EVENT TRIGGER no_ddl ON ddl_command_start WHEN TAG IN ('CREATE TABLE') "
+                        "EXECUTE FUNCTION no_ddl()")
+        write_project(tmp_path, {"noddl": ("postgresql", url)})
+        result = run_cli(tmp_path, "migrate", "--all")
+        assert result.returncode == 3
+        assert "does not run DDL in transactions: it refused a CREATE TABLE inside a transaction (DDL " \
+               "statements are not allowed in transactions)" in result.stderr
+        assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
+        session.loop.run_until_complete(session.connection.close())
+
+
 def test_a_tenant_schema_that_does_not_exist_is_a_failed_target(tmp_path, pg_databases):
     first, _second = pg_databases
     session = dbutil.PostgresSession(first)

@@ -192,6 +192,30 @@ class Dialect:
         when there is no such check."""
         return None
 
+    def transactional_ddl_probe(self, table: str) -> Optional[tuple]:
+        """(probe, check, cleanup) that tell whether the server rolls DDL back: ``probe``
+        creates table ``table`` inside a transaction and rolls it back; ``check`` gives
+        one row whose first value is true when the table is gone; ``cleanup`` drops a
+        table that was not. None where DDL is transactional by construction."""
+        return None
+
+    def transactional_ddl_refusal(self, where: str, refused: Optional[str] = None,
+                                  survived: bool = False) -> Optional[str]:
+        """What the probe's answers mean: None when DDL is transactional; else the
+        sentence refusing the server ``where`` (``refused``: what it said when asked to
+        run CREATE TABLE and ROLLBACK in a transaction; ``survived``: the table was still
+        there after the ROLLBACK)."""
+        why = None
+        if refused is not None:
+            why = f"it refused a CREATE TABLE inside a transaction ({refused})"
+        elif survived:
+            why = "a table created inside a transaction was still there after ROLLBACK"
+        if why is None:
+            return None
+        return (f"{where} does not run DDL in transactions: {why}. mf applies each migration in one "
+                "transaction together with its ledger row, so that a failed migration leaves nothing behind; "
+                "it refuses this database and applied nothing")
+
     def session_settings(self, schema: Optional[str]) -> dict:
         """Settings a connection to the target opens with: for one schema of the
         database, what makes that schema the one its unqualified names mean."""

@@ -148,6 +148,13 @@ class PostgreSQLDialect(Dialect):
                 "AND pid = pg_backend_pid() AND objsubid = 1 "
                 f"AND ((classid::bigint << 32) | objid::bigint) = {advisory_lock_key(schema)})")
 
+    def transactional_ddl_probe(self, table: str) -> Optional[tuple]:
+        # Unqualified: made where the migrations' tables are made (a tenant's schema).
+        quoted = self.quote(table)
+        return (f"BEGIN; CREATE TABLE {quoted} (probe integer); ROLLBACK",
+                f"SELECT to_regclass({self.string_literal(quoted)}) IS NULL",
+                f"DROP TABLE IF EXISTS {quoted}")
+
     def session_settings(self, schema: Optional[str]) -> dict:
         # Only the tenant's schema: its ledger, tables and types, created and found there.
         return {"search_path": self.quote(schema)} if schema is not None else {}
