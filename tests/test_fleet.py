@@ -561,6 +561,23 @@ def test_rollback_all_refuses_data_loss_on_any_target_unless_allowed(sqlite_flee
     assert sqlite_ledger(root / "north.db") == names[:2]
 
 
+def test_a_target_that_cannot_be_read_fails_alone_or_with_fail_fast_stops_all_before_any_undo(sqlite_fleet):
+    root, names = sqlite_fleet
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    (root / "south.db").write_bytes(b"not a database " * 40)
+
+    stopped = run_cli(root, "rollback", "--all", "--fail-fast")
+    assert stopped.returncode == 3
+    assert "0 of 3 target(s) rolled back, 1 failed, 2 not finished (--fail-fast)." in stopped.stdout
+    assert "error: south: cannot use the SQLite database" in stopped.stderr
+    assert sqlite_ledger(root / "north.db") == names and sqlite_ledger(root / "west.db") == names
+
+    carried_on = run_cli(root, "rollback", "--all")
+    assert carried_on.returncode == 3
+    assert "2 of 3 target(s) rolled back, 1 failed." in carried_on.stdout
+    assert sqlite_ledger(root / "north.db") == names[:2] and sqlite_ledger(root / "west.db") == names[:2]
+
+
 def test_rollback_all_arguments_are_those_of_rollback(sqlite_fleet):
     root, _names = sqlite_fleet
     both = run_cli(root, "rollback", "2", "--to", "001", "--all")
