@@ -29,8 +29,9 @@ ResultCallback = Callable[["TargetResult", int, int], object]
 @dataclass
 class TargetResult:
     """What happened on one target: ``applied`` names (migrate), ``records`` (status),
-    ``rolled_back`` names (rollback), or ``error``; ``finished`` is False when fail_fast stopped the fleet before this
-    target's run ended (a run cut short rolls back its open transaction)."""
+    ``rolled_back`` names (rollback), or ``error``; ``finished`` is False when
+    fail_fast stopped the fleet before this target's run ended (a run cut short rolls
+    back its open transaction)."""
 
     name: str
     display: str
