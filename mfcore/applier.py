@@ -461,26 +461,27 @@ class _Database:
                 "twice)")
 
     async def _check_transactional_ddl(self, holder: Connection) -> None:
-        """An engine that commits DDL on its own, or refuses it inside a transaction,
-        would break one transaction per migration: refuse it, before anything runs.
-        Asked on the lock's connection, which has the run's settings (search_path)."""
+        """An engine that commits DDL on its own would break one transaction per
+        migration, silently: refuse it, before anything runs. Asked on the lock's
+        connection, which has the run's settings (search_path). A server that cannot
+        create the table at all (no such schema, no privilege, no DDL inside a
+        transaction) is not refused here: the run's first transaction fails with the
+        server's words and is rolled back, which is safe."""
         probe = self.dialect.transactional_ddl_probe(f"mf_ddl_probe_{uuid.uuid4().hex[:12]}")
         if probe is None:
             return
         create_and_roll_back, check, cleanup = probe
-        refused, survived = None, False
         try:
             await holder.execute(create_and_roll_back)
-        except StatementError as exc:
-            refused = exc.message
+        except StatementError:
             with suppress(StatementError, DatabaseError):
                 await holder.execute("ROLLBACK")
-        if refused is None:
-            survived = not (await holder.fetch(check))[0][0]
-            if survived:
-                with suppress(StatementError, DatabaseError):
-                    await holder.execute(cleanup)
-        refusal = self.dialect.transactional_ddl_refusal(self.config.display_dsn, refused, survived)
+            return
+        survived = not (await holder.fetch(check))[0][0]
+        if survived:
+            with suppress(StatementError, DatabaseError):
+                await holder.execute(cleanup)
+        refusal = self.dialect.transactional_ddl_refusal(self.config.display_dsn, survived)
         if refusal is not None:
             raise DatabaseError(refusal)
 

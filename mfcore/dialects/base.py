@@ -199,22 +199,15 @@ class Dialect:
         table that was not. None where DDL is transactional by construction."""
         return None
 
-    def transactional_ddl_refusal(self, where: str, refused: Optional[str] = None,
-                                  survived: bool = False) -> Optional[str]:
-        """What the probe's answers mean: None when DDL is transactional; else the
-        sentence refusing the server ``where`` (``refused``: what it said when asked to
-        run CREATE TABLE and ROLLBACK in a transaction; ``survived``: the table was still
-        there after the ROLLBACK)."""
-        why = None
-        if refused is not None:
-            why = f"it refused a CREATE TABLE inside a transaction ({refused})"
-        elif survived:
-            why = "a table created inside a transaction was still there after ROLLBACK"
-        if why is None:
+    def transactional_ddl_refusal(self, where: str, survived: bool) -> Optional[str]:
+        """What the probe's answer means: None when the table created inside a
+        transaction was gone after its ROLLBACK (``survived`` False); else the sentence
+        refusing the server ``where``."""
+        if not survived:
             return None
-        return (f"{where} does not run DDL in transactions: {why}. mf applies each migration in one "
-                "transaction together with its ledger row, so that a failed migration leaves nothing behind; "
-                "it refuses this database and applied nothing")
+        return (f"{where} does not roll DDL back: a table created inside a transaction was still there after "
+                "ROLLBACK. mf applies each migration in one transaction together with its ledger row, so that a "
+                "failed migration leaves nothing behind; it refuses this database and applied nothing")
 
     def session_settings(self, schema: Optional[str]) -> dict:
         """Settings a connection to the target opens with: for one schema of the
