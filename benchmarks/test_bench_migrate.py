@@ -1,7 +1,9 @@
 """migrate() speed (SPEC §7), on SQLite and PostgreSQL.
 
 - nothing to do: ``await migrate()`` with 1,000 migrations applied (file checksums
-  checked against the ledger included); target under 20 ms in process.
+  checked against the ledger included); target under 20 ms in process. Measured at
+  the applier, and at the API door (which adds the models.mp digest check), beside the
+  bare driver opening a connection and reading the ledger.
 - applying 1,000 small migrations (one CREATE TABLE each), against the bare driver
   running the same statements and ledger rows, each in its own transaction, on one
   connection; target within 1.3x of the bare driver.
@@ -138,6 +140,83 @@ def test_mf_migrate_process_with_1000_applied_and_nothing_to_do(benchmark, datab
         return completed.stdout
 
     assert benchmark.pedantic(run, rounds=10, iterations=1) == "No unapplied migrations.\n"
+
+
+# ---------------------------------------------------------------- nothing to do, through the API door
+
+@pytest.fixture(scope="module")
+def project_history(tmp_path_factory) -> Path:
+    """A project whose 1,000 migration files each create one of the models of its
+    models.mp, with the schema.json makemigrations would leave (its "made_from" digest
+    included), so the forgotten-makemigrations check takes its no-parse path."""
+    from mfcore import store
+
+    root = tmp_path_factory.mktemp("project")
+    directory = root / "migrations"
+    directory.mkdir()
+    text = "".join(f'model Thing{n} extends Model {{\n    id = AutoField()\n    label = CharField(40)\n'
+                   f'    amount = IntegerField(default=0)\n    table = "thing_{n}"\n}}\n'
+                   for n in range(1, COUNT + 1))
+    (root / "models.mp").write_text(text)
+    schema = parse(text)
+    for number in range(1, COUNT + 1):
+        model = schema.models[f"Thing{number}"]
+        operations = diff(Schema(), Schema(models={model.name: model}))
+        write_migration(str(directory), number, suffix_for(operations), operations)
+    newest = sorted(directory.iterdir(), key=lambda p: int(p.name.split("_")[0]))[-1].name
+    store.write_snapshot(str(directory), schema, newest, made_from=store.models_digest(text.encode()))
+    return root
+
+
+def _project_copy(project_history: Path, destination: Path) -> Path:
+    destination.mkdir()
+    (destination / "models.mp").write_bytes((project_history / "models.mp").read_bytes())
+    _copy(project_history / "migrations", destination / "migrations")
+    return destination
+
+
+def test_api_migrate_with_1000_applied_and_nothing_to_do(benchmark, databases, project_history, loop, tmp_path):
+    """`await mfcore.migrate()` as a startup hook calls it: the carry-over check, the
+    survey with every applied file's checksum, and the models.mp check by digest
+    (SPEC §7: under 20 ms). Compare with the bare-driver floor below."""
+    from mfcore import api
+
+    root = _project_copy(project_history, tmp_path / "app")
+    config = config_for(databases.fresh(), str(root / "migrations"), str(root / "models.mp"))
+    assert len(loop.run_until_complete(api.migrate(config))) == COUNT
+
+    result = benchmark(lambda: loop.run_until_complete(api.migrate(config)))
+    assert result == [] and result.models_changed is None and result.notices == []
+
+
+def test_nothing_to_do_bare_driver_floor(benchmark, databases, project_history, loop, tmp_path):
+    """The floor of the no-op migrate: the bare driver opening a connection, reading the
+    ledger's 1,000 rows and closing."""
+    root = _project_copy(project_history, tmp_path / "app")
+    dsn = databases.fresh()
+    assert len(loop.run_until_complete(applier.migrate(config_for(dsn, str(root / "migrations"))))) == COUNT
+    select = 'SELECT "name", "checksum", "state" FROM "mf_migrations" ORDER BY "id"'
+
+    async def sqlite_floor():
+        import aiosqlite
+
+        connection = await aiosqlite.connect(dsn, isolation_level=None)
+        try:
+            return len(await connection.execute_fetchall(select))
+        finally:
+            await connection.close()
+
+    async def postgres_floor():
+        import asyncpg
+
+        connection = await asyncpg.connect(dsn)
+        try:
+            return len(await connection.fetch(select))
+        finally:
+            await connection.close()
+
+    floor = sqlite_floor if databases.driver == "sqlite" else postgres_floor
+    assert benchmark(lambda: loop.run_until_complete(floor())) == COUNT
 
 
 # ---------------------------------------------------------------- applying 1,000

@@ -15,12 +15,16 @@
 Each takes a Config, a path to language_config.yaml, or nothing (found from the
 working directory). The coroutines run in the caller's event loop: none starts a
 loop of its own, so migrate() drops into a FastAPI/Starlette lifespan. Nothing
-here prints or exits: results are returned, problems raised as MfError.
+here prints or exits: results are returned, problems raised as MfError. migrate()
+also logs through logging.getLogger("mfcore"): each migration applied (INFO), each
+notice (INFO), and what the user must act on (WARNING: models.mp holds changes no
+migration holds; the database is ahead of the files).
 """
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
 from .config import Config, Fleet, config_for, load_config, load_fleet
@@ -28,6 +32,8 @@ from .errors import ConfigError
 from .questioner import AnswerQuestioner, InteractiveQuestioner, Questioner
 
 ConfigLike = Union[Config, str, os.PathLike, None]
+
+log = logging.getLogger("mfcore")
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
@@ -74,17 +80,37 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
     is applied exactly once, the others wait and return. ``on_event(kind, name,
     index, total)`` hears "start", "applied" and "skipped"; ``notices`` receives
     sentences the user should read.
+
+    Returns a MigrateResult: the list of names applied, with ``notices`` (every
+    sentence for the user), ``ahead`` (applied migrations newer than every file: the
+    database is ahead of this code, which is no error) and ``models_changed`` (a
+    sentence when models.mp holds changes no migration holds, else None). Each is
+    also logged on the "mfcore" logger; the last two as warnings.
     """
     resolved = resolve_config(config, dsn=dsn, migrations_dir=migrations_dir)
     _require_migrations_dir(resolved)
     from . import applier
+    from .unmigrated import unmigrated_changes
 
     if notices is None:
         notices = []
     await carry_over(resolved, notices=notices)
     if to is not None:
         await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, on_event=on_event)
-    return await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices)
+    result = await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices)
+    result.models_changed = unmigrated_changes(resolved)
+    if result.models_changed is not None:
+        notices.append(result.models_changed + ".")
+        result.warnings.append(notices[-1])
+    _log_run(result)
+    return result
+
+
+def _log_run(result) -> None:
+    for name in result:
+        log.info("applied %s", name)
+    for notice in result.notices:
+        log.log(logging.WARNING if notice in result.warnings else logging.INFO, "%s", notice)
 
 
 async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to: Optional[int] = None,
@@ -226,11 +252,20 @@ def squash(config: ConfigLike = None, *, to: Optional[int] = None, name: Optiona
 # ---------------------------------------------------------------- looking
 
 async def status(config: ConfigLike = None) -> list:
-    """A MigrationStatus (name, applied, applied_at, state, duration) for every migration
-    file in numeric order, then one for each ledger row whose file is gone."""
+    """A StatusReport: the list of MigrationStatus (name, applied, applied_at, state,
+    duration) for every migration file in numeric order, then one for each ledger row
+    whose file is gone; with ``pending``, ``problems`` (records migrate refuses to run
+    with: "edited", "missing", "started", "out_of_order"), ``ahead``, ``models_changed``
+    (a sentence when models.mp holds changes no migration holds), ``notices`` and
+    ``check_code`` (0 all applied and intact, 1 something pending or unmigrated, 2
+    integrity problems: what `mf db status --check` exits with)."""
     from . import applier
+    from .unmigrated import unmigrated_changes
 
-    return await applier.status(resolve_config(config))
+    resolved = resolve_config(config)
+    report = await applier.status(resolved)
+    report.models_changed = unmigrated_changes(resolved)
+    return report
 
 
 def migration_names(config: ConfigLike = None) -> list:
@@ -303,22 +338,27 @@ async def resolve(config: ConfigLike, number: int, *, applied: bool) -> str:
 class ResetResult:
     dropped: list   # database objects dropped, e.g. ["table lt_invoices", "type userrole"]
     removed: list   # file names removed from the migrations directory
+    forgotten: list = field(default_factory=list)  # ledger rows removed (reset without dropping)
 
 
 async def reset(config: ConfigLike = None, *, drop_database: bool = False) -> ResetResult:
-    """Start the project's migrations over: with ``drop_database``, first drop the tables
+    """Start the project's migrations over. With ``drop_database``, first drop the tables
     and enum types the migration history owns, and the ledger (never with CASCADE);
-    then remove the migration files, schema.json, .applied and the model cache.
-    Asks nothing: confirming is the caller's business."""
+    without it, empty the ledger (mf_migrations keeps no row; the tables and their rows
+    stay), so that the next makemigrations writes a new 001 that the next migrate
+    records as applied once the catalog matches it. Then remove the migration files,
+    schema.json, .applied and the model cache. The database comes first: when it
+    cannot be reached, nothing is removed. Asks nothing: confirming is the caller's
+    business."""
+    from . import applier, store
+
     resolved = resolve_config(config)
-    dropped = []
+    dropped, forgotten = [], []
     if drop_database:
-        from . import applier
-
         dropped = await applier.reset_database(resolved)
-    from . import store
-
-    return ResetResult(dropped, store.remove_project_files(resolved.migrations_dir))
+    else:
+        forgotten = await applier.forget_history(resolved)
+    return ResetResult(dropped, store.remove_project_files(resolved.migrations_dir), forgotten)
 
 
 # ---------------------------------------------------------------- a fleet of targets

@@ -44,13 +44,16 @@ from .config import Config
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
 from .drivers import Connection, StatementError, connect, database_exists
-from .errors import (DatabaseError, DataLossError, DriftError, LockTimeoutError, MfError, MigrationFileError,
-                     ResolveError)
-from .history import (Checksums, Survey, adoption_decision, check_target, check_unresolved, cut,
-                      listed_files, migration_files, number_of, read_history, survey_from)
+from .errors import (DatabaseError, DataLossError, DriftError, IntegrityError, LockTimeoutError, MfError,
+                     MigrationFileError, ResolveError)
+from .history import (Checksums, Survey, ahead_notice, ahead_of, adoption_decision, check_target,
+                      check_unresolved, cut, listed_files, migration_files, number_of, out_of_order_refusal,
+                      read_history, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
 from .ownership import owned_objects
 from .steps import Prepared, Step, UndoPlan, undo_plan
+from .operations import fold
+from .schema import Schema
 from .store import load_history, read_applied, write_applied
 
 LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most
@@ -68,7 +71,9 @@ class MigrationStatus:
     finished: see resolve); "edited" (applied, but the file changed since);
     "missing" (applied, but the file is gone); "replaced" (it will not run: a squashed
     migration stands for it, or it stands for originals that run instead; or, applied,
-    its file was removed after a squash replaced it)."""
+    its file was removed after a squash replaced it); "ahead" (applied, and newer than
+    every file: the code is older than the database); "out_of_order" (not applied,
+    numbered below the newest applied migration, and migrate refuses to run it there)."""
 
     name: str
     applied: bool
@@ -77,9 +82,59 @@ class MigrationStatus:
     duration: Optional[float] = None     # seconds the migration took
 
 
+class MigrateResult(list):
+    """The names migrate applied (a list, empty when there was nothing to do), and what
+    the run has to tell: ``notices``, sentences for the user (also logged by the API);
+    ``ahead``, applied migrations newer than every file (the code is older than the
+    database); ``models_changed``, a sentence when models.mp holds changes no migration
+    holds (filled in by api.migrate), else None; ``warnings``, the notices among
+    ``notices`` that ask the user to act (the API logs them as warnings)."""
+
+    def __init__(self, names=(), *, notices=None, ahead=()):
+        super().__init__(names)
+        self.notices = notices if notices is not None else []
+        self.ahead = list(ahead)
+        self.models_changed: Optional[str] = None
+        self.warnings: list = []
+
+
+class StatusReport(list):
+    """status(): a MigrationStatus per migration (a list), and what they add up to."""
+
+    INTEGRITY_STATES = ("edited", "missing", "started", "out_of_order")
+
+    def __init__(self, records=(), *, notices=None):
+        super().__init__(records)
+        self.notices = notices if notices is not None else []
+        self.models_changed: Optional[str] = None  # see MigrateResult (filled in by api.status)
+
+    @property
+    def pending(self) -> list:
+        return [r.name for r in self if r.state == "pending"]
+
+    @property
+    def ahead(self) -> list:
+        return [r.name for r in self if r.state == "ahead"]
+
+    @property
+    def problems(self) -> list:
+        """The records migrate would refuse to run with."""
+        return [r for r in self if r.state in self.INTEGRITY_STATES]
+
+    @property
+    def check_code(self) -> int:
+        """`mf db status --check`: 2 when the history has integrity problems, 1 when
+        something is pending or models.mp holds unmigrated changes, else 0."""
+        if self.problems:
+            return 2
+        if self.pending or self.models_changed:
+            return 1
+        return 0
+
+
 async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = False,
                   dry_run: bool = False, on_event: Optional[EventCallback] = None,
-                  notices: Optional[list] = None) -> list:
+                  notices: Optional[list] = None) -> "MigrateResult":
     """Apply every unapplied migration in numeric order; returns the names applied.
 
     ``to``: stop after the migration with that number. ``fake``: record the
@@ -89,13 +144,17 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     committed ("skipped" when another process applied it meanwhile); index counts
     from 1 within the ``total`` migrations of this run. It may be a coroutine
     function. ``notices``, when given, receives sentences the user should read
-    (differences found when adopting a database made by the earlier tool).
+    (differences found when adopting a database made by the earlier tool; the
+    database being ahead of the files). Returns a MigrateResult: the names applied,
+    with the notices.
     """
     files = migration_files(config.migrations_dir)
     check_target(files, to)
+    if notices is None:
+        notices = []
     if dry_run:
         survey = await _read_only_survey(config, files)
-        return [f.name for f in cut(survey.pending, to)]
+        return MigrateResult([f.name for f in cut(survey.pending, to)], notices=notices, ahead=survey.ahead)
     if not database_exists(config):
         # Read and translate what would run before the SQLite file is created: a
         # malformed migration must leave no trace, not even an empty database file.
@@ -103,16 +162,24 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         Prepared(config, files).load(cut(survey.pending, to))
     async with await connect(config) as connection:
         database = _database_for(connection, config)
-        if notices is not None:
-            database.notices = notices
+        database.notices = notices
         survey = await database.survey(files)
         behind = config.mirrors_applied_file and survey.applied_file_behind
         if not survey.adopt and not cut(survey.pending, to) and not behind and not survey.renames:
-            return []
+            return _result([], survey, files, notices)
         prepared = Prepared(config, files)
         prepared.load(cut(survey.pending, to))
         async with database.exclusive():
-            return await _run(database, files, prepared, to, fake, on_event)
+            applied, survey = await _run(database, files, prepared, to, fake, on_event)
+            return _result(applied, survey, files, notices)
+
+
+def _result(applied, survey: Survey, files, notices: list) -> "MigrateResult":
+    result = MigrateResult(applied, notices=notices, ahead=survey.ahead)
+    if survey.ahead:
+        notices.append(ahead_notice(survey.ahead, files))
+        result.warnings.append(notices[-1])
+    return result
 
 
 async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
@@ -205,6 +272,13 @@ def _to_undo(files, survey: Survey, count: Optional[int], to: Optional[int]) -> 
 
 
 def _undo_plan(config, files, survey, count, to, allow_data_loss) -> UndoPlan:
+    if survey.ahead:
+        # The newest applied migrations have no file here: undoing older ones under them
+        # would take the database to a state no history describes.
+        raise IntegrityError(
+            f"the database is ahead of the migration files in {config.migrations_dir}: "
+            f"{', '.join(survey.ahead)} {'is' if len(survey.ahead) == 1 else 'are'} applied but not here (newer "
+            "code applied them). Nothing was undone; roll back with the code that has those files.")
     plan = undo_plan(config, files, _to_undo(files, survey, count, to))
     if plan.losses and not allow_data_loss:
         raise DataLossError("undoing would lose data: " + "; ".join(plan.losses)
@@ -227,9 +301,11 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, on_even
     return undone
 
 
-async def status(config: Config) -> list:
+async def status(config: Config) -> "StatusReport":
     """A MigrationStatus for every migration file, in numeric order, then one for each
-    ledger row whose file is gone."""
+    ledger row whose file is gone ("ahead" when every such row is newer than the newest
+    file, see history.ahead_of; else "missing"). A pending file numbered below the
+    newest applied migration is "out_of_order" (migrate refuses it)."""
     files = migration_files(config.migrations_dir)
     entries = None
     if database_exists(config):
@@ -237,26 +313,49 @@ async def status(config: Config) -> list:
             entries = await ledger.read_ledger(connection, detailed=True)
     sums = Checksums()
     reading = read_history(files, entries or [], sums)
+    ahead = ahead_of(files, reading.gone)
     by_name = {reading.current_name(e.name): e for e in entries or ()}
-    records = []
+    refused = _refused_out_of_order(config, files, reading, ahead)
+    report = StatusReport()
     for file in files:
         entry = by_name.pop(file.name, None)
         if entry is None:
             if file.name in reading.done:  # a squashed migration whose originals are all applied
-                records.append(MigrationStatus(file.name, True, state="applied"))
+                report.append(MigrationStatus(file.name, True, state="applied"))
             else:
-                state = "replaced" if file.name in reading.replaced else "pending"
-                records.append(MigrationStatus(file.name, False, state=state))
+                state = "replaced" if file.name in reading.replaced else \
+                    "out_of_order" if file.name in refused else "pending"
+                report.append(MigrationStatus(file.name, False, state=state))
         elif entry.state == STARTED:
-            records.append(MigrationStatus(file.name, False, entry.applied_at, "started", entry.duration))
+            report.append(MigrationStatus(file.name, False, entry.applied_at, "started", entry.duration))
         else:
             state = "applied" if sums.matches(file, entry.checksum) else "edited"
-            records.append(MigrationStatus(file.name, True, entry.applied_at, state, entry.duration))
+            report.append(MigrationStatus(file.name, True, entry.applied_at, state, entry.duration))
     gone = set(reading.gone)
     for entry in by_name.values():
-        records.append(MigrationStatus(entry.name, entry.state == APPLIED, entry.applied_at,
-                                       "missing" if entry.name in gone else "replaced", entry.duration))
-    return records
+        state = ("ahead" if entry.name in ahead else "missing") if entry.name in gone else "replaced"
+        report.append(MigrationStatus(entry.name, entry.state == APPLIED, entry.applied_at, state, entry.duration))
+    if ahead:
+        report.notices.append(ahead_notice(ahead, files))
+    return report
+
+
+def _refused_out_of_order(config: Config, files, reading, ahead) -> set:
+    """The pending files numbered below the newest applied migration that migrate would
+    refuse to run there (see history.out_of_order_refusal): all of them while the
+    database is ahead of the files."""
+    pending = [f for f in files if f.name not in reading.done and f.name not in reading.replaced]
+    if ahead:
+        return {f.name for f in pending}
+    newest = max((number_of(name) or 0 for name in reading.done), default=0)
+    below = [f for f in pending if f.number < newest]
+    if not below:
+        return set()
+    try:
+        refusal = out_of_order_refusal(config.migrations_dir, files, reading, below)
+    except MfError:
+        refusal = "its files do not read"
+    return {f.name for f in below} if refusal is not None else set()
 
 
 async def resolve(config: Config, number: int, applied: bool) -> str:
@@ -310,6 +409,30 @@ async def reset_database(config: Config) -> list:
             return await database.drop_owned(tables, enums)
 
 
+async def forget_history(config: Config) -> list:
+    """Empty the ledger (reset without dropping anything): every row of mf_migrations is
+    removed, under the migration lock and in one transaction; the table itself and the
+    schema's tables stay. The next migrate finds the tables and records the new
+    migrations that create them as applied (see _Database._catalog_adoption). Returns
+    the names forgotten ([] when the database or its ledger does not exist)."""
+    if not database_exists(config):
+        return []
+    async with await connect(config) as connection:
+        database = _database_for(connection, config)
+        async with database.exclusive():
+            try:
+                async with database.write_transaction():
+                    if not await ledger.ledger_exists(connection):
+                        return []
+                    names = [entry.name for entry in await ledger.read_ledger(connection) or []]
+                    for name in names:
+                        await ledger.forget(connection, name)
+            except StatementError as exc:
+                raise DatabaseError(f"cannot empty the ledger {ledger.LEDGER_TABLE} on {config.display_dsn}: "
+                                    f"{exc.message}; nothing was changed") from None
+    return names
+
+
 # ================================================================ looking without a lock
 
 async def _read_only_survey(config: Config, files) -> Survey:
@@ -329,8 +452,9 @@ async def _read_only_survey(config: Config, files) -> Survey:
 
 # ================================================================ a run
 
-async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) -> list:
-    """Inside the lock: survey again, adopt, apply, mirror the ledger in .applied."""
+async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) -> tuple:
+    """Inside the lock: survey again, adopt, apply, mirror the ledger in .applied.
+    Returns the names applied and that survey."""
     try:
         survey = await database.settled_survey(files)
         pending = cut(survey.pending, to)
@@ -348,7 +472,7 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
             await database.sync_applied_file()
         raise
     await database.sync_applied_file()
-    return applied
+    return applied, survey
 
 
 async def _each(steps, run, done: str, on_event) -> list:
@@ -540,11 +664,61 @@ class _Database:
             self.ledger_ready = True
         applied_file = read_applied(self.directory) if self.config.mirrors_applied_file else None
         adopt = []
+        from_catalog = False
         if entries is None and applied_file:
             listed = listed_files(files, applied_file, self.directory)
             adopt = await self._adoption(listed, await self.dialect.table_names(self.connection),
                                          await self.dialect.enum_type_names(self.connection))
-        return survey_from(files, entries, applied_file, adopt, self.sums, self.directory)
+        elif entries == [] and files:
+            # A ledger with no row: emptied by `mf db reset` (or everything rolled back). The
+            # database may still hold the tables a new 001 creates; a database that never had
+            # a ledger is migrated as usual (a table in the way fails its migration).
+            adopt = await self._catalog_adoption(files)
+            from_catalog = bool(adopt)
+        return survey_from(files, entries, applied_file, adopt, self.sums, self.directory, from_catalog)
+
+    async def _catalog_adoption(self, files) -> list:
+        """A database with an empty ledger (after `mf db reset`) that already holds tables
+        the migrations create: the longest run of files from the first whose schema
+        the catalog matches exactly (the adoption comparison, no difference at all), to be
+        recorded as applied without running. [] when the database holds none of their
+        tables (they are applied as usual). Anything else is a DriftError naming every
+        difference: nothing is recorded or run."""
+        existing = await self.dialect.table_names(self.connection) - {ledger.LEDGER_TABLE}
+        if not existing:
+            return []  # the usual first run: nothing to compare, nothing parsed
+        history, _schema = load_history(self.directory, files)
+        schemas = []  # the schema after each file
+        state = Schema()
+        for migration in history:
+            state = fold(migration.operations, state)
+            schemas.append(state)
+        created = set().union(*({m.table for m in schema.models.values()} for schema in schemas))
+        if not created & existing:
+            return []
+        catalog = await self.dialect.read_catalog(self.connection, created & existing)
+        existing_types = await self.dialect.enum_type_names(self.connection)
+        for count in range(len(schemas), 0, -1):
+            schema = schemas[count - 1]
+            tables = {m.table for m in schema.models.values()}
+            if not tables or not tables <= existing or (created - tables) & existing:
+                continue  # its tables are not all there, or a later file's are
+            if not self._catalog_differences(schema, catalog, existing_types):
+                return list(files[:count])
+        differences = self._catalog_differences(schemas[-1], catalog, existing_types)
+        raise DriftError(
+            f"the ledger of {self.config.display_dsn} is empty, but the database already holds tables the "
+            f"migrations in {self.directory} create ({', '.join(sorted(created & existing))}), and it does not "
+            "match them, so mf records nothing as applied and runs nothing:\n"
+            + "\n".join(f"  - {item}" for item in differences)
+            + "\nNothing was changed. Bring the database in line with the migrations (or drop those tables, "
+            "e.g. `mf db reset --drop-db`) and run migrate again.")
+
+    def _catalog_differences(self, schema, catalog, existing_types) -> list:
+        findings = adoption.compare(schema, catalog)
+        types = {e.type_name for e in schema.enums.values()} if self.dialect.has_enum_types else set()
+        return (findings.blocking + findings.warnings
+                + [f"enum type {name} does not exist in the database" for name in sorted(types - existing_types)])
 
     async def _adoption(self, listed, existing_tables, existing_types) -> list:
         """§6.2, after a look at the catalog: the listed files to record as applied
@@ -573,8 +747,14 @@ class _Database:
         survey = await self.survey(files)
         if survey.adopt:
             await self.adopt(survey.adopt)
-            self.notices.append(f"Recorded {len(survey.adopt)} migration(s) listed in .applied as applied: "
-                                "the database already holds what they create.")
+            if survey.adopt_from_catalog:
+                it, creates = ("it", "it creates") if len(survey.adopt) == 1 else ("them", "they create")
+                self.notices.append(
+                    f"Recorded {', '.join(f.name for f in survey.adopt)} as applied without running {it}: the "
+                    f"database already holds what {creates}, and its catalog matches.")
+            else:
+                self.notices.append(f"Recorded {len(survey.adopt)} migration(s) listed in .applied as applied: "
+                                    "the database already holds what they create.")
         if survey.renames:
             await self.rename(survey.renames)
             survey = await self.survey(files)
@@ -590,10 +770,11 @@ class _Database:
                                 "its ledger row was renamed.")
 
     async def adopt(self, files) -> None:
-        """Record migrations the earlier tool applied, in one transaction with the
+        """Record migrations whose objects the database already holds (the earlier tool
+        applied them, or the ledger was emptied by reset), in one transaction with the
         ledger's creation. Another process may have adopted them first."""
         async with self.write_transaction():
-            if await ledger.ledger_exists(self.connection):
+            if await ledger.ledger_exists(self.connection) and await ledger.read_ledger(self.connection):
                 return
             await ledger.ensure_ledger(self.connection)
             for file in files:

@@ -158,6 +158,7 @@ def cmd_migrate(args, out: Output) -> int:
 
     if args.to is not None:
         _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, to=args.to)))
+    _quiet_library_log()
     progress = _Progress(out) if out.tty and not out.json_mode else None
     notices: list = []
     undone: list = []
@@ -176,9 +177,11 @@ def cmd_migrate(args, out: Output) -> int:
         if progress:  # cleared before the result, an error or the interrupted line
             progress.finish()
     for notice in notices:
-        out.notice(notice)
+        out.notice(f"⚠ {notice}" if notice in applied.warnings else notice)
     if out.json_mode:
-        out.document({"applied": applied, "rolled_back": undone, "fake": args.fake, "notices": notices})
+        out.document({"applied": applied, "rolled_back": undone, "fake": args.fake, "notices": notices,
+                      "warnings": applied.warnings, "ahead": applied.ahead,
+                      "models_changed": applied.models_changed})
         return EXIT_OK
     if undone:
         _print_undone(out, undone)
@@ -191,6 +194,14 @@ def cmd_migrate(args, out: Output) -> int:
     for name in applied:
         out.line(f"  {out.mark()}{name}")
     return EXIT_OK
+
+
+def _quiet_library_log() -> None:
+    """The command prints the API's notices itself: without a handler of the
+    application's, logging would print its warnings a second time on stderr."""
+    import logging
+
+    logging.getLogger("mfcore").addHandler(logging.NullHandler())
 
 
 def cmd_rollback(args, out: Output) -> int:
@@ -290,7 +301,7 @@ def _fleet_choice(args, fleet_options=()) -> dict:
 
     if args.all and (args.target or args.tenant):
         raise ConfigError("--all takes every target; leave out --target and --tenant, or --all")
-    for option in ("to", "dry_run", "fake", "drift"):
+    for option in ("to", "dry_run", "fake", "drift", "check"):
         if option not in fleet_options and getattr(args, option, None):
             raise ConfigError(f"--{option.replace('_', '-')} works on one database; it cannot be combined with "
                               "--all, --target or --tenant")
@@ -442,8 +453,12 @@ def cmd_reset(args, out: Output) -> int:
         out.error("reset --drop-db drops tables; off a terminal it needs --yes to confirm")
         return EXIT_INPUT
     if not args.yes and interactive:
-        what = "drop the tables and enum types of this schema in " + config.display_dsn + " and " \
-            if args.drop_db else ""
+        if args.drop_db:
+            what = (f"drop the tables and enum types of this schema and the ledger in {config.display_dsn}, "
+                    "and ")
+        else:
+            what = (f"empty the ledger (mf_migrations) of {config.display_dsn}, keeping its tables and rows, "
+                    "and ")
         sys.stderr.write(f"This will {what}remove the migration files, schema.json and .applied in "
                          f"{_display_path(config.migrations_dir)}. Continue? [y/N] ")
         sys.stderr.flush()
@@ -455,11 +470,14 @@ def cmd_reset(args, out: Output) -> int:
     result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db))
     dropped, removed = result.dropped, result.removed
     if out.json_mode:
-        out.document({"dropped": dropped, "removed": removed})
+        out.document({"dropped": dropped, "removed": removed, "forgotten": result.forgotten})
         return EXIT_OK
     if args.drop_db:
         out.line(f"{out.mark()}Dropped {len(dropped)} database object(s)" +
                  (": " + ", ".join(dropped) if dropped else ""))
+    elif result.forgotten:
+        out.line(f"{out.mark()}Emptied the ledger of {config.display_dsn} ({len(result.forgotten)} row(s)); "
+                 "its tables stay")
     out.line(f"{out.mark()}Removed {len(removed)} file(s) from {_display_path(config.migrations_dir)}")
     return EXIT_OK
 
@@ -471,32 +489,60 @@ def cmd_status(args, out: Output) -> int:
         return _status_fleet(args, out)
     records = anyio.run(lambda: api.status(args.config_path))
     report = anyio.run(lambda: api.drift(args.config_path)) if args.drift else None
+    code = records.check_code if args.check else EXIT_OK
+    summary = _status_summary(records)
     if out.json_mode:
-        doc = {"migrations": [_record_doc(r) for r in records]}
+        doc = {"migrations": [_record_doc(r) for r in records], "pending": records.pending,
+               "problems": [f"{r.name}: {_TROUBLE[r.state]}" for r in records.problems],
+               "ahead": records.ahead, "models_changed": records.models_changed,
+               "up_to_date": summary == ["Up to date."], "check": records.check_code}
         if report is not None:
             doc["drift"] = report.to_json()
         out.document(doc)
-        return EXIT_OK
+        return code
     if not records:
         out.line("No migrations.")
-        return EXIT_OK
-    pending = 0
     for record in records:
         doc = _record_doc(record)
+        trouble = f"  ⚠ {_TROUBLE[record.state]}" if record.state in _TROUBLE else ""
         if doc.get("applied"):
             when = _local_time(doc.get("applied_at"))
-            trouble = {"edited": "  ⚠ the file was edited after it was applied",
-                       "missing": "  ⚠ the file is missing",
-                       "replaced": "  (replaced by a squashed migration)"}.get(doc.get("state"), "")
-            out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else "") + trouble)
+            replaced = "  (replaced by a squashed migration)" if record.state == "replaced" else ""
+            out.line(f"  [X] {doc['name']}" + (f"  (applied {when})" if when else "") + replaced + trouble)
         else:
             state = doc.get("state")
-            pending += state != "replaced"  # a squash or its originals stand for it
-            out.line(f"  [ ] {doc['name']}" + (f"  ({state})" if state and state != "pending" else ""))
-    out.line(f"{pending} pending." if pending else "Up to date.")
+            shown = f"  ({state})" if state not in ("pending", None) and not trouble else ""
+            out.line(f"  [ ] {doc['name']}" + shown + trouble)
+    for line in summary:
+        if records or line != "Up to date.":
+            out.line(line)
     if report is not None:
         out.line(report.verdict())
-    return EXIT_OK
+    return code
+
+
+# What status says beside a migration in each state that is not plain applied or pending.
+_TROUBLE = {"edited": "the file was edited after it was applied",
+            "missing": "the file is missing",
+            "started": "a run stopped inside it: settle it with `mf db resolve`",
+            "out_of_order": "not applied, numbered below the newest applied migration, and it cannot run "
+                            "there (`mf db rebase` moves it after)",
+            "ahead": "applied by newer code: the database is ahead of these files"}
+
+
+def _status_summary(records) -> list:
+    """The last lines of status: "Up to date." only when nothing is pending, wrong or unmigrated."""
+    lines = []
+    if records.problems:
+        count = len(records.problems)
+        lines.append(f"⚠ {count} migration(s) do not match the database's history (marked above); "
+                     "`mf db migrate` refuses to run until they are settled.")
+    if records.pending:
+        lines.append(f"{len(records.pending)} pending.")
+    if records.models_changed:
+        lines.append(f"⚠ {records.models_changed}.")
+    lines += [f"⚠ {notice}" for notice in records.notices]
+    return lines or ["Up to date."]
 
 
 def cmd_inspect(args, out: Output) -> int:
@@ -839,6 +885,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("status", parents=[common], help="list migrations: applied or pending")
     p.add_argument("--drift", action="store_true", help="also say whether the database drifted from them")
+    p.add_argument("--check", action="store_true",
+                   help="exit 0 only when all is applied and intact; 1 pending or unmigrated models.mp "
+                        "changes; 2 integrity problems")
     _fleet_options(p)
     p.set_defaults(handler=cmd_status)
 

@@ -176,6 +176,8 @@ class Survey:
     applied_file: Optional[list]  # what .applied says
     renames: list = field(default_factory=list)       # [(ledger name, file name)] to rename in the ledger
     out_of_order: list = field(default_factory=list)  # pending names below the newest applied that commute
+    ahead: list = field(default_factory=list)  # applied names newer than every file (see ahead_of)
+    adopt_from_catalog: bool = False  # adopt: files whose objects the database holds (empty ledger)
 
     @property
     def applied_names(self) -> list:
@@ -187,16 +189,38 @@ class Survey:
         return self.entries is not None and self.applied_file != self.applied_names
 
 
-def _check_history(files, reading: Reading, entries, directory: str) -> list:
+def ahead_of(files, gone) -> list:
+    """The applied migrations whose file is gone (``gone``, as read_history found them)
+    that are newer than every file: the code is older than the database (a replica of
+    the previous release restarting while the new one is out). Only when every one of
+    them is numbered above the newest file; a gap in the middle of the history is no
+    such thing ([])."""
+    if not files or not gone:
+        return []
+    newest = files[-1].number
+    return list(gone) if all((number_of(name) or 0) > newest for name in gone) else []
+
+
+def ahead_notice(ahead, files) -> str:
+    """What migrate and status say when the database is ahead of the files (``ahead``:
+    the names ahead_of gave)."""
+    verb = "was" if len(ahead) == 1 else "were"
+    return (f"The database is ahead of these migration files: {', '.join(ahead)} {verb} applied by newer "
+            f"code (the files here end at {files[-1].name}); nothing here is left to apply.")
+
+
+def _check_history(files, reading: Reading, entries, directory: str, ahead=()) -> list:
     """§6.5: every applied file is there, unchanged. A pending file below the newest
     applied one is applied only where that order builds the same schema as the files'
     (two branches' migrations that do not touch the same thing, after `mf db rebase`);
-    otherwise it is an error. All problems are reported together, before anything runs.
-    Returns the pending files, numeric order."""
+    otherwise it is an error. ``ahead``: applied names newer than every file, which are
+    no problem while nothing here is pending (see ahead_of). All problems are reported
+    together, before anything runs. Returns the pending files, numeric order."""
     problems = []
     advice = []
     for name in reading.gone:
-        problems.append(f"{name} was applied but the file is gone")
+        if name not in ahead:
+            problems.append(f"{name} was applied but the file is gone")
     for name in reading.edited:
         problems.append(f"{name} was edited after it was applied (its content differs; line endings, "
                         "indentation and key order do not count)")
@@ -204,12 +228,17 @@ def _check_history(files, reading: Reading, entries, directory: str) -> list:
         advice.append("restore applied migration files exactly as they were (from version control) and put "
                       "further changes in a new migration")
     pending = [f for f in files if f.name not in reading.done and f.name not in reading.replaced]
-    applied = [reading.current_name(e.name) for e in entries]
+    if ahead and pending:
+        names = ", ".join(f.name for f in pending)
+        problems.append(f"{names} {'is' if len(pending) == 1 else 'are'} not applied, but the database is ahead of "
+                        f"these files ({', '.join(ahead)} applied by newer code)")
+        advice.append("migrate with the code that has the newer files")
+    applied = [reading.current_name(e.name) for e in entries if e.name not in ahead]
     below = []
-    if applied:
+    if applied and not (ahead and pending):
         newest_number, newest_name = max((number_of(name) or 0, name) for name in applied)
         below = [f for f in pending if f.number < newest_number]
-        refused = _out_of_order_refusal(directory, files, reading, below) if below and not problems else None
+        refused = out_of_order_refusal(directory, files, reading, below) if below and not problems else None
         if refused is not None:
             names = ", ".join(f.name for f in below)
             problems.append(f"{names} {'is' if len(below) == 1 else 'are'} not applied but numbered below "
@@ -222,7 +251,7 @@ def _check_history(files, reading: Reading, entries, directory: str) -> list:
     return pending
 
 
-def _out_of_order_refusal(directory: str, files, reading: Reading, below) -> Optional[str]:
+def out_of_order_refusal(directory: str, files, reading: Reading, below) -> Optional[str]:
     """Why pending ``below`` cannot run after the applied migrations numbered above them
     (None when it can): running them now must build the schema the files' order builds,
     and no data step may be among the migrations whose order changes."""
@@ -307,18 +336,19 @@ def check_unresolved(entries) -> None:
                 f"`mf db resolve {number:03d} --rolled-back` if none of it is (undo any part first).")
 
 
-def survey_from(files, entries, applied_file, adopt, sums, directory) -> Survey:
+def survey_from(files, entries, applied_file, adopt, sums, directory, adopt_from_catalog: bool = False) -> Survey:
     effective = entries
-    if entries is None:
+    if not entries:  # no ledger, or an empty one: what is adopted counts as applied
         effective = [LedgerEntry(f.name, sums.of(f), APPLIED) for f in adopt]
     reading = read_history(files, effective, sums)
-    pending = _check_history(files, reading, effective, directory)
+    ahead = ahead_of(files, reading.gone)
+    pending = _check_history(files, reading, effective, directory, ahead)
     check_unresolved(effective)
     applied_numbers = [number_of(reading.current_name(e.name)) or 0 for e in effective]
     newest = max(applied_numbers, default=0)
     out_of_order = [f.name for f in pending if f.number < newest]
     return Survey(entries, adopt, pending, applied_file, reading.renames if entries is not None else [],
-                  out_of_order)
+                  out_of_order, ahead, adopt_from_catalog)
 
 
 def listed_files(files, applied_file, directory) -> list:

@@ -353,7 +353,7 @@ def _load(snapshot, cached, names) -> dict:
     return found
 
 
-def snapshot_after(plan: Plan, after: Schema, migration_name: str) -> tuple:
+def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Optional[str] = None) -> tuple:
     """schema.json's bytes after the diff of ``plan`` (``after`` is plan.old with the
     operations applied), and where its models lie (for save): the models ``after``
     changes are written anew, the others are copied as they lie in the old file."""
@@ -364,4 +364,5 @@ def snapshot_after(plan: Plan, after: Schema, migration_name: str) -> tuple:
     kept = {name: (entry[_START], entry[_END]) for name, entry in cached.items()
             if len(entry) > _TABLE and name not in rewritten
             and (name not in before.models or name in after.models)}
-    return schema_file.rewrite(plan.snapshot, kept, plan.cache["relations"], after, rewritten, migration_name)
+    return schema_file.rewrite(plan.snapshot, kept, plan.cache["relations"], after, rewritten, migration_name,
+                               made_from)

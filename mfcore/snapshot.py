@@ -9,6 +9,7 @@ which the model cache uses to copy unchanged models without reading them.
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 import orjson
 
@@ -18,6 +19,9 @@ from .gcpause import gc_paused
 from .schema import DB_DEFAULTS, OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
 
 FORMAT = 1
+# schema.json's key for the digest of the models.mp text it was made from (store.models_digest).
+# Its name sorts between "format" and "migration", ahead of the models, where rewrite() puts it.
+MADE_FROM = "made_from"
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 # Field attributes written only when they differ from these defaults.
@@ -330,7 +334,7 @@ def _short(value) -> str:
 # ---------------------------------------------------------------- schema.json's byte layout
 #
 # What dumps() writes for a schema.json document: top-level keys in order (enums,
-# format, migration, models, relations), two-space indent, one model per entry of
+# format, made_from, migration, models, relations), two-space indent, one model per entry of
 # "models". The model cache reads models where they lie and copies unchanged ones.
 
 _INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -342,6 +346,20 @@ _ENTRY = re.compile(rb'\n    "([A-Za-z_][A-Za-z0-9_]*)": \{\n')
 def reflects(snapshot: bytes, migration_name: str) -> bool:
     """Whether schema.json's bytes say they reflect this migration file."""
     return snapshot.find(b'\n  "migration": ' + orjson.dumps(migration_name) + b",\n") >= 0
+
+
+def made_from(snapshot: bytes) -> Optional[str]:
+    """The models digest schema.json's bytes carry (see store.models_digest), found where
+    dumps() puts it without parsing the document; None when it has none."""
+    key = b'\n  "%s": "' % MADE_FROM.encode()
+    start = snapshot.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = snapshot.find(b'",\n', start)
+    if end < 0 or end - start > 200:
+        return None
+    return snapshot[start:end].decode("ascii", "replace")
 
 
 def layout(snapshot: bytes):
@@ -369,7 +387,8 @@ def model_at(snapshot: bytes, span, name: str) -> Model:
     return model_from_json(name, orjson.loads(snapshot[span[0]:span[1]]), "schema.json")
 
 
-def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str) -> tuple:
+def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str,
+            made_from_digest: Optional[str] = None) -> tuple:
     """schema.json's bytes for ``after``, copying the models in ``kept`` ({name: (start,
     end)} in ``snapshot``) as they lie and writing those in ``rewritten`` anew (a name
     of ``rewritten`` that ``after`` lacks is a model gone, with its relations).
@@ -379,8 +398,10 @@ def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritte
     pieces = [b'{\n  "enums": ',
               _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},
                                    option=_INDENT), 2),
-              b',\n  "format": ', str(FORMAT).encode(),
-              b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']
+              b',\n  "format": ', str(FORMAT).encode()]
+    if made_from_digest is not None:
+        pieces += [b',\n  "%s": ' % MADE_FROM.encode(), orjson.dumps(made_from_digest)]
+    pieces += [b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']
     size = sum(map(len, pieces))
     spans = {}
     view = memoryview(snapshot)

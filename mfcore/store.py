@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,7 +21,7 @@ from . import files, legacy
 from .errors import MigrationFileError, SchemaFileError
 from .operations import operation_from_json
 from .schema import Schema
-from .snapshot import FORMAT, dumps, schema_from_json, schema_to_json
+from .snapshot import FORMAT, MADE_FROM, dumps, schema_from_json, schema_to_json
 
 MIGRATION_FILE = re.compile(r"^(\d+)_([A-Za-z0-9_]*)\.json$")
 SCHEMA_FILE = "schema.json"
@@ -467,16 +466,31 @@ def _schema(doc, where: str) -> Schema:
     return schema_from_json(doc, where)
 
 
-def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None) -> bytes:
-    """schema.json's bytes; see snapshot.schema_to_json for ``reuse``."""
+def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None,
+                   made_from: Optional[str] = None) -> bytes:
+    """schema.json's bytes; see snapshot.schema_to_json for ``reuse``. ``made_from``: the
+    models_digest of the models.mp text the schema was read from (None when it was not
+    read from models.mp, e.g. rebuilt from the migration files)."""
     document = schema_to_json(schema, reuse)
     if migration_name is not None:
         document["migration"] = migration_name
+    if made_from is not None:
+        document[MADE_FROM] = made_from
     return dumps(document)
 
 
-def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str], reuse=None) -> None:
-    atomic_write(snapshot_path(directory), snapshot_bytes(schema, migration_name, reuse))
+def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str], reuse=None,
+                   made_from: Optional[str] = None) -> None:
+    atomic_write(snapshot_path(directory), snapshot_bytes(schema, migration_name, reuse, made_from))
+
+
+def models_digest(data: bytes) -> str:
+    """The digest schema.json keeps of the models.mp text it was made from: SHA-256 of
+    the file's bytes (without a byte-order mark), so telling whether models.mp changed
+    since needs no parsing."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def write_snapshot_bytes(directory: str, data: bytes) -> None:
@@ -579,10 +593,18 @@ def remove_project_files(migrations_dir: str) -> list:
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` so that a reader sees the old file or the new one, never half of one:
     a temporary file in the same directory, flushed and fsynced, renamed over the old
-    one, then the directory fsynced."""
+    one, then the directory fsynced.
+
+    The file gets the mode open() would give it: a new file 0666 less the umask (so
+    0644 under umask 022, readable by the user a container runs as), a replaced file
+    the mode it had."""
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".mf-", suffix=".tmp", dir=directory)
+    handle, temporary = _create_temporary(directory)
     try:
+        try:
+            os.chmod(temporary, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            pass  # a new file: the umask applied when the temporary file was created
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
@@ -595,6 +617,20 @@ def atomic_write(path: str, data: bytes) -> None:
             pass
         raise
     fsync_directory(directory)
+
+
+def _create_temporary(directory: str) -> tuple:
+    """(descriptor, path) of a new, empty file in ``directory``, created with mode 0666
+    so the kernel applies the umask as for any file open() creates (tempfile.mkstemp
+    would make it 0600 whatever the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _attempt in range(100):
+        temporary = os.path.join(directory, f".mf-{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free name for a temporary file")
 
 
 def fsync_directory(directory: str) -> None:

@@ -179,12 +179,15 @@ def write_draft(draft: Draft) -> None:
     store.write_migration_bytes(result.path, result.content)
     after = fold(result.operations, draft.old)
     cached = draft.cached
+    # schema.json keeps a digest of the models.mp text it was made from, so that migrate and
+    # status can tell an edit no migration holds without parsing models.mp.
+    made_from = store.models_digest(draft.outline.data)
     if cached is not None:
-        snapshot, spans = model_cache.snapshot_after(cached, after, os.path.basename(result.path))
+        snapshot, spans = model_cache.snapshot_after(cached, after, os.path.basename(result.path), made_from)
         entries, context = cached.entries, cached.context
     else:
         reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
-        snapshot, spans = store.snapshot_bytes(after, os.path.basename(result.path), reuse), None
+        snapshot, spans = store.snapshot_bytes(after, os.path.basename(result.path), reuse, made_from), None
         entries = model_cache.entries_for(draft.outline, draft.declarations)
         context = model_cache.context_digest(draft.outline)
     store.write_snapshot_bytes(directory, snapshot)

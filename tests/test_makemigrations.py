@@ -26,7 +26,8 @@ def assert_history_folds_to_snapshot(project):
     assert folded == schema_from_json(snapshot)
     from mfcore.store import snapshot_bytes
 
-    assert snapshot_bytes(folded, snapshot["migration"]) == (project.migrations / "schema.json").read_bytes()
+    assert snapshot_bytes(folded, snapshot["migration"], made_from=snapshot.get("made_from")) \
+        == (project.migrations / "schema.json").read_bytes()
 
 
 def run_on_terminal(project, *args, answers=b""):

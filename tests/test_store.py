@@ -129,3 +129,41 @@ def test_reset_removes_the_projects_files_and_its_cache(project):
     assert removed == [*files, "schema.json", ".applied"]
     assert list(project.migrations.iterdir()) == []
     assert store.read_cache(str(project.migrations)) is None
+
+
+@pytest.fixture
+def umask():
+    """Set the process's umask for one test (and put the old one back)."""
+    import os
+
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+def test_files_get_the_mode_the_umask_gives_and_are_still_written_atomically(project, umask):
+    """Under umask 022 every file mf writes is -rw-r--r--, as open() would make it: a
+    container built as root and run as another user can read its migrations."""
+    import os
+    import stat
+
+    import anyio
+
+    config = mfcore.load_config(str(project.path / "language_config.yaml"))
+    project.write_models("model Tag extends Model {\n    label = CharField(20)\n}\n")
+    mfcore.makemigrations(config)
+    anyio.run(lambda: mfcore.migrate(config))
+    written = sorted(p.name for p in project.migrations.iterdir())
+    assert written == [".applied", "001_create_tag.json", "schema.json"]
+    assert {name: stat.S_IMODE((project.migrations / name).stat().st_mode) for name in written} == \
+        {name: 0o644 for name in written}
+    assert not [p for p in project.migrations.iterdir() if p.name.endswith(".tmp")]
+
+    umask(0o077)
+    target = project.path / "made_under_077.json"
+    store.atomic_write(str(target), b"{}\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    # A file that is replaced keeps the mode it had, as open("wb") keeps it.
+    os.chmod(project.migrations / "schema.json", 0o664)
+    store.atomic_write(str(project.migrations / "schema.json"), (project.migrations / "schema.json").read_bytes())
+    assert stat.S_IMODE((project.migrations / "schema.json").stat().st_mode) == 0o664
