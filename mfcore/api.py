@@ -90,6 +90,7 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
     resolved = resolve_config(config, dsn=dsn, migrations_dir=migrations_dir)
     _require_migrations_dir(resolved)
     from . import applier
+    from .history import migration_files
     from .unmigrated import unmigrated_changes
 
     if notices is None:
@@ -97,8 +98,9 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
     await carry_over(resolved, notices=notices)
     if to is not None:
         await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, on_event=on_event)
-    result = await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices)
-    result.models_changed = unmigrated_changes(resolved)
+    files = migration_files(resolved.migrations_dir)
+    result = await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices, files=files)
+    result.models_changed = unmigrated_changes(resolved, files)
     if result.models_changed is not None:
         notices.append(result.models_changed + ".")
         result.warnings.append(notices[-1])

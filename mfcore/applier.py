@@ -134,7 +134,7 @@ class StatusReport(list):
 
 async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = False,
                   dry_run: bool = False, on_event: Optional[EventCallback] = None,
-                  notices: Optional[list] = None) -> "MigrateResult":
+                  notices: Optional[list] = None, files: Optional[list] = None) -> "MigrateResult":
     """Apply every unapplied migration in numeric order; returns the names applied.
 
     ``to``: stop after the migration with that number. ``fake``: record the
@@ -146,9 +146,10 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     function. ``notices``, when given, receives sentences the user should read
     (differences found when adopting a database made by the earlier tool; the
     database being ahead of the files). Returns a MigrateResult: the names applied,
-    with the notices.
+    with the notices. ``files``: the migration files, when the caller listed them already.
     """
-    files = migration_files(config.migrations_dir)
+    if files is None:
+        files = migration_files(config.migrations_dir)
     check_target(files, to)
     if notices is None:
         notices = []

@@ -25,10 +25,10 @@ from .files import read_file
 SHOWN_CHANGES = 3  # changes named in the sentence; the rest are counted
 
 
-def unmigrated_changes(config: Config) -> Optional[str]:
+def unmigrated_changes(config: Config, files: Optional[list] = None) -> Optional[str]:
     """A sentence saying what models.mp holds that no migration does, or None when the
     migrations hold all of it (or there is no models.mp to compare: a deployment may ship
-    only the migrations)."""
+    only the migrations). ``files``: the migration files, when the caller listed them."""
     try:
         models = read_file(config.models_path, ConfigError, shown=_shown(config.models_path), missing_ok=True)
     except ConfigError as exc:
@@ -36,7 +36,8 @@ def unmigrated_changes(config: Config) -> Optional[str]:
     if models is None:
         return None
     directory = config.migrations_dir
-    files = store.list_migration_files(directory)
+    if files is None:
+        files = store.list_migration_files(directory)
     current = store.read_snapshot_data(directory)
     if current is not None and files and snapshot.reflects(current, files[-1].name) \
             and snapshot.made_from(current) == store.models_digest(models):
