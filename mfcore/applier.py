@@ -50,10 +50,10 @@ from .history import (Checksums, Survey, ahead_notice, ahead_of, adoption_decisi
                       check_unresolved, cut, listed_files, migration_files, number_of, out_of_order_refusal,
                       read_history, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
-from .ownership import owned_objects
-from .steps import Prepared, Step, UndoPlan, undo_plan
 from .operations import fold
+from .ownership import owned_objects
 from .schema import Schema
+from .steps import Prepared, Step, UndoPlan, undo_plan
 from .store import load_history, read_applied, write_applied
 
 LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most

@@ -494,7 +494,7 @@ def cmd_status(args, out: Output) -> int:
     if out.json_mode:
         doc = {"migrations": [_record_doc(r) for r in records], "pending": records.pending,
                "problems": [f"{r.name}: {_TROUBLE[r.state]}" for r in records.problems],
-               "ahead": records.ahead, "models_changed": records.models_changed,
+               "ahead": records.ahead, "models_changed": records.models_changed, "notices": records.notices,
                "up_to_date": summary == ["Up to date."], "check": records.check_code}
         if report is not None:
             doc["drift"] = report.to_json()
@@ -946,6 +946,7 @@ examples:
   mf db makemigrations              write the next migration file from models.mp
   mf db migrate                     apply the pending migrations
   mf --json db status               the state of every migration, as JSON
+  mf db status --check              exit 0 only when all is applied and intact (1 pending, 2 broken)
   mf db rebase                      after a merge: renumber the other branch's migrations
   eval "$(mf completion bash)"      shell completion
 

@@ -53,7 +53,7 @@ def test_status_check_exits_0_only_when_all_is_applied_and_intact(project, datab
     clean, document = check(project, env)
     assert (clean.code, clean.out.splitlines()[-1]) == (0, "Up to date."), clean
     assert document == dict(document, check=0, pending=[], problems=[], ahead=[], models_changed=None,
-                            up_to_date=True)
+                            notices=[], up_to_date=True)
     # Without --check, status reports and exits 0 whatever it found.
     grow(project, WITH_DISCOUNT)
     assert project.run("db", "status", env=env).code == 0
@@ -253,6 +253,7 @@ def test_older_code_beside_a_newer_database_applies_nothing_and_says_so(ahead, d
     assert "[X] 006_add_seen_at.json" in status.out and "the database is ahead of these files" in status.out
     assert "Up to date." not in status.out
     assert document["ahead"] == ["006_add_seen_at.json"] and document["problems"] == []
+    assert [n[:40] for n in document["notices"]] == ["The database is ahead of these migration"]
 
     undo = ahead.run("db", "rollback", env=database.env)
     assert undo.code == 2 and "the database is ahead of the migration files" in undo.err, undo
@@ -280,3 +281,13 @@ def test_a_gap_in_the_middle_of_the_history_stays_an_integrity_error(ahead, data
     status, document = check(ahead, database.env)
     assert status.code == 2 and document["ahead"] == []
     assert sorted(m["state"] for m in document["migrations"] if m["state"] != "applied") == ["missing", "missing"]
+
+
+def test_two_files_with_one_number_are_exit_2(project, database):
+    env = database.env
+    grow(project, SEED, WITH_PHONE)
+    assert project.run("db", "migrate", env=env).code == 0
+    (project.migrations / "002_other_branch.json").write_bytes((project.migrations / "002_add_phone.json").read_bytes())
+    result, document = check(project, env)
+    assert result.code == 2 and "two migration files have the number 002" in result.err, result
+    assert document["error"]["kind"] == "IntegrityError"
