@@ -57,8 +57,9 @@ def _compare(config: Config, models: bytes, files, current: Optional[bytes]) -> 
         new = parse_bytes(models, shown)
     except ModelsError as exc:
         count = len(exc.problems)
-        return (f"{shown} differs from what the migrations were made from and does not read ({count} "
-                f"error{'s' if count != 1 else ''}); run `mf db makemigrations` to see {'them' if count != 1 else 'it'}")
+        errors, them = ("error", "it") if count == 1 else ("errors", "them")
+        return (f"{shown} differs from what the migrations were made from and does not read ({count} {errors}); "
+                f"run `mf db makemigrations` to see {them}")
     try:
         old, _document = current_snapshot(config.migrations_dir, files, [], repair=False, data=current)
         operations = diff(old, new, Questioner())
