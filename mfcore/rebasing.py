@@ -52,14 +52,14 @@ async def rebase(config: Config, names=()) -> RebaseResult:
     except MfError as exc:
         raise RebaseConflictError(f"cannot rebase: the migrations do not apply in the new order ({exc}); two "
                                   f"branches changed the same thing differently. {_advice()}") from None
-    _check_branches(config, history, moving, staying, schema, notices)
+    made_from = _check_branches(config, history, moving, staying, schema, notices)
     moved = [(old.name, new.name) for old, new in moving if old.name != new.name]
     for old, new in moving:
         if old.name != new.name:
             store.rename_migration_file(old, new.name)
     newest = ordered[-1].name if ordered else None
     if ordered:
-        store.write_snapshot(directory, schema, newest)
+        store.write_snapshot(directory, schema, newest, made_from=made_from)
     return RebaseResult(moved, len(ordered), newest, notices)
 
 
@@ -129,12 +129,13 @@ async def _applied_names(config: Config, notices: list) -> Optional[set]:
     return {entry.name for entry in entries}
 
 
-def _check_branches(config: Config, history, moving, staying, schema, notices: list) -> None:
+def _check_branches(config: Config, history, moving, staying, schema, notices: list) -> Optional[str]:
     """The moved migrations against the others since the first moved one's old number:
     they must not change the same thing, and together they must still build models.mp
-    in what they change."""
+    in what they change. Returns models.mp's digest when the migrations build all of it
+    (for schema.json's "made_from"), else None."""
     if not moving:
-        return
+        return None
     by_name = {m.name: m for m in history}
     first = min(old.number for old, _new in moving)
     moved = [by_name[new.name] for _old, new in moving]
@@ -145,10 +146,11 @@ def _check_branches(config: Config, history, moving, staying, schema, notices: l
             f"cannot rebase: {', '.join(m.name for m in moved)} and {', '.join(m.name for m in other)} both "
             f"change {', '.join(shared[:5])} (two branches changed the same thing). {_advice()}")
     if not os.path.exists(config.models_path):
-        return
-    from .language.parser import parse_file
+        return None
+    from .language.parser import parse_bytes, read_models_file
 
-    drift = diff(schema, parse_file(config.models_path))
+    models = read_models_file(config.models_path)
+    drift = diff(schema, parse_bytes(models, config.models_path))
     touched = {key[1] for key in effects(moved + other)[1] if key[0] in ("model", "field", "enum")}
     differing = sorted({op.model_name or getattr(op, "name", None) for op in drift} & touched)
     if differing:
@@ -158,3 +160,5 @@ def _check_branches(config: Config, history, moving, staying, schema, notices: l
     if drift:
         notices.append(f"{os.path.basename(config.models_path)} has changes no migration holds yet; "
                        "`mf db makemigrations` writes them.")
+        return None
+    return store.models_digest(models)

@@ -154,9 +154,14 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
         else:
             old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
 
+    rebuilt = bool(notices)  # current_snapshot rebuilt schema.json from the files
     operations = diff(old, new, questioner)
     operations = apply_backfills(operations, old, new, backfills, questioner or Questioner())
     check_safety(operations, old)
+    if rebuilt and repair and files and not operations and not empty:
+        # The rebuilt schema.json is what models.mp says: record its digest, so that
+        # migrate and status know without parsing models.mp that nothing is unmigrated.
+        store.write_snapshot(directory, old, files[-1].name, made_from=store.models_digest(outline.data))
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)
     models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \
         else sum(1 for kind, *_rest in declarations if kind == "model")

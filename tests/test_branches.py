@@ -207,6 +207,10 @@ def test_two_branches_merged_with_git_rebase_and_both_databases_reach_one_catalo
     for side, url in ((ours, url_a), (theirs, url_b)):
         again = mf(side, url, "db", "migrate")
         assert again.code == 0 and "No unapplied migrations." in again.out, again
+        # Nothing forgotten: the rebased schema.json records the merged models.mp's digest.
+        assert mf(side, url, "db", "status", "--check").code == 0
+    recorded = json.loads((ours.migrations / "schema.json").read_text())["made_from"]
+    assert recorded == "sha256:" + hashlib.sha256((root / "models.mp").read_bytes()).hexdigest()
 
 
 def test_two_files_with_one_number_advise_rebase(project):

@@ -85,15 +85,16 @@ def test_a_missing_file_in_the_middle_is_exit_2(project, database):
     assert [m["state"] for m in document["migrations"]] == ["applied", "applied", "missing"]
 
 
-def test_a_pending_file_below_the_newest_applied_is_exit_2(project, database):
+def test_a_pending_file_below_the_newest_applied_that_cannot_run_there_is_exit_2(project, database):
     env = database.env
-    grow(project, SEED, WITH_PHONE, WITH_DISCOUNT)
+    grow(project, SEED, WITH_PHONE, WITH_PHONE.replace("max_length=20", "max_length=30"))
     assert project.run("db", "migrate", env=env).code == 0
-    # As if 002 came from a branch merged after 003 was applied.
+    # As if 002 came from a branch merged after 003 (which changes the same field) was applied.
     database.query("DELETE FROM mf_migrations WHERE name = '002_add_phone.json'")
     result, document = check(project, env)
     assert result.code == 2, result
-    assert "[ ] 002_add_phone.json  ⚠ not applied, but numbered below the newest applied migration" in result.out
+    assert ("[ ] 002_add_phone.json  ⚠ not applied, numbered below the newest applied migration, and it cannot "
+            "run there") in result.out
     assert document["pending"] == [] and [m["state"] for m in document["migrations"]][1] == "out_of_order"
     assert project.run("db", "migrate", env=env).code == 2
 
