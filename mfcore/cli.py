@@ -119,7 +119,7 @@ def _render_changes(operations, out: Output) -> None:
     """The tree of detected changes: enums, then each model, destructive ones marked ⚠."""
     groups: dict = {}
     for operation in operations:
-        key = operation.model_name or "Enums"
+        key = operation.model_name or ("Data steps" if operation.op in ("run_sql", "run_python") else "Enums")
         groups.setdefault(key, []).append(operation)
     if not operations:
         out.line("Empty migration (no operations).")
@@ -812,8 +812,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a migration is needed")
     p.add_argument("--empty", action="store_true", help="write an empty migration even with no changes")
     p.add_argument("--no-input", action="store_true", help="never ask (renames become drop + add)")
-    p.add_argument("--backfill", action="append", metavar="Model.field=VALUE",
-                   help="a one-off value for rows a NOT NULL change leaves without one (repeatable)")
+    p.add_argument("--backfill", action="append", metavar="Model.field=VALUE|@sql",
+                   help="a one-off value for rows a NOT NULL change leaves without one, or @sql: a run_sql "
+                        "step in the migration for you to fill them (repeatable)")
     p.set_defaults(handler=cmd_makemigrations)
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")

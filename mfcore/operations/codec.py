@@ -360,6 +360,8 @@ def _run_sql_to_json(op):
     doc = {"op": op.op, "sql": _sql_to_json(op.sql)}
     if op.reverse_sql is not None:
         doc["reverse_sql"] = _sql_to_json(op.reverse_sql)
+    if op.doc is not None:
+        doc["doc"] = op.doc
     return doc
 
 
@@ -369,7 +371,9 @@ def _sql_to_json(sql):
 
 def _run_sql_from_json(doc, where):
     reverse = doc.get("reverse_sql")
-    return RunSQL(_sql_from_json(doc["sql"], "sql"), None if reverse is None else _sql_from_json(reverse, "reverse_sql"))
+    note = doc.get("doc")  # a note for the reader of the file; kept when it is text, else ignored
+    return RunSQL(_sql_from_json(doc["sql"], "sql"), None if reverse is None else _sql_from_json(reverse, "reverse_sql"),
+                  note if isinstance(note, str) else None)
 
 
 def _sql_from_json(value, key):

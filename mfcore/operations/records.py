@@ -10,7 +10,9 @@ right after the operation, so that a dialect needs no other file to write its SQ
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from typing import ClassVar, Optional
 
 from ..errors import MigrationFileError
@@ -421,6 +423,15 @@ class DropIndex(_TableOperation):
         return AddIndex(self.model, self.table, self.index, self.columns)
 
 
+def fill_placeholder(table: str, column: str) -> str:
+    """The SQL a run_sql template holds until the user writes the statements that fill
+    ``table.column``: a comment, which migrate refuses to run (see RunSQL.unfilled)."""
+    return f"-- mf: replace this line with the SQL that fills {table}.{column} in every row"
+
+
+_FILL_PLACEHOLDER = re.compile(r"-- mf: replace this line with the SQL that fills (\S+) in every row")
+
+
 @dataclass(frozen=True)
 class RunSQL(Operation):
     """Hand-written SQL, run in the migration's transaction. ``sql`` is one text for
@@ -432,12 +443,22 @@ class RunSQL(Operation):
     is_data_step: ClassVar[bool] = True
     sql: object = ""
     reverse_sql: object = None
+    doc: Optional[str] = dataclass_field(default=None, compare=False)  # the file's "doc" note, never run
 
     def apply(self, schema):
         return schema
 
     def reverse(self):
         return RunSQL(self.reverse_sql, self.sql)
+
+    @property
+    def unfilled(self) -> Optional[str]:
+        """The column a makemigrations template asks to fill ("table.column"), while its
+        SQL is still that template's placeholder line; else None."""
+        if not isinstance(self.sql, str):
+            return None
+        found = _FILL_PLACEHOLDER.fullmatch(self.sql.strip())
+        return found.group(1) if found else None
 
     def sql_for(self, database: str) -> Optional[str]:
         """The text for ``database``; None when a per-database form has none for it."""

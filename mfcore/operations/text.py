@@ -181,6 +181,8 @@ def _name_part_drop_index(op):
 
 
 def _describe_run_sql(op):
+    if op.unfilled:
+        return f"Run SQL that fills {op.unfilled} (a template: write its SQL in the file before migrating)"
     databases = "" if isinstance(op.sql, str) else f" ({', '.join(name for name, _text in op.sql)})"
     return f"Run SQL{databases}"
 
