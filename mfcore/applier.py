@@ -141,7 +141,7 @@ def migration_statements(config: Config, number: int, *, reverse: bool = False) 
 
 
 async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[int] = None,
-                   dry_run: bool = False, allow_data_loss: bool = False,
+                   dry_run: bool = False, allow_data_loss: bool = False, fake: bool = False,
                    on_event: Optional[EventCallback] = None) -> list:
     """Undo applied migrations, newest first; returns the names undone.
 
@@ -150,8 +150,10 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
     ledger row, under the lock migrate takes; .applied follows. What cannot be undone
     (IrreversibleError) or would come back empty (DataLossError, unless
     ``allow_data_loss``) is named before anything runs, and nothing is done.
-    ``dry_run``: change nothing, return the names that would be undone. ``on_event``
-    hears "start" and "rolled_back" (see migrate)."""
+    ``dry_run``: change nothing, return the names that would be undone. ``fake``:
+    only remove the ledger rows, newest first, each in its transaction, running no
+    undo (the database keeps what the migrations made; nothing needs to be reversible).
+    ``on_event`` hears "start" and "rolled_back" (see migrate)."""
     files = migration_files(config.migrations_dir)
     if to:
         check_target(files, to)
@@ -160,11 +162,11 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
     async with await connect(config) as connection:
         database = _database_for(connection, config)
         survey = await database.survey(files)
-        plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
+        plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         if dry_run or not (plan.steps or survey.applied_file_behind or survey.renames):
             return [step.name for step in plan.steps]
         async with database.exclusive():
-            return await _run_undo(database, config, files, count, to, allow_data_loss, on_event)
+            return await _run_undo(database, config, files, count, to, allow_data_loss, fake, on_event)
 
 
 async def rollback_sql(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> list:
@@ -204,20 +206,32 @@ def _to_undo(files, survey: Survey, count: Optional[int], to: Optional[int]) -> 
     return applied[:1 if count is None else count]
 
 
-def _undo_plan(config, files, survey, count, to, allow_data_loss) -> UndoPlan:
-    plan = undo_plan(config, files, _to_undo(files, survey, count, to))
+@dataclass(frozen=True)
+class _LedgerOnly:
+    """A fake undo: the migration's ledger row goes, and nothing runs."""
+
+    name: str
+    statements: tuple = ()
+    foreign_keys_off: bool = False
+
+
+def _undo_plan(config, files, survey, count, to, allow_data_loss, fake: bool = False) -> UndoPlan:
+    names = _to_undo(files, survey, count, to)
+    if fake:
+        return UndoPlan(tuple(_LedgerOnly(name) for name in names), ())
+    plan = undo_plan(config, files, names)
     if plan.losses and not allow_data_loss:
         raise DataLossError("undoing would lose data: " + "; ".join(plan.losses)
                             + ". Nothing was undone; pass --allow-data-loss (allow_data_loss=True) to go ahead.")
     return plan
 
 
-async def _run_undo(database, config, files, count, to, allow_data_loss, on_event) -> list:
+async def _run_undo(database, config, files, count, to, allow_data_loss, fake, on_event) -> list:
     """Inside the lock: survey again (another run may have moved the ledger), then undo
     newest first, each migration in its own transaction with its ledger row."""
     try:
         survey = await database.settled_survey(files)
-        plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
+        plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
     except MfError:
         with suppress(MfError, OSError):
@@ -665,7 +679,8 @@ class _Database:
 
     async def unapply(self, step: Step) -> bool:
         """Run the undo ``step`` and remove its migration's ledger row, in one
-        transaction; False when the row is gone already (another run undid it)."""
+        transaction; False when the row is gone already (another run undid it). A
+        _LedgerOnly step (a fake undo) has no statements: only the row goes."""
         async with self._foreign_keys_off(step.foreign_keys_off):
             await self._begin()
             try:

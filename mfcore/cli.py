@@ -139,6 +139,7 @@ def cmd_migrate(args, out: Output) -> int:
 
     if _fleet_wanted(args):
         return _migrate_fleet(args, out)
+    _refuse_fake_dry_run(args)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
         undos = anyio.run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
@@ -156,7 +157,7 @@ def cmd_migrate(args, out: Output) -> int:
                 out.line(statement.rstrip(";") + ";")
         return EXIT_OK
 
-    if args.to is not None:
+    if args.to is not None and not args.fake:
         _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, to=args.to)))
     progress = _Progress(out) if out.tty and not out.json_mode else None
     notices: list = []
@@ -181,7 +182,7 @@ def cmd_migrate(args, out: Output) -> int:
         out.document({"applied": applied, "rolled_back": undone, "fake": args.fake, "notices": notices})
         return EXIT_OK
     if undone:
-        _print_undone(out, undone)
+        _print_undone(out, undone, args.fake)
     if not applied:
         if not undone:
             out.line("No unapplied migrations.")
@@ -198,6 +199,7 @@ def cmd_rollback(args, out: Output) -> int:
 
     if _fleet_wanted(args):
         return _rollback_fleet(args, out)
+    _refuse_fake_dry_run(args)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
         undos = anyio.run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
@@ -208,15 +210,24 @@ def cmd_rollback(args, out: Output) -> int:
             out.line("No applied migrations to roll back.")
         _print_undo_sql(out, undos)
         return EXIT_OK
-    _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
-    undone = anyio.run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True))
+    if not args.fake:
+        _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
+    undone = anyio.run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True,
+                                            fake=args.fake))
     if out.json_mode:
-        out.document({"rolled_back": undone})
+        out.document({"rolled_back": undone, "fake": args.fake})
     elif not undone:
         out.line("No applied migrations to roll back.")
     else:
-        _print_undone(out, undone)
+        _print_undone(out, undone, args.fake)
     return EXIT_OK
+
+
+def _refuse_fake_dry_run(args) -> None:
+    from .errors import ConfigError
+
+    if args.fake and args.dry_run:
+        raise ConfigError("--fake runs no SQL, so --dry-run has none to show; leave one of them out")
 
 
 def _confirm_data_loss(out: Output, args, losses: list) -> None:
@@ -246,8 +257,10 @@ def _print_undo_sql(out: Output, undos) -> None:
             out.line(statement.rstrip(";") + ";")
 
 
-def _print_undone(out: Output, undone) -> None:
-    out.line(out.color(f"{out.mark()}Rolled back {len(undone)} migration(s):", "32"))
+def _print_undone(out: Output, undone, fake: bool = False) -> None:
+    heading = f"Faked rollback of {len(undone)} migration(s) (ledger rows removed, nothing run):" if fake \
+        else f"Rolled back {len(undone)} migration(s):"
+    out.line(out.color(f"{out.mark()}{heading}", "32"))
     for name in undone:
         out.line(f"  {out.mark()}{name}")
 
@@ -821,7 +834,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=_migration_number, metavar="NNN",
                    help="stop after migration NNN, e.g. 002 (undo newer applied ones first)")
     p.add_argument("--dry-run", action="store_true", help="print the SQL that would run")
-    p.add_argument("--fake", action="store_true", help="record migrations as applied without running them")
+    p.add_argument("--fake", action="store_true",
+                   help="record without running: pending ones as applied; with --to below the applied, "
+                        "newer ones as rolled back")
     _fleet_options(p)
     p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
     p.add_argument("--allow-data-loss", action="store_true",
@@ -834,6 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the SQL of the undo; change nothing")
     p.add_argument("--allow-data-loss", action="store_true",
                    help="undo even where a dropped table or column comes back empty")
+    p.add_argument("--fake", action="store_true",
+                   help="only remove the ledger rows; run no undo (the tables stay as they are)")
     _fleet_options(p)
     p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
     p.set_defaults(handler=cmd_rollback)
