@@ -218,12 +218,15 @@ def test_run_python_fills_the_column_with_the_migrations_own_connection(project,
     ("datafix:missing", "module datafix has no missing"),
     ("datafix:not_async", "not_async must be an `async def not_async(conn)`"),
 ])
-def test_a_function_that_cannot_be_called_stops_the_run_before_anything(project, function, message):
+def test_a_function_that_cannot_be_called_stops_the_run_before_anything(project, database, function, message):
+    env, query = database
     name = with_python_step(project, function)
-    result = project.run("db", "migrate")
+    before = project.state()
+    result = project.run("db", "migrate", env=env)
     assert result.code == 2, result
     assert result.err.startswith(f"error: {name}: run_python {function}: {message}"), result
     assert not (project.path / "dev.db").exists()
+    assert query(query.tables) == [] and project.state() == before  # not even the first migration ran
 
 
 def test_a_function_that_raises_rolls_its_migration_back(project, database):
@@ -238,10 +241,13 @@ def test_a_function_that_raises_rolls_its_migration_back(project, database):
     assert len(ledger(query)) == 1 and "client_id" not in [r[0] for r in query(query.columns, "application")]
 
 
-def test_a_python_step_without_reverse_cannot_be_rolled_back(project):
+def test_a_python_step_without_reverse_cannot_be_rolled_back(project, database):
+    env, query = database
     name = with_python_step(project, "datafix:fill_client_ids", reverse=None)
-    assert project.run("db", "migrate").code == 0
-    refused = project.run("db", "rollback")
+    assert project.run("db", "migrate", env=env).code == 0
+    before = (ledger(query), query(query.columns, "application"), project.state())
+    refused = project.run("db", "rollback", env=env)
     assert refused.code == 2 and refused.err == (
         f"error: cannot undo {name}: its run_python step datafix:fill_client_ids has no reverse (give one, \"\" "
         "when there is nothing to undo). Nothing was undone.\n"), refused
+    assert (ledger(query), query(query.columns, "application"), project.state()) == before

@@ -222,3 +222,21 @@ def test_fake_rollback_refusals_change_nothing(project, database, command):
         assert "no migration numbered 007" in refused.err, refused
     assert refused.out == ""
     assert (ledger(query), columns(query, "lt_customers"), project.state()) == before
+
+
+def test_on_a_terminal_each_loss_is_shown_and_only_a_yes_undoes(project, database, monkeypatch):
+    from test_makemigrations import run_on_terminal
+
+    env, query = database
+    seeded(project, env, SEED, WITH_PHONE, WITH_DISCOUNT, WITHOUT_PHONE_AGAIN)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = (ledger(query), columns(query, "lt_customers"), project.state())
+    code, output = run_on_terminal(project, "db", "rollback", answers=b"n\n")
+    assert code == 2, output
+    assert "⚠ 004_drop_phone.json: column lt_customers.phone comes back empty" in output, output
+    assert "Undo anyway? [y/N]" in output and "Nothing was undone." in output, output
+    assert (ledger(query), columns(query, "lt_customers"), project.state()) == before
+    code, output = run_on_terminal(project, "db", "rollback", answers=b"y\n")
+    assert code == 0 and "004_drop_phone.json" in output, output
+    assert "phone" in columns(query, "lt_customers") and len(ledger(query)) == 3
