@@ -105,14 +105,8 @@ def _fill_doc(table: str, field: Field) -> str:
 
 
 def filled_by_hand(operations) -> set:
-    """{(table, column)} that a run_sql template of these operations is there to fill."""
-    found = set()
-    for operation in operations:
-        target = operation.unfilled if isinstance(operation, RunSQL) else None
-        if target:
-            table, _dot, column = target.rpartition(".")
-            found.add((table, column))
-    return found
+    """{"table.column"} that a run_sql template of these operations is there to fill."""
+    return {operation.unfilled for operation in operations if isinstance(operation, RunSQL) and operation.unfilled}
 
 
 def _needing_value(operation, old: Schema) -> Optional[Field]:

@@ -101,7 +101,7 @@ def check_safety(operations, old: Schema) -> None:
                     + _backfill_advice(operation.model, f))
         if isinstance(operation, AlterColumn) and operation.old.null and not operation.new.null \
                 and not _fills_nulls(operation.new) and operation.backfill is None \
-                and (operation.table, operation.new.column) not in by_hand:
+                and f"{operation.table}.{operation.new.column}" not in by_hand:
             f = operation.new
             problems.append(
                 f"cannot make '{operation.model}.{f.name}' NOT NULL without a default: rows of table"

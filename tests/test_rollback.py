@@ -240,3 +240,34 @@ def test_on_a_terminal_each_loss_is_shown_and_only_a_yes_undoes(project, databas
     code, output = run_on_terminal(project, "db", "rollback", answers=b"y\n")
     assert code == 0 and "004_drop_phone.json" in output, output
     assert "phone" in columns(query, "lt_customers") and len(ledger(query)) == 3
+
+
+PALETTE = """enum Color { %s }
+model Swatch extends Model {
+    id = AutoField()
+    name = CharField(20)
+%s}
+"""
+
+
+def test_enum_values_a_migration_added_go_after_the_columns_that_use_them(project, database):
+    env, query = database
+    project.write_models(PALETTE % ("RED, GREEN", "    tone = EnumField(Color, default=Color.RED)\n"))
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    query("INSERT INTO swatch (name, tone) VALUES ('leaf', 'GREEN')")
+    # One migration takes RED away with the column whose default it was, and adds BLUE
+    # with a column whose default it is: its undo needs RED back before that column
+    # returns, and BLUE gone only after its column went.
+    project.write_models(PALETTE % ("GREEN, BLUE", "    shade = EnumField(Color, default=Color.BLUE)\n"))
+    assert project.run("db", "makemigrations", "--no-input").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    assert query("SELECT name, shade FROM swatch") == [("leaf", "BLUE")]
+    undone = project.run("db", "rollback", "--allow-data-loss", env=env)
+    assert undone.code == 0, undone
+    assert columns(query, "swatch") == ["id", "name", "tone"]
+    assert query("SELECT name, tone FROM swatch") == [("leaf", "RED")]  # the column came back with its default
+    assert len(ledger(query)) == 1
+    query("UPDATE swatch SET tone = 'GREEN'")  # RED goes again: no row may use it
+    assert project.run("db", "migrate", env=env).code == 0
+    assert query("SELECT name, shade FROM swatch") == [("leaf", "BLUE")]

@@ -429,7 +429,7 @@ def fill_placeholder(table: str, column: str) -> str:
     return f"-- mf: replace this line with the SQL that fills {table}.{column} in every row"
 
 
-_FILL_PLACEHOLDER = re.compile(r"-- mf: replace this line with the SQL that fills (\S+) in every row")
+_FILL_PLACEHOLDER = re.compile(r"-- mf: replace this line with the SQL that fills (.+?) in every row")
 
 
 @dataclass(frozen=True)
@@ -558,13 +558,35 @@ def undo(operations, schema_after: Schema) -> tuple[list, Schema]:
     last first, each with the TableDef of the schema right after it (``schema_after``
     is the schema the migration left). Returns them and the schema they lead back to.
 
-    Enum changes are undone before the tables, as the differ makes them before the
+    Enum values come back before the tables, as the differ adds them before the
     tables: the old definitions the undone table operations bring back use the old
-    values (a dropped column's default among them). Types are created first and
-    dropped last, which is always safe."""
-    reverses = [operation.reverse() for operation in reversed(tuple(operations))]
-    reverses.sort(key=lambda operation: _UNDO_RANK.get(operation.op, 2))
+    values (a dropped column's default among them). Enum values the migration added
+    go after the tables, once the undone table operations dropped the columns that
+    use them (an added column whose default is a new value). Types are created first
+    and dropped last, which is always safe."""
+    reverses = [part for operation in reversed(tuple(operations)) for part in _enum_undo_parts(operation.reverse())]
+    reverses.sort(key=_undo_rank)
     return attach_tables(_keys_follow_after(reverses), schema_after)
+
+
+def _enum_undo_parts(operation) -> list:
+    """An alter_enum that both brings values back and takes values away, as two: the
+    values coming back (and renamed) first, those going away in a second alter_enum."""
+    if operation.op != "alter_enum" or not operation.removed_values:
+        return [operation]
+    target = dict(operation.new_members)
+    current = {key for key, _value in operation.old_members}
+    between = tuple((key, target.get(key, value)) for key, value in operation.old_members) \
+        + tuple((key, value) for key, value in operation.new_members if key not in current)
+    parts = [AlterEnum(operation.name, operation.old_members, between),
+             AlterEnum(operation.name, between, operation.new_members)]
+    return [part for part in parts if part.old_members != part.new_members]
+
+
+def _undo_rank(operation) -> float:
+    if operation.op == "alter_enum" and operation.removed_values:
+        return 2.5  # after the table operations, before types are dropped
+    return _UNDO_RANK.get(operation.op, 2)
 
 
 def _keys_follow_after(reverses: list) -> list:
