@@ -103,6 +103,36 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     return completed
 
 
+def carry_names(old: Schema, new: Schema) -> Schema:
+    """``new`` (read from models.mp, which cannot say them) with the constraint names and
+    DEFERRABLE that ``old`` (the snapshot) keeps for a database taken over, on every
+    field that still has that constraint: so a model left as it was is no change, and a
+    changed foreign key or a dropped UNIQUE addresses the constraint that exists."""
+    differing = changed_models(old.models, new.models)
+    if not differing:
+        return new
+    models = dict(new.models)
+    for name in differing:
+        before = {f.name: f for f in old.models[name].fields if f.fk_name or f.key_name or f.deferrable}
+        if not before:
+            continue
+        fields = tuple(_carried(before[f.name], f) if f.name in before else f for f in models[name].fields)
+        models[name] = models[name].replace(fields=fields)
+    return replace(new, models=models)
+
+
+def _carried(old, new):
+    if new.fk_name or new.key_name or new.deferrable:
+        return new  # says its own
+    changes = {}
+    if old.target is not None and new.target is not None:
+        changes.update(fk_name=old.fk_name, deferrable=old.deferrable)
+    if (old.primary_key and new.primary_key) or (old.unique and not old.primary_key
+                                                 and new.unique and not new.primary_key):
+        changes["key_name"] = old.key_name
+    return new._replace(**changes) if changes else new
+
+
 def changed_models(old_models: dict, new_models: dict) -> list:
     """Names of the models on both sides that differ, sorted: the hot loop of diffing a
     large schema, where nearly every model is unchanged. Its comparisons run in C
@@ -283,7 +313,8 @@ def _model_changes(state, before, after, questioner, new) -> list:
         for new_field in added:
             if any(new_field is r[1] for r in renamed):
                 continue
-            if old_field._replace(name=new_field.name, column=new_field.column) == new_field \
+            if _as_declared(old_field)._replace(name=new_field.name, column=new_field.column) \
+                    == _as_declared(new_field) \
                     and questioner.ask_rename_field(before.name, old_field, new_field):
                 renamed.append((old_field, new_field))
                 break
@@ -329,6 +360,13 @@ def _model_changes(state, before, after, questioner, new) -> list:
         if carried != index:
             operations.append(AddIndex(before.name, before.table, index))
     return operations
+
+
+def _as_declared(f):
+    """A field as models.mp can declare it: without the constraint names and DEFERRABLE
+    kept from a database taken over."""
+    return f._replace(fk_name=None, key_name=None, deferrable=None) if f.fk_name or f.key_name or f.deferrable \
+        else f
 
 
 # ---------------------------------------------------------------- names freed before taken

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .dialects.base import LEDGER_TABLE
+from .dialects.base import LEDGER_TABLE, foreign_key_name, primary_key_name, unique_name
 from .dialects.catalog import Catalog, Table
 from .schema import Enum, Field, Index, Model, Schema
 
@@ -147,6 +147,7 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         if check.column not in table.columns:
             notes.append((table.name, f"check {check.name or check.column} is not on a column"))
     unique_columns = {u.columns[0] for u in table.uniques if len(u.columns) == 1}
+    unique_names = {u.columns[0]: u.name for u in table.uniques if len(u.columns) == 1}
     unique_columns |= {i.columns[0] for i in table.indexes if i.unique and i.columns and len(i.columns) == 1
                        and i.condition is None and model is None and not unique_indexes}
     checks = {c.column: c for c in table.checks}
@@ -169,15 +170,21 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         if key is not None:
             target = model_names.get(key.target, model_name_for(key.target))
             f = f._replace(type="ForeignKey", target=target, on_delete=_ON_DELETE.get(key.on_delete, "NO_ACTION"),
-                           max_length=None, max_digits=None, decimal_places=None, enum=None)
+                           max_length=None, max_digits=None, decimal_places=None, enum=None,
+                           fk_name=_own_name(key.name, foreign_key_name(table.name, column.name)),
+                           deferrable=(("deferred" if key.initially_deferred else "immediate")
+                                       if key.deferrable else None))
             if key.deferrable:
                 notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE"
                                           f"{' INITIALLY DEFERRED' if key.initially_deferred else ''}"))
         if table.primary_key == (column.name,):
-            f = f._replace(primary_key=True, null=False)
+            f = f._replace(primary_key=True, null=False,
+                           key_name=_own_name(table.primary_key_name, primary_key_name(table.name)))
         elif column.name in unique_columns:
             one_to_one = f.type == "ForeignKey" and (known is None or known.type == "OneToOneField")
-            f = f._replace(unique=True, type="OneToOneField" if one_to_one else f.type)
+            named = unique_names.get(column.name)
+            f = f._replace(unique=True, type="OneToOneField" if one_to_one else f.type,
+                           key_name=_own_name(named, unique_name(table.name, column.name)))
         fields.append(f)
     indexes = []
     known_indexes = {i.name: i for i in model.indexes} if model is not None else {}
@@ -197,6 +204,14 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         else:
             notes.append((table.name, f"index {index.name} ({index_text(index)}) cannot be written in models.mp"))
     return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)))
+
+
+def _own_name(name: Optional[str], conventional: str) -> Optional[str]:
+    """A constraint's name where it is not the one mf gives (None: mf's, or none at all;
+    SQLite's automatic index of an unnamed UNIQUE is no name a statement can use)."""
+    if not name or name == conventional or name.startswith("sqlite_autoindex_"):
+        return None
+    return name
 
 
 _ON_DELETE = {"CASCADE": "CASCADE", "SET NULL": "SET_NULL", "RESTRICT": "RESTRICT", "NO ACTION": "NO_ACTION",

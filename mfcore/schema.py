@@ -33,7 +33,14 @@ class Field(NamedTuple):
     enum: Optional[str] = None
     target: Optional[str] = None
     on_delete: Optional[str] = None
-
+    # What models.mp cannot say about a database that mf took over (mf db baseline),
+    # kept so that later changes address the objects that exist: the name of the
+    # foreign key's constraint, of the PRIMARY KEY or UNIQUE constraint, where it is
+    # not the name mf gives (None: mf's name), and a DEFERRABLE foreign key
+    # ("immediate" or "deferred": when it is checked by default).
+    fk_name: Optional[str] = None
+    key_name: Optional[str] = None
+    deferrable: Optional[str] = None
 
 
 class Index(NamedTuple):

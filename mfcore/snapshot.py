@@ -15,7 +15,7 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .schema import Enum, Field, Index, Model, Schema
+from .schema import MAX_IDENTIFIER, Enum, Field, Index, Model, Schema
 
 FORMAT = 1
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -23,7 +23,7 @@ _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # Field attributes written only when they differ from these defaults.
 _FIELD_DEFAULTS = Field("", "", "")._asdict()
 _OPTIONAL_KEYS = ("null", "unique", "primary_key", "max_length", "max_digits", "decimal_places",
-                  "auto_now", "auto_now_add", "enum", "on_delete")
+                  "auto_now", "auto_now_add", "enum", "on_delete", "fk_name", "key_name", "deferrable")
 
 
 def dumps(document) -> bytes:
@@ -59,8 +59,9 @@ def field_from_json(doc: dict, where: str = "schema") -> Field:
 # a checked integer, a name (always quoted by the dialects) or a literal (escaped).
 _FLAGS = ("null", "unique", "primary_key", "auto_now", "auto_now_add")
 _SIZES = {"max_length": 10_485_760, "max_digits": 1000, "decimal_places": 1000}
-_NAMES = ("enum", "to", "on_delete")
+_NAMES = ("enum", "to", "on_delete", "fk_name", "key_name")
 ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
+DEFERRABLE_MODES = ("immediate", "deferred")  # DEFERRABLE INITIALLY IMMEDIATE / DEFERRED
 
 
 def check_field_doc(doc, where: str) -> None:
@@ -89,6 +90,13 @@ def check_field_doc(doc, where: str) -> None:
     if doc.get("on_delete") is not None and doc["on_delete"] not in ON_DELETE_ACTIONS:
         raise SchemaFileError(f"{where}.on_delete must be one of {', '.join(ON_DELETE_ACTIONS)}, "
                               f"got {_short(doc['on_delete'])}")
+    if doc.get("deferrable") is not None and doc["deferrable"] not in DEFERRABLE_MODES:
+        raise SchemaFileError(f"{where}.deferrable must be one of {', '.join(DEFERRABLE_MODES)}, "
+                              f"got {_short(doc['deferrable'])}")
+    for key in ("fk_name", "key_name"):
+        if doc.get(key) is not None and (len(doc[key].encode("utf-8")) > MAX_IDENTIFIER or "\x00" in doc[key]):
+            raise SchemaFileError(f"{where}.{key} must be a name of at most {MAX_IDENTIFIER} bytes, "
+                                  f"got {_short(doc[key])}")
     kind = doc["type"]
     if kind == "CharField" and doc.get("max_length") is None:
         raise SchemaFileError(f"{where}.max_length is missing (a CharField needs one)")
@@ -175,7 +183,8 @@ def new_form_fields(raw_fields: list, field_class=Field):
         fields.append(tuple.__new__(field_class, (
             name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
             "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
-            get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"))))
+            get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"),
+            get("fk_name"), get("key_name"), get("deferrable"))))
     return tuple(fields)
 
 

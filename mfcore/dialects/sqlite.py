@@ -29,8 +29,8 @@ from typing import Optional
 from ..errors import DatabaseError
 from ..operations import AlterEnum, DropModel, TableDef
 from ..schema import Field
-from .base import (LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint, is_not_null,
-                   require_table, table_before)
+from .base import (DROPPED_INDEX, LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint,
+                   is_not_null, require_table, table_before, unquote)
 from .catalog import Catalog, Check, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
@@ -47,6 +47,8 @@ _FIELD_TYPES = {"INTEGER": "IntegerField", "INT": "IntegerField", "BIGINT": "Big
                 "SMALLINT": "SmallIntegerField", "REAL": "FloatField", "DOUBLE PRECISION": "FloatField",
                 "TEXT": "TextField", "BOOLEAN": "BooleanField", "BOOL": "BooleanField", "BLOB": "BinaryField",
                 "DATETIME": "DateTimeField", "DATE": "DateField", "TIME": "TimeField"}
+
+_INTEGER_FIELDS = ("IntegerField", "BigIntegerField", "SmallIntegerField")
 
 REBUILD_PREFIX = "_mf_new_"
 
@@ -72,6 +74,12 @@ class SQLiteDialect(Dialect):
         # A rebuild works on a copy named _mf_new_<table>: the user knows <table>.
         return message.replace(REBUILD_PREFIX, "")
 
+    def missing_object(self, error, statement: str) -> Optional[tuple]:
+        dropped = DROPPED_INDEX.match(statement)
+        if dropped and error.message.startswith("no such index"):
+            return "index", unquote(dropped.group(1)), None
+        return None
+
     def bool_literal(self, value: bool) -> str:
         return "1" if value else "0"
 
@@ -88,8 +96,8 @@ class SQLiteDialect(Dialect):
             return f"NUMERIC({f.max_digits},{f.decimal_places})"
         return _TYPES.get(f.type, "TEXT")
 
-    def auto_key_sql(self, type_sql: str) -> str:
-        return f"{type_sql} PRIMARY KEY AUTOINCREMENT"
+    def auto_key_sql(self, type_sql: str, primary_key: str = "PRIMARY KEY") -> str:
+        return f"{type_sql} {primary_key} AUTOINCREMENT"
 
     def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
         if f.enum is None:
@@ -185,6 +193,12 @@ class SQLiteDialect(Dialect):
     # mf's own spellings come back as they went out; one storage type serves several
     # fields (TEXT: text, times, UUIDs, JSON), and the plainest of them is read back.
     field_types = _FIELD_TYPES
+
+    def same_type(self, actual: str, expected: str) -> bool:
+        # Every integer type name has INTEGER affinity and stores the same values; mf
+        # writes them all as INTEGER, another tool may write bigint (a key's column).
+        return actual == expected or (_FIELD_TYPES.get(actual.upper()) in _INTEGER_FIELDS
+                                      and _FIELD_TYPES.get(expected.upper()) in _INTEGER_FIELDS)
     char_type = re.compile(r"VARCHAR\((\d+)\)")
     decimal_type = re.compile(r"(?:NUMERIC|DECIMAL)\((\d+), ?(\d+)\)")
 

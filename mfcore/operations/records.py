@@ -506,7 +506,8 @@ _ASPECT_OF = {
     "type": "type", "max_length": "type", "max_digits": "type", "decimal_places": "type", "enum": "type",
     "null": "null", "unique": "unique", "primary_key": "primary_key",
     "auto_now": "auto_now", "auto_now_add": "auto_now",
-    "target": "fk", "on_delete": "fk",
+    "target": "fk", "on_delete": "fk", "fk_name": "fk", "deferrable": "fk",
+    "key_name": "unique",
 }
 COLUMN_ASPECTS = frozenset(_ASPECT_OF.values()) | {"default", "key"}
 
