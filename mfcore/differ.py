@@ -114,10 +114,14 @@ def carry_names(old: Schema, new: Schema) -> Schema:
     models = dict(new.models)
     for name in differing:
         before = {f.name: f for f in old.models[name].fields if f.fk_name or f.key_name or f.deferrable}
-        if not before:
+        constraints = {i.name: i for i in old.models[name].indexes if i.constraint}
+        if not before and not constraints:
             continue
         fields = tuple(_carried(before[f.name], f) if f.name in before else f for f in models[name].fields)
-        models[name] = models[name].replace(fields=fields)
+        # A UNIQUE constraint that models.mp declares as a unique index of the same name and fields.
+        indexes = tuple(constraints[i.name] if i.name in constraints and i == constraints[i.name]._replace(
+            constraint=False) else i for i in models[name].indexes)
+        models[name] = models[name].replace(fields=fields, indexes=indexes)
     return replace(new, models=models)
 
 

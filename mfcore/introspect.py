@@ -19,7 +19,7 @@ from typing import Optional
 
 from .dialects.base import LEDGER_TABLE, foreign_key_name, primary_key_name, unique_name
 from .dialects.catalog import Catalog, Table
-from .schema import Enum, Field, Index, Model, Schema
+from .schema import Enum, Field, Index, Model, Schema, index_name
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,8 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
     by_column = {f.column: f.name for f in fields}
     for unique in table.uniques:
         if len(unique.columns) > 1 and all(c in by_column for c in unique.columns):
-            indexes.append(Index(unique.name, tuple(by_column[c] for c in unique.columns), True))
+            name = _own_name(unique.name, "") or index_name("uq", table.name, unique.columns)
+            indexes.append(Index(name, tuple(by_column[c] for c in unique.columns), True, constraint=True))
     for index in table.indexes:
         if index.name in known_indexes and wanted is not None and \
                 index_text(index) in [index_text(i) for i in wanted.indexes if i.name == index.name]:

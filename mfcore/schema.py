@@ -47,6 +47,9 @@ class Index(NamedTuple):
     name: str
     fields: tuple
     unique: bool = False
+    # A UNIQUE constraint of the table rather than an index of its own (a database
+    # taken over: Django's unique_together, for one); models.mp cannot say which.
+    constraint: bool = False
 
 
 @dataclass(frozen=True)

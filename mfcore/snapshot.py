@@ -136,8 +136,11 @@ def check_index_doc(doc, where: str) -> None:
     fields = doc.get("fields")
     if type(fields) is not list or not fields or any(type(f) is not str or not f for f in fields):
         raise SchemaFileError(f"{where}.fields must be a list of field names, got {_short(fields)}")
-    if "unique" in doc and type(doc["unique"]) is not bool:
-        raise SchemaFileError(f"{where}.unique must be true or false, got {_short(doc['unique'])}")
+    for key in ("unique", "constraint"):
+        if key in doc and type(doc[key]) is not bool:
+            raise SchemaFileError(f"{where}.{key} must be true or false, got {_short(doc[key])}")
+    if doc.get("constraint") and not doc.get("unique"):
+        raise SchemaFileError(f"{where} is a constraint, so it must be unique")
 
 
 def check_model_doc(doc, where: str) -> None:
@@ -203,12 +206,16 @@ def model_to_json(model: Model) -> dict:
 
 
 def index_to_json(index: Index) -> dict:
-    return {"name": index.name, "fields": list(index.fields), "unique": index.unique}
+    doc = {"name": index.name, "fields": list(index.fields), "unique": index.unique}
+    if index.constraint:
+        doc["constraint"] = True
+    return doc
 
 
 def index_from_json(doc, where) -> Index:
     try:
-        return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)))
+        return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)),
+                     bool(doc.get("constraint", False)))
     except (KeyError, TypeError):
         raise SchemaFileError(f"{where}: malformed index {_short(doc)}") from None
 

@@ -28,6 +28,7 @@ FOREIGN_DDL = {
         ' "email" varchar(100) NOT NULL, "code" varchar(20) NOT NULL, "team_id" bigint NOT NULL,'
         ' "squad_id" bigint NULL)',
         'ALTER TABLE "app_member" ADD CONSTRAINT "app_member_code_8f2a1c_uniq" UNIQUE ("code")',
+        'ALTER TABLE "app_member" ADD CONSTRAINT "app_member_team_id_email_0a1b_uniq" UNIQUE ("team_id", "email")',
         'ALTER TABLE "app_member" ADD CONSTRAINT "app_member_team_id_3c9e7d_fk_app_team_id" FOREIGN KEY'
         ' ("team_id") REFERENCES "app_team" ("id") DEFERRABLE INITIALLY DEFERRED',
         'ALTER TABLE "app_member" ADD CONSTRAINT "app_member_squad_id_5b1f_fk_app_squad_id" FOREIGN KEY'
@@ -42,7 +43,8 @@ FOREIGN_DDL = {
         ' "code" varchar(20) NOT NULL CONSTRAINT "app_member_code_8f2a1c_uniq" UNIQUE,'
         ' "team_id" bigint NOT NULL CONSTRAINT "app_member_team_id_3c9e7d_fk_app_team_id"'
         ' REFERENCES "app_team" ("id") DEFERRABLE INITIALLY DEFERRED,'
-        ' "squad_id" bigint NULL REFERENCES "app_squad" ("id") ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED)',
+        ' "squad_id" bigint NULL REFERENCES "app_squad" ("id") ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED,'
+        ' CONSTRAINT "app_member_team_id_email_0a1b_uniq" UNIQUE ("team_id", "email"))',
         'CREATE INDEX "app_member_team_id_3c9e7d" ON "app_member" ("team_id")',
         'CREATE INDEX "app_member_email_idx" ON "app_member" ("email")',
     ],
@@ -101,8 +103,9 @@ def test_baseline_keeps_the_names_the_database_has(driver, tmp_path, request):
     assert member["team_id"]["fk_name"] == "app_member_team_id_3c9e7d_fk_app_team_id"
     assert member["team_id"]["deferrable"] == "deferred"
     assert member["code"]["key_name"] == "app_member_code_8f2a1c_uniq"
-    assert sorted(i["name"] for i in snapshot["models"]["AppMember"]["indexes"]) == [
-        "app_member_email_idx", "app_member_team_id_3c9e7d"]
+    assert sorted((i["name"], i.get("constraint", False)) for i in snapshot["models"]["AppMember"]["indexes"]) == [
+        ("app_member_email_idx", False), ("app_member_team_id_3c9e7d", False),
+        ("app_member_team_id_email_0a1b_uniq", True)]
     if driver == "postgresql":
         team = {f["name"]: f for f in snapshot["models"]["AppTeam"]["fields"]}
         assert team["id"]["key_name"] == "pk_app_team"
@@ -119,7 +122,8 @@ def test_after_baseline_a_changed_foreign_key_and_a_dropped_unique_address_what_
     project.write_models(models.replace("ForeignKey(AppTeam, on_delete=NO_ACTION)", "ForeignKey(AppTeam)")
                          .replace("ForeignKey(AppSquad, on_delete=SET_NULL, null=true)",
                                   "ForeignKey(AppTeam, on_delete=SET_NULL, null=true)")
-                         .replace("CharField(20, unique=true)", "CharField(20)"))
+                         .replace("CharField(20, unique=true)", "CharField(20)")
+                         .replace(', Index(team_id, email, name="app_member_team_id_email_0a1b_uniq", unique=true)', ""))
     made = project.run("db", "makemigrations")
     assert made.code == 0, made
     migrated = project.run("db", "migrate")
@@ -211,6 +215,16 @@ def test_a_foreign_key_renamed_by_hand_stops_the_migration_that_changes_it(tmp_p
     assert [(k.name, k.on_delete) for k in before.tables["member"].foreign_keys] == [("fk_member_team", "CASCADE")]
     assert ledger_of(database) == [("001_create_team_create_member.json", "applied")]
     assert project.state() == files
+    # As the message says: drift names the difference, its --sql puts mf's name back,
+    # and the migration then runs.
+    drift = project.run("db", "drift")
+    assert "    [~] foreign key member.team: -> team(id) ON DELETE CASCADE named fk_member_team in the database, " \
+           "-> team(id) ON DELETE CASCADE named member_team_fkey expected\n" in drift.out, drift
+    database.run_script(project.run("db", "drift", "--sql").out)
+    assert project.run("db", "drift").out == NO_DRIFT.format(1)
+    assert project.run("db", "migrate").code == 0
+    assert [(k.name, k.on_delete) for k in catalog_of(database).tables["member"].foreign_keys] == [
+        ("member_team_fkey", "RESTRICT")]
 
 
 @pytest.mark.parametrize("driver", ["sqlite", "postgresql"])
@@ -250,3 +264,26 @@ def test_a_unique_dropped_by_hand_stops_the_migration_that_drops_it(tmp_path, re
     assert error["kind"] == "DatabaseError"
     assert "the constraint member_email_key of table member is not in the database" in error["message"]
     assert catalog_of(database) == before
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("deferrable", "later", "001_create_team_create_member.json: ops[1].table_def.model.fields[2].deferrable must be one of immediate, deferred, got 'later'"),
+    ("fk_name", "x" * 64, "001_create_team_create_member.json: ops[1].table_def.model.fields[2].fk_name must be a name of at most 63 bytes"),
+])
+def test_a_kept_name_or_deferrable_that_is_not_one_is_refused_where_the_file_is_read(key, value, says, tmp_path,
+                                                                                     request):
+    database = _project_for("sqlite", tmp_path / "app", request)
+    project = database.project
+    project.write_models(MODELS)
+    assert project.run("db", "makemigrations").code == 0
+    path = project.migrations / "001_create_team_create_member.json"
+    document = json.loads(path.read_text())
+    member = next(op for op in document["ops"] if op.get("model") == "Member")
+    next(f for f in member["table_def"]["model"]["fields"] if f["name"] == "team")[key] = value
+    path.write_text(json.dumps(document))
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 2, result
+    assert says in result.err and result.err.count("\n") == 1
+    assert project.state() == before
+    assert not (project.path / "dev.db").exists()

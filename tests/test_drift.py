@@ -7,6 +7,7 @@ or the API as a user drives it.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
@@ -363,3 +364,57 @@ def test_inspect_round_trips_any_schema_on_postgresql(pg_module_url, request, te
         assert by_table(parse(models_text(schema))) == by_table(parse(text))
     finally:
         session.close()
+
+
+# ---------------------------------------------------------------- a migration left half-way
+
+def test_a_non_atomic_migration_stopped_midway_is_partly_applied_not_drift(tmp_path, request):
+    """PostgreSQL runs a migration marked "atomic": false statement by statement: one
+    that stopped after its index was made is reported as partly applied, its index with
+    it, and only what no migration explains is drift."""
+    database = _project_for("postgresql", tmp_path / "app", request)
+    project = database.project
+    project.write_models(MODELS)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate").code == 0
+    project.write_models(MODELS.replace('name="ix_member_email_nick")]', 'name="ix_member_email_nick"), '
+                                        'Index(bio, name="ix_member_bio")]'))
+    assert project.run("db", "makemigrations", "--name", "bio_index").code == 0
+    path = project.migrations / "002_bio_index.json"
+    document = json.loads(path.read_text())
+    document["atomic"] = False
+    document["ops"].append({"op": "run_sql", "sql": "SELECT 1 / 0", "reverse_sql": ""})
+    path.write_text(json.dumps(document))
+    stopped = project.run("db", "migrate")
+    assert stopped.code == 3, stopped
+    database.by_hand("ALTER TABLE member DROP COLUMN nick")
+
+    result = project.run("db", "drift")
+    assert result.code == 1, result
+    assert result.out.splitlines() == [
+        "Drift from the 1 applied migration(s):",
+        "  member",
+        "    [-] column member.nick varchar(30) NULL (missing from the database)",
+        "    [-] index ix_member_email_nick INDEX (email, nick) (missing from the database)",
+        "Partly applied: 002_bio_index.json runs outside a transaction and stopped midway (recorded as started); "
+        "settle it with `mf db resolve 002 --applied` or `--rolled-back`.",
+        "  In the database from it:",
+        "    [+] index ix_member_bio INDEX (bio) (in the database only)",
+    ]
+    document = json.loads(project.run("db", "drift", "--json").out)
+    assert document["drift"] is True
+    assert [(p["migration"], [d["name"] for d in p["in_database"]]) for p in document["partly_applied"]] == [
+        ("002_bio_index.json", ["ix_member_bio"])]
+    assert [d["name"] for d in document["differences"]] == ["member.nick", "ix_member_email_nick"]
+    assert project.run("db", "drift", "--sql").out == \
+        "-- migration 002_bio_index.json is partly applied: settle it with `mf db resolve` first\n"
+    status = project.run("db", "status", "--drift")
+    assert status.out.splitlines()[-1] == ("Drift: 2 difference(s) from the 1 applied migration(s); migration "
+                                           "002_bio_index.json is partly applied (run `mf db drift`).")
+
+    # Settled as applied, the index is the migration's: only the hand-made change is drift.
+    assert project.run("db", "resolve", "002", "--applied").code == 0
+    lines = [line.strip() for line in project.run("db", "drift").out.splitlines()]
+    assert lines == ["Drift from the 2 applied migration(s):", "member",
+                     "[-] column member.nick varchar(30) NULL (missing from the database)",
+                     "[-] index ix_member_email_nick INDEX (email, nick) (missing from the database)"]

@@ -515,8 +515,16 @@ class Dialect:
 
     def create_table_sql(self, table_def: TableDef, name: Optional[str] = None) -> str:
         """CREATE TABLE for a TableDef, under ``name`` when given (SQLite's rebuild)."""
-        columns = ",\n    ".join(self.column_sql(f, table_def) for f in table_def.model.fields)
-        return f"CREATE TABLE {self.quote(name or table_def.model.table)} (\n    {columns}\n)"
+        model = table_def.model
+        parts = [self.column_sql(f, table_def) for f in model.fields]
+        parts += [self.unique_constraint_sql(index, [model.column_of(n) for n in index.fields])
+                  for index in model.indexes if index.constraint]
+        columns = ",\n    ".join(parts)
+        return f"CREATE TABLE {self.quote(name or model.table)} (\n    {columns}\n)"
+
+    def unique_constraint_sql(self, index, columns) -> str:
+        """A UNIQUE constraint over several columns (an index that is a constraint)."""
+        return f"CONSTRAINT {self.quote(index.name)} UNIQUE ({', '.join(self.quote(c) for c in columns)})"
 
     def create_index_sql(self, table: str, index, columns, *, concurrently: bool = False) -> str:
         unique = "UNIQUE " if index.unique else ""
@@ -528,7 +536,7 @@ class Dialect:
         """CREATE INDEX for every index a table's model declares."""
         model = table_def.model
         return [self.create_index_sql(model.table, index, [model.column_of(n) for n in index.fields])
-                for index in model.indexes]
+                for index in model.indexes if not index.constraint]
 
     # ------------------------------------------------------------ operations
     def operation_sql(self, operation: Operation, *, atomic: bool = True) -> list[str]:
@@ -586,9 +594,13 @@ class Dialect:
         return []
 
     def _add_index(self, op, plan) -> list[str]:
+        if op.index.constraint:
+            return [f"ALTER TABLE {self.quote(op.table)} ADD {self.unique_constraint_sql(op.index, op.columns)}"]
         return [self.create_index_sql(op.table, op.index, op.columns)]
 
     def _drop_index(self, op, plan) -> list[str]:
+        if op.index.constraint:
+            return [f"ALTER TABLE {self.quote(op.table)} DROP CONSTRAINT {self.quote(op.index.name)}"]
         return [f"DROP INDEX {self.quote(op.index.name)}"]
 
 

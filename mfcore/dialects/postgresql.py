@@ -443,6 +443,8 @@ class PostgreSQLDialect(Dialect):
                 for a, b in renames if a != b]
 
     def _add_index(self, op, plan) -> list[str]:
+        if op.index.constraint:
+            return super()._add_index(op, plan)
         return [self.create_index_sql(op.table, op.index, op.columns, concurrently=not plan.atomic)]
 
     # ------------------------------------------------------------ columns

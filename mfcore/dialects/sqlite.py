@@ -236,6 +236,8 @@ class SQLiteDialect(Dialect):
             return op.old_table != op.new_table and _has_named_constraints(op.table_def)
         if op.op == "add_fk":
             return True
+        if op.op in ("add_index", "drop_index"):
+            return op.index.constraint
         if op.op == "drop_fk":
             return not follows_later(op, plan)
         if isinstance(op, AlterEnum):
@@ -343,6 +345,14 @@ class SQLiteDialect(Dialect):
             return True
         renamed = op.old._replace(name=op.new.name, column=op.new.column)
         return self.column_sql(renamed, table_before(op)) == self.column_sql(op.new, require_table(op))
+
+    # ------------------------------------------------------------ indexes
+    def _add_index(self, op, plan) -> list[str]:
+        # SQLite adds and drops table constraints only by making the table again.
+        return self.rebuild(require_table(op)) if op.index.constraint else super()._add_index(op, plan)
+
+    def _drop_index(self, op, plan) -> list[str]:
+        return self.rebuild(require_table(op)) if op.index.constraint else super()._drop_index(op, plan)
 
     # ------------------------------------------------------------ foreign keys
     def _add_fk(self, op, plan) -> list[str]:
