@@ -23,8 +23,10 @@ from .questioner import Questioner
 from .schema import MAX_IDENTIFIER, Schema
 
 
-def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list:
-    """The operations from ``old`` to ``new``, each with its TableDef attached."""
+def diff(old: Schema, new: Schema, questioner: Questioner | None = None, *, keep_names: bool = False) -> list:
+    """The operations from ``old`` to ``new``, each with its TableDef attached.
+    ``keep_names``: ``new`` was read from models.mp, ``old`` is the snapshot; what
+    models.mp cannot say about a database taken over is carried over (carry_names)."""
     questioner = questioner or Questioner()
     operations: list = []
 
@@ -38,6 +40,9 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     # The one full comparison of the models on both sides (the hot loop of a large diff):
     # a model kept under its name that differs in any way, its table included.
     differing = changed_models(old.models, new.models)
+    if keep_names and differing:
+        new = carry_names(old, new, differing)
+        differing = [name for name in differing if old.models[name] != new.models[name]]
 
     state = old
     # 2. Models renamed (asked), or moved to another table.
@@ -103,12 +108,14 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     return completed
 
 
-def carry_names(old: Schema, new: Schema) -> Schema:
+def carry_names(old: Schema, new: Schema, differing=None) -> Schema:
     """``new`` (read from models.mp, which cannot say them) with the constraint names and
     DEFERRABLE that ``old`` (the snapshot) keeps for a database taken over, on every
     field that still has that constraint: so a model left as it was is no change, and a
-    changed foreign key or a dropped UNIQUE addresses the constraint that exists."""
-    differing = changed_models(old.models, new.models)
+    changed foreign key or a dropped UNIQUE addresses the constraint that exists.
+    ``differing``: the models that differ, when known (changed_models)."""
+    if differing is None:
+        differing = changed_models(old.models, new.models)
     if not differing:
         return new
     models = dict(new.models)

@@ -16,7 +16,7 @@ from typing import Optional
 
 from .backfills import apply_backfills
 from .config import Config
-from .differ import carry_names, diff
+from .differ import diff
 from .errors import SchemaFileError, UnsafeChangeError
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
@@ -153,8 +153,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
         else:
             old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
 
-    new = carry_names(old, new)  # what models.mp cannot say about a database taken over
-    operations = diff(old, new, questioner)
+    operations = diff(old, new, questioner, keep_names=True)
     operations = apply_backfills(operations, old, new, backfills, questioner or Questioner())
     check_safety(operations, old)
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)

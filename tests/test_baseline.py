@@ -11,12 +11,18 @@ stops that migration with a message naming it, and nothing is half-applied.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 
+import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import dbutil
-from test_drift import _project_for, pg_module_url  # noqa: F401 (the fixture its projects use)
+from mfcore import api
+from strategies import schema_texts
+from test_drift import EXAMPLES, _project_for, pg_module_url  # noqa: F401 (the fixture its projects use)
 
 FOREIGN_DDL = {
     "postgresql": [
@@ -287,3 +293,41 @@ def test_a_kept_name_or_deferrable_that_is_not_one_is_refused_where_the_file_is_
     assert says in result.err and result.err.count("\n") == 1
     assert project.state() == before
     assert not (project.path / "dev.db").exists()
+
+
+# ---------------------------------------------------------------- baseline of any database mf can make
+
+def _baseline_of(driver: str, request, text: str) -> None:
+    """Make the database of ``text`` with mf, forget mf (no ledger, no files), take it
+    over with baseline: drift finds nothing, and the models.mp written is the schema."""
+    root = request.getfixturevalue("tmp_path_factory").mktemp("taken")
+    database = _project_for(driver, root / "app", request, close_at_end=False)
+    project = database.project
+    config = str(project.path / "language_config.yaml")
+    cwd = os.getcwd()
+    os.chdir(project.path)
+    try:
+        project.write_models(text)
+        api.makemigrations(config)
+        anyio.run(lambda: api.migrate(config))
+        database.by_hand("DROP TABLE mf_migrations")
+        shutil.rmtree(project.migrations)
+        (project.path / "models.mp").unlink()
+        anyio.run(lambda: api.baseline(config))
+        report = anyio.run(lambda: api.drift(config, strict=True))
+        assert report.differences == [], [d.describe() for d in report.differences]
+        assert report.unmanaged == []
+        assert api.makemigrations(config, check=True).operations == []
+    finally:
+        os.chdir(cwd)
+        if database.session is not None:
+            database.session.drop_schema()
+            database.session.close()
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "postgresql"])
+@settings(max_examples=max(10, EXAMPLES // 3), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=schema_texts())
+def test_baseline_of_any_database_mf_made_has_no_drift(driver, request, text):
+    _baseline_of(driver, request, text)
