@@ -8,7 +8,7 @@ loop / fleet and each process's peak RSS go into extra_info.
     MF_BENCH_TENANTS=1000 python -m pytest benchmarks/test_bench_fleet.py --benchmark-only
 
 The default N (50) takes about a minute on two cores; the shell loops dominate. All
-tenants live in one server: a second cluster is not set up here.
+tenants live in one server; test_bench_fleet_servers.py splits them across two.
 """
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from .errors import (ConfigError, DatabaseError, DataLossError, DriftError, Inte
 __version__ = "0.1.0"
 
 __all__ = [
-    "migrate", "rollback", "rollback_sql", "makemigrations", "status", "migrate_all", "status_all", "sql",
-    "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
+    "migrate", "rollback", "rollback_sql", "makemigrations", "status", "migrate_all", "rollback_all", "status_all",
+    "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
@@ -34,6 +34,7 @@ _LAZY = {
     "makemigrations": ("mfcore.api", "makemigrations"),
     "status": ("mfcore.api", "status"),
     "migrate_all": ("mfcore.api", "migrate_all"),
+    "rollback_all": ("mfcore.api", "rollback_all"),
     "status_all": ("mfcore.api", "status_all"),
     "sql": ("mfcore.api", "sql"),
     "pending_sql": ("mfcore.api", "pending_sql"),

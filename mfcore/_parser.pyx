@@ -28,7 +28,7 @@ from libc.string cimport memset
 
 import gc
 
-from mfcore.language.raw import Call, ListValue, Name, RawEnum, RawModel, TupleValue
+from mfcore.language.raw import Call, ListValue, Name, ObjectValue, RawEnum, RawModel, TupleValue
 
 
 class ReadError(ValueError):
@@ -63,6 +63,7 @@ cdef enum _Token:
     T_RSQB
     T_LBRACE
     T_RBRACE
+    T_COLON
 
 # How the next word is lexed. It depends on the token before it, as Lark's
 # contextual lexer makes it depend on the LALR state that token leads to; a keyword
@@ -326,6 +327,8 @@ cdef class _Reader:
             self.tok = T_LBRACE
         elif c == '}':
             self.tok = T_RBRACE
+        elif c == ':':
+            self.tok = T_COLON
         elif c == EOF_CHAR:
             self.tok = T_EOF
             self.i = i
@@ -682,6 +685,11 @@ cdef class _Reader:
             items = self.read_items(T_RPAR)
             self.value_pos = pos
             return TupleValue(items)
+        if tok == T_LBRACE:
+            pos = self.value_pos
+            items = self.read_pairs()
+            self.value_pos = pos
+            return ObjectValue(items)
         self.fail()
 
     cdef object read_after_name(self, object name, tuple pos):
@@ -719,6 +727,33 @@ cdef class _Reader:
                     if self.tok == closer:
                         break
                 elif self.tok == closer:
+                    break
+                else:
+                    self.fail()
+        self.advance(M_PLAIN)
+        self.nesting -= 1
+        return self.pop_tuple(start)
+
+    cdef tuple read_pairs(self):
+        """{ [STRING ":" value ("," STRING ":" value)* ","?] }; the { is the current token."""
+        cdef Py_ssize_t start = PyList_GET_SIZE(self.stack)
+        self.enter()
+        self.advance(M_VALUE)
+        if self.tok != T_RBRACE:
+            while True:
+                self.expect(T_STRING)
+                key = self.tok_value
+                pos = self.pos()
+                self.advance(M_PLAIN)
+                self.expect(T_COLON)
+                self.advance(M_VALUE)
+                value = self.read_value()
+                self.stack.append(_settled((key, value, pos)))
+                if self.tok == T_COMMA:
+                    self.advance(M_VALUE)
+                    if self.tok == T_RBRACE:
+                        break
+                elif self.tok == T_RBRACE:
                     break
                 else:
                     self.fail()
@@ -795,9 +830,9 @@ def read(str text not None):
 cdef dict _FIELD_SLOTS = {"name": 0, "type": 1, "column": 2, "null": 3, "unique": 4, "primary_key": 5,
                           "default": 7, "max_length": 8, "max_digits": 9, "decimal_places": 10,
                           "auto_now": 11, "auto_now_add": 12, "enum": 13, "to": 14, "on_delete": 15,
-                          "fk_name": 16, "key_name": 17, "deferrable": 18}
+                          "fk_name": 16, "key_name": 17, "deferrable": 18, "db_default": 19}
 cdef list _FIELD_DEFAULTS = [None, None, None, False, False, False, False, None, None, None, None,
-                             False, False, None, None, None, None, None, None]
+                             False, False, None, None, None, None, None, None, None]
 
 
 def new_form_fields(list raw_fields, field_class):

@@ -9,7 +9,8 @@
     resolve, reset                     settle a half-applied migration; start over
     rebase, squash                     after a merge: renumber one branch; one migration for many
     carry_over                         the earlier tool's single-plan projects, once
-    migrate_all, status_all            every target of targets: and tenants: at once
+    migrate_all, rollback_all,         every target of targets: and tenants: at once
+    status_all
 
 Each takes a Config, a path to language_config.yaml, or nothing (found from the
 working directory). The coroutines run in the caller's event loop: none starts a
@@ -31,7 +32,7 @@ ConfigLike = Union[Config, str, os.PathLike, None]
 __all__ = [
     "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
     "migration_names", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all",
-    "status_all", "rebase", "squash",
+    "rollback_all", "status_all", "rebase", "squash",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
 
@@ -363,6 +364,68 @@ async def status_all(fleet: FleetLike = None, *, targets=(), tenants=(), concurr
         result.records = await applier.status(config)
 
     return await _fleet_module().run_all(chosen, work, concurrency=resolved_concurrency, on_result=on_result)
+
+
+async def rollback_all(fleet: FleetLike = None, *, targets=(), tenants=(), steps: Optional[int] = None,
+                       to: Optional[int] = None, dry_run: bool = False, allow_data_loss: bool = False,
+                       confirm_data_loss: Optional[Callable] = None, concurrency: Optional[int] = None,
+                       fail_fast: bool = False, on_result: Optional[Callable] = None) -> list:
+    """rollback() on every target of the config's ``targets:`` and ``tenants:`` (or those
+    named), ``steps``/``to`` as there, each with its own lock, ledger and transactions;
+    returns a TargetResult per target (``rolled_back`` names, ``losses``, or ``error``).
+
+    First every target is read, without changing anything: if any one's undo cannot be
+    done (IrreversibleError) or would lose data (DataLossError, unless
+    ``allow_data_loss`` or ``confirm_data_loss({name: [loss, ...]})`` returns True), that
+    one error names every such target and no target is touched. A target that cannot be
+    read fails alone (with ``fail_fast``, before any target is touched). ``dry_run``:
+    stop there; each result's ``rolled_back`` and ``sql`` say what would be undone.
+    ``concurrency``, ``fail_fast`` and ``on_result`` as for migrate_all."""
+    from . import applier
+
+    if steps is not None and to is not None:
+        raise ConfigError("rollback takes a number of migrations or a target (--to), not both")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"rollback: the number of migrations to undo must be 1 or more, not {steps}")
+    runner = _fleet_module()
+    chosen, resolved_concurrency = await _fleet_targets(fleet, targets, tenants, concurrency)
+    for config in {c.migrations_dir: c for c in chosen.values()}.values():
+        _require_migrations_dir(config)
+
+    async def check(config, result):
+        result.losses = await applier.rollback_losses(config, count=steps, to=to)
+        if dry_run:
+            result.sql = await applier.rollback_sql(config, count=steps, to=to)
+            result.rolled_back = [name for name, _statements in result.sql]
+
+    checks = await runner.run_all(chosen, check, concurrency=resolved_concurrency)
+    if not allow_data_loss and confirm_data_loss is not None and runner.refusal(checks, True) is None:
+        losses = {c.name: c.losses for c in checks if c.losses and c.error is None}
+        allow_data_loss = not losses or bool(confirm_data_loss(losses))
+    refused = runner.refusal(checks, allow_data_loss)
+    if refused is not None:
+        raise refused
+    unreadable = {c.name: c.error for c in checks if c.error is not None}
+    if dry_run:
+        return checks
+    if unreadable and fail_fast:
+        for result in checks:
+            result.finished = result.error is not None
+        return checks
+    losses = {c.name: c.losses for c in checks}
+
+    async def work(config, result):
+        if result.name in unreadable:
+            raise unreadable[result.name]
+        result.losses = losses[result.name]
+
+        def heard(kind, name, index, total):
+            if kind == "rolled_back":
+                result.rolled_back.append(name)
+        await applier.rollback(config, count=steps, to=to, allow_data_loss=allow_data_loss, on_event=heard)
+
+    return await runner.run_all(chosen, work, concurrency=resolved_concurrency, fail_fast=fail_fast,
+                                on_result=on_result)
 
 
 def _fleet_module():

@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import uuid
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -435,6 +436,7 @@ class _Database:
                     "migrations only under a session advisory lock, so nothing was applied") from None
             if rows[0][0]:
                 await self._check_lock_held(holder)
+                await self._check_transactional_ddl(holder)
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -457,6 +459,31 @@ class _Database:
                 f"{self.config.display_dsn} said the migration lock was taken but holds no such lock; its "
                 "advisory locks do not lock, so mf refuses to migrate it (two runs could apply a migration "
                 "twice)")
+
+    async def _check_transactional_ddl(self, holder: Connection) -> None:
+        """An engine that commits DDL on its own would break one transaction per
+        migration, silently: refuse it, before anything runs. Asked on the lock's
+        connection, which has the run's settings (search_path). A server that cannot
+        create the table at all (no such schema, no privilege, no DDL inside a
+        transaction) is not refused here: the run's first transaction fails with the
+        server's words and is rolled back, which is safe."""
+        probe = self.dialect.transactional_ddl_probe(f"mf_ddl_probe_{uuid.uuid4().hex[:12]}")
+        if probe is None:
+            return
+        create_and_roll_back, check, cleanup = probe
+        try:
+            await holder.execute(create_and_roll_back)
+        except StatementError:
+            with suppress(StatementError, DatabaseError):
+                await holder.execute("ROLLBACK")
+            return
+        survived = not (await holder.fetch(check))[0][0]
+        if survived:
+            with suppress(StatementError, DatabaseError):
+                await holder.execute(cleanup)
+        refusal = self.dialect.transactional_ddl_refusal(self.config.display_dsn, survived)
+        if refusal is not None:
+            raise DatabaseError(refusal)
 
     @asynccontextmanager
     async def write_transaction(self):

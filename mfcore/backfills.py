@@ -78,13 +78,14 @@ def _needing_value(operation, old: Schema) -> Optional[Field]:
     """The field whose rows an operation leaves without a value, or None."""
     if isinstance(operation, AddColumn) and operation.model in old.models:
         f = operation.field
-        if not f.null and not f.has_default and not f.auto_now and not f.auto_now_add and not f.primary_key:
+        if not f.null and not f.has_default and not f.auto_now and not f.auto_now_add and not f.primary_key \
+                and f.db_default is None:
             return f
     if isinstance(operation, AlterColumn) and operation.old.null and not operation.new.null \
             and operation.backfill is None:
         f = operation.new
         if not (f.has_default and f.default is not None) and not f.auto_now and not f.auto_now_add \
-                and not f.primary_key:
+                and not f.primary_key and f.db_default is None:
             return f
     return None
 

@@ -196,6 +196,8 @@ def cmd_migrate(args, out: Output) -> int:
 def cmd_rollback(args, out: Output) -> int:
     import anyio
 
+    if _fleet_wanted(args):
+        return _rollback_fleet(args, out)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
         undos = anyio.run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
@@ -281,13 +283,15 @@ def _fleet_wanted(args) -> bool:
     return bool(getattr(args, "all", False) or getattr(args, "target", None) or getattr(args, "tenant", None))
 
 
-def _fleet_choice(args) -> dict:
+def _fleet_choice(args, fleet_options=()) -> dict:
+    """The API's fleet arguments; ``fleet_options`` are the command's options that also
+    work on a fleet (the others of --to, --dry-run, --fake, --drift are one database's)."""
     from .errors import ConfigError
 
     if args.all and (args.target or args.tenant):
         raise ConfigError("--all takes every target; leave out --target and --tenant, or --all")
     for option in ("to", "dry_run", "fake", "drift"):
-        if getattr(args, option, None):
+        if option not in fleet_options and getattr(args, option, None):
             raise ConfigError(f"--{option.replace('_', '-')} works on one database; it cannot be combined with "
                               "--all, --target or --tenant")
     return {"targets": args.target or (), "tenants": args.tenant or (), "concurrency": args.concurrency}
@@ -310,6 +314,59 @@ def _migrate_fleet(args, out: Output) -> int:
             what = f"applied {len(result.applied)}: " + ", ".join(result.applied) if result.applied else "up to date"
             out.line(f"  {out.mark()}{result.name}  {what}")
     return _fleet_summary(results, out, "migrated")
+
+
+def _rollback_fleet(args, out: Output) -> int:
+    import anyio
+
+    progress = _FleetProgress(out) if out.tty and not out.json_mode else None
+    confirm = _FleetConfirm(out) if out.tty and sys.stdin.isatty() and not out.json_mode else None
+    results = anyio.run(lambda: api.rollback_all(args.config_path, steps=args.steps, to=args.to,
+                                                 dry_run=args.dry_run, allow_data_loss=args.allow_data_loss,
+                                                 confirm_data_loss=confirm, fail_fast=args.fail_fast,
+                                                 on_result=progress.event if progress else None,
+                                                 **_fleet_choice(args, ("to", "dry_run"))))
+    if progress:
+        progress.finish()
+    if out.json_mode:
+        doc = []
+        for result in results:
+            entry = _fleet_doc(result, "rolled_back")
+            entry["losses"] = result.losses
+            if args.dry_run:
+                entry["sql"] = [{"name": name, "sql": sql} for name, sql in result.sql]
+            doc.append(entry)
+        out.document({"targets": doc, "dry_run": args.dry_run})
+        return _fleet_exit(results)
+    for result in results:
+        if not result.ok:
+            continue
+        if args.dry_run:
+            out.line(f"-- {result.name}: " + (f"would roll back {len(result.rolled_back)}" if result.rolled_back
+                                               else "nothing to roll back"))
+            _print_undo_sql(out, result.sql)
+            continue
+        undone = result.rolled_back
+        what = f"rolled back {len(undone)}: " + ", ".join(undone) if undone else "nothing to roll back"
+        out.line(f"  {out.mark()}{result.name}  {what}")
+    return _fleet_summary(results, out, "read (dry run)" if args.dry_run else "rolled back")
+
+
+class _FleetConfirm:
+    """On a terminal: each target's losses with ⚠, then one yes for the whole fleet."""
+
+    def __init__(self, out: Output):
+        self.out = out
+
+    def __call__(self, losses: dict) -> bool:
+        for name, sentences in losses.items():
+            for sentence in sentences:
+                self.out.line(self.out.color(f"⚠ {name}: {sentence}", "33"))
+        try:
+            answer = input(f"Undo anyway, on {len(losses)} target(s)? [y/N] ").strip().lower()
+        except EOFError:
+            answer = ""
+        return answer in ("y", "yes")
 
 
 def _status_fleet(args, out: Output) -> int:
@@ -338,8 +395,8 @@ def _status_fleet(args, out: Output) -> int:
     return _fleet_summary(results, out, "read")
 
 
-def _fleet_doc(result) -> dict:
-    return {"name": result.name, "database": result.display, "applied": result.applied,
+def _fleet_doc(result, done: str = "applied") -> dict:
+    return {"name": result.name, "database": result.display, done: getattr(result, done),
             "finished": result.finished, "failed": result.error is not None,
             "migration": result.migration, "error": str(result.error) if result.error else None}
 
@@ -780,6 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the SQL of the undo; change nothing")
     p.add_argument("--allow-data-loss", action="store_true",
                    help="undo even where a dropped table or column comes back empty")
+    _fleet_options(p)
+    p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
     p.set_defaults(handler=cmd_rollback)
 
     p = commands.add_parser("status", parents=[common], help="list migrations: applied or pending")

@@ -18,7 +18,8 @@ from dataclasses import replace
 
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
-                         RenameColumn, RenameModel, attach_tables, column_changes, referencing_type, table_def)
+                         RenameColumn, RenameModel, attach_tables, column_changes, referenced_key, referencing_type,
+                         table_def)
 from .questioner import Questioner
 from .schema import MAX_IDENTIFIER, Schema
 
@@ -133,11 +134,14 @@ def carry_names(old: Schema, new: Schema, differing=None) -> Schema:
 
 
 def _carried(old, new):
-    if new.fk_name or new.key_name or new.deferrable:
+    if new.fk_name or new.key_name:
         return new  # says its own
     changes = {}
     if old.target is not None and new.target is not None:
-        changes.update(fk_name=old.fk_name, deferrable=old.deferrable)
+        changes["fk_name"] = old.fk_name
+        # models.mp says deferrable=true ("deferred") itself; only INITIALLY IMMEDIATE is kept.
+        if new.deferrable is None and old.deferrable == "immediate":
+            changes["deferrable"] = "immediate"
     if (old.primary_key and new.primary_key) or (old.unique and not old.primary_key
                                                  and new.unique and not new.primary_key):
         changes["key_name"] = old.key_name
@@ -177,6 +181,10 @@ def _key_type_changes(state, new, changed) -> list:
     on to rename, alter or drop follow too, so that those later operations find the
     column and its constraint as they always do. On SQLite the constraint drops cost
     nothing (dialects/sqlite.py); the rebuilds carry the rows.
+
+    A key that is itself a foreign key (multi-table inheritance) follows the key it
+    points to, and the columns that point at it follow in turn: such a chain is one
+    group, its constraints all off first, then each column after the one it points to.
     """
     retyped = {}
     for name in changed:
@@ -190,18 +198,26 @@ def _key_type_changes(state, new, changed) -> list:
     for model_name in sorted(state.models):
         model = state.models[model_name]
         for f in model.fields:
-            if f.target in retyped:
+            if f.target is not None:
                 referrers.setdefault(f.target, []).append((model, f))
     operations: list = []
-    for name in sorted(retyped):
-        before, after = retyped[name]
-        pointing = referrers.get(name, [])
-        for model, f in pointing:
+    for root in sorted(retyped):  # a key that is a foreign key is never retyped itself
+        # The root, then the models whose key points at one already in the group.
+        group = [root]
+        for name in group:
+            for model, f in referrers.get(name, []):
+                if f.primary_key and model.name not in group and model.name in new.models \
+                        and referencing_type(referenced_key(state, model.name) or f) \
+                        != referencing_type(referenced_key(new, model.name) or f):
+                    group.append(model.name)
+        pointing = [(name, model, f) for name in group for model, f in referrers.get(name, [])]
+        for _name, model, f in pointing:
             operations.append(DropForeignKey(model.name, model.table, f.name, f.target, f.on_delete))
-        operations.append(AlterColumn(name, state.models[name].table, before, after,
+        before, after = retyped[root]
+        operations.append(AlterColumn(root, state.models[root].table, before, after,
                                       changes=column_changes(before, after)))
-        for model, f in pointing:  # the column keeps its definition; the key it follows changes type
-            operations.append(AlterColumn(model.name, model.table, f, f, old_key=before,
+        for name, model, f in pointing:  # the column keeps its definition; the key it follows changes type
+            operations.append(AlterColumn(model.name, model.table, f, f, old_key=referenced_key(state, name),
                                           changes=frozenset({"key"})))
     return operations
 
@@ -212,8 +228,7 @@ def _referenced_key(state, f):
     points elsewhere, or nowhere, nothing else in the operation says what it was."""
     if f.target is None:
         return None
-    target = state.models.get(f.target)
-    return target.primary_key if target is not None else None
+    return referenced_key(state, f.target)
 
 
 def _model_renames(old, new, questioner):
@@ -374,10 +389,12 @@ def _model_changes(state, before, after, questioner, new) -> list:
 
 
 def _as_declared(f):
-    """A field as models.mp can declare it: without the constraint names and DEFERRABLE
-    kept from a database taken over."""
-    return f._replace(fk_name=None, key_name=None, deferrable=None) if f.fk_name or f.key_name or f.deferrable \
-        else f
+    """A field as models.mp can declare it: without the constraint names and the
+    DEFERRABLE INITIALLY IMMEDIATE kept from a database taken over."""
+    if f.fk_name or f.key_name or f.deferrable == "immediate":
+        return f._replace(fk_name=None, key_name=None,
+                          deferrable=None if f.deferrable == "immediate" else f.deferrable)
+    return f
 
 
 # ---------------------------------------------------------------- names freed before taken

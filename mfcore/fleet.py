@@ -18,7 +18,7 @@ import anyio
 from .config import Config, Fleet
 from .dialects import dialect_for
 from .drivers import StatementError, connect, shared_connections
-from .errors import ConfigError, DatabaseError, MfError
+from .errors import ConfigError, DatabaseError, DataLossError, IrreversibleError, MfError
 
 DEFAULT_CONCURRENCY = 10   # runs at a time; each PostgreSQL run with work holds two connections
 SERVER_SHARE = 4           # use at most 1/SERVER_SHARE of a server's max_connections
@@ -29,13 +29,17 @@ ResultCallback = Callable[["TargetResult", int, int], object]
 @dataclass
 class TargetResult:
     """What happened on one target: ``applied`` names (migrate), ``records`` (status),
-    or ``error``; ``finished`` is False when fail_fast stopped the fleet before this
-    target's run ended (a run cut short rolls back its open transaction)."""
+    ``rolled_back`` names (rollback), or ``error``; ``finished`` is False when
+    fail_fast stopped the fleet before this target's run ended (a run cut short rolls
+    back its open transaction)."""
 
     name: str
     display: str
     applied: list = field(default_factory=list)
     records: list = field(default_factory=list)
+    rolled_back: list = field(default_factory=list)   # rollback: names undone (dry run: would be)
+    losses: list = field(default_factory=list)        # rollback: what its undo cannot bring back
+    sql: list = field(default_factory=list)           # rollback dry run: [(name, [statement])]
     error: Optional[MfError] = None
     finished: bool = False
 
@@ -154,6 +158,30 @@ async def run_all(targets: dict, work, *, concurrency: int, fail_fast: bool = Fa
             for config, result in zip(targets.values(), results):
                 group.start_soon(one, config, result, group.cancel_scope)
     return results
+
+
+def refusal(checks: list, allow_data_loss: bool) -> Optional[MfError]:
+    """The one error that stops a fleet rollback before any target is touched: every
+    target whose undo cannot be done at all (IrreversibleError), else every target
+    whose undo would lose data (DataLossError, unless ``allow_data_loss``); None when
+    the rollback may go ahead. ``checks`` are the results of the read-only pass."""
+    irreversible = [c for c in checks if isinstance(c.error, IrreversibleError)]
+    if irreversible:
+        reasons = "; ".join(f"{c.name}: {_without_ending(str(c.error))}" for c in irreversible)
+        return IrreversibleError(f"{len(irreversible)} of {len(checks)} target(s) cannot be rolled back: "
+                                 f"{reasons}. Nothing was undone on any target.")
+    losing = [c for c in checks if c.losses and c.error is None]
+    if losing and not allow_data_loss:
+        reasons = "; ".join(f"{c.name}: " + "; ".join(c.losses) for c in losing)
+        return DataLossError(f"undoing would lose data on {len(losing)} of {len(checks)} target(s): {reasons}. "
+                             "Nothing was undone on any target; pass --allow-data-loss (allow_data_loss=True) "
+                             "to go ahead.")
+    return None
+
+
+def _without_ending(message: str) -> str:
+    ending = " Nothing was undone."
+    return message[:-len(ending)] if message.endswith(ending) else message.rstrip(".")
 
 
 def _display(config: Config) -> str:

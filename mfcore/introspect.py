@@ -19,7 +19,7 @@ from typing import Optional
 
 from .dialects.base import LEDGER_TABLE, foreign_key_name, primary_key_name, unique_name
 from .dialects.catalog import Catalog, Table
-from .schema import Enum, Field, Index, Model, Schema, index_name
+from .schema import Enum, Field, Index, Model, Schema, index_condition_problem, index_name
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def index_text(index) -> str:
     columns = ", ".join(c + (" DESC" if c in index.descending else "") for c in index.columns or ("<expression>",))
+    if any(index.opclasses):
+        columns = ", ".join(c + (f" {o}" if o else "") for c, o in zip(columns.split(", "), index.opclasses))
     text = f"{'UNIQUE ' if index.unique else ''}INDEX ({columns})"
     return text + (f" WHERE {index.condition}" if index.condition else "")
 
@@ -174,12 +176,13 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
                            fk_name=_own_name(key.name, foreign_key_name(table.name, column.name)),
                            deferrable=(("deferred" if key.initially_deferred else "immediate")
                                        if key.deferrable else None))
-            if key.deferrable:
-                notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE"
-                                          f"{' INITIALLY DEFERRED' if key.initially_deferred else ''}"))
+            if key.deferrable and not key.initially_deferred:  # the language says only INITIALLY DEFERRED
+                notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE INITIALLY IMMEDIATE"))
         if table.primary_key == (column.name,):
             f = f._replace(primary_key=True, null=False,
                            key_name=_own_name(table.primary_key_name, primary_key_name(table.name)))
+            if f.type == "ForeignKey":  # a key that is a foreign key: one row each, as in inheritance
+                f = f._replace(type="OneToOneField", unique=True)
         elif column.name in unique_columns:
             one_to_one = f.type == "ForeignKey" and (known is None or known.type == "OneToOneField")
             named = unique_names.get(column.name)
@@ -197,11 +200,14 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         if index.name in known_indexes and wanted is not None and \
                 index_text(index) in [index_text(i) for i in wanted.indexes if i.name == index.name]:
             indexes.append(known_indexes[index.name])
-        elif index.columns and index.condition is None and not index.descending \
-                and all(c in by_column for c in index.columns):
-            if index.unique and len(index.columns) == 1 and model is None and not unique_indexes:
+        elif index.columns and not index.descending and all(c in by_column for c in index.columns) \
+                and (index.condition is None or index_condition_problem(index.condition) is None) \
+                and len(set(index.opclasses)) <= 1 and (not index.opclasses or index.opclasses[0]):
+            if index.unique and len(index.columns) == 1 and model is None and not unique_indexes \
+                    and index.condition is None:
                 continue  # read as the field's unique=true
-            indexes.append(Index(index.name, tuple(by_column[c] for c in index.columns), index.unique))
+            indexes.append(Index(index.name, tuple(by_column[c] for c in index.columns), index.unique,
+                                 index.condition, index.opclasses[0] if index.opclasses else None))
         else:
             notes.append((table.name, f"index {index.name} ({index_text(index)}) cannot be written in models.mp"))
     return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)))

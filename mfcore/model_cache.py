@@ -213,13 +213,27 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
     old_enums = built.enums
     try:
         old_models = _load(snapshot, cached, _targets(touched, cached, built.models))
+        _load_key_chains(snapshot, cached, old_models, built.models)
         # Models pointing at a key that changes, or at a model that goes, change with it
-        # (differ._key_type_changes): they join, with what they point to.
+        # (differ._key_type_changes): they join, with what they point to. A model whose
+        # own key points at such a key changes too (its key follows), and so on.
         moving = {name for name in touched
                   if name not in built.models or name not in old_models
                   or old_models[name].primary_key != built.models[name].primary_key}
-        linked = {referrer for name in moving for referrer in referrers.get(name, ())}
-        old_models.update(_load(snapshot, cached, _targets(linked, cached, built.models) - old_models.keys()))
+        linked: set = set()
+        pending = list(moving)
+        while pending:
+            for referrer in referrers.get(pending.pop(), ()):
+                if referrer in linked:
+                    continue
+                linked.add(referrer)
+                old_models.update(_load(snapshot, cached, _targets({referrer}, cached, built.models)
+                                        - old_models.keys()))
+                key = old_models[referrer].primary_key
+                if key is not None and key.target in moving and referrer not in moving:
+                    moving.add(referrer)
+                    pending.append(referrer)
+        _load_key_chains(snapshot, cached, old_models, built.models)
     except (SchemaFileError, orjson.JSONDecodeError, KeyError, TypeError):
         return None
     new_models = dict(built.models)
@@ -311,6 +325,22 @@ def _targets(names, cached, built) -> set:
         if len(cached.get(name, ())) > _TABLE:
             found.update(cached[name][_TARGETS])
     return found
+
+
+def _load_key_chains(snapshot, cached, models: dict, built: dict) -> None:
+    """Add to ``models`` the models that their keys point to, and so on: a foreign key
+    to a model whose key is a foreign key takes the type at the end of that chain."""
+    while True:
+        missing = set()
+        for model in (*models.values(), *built.values()):
+            key = model.primary_key
+            if key is not None and key.target is not None and key.target not in models \
+                    and key.target not in built:
+                missing.add(key.target)
+        loaded = _load(snapshot, cached, missing)
+        if not loaded:
+            return
+        models.update(loaded)
 
 
 def _load(snapshot, cached, names) -> dict:

@@ -36,17 +36,68 @@ class Field(NamedTuple):
     # What models.mp cannot say about a database that mf took over (mf db baseline),
     # kept so that later changes address the objects that exist: the name of the
     # foreign key's constraint, of the PRIMARY KEY or UNIQUE constraint, where it is
-    # not the name mf gives (None: mf's name), and a DEFERRABLE foreign key
-    # ("immediate" or "deferred": when it is checked by default).
+    # not the name mf gives (None: mf's name).
     fk_name: Optional[str] = None
     key_name: Optional[str] = None
+    # A DEFERRABLE foreign key: "deferred" (checked at COMMIT: deferrable=true in
+    # models.mp) or "immediate" (DEFERRABLE INITIALLY IMMEDIATE, kept from a database
+    # taken over; models.mp cannot say it).
     deferrable: Optional[str] = None
+    # A default the database computes for each row, from a closed set: "uuid4".
+    db_default: Optional[str] = None
+
+
+# The database-computed defaults a Field's db_default may name.
+DB_DEFAULTS = ("uuid4",)
+
+
+
+# An operator class: a plain name, written into CREATE INDEX quoted.
+OPCLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def index_condition_problem(text) -> Optional[str]:
+    """What is wrong with a partial index's condition, or None. It is SQL (the schema
+    author's own, like a run_sql step's), kept verbatim; what is checked is that it is one
+    expression: no statement end, no comment that could hide the rest, quotes closed,
+    parentheses balanced."""
+    if type(text) is not str or not text.strip():
+        return "takes a SQL condition as a string, as in where=\"verified\""
+    depth = 0
+    quote = None
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return "has a ')' that closes nothing"
+        elif char == ";" or text.startswith("--", position) or text.startswith("/*", position) or char == "\0":
+            return f"must be one SQL condition, without {char if char != chr(0) else 'NUL'!r}" \
+                   if char in ";\0" else "must be one SQL condition, without comments"
+        position += 1
+    if quote is not None:
+        return f"has an unclosed {quote}"
+    if depth:
+        return "has a '(' that is not closed"
+    return None
 
 
 class Index(NamedTuple):
     name: str
     fields: tuple
     unique: bool = False
+    # A partial index's condition: SQL the schema author wrote, kept verbatim.
+    where: Optional[str] = None
+    # A PostgreSQL operator class for every column (varchar_pattern_ops); SQLite has none.
+    opclass: Optional[str] = None
     # A UNIQUE constraint of the table rather than an index of its own (a database
     # taken over: Django's unique_together, for one); models.mp cannot say which.
     constraint: bool = False

@@ -15,7 +15,7 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .schema import MAX_IDENTIFIER, Enum, Field, Index, Model, Schema
+from .schema import DB_DEFAULTS, MAX_IDENTIFIER, OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
 
 FORMAT = 1
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -23,7 +23,8 @@ _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # Field attributes written only when they differ from these defaults.
 _FIELD_DEFAULTS = Field("", "", "")._asdict()
 _OPTIONAL_KEYS = ("null", "unique", "primary_key", "max_length", "max_digits", "decimal_places",
-                  "auto_now", "auto_now_add", "enum", "on_delete", "fk_name", "key_name", "deferrable")
+                  "auto_now", "auto_now_add", "enum", "on_delete", "fk_name", "key_name", "deferrable",
+                  "db_default")
 
 
 def dumps(document) -> bytes:
@@ -97,6 +98,9 @@ def check_field_doc(doc, where: str) -> None:
         if doc.get(key) is not None and (len(doc[key].encode("utf-8")) > MAX_IDENTIFIER or "\x00" in doc[key]):
             raise SchemaFileError(f"{where}.{key} must be a name of at most {MAX_IDENTIFIER} bytes, "
                                   f"got {_short(doc[key])}")
+    if doc.get("db_default") is not None and doc["db_default"] not in DB_DEFAULTS:
+        raise SchemaFileError(f"{where}.db_default must be one of {', '.join(DB_DEFAULTS)}, "
+                              f"got {_short(doc['db_default'])}")
     kind = doc["type"]
     if kind == "CharField" and doc.get("max_length") is None:
         raise SchemaFileError(f"{where}.max_length is missing (a CharField needs one)")
@@ -141,6 +145,10 @@ def check_index_doc(doc, where: str) -> None:
             raise SchemaFileError(f"{where}.{key} must be true or false, got {_short(doc[key])}")
     if doc.get("constraint") and not doc.get("unique"):
         raise SchemaFileError(f"{where} is a constraint, so it must be unique")
+    if doc.get("where") is not None and index_condition_problem(doc["where"]) is not None:
+        raise SchemaFileError(f"{where}.where {index_condition_problem(doc['where'])}, got {_short(doc['where'])}")
+    if doc.get("opclass") is not None and (type(doc["opclass"]) is not str or not OPCLASS.fullmatch(doc["opclass"])):
+        raise SchemaFileError(f"{where}.opclass must be an operator class name, got {_short(doc['opclass'])}")
 
 
 def check_model_doc(doc, where: str) -> None:
@@ -187,7 +195,7 @@ def new_form_fields(raw_fields: list, field_class=Field):
             name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
             "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
             get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"),
-            get("fk_name"), get("key_name"), get("deferrable"))))
+            get("fk_name"), get("key_name"), get("deferrable"), get("db_default"))))
     return tuple(fields)
 
 
@@ -207,6 +215,10 @@ def model_to_json(model: Model) -> dict:
 
 def index_to_json(index: Index) -> dict:
     doc = {"name": index.name, "fields": list(index.fields), "unique": index.unique}
+    if index.where is not None:
+        doc["where"] = index.where
+    if index.opclass is not None:
+        doc["opclass"] = index.opclass
     if index.constraint:
         doc["constraint"] = True
     return doc
@@ -214,8 +226,8 @@ def index_to_json(index: Index) -> dict:
 
 def index_from_json(doc, where) -> Index:
     try:
-        return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)),
-                     bool(doc.get("constraint", False)))
+        return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)), doc.get("where"),
+                     doc.get("opclass"), bool(doc.get("constraint", False)))
     except (KeyError, TypeError):
         raise SchemaFileError(f"{where}: malformed index {_short(doc)}") from None
 

@@ -92,7 +92,7 @@ def check_safety(operations, old: Schema) -> None:
         if isinstance(operation, AddColumn) and operation.model in old.models:
             f = operation.field
             if not f.null and not f.has_default and not f.auto_now and not f.auto_now_add \
-                    and not f.primary_key:
+                    and not f.primary_key and f.db_default is None:
                 problems.append(
                     f"cannot add {f.type} '{operation.model}.{f.name}' as NOT NULL without a default: "
                     f"if table '{operation.table}' has rows, they would have no value. Give it a default "
@@ -113,7 +113,8 @@ def check_safety(operations, old: Schema) -> None:
 
 def _fills_nulls(f) -> bool:
     """Does the field give a value to rows that hold NULL when it becomes NOT NULL?"""
-    return (f.has_default and f.default is not None) or f.auto_now or f.auto_now_add or f.primary_key
+    return (f.has_default and f.default is not None) or f.auto_now or f.auto_now_add or f.primary_key \
+        or f.db_default is not None
 
 
 @dataclass

@@ -20,7 +20,7 @@ KEY_CALLS = [None, "AutoField()", "BigAutoField()", "IntegerField(primary_key=tr
 
 SIMPLE_TYPES = ["IntegerField", "BigIntegerField", "SmallIntegerField", "FloatField", "TextField",
                 "BooleanField", "DateTimeField", "DateField", "TimeField", "UUIDField", "JSONField",
-                "BinaryField", "CharField", "DecimalField"]
+                "BinaryField", "CharField", "DecimalField", "IPAddressField"]
 
 
 @st.composite
@@ -34,6 +34,16 @@ def field_calls(draw, enums, models):
         args.append(str(length))
         if draw(st.booleans()):
             args.append('default="x"')
+    elif kind == "UUIDField":
+        if draw(st.integers(0, 2)) == 0:
+            args.append("default=uuid4()")
+    elif kind == "IPAddressField":
+        if draw(st.booleans()):
+            args.append("default=" + draw(st.sampled_from(['"10.0.0.1"', '"::1"', '"2001:DB8::0001"'])))
+    elif kind == "JSONField":
+        if draw(st.integers(0, 2)) == 0:
+            args.append("default=" + draw(st.sampled_from(
+                ['{}', '[]', '{"a": 1, "b": [true, null]}', '{"k": "v", "n": {"x": 2.5}}', '[1, "two"]', '"text"'])))
     elif kind == "DecimalField":
         args.append(draw(st.sampled_from(["10, 2", "12, 4"])))
         if draw(st.booleans()):
@@ -45,6 +55,8 @@ def field_calls(draw, enums, models):
             args.append(f"default={enum_name}.{draw(st.sampled_from(keys))}")
     elif kind == "ForeignKey":
         args.append(draw(st.sampled_from(models)))
+        if draw(st.integers(0, 3)) == 0:
+            args.append("deferrable=true")
         if null and draw(st.booleans()):
             args.append("on_delete=SET_NULL")
     elif kind in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
@@ -79,6 +91,9 @@ def schema_texts(draw, max_models=4, max_fields=5):
         field_names = draw(st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=max_fields, unique=True))
         body = [f"    {field} = {draw(field_calls(enums, models))}" for field in field_names]
         key = draw(st.sampled_from(KEY_CALLS))
+        earlier = models[:models.index(name)]
+        if earlier and draw(st.integers(0, 5)) == 0:  # a key that is a foreign key (inheritance)
+            key = f"OneToOneField({draw(st.sampled_from(earlier))}, primary_key=true)"
         if key is not None:
             body.insert(0, f"    id = {key}")
         if len(field_names) >= 2 and draw(st.integers(0, 3)) == 0:

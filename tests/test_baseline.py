@@ -94,15 +94,14 @@ def test_baseline_keeps_the_names_the_database_has(driver, tmp_path, request):
     assert taken.out.splitlines() == [
         f"Wrote 001_baseline.json for 3 table(s) and recorded it as applied (keeping {kept} constraint name(s) "
         "of the database)",
-        "Wrote models.mp (2 note(s) as // comments)",
+        "Wrote models.mp",
     ]
     # Nothing in the database changed but the ledger.
     after = catalog_of(database)
     after.tables.pop("mf_migrations")
     assert after == before
     models = (project.path / "models.mp").read_text()
-    assert "// the foreign key of team_id is DEFERRABLE INITIALLY DEFERRED" in models
-    assert "    team_id = ForeignKey(AppTeam, on_delete=NO_ACTION)" in models
+    assert "    team_id = ForeignKey(AppTeam, on_delete=NO_ACTION, deferrable=true)" in models
     assert "    code = CharField(20, unique=true)" in models
     snapshot = json.loads((project.migrations / "schema.json").read_text())
     member = {f["name"]: f for f in snapshot["models"]["AppMember"]["fields"]}
@@ -125,9 +124,10 @@ def test_after_baseline_a_changed_foreign_key_and_a_dropped_unique_address_what_
     database, _taken = taken_over(driver, tmp_path, request)
     project = database.project
     models = (project.path / "models.mp").read_text()
-    project.write_models(models.replace("ForeignKey(AppTeam, on_delete=NO_ACTION)", "ForeignKey(AppTeam)")
-                         .replace("ForeignKey(AppSquad, on_delete=SET_NULL, null=true)",
-                                  "ForeignKey(AppTeam, on_delete=SET_NULL, null=true)")
+    project.write_models(models.replace("ForeignKey(AppTeam, on_delete=NO_ACTION, deferrable=true)",
+                                        "ForeignKey(AppTeam, deferrable=true)")
+                         .replace("ForeignKey(AppSquad, on_delete=SET_NULL, deferrable=true, null=true)",
+                                  "ForeignKey(AppTeam, on_delete=SET_NULL, deferrable=true, null=true)")
                          .replace("CharField(20, unique=true)", "CharField(20)")
                          .replace(', Index(team_id, email, name="app_member_team_id_email_0a1b_uniq", unique=true)', ""))
     made = project.run("db", "makemigrations")

@@ -22,7 +22,7 @@ from mfcore.config import load_fleet
 from mfcore.dialects import dialect_for
 from mfcore.dialects.postgresql import ADVISORY_LOCK_KEY, advisory_lock_key
 from mfcore.differ import diff
-from mfcore.errors import ConfigError
+from mfcore.errors import ConfigError, DataLossError
 from mfcore.language.parser import parse
 from mfcore.schema import Schema
 from mfcore.store import suffix_for, write_migration
@@ -268,6 +268,85 @@ def test_an_engine_whose_advisory_locks_are_stubs_is_refused(tmp_path, pg_databa
     session.loop.run_until_complete(session.connection.close())
 
 
+def test_an_engine_without_advisory_lock_functions_is_refused(tmp_path, pg_databases):
+    """Imitated by a pg_try_advisory_lock found first that fails as a missing function does."""
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    session.execute("DROP SCHEMA IF EXISTS nolocks CASCADE; CREATE SCHEMA nolocks; "  # test cleanup only
+                    "CREATE FUNCTION nolocks.pg_try_advisory_lock(bigint) RETURNS boolean LANGUAGE plpgsql AS "
+                    "$$BEGIN RAISE EXCEPTION 'unknown function: pg_try_advisory_lock()' USING ERRCODE = '42883'; "
+                    "END$$")
+    write_project(tmp_path, {"nolocks": ("postgresql", first + "?search_path=nolocks,pg_catalog,public")})
+    result = run_cli(tmp_path, "migrate", "--all")
+    assert result.returncode == 3
+    assert "cannot give mf its migration lock (unknown function: pg_try_advisory_lock())" in result.stderr
+    assert "nothing was applied" in result.stderr
+    assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname IN ('nolocks', 'public') "
+                         "AND tablename <> 'tenants'") == []  # public.tenants: the tenant list of other tests
+    session.execute("DROP SCHEMA nolocks CASCADE")
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_the_transactional_ddl_probe_reads_a_servers_answers():
+    dialect = dialect_for("postgresql")
+    assert dialect.transactional_ddl_refusal("pg://db", survived=False) is None  # PostgreSQL's answer
+    refusal = dialect.transactional_ddl_refusal("pg://db", survived=True)
+    assert refusal.startswith("pg://db does not roll DDL back: a table created inside a transaction was still "
+                              "there after ROLLBACK.")
+    assert refusal.endswith("it refuses this database and applied nothing")
+    assert dialect_for("sqlite").transactional_ddl_probe("t") is None  # SQLite's DDL is transactional
+
+
+def test_postgresql_answers_the_transactional_ddl_probe_as_transactional(pg_databases):
+    dialect = dialect_for("postgresql")
+    session = dbutil.PostgresSession(pg_databases[0])
+    probe, check, _cleanup = dialect.transactional_ddl_probe("mf_probe_table")
+    session.execute(probe)
+    gone = session.fetchval(check)
+    assert gone is True and dialect.transactional_ddl_refusal("db", survived=not gone) is None
+    assert session.fetchval("SELECT to_regclass('mf_probe_table')") is None
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_an_engine_whose_ddl_survives_rollback_is_refused_before_anything_is_applied(tmp_path, pg_databases):
+    """Imitated by a to_regclass found before pg_catalog's that finds every table: the
+    answer of an engine that commits DDL on its own."""
+    first, _second = pg_databases
+    session = dbutil.PostgresSession(first)
+    session.execute("DROP SCHEMA IF EXISTS keeps CASCADE; CREATE SCHEMA keeps; "  # test cleanup only
+                    "CREATE FUNCTION keeps.to_regclass(text) RETURNS regclass LANGUAGE sql "
+                    "AS $$SELECT 'pg_class'::regclass$$")
+    write_project(tmp_path, {"keeps": ("postgresql", first + "?search_path=keeps,pg_catalog,public")})
+    result = run_cli(tmp_path, "migrate", "--all", "--json")
+    assert result.returncode == 3
+    error = json.loads(result.stdout)["targets"][0]["error"]
+    assert "does not roll DDL back: a table created inside a transaction was still there after ROLLBACK" \
+        in error and "applied nothing" in error
+    assert session.fetch("SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ('keeps', 'public') "
+                         "AND tablename <> 'tenants'") == []  # public.tenants: the tenant list of other tests
+    session.execute("DROP SCHEMA keeps CASCADE")
+    session.loop.run_until_complete(session.connection.close())
+
+
+def test_an_engine_that_refuses_ddl_in_a_transaction_stops_with_its_words_and_nothing_applied(tmp_path):
+    """Imitated by an event trigger that refuses CREATE TABLE, in a database of its own.
+    The probe does not claim to know why the table could not be made; the first
+    migration's transaction fails and is rolled back."""
+    with dbutil.temporary_postgres_database("fleet_noddl") as url:
+        session = dbutil.PostgresSession(url)
+        session.execute("CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS "
+                        "$$BEGIN RAISE EXCEPTION 'DDL statements are not allowed in transactions'; END$$; "
+                        "CREATE EVENT TRIGGER no_ddl ON ddl_command_start WHEN TAG IN ('CREATE TABLE') "
+                        "EXECUTE FUNCTION no_ddl()")
+        write_project(tmp_path, {"noddl": ("postgresql", url)})
+        result = run_cli(tmp_path, "migrate", "--all")
+        assert result.returncode == 3
+        assert "cannot create the ledger mf_migrations" in result.stderr
+        assert "DDL statements are not allowed in transactions" in result.stderr
+        assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
+        session.loop.run_until_complete(session.connection.close())
+
+
 def test_a_tenant_schema_that_does_not_exist_is_a_failed_target(tmp_path, pg_databases):
     first, _second = pg_databases
     session = dbutil.PostgresSession(first)
@@ -361,3 +440,272 @@ def test_the_default_concurrency_stays_well_under_max_connections(pg_databases):
     assert anyio.run(fleet.default_concurrency, targets) == expected
     assert anyio.run(fleet.default_concurrency, {"f": Config("sqlite", "/nonexistent/x.db", "", "")}) == \
         fleet.DEFAULT_CONCURRENCY
+
+
+# ---------------------------------------------------------------- rollback --all
+
+DROPPED_PRICE = MODELS[2].replace("    price = IntegerField(default=0)\n", "")
+
+
+def add_migration(root: Path, number: int, old_text: str, new_text: str) -> str:
+    """Write migration ``number`` for the change old_text -> new_text; returns its name."""
+    operations = diff(parse(old_text), parse(new_text))
+    written = write_migration(str(root / "migrations"), number, suffix_for(operations), operations)
+    (root / "models.mp").write_text(new_text)
+    return os.path.basename(written)
+
+
+def sqlite_tables(path: Path) -> set:
+    connection = sqlite3.connect(path)
+    try:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        connection.close()
+
+
+def sqlite_columns(path: Path, table: str) -> list:
+    connection = sqlite3.connect(path)
+    try:
+        return [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
+    finally:
+        connection.close()
+
+
+def sqlite_state(root: Path, names) -> dict:
+    """Each file's ledger and its tables with their columns: what "nothing changed" compares."""
+    return {name: (sqlite_ledger(root / f"{name}.db"),
+                   {t: sqlite_columns(root / f"{name}.db", t) for t in sorted(sqlite_tables(root / f"{name}.db"))})
+            for name in names}
+
+
+def test_rollback_all_undoes_on_every_sqlite_file_and_each_catalog_follows(sqlite_fleet):
+    root, names = sqlite_fleet
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+
+    preview = run_cli(root, "rollback", "--all", "--dry-run", "--json")
+    assert preview.returncode == 0, preview.stderr
+    previewed = {t["name"]: ([s["name"] for s in t["sql"]], t["rolled_back"])
+                 for t in json.loads(preview.stdout)["targets"]}
+    assert previewed == {n: ([names[2]], [names[2]]) for n in ("north", "south", "west")}
+    assert all(sqlite_ledger(root / f"{n}.db") == names for n in ("north", "south", "west"))  # a dry run
+
+    result = run_cli(root, "rollback", "--all")
+    assert result.returncode == 0, result.stderr
+    assert f"  north  rolled back 1: {names[2]}" in result.stdout.splitlines()
+    assert result.stdout.splitlines()[-1] == "3 of 3 target(s) rolled back."
+    for name in ("north", "south", "west"):
+        assert sqlite_ledger(root / f"{name}.db") == names[:2]
+        assert "tag" not in sqlite_tables(root / f"{name}.db") and "item" in sqlite_tables(root / f"{name}.db")
+
+    results = anyio.run(lambda: api.rollback_all(root / "language_config.yaml", to=0, targets=["south", "west"]))
+    assert [(r.name, r.rolled_back, r.error) for r in results] == [
+        ("south", [names[1], names[0]], None), ("west", [names[1], names[0]], None)]
+    assert sqlite_ledger(root / "north.db") == names[:2]
+    for name in ("south", "west"):
+        assert sqlite_ledger(root / f"{name}.db") == [] and "item" not in sqlite_tables(root / f"{name}.db")
+    again = anyio.run(lambda: api.rollback_all(root / "language_config.yaml", targets=["south"]))
+    assert again[0].ok and again[0].rolled_back == []
+
+
+def test_rollback_all_refuses_an_undo_without_reverse_on_any_target_before_touching_one(sqlite_fleet):
+    root, names = sqlite_fleet
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    fourth = "004_fill_prices.json"
+    (root / "migrations" / fourth).write_text(json.dumps(
+        {"format": 1, "ops": [{"op": "run_sql", "sql": "UPDATE item SET price = 1"}]}))
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml", targets=["west"]))
+    before = sqlite_state(root, ("north", "south", "west"))
+    assert before["west"][0] == names + [fourth]
+
+    # One at a time, west last: a rollback that checked targets only as it reached
+    # them would have undone 003 on north and south by then.
+    refused = run_cli(root, "rollback", "--all", "--concurrency", "1")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(f"error: 1 of 3 target(s) cannot be rolled back: west: cannot undo {fourth}: ")
+    assert refused.stderr.rstrip().endswith("Nothing was undone on any target.")
+    assert refused.stdout == ""
+    assert sqlite_state(root, ("north", "south", "west")) == before
+
+    as_json = run_cli(root, "rollback", "--all", "--to", "000", "--json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["error"]["kind"] == "IrreversibleError"
+    assert sqlite_state(root, ("north", "south", "west")) == before
+
+
+def test_rollback_all_refuses_data_loss_on_any_target_unless_allowed(sqlite_fleet):
+    root, names = sqlite_fleet
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    fourth = add_migration(root, 4, MODELS[2], DROPPED_PRICE)
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml", targets=["west"]))
+    assert "price" not in sqlite_columns(root / "west.db", "item")
+    before = sqlite_state(root, ("north", "south", "west"))
+
+    refused = run_cli(root, "rollback", "--all", "--concurrency", "1")
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: undoing would lose data on 1 of 3 target(s): west: {fourth}: column "
+                              "item.price comes back empty. Nothing was undone on any target; pass "
+                              "--allow-data-loss (allow_data_loss=True) to go ahead.\n")
+    assert sqlite_state(root, ("north", "south", "west")) == before
+
+    asked = []
+    with pytest.raises(DataLossError, match="Nothing was undone on any target"):
+        anyio.run(lambda: api.rollback_all(root / "language_config.yaml",
+                                           confirm_data_loss=lambda losses: asked.append(losses) or False))
+    assert asked == [{"west": [f"{fourth}: column item.price comes back empty"]}]
+    assert sqlite_state(root, ("north", "south", "west")) == before
+
+    allowed = run_cli(root, "rollback", "--all", "--allow-data-loss", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    doc = {t["name"]: (t["rolled_back"], t["losses"]) for t in json.loads(allowed.stdout)["targets"]}
+    assert doc == {"north": ([names[2]], []), "south": ([names[2]], []),
+                   "west": ([fourth], [f"{fourth}: column item.price comes back empty"])}
+    assert sqlite_ledger(root / "west.db") == names and "price" in sqlite_columns(root / "west.db", "item")
+    assert sqlite_ledger(root / "north.db") == names[:2]
+
+
+def test_a_target_that_cannot_be_read_fails_alone_or_with_fail_fast_stops_all_before_any_undo(sqlite_fleet):
+    root, names = sqlite_fleet
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
+    (root / "south.db").write_bytes(b"not a database " * 40)
+
+    stopped = run_cli(root, "rollback", "--all", "--fail-fast")
+    assert stopped.returncode == 3
+    assert "0 of 3 target(s) rolled back, 1 failed, 2 not finished (--fail-fast)." in stopped.stdout
+    assert "error: south: cannot use the SQLite database" in stopped.stderr
+    assert sqlite_ledger(root / "north.db") == names and sqlite_ledger(root / "west.db") == names
+
+    carried_on = run_cli(root, "rollback", "--all")
+    assert carried_on.returncode == 3
+    assert "2 of 3 target(s) rolled back, 1 failed." in carried_on.stdout
+    assert sqlite_ledger(root / "north.db") == names[:2] and sqlite_ledger(root / "west.db") == names[:2]
+
+
+def test_rollback_all_arguments_are_those_of_rollback(sqlite_fleet):
+    root, _names = sqlite_fleet
+    both = run_cli(root, "rollback", "2", "--to", "001", "--all")
+    assert both.returncode == 2 and "a number of migrations or a target (--to), not both" in both.stderr
+    mixed = run_cli(root, "rollback", "--all", "--target", "north")
+    assert mixed.returncode == 2 and "--all takes every target" in mixed.stderr
+    assert not (root / "north.db").exists()
+
+
+def test_two_fleet_rollbacks_at_once_undo_each_migration_once_per_target(pg_fleet, pg_databases):
+    root, names, session = pg_fleet
+    config = root / "language_config.yaml"
+    anyio.run(lambda: api.migrate_all(config))
+    runs: list = []
+
+    async def both():
+        async def one():
+            runs.append(await api.rollback_all(config, to=1, concurrency=3))
+        async with anyio.create_task_group() as group:
+            group.start_soon(one)
+            group.start_soon(one)
+
+    anyio.run(both)
+    expected = ["shared"] + [f"tenanted.{t}" for t in TENANTS]
+    for results in runs:
+        assert [r.name for r in results] == expected and all(r.ok for r in results)
+    for index, name in enumerate(expected):
+        undone = runs[0][index].rolled_back + runs[1][index].rolled_back
+        assert sorted(undone) == names[1:], name  # each undo by exactly one of the two runs
+    for schema in TENANTS:
+        assert pg_ledger(session, schema) == names[:1]
+        columns = session.fetch("SELECT column_name FROM information_schema.columns WHERE table_schema = $1 "
+                                "AND table_name = 'item' ORDER BY ordinal_position", schema)
+        assert [c[0] for c in columns] == ["id", "title"]
+        assert session.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'tag'",
+                                schema) == 0
+    shared = dbutil.PostgresSession(pg_databases[1])
+    assert pg_ledger(shared, "public") == names[:1]
+    assert shared.fetchval("SELECT to_regclass('public.tag')") is None
+    shared.loop.run_until_complete(shared.connection.close())
+
+
+def test_a_tenant_whose_undo_fails_is_reported_and_the_others_are_rolled_back(pg_fleet):
+    root, names, session = pg_fleet
+    anyio.run(lambda: api.migrate_all(root / "language_config.yaml", targets=["tenanted"]))
+    session.execute('CREATE VIEW "Globex Corp".tags AS SELECT * FROM "Globex Corp".tag')  # blocks DROP TABLE tag
+    result = run_cli(root, "rollback", "--target", "tenanted", "--concurrency", "2")
+    assert result.returncode == 3
+    assert f"  ✓ tenanted.acme  rolled back 1: {names[2]}" not in result.stdout  # NO_COLOR: no marks
+    assert f"  tenanted.acme  rolled back 1: {names[2]}" in result.stdout.splitlines()
+    assert "2 of 3 target(s) rolled back, 1 failed." in result.stdout
+    assert f"error: tenanted.Globex Corp at {names[2]}: undoing {names[2]} failed" in result.stderr
+    assert "depend" in result.stderr
+    assert pg_ledger(session, "acme") == names[:2] and pg_ledger(session, 'quote"d') == names[:2]
+    assert pg_ledger(session, "Globex Corp") == names
+    assert session.fetchval("SELECT to_regclass('\"Globex Corp\".tag')") is not None
+
+    session.execute('DROP VIEW "Globex Corp".tags')
+    results = anyio.run(lambda: api.rollback_all(root / "language_config.yaml", to=2, targets=["tenanted"]))
+    assert {r.name: r.rolled_back for r in results} == {
+        "tenanted.acme": [], "tenanted.Globex Corp": [names[2]], 'tenanted.quote"d': []}
+    assert all(pg_ledger(session, schema) == names[:2] for schema in TENANTS)
+
+
+ROLLBACK_ALL_DRIVER = """
+import sys, anyio
+from mfcore import api
+
+print("start 1", flush=True)
+
+def finished(result, done, total):
+    if done < total:
+        print("start", done + 1, flush=True)
+
+anyio.run(lambda: api.rollback_all(sys.argv[1], to=1, concurrency=2, on_result=finished))
+"""
+
+
+def test_a_killed_fleet_rollback_resumes_to_a_consistent_state(tmp_path, pg_databases):
+    """`rollback --all --to 001` killed at random instants; each tenant is left with every
+    migration fully applied and recorded or fully undone, and the rerun finishes the rest."""
+    import random
+
+    from mfcore import applier
+    from mfcore.config import Config
+    from test_concurrency import fill, write_chain
+    from test_crash import PER_TRIAL, ROWS, Database, check_consistent, run_and_kill
+
+    assert len(KILL_TENANTS) == PER_TRIAL  # run_and_kill's steps are the tenants here
+    first, _second = pg_databases
+    names = write_chain(tmp_path / "migrations", 5)
+    config_path = tmp_path / "language_config.yaml"
+    config_path.write_text(json.dumps({
+        "targets": {"db": {"driver": "postgresql", "dsn": first}},
+        "tenants": {"target": "db", "schemas": KILL_TENANTS}}))
+    session = dbutil.PostgresSession(first)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    seed = int(os.environ.get("MF_CRASH_SEED", random.randrange(1 << 30)))
+    chance = random.Random(seed)
+    step_time, killed_inside, outcomes = None, 0, []
+    for trial in range(KILL_TRIALS):
+        for schema in KILL_TENANTS:
+            session.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"')  # test cleanup
+            config = Config("postgresql", first, str(tmp_path / "models.mp"), str(tmp_path / "migrations"),
+                            schema=schema, mirrors_applied_file=False)
+            anyio.run(lambda: applier.migrate(config, to=1))
+            fill(f"{first}?search_path={schema}", ROWS)
+            anyio.run(lambda: applier.migrate(config))
+        step_time, killed = run_and_kill([ROLLBACK_ALL_DRIVER, str(config_path)], env, chance, step_time, 0.9)
+        killed_inside += killed
+        Database("postgresql", first, session).wait_for_killed_sessions()
+        context = f"trial {trial} (MF_CRASH_SEED={seed})"
+        left = []
+        for schema in KILL_TENANTS:
+            session.execute(f'SET search_path TO "{schema}"')
+            left.append(check_consistent(Database("postgresql", first, session), names, context))
+        outcomes.append("/".join(map(str, left)))
+        session.execute("SET search_path TO public")
+        rerun = run_cli(tmp_path, "rollback", "--all", "--to", "001")
+        assert rerun.returncode == 0, rerun.stderr
+        for schema in KILL_TENANTS:
+            session.execute(f'SET search_path TO "{schema}"')
+            assert check_consistent(Database("postgresql", first, session), names, context) == 1
+        session.execute("SET search_path TO public")
+    print("migrations left applied per tenant when killed:", ", ".join(outcomes))
+    assert killed_inside >= (KILL_TRIALS - 1) // 2, f"most kills should land inside a run (MF_CRASH_SEED={seed})"
+    assert any(set(o.split("/")) - {"1", "5"} or len(set(o.split("/"))) > 1 for o in outcomes[1:]), \
+        f"some kills should land between a tenant's undos (MF_CRASH_SEED={seed})"
+    session.loop.run_until_complete(session.connection.close())

@@ -9,6 +9,7 @@ import pytest
 
 import mfcore
 from mfcore import ModelsError
+from mfcore.schema import Index
 from mfcore.snapshot import dump_schema
 
 from conftest import COMPAT
@@ -169,6 +170,123 @@ model A extends Model {
     assert fields["e"].has_default and fields["e"].default is None
 
 
+def test_json_defaults_are_objects_and_arrays_written_as_literals():
+    schema = mfcore.parse('''
+model Token extends Model {
+    scopes = JSONField(default={})
+    claims = JSONField(default={"iss": "mf", "aud": ["a", "b"], "ttl": 3600,
+                                "extra": {"nested": null, "ok": true},})
+    tags = JSONField(default=[])
+    label = JSONField(default="plain text")
+}
+''')
+    fields = {f.name: f for f in schema.models["Token"].fields}
+    assert fields["scopes"].default == {}
+    assert fields["claims"].default == {"iss": "mf", "aud": ["a", "b"], "ttl": 3600,
+                                        "extra": {"nested": None, "ok": True}}
+    assert fields["tags"].default == []
+    assert fields["label"].default == "plain text"  # a JSON string
+
+
+@pytest.mark.parametrize("call, message", [
+    ('JSONField(default="{}")', 'default "{}" is a string, which a JSONField stores as the JSON string "{}";'
+                                ' write the value itself, as in default={}'),
+    ('JSONField(default=" [1, 2]")', 'default " [1, 2]" is a string, which a JSONField stores as the JSON string'
+                                     ' " [1, 2]"; write the value itself, as in default=[1, 2]'),
+    ('JSONField(default={"a": 1, "a": 2})', 'key "a" appears twice in the JSON default'),
+    ('JSONField(default={"a": Colour})', "a JSON default must be a literal, not the name Colour"),
+    ('TextField(default={})', "default an object does not fit TextField"),
+    ('CharField(10, default={"a": 1})', "default an object does not fit CharField"),
+])
+def test_json_literals_where_they_do_not_belong(call, message):
+    problems = problems_of("model A extends Model {\n    f = " + call + "\n}\n")
+    assert [p.message for p in problems] == [message]
+    assert problems[0].line == 2
+
+
+def test_a_duplicate_json_key_is_reported_at_the_key():
+    problems = problems_of('model A extends Model {\n    f = JSONField(default={"a": 1,\n        "a": 2})\n}\n')
+    assert [(p.line, p.column) for p in problems] == [(3, 9)]
+
+
+@pytest.mark.parametrize("written, kept", [
+    ("10.0.0.1", "10.0.0.1"), ("2001:DB8::0001", "2001:db8::1"), ("::FFFF:10.0.0.1", "::ffff:10.0.0.1"),
+])
+def test_ip_address_defaults_are_kept_as_postgresql_prints_them(written, kept):
+    schema = mfcore.parse(f'model Host extends Model {{ addr = IPAddressField(default="{written}") }}')
+    assert schema.models["Host"].field("addr").default == kept
+
+
+@pytest.mark.parametrize("default, message", [
+    ('"10.0.0.256"', 'default "10.0.0.256" is not an IP address (IPv4 or IPv6)'),
+    ('"10.0.0.0/8"', 'default "10.0.0.0/8" is not an IP address (IPv4 or IPv6)'),
+    ("1", "default 1 does not fit IPAddressField"),
+])
+def test_ip_address_defaults_that_are_not_addresses(default, message):
+    problems = problems_of(f"model Host extends Model {{\n    addr = IPAddressField(default={default})\n}}\n")
+    assert [(p.message, p.line) for p in problems] == [(message, 2)]
+
+
+def test_partial_indexes_and_operator_classes():
+    model = mfcore.parse('''
+model Email extends Model {
+    address = CharField(100)
+    verified = BooleanField(default=false)
+    indexes = [Index(address, unique=true, where=" verified ", name="unique_verified_email"),
+               Index(address, opclass="varchar_pattern_ops", name="email_like")]
+}
+''').models["Email"]
+    assert model.indexes == (Index("email_like", ("address",), False, None, "varchar_pattern_ops"),
+                             Index("unique_verified_email", ("address",), True, "verified", None))
+
+
+@pytest.mark.parametrize("argument, message", [
+    ('where=""', 'Index where takes a SQL condition as a string, as in where="verified"'),
+    ("where=true", 'Index where takes a SQL condition as a string, as in where="verified"'),
+    ('where="verified; DROP TABLE email"', "Index where must be one SQL condition, without ';'"),
+    ('where="verified -- and more"', "Index where must be one SQL condition, without comments"),
+    ('where="verified /* x */"', "Index where must be one SQL condition, without comments"),
+    ("where=\"address = 'x\"", "Index where has an unclosed '"),
+    ('where="(verified"', "Index where has a '(' that is not closed"),
+    ('where="verified)"', "Index where has a ')' that closes nothing"),
+    ('opclass="varchar pattern"', 'Index opclass takes the name of an operator class, as in'
+                                  ' opclass="varchar_pattern_ops"'),
+    ("wher=true", "Index has no argument 'wher' — did you mean 'where'?"),
+])
+def test_index_conditions_and_operator_classes_that_are_refused(argument, message):
+    problems = problems_of("model A extends Model {\n    address = CharField(10)\n    verified = BooleanField()\n"
+                           f"    indexes = [Index(address, {argument})]\n}}\n")
+    assert [(p.message, p.line) for p in problems] == [(message, 4)]
+
+
+def test_the_database_clock_as_a_default_is_auto_now_add():
+    clock = mfcore.parse("model A extends Model { at = DateTimeField(default=now()); day = DateField(default=today())"
+                         "\n t = TimeField(null=true, default=now()) }")
+    flags = mfcore.parse("model A extends Model { at = DateTimeField(auto_now_add=true)"
+                         "\n day = DateField(auto_now_add=true); t = TimeField(null=true, auto_now_add=true) }")
+    assert clock == flags
+    assert clock.models["A"].field("day").auto_now_add and not clock.models["A"].field("day").has_default
+
+
+def test_a_random_uuid_as_a_default():
+    key = mfcore.parse("model A extends Model { key = UUIDField(default=uuid4(), unique=true) }").models["A"].field("key")
+    assert key.db_default == "uuid4" and not key.has_default
+
+
+@pytest.mark.parametrize("call, message", [
+    ("DateField(default=now())", "default now() is not a default DateField takes; write default=today()"),
+    ("DateTimeField(default=now(1))", "default now(...) is not a default DateTimeField takes; write default=now()"),
+    ("IntegerField(default=now())", "default now() does not fit IntegerField: only DateTimeField and TimeField"
+                                    " take now(), DateField today(), UUIDField uuid4()"),
+    ("UUIDField(default=now())", "default now() is not a default UUIDField takes; write default=uuid4()"),
+    ("TextField(default=uuid4())", "default uuid4() does not fit TextField: only DateTimeField and TimeField"
+                                   " take now(), DateField today(), UUIDField uuid4()"),
+])
+def test_call_defaults_where_they_do_not_fit(call, message):
+    problems = problems_of("model A extends Model {\n    f = " + call + "\n}\n")
+    assert [(p.message, p.line) for p in problems] == [(message, 2)]
+
+
 def test_keywords_can_name_fields_inside_a_model():
     model = mfcore.parse("model Car extends Model { model = CharField(50); enum = IntegerField()\n"
                          "extends = TextField() }").models["Car"]
@@ -280,6 +398,12 @@ model A extends Model {
 
 def test_deep_nesting_is_an_error_not_a_crash():
     text = "model A extends Model {\n  j = JSONField(default=" + "[" * 3000 + "]" * 3000 + ")\n}"
+    problems = problems_of(text)
+    assert "nested too deeply" in problems[0].message
+
+
+def test_deep_json_objects_are_an_error_not_a_crash():
+    text = "model A extends Model {\n  j = JSONField(default=" + '{"k": ' * 3000 + "1" + "}" * 3000 + ")\n}"
     problems = problems_of(text)
     assert "nested too deeply" in problems[0].message
 

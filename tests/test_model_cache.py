@@ -176,6 +176,31 @@ def test_a_primary_key_changing_type_alters_the_unchanged_models_pointing_at_it(
     assert altered == ["Item3", "Item4"]
 
 
+CHAIN = """
+model Place extends Model { code = CharField(10, primary_key=true) }
+model Restaurant extends Model { place = OneToOneField(Place, primary_key=true) }
+model Bistro extends Model { restaurant = OneToOneField(Restaurant, primary_key=true) }
+model Review extends Model { bistro = ForeignKey(Bistro); restaurant = ForeignKey(Restaurant) }
+"""
+
+
+def test_a_key_changing_type_reaches_along_a_chain_of_keys(tmp_path):
+    """Restaurant's key is a foreign key to Place's, Bistro's to Restaurant's: each
+    column along the chain, and each pointing at one of them, follows Place's key."""
+    result = edit_and_compare(tmp_path, CHAIN, CHAIN.replace("CharField(10", "CharField(20"))
+    assert result.models_read == 1
+    altered = [(op.model_name, op.new.name) for op in result.operations if op.op == "alter_column"]
+    assert altered == [("Place", "code"), ("Restaurant", "place"), ("Bistro", "restaurant"),
+                       ("Review", "restaurant"), ("Review", "bistro")]
+
+
+def test_a_new_model_pointing_along_a_chain_reads_the_chain(tmp_path):
+    result = edit_and_compare(tmp_path, CHAIN, CHAIN + "model Menu extends Model { bistro = ForeignKey(Bistro) }\n")
+    (create,) = result.operations
+    assert create.table_def.references["bistro"].key.type == "CharField"
+    assert create.table_def.references["bistro"].key.max_length == 10
+
+
 def test_a_changed_schema_json_is_not_trusted_to_the_cache(project, tmp_path):
     """After a pull brings someone else's migration, the cache describes an older
     schema.json: the run reads everything and builds on the new one."""

@@ -27,7 +27,7 @@ from mfcore.errors import ModelsError
 from mfcore.language import parser as parser_module
 from mfcore.language.lark_reader import SyntaxProblem
 from mfcore.language.lark_reader import read as lark_read
-from mfcore.language.raw import Call, ListValue, Name, RawEnum, RawModel, TupleValue
+from mfcore.language.raw import Call, ListValue, Name, ObjectValue, RawEnum, RawModel, TupleValue
 from mfcore.schema import Enum, Field, Index, Model, Schema
 
 from conftest import COMPAT_SOURCES
@@ -91,7 +91,7 @@ def canon(value):
         return ("Name", canon(value.text))
     if kind is Call:
         return ("Call", canon(value.name), canon(value.pos), canon(value.args))
-    if kind in (ListValue, TupleValue):
+    if kind in (ListValue, TupleValue, ObjectValue):
         return (kind.__name__, canon(value.items))
     if kind in (Schema, Model, Enum):
         return (kind.__name__, [(f.name, canon(getattr(value, f.name))) for f in dataclasses.fields(value)])
@@ -215,6 +215,21 @@ CORNER_CASES = [
     "model X extends Model { a = - 1 }",
     "model X extends Model { a = F(99999999999999999999, -99999999999999999999, 123456789012345678,"
     " 999999999999999999, 1000000000000000000) }",
+    # object literals (a JSONField's default)
+    'model X extends Model { a = F(default={}) }',
+    'model X extends Model { a = F(default={"a": 1, "b": [true, {"c": null}],}) }',
+    'model X extends Model { a = F(default={\n"a"\n:\n1\n}) }',
+    'model X extends Model { a = {"a": 1} }',
+    'model X extends Model { a = {\n} }',
+    'model X extends Model { a = F({a: 1}) }',
+    'model X extends Model { a = F({"a" 1}) }',
+    'model X extends Model { a = F({"a": 1 "b": 2}) }',
+    'model X extends Model { a = F({,}) }',
+    'model X extends Model { a = F({"a": }) }',
+    'model X extends Model { a = F({"a": 1}}) }',
+    'model X extends Model { a = F(x:1) }',
+    'model X extends Model { a = F(default={"é\\"": "😀"}) }',
+    "model X extends Model { a = " + '{"k":' * 60 + "1" + "}" * 60 + " }",
     # strings and escapes
     'model X extends Model { a = "x\\q\\"\\\\" }',
     'model X extends Model { a = "\\\\\\"x\\n" }',
@@ -344,7 +359,7 @@ def strings(draw):
 @st.composite
 def values(draw, depth=0, inside=False):
     g = lambda: draw(gap(newlines=inside))  # noqa: E731
-    kinds = ["name", "string", "number", "word", "dotted", "call"] + (["list", "tuple"] if depth < 3 else [])
+    kinds = ["name", "string", "number", "word", "dotted", "call"] + (["list", "tuple", "object"] if depth < 3 else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "name":
         return draw(names())
@@ -360,6 +375,12 @@ def values(draw, depth=0, inside=False):
     if kind == "call":
         items = draw(st.lists(arguments(depth + 1), max_size=3))
         return draw(names()) + g() + "(" + g() + _joined(draw, items) + g() + ")"
+    if kind == "object":
+        # now and then a key that is not a string, or a pair without its ':'
+        pairs = [draw(st.one_of(strings(), names())) + g() + draw(st.sampled_from([":", ":", ":", ":", "=", ""]))
+                 + g() + draw(values(depth + 1, inside=True))
+                 for _ in range(draw(st.integers(0, 3)))]
+        return "{" + g() + _joined(draw, pairs) + g() + "}"
     items = draw(st.lists(values(depth + 1, inside=True), max_size=3))
     opener, closer = ("[", "]") if kind == "list" else ("(", ")")
     return opener + g() + _joined(draw, items) + g() + closer

@@ -225,6 +225,23 @@ class Dialect:
         when there is no such check."""
         return None
 
+    def transactional_ddl_probe(self, table: str) -> Optional[tuple]:
+        """(probe, check, cleanup) that tell whether the server rolls DDL back: ``probe``
+        creates table ``table`` inside a transaction and rolls it back; ``check`` gives
+        one row whose first value is true when the table is gone; ``cleanup`` drops a
+        table that was not. None where DDL is transactional by construction."""
+        return None
+
+    def transactional_ddl_refusal(self, where: str, survived: bool) -> Optional[str]:
+        """What the probe's answer means: None when the table created inside a
+        transaction was gone after its ROLLBACK (``survived`` False); else the sentence
+        refusing the server ``where``."""
+        if not survived:
+            return None
+        return (f"{where} does not roll DDL back: a table created inside a transaction was still there after "
+                "ROLLBACK. mf applies each migration in one transaction together with its ledger row, so that a "
+                "failed migration leaves nothing behind; it refuses this database and applied nothing")
+
     def session_settings(self, schema: Optional[str]) -> dict:
         """Settings a connection to the target opens with: for one schema of the
         database, what makes that schema the one its unqualified names mean."""
@@ -317,6 +334,11 @@ class Dialect:
     # Do constraint and UNIQUE names read from the catalog name the objects a statement
     # can address (PostgreSQL)? SQLite keeps no constraint names it can be asked for.
     catalog_constraint_names = False
+    # Does CREATE INDEX take an operator class per column (PostgreSQL)? Elsewhere
+    # an index's opclass is left out.
+    has_opclasses = False
+    # The default of a UUIDField with default=uuid4(): a new random UUID per row.
+    uuid4_sql = "gen_random_uuid()"
     # Is the catalog of statements (catalog_of) built in an empty database of its own?
     # Otherwise on the live connection, in a schema of a transaction rolled back.
     scratch_database = False
@@ -347,6 +369,8 @@ class Dialect:
         f = Field(name, kind, column.name, null=column.nullable, **extra)
         if column.default is None or f.type in AUTO_TYPES:
             return f, notes
+        if _expression(column.default) == _expression(self.uuid4_sql):
+            return f._replace(type="UUIDField" if f.type == "TextField" else f.type, db_default="uuid4"), notes
         parsed = parse_default(column.default)
         if isinstance(parsed, CurrentTime):
             # SQLite's TEXT holds times: the default says which kind.
@@ -466,6 +490,8 @@ class Dialect:
         """The DEFAULT expression of a field, or None."""
         if f.auto_now or f.auto_now_add:
             return CURRENT_TIME_SQL.get(f.type, "CURRENT_TIMESTAMP")
+        if f.db_default == "uuid4":
+            return self.uuid4_sql
         if not f.has_default or f.default is None:
             return None
         value = f.default
@@ -529,8 +555,10 @@ class Dialect:
     def create_index_sql(self, table: str, index, columns, *, concurrently: bool = False) -> str:
         unique = "UNIQUE " if index.unique else ""
         how = "CONCURRENTLY " if concurrently else ""
-        listed = ", ".join(self.quote(c) for c in columns)
-        return f"CREATE {unique}INDEX {how}{self.quote(index.name)} ON {self.quote(table)} ({listed})"
+        opclass = f" {self.quote(index.opclass)}" if index.opclass is not None and self.has_opclasses else ""
+        listed = ", ".join(self.quote(c) + opclass for c in columns)
+        condition = f" WHERE {index.where}" if index.where is not None else ""
+        return f"CREATE {unique}INDEX {how}{self.quote(index.name)} ON {self.quote(table)} ({listed}){condition}"
 
     def table_indexes_sql(self, table_def: TableDef) -> list[str]:
         """CREATE INDEX for every index a table's model declares."""
@@ -614,6 +642,15 @@ _TIME_FIELDS = {"CURRENT_TIMESTAMP": "DateTimeField", "NOW()": "DateTimeField", 
                 "CURRENT_TIME": "TimeField"}
 _UNREADABLE = object()
 _SQL_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _expression(text: str) -> str:
+    """A default expression without its outer parentheses and with single spaces, as
+    catalogs give it back."""
+    text = " ".join(text.split())
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    return text
 
 
 def parse_default(text: str):

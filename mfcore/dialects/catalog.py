@@ -50,6 +50,7 @@ class Index:
     unique: bool
     descending: tuple = ()  # the columns sorted DESC
     condition: Optional[str] = None  # a partial index's WHERE, as the database shows it
+    opclasses: tuple = ()   # per column: its operator class where not the type's default, else None
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ _TYPES = {
     "IntegerField": "integer", "BigIntegerField": "bigint", "SmallIntegerField": "smallint",
     "FloatField": "double precision", "TextField": "text", "BooleanField": "boolean",
     "DateTimeField": "timestamptz", "DateField": "date", "TimeField": "time",
-    "UUIDField": "uuid", "JSONField": "jsonb", "BinaryField": "bytea",
+    "UUIDField": "uuid", "JSONField": "jsonb", "BinaryField": "bytea", "IPAddressField": "inet",
 }
 
 # format_type's spelling of a column type -> the field that makes it.
@@ -52,7 +52,7 @@ _FIELD_TYPES = {
     "integer": "IntegerField", "bigint": "BigIntegerField", "smallint": "SmallIntegerField",
     "double precision": "FloatField", "text": "TextField", "boolean": "BooleanField",
     "timestamp with time zone": "DateTimeField", "date": "DateField", "time without time zone": "TimeField",
-    "uuid": "UUIDField", "jsonb": "JSONField", "bytea": "BinaryField",
+    "uuid": "UUIDField", "jsonb": "JSONField", "bytea": "BinaryField", "inet": "IPAddressField",
 }
 
 _SHORT_TYPES = (("character varying", "varchar"), ("timestamp with time zone", "timestamptz"),
@@ -100,6 +100,7 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     title = "PostgreSQL"
     has_enum_types = True
+    has_opclasses = True
     supports_non_atomic = True
     run_lock = True
     has_schemas = True
@@ -159,6 +160,13 @@ class PostgreSQLDialect(Dialect):
         return ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
                 "AND pid = pg_backend_pid() AND objsubid = 1 "
                 f"AND ((classid::bigint << 32) | objid::bigint) = {advisory_lock_key(schema)})")
+
+    def transactional_ddl_probe(self, table: str) -> Optional[tuple]:
+        # Unqualified: made where the migrations' tables are made (a tenant's schema).
+        quoted = self.quote(table)
+        return (f"BEGIN; CREATE TABLE {quoted} (probe integer); ROLLBACK",
+                f"SELECT to_regclass({self.string_literal(quoted)}) IS NULL",
+                f"DROP TABLE IF EXISTS {quoted}")
 
     def session_settings(self, schema: Optional[str]) -> dict:
         # Only the tenant's schema: its ledger, tables and types, created and found there.
@@ -238,11 +246,14 @@ class PostgreSQLDialect(Dialect):
                 entry.foreign_keys.append(ForeignKey(tuple(columns), target, tuple(target_columns),
                                                      _ON_DELETE.get(on_delete, "NO ACTION"), name,
                                                      deferrable, deferred))
-        for table, name, unique, columns, options, condition in await connection.fetch(
+        for table, name, unique, columns, options, condition, opclasses in await connection.fetch(
                 "SELECT c.relname, i.relname, x.indisunique,"
                 " ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY u(num, j)"
                 "  LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.num ORDER BY u.j),"
-                " x.indoption::int2[], pg_get_expr(x.indpred, x.indrelid)"
+                " x.indoption::int2[], pg_get_expr(x.indpred, x.indrelid),"
+                " ARRAY(SELECT CASE WHEN o.opcdefault THEN NULL ELSE o.opcname END"
+                "  FROM unnest(x.indclass::oid[]) WITH ORDINALITY u(class, j)"
+                "  JOIN pg_opclass o ON o.oid = u.class ORDER BY u.j)"
                 " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
                 " JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
                 f" WHERE {_VISIBLE} AND c.relname = ANY($1::text[])"
@@ -251,7 +262,8 @@ class PostgreSQLDialect(Dialect):
             columns = tuple(columns)
             descending = tuple(c for c, option in zip(columns, options) if c is not None and option & 1)
             catalog.tables[table].indexes.append(
-                Index(name, None if None in columns else columns, unique, descending, condition))
+                Index(name, None if None in columns else columns, unique, descending, condition,
+                      tuple(opclasses) if any(opclasses) else ()))
         for type_name, label in await connection.fetch(
                 "SELECT t.typname, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
                 f" JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {_VISIBLE}"

@@ -39,6 +39,7 @@ _TYPES = {
     "FloatField": "REAL", "TextField": "TEXT", "BooleanField": "BOOLEAN",
     "DateTimeField": "TEXT", "DateField": "TEXT", "TimeField": "TEXT",
     "UUIDField": "TEXT", "JSONField": "TEXT", "BinaryField": "BLOB", "EnumField": "TEXT",
+    "IPAddressField": "TEXT",
 }
 
 # Declared types -> fields: mf's own spellings, and those other tools write (Django:
@@ -52,6 +53,12 @@ _INTEGER_FIELDS = ("IntegerField", "BigIntegerField", "SmallIntegerField")
 
 REBUILD_PREFIX = "_mf_new_"
 
+# default=uuid4() on SQLite, which has no UUID function: a version 4 UUID in its text
+# form, from randomblob() (the version nibble 4, the variant one of 8, 9, a, b).
+UUID4_SQL = ("(lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4'"
+             " || substr(lower(hex(randomblob(2))), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1)"
+             " || substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))))")
+
 
 class SQLiteDialect(Dialect):
     """Also the applier's adapter: no run-wide lock (each migration's BEGIN IMMEDIATE
@@ -61,6 +68,7 @@ class SQLiteDialect(Dialect):
     foreign_key_check before the commit; every statement transactional."""
 
     name = "sqlite"
+    uuid4_sql = UUID4_SQL
     trigger_blocks = True
     title = "SQLite"
     begin_sql = "BEGIN IMMEDIATE"
@@ -293,7 +301,7 @@ class SQLiteDialect(Dialect):
         if f.primary_key or has_unique_constraint(f):
             return False
         default = self.default_sql(f)
-        if f.auto_now or f.auto_now_add:
+        if f.auto_now or f.auto_now_add or f.db_default is not None:
             return False  # "Cannot add a column with non-constant default"
         if is_not_null(f) and default is None:
             return False  # refused even on an empty table; the rebuild fails only if rows exist

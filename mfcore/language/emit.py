@@ -69,6 +69,8 @@ def _arguments(f, schema) -> tuple:
     elif f.type in _RELATIONS:
         arguments.append(f.target)
         arguments.append(f"on_delete={f.on_delete or 'CASCADE'}")
+        if f.deferrable == "deferred":
+            arguments.append("deferrable=true")
     if f.primary_key and f.type not in _AUTO:
         arguments.append("primary_key=true")
     if f.null and not f.primary_key:
@@ -79,6 +81,8 @@ def _arguments(f, schema) -> tuple:
         arguments.append("auto_now=true")
     if f.auto_now_add:
         arguments.append("auto_now_add=true")
+    if f.db_default == "uuid4":
+        arguments.append("default=uuid4()")
     if f.has_default:
         try:
             arguments.append(f"default={_default(f, schema)}")
@@ -117,6 +121,8 @@ def literal(value) -> str:
         return string_literal(value)
     if isinstance(value, list):
         return "[" + ", ".join(literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{string_literal(key)}: {literal(item)}" for key, item in value.items()) + "}"
     raise Unwritable(repr(value))
 
 
@@ -134,4 +140,8 @@ def _index(model, index) -> str:
         parts.append(f"name={string_literal(index.name)}")
     if index.unique:
         parts.append("unique=true")
+    if index.where is not None:
+        parts.append(f"where={string_literal(index.where)}")
+    if index.opclass is not None:
+        parts.append(f"opclass={string_literal(index.opclass)}")
     return f"Index({', '.join(parts)})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .raw import ListValue, Name, TupleValue
+from .raw import Call, ListValue, Name, ObjectValue, TupleValue
 from ..schema import Field
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
@@ -18,6 +18,10 @@ AUTO_TYPES = frozenset({"AutoField", "BigAutoField"})
 RELATION_TYPES = frozenset({"ForeignKey", "OneToOneField"})
 TEMPORAL_TYPES = frozenset({"DateTimeField", "DateField", "TimeField"})
 ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
+
+# The call each type takes as a default the database computes: the clock (the same as
+# auto_now_add) or a random UUID (db_default).
+CALL_DEFAULTS = {"DateTimeField": "now", "TimeField": "now", "DateField": "today", "UUIDField": "uuid4"}
 
 _COMMON = ("null", "unique", "default", "primary_key", "db_index", "db_column")
 
@@ -31,7 +35,7 @@ def _declare(type_name, positional=(), extra=(), required=()):
 
 
 for _t in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-           "FloatField", "TextField", "BooleanField", "UUIDField", "JSONField", "BinaryField"):
+           "FloatField", "TextField", "BooleanField", "UUIDField", "JSONField", "BinaryField", "IPAddressField"):
     _declare(_t)
 _declare("DecimalField", ("max_digits", "decimal_places"), required=("max_digits", "decimal_places"))
 _declare("CharField", ("max_length",), required=("max_length",))
@@ -39,7 +43,7 @@ for _t in TEMPORAL_TYPES:
     _declare(_t, extra=("auto_now", "auto_now_add"))
 _declare("EnumField", ("enum",), required=("enum",))
 for _t in RELATION_TYPES:
-    _declare(_t, ("to",), extra=("on_delete", "related_name"), required=("to",))
+    _declare(_t, ("to",), extra=("on_delete", "related_name", "deferrable"), required=("to",))
 
 
 class FieldProblem(Exception):
@@ -135,6 +139,7 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
     db_index = flag("db_index")
     auto_now = flag("auto_now")
     auto_now_add = flag("auto_now_add")
+    deferrable = flag("deferrable")
     max_length = positive_int("max_length")
     max_digits = positive_int("max_digits")
     decimal_places = positive_int("decimal_places", 0)
@@ -193,18 +198,35 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
                 values["on_delete"][1]))
 
     has_default = "default" in values
-    default = None
+    default = db_default = None
+    if has_default and type(values["default"][0]) is Call:
+        value, pos = values["default"]
+        wanted = CALL_DEFAULTS.get(type_name)
+        if wanted is not None and value.name == wanted and not value.args:
+            if wanted == "uuid4":
+                db_default = wanted
+            else:
+                auto_now_add = True  # the database's clock: the same column as auto_now_add
+        elif wanted is None:
+            problems.append(FieldProblem(f"default {value.name}() does not fit {type_name}: only"
+                                         " DateTimeField and TimeField take now(), DateField today(),"
+                                         " UUIDField uuid4()", pos))
+        else:
+            problems.append(FieldProblem(f"default {value.name}({'...' if value.args else ''}) is not a default"
+                                         f" {type_name} takes; write default={wanted}()", pos))
+        has_default = False
     if has_default:
         value, pos = values["default"]
         try:
             default = _fit_default(type_name, value, null, max_length, enums.get(enum_name))
         except FieldProblem as problem:
-            problem.pos = pos
+            if problem.pos is None:
+                problem.pos = pos
             problems.append(problem)
 
     field = Field(name, type_name, column, null, unique, primary_key, has_default, default,
                   max_length, max_digits, decimal_places, auto_now, auto_now_add, enum_name, target,
-                  on_delete)
+                  on_delete, None, None, "deferred" if deferrable else None, db_default)
     return field, db_index, problems
 
 
@@ -225,6 +247,8 @@ def _show(value) -> str:
         return '"' + value + '"'
     if type(value) in (ListValue, TupleValue):
         return "a list" if type(value) is ListValue else "a tuple"
+    if type(value) is ObjectValue:
+        return "an object"
     return repr(value)
 
 
@@ -232,11 +256,45 @@ def _plain(value):
     """A literal as plain JSON data (JSONField defaults)."""
     if type(value) in (ListValue, TupleValue):
         return [_plain(item) for item, _pos in value.items]
+    if type(value) is ObjectValue:
+        plain = {}
+        for key, item, pos in value.items:
+            if key in plain:
+                raise FieldProblem(f"key \"{key}\" appears twice in the JSON default", pos)
+            plain[key] = _plain(item)
+        return plain
     if type(value) is Name:
         raise FieldProblem(f"a JSON default must be a literal, not the name {value.text}")
     if type(value) is list:
         return [_plain(item) for item in value]
     return value
+
+
+def _ip_address(text: str) -> str:
+    """An IP address default in the one spelling PostgreSQL's inet prints it, so that the
+    default read back from the catalog is the default written."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise FieldProblem(f"default \"{text}\" is not an IP address (IPv4 or IPv6)") from None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def _looks_like_json_container(text: str) -> bool:
+    """Is a string the text of a JSON object or array?"""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return False
+    import json
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
 
 
 def _fit_default(type_name, value, null, max_length, enum):
@@ -271,10 +329,18 @@ def _fit_default(type_name, value, null, max_length, enum):
     elif type_name == "BooleanField":
         if kind is bool:
             return value
+    elif type_name == "IPAddressField":
+        if kind is str:
+            return _ip_address(value)
     elif type_name in TEMPORAL_TYPES or type_name in ("UUIDField", "BinaryField"):
         if kind is str:
             return value
     elif type_name == "JSONField":
+        if kind is str and _looks_like_json_container(value):
+            # Stored as written this is a JSON string, which is almost never what
+            # `default="{}"` means; the literal says what is meant.
+            raise FieldProblem(f"default \"{value}\" is a string, which a JSONField stores as the JSON string"
+                               f" \"{value}\"; write the value itself, as in default={value.strip()}")
         return _plain(value)
     elif type_name == "EnumField":
         if enum is None:

@@ -11,7 +11,7 @@ import os
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from .raw import Call, ListValue, Name, RawEnum, RawModel, TupleValue, number, unescape
+from .raw import Call, ListValue, Name, ObjectValue, RawEnum, RawModel, TupleValue, number, unescape
 
 GRAMMAR_PATH = os.path.join(os.path.dirname(__file__), "models.lark")
 
@@ -106,6 +106,13 @@ class _ToRaw(Transformer):
     def tuple(self, meta, items):
         return (TupleValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
 
+    @v_args(meta=True)
+    def object(self, meta, items):
+        return (ObjectValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
+
+    def pair(self, key, value):
+        return (unescape(key[1:-1]), value[0], _pos(key))
+
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
@@ -141,6 +148,7 @@ _TERMINAL_WORDS = {
     "LBRACE": "'{'",
     "RBRACE": "'}'",
     "COMMA": "','",
+    "COLON": "':'",
     "EQUAL": "'='",
     "DOT": "'.'",
     "ENUM": "'enum'",
@@ -166,7 +174,7 @@ def _expected(names) -> str:
     # A value can start many ways; name the family instead of listing every token.
     if {"a string", "a number", "a name"} <= set(words) and "'['" in words:
         words = ["a value"] + [w for w in words if w not in {
-            "a string", "a number", "a name", "'['", "'('", "'true'", "'false'", "'null'"}]
+            "a string", "a number", "a name", "'['", "'('", "'{'", "'true'", "'false'", "'null'"}]
     if len(words) == 1:
         return words[0]
     return ", ".join(words[:-1]) + " or " + words[-1]

@@ -13,7 +13,8 @@ Shapes (positions are ``(line, column)``, both 1-based, of the first character):
 Values are Python ``str`` (unescaped), ``int``, ``float``, ``True``, ``False``,
 ``None``, or one of the small classes below. Lists and tuples of the language are
 ``ListValue`` and ``TupleValue`` (items: tuple of (value, pos)) so that they never
-compare equal to each other.
+compare equal to each other; an object literal is ``ObjectValue`` (items: tuple of
+(key, value, pos), in the order written, the position being the key's).
 """
 from __future__ import annotations
 
@@ -87,6 +88,16 @@ class ListValue(_Value):
 
 
 class TupleValue(_Value):
+    __slots__ = ("items",)
+
+    def __init__(self, items):
+        self.items = items
+
+    def _key(self):
+        return (self.items,)
+
+
+class ObjectValue(_Value):
     __slots__ = ("items",)
 
     def __init__(self, items):

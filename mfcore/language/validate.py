@@ -4,7 +4,7 @@ from __future__ import annotations
 from itertools import compress
 from operator import attrgetter
 
-from ..schema import Enum, Field, Index, Model, Schema, index_name, table_name_for
+from ..schema import OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem, index_name, table_name_for
 from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from .hotloops import build_fields, split_statements
 from .raw import Call, ListValue, Name, RawEnum, TupleValue
@@ -238,6 +238,7 @@ class _ModelBuilder:
             names = []
             index_name_given = None
             unique = False
+            where = opclass = None
             ok = True
             for keyword, arg, arg_pos in item.args:
                 if keyword is None:
@@ -258,15 +259,29 @@ class _ModelBuilder:
                     else:
                         self.add("Index unique takes true or false", arg_pos)
                         ok = False
+                elif keyword == "where":
+                    problem = index_condition_problem(arg)
+                    if problem is None:
+                        where = arg.strip()
+                    else:
+                        self.add(f"Index where {problem}", arg_pos)
+                        ok = False
+                elif keyword == "opclass":
+                    if type(arg) is str and OPCLASS.fullmatch(arg):
+                        opclass = arg
+                    else:
+                        self.add("Index opclass takes the name of an operator class, as in"
+                                 " opclass=\"varchar_pattern_ops\"", arg_pos)
+                        ok = False
                 else:
-                    self.add(f"Index has no argument '{keyword}'{did_you_mean(keyword, ('name', 'unique'))}",
-                             arg_pos)
+                    self.add(f"Index has no argument '{keyword}'"
+                             f"{did_you_mean(keyword, ('name', 'unique', 'where', 'opclass'))}", arg_pos)
                     ok = False
             if not names:
                 self.add("Index needs at least one field", item_pos)
                 ok = False
             if ok:
-                found.append((tuple(names), index_name_given, unique, item_pos))
+                found.append((tuple(names), index_name_given, unique, item_pos, where, opclass))
         return found
 
     def _read_unique_together(self, value, pos):
@@ -297,7 +312,7 @@ class _ModelBuilder:
             return ()
         by_name = {f.name: f for f in fields}
         indexes: dict = {}
-        for names, given_name, unique, pos in specs:
+        for names, given_name, unique, pos, *partial in specs:
             field_names = []
             for name, name_pos in names:
                 if name not in by_name:
@@ -309,7 +324,7 @@ class _ModelBuilder:
                 continue
             columns = [by_name[n].column for n in field_names]
             name = given_name or index_name("uq" if unique else "ix", table, columns)
-            index = Index(name, tuple(field_names), unique)
+            index = Index(name, tuple(field_names), unique, *partial)
             if name in indexes and indexes[name] != index:
                 self.add(f"two different indexes on model {decl.name} are named '{name}'", pos)
                 continue

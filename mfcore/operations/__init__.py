@@ -10,12 +10,12 @@ from .codec import OPERATION_KINDS, operation_from_json, operation_to_json, tabl
 from .records import (COLUMN_ASPECTS, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                       CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
                       RenameColumn, RenameModel, RunPython, RunSQL, column_changes, fold, is_narrowing, referencing_type, undo)
-from .tables import Reference, TableDef, attach_tables, table_def
+from .tables import Reference, TableDef, attach_tables, referenced_key, table_def
 
 __all__ = [
     "OPERATION_KINDS", "operation_from_json", "operation_to_json", "table_def_from_json", "table_def_to_json",
     "COLUMN_ASPECTS", "AddColumn", "AddForeignKey", "AddIndex", "AlterColumn", "AlterEnum", "CreateEnum",
     "CreateModel", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
     "RenameColumn", "RenameModel", "RunPython", "RunSQL", "column_changes", "fold", "is_narrowing", "referencing_type", "undo",
-    "Reference", "TableDef", "attach_tables", "table_def", "cannot_undo", "undo_loss",
+    "Reference", "TableDef", "attach_tables", "referenced_key", "table_def", "cannot_undo", "undo_loss",
 ]

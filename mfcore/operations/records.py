@@ -510,7 +510,7 @@ _ASPECT_OF = {
     "type": "type", "max_length": "type", "max_digits": "type", "decimal_places": "type", "enum": "type",
     "null": "null", "unique": "unique", "primary_key": "primary_key",
     "auto_now": "auto_now", "auto_now_add": "auto_now",
-    "target": "fk", "on_delete": "fk", "fk_name": "fk", "deferrable": "fk",
+    "target": "fk", "on_delete": "fk", "fk_name": "fk", "deferrable": "fk", "db_default": "default",
     "key_name": "unique",
 }
 COLUMN_ASPECTS = frozenset(_ASPECT_OF.values()) | {"default", "key"}
@@ -566,7 +566,27 @@ def _keys_follow_after(reverses: list) -> list:
         if follower is not None:
             reverses[position] = reverses[follower]
             reverses[follower] = operation.reverse()
+    # In a chain of keys (a foreign key to a model whose key is a foreign key), a column
+    # follows after the key it points to has changed back, as forward.
+    for _round in range(len(reverses)):
+        moved = False
+        for position, operation in enumerate(reverses):
+            if not _follows_a_key(operation):
+                continue
+            pointed = next((p for p in range(position + 1, len(reverses))
+                            if _follows_a_key(reverses[p]) and reverses[p].model == operation.new.target
+                            and reverses[p].new.primary_key), None)
+            if pointed is not None:
+                reverses.insert(pointed, reverses.pop(position))
+                moved = True
+                break
+        if not moved:
+            break
     return reverses
+
+
+def _follows_a_key(operation) -> bool:
+    return operation.op == "alter_column" and "key" in operation.changes
 
 
 _UNDO_RANK = {"create_enum": 0, "alter_enum": 1, "drop_enum": 3}

@@ -3,6 +3,7 @@ without reading any other file (SQLite's rebuild of a whole table included)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ..schema import Field, Model, Schema
 
@@ -33,6 +34,30 @@ class TableDef:
     deferred: dict = field(default_factory=dict)    # field name -> Reference, no constraint yet
 
 
+def referenced_key(schema: Schema, model_name: str) -> Optional[Field]:
+    """The primary key of a model as a foreign key to it sees it: its name and column,
+    with the type of the column it finally holds. A key that is itself a reference
+    (the child of multi-table inheritance) takes the type at the end of that chain:
+    a foreign key to the child has the type of the parent's key. None when the model
+    or its key is unknown; a chain that never ends (a cycle) leaves the key as it is."""
+    model = schema.models.get(model_name)
+    if model is None or model.primary_key is None:
+        return None
+    key = end = model.primary_key
+    seen = {model_name}
+    while end.target is not None:
+        target = schema.models.get(end.target)
+        if target is None or target.primary_key is None or end.target in seen:
+            return key
+        seen.add(end.target)
+        end = target.primary_key
+    if end is key:
+        return key
+    return key._replace(type=end.type, max_length=end.max_length, max_digits=end.max_digits,
+                        decimal_places=end.decimal_places, enum=end.enum, target=None, on_delete=None,
+                        deferrable=None, fk_name=None)
+
+
 def table_def(schema: Schema, model_name: str, without_keys=()) -> TableDef:
     """The TableDef of a model in a schema; ``without_keys`` lists keys with no constraint yet."""
     model = schema.models[model_name]
@@ -43,7 +68,7 @@ def table_def(schema: Schema, model_name: str, without_keys=()) -> TableDef:
         if f.target is not None:
             target = schema.models.get(f.target)
             if target is not None and target.primary_key is not None:
-                key = target.primary_key
+                key = referenced_key(schema, f.target)
                 found = deferred if f.name in without_keys else references
                 found[f.name] = Reference(target.name, target.table, key.column, key)
         if f.enum is not None and f.enum in schema.enums:

@@ -2,6 +2,7 @@
 of a migration file's name. Dispatched on ``op.op``; it reads the records, never builds them."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ..schema import Field
@@ -31,7 +32,8 @@ def undo_loss(op) -> Optional[str]:
     if op.op == "drop_model":
         return f"table {op.table} ({op.model}) comes back empty"
     if op.op == "drop_column":
-        if not op.field.null and not op.field.has_default and not op.field.primary_key:
+        if not op.field.null and not op.field.has_default and not op.field.primary_key \
+                and op.field.db_default is None:
             return (f"column {op.table}.{op.field.column} comes back empty, and being NOT NULL without a "
                     "default it can only come back while the table has no rows")
         return f"column {op.table}.{op.field.column} comes back empty"
@@ -81,7 +83,7 @@ def _describe_drop_column(op):
 
 
 def _describe_alter_column(op):
-    changes = [f"{key}: {_show(getattr(op.old, key))} -> {_show(getattr(op.new, key))}"
+    changes = [f"{key}: {_aspect(key, getattr(op.old, key))} -> {_aspect(key, getattr(op.new, key))}"
                for key in Field._fields if key not in ("name", "has_default")
                and getattr(op.old, key) != getattr(op.new, key)
                and not (key == "default" and not op.old.has_default and not op.new.has_default)]
@@ -109,7 +111,9 @@ def _describe_drop_foreign_key(op):
 
 def _describe_add_index(op):
     kind = "unique index" if op.index.unique else "index"
-    return f"Add {kind} {op.index.name} on {op.model} ({', '.join(op.index.fields)})"
+    extra = "".join([f" {op.index.opclass}" if op.index.opclass else "",
+                     f" where {op.index.where}" if op.index.where else ""])
+    return f"Add {kind} {op.index.name} on {op.model} ({', '.join(op.index.fields)}){extra}"
 
 
 def _describe_drop_index(op):
@@ -243,6 +247,13 @@ def _key_summary(key: Field) -> str:
     return text
 
 
+def _aspect(key, value) -> str:
+    """A field attribute as the tree shows a change of it: deferrable as models.mp says it."""
+    if key == "deferrable":
+        return {None: "false", "deferred": "true"}.get(value, f"initially {value}")
+    return _show(value)
+
+
 def _show(value):
     if value is True:
         return "true"
@@ -250,6 +261,8 @@ def _show(value):
         return "false"
     if value is None:
         return "none"
+    if isinstance(value, (dict, list)):  # a JSONField's default, as models.mp writes it
+        return json.dumps(value, ensure_ascii=False)
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -264,4 +277,6 @@ def _field_summary(f: Field) -> str:
         text += ", null"
     if f.has_default:
         text += f", default {_show(f.default)}"
+    if f.db_default is not None:
+        text += f", default {f.db_default}()"
     return text
