@@ -285,8 +285,8 @@ async def inspect(config: ConfigLike = None, *, output: Optional[str] = None):
 
 async def baseline(config: ConfigLike = None, *, name: str = "baseline"):
     """Take over a database made by another tool: write migration 001 (and schema.json,
-    and models.mp when there is none) from its catalog, give its keys and UNIQUEs the
-    names mf addresses them by, and record 001 as applied. A BaselineResult."""
+    and models.mp when there is none) from its catalog, keeping the names of its
+    constraints and indexes, and record 001 as applied. A BaselineResult."""
     from . import takeover
 
     return await takeover.baseline(resolve_config(config), name=name)

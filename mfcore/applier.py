@@ -569,9 +569,7 @@ class _Database:
         types = {e.type_name for e in schema.enums.values()} if self.dialect.has_enum_types else set()
         if not (tables & existing_tables) and not (types & existing_types):
             return []
-        findings = adoption.compare(schema, await self.dialect.read_catalog(self.connection, tables))
-        findings.blocking.extend(f"enum type {name} does not exist in the database"
-                                 for name in sorted(types - existing_types))
+        findings = await adoption.compare_with_database(self.config, self.connection, self.dialect, schema)
         if findings.blocking:
             raise DriftError(adoption.report(len(listed), findings))
         for line in adoption.warning_lines(findings):
@@ -775,6 +773,20 @@ class _Database:
         await ledger.mark_applied(connection, step.name, step.migration.checksum, time.perf_counter() - started)
         return True
 
+    def _missing_object(self, step: Step, failed: "_StatementFailed") -> Optional[str]:
+        """The reason when the statement addressed a constraint or index by a name the
+        database does not have (renamed or dropped outside mf)."""
+        found = self.dialect.missing_object(failed.error, failed.statement)
+        if found is None:
+            return None
+        kind, name, table = found
+        if table is None:  # DROP INDEX names no table: the migration's operation does
+            table = next((op.table for op in step.migration.operations
+                          if getattr(op, "index", None) is not None and op.index.name == name), None)
+        where = f" of table {table}" if table else ""
+        return (f"the {kind} {name}{where} is not in the database (renamed or dropped outside mf?); "
+                f"`mf db drift` shows how the database differs from its migrations")
+
     def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool) -> DatabaseError:
         # The statement on one line, after the reason: a DO block or a long CREATE TABLE
         # must not bury what the database said.
@@ -783,7 +795,10 @@ class _Database:
             shown = "a check mf runs before the change (DO block)"  # its message is the reason
         shown = shown if len(shown) <= 300 else shown[:300] + " ..."
         said = self.dialect.users_words(failed.error.message)
-        if failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
+        missing = self._missing_object(step, failed)
+        if missing is not None:
+            reason = missing
+        elif failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
             reason = (f"{said} (it waited longer than statement_lock_timeout "
                       f"{self.config.statement_lock_timeout} for a lock another session holds; retry when "
                       "that session is done)")

@@ -533,14 +533,13 @@ def cmd_baseline(args, out: Output) -> int:
 
     result = anyio.run(lambda: api.baseline(args.config_path, name=args.name))
     if out.json_mode:
-        out.document({"migration": result.migration, "tables": result.tables, "renamed": result.renamed,
+        out.document({"migration": result.migration, "tables": result.tables, "kept_names": result.kept_names,
                       "models_written": result.models_written,
                       "notes": [{"table": table, "note": note} for table, note in result.notes]})
         return EXIT_OK
-    for statement in result.renamed:
-        out.line(f"  {statement};")
     out.line(f"{out.mark()}Wrote {result.migration} for {result.tables} table(s) and recorded it as applied"
-             + (f" (renamed {len(result.renamed)} constraint(s) to mf's names)" if result.renamed else ""))
+             + (f" (keeping {len(result.kept_names)} constraint name(s) of the database)"
+                if result.kept_names else ""))
     if result.models_written:
         out.line(f"{out.mark()}Wrote models.mp" + (f" ({len(result.notes)} note(s) as // comments)"
                                                    if result.notes else ""))
@@ -556,7 +555,10 @@ def cmd_drift(args, out: Output) -> int:
         out.document(report.to_json())
         return code
     if args.sql:
-        if not report.statements:
+        if report.partly_applied:
+            out.line(f"-- migration {', '.join(report.partly_applied)} is partly applied: settle it with "
+                     "`mf db resolve` first")
+        elif not report.statements:
             out.line("-- no drift to repair")
         for statement in report.statements:
             out.line(statement.rstrip(";") + ";")
@@ -570,10 +572,12 @@ def cmd_drift(args, out: Output) -> int:
             out.line(f"  {group}")
             for difference in members:
                 out.line(f"    {difference.describe()}")
+    for line in report.partial_lines():
+        out.line(line)
     if report.unmanaged:
         label = "Unmanaged (in no migration; drift with --strict):"
         out.line(label + " " + ", ".join(report.unmanaged))
-    if not report.differences:
+    if not report.differences and not report.partly_applied:
         out.line(report.verdict())
     return code
 

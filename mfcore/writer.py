@@ -165,7 +165,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
         else:
             old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
 
-    operations = diff(old, new, questioner)
+    operations = diff(old, new, questioner, keep_names=True)
     operations = apply_backfills(operations, old, new, backfills, questioner or Questioner())
     check_safety(operations, old)
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)

@@ -241,12 +241,12 @@ def _drop_foreign_key_to_json(op):
 
 def _add_index_to_json(op):
     return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
-            "columns": list(op.columns)}
+            "columns": list(op.columns), **_table_json(op.table_def)}
 
 
 def _drop_index_to_json(op):
     return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
-            "columns": list(op.columns)}
+            "columns": list(op.columns), **_table_json(op.table_def)}
 
 
 # ---------------------------------------------------------------- from JSON
@@ -345,12 +345,12 @@ def _drop_foreign_key_from_json(doc, where):
 
 def _add_index_from_json(doc, where):
     return AddIndex(_name(doc, "model"), _name(doc, "table"), _index(doc, where),
-                    _names(doc, "columns"))
+                    _names(doc, "columns"), read_table(doc, where))
 
 
 def _drop_index_from_json(doc, where):
     return DropIndex(_name(doc, "model"), _name(doc, "table"), _index(doc, where),
-                     _names(doc, "columns"))
+                     _names(doc, "columns"), read_table(doc, where))
 
 
 DATABASES = ("postgresql", "sqlite")  # the keys of a per-database SQL map

@@ -398,7 +398,9 @@ class AddIndex(_TableOperation):
 
     def with_table(self, schema_after):
         model = schema_after.models[self.model]
-        return replace(self, columns=tuple(model.column_of(n) for n in self.index.fields), table_def=None)
+        # A UNIQUE constraint is part of the table: SQLite rebuilds the table to add one.
+        table = table_def(schema_after, self.model) if self.index.constraint else None
+        return replace(self, columns=tuple(model.column_of(n) for n in self.index.fields), table_def=table)
 
     def reverse(self):
         return DropIndex(self.model, self.table, self.index, self.columns)
@@ -417,7 +419,9 @@ class DropIndex(_TableOperation):
         return _with_models(schema, **{self.model: model.replace(indexes=indexes)})
 
     def with_table(self, schema_after):
-        return self
+        if not self.index.constraint:
+            return self
+        return replace(self, table_def=table_def(schema_after, self.model))
 
     def reverse(self):
         return AddIndex(self.model, self.table, self.index, self.columns)
@@ -527,7 +531,8 @@ _ASPECT_OF = {
     "type": "type", "max_length": "type", "max_digits": "type", "decimal_places": "type", "enum": "type",
     "null": "null", "unique": "unique", "primary_key": "primary_key",
     "auto_now": "auto_now", "auto_now_add": "auto_now",
-    "target": "fk", "on_delete": "fk", "deferrable": "fk", "db_default": "default",
+    "target": "fk", "on_delete": "fk", "fk_name": "fk", "deferrable": "fk", "db_default": "default",
+    "key_name": "unique",
 }
 COLUMN_ASPECTS = frozenset(_ASPECT_OF.values()) | {"default", "key"}
 
