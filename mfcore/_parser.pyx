@@ -830,15 +830,15 @@ def read(str text not None):
 cdef dict _FIELD_SLOTS = {"name": 0, "type": 1, "column": 2, "null": 3, "unique": 4, "primary_key": 5,
                           "default": 7, "max_length": 8, "max_digits": 9, "decimal_places": 10,
                           "auto_now": 11, "auto_now_add": 12, "enum": 13, "to": 14, "on_delete": 15,
-                          "deferrable": 16, "db_default": 17}
+                          "fk_name": 16, "key_name": 17, "deferrable": 18, "db_default": 19}
 cdef list _FIELD_DEFAULTS = [None, None, None, False, False, False, False, None, None, None, None,
-                             False, False, None, None, None, False, None]
+                             False, False, None, None, None, None, None, None, None]
 
 
 def new_form_fields(list raw_fields, field_class):
     """The compiled twin of mfcore.snapshot.new_form_fields (loading a snapshot's
     fields); it must behave exactly as that function does. One pass over each
-    definition's few keys instead of a lookup for each of the sixteen attributes."""
+    definition's few keys instead of a lookup for each of the nineteen attributes."""
     cdef list fields = []
     cdef list values
     cdef object doc, key, value, slot

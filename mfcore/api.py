@@ -73,7 +73,9 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
 
     ``to``: bring the database to migration ``to``: apply up to it, or, when newer
     ones are applied, undo those first, as rollback(to=...) does (``on_event`` hears
-    "rolled_back" for each; ``allow_data_loss`` as there).
+    "rolled_back" for each; ``allow_data_loss`` as there). ``fake``: record without
+    running, both ways: pending migrations are recorded as applied, and newer applied
+    ones below ``to`` only lose their ledger rows (rollback(fake=True)).
 
     A project still in the earlier single-plan format is carried over first
     (carry_over). Safe to call from many processes or tasks at once: each migration
@@ -97,7 +99,7 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
         notices = []
     await carry_over(resolved, notices=notices)
     if to is not None:
-        await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, on_event=on_event)
+        await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, fake=fake, on_event=on_event)
     files = migration_files(resolved.migrations_dir)
     result = await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices, files=files)
     result.models_changed = unmigrated_changes(resolved, files)
@@ -116,7 +118,7 @@ def _log_run(result) -> None:
 
 
 async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to: Optional[int] = None,
-                   dry_run: bool = False, allow_data_loss: bool = False,
+                   dry_run: bool = False, allow_data_loss: bool = False, fake: bool = False,
                    on_event: Optional[Callable] = None) -> list:
     """Undo applied migrations, newest first; returns the names undone (empty when none is applied).
 
@@ -127,14 +129,16 @@ async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to
     (IrreversibleError), or an undo that cannot bring data back -- a dropped table or
     column returns empty -- (DataLossError, unless ``allow_data_loss``), is named before
     anything runs, and nothing is done. ``dry_run``: change nothing; return the names
-    that would be undone. ``on_event(kind, name, index, total)`` hears "start" and
-    "rolled_back".
+    that would be undone. ``fake``: remove the ledger rows only (newest first, each in
+    its transaction, under the lock), running no undo: the tables stay as they are, and
+    nothing needs to be reversible or is lost. ``on_event(kind, name, index, total)``
+    hears "start" and "rolled_back".
     """
     resolved = _rollback_config(config, steps, to)
     from . import applier
 
     return await applier.rollback(resolved, count=steps, to=to, dry_run=dry_run,
-                                  allow_data_loss=allow_data_loss, on_event=on_event)
+                                  allow_data_loss=allow_data_loss, fake=fake, on_event=on_event)
 
 
 async def rollback_sql(config: ConfigLike = None, *, steps: Optional[int] = None,
@@ -318,8 +322,8 @@ async def inspect(config: ConfigLike = None, *, output: Optional[str] = None):
 
 async def baseline(config: ConfigLike = None, *, name: str = "baseline"):
     """Take over a database made by another tool: write migration 001 (and schema.json,
-    and models.mp when there is none) from its catalog, give its keys and UNIQUEs the
-    names mf addresses them by, and record 001 as applied. A BaselineResult."""
+    and models.mp when there is none) from its catalog, keeping the names of its
+    constraints and indexes, and record 001 as applied. A BaselineResult."""
     from . import takeover
 
     return await takeover.baseline(resolve_config(config), name=name)

@@ -209,7 +209,7 @@ def migration_statements(config: Config, number: int, *, reverse: bool = False) 
 
 
 async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[int] = None,
-                   dry_run: bool = False, allow_data_loss: bool = False,
+                   dry_run: bool = False, allow_data_loss: bool = False, fake: bool = False,
                    on_event: Optional[EventCallback] = None) -> list:
     """Undo applied migrations, newest first; returns the names undone.
 
@@ -218,8 +218,10 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
     ledger row, under the lock migrate takes; .applied follows. What cannot be undone
     (IrreversibleError) or would come back empty (DataLossError, unless
     ``allow_data_loss``) is named before anything runs, and nothing is done.
-    ``dry_run``: change nothing, return the names that would be undone. ``on_event``
-    hears "start" and "rolled_back" (see migrate)."""
+    ``dry_run``: change nothing, return the names that would be undone. ``fake``:
+    only remove the ledger rows, newest first, each in its transaction, running no
+    undo (the database keeps what the migrations made; nothing needs to be reversible).
+    ``on_event`` hears "start" and "rolled_back" (see migrate)."""
     files = migration_files(config.migrations_dir)
     if to:
         check_target(files, to)
@@ -228,11 +230,11 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
     async with await connect(config) as connection:
         database = _database_for(connection, config)
         survey = await database.survey(files)
-        plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
+        plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         if dry_run or not (plan.steps or survey.applied_file_behind or survey.renames):
             return [step.name for step in plan.steps]
         async with database.exclusive():
-            return await _run_undo(database, config, files, count, to, allow_data_loss, on_event)
+            return await _run_undo(database, config, files, count, to, allow_data_loss, fake, on_event)
 
 
 async def rollback_sql(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> list:
@@ -272,7 +274,16 @@ def _to_undo(files, survey: Survey, count: Optional[int], to: Optional[int]) -> 
     return applied[:1 if count is None else count]
 
 
-def _undo_plan(config, files, survey, count, to, allow_data_loss) -> UndoPlan:
+@dataclass(frozen=True)
+class _LedgerOnly:
+    """A fake undo: the migration's ledger row goes, and nothing runs."""
+
+    name: str
+    statements: tuple = ()
+    foreign_keys_off: bool = False
+
+
+def _undo_plan(config, files, survey, count, to, allow_data_loss, fake: bool = False) -> UndoPlan:
     if survey.ahead:
         # The newest applied migrations have no file here: undoing older ones under them
         # would take the database to a state no history describes.
@@ -280,19 +291,22 @@ def _undo_plan(config, files, survey, count, to, allow_data_loss) -> UndoPlan:
             f"the database is ahead of the migration files in {config.migrations_dir}: "
             f"{', '.join(survey.ahead)} {'is' if len(survey.ahead) == 1 else 'are'} applied but not here (newer "
             "code applied them). Nothing was undone; roll back with the code that has those files.")
-    plan = undo_plan(config, files, _to_undo(files, survey, count, to))
+    names = _to_undo(files, survey, count, to)
+    if fake:
+        return UndoPlan(tuple(_LedgerOnly(name) for name in names), ())
+    plan = undo_plan(config, files, names)
     if plan.losses and not allow_data_loss:
         raise DataLossError("undoing would lose data: " + "; ".join(plan.losses)
                             + ". Nothing was undone; pass --allow-data-loss (allow_data_loss=True) to go ahead.")
     return plan
 
 
-async def _run_undo(database, config, files, count, to, allow_data_loss, on_event) -> list:
+async def _run_undo(database, config, files, count, to, allow_data_loss, fake, on_event) -> list:
     """Inside the lock: survey again (another run may have moved the ledger), then undo
     newest first, each migration in its own transaction with its ledger row."""
     try:
         survey = await database.settled_survey(files)
-        plan = _undo_plan(config, files, survey, count, to, allow_data_loss)
+        plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
     except MfError:
         with suppress(MfError, OSError):
@@ -697,16 +711,15 @@ class _Database:
         created = set().union(*({m.table for m in schema.models.values()} for schema in schemas))
         if not created & existing:
             return []
-        catalog = await self.dialect.read_catalog(self.connection, created & existing)
         existing_types = await self.dialect.enum_type_names(self.connection)
         for count in range(len(schemas), 0, -1):
             schema = schemas[count - 1]
             tables = {m.table for m in schema.models.values()}
             if not tables or not tables <= existing or (created - tables) & existing:
                 continue  # its tables are not all there, or a later file's are
-            if not self._catalog_differences(schema, catalog, existing_types):
+            if not await self._catalog_differences(schema, existing_types):
                 return list(files[:count])
-        differences = self._catalog_differences(schemas[-1], catalog, existing_types)
+        differences = await self._catalog_differences(schemas[-1], existing_types)
         raise DriftError(
             f"the ledger of {self.config.display_dsn} is empty, but the database already holds tables the "
             f"migrations in {self.directory} create ({', '.join(sorted(created & existing))}), and it does not "
@@ -715,8 +728,9 @@ class _Database:
             + "\nNothing was changed. Bring the database in line with the migrations (or drop those tables, "
             "e.g. `mf db reset --drop-db`) and run migrate again.")
 
-    def _catalog_differences(self, schema, catalog, existing_types) -> list:
-        findings = adoption.compare(schema, catalog)
+    async def _catalog_differences(self, schema, existing_types) -> list:
+        """Every way the database differs from ``schema``, as mf db drift says it."""
+        findings = await adoption.compare_with_database(self.config, self.connection, self.dialect, schema)
         types = {e.type_name for e in schema.enums.values()} if self.dialect.has_enum_types else set()
         return (findings.blocking + findings.warnings
                 + [f"enum type {name} does not exist in the database" for name in sorted(types - existing_types)])
@@ -730,9 +744,7 @@ class _Database:
         types = {e.type_name for e in schema.enums.values()} if self.dialect.has_enum_types else set()
         if not (tables & existing_tables) and not (types & existing_types):
             return []
-        findings = adoption.compare(schema, await self.dialect.read_catalog(self.connection, tables))
-        findings.blocking.extend(f"enum type {name} does not exist in the database"
-                                 for name in sorted(types - existing_types))
+        findings = await adoption.compare_with_database(self.config, self.connection, self.dialect, schema)
         if findings.blocking:
             raise DriftError(adoption.report(len(listed), findings))
         for line in adoption.warning_lines(findings):
@@ -847,7 +859,8 @@ class _Database:
 
     async def unapply(self, step: Step) -> bool:
         """Run the undo ``step`` and remove its migration's ledger row, in one
-        transaction; False when the row is gone already (another run undid it)."""
+        transaction; False when the row is gone already (another run undid it). A
+        _LedgerOnly step (a fake undo) has no statements: only the row goes."""
         async with self._foreign_keys_off(step.foreign_keys_off):
             await self._begin()
             try:
@@ -942,6 +955,20 @@ class _Database:
         await ledger.mark_applied(connection, step.name, step.migration.checksum, time.perf_counter() - started)
         return True
 
+    def _missing_object(self, step: Step, failed: "_StatementFailed") -> Optional[str]:
+        """The reason when the statement addressed a constraint or index by a name the
+        database does not have (renamed or dropped outside mf)."""
+        found = self.dialect.missing_object(failed.error, failed.statement)
+        if found is None:
+            return None
+        kind, name, table = found
+        if table is None:  # DROP INDEX names no table: the migration's operation does
+            table = next((op.table for op in step.migration.operations
+                          if getattr(op, "index", None) is not None and op.index.name == name), None)
+        where = f" of table {table}" if table else ""
+        return (f"the {kind} {name}{where} is not in the database (renamed or dropped outside mf?); "
+                f"`mf db drift` shows how the database differs from its migrations")
+
     def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool) -> DatabaseError:
         # The statement on one line, after the reason: a DO block or a long CREATE TABLE
         # must not bury what the database said.
@@ -950,7 +977,10 @@ class _Database:
             shown = "a check mf runs before the change (DO block)"  # its message is the reason
         shown = shown if len(shown) <= 300 else shown[:300] + " ..."
         said = self.dialect.users_words(failed.error.message)
-        if failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
+        missing = self._missing_object(step, failed)
+        if missing is not None:
+            reason = missing
+        elif failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
             reason = (f"{said} (it waited longer than statement_lock_timeout "
                       f"{self.config.statement_lock_timeout} for a lock another session holds; retry when "
                       "that session is done)")

@@ -7,6 +7,11 @@ it is written into the operation: the migration fills NULLs with it (UPDATE ... 
 col IS NULL), then sets the constraint. A new column is added nullable first, then
 altered so. A unique column cannot take one value for every row: a run_sql step
 fills it instead.
+
+`--backfill Model.field=@sql` (or that answer on a terminal) asks for that step:
+the migration adds the column nullable, then holds a run_sql template naming the
+table and column to fill, then sets NOT NULL (and UNIQUE). The template's SQL is a
+placeholder that migrate refuses until the user replaced it (steps.py).
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ import orjson
 
 from .errors import UnsafeChangeError
 from .language.fields import FieldProblem, _fit_default
-from .operations import AddColumn, AlterColumn, attach_tables
+from .operations import AddColumn, AlterColumn, RunSQL, attach_tables, fill_placeholder
+from .questioner import BY_HAND
 from .schema import Field, Schema
 
 
@@ -56,8 +62,11 @@ def apply_backfills(operations, old: Schema, new: Schema, backfills: dict, quest
         if text is None:
             changed.append(operation)
             continue
-        value = _value(operation.model, field, text, new)
         touched = True
+        if text.strip() == BY_HAND:
+            changed += _filled_by_hand(operation, field)
+            continue
+        value = _value(operation.model, field, text, new)
         if isinstance(operation, AddColumn):
             nullable = field._replace(null=True)
             changed.append(replace(operation, field=nullable))
@@ -72,6 +81,32 @@ def apply_backfills(operations, old: Schema, new: Schema, backfills: dict, quest
         return list(operations)
     completed, _schema = attach_tables(changed, old)
     return completed
+
+
+def _filled_by_hand(operation, field: Field) -> list:
+    """The change with a run_sql template before the constraint: a new column is added
+    nullable (and not yet unique), the rows are filled by the user's SQL, then the
+    column gets its definition."""
+    table = operation.table
+    step = RunSQL(fill_placeholder(table, field.column), "", _fill_doc(table, field))
+    if isinstance(operation, AddColumn):
+        loose = field._replace(null=True, unique=False)
+        return [replace(operation, field=loose), step, AlterColumn(operation.model, table, loose, field)]
+    return [step, operation]
+
+
+def _fill_doc(table: str, field: Field) -> str:
+    column = field.column
+    constraint = "NOT NULL and UNIQUE" if field.unique else "NOT NULL"
+    return (f"Fill {table}.{column} in every row before it becomes {constraint}: replace \"sql\" with your "
+            f"statements, for example UPDATE {table} SET {column} = ... WHERE {column} IS NULL (one text, or a map "
+            "{\"postgresql\": ..., \"sqlite\": ...}). mf db migrate refuses this file while \"sql\" is the "
+            "placeholder. reverse_sql \"\": undoing this migration needs nothing from this step.")
+
+
+def filled_by_hand(operations) -> set:
+    """{"table.column"} that a run_sql template of these operations is there to fill."""
+    return {operation.unfilled for operation in operations if isinstance(operation, RunSQL) and operation.unfilled}
 
 
 def _needing_value(operation, old: Schema) -> Optional[Field]:
@@ -96,9 +131,9 @@ def _value(model: str, field: Field, text: str, schema: Schema):
     where = f"--backfill {model}.{field.name}={text}"
     if field.unique or field.primary_key:
         raise UnsafeChangeError(
-            f"{where}: '{model}.{field.name}' is unique, and one value for every row would break that. Keep it "
-            "nullable, fill it row by row with a run_sql step (makemigrations --empty; see \"Data migrations\" "
-            "in the README), then make it NOT NULL")
+            f"{where}: '{model}.{field.name}' is unique, and one value for every row would break that. Fill it "
+            f"row by row with a run_sql step instead: --backfill {model}.{field.name}={BY_HAND} writes the "
+            "migration with that step to complete (see \"Backfills\" in the README)")
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:

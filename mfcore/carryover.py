@@ -89,11 +89,12 @@ async def check_database(config, conversion: Conversion) -> None:
     if not database_exists(config):
         return
     tables = {m.table for m in conversion.plans_schema.models.values()}
+    dialect = dialect_for(config.driver)
     async with await connect(config) as connection:
-        catalog = await dialect_for(config.driver).read_catalog(connection, tables | {"mf_migrations"})
-        if "mf_migrations" in catalog.tables or not (tables & set(catalog.tables)):
+        existing = await dialect.table_names(connection)
+        if "mf_migrations" in existing or not (tables & existing):
             return  # a ledger decides, or a fresh database gets everything applied
-        findings = adoption.compare(conversion.plans_schema, catalog)
+        findings = await adoption.compare_with_database(config, connection, dialect, conversion.plans_schema)
     if findings.blocking:
         raise DriftError(adoption.report(conversion.from_plans, findings))
 

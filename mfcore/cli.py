@@ -119,7 +119,7 @@ def _render_changes(operations, out: Output) -> None:
     """The tree of detected changes: enums, then each model, destructive ones marked ⚠."""
     groups: dict = {}
     for operation in operations:
-        key = operation.model_name or "Enums"
+        key = operation.model_name or ("Data steps" if operation.op in ("run_sql", "run_python") else "Enums")
         groups.setdefault(key, []).append(operation)
     if not operations:
         out.line("Empty migration (no operations).")
@@ -139,6 +139,7 @@ def cmd_migrate(args, out: Output) -> int:
 
     if _fleet_wanted(args):
         return _migrate_fleet(args, out)
+    _refuse_fake_dry_run(args)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
         undos = anyio.run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
@@ -156,7 +157,7 @@ def cmd_migrate(args, out: Output) -> int:
                 out.line(statement.rstrip(";") + ";")
         return EXIT_OK
 
-    if args.to is not None:
+    if args.to is not None and not args.fake:
         _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, to=args.to)))
     _quiet_library_log()
     progress = _Progress(out) if out.tty and not out.json_mode else None
@@ -184,7 +185,7 @@ def cmd_migrate(args, out: Output) -> int:
                       "models_changed": applied.models_changed})
         return EXIT_OK
     if undone:
-        _print_undone(out, undone)
+        _print_undone(out, undone, args.fake)
     if not applied:
         if not undone:
             out.line("No unapplied migrations.")
@@ -209,6 +210,7 @@ def cmd_rollback(args, out: Output) -> int:
 
     if _fleet_wanted(args):
         return _rollback_fleet(args, out)
+    _refuse_fake_dry_run(args)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
         undos = anyio.run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
@@ -219,15 +221,24 @@ def cmd_rollback(args, out: Output) -> int:
             out.line("No applied migrations to roll back.")
         _print_undo_sql(out, undos)
         return EXIT_OK
-    _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
-    undone = anyio.run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True))
+    if not args.fake:
+        _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
+    undone = anyio.run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True,
+                                            fake=args.fake))
     if out.json_mode:
-        out.document({"rolled_back": undone})
+        out.document({"rolled_back": undone, "fake": args.fake})
     elif not undone:
         out.line("No applied migrations to roll back.")
     else:
-        _print_undone(out, undone)
+        _print_undone(out, undone, args.fake)
     return EXIT_OK
+
+
+def _refuse_fake_dry_run(args) -> None:
+    from .errors import ConfigError
+
+    if args.fake and args.dry_run:
+        raise ConfigError("--fake runs no SQL, so --dry-run has none to show; leave one of them out")
 
 
 def _confirm_data_loss(out: Output, args, losses: list) -> None:
@@ -257,8 +268,10 @@ def _print_undo_sql(out: Output, undos) -> None:
             out.line(statement.rstrip(";") + ";")
 
 
-def _print_undone(out: Output, undone) -> None:
-    out.line(out.color(f"{out.mark()}Rolled back {len(undone)} migration(s):", "32"))
+def _print_undone(out: Output, undone, fake: bool = False) -> None:
+    heading = f"Faked rollback of {len(undone)} migration(s) (ledger rows removed, nothing run):" if fake \
+        else f"Rolled back {len(undone)} migration(s):"
+    out.line(out.color(f"{out.mark()}{heading}", "32"))
     for name in undone:
         out.line(f"  {out.mark()}{name}")
 
@@ -566,14 +579,13 @@ def cmd_baseline(args, out: Output) -> int:
 
     result = anyio.run(lambda: api.baseline(args.config_path, name=args.name))
     if out.json_mode:
-        out.document({"migration": result.migration, "tables": result.tables, "renamed": result.renamed,
+        out.document({"migration": result.migration, "tables": result.tables, "kept_names": result.kept_names,
                       "models_written": result.models_written,
                       "notes": [{"table": table, "note": note} for table, note in result.notes]})
         return EXIT_OK
-    for statement in result.renamed:
-        out.line(f"  {statement};")
     out.line(f"{out.mark()}Wrote {result.migration} for {result.tables} table(s) and recorded it as applied"
-             + (f" (renamed {len(result.renamed)} constraint(s) to mf's names)" if result.renamed else ""))
+             + (f" (keeping {len(result.kept_names)} constraint name(s) of the database)"
+                if result.kept_names else ""))
     if result.models_written:
         out.line(f"{out.mark()}Wrote models.mp" + (f" ({len(result.notes)} note(s) as // comments)"
                                                    if result.notes else ""))
@@ -589,7 +601,10 @@ def cmd_drift(args, out: Output) -> int:
         out.document(report.to_json())
         return code
     if args.sql:
-        if not report.statements:
+        if report.partly_applied:
+            out.line(f"-- migration {', '.join(report.partly_applied)} is partly applied: settle it with "
+                     "`mf db resolve` first")
+        elif not report.statements:
             out.line("-- no drift to repair")
         for statement in report.statements:
             out.line(statement.rstrip(";") + ";")
@@ -603,10 +618,12 @@ def cmd_drift(args, out: Output) -> int:
             out.line(f"  {group}")
             for difference in members:
                 out.line(f"    {difference.describe()}")
+    for line in report.partial_lines():
+        out.line(line)
     if report.unmanaged:
         label = "Unmanaged (in no migration; drift with --strict):"
         out.line(label + " " + ", ".join(report.unmanaged))
-    if not report.differences:
+    if not report.differences and not report.partly_applied:
         out.line(report.verdict())
     return code
 
@@ -858,15 +875,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a migration is needed")
     p.add_argument("--empty", action="store_true", help="write an empty migration even with no changes")
     p.add_argument("--no-input", action="store_true", help="never ask (renames become drop + add)")
-    p.add_argument("--backfill", action="append", metavar="Model.field=VALUE",
-                   help="a one-off value for rows a NOT NULL change leaves without one (repeatable)")
+    p.add_argument("--backfill", action="append", metavar="Model.field=VALUE|@sql",
+                   help="a one-off value for rows a NOT NULL change leaves without one, or @sql: a run_sql "
+                        "step in the migration for you to fill them (repeatable)")
     p.set_defaults(handler=cmd_makemigrations)
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")
     p.add_argument("--to", type=_migration_number, metavar="NNN",
                    help="stop after migration NNN, e.g. 002 (undo newer applied ones first)")
     p.add_argument("--dry-run", action="store_true", help="print the SQL that would run")
-    p.add_argument("--fake", action="store_true", help="record migrations as applied without running them")
+    p.add_argument("--fake", action="store_true",
+                   help="record without running: pending ones as applied; with --to below the applied, "
+                        "newer ones as rolled back")
     _fleet_options(p)
     p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
     p.add_argument("--allow-data-loss", action="store_true",
@@ -879,6 +899,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the SQL of the undo; change nothing")
     p.add_argument("--allow-data-loss", action="store_true",
                    help="undo even where a dropped table or column comes back empty")
+    p.add_argument("--fake", action="store_true",
+                   help="only remove the ledger rows; run no undo (the tables stay as they are)")
     _fleet_options(p)
     p.add_argument("--fail-fast", action="store_true", help="with a fleet: stop every target at the first failure")
     p.set_defaults(handler=cmd_rollback)

@@ -24,8 +24,10 @@ from .questioner import Questioner
 from .schema import MAX_IDENTIFIER, Schema
 
 
-def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list:
-    """The operations from ``old`` to ``new``, each with its TableDef attached."""
+def diff(old: Schema, new: Schema, questioner: Questioner | None = None, *, keep_names: bool = False) -> list:
+    """The operations from ``old`` to ``new``, each with its TableDef attached.
+    ``keep_names``: ``new`` was read from models.mp, ``old`` is the snapshot; what
+    models.mp cannot say about a database taken over is carried over (carry_names)."""
     questioner = questioner or Questioner()
     operations: list = []
 
@@ -39,6 +41,9 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     # The one full comparison of the models on both sides (the hot loop of a large diff):
     # a model kept under its name that differs in any way, its table included.
     differing = changed_models(old.models, new.models)
+    if keep_names and differing:
+        new = carry_names(old, new, differing)
+        differing = [name for name in differing if old.models[name] != new.models[name]]
 
     state = old
     # 2. Models renamed (asked), or moved to another table.
@@ -102,6 +107,45 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None) -> list
     if reordered is not None:
         completed, _final = attach_tables(reordered, old)
     return completed
+
+
+def carry_names(old: Schema, new: Schema, differing=None) -> Schema:
+    """``new`` (read from models.mp, which cannot say them) with the constraint names and
+    DEFERRABLE that ``old`` (the snapshot) keeps for a database taken over, on every
+    field that still has that constraint: so a model left as it was is no change, and a
+    changed foreign key or a dropped UNIQUE addresses the constraint that exists.
+    ``differing``: the models that differ, when known (changed_models)."""
+    if differing is None:
+        differing = changed_models(old.models, new.models)
+    if not differing:
+        return new
+    models = dict(new.models)
+    for name in differing:
+        before = {f.name: f for f in old.models[name].fields if f.fk_name or f.key_name or f.deferrable}
+        constraints = {i.name: i for i in old.models[name].indexes if i.constraint}
+        if not before and not constraints:
+            continue
+        fields = tuple(_carried(before[f.name], f) if f.name in before else f for f in models[name].fields)
+        # A UNIQUE constraint that models.mp declares as a unique index of the same name and fields.
+        indexes = tuple(constraints[i.name] if i.name in constraints and i == constraints[i.name]._replace(
+            constraint=False) else i for i in models[name].indexes)
+        models[name] = models[name].replace(fields=fields, indexes=indexes)
+    return replace(new, models=models)
+
+
+def _carried(old, new):
+    if new.fk_name or new.key_name:
+        return new  # says its own
+    changes = {}
+    if old.target is not None and new.target is not None:
+        changes["fk_name"] = old.fk_name
+        # models.mp says deferrable=true ("deferred") itself; only INITIALLY IMMEDIATE is kept.
+        if new.deferrable is None and old.deferrable == "immediate":
+            changes["deferrable"] = "immediate"
+    if (old.primary_key and new.primary_key) or (old.unique and not old.primary_key
+                                                 and new.unique and not new.primary_key):
+        changes["key_name"] = old.key_name
+    return new._replace(**changes) if changes else new
 
 
 def changed_models(old_models: dict, new_models: dict) -> list:
@@ -295,7 +339,8 @@ def _model_changes(state, before, after, questioner, new) -> list:
         for new_field in added:
             if any(new_field is r[1] for r in renamed):
                 continue
-            if old_field._replace(name=new_field.name, column=new_field.column) == new_field \
+            if _as_declared(old_field)._replace(name=new_field.name, column=new_field.column) \
+                    == _as_declared(new_field) \
                     and questioner.ask_rename_field(before.name, old_field, new_field):
                 renamed.append((old_field, new_field))
                 break
@@ -341,6 +386,15 @@ def _model_changes(state, before, after, questioner, new) -> list:
         if carried != index:
             operations.append(AddIndex(before.name, before.table, index))
     return operations
+
+
+def _as_declared(f):
+    """A field as models.mp can declare it: without the constraint names and the
+    DEFERRABLE INITIALLY IMMEDIATE kept from a database taken over."""
+    if f.fk_name or f.key_name or f.deferrable == "immediate":
+        return f._replace(fk_name=None, key_name=None,
+                          deferrable=None if f.deferrable == "immediate" else f.deferrable)
+    return f
 
 
 # ---------------------------------------------------------------- names freed before taken

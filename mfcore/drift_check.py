@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .dialects.base import LEDGER_TABLE
+from .ledger import APPLIED, STARTED
 from .dialects.catalog import Catalog, Table
 from .introspect import index_text, schema_of_catalog
 from .schema import Schema
@@ -39,6 +40,11 @@ class Difference:
     name: str                 # the object: users, users.email, ix_users_email, userrole
     database: Optional[str] = None   # what the database has ("~")
     expected: Optional[str] = None   # what the migrations say ("~")
+    # The database cannot be used as the migrations describe it: a table or enum type
+    # missing, a foreign key to another table, an enum column whose default its own
+    # values reject. Adopting a database stops on these (adoption.py); drift lists
+    # them with the rest.
+    breaks: bool = False
 
     def describe(self) -> str:
         if self.sign == "~":
@@ -60,10 +66,14 @@ class DriftReport:
     applied: int = 0                                 # how many applied migrations were folded
     strict: bool = False
     statements: list = field(default_factory=list)   # the repair, when asked for
+    # Migrations marked "atomic": false whose run stopped midway (ledger state started),
+    # and what of them the database holds: not drift, a migration to settle.
+    partly_applied: list = field(default_factory=list)   # file names
+    partial_changes: list = field(default_factory=list)  # [Difference] from the applied schema that they made
 
     @property
     def drifted(self) -> bool:
-        return bool(self.differences) or (self.strict and bool(self.unmanaged))
+        return bool(self.differences) or bool(self.partly_applied) or (self.strict and bool(self.unmanaged))
 
     def verdict(self) -> str:
         """One line: the status --drift answer."""
@@ -71,11 +81,31 @@ class DriftReport:
             extra = f" ({len(self.unmanaged)} unmanaged)" if self.unmanaged else ""
             return f"No drift: the database matches its {self.applied} applied migration(s){extra}."
         count = len(self.differences) + (len(self.unmanaged) if self.strict else 0)
-        return f"Drift: {count} difference(s) from the {self.applied} applied migration(s) (run `mf db drift`)."
+        partly = f"migration {', '.join(self.partly_applied)} is partly applied" if self.partly_applied else ""
+        if not count:
+            return f"Drift: {partly} (run `mf db drift`)."
+        also = f"; {partly}" if partly else ""
+        return (f"Drift: {count} difference(s) from the {self.applied} applied migration(s){also} "
+                f"(run `mf db drift`).")
+
+    def partial_lines(self) -> list:
+        """The section on a migration partly applied: what it is, what to do, what of it
+        the database holds."""
+        lines = []
+        for name in self.partly_applied:
+            number = name.split("_", 1)[0]
+            lines.append(f"Partly applied: {name} runs outside a transaction and stopped midway (recorded as "
+                         f"started); settle it with `mf db resolve {number} --applied` or `--rolled-back`.")
+        if self.partial_changes:
+            lines.append("  In the database from it:")
+            lines += [f"    {d.describe()}" for d in self.partial_changes]
+        return lines
 
     def to_json(self) -> dict:
         return {"drift": self.drifted, "applied": self.applied, "strict": self.strict,
                 "differences": [d.to_json() for d in self.differences], "unmanaged": self.unmanaged,
+                "partly_applied": [{"migration": name, "in_database": [d.to_json() for d in self.partial_changes]}
+                                   for name in self.partly_applied],
                 "sql": self.statements}
 
 
@@ -96,22 +126,24 @@ def owned_names(migrations) -> tuple:
 # ---------------------------------------------------------------- comparing two catalogs
 
 def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=(),
-            constraint_names: bool = False, enum_types: bool = False, show_type=str) -> tuple:
+            constraint_names: bool = False, enum_types: bool = False, show_type=str, same_type=None) -> tuple:
     """(differences, unmanaged) between the live catalog and the expected one."""
     differences: list = []
     unmanaged: list = []
     for name in sorted(set(expected.tables) - set(actual.tables)):
-        differences.append(Difference("-", "table", name, name))
+        differences.append(Difference("-", "table", name, name, breaks=True))
     for name in sorted(set(actual.tables) - set(expected.tables) - {LEDGER_TABLE}):
         if name in owned_tables:
             differences.append(Difference("+", "table", name, name))
         else:
             unmanaged.append(f"table {name}")
     for name in sorted(set(actual.tables) & set(expected.tables)):
-        differences.extend(compare_table(actual.tables[name], expected.tables[name], constraint_names, show_type))
+        differences.extend(compare_table(actual.tables[name], expected.tables[name], constraint_names, show_type,
+                                         _enum_values(expected, expected.tables[name]), same_type))
     if enum_types:
         for name in sorted(set(expected.enums) - set(actual.enums)):
-            differences.append(Difference("-", "enum", None, name, expected=_labels(expected.enums[name])))
+            differences.append(Difference("-", "enum", None, name, expected=_labels(expected.enums[name]),
+                                          breaks=True))
         for name in sorted(set(actual.enums) - set(expected.enums)):
             if name in owned_types:
                 differences.append(Difference("+", "enum", None, name, database=_labels(actual.enums[name])))
@@ -124,8 +156,21 @@ def compare(actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=
     return differences, unmanaged
 
 
-def compare_table(actual: Table, expected: Table, constraint_names: bool, show_type=str) -> list:
+def _enum_values(catalog: Catalog, table: Table) -> dict:
+    """column -> the values an enum column takes (its type's labels, or its CHECK list)."""
+    values = {c.column: c.values for c in table.checks}
+    for column in table.columns.values():
+        labels = catalog.enums.get(column.type.strip('"'))
+        if labels is not None:
+            values[column.name] = labels
+    return values
+
+
+def compare_table(actual: Table, expected: Table, constraint_names: bool, show_type=str,
+                  enum_values=None, same_type=None) -> list:
     table = actual.name
+    enum_values = enum_values or {}
+    same_type = same_type or (lambda a, b: a == b)
     found: list = []
     for column in expected.columns:
         if column not in actual.columns:
@@ -140,21 +185,28 @@ def compare_table(actual: Table, expected: Table, constraint_names: bool, show_t
         if have is None:
             continue
         where = f"{table}.{column}"
-        if have.type != wanted.type:
+        if not same_type(have.type, wanted.type):
             found.append(Difference("~", "column", table, where, show_type(have.type), show_type(wanted.type)))
         if have.nullable != wanted.nullable:
             found.append(Difference("~", "column", table, where, _nullable(have.nullable),
                                     _nullable(wanted.nullable)))
         if have.default != wanted.default:
-            found.append(Difference("~", "column", table, where, _default(have.default), _default(wanted.default)))
+            stored = default_text(have.default)
+            rejected = column in enum_values and stored is not None and stored not in enum_values[column]
+            found.append(Difference("~", "column", table, where, _default(have.default), _default(wanted.default),
+                                    breaks=rejected))
         if have.identity != wanted.identity:
             found.append(Difference("~", "column", table, where, _identity(have.identity),
                                     _identity(wanted.identity)))
     if actual.primary_key != expected.primary_key:
         found.append(Difference("~", "primary key", table, table,
                                 _columns(actual.primary_key) or "none", _columns(expected.primary_key) or "none"))
-    found += _compare_grouped(table, "foreign key", actual.foreign_keys, expected.foreign_keys,
-                              lambda k: k.columns, lambda k: _key_text(k, constraint_names))
+    keys = _compare_grouped(table, "foreign key", actual.foreign_keys, expected.foreign_keys,
+                            lambda k: k.columns, lambda k: _key_text(k, constraint_names))
+    wanted_targets = {k.columns: k.target for k in expected.foreign_keys}
+    elsewhere = {_subject(table, "foreign key", k.columns) for k in actual.foreign_keys
+                 if wanted_targets.get(k.columns, k.target) != k.target}
+    found += [replace(d, breaks=True) if d.name in elsewhere and d.sign != "-" else d for d in keys]
     found += _compare_grouped(table, "unique", actual.uniques, expected.uniques,
                               lambda u: u.columns, lambda u: _unique_text(u, constraint_names))
     found += _compare_grouped(table, "index", actual.indexes, expected.indexes,
@@ -194,6 +246,28 @@ def _subject(table: str, kind: str, key: tuple) -> str:
     if kind == "index":
         return key[0]
     return f"{table}.{key[0]}" if len(key) == 1 else f"{table}({', '.join(key)})"
+
+
+def default_text(sql) -> Optional[str]:
+    """The string inside a default as a catalog shows it ('ADMIN', 'ADMIN'::userrole), or None."""
+    if sql is None:
+        return None
+    text = str(sql).strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    if not text.startswith("'"):
+        return None
+    value, position = [], 1
+    while position < len(text):
+        if text[position] == "'":
+            if text[position + 1:position + 2] == "'":
+                value.append("'")
+                position += 2
+                continue
+            return "".join(value)
+        value.append(text[position])
+        position += 1
+    return None
 
 
 def _key_text(key, names: bool) -> str:
@@ -259,47 +333,78 @@ def repair_statements(dialect, actual: Catalog, expected: Catalog, expected_sche
 async def detect(config, *, strict: bool = False, with_sql: bool = False) -> DriftReport:
     """Compare the configured database with its applied migrations (see the module)."""
     from . import drivers, store
-    from .differ import diff
     from .dialects import dialect_for
-    from .errors import DatabaseError, DriftError
+    from .errors import DriftError
 
     dialect = dialect_for(config.driver)
     if not drivers.database_exists(config):
         raise DriftError(f"the database {config.display_dsn} does not exist yet; nothing to compare")
     async with await drivers.connect(config) as connection:
-        applied = await _applied_names(connection, dialect)
+        states = await _ledger_states(connection, dialect)
         files = store.list_migration_files(config.migrations_dir)
         by_name = {f.name: f for f in files}
-        missing = [name for name in applied if name not in by_name]
+        missing = [name for name, _state in states if name not in by_name]
         if missing:
             raise DriftError(f"migration {missing[0]} is recorded as applied but its file is missing from "
                              f"{config.migrations_dir}; the expected schema cannot be built without it")
+        applied = {name for name, state in states if state == APPLIED}
+        started = [name for name, state in states if state == STARTED]
         migrations, expected_schema = store.load_history(config.migrations_dir,
-                                                         [f for f in files if f.name in set(applied)])
+                                                         [f for f in files if f.name in applied])
+        if started:
+            begun, begun_schema = store.load_history(config.migrations_dir,
+                                                     [f for f in files if f.name in applied or f.name in started])
         actual = await dialect.read_catalog(connection)
-        statements = dialect.migration_sql(diff(Schema(), expected_schema))
-        try:
-            if dialect.scratch_database:
-                async with await drivers.connect(replace(config, dsn=":memory:")) as scratch:
-                    expected = await dialect.catalog_of(scratch, statements)
-            else:
-                expected = await dialect.catalog_of(connection, statements)
-        except drivers.StatementError as exc:
-            raise DatabaseError(f"cannot build the expected schema to compare with ({exc.message}); on "
-                                f"PostgreSQL mf builds it in a schema it rolls back, which needs the right "
-                                f"to create a schema in the database") from None
-    tables, types = owned_names(migrations)
-    differences, unmanaged = compare(actual, expected, owned_tables=tables, owned_types=types,
-                                     constraint_names=dialect.catalog_constraint_names,
-                                     enum_types=dialect.has_enum_types, show_type=dialect.type_display)
+    expected = await expected_catalog(config, dialect, expected_schema)
+    tables, types = owned_names(begun if started else migrations)
+    differences, unmanaged = compare_catalogs(dialect, actual, expected, owned_tables=tables, owned_types=types)
     report = DriftReport(differences, unmanaged, len(migrations), strict)
-    if with_sql and differences:
+    if started:
+        # What differs from the applied schema but not from the one the started migration
+        # builds is its work, done before it stopped; what differs from both is drift.
+        after = await expected_catalog(config, dialect, begun_schema)
+        still, still_unmanaged = compare_catalogs(dialect, actual, after, owned_tables=tables, owned_types=types)
+        kept = set(still)
+        report.partly_applied = sorted(started, key=lambda name: by_name[name].number)
+        report.partial_changes = [d for d in differences if d not in kept]
+        report.differences = [d for d in differences if d in kept]
+        report.unmanaged = [u for u in unmanaged if u in still_unmanaged]
+    if with_sql and report.differences and not started:
+        # A migration left half-way is settled with resolve first: a repair now could
+        # only guess which side of it the database is meant to be on.
         report.statements = repair_statements(dialect, actual, expected, expected_schema, tables)
     return report
 
 
-async def _applied_names(connection, dialect) -> list:
+async def expected_catalog(config, dialect, schema: Schema) -> Catalog:
+    """The catalog ``schema`` has when mf creates it (diff from nothing, the dialect's
+    SQL), built where it leaves nothing behind, on a connection of its own."""
+    from . import drivers
+    from .differ import diff
+    from .errors import DatabaseError
+
+    statements = dialect.migration_sql(diff(Schema(), schema))
+    scratch_config = replace(config, dsn=":memory:") if dialect.scratch_database else config
+    async with await drivers.connect(scratch_config) as scratch:
+        try:
+            return await dialect.catalog_of(scratch, statements)
+        except drivers.StatementError as exc:
+            raise DatabaseError(f"cannot build the expected schema to compare with ({exc.message}); on "
+                                f"PostgreSQL mf builds it in a schema it rolls back, which needs the right "
+                                f"to create a schema in the database") from None
+
+
+def compare_catalogs(dialect, actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=()) -> tuple:
+    """compare() as the dialect reads its catalog (names it can address, enum types,
+    its spelling of types)."""
+    return compare(actual, expected, owned_tables=owned_tables, owned_types=owned_types,
+                   constraint_names=dialect.catalog_constraint_names, enum_types=dialect.has_enum_types,
+                   show_type=dialect.type_display, same_type=dialect.same_type)
+
+
+async def _ledger_states(connection, dialect) -> list:
+    """[(name, state)] of the ledger's rows, in the order they were written."""
     if not await connection.fetch(dialect.ledger_exists_sql()):
         return []
-    return [row[0] for row in await connection.fetch(dialect.ledger_select_sql()) if row[2] == "applied"]
+    return [(row[0], row[2]) for row in await connection.fetch(dialect.ledger_select_sql())]
 

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .dialects.base import LEDGER_TABLE
+from .dialects.base import LEDGER_TABLE, foreign_key_name, primary_key_name, unique_name
 from .dialects.catalog import Catalog, Table
-from .schema import Enum, Field, Index, Model, Schema, index_condition_problem
+from .schema import Enum, Field, Index, Model, Schema, index_condition_problem, index_name
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,7 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         if check.column not in table.columns:
             notes.append((table.name, f"check {check.name or check.column} is not on a column"))
     unique_columns = {u.columns[0] for u in table.uniques if len(u.columns) == 1}
+    unique_names = {u.columns[0]: u.name for u in table.uniques if len(u.columns) == 1}
     unique_columns |= {i.columns[0] for i in table.indexes if i.unique and i.columns and len(i.columns) == 1
                        and i.condition is None and model is None and not unique_indexes}
     checks = {c.column: c for c in table.checks}
@@ -172,23 +173,29 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
             target = model_names.get(key.target, model_name_for(key.target))
             f = f._replace(type="ForeignKey", target=target, on_delete=_ON_DELETE.get(key.on_delete, "NO_ACTION"),
                            max_length=None, max_digits=None, decimal_places=None, enum=None,
-                           deferrable=key.deferrable and key.initially_deferred)
+                           fk_name=_own_name(key.name, foreign_key_name(table.name, column.name)),
+                           deferrable=(("deferred" if key.initially_deferred else "immediate")
+                                       if key.deferrable else None))
             if key.deferrable and not key.initially_deferred:  # the language says only INITIALLY DEFERRED
                 notes.append((table.name, f"the foreign key of {column.name} is DEFERRABLE INITIALLY IMMEDIATE"))
         if table.primary_key == (column.name,):
-            f = f._replace(primary_key=True, null=False)
+            f = f._replace(primary_key=True, null=False,
+                           key_name=_own_name(table.primary_key_name, primary_key_name(table.name)))
             if f.type == "ForeignKey":  # a key that is a foreign key: one row each, as in inheritance
                 f = f._replace(type="OneToOneField", unique=True)
         elif column.name in unique_columns:
             one_to_one = f.type == "ForeignKey" and (known is None or known.type == "OneToOneField")
-            f = f._replace(unique=True, type="OneToOneField" if one_to_one else f.type)
+            named = unique_names.get(column.name)
+            f = f._replace(unique=True, type="OneToOneField" if one_to_one else f.type,
+                           key_name=_own_name(named, unique_name(table.name, column.name)))
         fields.append(f)
     indexes = []
     known_indexes = {i.name: i for i in model.indexes} if model is not None else {}
     by_column = {f.column: f.name for f in fields}
     for unique in table.uniques:
         if len(unique.columns) > 1 and all(c in by_column for c in unique.columns):
-            indexes.append(Index(unique.name, tuple(by_column[c] for c in unique.columns), True))
+            name = _own_name(unique.name, "") or index_name("uq", table.name, unique.columns)
+            indexes.append(Index(name, tuple(by_column[c] for c in unique.columns), True, constraint=True))
     for index in table.indexes:
         if index.name in known_indexes and wanted is not None and \
                 index_text(index) in [index_text(i) for i in wanted.indexes if i.name == index.name]:
@@ -204,6 +211,14 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         else:
             notes.append((table.name, f"index {index.name} ({index_text(index)}) cannot be written in models.mp"))
     return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)))
+
+
+def _own_name(name: Optional[str], conventional: str) -> Optional[str]:
+    """A constraint's name where it is not the one mf gives (None: mf's, or none at all;
+    SQLite's automatic index of an unnamed UNIQUE is no name a statement can use)."""
+    if not name or name == conventional or name.startswith("sqlite_autoindex_"):
+        return None
+    return name
 
 
 _ON_DELETE = {"CASCADE": "CASCADE", "SET NULL": "SET_NULL", "RESTRICT": "RESTRICT", "NO ACTION": "NO_ACTION",

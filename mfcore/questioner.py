@@ -10,6 +10,10 @@ from typing import Optional
 
 from .schema import Field, Model
 
+# The answer to a backfill question that asks for a run_sql step the user fills in,
+# instead of one value for every row (`--backfill Model.field=@sql`; backfills.py).
+BY_HAND = "@sql"
+
 
 class Questioner:
     """Answers no to every question: off a terminal mf does not guess."""
@@ -22,7 +26,8 @@ class Questioner:
 
     def ask_backfill(self, model: str, field: Field) -> Optional[str]:
         """A one-off value, as typed, for the rows a NOT NULL change leaves without one;
-        None: no value (the change is refused)."""
+        BY_HAND: a run_sql step the user fills in (backfills.py); None: no value (the
+        change is refused)."""
         return None
 
 
@@ -47,9 +52,13 @@ class InteractiveQuestioner(Questioner):
 
     def ask_backfill(self, model, field):
         if field.unique:
-            return None  # one value for every row cannot be unique: refused with advice
+            # One value for every row cannot be unique: only the rows' own SQL can fill it.
+            wanted = self._ask(f"{model}.{field.name} ({field.type}) becomes NOT NULL and unique: rows that exist "
+                               "need a value each. Write a run_sql step into the migration for you to fill them?")
+            return BY_HAND if wanted else None
         self.output.write(f"{model}.{field.name} ({field.type}) becomes NOT NULL: rows that exist need a value. "
-                          "A one-off value for them (JSON or text; empty to stop): ")
+                          "A one-off value for them (JSON or text), @sql to fill them yourself in a run_sql step "
+                          "of the migration, or empty to stop: ")
         self.output.flush()
         answer = self.input.readline().strip()
         return answer or None

@@ -33,8 +33,16 @@ class Field(NamedTuple):
     enum: Optional[str] = None
     target: Optional[str] = None
     on_delete: Optional[str] = None
-    # A foreign key whose constraint is checked at COMMIT (DEFERRABLE INITIALLY DEFERRED).
-    deferrable: bool = False
+    # What models.mp cannot say about a database that mf took over (mf db baseline),
+    # kept so that later changes address the objects that exist: the name of the
+    # foreign key's constraint, of the PRIMARY KEY or UNIQUE constraint, where it is
+    # not the name mf gives (None: mf's name).
+    fk_name: Optional[str] = None
+    key_name: Optional[str] = None
+    # A DEFERRABLE foreign key: "deferred" (checked at COMMIT: deferrable=true in
+    # models.mp) or "immediate" (DEFERRABLE INITIALLY IMMEDIATE, kept from a database
+    # taken over; models.mp cannot say it).
+    deferrable: Optional[str] = None
     # A default the database computes for each row, from a closed set: "uuid4".
     db_default: Optional[str] = None
 
@@ -90,6 +98,9 @@ class Index(NamedTuple):
     where: Optional[str] = None
     # A PostgreSQL operator class for every column (varchar_pattern_ops); SQLite has none.
     opclass: Optional[str] = None
+    # A UNIQUE constraint of the table rather than an index of its own (a database
+    # taken over: Django's unique_together, for one); models.mp cannot say which.
+    constraint: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .schema import DB_DEFAULTS, OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
+from .schema import DB_DEFAULTS, MAX_IDENTIFIER, OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
 
 FORMAT = 1
 # schema.json's key for the digest of the models.mp text it was made from (store.models_digest).
@@ -27,7 +27,8 @@ _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 # Field attributes written only when they differ from these defaults.
 _FIELD_DEFAULTS = Field("", "", "")._asdict()
 _OPTIONAL_KEYS = ("null", "unique", "primary_key", "max_length", "max_digits", "decimal_places",
-                  "auto_now", "auto_now_add", "enum", "on_delete", "deferrable", "db_default")
+                  "auto_now", "auto_now_add", "enum", "on_delete", "fk_name", "key_name", "deferrable",
+                  "db_default")
 
 
 def dumps(document) -> bytes:
@@ -61,10 +62,11 @@ def field_from_json(doc: dict, where: str = "schema") -> Field:
 
 # What a field definition read from a file may hold: everything that reaches SQL is
 # a checked integer, a name (always quoted by the dialects) or a literal (escaped).
-_FLAGS = ("null", "unique", "primary_key", "auto_now", "auto_now_add", "deferrable")
+_FLAGS = ("null", "unique", "primary_key", "auto_now", "auto_now_add")
 _SIZES = {"max_length": 10_485_760, "max_digits": 1000, "decimal_places": 1000}
-_NAMES = ("enum", "to", "on_delete")
+_NAMES = ("enum", "to", "on_delete", "fk_name", "key_name")
 ON_DELETE_ACTIONS = ("CASCADE", "SET_NULL", "RESTRICT", "PROTECT", "NO_ACTION", "SET_DEFAULT")
+DEFERRABLE_MODES = ("immediate", "deferred")  # DEFERRABLE INITIALLY IMMEDIATE / DEFERRED
 
 
 def check_field_doc(doc, where: str) -> None:
@@ -93,6 +95,13 @@ def check_field_doc(doc, where: str) -> None:
     if doc.get("on_delete") is not None and doc["on_delete"] not in ON_DELETE_ACTIONS:
         raise SchemaFileError(f"{where}.on_delete must be one of {', '.join(ON_DELETE_ACTIONS)}, "
                               f"got {_short(doc['on_delete'])}")
+    if doc.get("deferrable") is not None and doc["deferrable"] not in DEFERRABLE_MODES:
+        raise SchemaFileError(f"{where}.deferrable must be one of {', '.join(DEFERRABLE_MODES)}, "
+                              f"got {_short(doc['deferrable'])}")
+    for key in ("fk_name", "key_name"):
+        if doc.get(key) is not None and (len(doc[key].encode("utf-8")) > MAX_IDENTIFIER or "\x00" in doc[key]):
+            raise SchemaFileError(f"{where}.{key} must be a name of at most {MAX_IDENTIFIER} bytes, "
+                                  f"got {_short(doc[key])}")
     if doc.get("db_default") is not None and doc["db_default"] not in DB_DEFAULTS:
         raise SchemaFileError(f"{where}.db_default must be one of {', '.join(DB_DEFAULTS)}, "
                               f"got {_short(doc['db_default'])}")
@@ -135,8 +144,11 @@ def check_index_doc(doc, where: str) -> None:
     fields = doc.get("fields")
     if type(fields) is not list or not fields or any(type(f) is not str or not f for f in fields):
         raise SchemaFileError(f"{where}.fields must be a list of field names, got {_short(fields)}")
-    if "unique" in doc and type(doc["unique"]) is not bool:
-        raise SchemaFileError(f"{where}.unique must be true or false, got {_short(doc['unique'])}")
+    for key in ("unique", "constraint"):
+        if key in doc and type(doc[key]) is not bool:
+            raise SchemaFileError(f"{where}.{key} must be true or false, got {_short(doc[key])}")
+    if doc.get("constraint") and not doc.get("unique"):
+        raise SchemaFileError(f"{where} is a constraint, so it must be unique")
     if doc.get("where") is not None and index_condition_problem(doc["where"]) is not None:
         raise SchemaFileError(f"{where}.where {index_condition_problem(doc['where'])}, got {_short(doc['where'])}")
     if doc.get("opclass") is not None and (type(doc["opclass"]) is not str or not OPCLASS.fullmatch(doc["opclass"])):
@@ -187,7 +199,7 @@ def new_form_fields(raw_fields: list, field_class=Field):
             name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
             "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
             get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"),
-            get("deferrable", False), get("db_default"))))
+            get("fk_name"), get("key_name"), get("deferrable"), get("db_default"))))
     return tuple(fields)
 
 
@@ -211,13 +223,15 @@ def index_to_json(index: Index) -> dict:
         doc["where"] = index.where
     if index.opclass is not None:
         doc["opclass"] = index.opclass
+    if index.constraint:
+        doc["constraint"] = True
     return doc
 
 
 def index_from_json(doc, where) -> Index:
     try:
         return Index(doc["name"], tuple(doc["fields"]), bool(doc.get("unique", False)), doc.get("where"),
-                     doc.get("opclass"))
+                     doc.get("opclass"), bool(doc.get("constraint", False)))
     except (KeyError, TypeError):
         raise SchemaFileError(f"{where}: malformed index {_short(doc)}") from None
 

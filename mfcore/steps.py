@@ -65,10 +65,23 @@ def step_for(dialect, migration: Migration, project_dir: Optional[str] = None) -
     in a transaction, a migration marked "atomic": false (written for statements such
     as CREATE INDEX CONCURRENTLY) still runs in one, which is strictly safer.
     ``project_dir``: where run_python functions are imported from (default: here)."""
+    _refuse_templates(migration)
     atomic = migration.atomic or not dialect.supports_non_atomic
     statements = tuple(_translated(migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic),
                                   project_dir or os.getcwd()))
     return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations))
+
+
+def _refuse_templates(migration: Migration) -> None:
+    """A run_sql step that still holds the placeholder makemigrations wrote is no SQL
+    yet: running it would do nothing and the NOT NULL after it would fail on the rows."""
+    for position, operation in enumerate(migration.operations):
+        target = getattr(operation, "unfilled", None)
+        if target:
+            raise MigrationFileError(
+                f"{migration.name}: ops[{position}] is the run_sql template makemigrations wrote to fill {target}, "
+                "not SQL yet: replace its \"sql\" with the statements that fill every row (see its \"doc\"), "
+                "then migrate again")
 
 
 def _translated(migration: Migration, translate, project_dir: str) -> list:

@@ -2,11 +2,11 @@
 
 The live catalog is read into the Schema IR (introspect), and written as migration
 001 with its schema.json, and models.mp when the project has none; 001 is recorded
-as applied without running (migrate's fake). So that later migrations address the
-objects that exist, the database's single-column keys and UNIQUEs are first renamed
-to the names mf's operations use (PostgreSQL; SQLite rebuilds tables and never
-addresses them by name), and indexes keep their own names in 001 and the snapshot.
-The renames run in one transaction before anything is written.
+as applied without running (migrate's fake). The database is not changed: its
+constraints and indexes keep the names they have, and 001 and schema.json record
+them (a field's ``fk_name`` and ``key_name`` where they are not the names mf gives,
+an index under its own name, a DEFERRABLE foreign key), so later migrations address
+the objects that exist and a fresh database built from the files has the same names.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .dialects.base import LEDGER_TABLE
 class BaselineResult:
     migration: str                                 # the file written, e.g. 001_baseline.json
     tables: int
-    renamed: list = field(default_factory=list)    # the RENAME CONSTRAINT statements run
+    kept_names: list = field(default_factory=list)  # "table.constraint": names not mf's, kept in 001
     notes: list = field(default_factory=list)      # [(table or None, what models.mp cannot say)]
     models_written: bool = False                   # models.mp was written (the project had none)
 
@@ -46,22 +46,12 @@ async def baseline(config, *, name: str = "baseline") -> BaselineResult:
             raise DatabaseError(f"the database {config.display_dsn} has an {LEDGER_TABLE} ledger already: mf "
                                 "migrates it, there is nothing to take over")
         catalog = await dialect.read_catalog(connection)
-        if not catalog.tables:
-            raise DatabaseError(f"the database {config.display_dsn} has no tables; there is nothing to take "
-                                "over (run makemigrations and migrate)")
-        renames = dialect.constraint_renames_sql(catalog)
-        schema, notes = schema_of_catalog(catalog, dialect, unique_indexes=True)
-        operations = diff(Schema(), schema)
-        if renames:
-            await connection.execute(dialect.begin_sql)
-            try:
-                for statement in renames:
-                    await connection.execute(statement)
-            except drivers.StatementError as exc:
-                await connection.execute("ROLLBACK")
-                raise DatabaseError(f"baseline could not rename the database's constraints to mf's names "
-                                    f"({exc.message}); nothing was changed") from None
-            await connection.execute("COMMIT")
+    if not catalog.tables:
+        raise DatabaseError(f"the database {config.display_dsn} has no tables; there is nothing to take "
+                            "over (run makemigrations and migrate)")
+    refuse_doubled_constraints(catalog)
+    schema, notes = schema_of_catalog(catalog, dialect, unique_indexes=True)
+    operations = diff(Schema(), schema)
     os.makedirs(directory, exist_ok=True)
     path = store.write_migration(directory, 1, name, operations)
     migration = os.path.basename(path)
@@ -71,4 +61,32 @@ async def baseline(config, *, name: str = "baseline") -> BaselineResult:
         header = f"Taken over from the {dialect.title} database {config.display_dsn} by `mf db baseline`."
         store.atomic_write(config.models_path, models_text(schema, notes, header).encode("utf-8"))
     await applier.migrate(config, fake=True)
-    return BaselineResult(migration, len(schema.models), renames, notes, models_written)
+    return BaselineResult(migration, len(schema.models), kept_names(schema), notes, models_written)
+
+
+def refuse_doubled_constraints(catalog) -> None:
+    """A column with two foreign keys (or two UNIQUEs) of its own: a field has one of
+    each, so 001 could not say both, and which one to keep is the user's call."""
+    from .errors import DriftError
+
+    for table in sorted(catalog.tables.values(), key=lambda t: t.name):
+        for kind, items in (("foreign keys", table.foreign_keys), ("UNIQUE constraints", table.uniques)):
+            seen: dict = {}
+            for item in items:
+                if len(item.columns) != 1:
+                    continue
+                column = item.columns[0]
+                if column in seen:
+                    first, second = sorted((seen[column] or "(unnamed)", item.name or "(unnamed)"))
+                    raise DriftError(f"column {table.name}.{column} has two {kind}, {first} and {second}; "
+                                     "drop the one that is not wanted, then run baseline again")
+                seen[column] = item.name
+
+
+def kept_names(schema) -> list:
+    """The constraints 001 addresses by the database's own names (not mf's)."""
+    found = []
+    for model in sorted(schema.models.values(), key=lambda m: m.table):
+        for f in model.fields:
+            found += [f"{model.table}.{name}" for name in (f.key_name, f.fk_name) if name]
+    return found

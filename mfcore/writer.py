@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .backfills import apply_backfills
+from .backfills import apply_backfills, filled_by_hand
 from .config import Config
 from .differ import diff
 from .errors import SchemaFileError, UnsafeChangeError
@@ -22,7 +22,7 @@ from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
 from .operations import AddColumn, AlterColumn, fold
 from . import model_cache
-from .questioner import Questioner
+from .questioner import BY_HAND, Questioner
 from .schema import Schema
 from . import store
 
@@ -88,6 +88,7 @@ def current_snapshot(directory: str, files, notices: list, repair: bool, data: O
 def check_safety(operations, old: Schema) -> None:
     """Refuse changes that would fail on a table holding rows; say what to do instead."""
     problems = []
+    by_hand = filled_by_hand(operations)
     for operation in operations:
         if isinstance(operation, AddColumn) and operation.model in old.models:
             f = operation.field
@@ -96,19 +97,29 @@ def check_safety(operations, old: Schema) -> None:
                 problems.append(
                     f"cannot add {f.type} '{operation.model}.{f.name}' as NOT NULL without a default: "
                     f"if table '{operation.table}' has rows, they would have no value. Give it a default "
-                    f"(default=...) or allow NULL (null=true), then run makemigrations again; or give the "
-                    f"rows a one-off value with --backfill {operation.model}.{f.name}=VALUE.")
+                    f"(default=...) or allow NULL (null=true), then run makemigrations again; or "
+                    + _backfill_advice(operation.model, f))
         if isinstance(operation, AlterColumn) and operation.old.null and not operation.new.null \
-                and not _fills_nulls(operation.new) and operation.backfill is None:
+                and not _fills_nulls(operation.new) and operation.backfill is None \
+                and f"{operation.table}.{operation.new.column}" not in by_hand:
             f = operation.new
             problems.append(
                 f"cannot make '{operation.model}.{f.name}' NOT NULL without a default: rows of table"
                 f" '{operation.table}' may hold NULL there, and the change would fail on them. Give it a"
                 f" default (default=...), which fills those rows first, or keep null=true and fill them"
-                f" before making it NOT NULL; or give those rows a one-off value with --backfill"
-                f" {operation.model}.{f.name}=VALUE.")
+                f" before making it NOT NULL; or " + _backfill_advice(operation.model, f))
     if problems:
         raise UnsafeChangeError("\n".join(problems))
+
+
+def _backfill_advice(model: str, f) -> str:
+    """The end of a refusal: the --backfill forms that would do (a unique column cannot
+    take one value for every row)."""
+    by_hand = (f"fill them yourself in the same migration: --backfill {model}.{f.name}={BY_HAND} writes a run_sql "
+               "step to complete before migrating.")
+    if f.unique:
+        return by_hand
+    return f"give the rows a one-off value with --backfill {model}.{f.name}=VALUE, or " + by_hand
 
 
 def _fills_nulls(f) -> bool:
@@ -155,7 +166,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
             old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
 
     rebuilt = bool(notices)  # current_snapshot rebuilt schema.json from the files
-    operations = diff(old, new, questioner)
+    operations = diff(old, new, questioner, keep_names=True)
     operations = apply_backfills(operations, old, new, backfills, questioner or Questioner())
     check_safety(operations, old)
     if rebuilt and repair and files and not operations and not empty:

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 import dbutil
-from mfcore import applier
+from mfcore import applier, drift_check
 from mfcore.dialects.postgresql import ADVISORY_LOCK_KEY
 from mfcore.api import makemigrations
 from mfcore.config import config_for
@@ -416,6 +416,43 @@ def test_adoption_refuses_a_database_holding_part_of_the_tables(target, compat):
     with pytest.raises(DriftError, match="lt_invoices"):
         run(applier.migrate, config)
     assert "mf_migrations" not in target.tables()
+
+
+def _as_the_earlier_tool_left_it(target, config) -> None:
+    for _name, statements in run(applier.pending_sql, config):  # what the earlier tool had run
+        for statement in statements:
+            target.execute(statement)
+
+
+def test_adoption_reports_what_differs_as_drift_does(target, compat):
+    """Adoption compares as mf db drift does: a column dropped by hand is a warning on its
+    drift line, the migrations are recorded, and drift then says the same, word for word."""
+    config = _compat(target, compat)
+    _as_the_earlier_tool_left_it(target, config)
+    target.execute('ALTER TABLE lt_invoices DROP COLUMN "text"')
+    notices: list = []
+
+    assert run(applier.migrate, config, notices=notices) == []
+    assert target.ledger_names() == ONR_NAMES
+    warned = [line.strip() for line in notices if line.startswith("  ")]
+    assert len(warned) == 1 and warned[0].startswith("[-] column lt_invoices.text ") \
+        and warned[0].endswith(" (missing from the database)"), notices
+    assert [d.describe() for d in run(drift_check.detect, config).differences] == warned
+
+
+def test_adoption_refuses_a_foreign_key_to_another_table_on_its_drift_line(pg_target, compat):
+    config = _compat(pg_target, compat)
+    _as_the_earlier_tool_left_it(pg_target, config)
+    pg_target.execute("ALTER TABLE lt_invoices DROP CONSTRAINT lt_invoices_customer_fkey")
+    pg_target.execute("ALTER TABLE lt_invoices ADD CONSTRAINT lt_invoices_customer_fkey FOREIGN KEY (customer)"
+                      " REFERENCES lt_invoices (id)")
+
+    with pytest.raises(DriftError) as refused:
+        run(applier.migrate, config)
+    assert ("\n  [~] foreign key lt_invoices.customer: -> lt_invoices(id) ON DELETE NO ACTION named "
+            "lt_invoices_customer_fkey in the database, -> lt_customers(id) ON DELETE CASCADE named "
+            "lt_invoices_customer_fkey expected\n") in str(refused.value)
+    assert "mf_migrations" not in pg_target.tables()
 
 
 def test_applied_naming_a_file_that_is_not_there_is_an_integrity_error(target, compat):

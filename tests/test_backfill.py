@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from test_makemigrations import run_on_terminal
 from test_rollback import database, ledger  # noqa: F401 - the fixture, on both databases
 
@@ -65,8 +67,53 @@ def test_a_unique_column_cannot_take_one_value_and_run_sql_is_named(project):
     refused = project.run("db", "makemigrations", "--backfill", "Line.color=blue")
     assert refused.code == 2, refused
     assert "is unique, and one value for every row would break that" in refused.err
-    assert "run_sql" in refused.err
+    assert "run_sql" in refused.err and "--backfill Line.color=@sql" in refused.err, refused
     assert len(list(project.migrations.glob("0*.json"))) == 1
+    before = project.state()
+    unasked = project.run("db", "makemigrations")
+    assert unasked.code == 2 and "--backfill Line.color=@sql" in unasked.err, unasked
+    assert "--backfill Line.color=VALUE" not in unasked.err  # one value cannot be unique
+    assert project.state() == before
+
+
+def test_at_sql_on_a_column_made_not_null_fills_it_by_the_users_sql_first(project, database):
+    env, query = database
+    started(project, env, query)
+    project.write_models(BASKET % "    color = CharField(20)\n")
+    made = project.run("db", "makemigrations", "--backfill", "Line.color=@sql")
+    assert made.code == 0, made
+    [written] = project.migrations.glob("002_*.json")
+    document = json.loads(written.read_text())
+    assert [op["op"] for op in document["ops"]] == ["run_sql", "alter_column"]
+    assert document["ops"][1].get("backfill") is None
+    document["ops"][0]["sql"] = "UPDATE line SET color = 'qty-' || qty WHERE color IS NULL"
+    written.write_text(json.dumps(document))
+    assert project.run("db", "migrate", env=env).code == 0
+    assert query("SELECT qty, color FROM line ORDER BY qty") == [(1, "red"), (2, "qty-2")]
+    with pytest.raises(Exception):
+        query("INSERT INTO line (qty) VALUES (3)")  # NOT NULL now
+
+
+def test_on_a_terminal_at_sql_and_a_yes_for_a_unique_column_write_the_step(project):
+    project.write_models(BASKET % "    color = CharField(20, null=true)\n")
+    project.run("db", "makemigrations")
+    project.write_models(BASKET % "    color = CharField(20)\n")
+    code, output = run_on_terminal(project, "db", "makemigrations", "--name", "plain", answers=b"@sql\n")
+    assert code == 0 and "@sql to fill them yourself" in output, output
+    plain = json.loads((project.migrations / "002_plain.json").read_text())
+    assert [op["op"] for op in plain["ops"]] == ["run_sql", "alter_column"]
+    project.write_models(BASKET % "    color = CharField(20)\n    code = CharField(20, unique=true)\n")
+    code, output = run_on_terminal(project, "db", "makemigrations", "--name", "unique", answers=b"y\n")
+    assert code == 0 and "Line.code (CharField) becomes NOT NULL and unique" in output, output
+    unique = json.loads((project.migrations / "003_unique.json").read_text())
+    assert [op["op"] for op in unique["ops"]] == ["add_column", "run_sql", "alter_column"]
+    assert "line.code" in unique["ops"][1]["sql"]
+    project.write_models(BASKET % "    color = CharField(20)\n    code = CharField(20, unique=true)\n"
+                         "    other = CharField(20, unique=true)\n")
+    before = project.state()
+    code, output = run_on_terminal(project, "db", "makemigrations", answers=b"n\n")
+    assert code == 2 and "--backfill Line.other=@sql" in output, output
+    assert project.state() == before
 
 
 def test_on_a_terminal_the_value_is_asked_for(project):

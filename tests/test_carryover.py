@@ -26,7 +26,8 @@ def test_customer_app_is_carried_over_and_its_database_adopted(compat):
     assert result.code == 0, result
     assert "Carried this project over from the earlier single-plan format: plan.initial.json became " \
            "001_create_user.json" in result.out
-    assert "column users.whatsapp is in the migrations but not in the database" in result.out
+    # The differences, as mf db drift words them: reported, and the adoption goes on.
+    assert "  [-] column users.whatsapp VARCHAR(120) NOT NULL (missing from the database)\n" in result.out
     assert app.migration_names() == ["001_create_user.json"]
     assert json.loads((app.migrations / ".applied").read_text()) == {"applied": ["001_create_user.json"]}
     assert not (app.migrations / "plan.initial.json").exists()
@@ -56,9 +57,11 @@ def test_orm_demo_database_is_not_adopted_and_nothing_changes(compat):
     before_db = db_digest(demo.path / "demo.db")
     result = demo.run("db", "migrate", env={"MF_DATABASE_URL": "sqlite:///demo.db"})
     assert result.code == 2, result
-    assert "column orders.user references table user, which does not exist (model User's table is users)" \
-        in result.err
-    assert "column orders.status defaults to 'OrderStatus.PENDING', which its own enum OrderStatus rejects" \
+    # Each mismatch that stops the adoption, on its drift line.
+    assert "  [-] table users (missing from the database)\n" in result.err
+    assert ("  [~] foreign key orders.user: -> user(id) ON DELETE NO ACTION in the database, -> users(id) ON "
+            "DELETE CASCADE expected\n") in result.err
+    assert "  [~] orders.status: default 'OrderStatus.PENDING' in the database, default 'PENDING' expected\n" \
         in result.err
     assert "Traceback" not in result.err
     assert demo.state() == before_files

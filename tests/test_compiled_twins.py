@@ -32,7 +32,7 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.floats(al
 field_docs = st.dictionaries(
     st.sampled_from(["name", "type", "column", "null", "unique", "primary_key", "default", "max_length",
                      "max_digits", "decimal_places", "auto_now", "auto_now_add", "enum", "to", "on_delete",
-                     "params", "kwargs", "other"]),
+                     "fk_name", "key_name", "deferrable", "params", "kwargs", "other"]),
     scalars, max_size=8)
 
 

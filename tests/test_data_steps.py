@@ -26,34 +26,17 @@ def edit(path, change):
     path.write_text(json.dumps(document, indent=2))
 
 
-def without_default(value):
-    """A JSON document with client_id's default taken out, wherever it is described."""
-    if isinstance(value, list):
-        return [without_default(item) for item in value]
-    if isinstance(value, dict):
-        return {key: without_default(item) for key, item in value.items()
-                if not (key == "default" and value.get("name") == "client_id")}
-    return value
-
-
 def one_migration_with_a_filled_unique_column(project):
     """002 adds client_id, fills it from other columns (run_sql), then makes it NOT NULL
-    UNIQUE: what the differ wrote as two migrations, made one by hand."""
+    UNIQUE: makemigrations writes the file with the step's template
+    (--backfill Application.client_id=@sql), the user writes its SQL."""
     project.write_models(APPLICATION % "")
     assert project.run("db", "makemigrations").code == 0
-    project.write_models(APPLICATION % "    client_id = CharField(120, null=true)\n")
-    assert project.run("db", "makemigrations").code == 0
-    # makemigrations refuses NOT NULL without a value for the rows: written with a
-    # default, which the run_sql step makes needless and which is then taken out.
-    project.write_models(APPLICATION % "    client_id = CharField(120, unique=true, default=\"-\")\n")
-    assert project.run("db", "makemigrations", "--no-input").code == 0
     project.write_models(APPLICATION % "    client_id = CharField(120, unique=true)\n")
-    second, third = sorted(project.migrations.glob("00[23]_*.json"))
-    later = json.loads(third.read_text())["ops"]
-    edit(second, lambda d: d["ops"].extend([{"op": "run_sql", "sql": FILL, "reverse_sql": ""}]
-                                           + without_default(later)))
-    third.unlink()
-    edit(project.migrations / "schema.json", lambda d: d.update(without_default(d), migration=second.name))
+    made = project.run("db", "makemigrations", "--backfill", "Application.client_id=@sql")
+    assert made.code == 0, made
+    [second] = project.migrations.glob("002_*.json")
+    edit(second, lambda d: d["ops"][1].update(sql=FILL))
     assert project.run("db", "makemigrations", "--check").code == 0
     return second.name
 
@@ -77,6 +60,49 @@ def test_a_not_null_unique_column_filled_from_other_columns_in_one_migration(pro
     assert query("SELECT name, owner FROM application ORDER BY id") == [("web", 1), ("web", 2)]
     again = project.run("db", "migrate", env=env)
     assert again.code == 0 and query("SELECT client_id FROM application ORDER BY id") == [("web-1",), ("web-2",)]
+
+
+def test_backfill_at_sql_writes_one_file_add_nullable_fill_then_constrain(project):
+    project.write_models(APPLICATION % "")
+    project.run("db", "makemigrations")
+    project.write_models(APPLICATION % "    client_id = CharField(120, unique=true)\n")
+    made = project.run("db", "makemigrations", "--backfill", "Application.client_id=@sql")
+    assert made.code == 0, made
+    [written] = project.migrations.glob("002_*.json")
+    ops = json.loads(written.read_text())["ops"]
+    assert [op["op"] for op in ops] == ["add_column", "run_sql", "alter_column"]
+    added, step, altered = ops
+    assert added["field_def"].get("null") is True and not added["field_def"].get("unique")
+    assert "application.client_id" in step["sql"] and step["reverse_sql"] == ""
+    assert "application.client_id" in step["doc"] and "NOT NULL and UNIQUE" in step["doc"]
+    assert altered["old_def"] == added["field_def"]
+    assert not altered["field_def"].get("null") and altered["field_def"]["unique"] is True
+    schema = json.loads((project.migrations / "schema.json").read_text())
+    assert schema["migration"] == written.name
+    assert project.run("db", "makemigrations", "--check").code == 0  # schema.json is the models' own
+
+
+def test_migrate_refuses_the_untouched_template_and_applies_nothing(project, database):
+    env, query = database
+    project.write_models(APPLICATION % "")
+    project.run("db", "makemigrations")
+    assert project.run("db", "migrate", env=env).code == 0
+    query("INSERT INTO application (name, owner) VALUES ('web', 1)")
+    project.write_models(APPLICATION % "    note = TextField(null=true)\n")
+    project.run("db", "makemigrations")  # 002: a change that could run on its own
+    project.write_models(APPLICATION % "    note = TextField(null=true)\n    client_id = CharField(120, unique=true)\n")
+    assert project.run("db", "makemigrations", "--backfill", "Application.client_id=@sql").code == 0
+    [template] = project.migrations.glob("003_*.json")
+    before = (ledger(query), project.state())
+    for args in (("migrate",), ("migrate", "--dry-run"), ("sql", "003")):
+        refused = project.run("db", *args, env=env)
+        assert refused.code == 2, refused
+        assert refused.err == (f"error: {template.name}: ops[1] is the run_sql template makemigrations wrote to "
+                               "fill application.client_id, not SQL yet: replace its \"sql\" with the statements "
+                               "that fill every row (see its \"doc\"), then migrate again\n"), refused
+    assert (ledger(query), project.state()) == before
+    assert sorted(r[0] for r in query(query.columns, "application")) == ["id", "name", "owner"]
+    assert project.run("db", "migrate", "--to", "002", env=env).code == 0  # the template is not read below it
 
 
 def test_a_step_without_sql_for_this_database_stops_the_run_before_anything(project, database):
@@ -192,12 +218,15 @@ def test_run_python_fills_the_column_with_the_migrations_own_connection(project,
     ("datafix:missing", "module datafix has no missing"),
     ("datafix:not_async", "not_async must be an `async def not_async(conn)`"),
 ])
-def test_a_function_that_cannot_be_called_stops_the_run_before_anything(project, function, message):
+def test_a_function_that_cannot_be_called_stops_the_run_before_anything(project, database, function, message):
+    env, query = database
     name = with_python_step(project, function)
-    result = project.run("db", "migrate")
+    before = project.state()
+    result = project.run("db", "migrate", env=env)
     assert result.code == 2, result
     assert result.err.startswith(f"error: {name}: run_python {function}: {message}"), result
     assert not (project.path / "dev.db").exists()
+    assert query(query.tables) == [] and project.state() == before  # not even the first migration ran
 
 
 def test_a_function_that_raises_rolls_its_migration_back(project, database):
@@ -212,10 +241,13 @@ def test_a_function_that_raises_rolls_its_migration_back(project, database):
     assert len(ledger(query)) == 1 and "client_id" not in [r[0] for r in query(query.columns, "application")]
 
 
-def test_a_python_step_without_reverse_cannot_be_rolled_back(project):
+def test_a_python_step_without_reverse_cannot_be_rolled_back(project, database):
+    env, query = database
     name = with_python_step(project, "datafix:fill_client_ids", reverse=None)
-    assert project.run("db", "migrate").code == 0
-    refused = project.run("db", "rollback")
+    assert project.run("db", "migrate", env=env).code == 0
+    before = (ledger(query), query(query.columns, "application"), project.state())
+    refused = project.run("db", "rollback", env=env)
     assert refused.code == 2 and refused.err == (
         f"error: cannot undo {name}: its run_python step datafix:fill_client_ids has no reverse (give one, \"\" "
         "when there is nothing to undo). Nothing was undone.\n"), refused
+    assert (ledger(query), query(query.columns, "application"), project.state()) == before

@@ -261,7 +261,7 @@ def test_alter_column_postgresql():
     key = schema.models["Invoice"].field("customer")
     restrict = ops(AlterColumn("Invoice", "invoice", key, key._replace(on_delete="RESTRICT", null=True)))
     assert POSTGRES.migration_sql(restrict) == [
-        'ALTER TABLE "invoice" DROP CONSTRAINT IF EXISTS "invoice_customer_fkey"',
+        'ALTER TABLE "invoice" DROP CONSTRAINT "invoice_customer_fkey"',
         'ALTER TABLE "invoice" ALTER COLUMN "customer" DROP NOT NULL',
         'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer")'
         ' REFERENCES "lt_customers" ("id") ON DELETE RESTRICT',
@@ -274,7 +274,6 @@ def test_a_key_type_change_and_the_columns_that_follow_it():
     assert POSTGRES.migration_sql(operations) == [
         'ALTER TABLE "invoice" DROP CONSTRAINT "invoice_customer_fkey"',
         'ALTER TABLE "lt_customers" ALTER COLUMN "id" TYPE bigint',
-        'ALTER TABLE "invoice" DROP CONSTRAINT IF EXISTS "invoice_customer_fkey"',
         'ALTER TABLE "invoice" ALTER COLUMN "customer" TYPE bigint',
         'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer")'
         ' REFERENCES "lt_customers" ("id") ON DELETE CASCADE',
@@ -300,12 +299,12 @@ def test_a_foreign_key_column_that_changes_target_or_stops_being_one_starts_from
               "model Alpha extends Model { f1 = ForeignKey(Beta) }\n")
     to_int = diff(parse(before), parse(before.replace("ForeignKey(Beta)", "IntegerField()")))
     assert POSTGRES.migration_sql(to_int) == [
-        'ALTER TABLE "alpha" DROP CONSTRAINT IF EXISTS "alpha_f1_fkey"',
+        'ALTER TABLE "alpha" DROP CONSTRAINT "alpha_f1_fkey"',
         'ALTER TABLE "alpha" ALTER COLUMN "f1" TYPE integer',
     ]
     retargeted = diff(parse(before), parse(before.replace("ForeignKey(Beta)", "ForeignKey(Gamma)")))
     assert POSTGRES.migration_sql(retargeted) == [
-        'ALTER TABLE "alpha" DROP CONSTRAINT IF EXISTS "alpha_f1_fkey"',
+        'ALTER TABLE "alpha" DROP CONSTRAINT "alpha_f1_fkey"',
         'ALTER TABLE "alpha" ALTER COLUMN "f1" TYPE varchar(10) USING "f1"::text',
         'ALTER TABLE "alpha" ADD CONSTRAINT "alpha_f1_fkey" FOREIGN KEY ("f1")'
         ' REFERENCES "gamma" ("code") ON DELETE CASCADE',
@@ -317,7 +316,7 @@ def test_a_foreign_key_column_that_changes_target_or_stops_being_one_starts_from
     # column taken for an integer.
     [legacy] = to_int
     legacy = AlterColumn(legacy.model, legacy.table, legacy.old, legacy.new, legacy.table_def)
-    assert POSTGRES.migration_sql([legacy]) == ['ALTER TABLE "alpha" DROP CONSTRAINT IF EXISTS "alpha_f1_fkey"']
+    assert POSTGRES.migration_sql([legacy]) == ['ALTER TABLE "alpha" DROP CONSTRAINT "alpha_f1_fkey"']
     [legacy] = retargeted
     legacy = AlterColumn(legacy.model, legacy.table, legacy.old, legacy.new, legacy.table_def)
     assert POSTGRES.migration_sql([legacy]) == POSTGRES.migration_sql(retargeted)

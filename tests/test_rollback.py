@@ -149,3 +149,125 @@ def test_rollback_arguments_are_checked(project):
     assert zero.code == 2, zero
     unknown = project.run("db", "rollback", "--to", "007")
     assert unknown.code == 2 and "no migration numbered 007" in unknown.err, unknown
+
+
+def test_migrate_to_below_the_applied_with_fake_only_removes_ledger_rows(project, database):
+    env, query = database
+    seeded(project, env, SEED, WITH_PHONE, WITH_DISCOUNT)
+    tables = query(query.tables)
+    customers, invoices = columns(query, "lt_customers"), columns(query, "lt_invoices")
+    assert "phone" in customers and "discount_cents" in invoices
+    result = project.run("db", "migrate", "--to", "001", "--fake", env=env)
+    assert result.code == 0 and "No unapplied migrations." not in result.out, result
+    assert result.out == ("Faked rollback of 2 migration(s) (ledger rows removed, nothing run):\n"
+                          "  003_add_discount_cents.json\n  002_add_phone.json\n"), result
+    assert query(query.tables) == tables  # no undo ran: every table and column stays
+    assert (columns(query, "lt_customers"), columns(query, "lt_invoices")) == (customers, invoices)
+    assert ledger(query) == ["001_enum_invoicestatus_enum_userrole.json"]
+    assert applied_file(project) == ["001_enum_invoicestatus_enum_userrole.json"]
+    again = project.run("db", "migrate", "--fake", env=env)  # recorded again, nothing run either
+    assert again.out == "Faked 2 migration(s):\n  002_add_phone.json\n  003_add_discount_cents.json\n", again
+    assert len(ledger(query)) == 3 and len(applied_file(project)) == 3
+
+
+def test_rollback_fake_loses_nothing_and_still_checks_the_applied_files(project, database):
+    env, query = database
+    seeded(project, env, SEED, WITH_PHONE, WITH_DISCOUNT, WITHOUT_PHONE_AGAIN)
+    query("INSERT INTO lt_customers (email, name, signup_at, is_active, role) "
+          "VALUES ('a@example.com', 'A', CURRENT_TIMESTAMP, true, 'ADMIN')")
+    newest = project.migration_names()[-1]
+    document = json.loads((project.migrations / newest).read_text())
+    assert project.run("db", "rollback", "--fake", env=env).code == 0  # no --allow-data-loss needed: nothing runs
+    assert "phone" not in columns(query, "lt_customers") and len(ledger(query)) == 3
+    assert project.run("db", "migrate", "--fake", env=env).code == 0
+    # An applied file edited since stops a fake rollback as it stops every run.
+    document["ops"].append({"op": "run_sql", "sql": "UPDATE lt_customers SET name = 'B'", "reverse_sql": ""})
+    (project.migrations / newest).write_text(json.dumps(document))
+    edited = project.run("db", "rollback", "--fake", env=env)
+    assert edited.code == 2 and f"{newest} was edited after it was applied" in edited.err, edited
+    assert len(ledger(query)) == 4 and applied_file(project)[-1] == newest
+    assert query("SELECT name FROM lt_customers") == [("A",)]
+
+
+def test_rollback_fake_removes_the_rows_of_migrations_that_cannot_be_undone(project, database):
+    env, query = database
+    seeded(project, env, SEED)
+    project.write_models(WITH_PHONE)
+    assert project.run("db", "makemigrations").code == 0
+    [second] = project.migrations.glob("002_*.json")
+    document = json.loads(second.read_text())
+    document["ops"].append({"op": "run_sql", "sql": "UPDATE lt_customers SET phone = '1'"})
+    second.write_text(json.dumps(document))
+    assert project.run("db", "migrate", env=env).code == 0
+    refused = project.run("db", "rollback", env=env)
+    assert refused.code == 2 and "has no reverse_sql" in refused.err, refused
+    faked = project.run("db", "rollback", "--fake", env=env)
+    assert faked.code == 0 and faked.out.endswith(f"  {second.name}\n"), faked
+    assert "phone" in columns(query, "lt_customers")
+    assert ledger(query) == ["001_enum_invoicestatus_enum_userrole.json"]
+
+
+@pytest.mark.parametrize("command", [("rollback", "--fake", "--dry-run"),
+                                     ("migrate", "--to", "001", "--fake", "--dry-run"),
+                                     ("rollback", "--fake", "--to", "007")])
+def test_fake_rollback_refusals_change_nothing(project, database, command):
+    env, query = database
+    seeded(project, env, SEED, WITH_PHONE)
+    before = (ledger(query), columns(query, "lt_customers"), project.state())
+    refused = project.run("db", *command, env=env)
+    assert refused.code == 2, refused
+    if "--dry-run" in command:
+        assert refused.err == "error: --fake runs no SQL, so --dry-run has none to show; leave one of them out\n"
+    else:
+        assert "no migration numbered 007" in refused.err, refused
+    assert refused.out == ""
+    assert (ledger(query), columns(query, "lt_customers"), project.state()) == before
+
+
+def test_on_a_terminal_each_loss_is_shown_and_only_a_yes_undoes(project, database, monkeypatch):
+    from test_makemigrations import run_on_terminal
+
+    env, query = database
+    seeded(project, env, SEED, WITH_PHONE, WITH_DISCOUNT, WITHOUT_PHONE_AGAIN)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = (ledger(query), columns(query, "lt_customers"), project.state())
+    code, output = run_on_terminal(project, "db", "rollback", answers=b"n\n")
+    assert code == 2, output
+    assert "⚠ 004_drop_phone.json: column lt_customers.phone comes back empty" in output, output
+    assert "Undo anyway? [y/N]" in output and "Nothing was undone." in output, output
+    assert (ledger(query), columns(query, "lt_customers"), project.state()) == before
+    code, output = run_on_terminal(project, "db", "rollback", answers=b"y\n")
+    assert code == 0 and "004_drop_phone.json" in output, output
+    assert "phone" in columns(query, "lt_customers") and len(ledger(query)) == 3
+
+
+PALETTE = """enum Color { %s }
+model Swatch extends Model {
+    id = AutoField()
+    name = CharField(20)
+%s}
+"""
+
+
+def test_enum_values_a_migration_added_go_after_the_columns_that_use_them(project, database):
+    env, query = database
+    project.write_models(PALETTE % ("RED, GREEN", "    tone = EnumField(Color, default=Color.RED)\n"))
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    query("INSERT INTO swatch (name, tone) VALUES ('leaf', 'GREEN')")
+    # One migration takes RED away with the column whose default it was, and adds BLUE
+    # with a column whose default it is: its undo needs RED back before that column
+    # returns, and BLUE gone only after its column went.
+    project.write_models(PALETTE % ("GREEN, BLUE", "    shade = EnumField(Color, default=Color.BLUE)\n"))
+    assert project.run("db", "makemigrations", "--no-input").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    assert query("SELECT name, shade FROM swatch") == [("leaf", "BLUE")]
+    undone = project.run("db", "rollback", "--allow-data-loss", env=env)
+    assert undone.code == 0, undone
+    assert columns(query, "swatch") == ["id", "name", "tone"]
+    assert query("SELECT name, tone FROM swatch") == [("leaf", "RED")]  # the column came back with its default
+    assert len(ledger(query)) == 1
+    query("UPDATE swatch SET tone = 'GREEN'")  # RED goes again: no row may use it
+    assert project.run("db", "migrate", env=env).code == 0
+    assert query("SELECT name, shade FROM swatch") == [("leaf", "BLUE")]

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..datasteps import PythonCall
-from ..errors import DriftError, MigrationFileError
+from ..errors import MigrationFileError
 from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from .statements import split_statements
@@ -77,6 +77,15 @@ CURRENT_TIME_SQL = {"DateTimeField": "CURRENT_TIMESTAMP", "DateField": "CURRENT_
 
 
 # ---------------------------------------------------------------- names
+
+_QUOTED = r'"((?:[^"]|"")+)"'
+ADDRESSED_CONSTRAINT = re.compile(rf"^ALTER TABLE {_QUOTED} (?:DROP|RENAME) CONSTRAINT {_QUOTED}")
+DROPPED_INDEX = re.compile(rf"^DROP INDEX (?:CONCURRENTLY )?{_QUOTED}")
+
+
+def unquote(name: str) -> str:
+    return name.replace('""', '"')
+
 
 def _clip(name: str, limit: int) -> str:
     """``name`` cut to ``limit`` UTF-8 bytes, never inside a character."""
@@ -109,6 +118,23 @@ def check_name(table: str, column: str) -> str:
 def primary_key_name(table: str) -> str:
     """PostgreSQL's name for an unnamed PRIMARY KEY: ``<table>_pkey``, the table cut to fit."""
     return _clip(table, MAX_IDENTIFIER - 5) + "_pkey"
+
+
+def field_foreign_key_name(table: str, f: Field) -> str:
+    """The constraint of a field's foreign key: the name it has in a database mf took
+    over (``fk_name``), else mf's."""
+    return f.fk_name or foreign_key_name(table, f.column)
+
+
+def field_unique_name(table: str, f: Field) -> str:
+    return f.key_name or unique_name(table, f.column)
+
+
+def field_primary_key_name(table: str, f: Field) -> str:
+    return f.key_name or primary_key_name(table)
+
+
+DEFERRABLE_SQL = {"immediate": " DEFERRABLE INITIALLY IMMEDIATE", "deferred": " DEFERRABLE INITIALLY DEFERRED"}
 
 
 def has_unique_constraint(f: Field) -> bool:
@@ -164,6 +190,13 @@ class Dialect:
     def users_words(self, message: str) -> str:
         """A database's error message in the user's names (internal names taken out)."""
         return message
+
+    def missing_object(self, error, statement: str) -> Optional[tuple]:
+        """(kind, name, table or None) when ``error`` (a StatementError) says that the
+        constraint or index ``statement`` addresses by name is not in the database; else
+        None. Drops name what they drop, without IF EXISTS: a name that does not match
+        is reported here rather than skipped."""
+        return None
 
     def placeholder(self, position: int) -> str:  # pragma: no cover - see subclasses
         """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
@@ -317,34 +350,6 @@ class Dialect:
             await connection.execute(statement)
         return await self.read_catalog(connection)
 
-    def constraint_renames_sql(self, catalog: Catalog) -> list:
-        """RENAME CONSTRAINT statements that give the single-column keys and UNIQUEs of a
-        database made by another tool the names mf's operations address (taking a
-        database over: mf db baseline); none where statements never address them by
-        name (SQLite rebuilds the table). Two constraints that would take one name (a
-        column with two foreign keys) are refused: which one to keep is the user's call."""
-        if not self.catalog_constraint_names:
-            return []
-        statements = []
-        for table in catalog.tables.values():
-            renames = []
-            if table.primary_key_name and len(table.primary_key) == 1:
-                renames.append((table.primary_key_name, primary_key_name(table.name)))
-            renames += [(key.name, foreign_key_name(table.name, key.columns[0]))
-                        for key in table.foreign_keys if key.name and len(key.columns) == 1]
-            renames += [(unique.name, unique_name(table.name, unique.columns[0]))
-                        for unique in table.uniques if len(unique.columns) == 1]
-            taken: dict = {}
-            for old, new in renames:
-                if new in taken:
-                    raise DriftError(f"table {table.name} has two constraints that mf would both address as "
-                                     f"{new}: {taken[new]} and {old} (a column with two foreign keys or two "
-                                     f"UNIQUEs?); drop the one that is not wanted, then run baseline again")
-                taken[new] = old
-            statements += [f"ALTER TABLE {self.quote(table.name)} RENAME CONSTRAINT {self.quote(old)}"
-                           f" TO {self.quote(new)}" for old, new in renames if old != new]
-        return statements
-
     # ------------------------------------------------------------ from the catalog back to fields
     def field_of_column(self, column: Column, name: str, enum: Optional[str] = None):
         """(Field, [what mf cannot say about the column]) for a catalog column: its type,
@@ -376,6 +381,10 @@ class Dialect:
             notes.append(f"column {column.name} has the default {column.default}, which mf cannot write")
             return f, notes
         return f._replace(has_default=True, default=value), notes
+
+    def same_type(self, actual: str, expected: str) -> bool:
+        """Do two column types, as the catalog spells them, store and behave alike?"""
+        return actual == expected
 
     def type_display(self, type_sql: str) -> str:
         """A catalog type as messages show it (PostgreSQL: ``varchar(20)``, not
@@ -449,8 +458,9 @@ class Dialect:
         """The column type of a field that is not a foreign key (AutoField: its integer type)."""
         raise NotImplementedError
 
-    def auto_key_sql(self, type_sql: str) -> str:  # pragma: no cover
-        """An AutoField's type and key clause, e.g. ``INTEGER PRIMARY KEY AUTOINCREMENT``."""
+    def auto_key_sql(self, type_sql: str, primary_key: str = "PRIMARY KEY") -> str:  # pragma: no cover
+        """An AutoField's type and key clause, e.g. ``INTEGER PRIMARY KEY AUTOINCREMENT``
+        (``primary_key``: the key clause, ``CONSTRAINT "name" PRIMARY KEY`` when named)."""
         raise NotImplementedError
 
     def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
@@ -497,7 +507,7 @@ class Dialect:
         """``REFERENCES "target" ("id") ON DELETE ...``"""
         action = ON_DELETE_SQL.get(f.on_delete or "CASCADE", "CASCADE")
         return (f"REFERENCES {self.quote(reference.table)} ({self.quote(reference.column)})"
-                f" ON DELETE {action}" + (" DEFERRABLE INITIALLY DEFERRED" if f.deferrable else ""))
+                f" ON DELETE {action}{DEFERRABLE_SQL.get(f.deferrable, '')}")
 
     def column_sql(self, f: Field, table_def: TableDef) -> str:
         """A full column definition, its one-column constraints included (named after the
@@ -505,8 +515,10 @@ class Dialect:
         table = table_def.model.table
         kind = self.column_type(f, table_def)
         parts = [self.quote(f.column)]
+        # A key named otherwise than the database would name it (a database taken over).
+        primary_key = f"CONSTRAINT {self.quote(f.key_name)} PRIMARY KEY" if f.key_name else "PRIMARY KEY"
         if f.type in AUTO_TYPES:
-            parts.append(self.auto_key_sql(kind))
+            parts.append(self.auto_key_sql(kind, primary_key))
         else:
             parts.append(kind)
             if is_not_null(f):
@@ -515,22 +527,30 @@ class Dialect:
             if default is not None:
                 parts.append(f"DEFAULT {default}")
             if f.primary_key:
-                parts.append("PRIMARY KEY")
+                parts.append(primary_key)
         if has_unique_constraint(f):
-            parts.append(f"CONSTRAINT {self.quote(unique_name(table, f.column))} UNIQUE")
+            parts.append(f"CONSTRAINT {self.quote(field_unique_name(table, f))} UNIQUE")
         check = self.check_sql(f, table_def)
         if check is not None:
             parts.append(f"CONSTRAINT {self.quote(check_name(table, f.column))} CHECK ({check})")
         reference = table_def.references.get(f.name) if f.target is not None else None
         if reference is not None:
-            parts.append(f"CONSTRAINT {self.quote(foreign_key_name(table, f.column))} "
+            parts.append(f"CONSTRAINT {self.quote(field_foreign_key_name(table, f))} "
                          + self.references_sql(f, reference))
         return " ".join(parts)
 
     def create_table_sql(self, table_def: TableDef, name: Optional[str] = None) -> str:
         """CREATE TABLE for a TableDef, under ``name`` when given (SQLite's rebuild)."""
-        columns = ",\n    ".join(self.column_sql(f, table_def) for f in table_def.model.fields)
-        return f"CREATE TABLE {self.quote(name or table_def.model.table)} (\n    {columns}\n)"
+        model = table_def.model
+        parts = [self.column_sql(f, table_def) for f in model.fields]
+        parts += [self.unique_constraint_sql(index, [model.column_of(n) for n in index.fields])
+                  for index in model.indexes if index.constraint]
+        columns = ",\n    ".join(parts)
+        return f"CREATE TABLE {self.quote(name or model.table)} (\n    {columns}\n)"
+
+    def unique_constraint_sql(self, index, columns) -> str:
+        """A UNIQUE constraint over several columns (an index that is a constraint)."""
+        return f"CONSTRAINT {self.quote(index.name)} UNIQUE ({', '.join(self.quote(c) for c in columns)})"
 
     def create_index_sql(self, table: str, index, columns, *, concurrently: bool = False) -> str:
         unique = "UNIQUE " if index.unique else ""
@@ -544,7 +564,7 @@ class Dialect:
         """CREATE INDEX for every index a table's model declares."""
         model = table_def.model
         return [self.create_index_sql(model.table, index, [model.column_of(n) for n in index.fields])
-                for index in model.indexes]
+                for index in model.indexes if not index.constraint]
 
     # ------------------------------------------------------------ operations
     def operation_sql(self, operation: Operation, *, atomic: bool = True) -> list[str]:
@@ -602,9 +622,13 @@ class Dialect:
         return []
 
     def _add_index(self, op, plan) -> list[str]:
+        if op.index.constraint:
+            return [f"ALTER TABLE {self.quote(op.table)} ADD {self.unique_constraint_sql(op.index, op.columns)}"]
         return [self.create_index_sql(op.table, op.index, op.columns)]
 
     def _drop_index(self, op, plan) -> list[str]:
+        if op.index.constraint:
+            return [f"ALTER TABLE {self.quote(op.table)} DROP CONSTRAINT {self.quote(op.index.name)}"]
         return [f"DROP INDEX {self.quote(op.index.name)}"]
 
 
@@ -750,6 +774,23 @@ def follows_later(op, plan: Plan) -> bool:
                 and other.model == op.model and other.new.name == op.field_name:
             return True
     return False
+
+
+def key_dropped_before(op, plan: Plan) -> bool:
+    """Is ``op`` (an alter_column) preceded, in the same migration, by the drop_fk that
+    took its column's constraint off (a primary key it points to changes type), with
+    nothing between that put it back?"""
+    dropped = False
+    for other in plan.operations:
+        if other is op:
+            return dropped
+        if getattr(other, "model", None) != op.model:
+            continue
+        if other.op in ("drop_fk", "add_fk") and other.field_name == op.new.name:
+            dropped = other.op == "drop_fk"
+        elif other.op == "alter_column" and other.new.name == op.new.name and other.new.target is not None:
+            dropped = False  # it puts the key back
+    return dropped
 
 
 def drop_order(tables: dict) -> list:

@@ -29,8 +29,8 @@ from typing import Optional
 from ..errors import DatabaseError
 from ..operations import AlterEnum, DropModel, TableDef
 from ..schema import Field
-from .base import (LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint, is_not_null,
-                   require_table, table_before)
+from .base import (DROPPED_INDEX, LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint,
+                   is_not_null, require_table, table_before, unquote)
 from .catalog import Catalog, Check, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
@@ -48,6 +48,8 @@ _FIELD_TYPES = {"INTEGER": "IntegerField", "INT": "IntegerField", "BIGINT": "Big
                 "SMALLINT": "SmallIntegerField", "REAL": "FloatField", "DOUBLE PRECISION": "FloatField",
                 "TEXT": "TextField", "BOOLEAN": "BooleanField", "BOOL": "BooleanField", "BLOB": "BinaryField",
                 "DATETIME": "DateTimeField", "DATE": "DateField", "TIME": "TimeField"}
+
+_INTEGER_FIELDS = ("IntegerField", "BigIntegerField", "SmallIntegerField")
 
 REBUILD_PREFIX = "_mf_new_"
 
@@ -80,6 +82,12 @@ class SQLiteDialect(Dialect):
         # A rebuild works on a copy named _mf_new_<table>: the user knows <table>.
         return message.replace(REBUILD_PREFIX, "")
 
+    def missing_object(self, error, statement: str) -> Optional[tuple]:
+        dropped = DROPPED_INDEX.match(statement)
+        if dropped and error.message.startswith("no such index"):
+            return "index", unquote(dropped.group(1)), None
+        return None
+
     def bool_literal(self, value: bool) -> str:
         return "1" if value else "0"
 
@@ -96,8 +104,8 @@ class SQLiteDialect(Dialect):
             return f"NUMERIC({f.max_digits},{f.decimal_places})"
         return _TYPES.get(f.type, "TEXT")
 
-    def auto_key_sql(self, type_sql: str) -> str:
-        return f"{type_sql} PRIMARY KEY AUTOINCREMENT"
+    def auto_key_sql(self, type_sql: str, primary_key: str = "PRIMARY KEY") -> str:
+        return f"{type_sql} {primary_key} AUTOINCREMENT"
 
     def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
         if f.enum is None:
@@ -193,6 +201,12 @@ class SQLiteDialect(Dialect):
     # mf's own spellings come back as they went out; one storage type serves several
     # fields (TEXT: text, times, UUIDs, JSON), and the plainest of them is read back.
     field_types = _FIELD_TYPES
+
+    def same_type(self, actual: str, expected: str) -> bool:
+        # Every integer type name has INTEGER affinity and stores the same values; mf
+        # writes them all as INTEGER, another tool may write bigint (a key's column).
+        return actual == expected or (_FIELD_TYPES.get(actual.upper()) in _INTEGER_FIELDS
+                                      and _FIELD_TYPES.get(expected.upper()) in _INTEGER_FIELDS)
     char_type = re.compile(r"VARCHAR\((\d+)\)")
     decimal_type = re.compile(r"(?:NUMERIC|DECIMAL)\((\d+), ?(\d+)\)")
 
@@ -230,6 +244,8 @@ class SQLiteDialect(Dialect):
             return op.old_table != op.new_table and _has_named_constraints(op.table_def)
         if op.op == "add_fk":
             return True
+        if op.op in ("add_index", "drop_index"):
+            return op.index.constraint
         if op.op == "drop_fk":
             return not follows_later(op, plan)
         if isinstance(op, AlterEnum):
@@ -337,6 +353,14 @@ class SQLiteDialect(Dialect):
             return True
         renamed = op.old._replace(name=op.new.name, column=op.new.column)
         return self.column_sql(renamed, table_before(op)) == self.column_sql(op.new, require_table(op))
+
+    # ------------------------------------------------------------ indexes
+    def _add_index(self, op, plan) -> list[str]:
+        # SQLite adds and drops table constraints only by making the table again.
+        return self.rebuild(require_table(op)) if op.index.constraint else super()._add_index(op, plan)
+
+    def _drop_index(self, op, plan) -> list[str]:
+        return self.rebuild(require_table(op)) if op.index.constraint else super()._drop_index(op, plan)
 
     # ------------------------------------------------------------ foreign keys
     def _add_fk(self, op, plan) -> list[str]:

@@ -69,7 +69,7 @@ def _arguments(f, schema) -> tuple:
     elif f.type in _RELATIONS:
         arguments.append(f.target)
         arguments.append(f"on_delete={f.on_delete or 'CASCADE'}")
-        if f.deferrable:
+        if f.deferrable == "deferred":
             arguments.append("deferrable=true")
     if f.primary_key and f.type not in _AUTO:
         arguments.append("primary_key=true")

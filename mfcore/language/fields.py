@@ -226,7 +226,7 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
 
     field = Field(name, type_name, column, null, unique, primary_key, has_default, default,
                   max_length, max_digits, decimal_places, auto_now, auto_now_add, enum_name, target,
-                  on_delete, deferrable, db_default)
+                  on_delete, None, None, "deferred" if deferrable else None, db_default)
     return field, db_index, problems
 
 

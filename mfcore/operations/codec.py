@@ -241,12 +241,12 @@ def _drop_foreign_key_to_json(op):
 
 def _add_index_to_json(op):
     return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
-            "columns": list(op.columns)}
+            "columns": list(op.columns), **_table_json(op.table_def)}
 
 
 def _drop_index_to_json(op):
     return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
-            "columns": list(op.columns)}
+            "columns": list(op.columns), **_table_json(op.table_def)}
 
 
 # ---------------------------------------------------------------- from JSON
@@ -345,12 +345,12 @@ def _drop_foreign_key_from_json(doc, where):
 
 def _add_index_from_json(doc, where):
     return AddIndex(_name(doc, "model"), _name(doc, "table"), _index(doc, where),
-                    _names(doc, "columns"))
+                    _names(doc, "columns"), read_table(doc, where))
 
 
 def _drop_index_from_json(doc, where):
     return DropIndex(_name(doc, "model"), _name(doc, "table"), _index(doc, where),
-                     _names(doc, "columns"))
+                     _names(doc, "columns"), read_table(doc, where))
 
 
 DATABASES = ("postgresql", "sqlite")  # the keys of a per-database SQL map
@@ -360,6 +360,8 @@ def _run_sql_to_json(op):
     doc = {"op": op.op, "sql": _sql_to_json(op.sql)}
     if op.reverse_sql is not None:
         doc["reverse_sql"] = _sql_to_json(op.reverse_sql)
+    if op.doc is not None:
+        doc["doc"] = op.doc
     return doc
 
 
@@ -369,7 +371,9 @@ def _sql_to_json(sql):
 
 def _run_sql_from_json(doc, where):
     reverse = doc.get("reverse_sql")
-    return RunSQL(_sql_from_json(doc["sql"], "sql"), None if reverse is None else _sql_from_json(reverse, "reverse_sql"))
+    note = doc.get("doc")  # a note for the reader of the file; kept when it is text, else ignored
+    return RunSQL(_sql_from_json(doc["sql"], "sql"), None if reverse is None else _sql_from_json(reverse, "reverse_sql"),
+                  note if isinstance(note, str) else None)
 
 
 def _sql_from_json(value, key):

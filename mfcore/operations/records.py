@@ -10,7 +10,9 @@ right after the operation, so that a dialect needs no other file to write its SQ
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from typing import ClassVar, Optional
 
 from ..errors import MigrationFileError
@@ -396,7 +398,9 @@ class AddIndex(_TableOperation):
 
     def with_table(self, schema_after):
         model = schema_after.models[self.model]
-        return replace(self, columns=tuple(model.column_of(n) for n in self.index.fields), table_def=None)
+        # A UNIQUE constraint is part of the table: SQLite rebuilds the table to add one.
+        table = table_def(schema_after, self.model) if self.index.constraint else None
+        return replace(self, columns=tuple(model.column_of(n) for n in self.index.fields), table_def=table)
 
     def reverse(self):
         return DropIndex(self.model, self.table, self.index, self.columns)
@@ -415,10 +419,21 @@ class DropIndex(_TableOperation):
         return _with_models(schema, **{self.model: model.replace(indexes=indexes)})
 
     def with_table(self, schema_after):
-        return self
+        if not self.index.constraint:
+            return self
+        return replace(self, table_def=table_def(schema_after, self.model))
 
     def reverse(self):
         return AddIndex(self.model, self.table, self.index, self.columns)
+
+
+def fill_placeholder(table: str, column: str) -> str:
+    """The SQL a run_sql template holds until the user writes the statements that fill
+    ``table.column``: a comment, which migrate refuses to run (see RunSQL.unfilled)."""
+    return f"-- mf: replace this line with the SQL that fills {table}.{column} in every row"
+
+
+_FILL_PLACEHOLDER = re.compile(r"-- mf: replace this line with the SQL that fills (.+?) in every row")
 
 
 @dataclass(frozen=True)
@@ -432,12 +447,22 @@ class RunSQL(Operation):
     is_data_step: ClassVar[bool] = True
     sql: object = ""
     reverse_sql: object = None
+    doc: Optional[str] = dataclass_field(default=None, compare=False)  # the file's "doc" note, never run
 
     def apply(self, schema):
         return schema
 
     def reverse(self):
         return RunSQL(self.reverse_sql, self.sql)
+
+    @property
+    def unfilled(self) -> Optional[str]:
+        """The column a makemigrations template asks to fill ("table.column"), while its
+        SQL is still that template's placeholder line; else None."""
+        if not isinstance(self.sql, str):
+            return None
+        found = _FILL_PLACEHOLDER.fullmatch(self.sql.strip())
+        return found.group(1) if found else None
 
     def sql_for(self, database: str) -> Optional[str]:
         """The text for ``database``; None when a per-database form has none for it."""
@@ -506,7 +531,8 @@ _ASPECT_OF = {
     "type": "type", "max_length": "type", "max_digits": "type", "decimal_places": "type", "enum": "type",
     "null": "null", "unique": "unique", "primary_key": "primary_key",
     "auto_now": "auto_now", "auto_now_add": "auto_now",
-    "target": "fk", "on_delete": "fk", "deferrable": "fk", "db_default": "default",
+    "target": "fk", "on_delete": "fk", "fk_name": "fk", "deferrable": "fk", "db_default": "default",
+    "key_name": "unique",
 }
 COLUMN_ASPECTS = frozenset(_ASPECT_OF.values()) | {"default", "key"}
 
@@ -537,13 +563,35 @@ def undo(operations, schema_after: Schema) -> tuple[list, Schema]:
     last first, each with the TableDef of the schema right after it (``schema_after``
     is the schema the migration left). Returns them and the schema they lead back to.
 
-    Enum changes are undone before the tables, as the differ makes them before the
+    Enum values come back before the tables, as the differ adds them before the
     tables: the old definitions the undone table operations bring back use the old
-    values (a dropped column's default among them). Types are created first and
-    dropped last, which is always safe."""
-    reverses = [operation.reverse() for operation in reversed(tuple(operations))]
-    reverses.sort(key=lambda operation: _UNDO_RANK.get(operation.op, 2))
+    values (a dropped column's default among them). Enum values the migration added
+    go after the tables, once the undone table operations dropped the columns that
+    use them (an added column whose default is a new value). Types are created first
+    and dropped last, which is always safe."""
+    reverses = [part for operation in reversed(tuple(operations)) for part in _enum_undo_parts(operation.reverse())]
+    reverses.sort(key=_undo_rank)
     return attach_tables(_keys_follow_after(reverses), schema_after)
+
+
+def _enum_undo_parts(operation) -> list:
+    """An alter_enum that both brings values back and takes values away, as two: the
+    values coming back (and renamed) first, those going away in a second alter_enum."""
+    if operation.op != "alter_enum" or not operation.removed_values:
+        return [operation]
+    target = dict(operation.new_members)
+    current = {key for key, _value in operation.old_members}
+    between = tuple((key, target.get(key, value)) for key, value in operation.old_members) \
+        + tuple((key, value) for key, value in operation.new_members if key not in current)
+    parts = [AlterEnum(operation.name, operation.old_members, between),
+             AlterEnum(operation.name, between, operation.new_members)]
+    return [part for part in parts if part.old_members != part.new_members]
+
+
+def _undo_rank(operation) -> float:
+    if operation.op == "alter_enum" and operation.removed_values:
+        return 2.5  # after the table operations, before types are dropped
+    return _UNDO_RANK.get(operation.op, 2)
 
 
 def _keys_follow_after(reverses: list) -> list:

@@ -55,7 +55,7 @@ def referenced_key(schema: Schema, model_name: str) -> Optional[Field]:
         return key
     return key._replace(type=end.type, max_length=end.max_length, max_digits=end.max_digits,
                         decimal_places=end.decimal_places, enum=end.enum, target=None, on_delete=None,
-                        deferrable=False)
+                        deferrable=None, fk_name=None)
 
 
 def table_def(schema: Schema, model_name: str, without_keys=()) -> TableDef:

@@ -83,7 +83,7 @@ def _describe_drop_column(op):
 
 
 def _describe_alter_column(op):
-    changes = [f"{key}: {_show(getattr(op.old, key))} -> {_show(getattr(op.new, key))}"
+    changes = [f"{key}: {_aspect(key, getattr(op.old, key))} -> {_aspect(key, getattr(op.new, key))}"
                for key in Field._fields if key not in ("name", "has_default")
                and getattr(op.old, key) != getattr(op.new, key)
                and not (key == "default" and not op.old.has_default and not op.new.has_default)]
@@ -181,6 +181,8 @@ def _name_part_drop_index(op):
 
 
 def _describe_run_sql(op):
+    if op.unfilled:
+        return f"Run SQL that fills {op.unfilled} (a template: write its SQL in the file before migrating)"
     databases = "" if isinstance(op.sql, str) else f" ({', '.join(name for name, _text in op.sql)})"
     return f"Run SQL{databases}"
 
@@ -245,6 +247,13 @@ def _key_summary(key: Field) -> str:
     elif key.type == "DecimalField":
         text += f"({key.max_digits}, {key.decimal_places})"
     return text
+
+
+def _aspect(key, value) -> str:
+    """A field attribute as the tree shows a change of it: deferrable as models.mp says it."""
+    if key == "deferrable":
+        return {None: "false", "deferred": "true"}.get(value, f"initially {value}")
+    return _show(value)
 
 
 def _show(value):
