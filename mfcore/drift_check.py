@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from .dialects.base import LEDGER_TABLE
+from .dialects.base import LEDGER_TABLE, parse_default
 from .ledger import APPLIED, STARTED
 from .dialects.catalog import Catalog, Table
 from .introspect import index_text, schema_of_catalog
@@ -252,22 +252,8 @@ def default_text(sql) -> Optional[str]:
     """The string inside a default as a catalog shows it ('ADMIN', 'ADMIN'::userrole), or None."""
     if sql is None:
         return None
-    text = str(sql).strip()
-    if text.startswith("(") and text.endswith(")"):
-        text = text[1:-1].strip()
-    if not text.startswith("'"):
-        return None
-    value, position = [], 1
-    while position < len(text):
-        if text[position] == "'":
-            if text[position + 1:position + 2] == "'":
-                value.append("'")
-                position += 2
-                continue
-            return "".join(value)
-        value.append(text[position])
-        position += 1
-    return None
+    parsed = parse_default(str(sql))
+    return parsed if type(parsed) is str else None
 
 
 def _key_text(key, names: bool) -> str:
