@@ -24,14 +24,20 @@ model Host extends Model {
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path) -> Database:
-    database = _project_for(request.param, tmp_path / "app", request)
-    database.project.write_models(MODELS)
-    assert database.project.run("db", "makemigrations").code == 0
+def migrated_project(driver: str, root, request, models: str) -> Database:
+    """A project on ``driver`` with ``models`` made and migrated, as a user does it."""
+    database = _project_for(driver, root, request)
+    database.project.write_models(models)
+    made = database.project.run("db", "makemigrations")
+    assert made.code == 0, made
     migrated = database.project.run("db", "migrate")
     assert migrated.code == 0, migrated
     return database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> Database:
+    return migrated_project(request.param, tmp_path / "app", request, MODELS)
 
 
 def rows(database: Database, query: str) -> list:
@@ -59,10 +65,7 @@ def test_postgresql_refuses_what_is_not_an_address(tmp_path, request):
     """(SQLite stores an IPAddressField's text as given.)"""
     import asyncpg
 
-    database = _project_for("postgresql", tmp_path / "app", request)
-    database.project.write_models(MODELS)
-    assert database.project.run("db", "makemigrations").code == 0
-    assert database.project.run("db", "migrate").code == 0
+    database = migrated_project("postgresql", tmp_path / "app", request, MODELS)
 
     with pytest.raises(asyncpg.InvalidTextRepresentationError):
         database.by_hand("INSERT INTO host (name, addr) VALUES ('web', 'not an address')")
@@ -118,13 +121,7 @@ model Team extends Model {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def people(request, tmp_path) -> Database:
-    database = _project_for(request.param, tmp_path / "people", request)
-    database.project.write_models(PEOPLE)
-    made = database.project.run("db", "makemigrations")
-    assert made.code == 0, made
-    migrated = database.project.run("db", "migrate")
-    assert migrated.code == 0, migrated
-    return database
+    return migrated_project(request.param, tmp_path / "people", request, PEOPLE)
 
 
 def insert_in_one_transaction(database: Database, *statements: str) -> None:
@@ -204,12 +201,7 @@ model Tick extends Model { tally = ForeignKey(Tally) }
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def chain(request, tmp_path) -> Database:
-    database = _project_for(request.param, tmp_path / "chain", request)
-    database.project.write_models(CHAIN)
-    assert database.project.run("db", "makemigrations").code == 0
-    migrated = database.project.run("db", "migrate")
-    assert migrated.code == 0, migrated
-    return database
+    return migrated_project(request.param, tmp_path / "chain", request, CHAIN)
 
 
 def column_types(database: Database, table: str) -> dict:
@@ -264,12 +256,7 @@ model Email extends Model {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def emails(request, tmp_path) -> Database:
-    database = _project_for(request.param, tmp_path / "emails", request)
-    database.project.write_models(EMAILS)
-    assert database.project.run("db", "makemigrations").code == 0
-    migrated = database.project.run("db", "migrate")
-    assert migrated.code == 0, migrated
-    return database
+    return migrated_project(request.param, tmp_path / "emails", request, EMAILS)
 
 
 def test_a_partial_unique_index_holds_only_where_its_condition_does(emails):
@@ -294,10 +281,7 @@ def test_partial_indexes_and_operator_classes_show_no_drift_and_inspect_writes_t
 
 
 def test_an_operator_class_changed_by_hand_is_drift_on_postgresql(tmp_path, request):
-    database = _project_for("postgresql", tmp_path / "emails", request)
-    database.project.write_models(EMAILS)
-    assert database.project.run("db", "makemigrations").code == 0
-    assert database.project.run("db", "migrate").code == 0
+    database = migrated_project("postgresql", tmp_path / "emails", request, EMAILS)
     database.by_hand("DROP INDEX email_like", "CREATE INDEX email_like ON email (address)")
     drift = database.project.run("db", "drift")
     assert drift.code == 1
@@ -355,10 +339,7 @@ model Token extends Model {
 
 def test_each_row_gets_its_own_random_uuid_old_rows_included(tmp_path, request):
     for driver in ("sqlite", "postgresql"):
-        database = _project_for(driver, tmp_path / driver, request)
-        database.project.write_models(TOKENS)
-        assert database.project.run("db", "makemigrations").code == 0
-        assert database.project.run("db", "migrate").code == 0
+        database = migrated_project(driver, tmp_path / driver, request, TOKENS)
         database.by_hand("INSERT INTO token (name) VALUES ('a')", "INSERT INTO token (name) VALUES ('b')")
         database.project.write_models(TOKENS.replace("    name = CharField(10)\n",
                                                      "    name = CharField(10)\n    salt = UUIDField(default=uuid4())\n"))
