@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
-                         CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
+from .operations import (AddCheck, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
+                         CreateModel, DropCheck, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
                          RenameColumn, RenameModel, attach_tables, column_changes, referenced_key, referencing_type,
                          table_def)
 from .questioner import Questioner
@@ -161,7 +161,8 @@ def changed_models(old_models: dict, new_models: dict) -> list:
         # Equal field tuples settle it; otherwise Model.__eq__ decides (it ignores order).
         if before.fields is after.fields or (before.fields == after.fields and before.name == after.name
                                              and before.table == after.table
-                                             and before.indexes == after.indexes):
+                                             and before.indexes == after.indexes
+                                             and before.checks == after.checks):
             continue
         if before != after:
             changed.append(name)
@@ -321,6 +322,12 @@ def _model_changes(state, before, after, questioner, new) -> list:
     schema they start from (where a foreign key's old target is looked up), ``new`` the
     schema diffed to (where its new target is)."""
     operations = []
+    # Checks are compared as written: one whose expression changes is dropped and added.
+    # They go first and come back last, so the columns they name exist on both sides.
+    old_checks = {c.name: c for c in before.checks}
+    new_checks = {c.name: c for c in after.checks}
+    operations.extend(DropCheck(before.name, before.table, old_checks[name])
+                      for name in sorted(old_checks) if new_checks.get(name) != old_checks[name])
     old_fields = {f.name: f for f in before.fields}
     new_fields = {f.name: f for f in after.fields}
     removed = [f for f in before.fields if f.name not in new_fields]
@@ -385,6 +392,8 @@ def _model_changes(state, before, after, questioner, new) -> list:
             if previous is not None else None
         if carried != index:
             operations.append(AddIndex(before.name, before.table, index))
+    operations.extend(AddCheck(before.name, before.table, new_checks[name])
+                      for name in sorted(new_checks) if old_checks.get(name) != new_checks[name])
     return operations
 
 
@@ -552,8 +561,8 @@ def _touched(operation) -> tuple:
         if operation.old_name == operation.new_name:
             return {operation.new_name}, set()  # the table only: what runs on its columns may pass
         return {operation.old_name, operation.new_name}, None
-    if kind in ("create_model", "drop_model"):
-        return {operation.model}, None
+    if kind in ("create_model", "drop_model", "add_check", "drop_check"):
+        return {operation.model}, None  # a check may name any column of its table
     fields = set()
     if kind in ("add_column", "drop_column"):
         fields = {operation.field.name}

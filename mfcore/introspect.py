@@ -17,9 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .dialects.base import LEDGER_TABLE, foreign_key_name, primary_key_name, unique_name
+from .dialects.base import LEDGER_TABLE, check_name, foreign_key_name, primary_key_name, unique_name
 from .dialects.catalog import Catalog, Table
-from .schema import Enum, Field, Index, Model, Schema, index_condition_problem, index_name
+from .schema import (POSITIVE_TYPES, Check, Enum, Field, Index, Model, Schema, check_default_name,
+                     check_expression_problem, index_condition_problem, index_name)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,22 @@ def index_text(index) -> str:
     text = f"{'UNIQUE ' if index.unique else ''}INDEX ({columns})"
     return text + (f" WHERE {index.condition}" if index.condition else "")
 
+
+
+_POSITIVE_CHECK = re.compile(r'^[\s(]*("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\s*>=\s*0[\s)]*$')
+_POSITIVE_OF = {base: positive for positive, base in POSITIVE_TYPES.items()}
+
+
+def positive_column(table: str, check) -> Optional[str]:
+    """The column a catalog CHECK makes a positive integer (``"n" >= 0``, as PostgreSQL
+    shows it ``(n >= 0)``), named as a column's check is named; else None."""
+    found = _POSITIVE_CHECK.match(check.expression)
+    if found is None:
+        return None
+    column = found.group(1)
+    if column.startswith('"'):
+        column = column[1:-1].replace('""', '"')
+    return column if check.name == check_name(table, column) else None
 
 
 def model_name_for(table: str) -> str:
@@ -153,6 +170,7 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
     unique_columns |= {i.columns[0] for i in table.indexes if i.unique and i.columns and len(i.columns) == 1
                        and i.condition is None and model is None and not unique_indexes}
     checks = {c.column: c for c in table.checks}
+    positive = {positive_column(table.name, c) for c in table.check_constraints} - {None}
     fields = []
     for column in table.columns.values():
         known = _field_by_column(model, column.name)
@@ -168,6 +186,8 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
         notes.extend((table.name, note) for note in column_notes)
         if f.type == "EnumField" and f.has_default and f.default not in enums[f.enum].values:
             f = f._replace(has_default=False, default=None)
+        if column.name in positive and f.type in _POSITIVE_OF:
+            f = f._replace(type=_POSITIVE_OF[f.type])
         key = keys.get(column.name)
         if key is not None:
             target = model_names.get(key.target, model_name_for(key.target))
@@ -210,7 +230,29 @@ def _model_of(table: Table, model_name: str, model: Optional[Model], wanted: Opt
                                  index.condition, index.opclasses[0] if index.opclasses else None))
         else:
             notes.append((table.name, f"index {index.name} ({index_text(index)}) cannot be written in models.mp"))
-    return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)))
+    checks = _checks_of(table, model, wanted, {f.column for f in fields if f.type in POSITIVE_TYPES}, notes)
+    return Model(model_name, table.name, tuple(fields), tuple(sorted(indexes)), checks)
+
+
+def _checks_of(table: Table, model: Optional[Model], wanted: Optional[Table], positive: set, notes: list) -> tuple:
+    """The table's CHECK constraints as the model's checks (those a positive field implies
+    are its own). A check the expected model has, as the database showed it when mf made
+    it, keeps the expected expression as written."""
+    known = {c.name: c for c in model.checks} if model is not None else {}
+    shown = {c.name: c.expression for c in wanted.check_constraints} if wanted is not None else {}
+    checks = {}
+    for constraint in table.check_constraints:
+        if positive_column(table.name, constraint) in positive:
+            continue
+        name = constraint.name or check_default_name(table.name, constraint.expression)
+        if name in known and shown.get(name) == constraint.expression:
+            checks[name] = known[name]
+        elif check_expression_problem(constraint.expression) is None and "\n" not in constraint.expression \
+                and "\r" not in constraint.expression:  # a string of models.mp is one line
+            checks[name] = Check(name, constraint.expression)
+        else:
+            notes.append((table.name, f"check {name} ({constraint.expression}) cannot be written in models.mp"))
+    return tuple(checks[name] for name in sorted(checks))
 
 
 def _own_name(name: Optional[str], conventional: str) -> Optional[str]:
@@ -236,7 +278,8 @@ def _same_column(actual: Table, expected: Table, column: str) -> bool:
         keys = sorted(repr(k) for k in table.foreign_keys if k.columns == (column,))
         uniques = sum(1 for u in table.uniques if u.columns == (column,))
         checks = sorted(c.values for c in table.checks if c.column == column)
-        return keys, uniques, checks
+        positive = sorted(c.expression for c in table.check_constraints if positive_column(table.name, c) == column)
+        return keys, uniques, checks, positive
 
     return on(actual) == on(expected)
 

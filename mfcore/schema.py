@@ -90,6 +90,59 @@ def index_condition_problem(text) -> Optional[str]:
     return None
 
 
+def check_expression_problem(text) -> Optional[str]:
+    """What is wrong with a CHECK constraint's expression, or None: the same rules as a
+    partial index's condition (one expression, the author's own SQL, kept verbatim)."""
+    if type(text) is not str or not text.strip():
+        return "takes a SQL expression as a string, as in Check(\"price >= 0\")"
+    return index_condition_problem(text)
+
+
+def quoted_names(text: str) -> list:
+    """The double-quoted identifiers of a SQL expression (``"price"``), outside string
+    literals: the names a check can be shown to use."""
+    names = []
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char == "'":
+            end = text.find("'", position + 1)
+            position = len(text) if end < 0 else end + 1
+            continue
+        if char == '"':
+            end = position + 1
+            name = []
+            while end < len(text):
+                if text[end] == '"':
+                    if text[end + 1:end + 2] == '"':
+                        name.append('"')
+                        end += 2
+                        continue
+                    break
+                name.append(text[end])
+                end += 1
+            names.append("".join(name))
+            position = end + 1
+            continue
+        position += 1
+    return names
+
+
+class Check(NamedTuple):
+    """A CHECK constraint of a table: its name and the SQL expression the schema author
+    wrote, kept verbatim (compared as written; the database's own spelling of it is
+    drift's business)."""
+
+    name: str
+    expression: str
+
+
+# The field types whose column holds no negative number: the integer of that size with
+# an implied CHECK ("column" >= 0), named as PostgreSQL names a column's check.
+POSITIVE_TYPES = {"PositiveIntegerField": "IntegerField", "PositiveBigIntegerField": "BigIntegerField",
+                  "PositiveSmallIntegerField": "SmallIntegerField"}
+
+
 class Index(NamedTuple):
     name: str
     fields: tuple
@@ -130,11 +183,13 @@ class Model:
     table: str
     fields: tuple  # Field, in column order
     indexes: tuple = ()  # Index, sorted by name
+    checks: tuple = ()   # Check, sorted by name
 
     def __eq__(self, other):
         if not isinstance(other, Model):
             return NotImplemented
-        if self.name != other.name or self.table != other.table or self.indexes != other.indexes:
+        if self.name != other.name or self.table != other.table or self.indexes != other.indexes \
+                or self.checks != other.checks:
             return False
         # The tuple comparison settles the common case; order is ignored only when it differs.
         return self.fields == other.fields or (
@@ -161,7 +216,8 @@ class Model:
         return found.column if found is not None else field_name
 
     def replace(self, **changes) -> "Model":
-        values = {"name": self.name, "table": self.table, "fields": self.fields, "indexes": self.indexes}
+        values = {"name": self.name, "table": self.table, "fields": self.fields, "indexes": self.indexes,
+                  "checks": self.checks}
         values.update(changes)
         return Model(**values)
 
@@ -199,3 +255,31 @@ def index_name(prefix: str, table: str, columns) -> str:
 
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     return name[: MAX_IDENTIFIER - 9] + "_" + digest
+
+
+def clip_name(name: str, limit: int) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes, never inside a character."""
+    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+def constraint_name(table: str, column: str, suffix: str) -> str:
+    """The name of a one-column constraint: PostgreSQL's own convention
+    (``<table>_<column>_fkey``, ``_key``, ``_check``) so databases made by the earlier
+    tool match, shortened with a stable hash when longer than an identifier may be."""
+    name = f"{table}_{column}_{suffix}"
+    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+    return f"{clip_name(name, MAX_IDENTIFIER - len(suffix) - 10)}_{digest}_{suffix}"
+
+
+def check_default_name(table: str, expression: str) -> str:
+    """A check's name when models.mp gives none: ``ck_<table>_<8 hex digits of the
+    expression's SHA-1>``, the table cut to fit. Stable: the same expression keeps its
+    name whatever else the model holds; another expression is another constraint."""
+    import hashlib
+
+    digest = hashlib.sha1(expression.encode("utf-8")).hexdigest()[:8]
+    return f"ck_{clip_name(table, MAX_IDENTIFIER - 12)}_{digest}"

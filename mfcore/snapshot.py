@@ -16,7 +16,8 @@ import orjson
 from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
-from .schema import DB_DEFAULTS, MAX_IDENTIFIER, OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem
+from .schema import (DB_DEFAULTS, MAX_IDENTIFIER, OPCLASS, Check, Enum, Field, Index, Model, Schema,
+                     check_expression_problem, index_condition_problem)
 
 FORMAT = 1
 # schema.json's key for the digest of the models.mp text it was made from (store.models_digest).
@@ -155,6 +156,19 @@ def check_index_doc(doc, where: str) -> None:
         raise SchemaFileError(f"{where}.opclass must be an operator class name, got {_short(doc['opclass'])}")
 
 
+def check_check_doc(doc, where: str) -> None:
+    """A check constraint: a name and an expression that is one SQL expression (it
+    reaches SQL as written, so it is checked wherever it is read)."""
+    if type(doc) is not dict:
+        raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
+    name = doc.get("name")
+    if type(name) is not str or not name or "\x00" in name or len(name.encode("utf-8")) > MAX_IDENTIFIER:
+        raise SchemaFileError(f"{where}.name must be a name of at most {MAX_IDENTIFIER} bytes, got {_short(name)}")
+    problem = check_expression_problem(doc.get("expression"))
+    if problem is not None:
+        raise SchemaFileError(f"{where}.expression {problem}, got {_short(doc.get('expression'))}")
+
+
 def check_model_doc(doc, where: str) -> None:
     if type(doc) is not dict:
         raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
@@ -172,6 +186,11 @@ def check_model_doc(doc, where: str) -> None:
         raise SchemaFileError(f"{where}.indexes must be a list, got {_short(indexes)}")
     for position, index in enumerate(indexes):
         check_index_doc(index, f"{where}.indexes[{position}]")
+    checks = doc.get("checks", [])
+    if type(checks) is not list:
+        raise SchemaFileError(f"{where}.checks must be a list, got {_short(checks)}")
+    for position, check in enumerate(checks):
+        check_check_doc(check, f"{where}.checks[{position}]")
 
 
 def check_enum_members(doc, where: str) -> None:
@@ -209,12 +228,26 @@ _new_form_fields = twin(new_form_fields)
 # ---------------------------------------------------------------- models and enums
 
 def model_to_json(model: Model) -> dict:
-    return {
+    doc = {
         "name": model.name,
         "table": model.table,
         "fields": [field_to_json(f) for f in model.fields],
         "indexes": [index_to_json(i) for i in model.indexes],
     }
+    if model.checks:  # written only when there are some: files without checks stay as they were
+        doc["checks"] = [check_to_json(c) for c in model.checks]
+    return doc
+
+
+def check_to_json(check: Check) -> dict:
+    return {"name": check.name, "expression": check.expression}
+
+
+def check_from_json(doc, where) -> Check:
+    try:
+        return Check(doc["name"], doc["expression"])
+    except (KeyError, TypeError):
+        raise SchemaFileError(f"{where}: malformed check {_short(doc)}") from None
 
 
 def index_to_json(index: Index) -> dict:
@@ -241,14 +274,17 @@ def model_from_json(name: str, doc: dict, where: str) -> Model:
         raise SchemaFileError(f"{where}: model '{name}' needs 'table' and 'fields'")
     raw_fields = doc["fields"]
     index_docs = doc.get("indexes")
+    check_docs = doc.get("checks")
     fast = _new_form_fields(raw_fields, Field)
-    if fast is not None and not index_docs and fast and fast[0].primary_key:
+    if fast is not None and not index_docs and not check_docs and fast and fast[0].primary_key:
         return Model(doc.get("name", name), doc["table"], fast, ())  # the common case, quickly
     indexes = [index_from_json(i, where) for i in index_docs] if index_docs else []
     fields = fast if fast is not None else \
         tuple(field_from_json(raw, f"{where}: model {name}") for raw in raw_fields)
     indexes = tuple(sorted(set(indexes), key=lambda i: i.name))
-    return Model(doc.get("name", name), doc["table"], tuple(fields), indexes)
+    checks = tuple(sorted({check_from_json(c, where) for c in check_docs}, key=lambda c: c.name)) \
+        if check_docs else ()
+    return Model(doc.get("name", name), doc["table"], tuple(fields), indexes, checks)
 
 
 def enum_members_from_json(name, doc, where) -> tuple:

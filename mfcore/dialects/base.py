@@ -42,7 +42,6 @@ not: the applier keeps its transaction there (and the statements are the same).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -55,7 +54,7 @@ from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from .statements import split_statements
 from ..operations import Operation, Reference, TableDef
-from ..schema import MAX_IDENTIFIER, Field
+from ..schema import MAX_IDENTIFIER, POSITIVE_TYPES, Field, clip_name as _clip, constraint_name
 
 LEDGER_TABLE = "mf_migrations"
 LEDGER_COLUMNS = ("name", "checksum", "state")
@@ -87,22 +86,6 @@ def unquote(name: str) -> str:
     return name.replace('""', '"')
 
 
-def _clip(name: str, limit: int) -> str:
-    """``name`` cut to ``limit`` UTF-8 bytes, never inside a character."""
-    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
-
-
-def constraint_name(table: str, column: str, suffix: str) -> str:
-    """The name of a one-column constraint: PostgreSQL's own convention
-    (``<table>_<column>_fkey``, ``_key``, ``_check``) so databases made by the earlier
-    tool match, shortened with a stable hash when longer than an identifier may be."""
-    name = f"{table}_{column}_{suffix}"
-    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"{_clip(name, MAX_IDENTIFIER - len(suffix) - 10)}_{digest}_{suffix}"
-
-
 def foreign_key_name(table: str, column: str) -> str:
     return constraint_name(table, column, "fkey")
 
@@ -113,6 +96,11 @@ def unique_name(table: str, column: str) -> str:
 
 def check_name(table: str, column: str) -> str:
     return constraint_name(table, column, "check")
+
+
+def positive_check_sql(quoted_column: str) -> str:
+    """The CHECK a positive integer field implies."""
+    return f"{quoted_column} >= 0"
 
 
 def primary_key_name(table: str) -> str:
@@ -463,8 +451,11 @@ class Dialect:
         (``primary_key``: the key clause, ``CONSTRAINT "name" PRIMARY KEY`` when named)."""
         raise NotImplementedError
 
-    def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
-        """A column CHECK constraint the database needs for this field (SQLite's enums)."""
+    def check_sql(self, f: Field, table_def: Optional[TableDef]) -> Optional[str]:
+        """A column CHECK constraint the database needs for this field (a positive
+        integer's; SQLite's enums)."""
+        if f.type in POSITIVE_TYPES:
+            return positive_check_sql(self.quote(f.column))
         return None
 
     def column_type(self, f: Field, table_def: Optional[TableDef]) -> str:
@@ -545,8 +536,13 @@ class Dialect:
         parts = [self.column_sql(f, table_def) for f in model.fields]
         parts += [self.unique_constraint_sql(index, [model.column_of(n) for n in index.fields])
                   for index in model.indexes if index.constraint]
+        parts += [self.check_constraint_sql(check) for check in model.checks]
         columns = ",\n    ".join(parts)
         return f"CREATE TABLE {self.quote(name or model.table)} (\n    {columns}\n)"
+
+    def check_constraint_sql(self, check) -> str:
+        """A table's CHECK constraint: the expression as the schema author wrote it."""
+        return f"CONSTRAINT {self.quote(check.name)} CHECK ({check.expression})"
 
     def unique_constraint_sql(self, index, columns) -> str:
         """A UNIQUE constraint over several columns (an index that is a constraint)."""
@@ -625,6 +621,12 @@ class Dialect:
         if op.index.constraint:
             return [f"ALTER TABLE {self.quote(op.table)} ADD {self.unique_constraint_sql(op.index, op.columns)}"]
         return [self.create_index_sql(op.table, op.index, op.columns)]
+
+    def _add_check(self, op, plan) -> list[str]:
+        return [f"ALTER TABLE {self.quote(op.table)} ADD {self.check_constraint_sql(op.check)}"]
+
+    def _drop_check(self, op, plan) -> list[str]:
+        return [f"ALTER TABLE {self.quote(op.table)} DROP CONSTRAINT {self.quote(op.check.name)}"]
 
     def _drop_index(self, op, plan) -> list[str]:
         if op.index.constraint:

@@ -62,6 +62,15 @@ class Check:
     values: tuple
 
 
+@dataclass(frozen=True)
+class CheckConstraint:
+    """Any other CHECK constraint: its name (None where it has none) and its expression
+    as the database gives it back (SQLite: as written; PostgreSQL: its own spelling)."""
+
+    name: Optional[str]
+    expression: str
+
+
 @dataclass
 class Table:
     name: str
@@ -72,6 +81,7 @@ class Table:
     uniques: list = field(default_factory=list)        # [Unique]
     indexes: list = field(default_factory=list)        # [Index]
     checks: list = field(default_factory=list)         # [Check]
+    check_constraints: list = field(default_factory=list)  # [CheckConstraint]: the checks not in checks
 
 
 @dataclass

@@ -32,12 +32,12 @@ from typing import Optional
 
 from ..language.fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
-from ..schema import Field, MAX_IDENTIFIER
-from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, _clip, drop_order,
+from ..schema import POSITIVE_TYPES, Field, MAX_IDENTIFIER
+from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, _clip, check_name, drop_order,
                    field_foreign_key_name, field_primary_key_name, field_unique_name, foreign_key_name,
                    has_unique_constraint, is_not_null, key_dropped_before, primary_key_name, require_table,
                    table_before, unique_name, unquote)
-from .catalog import Catalog, Column, ForeignKey, Index, Table, Unique
+from .catalog import Catalog, CheckConstraint, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
     "AutoField": "integer", "BigAutoField": "bigint",
@@ -45,6 +45,7 @@ _TYPES = {
     "FloatField": "double precision", "TextField": "text", "BooleanField": "boolean",
     "DateTimeField": "timestamptz", "DateField": "date", "TimeField": "time",
     "UUIDField": "uuid", "JSONField": "jsonb", "BinaryField": "bytea", "IPAddressField": "inet",
+    "PositiveIntegerField": "integer", "PositiveBigIntegerField": "bigint", "PositiveSmallIntegerField": "smallint",
 }
 
 # format_type's spelling of a column type -> the field that makes it.
@@ -224,7 +225,7 @@ class PostgreSQLDialect(Dialect):
                 f" WHERE a.attnum > 0 AND NOT a.attisdropped AND {_VISIBLE} AND c.relname = ANY($1::text[])"
                 " ORDER BY c.relname, a.attnum", (names,)):
             catalog.tables[table].columns[column] = Column(column, kind, not notnull, default, identity)
-        for table, name, kind, columns, target, target_columns, on_delete, deferrable, deferred \
+        for table, name, kind, columns, target, target_columns, on_delete, deferrable, deferred, expression \
                 in await connection.fetch(
                 "SELECT c.relname, k.conname, k.contype::text,"
                 " ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(num, i)"
@@ -232,16 +233,19 @@ class PostgreSQLDialect(Dialect):
                 " f.relname,"
                 " ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(num, i)"
                 "  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.i),"
-                " k.confdeltype::text, k.condeferrable, k.condeferred FROM pg_constraint k"
+                " k.confdeltype::text, k.condeferrable, k.condeferred,"
+                " CASE WHEN k.contype = 'c' THEN pg_get_expr(k.conbin, k.conrelid) END FROM pg_constraint k"
                 " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " LEFT JOIN pg_class f ON f.oid = k.confrelid"
-                f" WHERE k.contype IN ('p', 'u', 'f') AND {_VISIBLE} AND c.relname = ANY($1::text[])"
+                f" WHERE k.contype IN ('p', 'u', 'f', 'c') AND {_VISIBLE} AND c.relname = ANY($1::text[])"
                 " ORDER BY c.relname, k.conname", (names,)):
             entry = catalog.tables[table]
             if kind == "p":
                 entry.primary_key, entry.primary_key_name = tuple(columns), name
             elif kind == "u":
                 entry.uniques.append(Unique(name, tuple(columns)))
+            elif kind == "c":
+                entry.check_constraints.append(CheckConstraint(name, expression))
             else:
                 entry.foreign_keys.append(ForeignKey(tuple(columns), target, tuple(target_columns),
                                                      _ON_DELETE.get(on_delete, "NO ACTION"), name,
@@ -438,6 +442,8 @@ class PostgreSQLDialect(Dialect):
                 renames.append((unique_name(old, f.column), unique_name(new, f.column)))
             if f.name in op.table_def.references and not f.fk_name:
                 renames.append((foreign_key_name(old, f.column), foreign_key_name(new, f.column)))
+            if f.type in POSITIVE_TYPES:
+                renames.append((check_name(old, f.column), check_name(new, f.column)))
         statements = self._rename_constraints(new, renames)
         key = model.primary_key
         if key is not None and key.type in AUTO_TYPES:
@@ -483,6 +489,8 @@ class PostgreSQLDialect(Dialect):
             renames.append((unique_name(table, f.column), unique_name(table, column)))
         if has_key and not f.fk_name:
             renames.append((foreign_key_name(table, f.column), foreign_key_name(table, column)))
+        if f.type in POSITIVE_TYPES:
+            renames.append((check_name(table, f.column), check_name(table, column)))
         statements += self._rename_constraints(table, renames)
         if f.type in AUTO_TYPES:
             statements += self._rename_sequence(sequence_name(table, f.column), sequence_name(table, column))
@@ -518,6 +526,8 @@ class PostgreSQLDialect(Dialect):
             statements.append(f"ALTER TABLE {t} DROP CONSTRAINT {self.quote(change.old_foreign_key)}")
         if has_unique_constraint(old) and not has_unique_constraint(new):
             statements.append(f"ALTER TABLE {t} DROP CONSTRAINT {self.quote(change.old_unique)}")
+        if old.type in POSITIVE_TYPES and new.type not in POSITIVE_TYPES:
+            statements.append(f"ALTER TABLE {t} DROP CONSTRAINT {self.quote(check_name(change.table, new.column))}")
         if old.primary_key and not new.primary_key:
             statements.append(f"ALTER TABLE {t} DROP CONSTRAINT "
                               f"{self.quote(field_primary_key_name(change.table, old))}")
@@ -564,6 +574,9 @@ class PostgreSQLDialect(Dialect):
         if has_unique_constraint(new) and not has_unique_constraint(old):
             statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(field_unique_name(change.table, new))}"
                               f" UNIQUE ({c})")
+        if new.type in POSITIVE_TYPES and old.type not in POSITIVE_TYPES:
+            statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(check_name(change.table, new.column))}"
+                              f" CHECK ({self.check_sql(new, change.table_def)})")
         reference = change.table_def.references.get(new.name) if new.target is not None else None
         if reference is not None and (change.key or old.target is None):
             statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(change.foreign_key)} FOREIGN KEY ({c}) "

@@ -28,10 +28,10 @@ from typing import Optional
 
 from ..errors import DatabaseError
 from ..operations import AlterEnum, DropModel, TableDef
-from ..schema import Field
+from ..schema import POSITIVE_TYPES, Field
 from .base import (DROPPED_INDEX, LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint,
                    is_not_null, require_table, table_before, unquote)
-from .catalog import Catalog, Check, Column, ForeignKey, Index, Table, Unique
+from .catalog import Catalog, Check, CheckConstraint, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
     "AutoField": "INTEGER", "BigAutoField": "INTEGER",
@@ -40,6 +40,7 @@ _TYPES = {
     "DateTimeField": "TEXT", "DateField": "TEXT", "TimeField": "TEXT",
     "UUIDField": "TEXT", "JSONField": "TEXT", "BinaryField": "BLOB", "EnumField": "TEXT",
     "IPAddressField": "TEXT",
+    "PositiveIntegerField": "INTEGER", "PositiveBigIntegerField": "INTEGER", "PositiveSmallIntegerField": "INTEGER",
 }
 
 # Declared types -> fields: mf's own spellings, and those other tools write (Django:
@@ -107,9 +108,9 @@ class SQLiteDialect(Dialect):
     def auto_key_sql(self, type_sql: str, primary_key: str = "PRIMARY KEY") -> str:
         return f"{type_sql} {primary_key} AUTOINCREMENT"
 
-    def check_sql(self, f: Field, table_def: TableDef) -> Optional[str]:
+    def check_sql(self, f: Field, table_def: Optional[TableDef]) -> Optional[str]:
         if f.enum is None:
-            return None
+            return super().check_sql(f, table_def)
         values = table_def.enums.get(f.enum, ())
         return f"{self.quote(f.column)} IN ({', '.join(self.string_literal(v) for v in values)})"
 
@@ -161,6 +162,7 @@ class SQLiteDialect(Dialect):
             if pk:
                 keyed.append((pk, column))
         table.checks = in_list_checks(definition)
+        table.check_constraints = check_constraints(definition)
         table.primary_key = tuple(column for _n, column in sorted(keyed))
         keys: dict = {}
         for key_id, target, source, target_column, on_delete in await connection.fetch(
@@ -246,6 +248,8 @@ class SQLiteDialect(Dialect):
             return True
         if op.op in ("add_index", "drop_index"):
             return op.index.constraint
+        if op.op in ("add_check", "drop_check"):
+            return True
         if op.op == "drop_fk":
             return not follows_later(op, plan)
         if isinstance(op, AlterEnum):
@@ -326,7 +330,8 @@ class SQLiteDialect(Dialect):
         # SQLite rewrites every mention of the column (indexes, CHECKs, keys pointing at
         # it from other tables) but not the constraint names made from it. A primary key
         # has no named constraint and may be pointed at: renaming it natively is right.
-        return f.primary_key or (not f.unique and f.target is None and f.enum is None)
+        return f.primary_key or (not f.unique and f.target is None and f.enum is None
+                                 and f.type not in POSITIVE_TYPES)
 
     def _alter_column(self, op, plan) -> list[str]:
         table_def = require_table(op)
@@ -361,6 +366,14 @@ class SQLiteDialect(Dialect):
 
     def _drop_index(self, op, plan) -> list[str]:
         return self.rebuild(require_table(op)) if op.index.constraint else super()._drop_index(op, plan)
+
+    # ------------------------------------------------------------ checks
+    # A CHECK lives in the table's definition: adding or dropping one makes the table again.
+    def _add_check(self, op, plan) -> list[str]:
+        return self.rebuild(require_table(op))
+
+    def _drop_check(self, op, plan) -> list[str]:
+        return self.rebuild(require_table(op))
 
     # ------------------------------------------------------------ foreign keys
     def _add_fk(self, op, plan) -> list[str]:
@@ -447,6 +460,66 @@ def in_list_checks(definition: str) -> list:
     return checks
 
 
+_CHECK_START = re.compile(rf"(?:\bCONSTRAINT\s+({_NAME})\s+)?\bCHECK\s*\(", re.IGNORECASE)
+_IN_LIST = re.compile(rf"\s*{_NAME}\s+IN\s*\(\s*'(?:[^']|'')*'(?:\s*,\s*'(?:[^']|'')*')*\s*\)\s*", re.IGNORECASE)
+
+
+def check_constraints(definition: str) -> list:
+    """The CHECK constraints of a CREATE TABLE text other than the ``column IN (...)``
+    lists of enums (in_list_checks reads those): name (None when unnamed) and the
+    expression between its parentheses, as written."""
+    found = []
+    for item in _items(definition or ""):
+        outside = _top_level(item)
+        for match in _CHECK_START.finditer(item):
+            if match.start() not in outside:
+                continue
+            end = _closing(item, match.end())
+            if end is None:
+                continue
+            expression = item[match.end():end]
+            if _IN_LIST.fullmatch(expression):
+                continue
+            found.append(CheckConstraint(_unquote(match.group(1)) if match.group(1) else None, expression))
+    return found
+
+
+def _top_level(text: str) -> set:
+    """Positions of ``text`` outside quotes and parentheses."""
+    positions, depth, quote = set(), 0, None
+    for position, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+            continue
+        if char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif depth == 0:
+            positions.add(position)
+    return positions
+
+
+def _closing(text: str, start: int):
+    """The position of the ')' that closes the '(' just before ``start``, or None."""
+    depth, quote = 0, None
+    for position in range(start, len(text)):
+        char = text[position]
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            if depth == 0:
+                return position
+            depth -= 1
+    return None
+
+
 def _items(definition: str) -> list:
     """The comma-separated items (columns, table constraints) of a CREATE TABLE text."""
     start = definition.find("(")
@@ -523,7 +596,8 @@ def _plain_column(f: Field) -> bool:
 def _has_named_constraints(table_def: Optional[TableDef]) -> bool:
     if table_def is None:
         return False  # an earlier tool's file: its constraints keep their names
-    return any(has_unique_constraint(f) or f.enum is not None or f.name in table_def.references
+    return any(has_unique_constraint(f) or f.enum is not None or f.type in POSITIVE_TYPES
+               or f.name in table_def.references
                for f in table_def.model.fields)
 
 

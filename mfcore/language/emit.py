@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..schema import Schema, index_name, table_name_for
+from ..schema import Schema, check_default_name, index_name, table_name_for
 
 _AUTO = ("AutoField", "BigAutoField")
 _RELATIONS = ("ForeignKey", "OneToOneField")
@@ -40,6 +40,8 @@ def models_text(schema: Schema, notes=(), header: str = "") -> str:
             lines.append(f"    table = {string_literal(model.table)}")
         if model.indexes:
             lines.append(f"    indexes = [{', '.join(_index(model, index) for index in model.indexes)}]")
+        if model.checks:
+            lines.append(f"    checks = [{', '.join(_check(model, check) for check in model.checks)}]")
         lines.append("}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
@@ -145,3 +147,10 @@ def _index(model, index) -> str:
     if index.opclass is not None:
         parts.append(f"opclass={string_literal(index.opclass)}")
     return f"Index({', '.join(parts)})"
+
+
+def _check(model, check) -> str:
+    parts = [string_literal(check.expression)]
+    if check.name != check_default_name(model.table, check.expression):
+        parts.append(f"name={string_literal(check.name)}")
+    return f"Check({', '.join(parts)})"

@@ -8,12 +8,16 @@ from __future__ import annotations
 import math
 
 from .raw import Call, ListValue, Name, ObjectValue, TupleValue
-from ..schema import Field
+from ..schema import POSITIVE_TYPES, Field
 
-INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
-# What each integer column holds (PostgreSQL's smallint, integer and bigint).
+INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField", *POSITIVE_TYPES})
+# What each integer column holds (PostgreSQL's smallint, integer and bigint; the
+# positive types add CHECK (column >= 0)).
 INTEGER_RANGES = {"SmallIntegerField": (-2 ** 15, 2 ** 15 - 1), "IntegerField": (-2 ** 31, 2 ** 31 - 1),
-                  "BigIntegerField": (-2 ** 63, 2 ** 63 - 1), "AutoField": (-2 ** 31, 2 ** 31 - 1)}
+                  "BigIntegerField": (-2 ** 63, 2 ** 63 - 1), "AutoField": (-2 ** 31, 2 ** 31 - 1),
+                  **{positive: (0, 2 ** bits - 1) for positive, bits in
+                     (("PositiveSmallIntegerField", 15), ("PositiveIntegerField", 31),
+                      ("PositiveBigIntegerField", 63))}}
 AUTO_TYPES = frozenset({"AutoField", "BigAutoField"})
 RELATION_TYPES = frozenset({"ForeignKey", "OneToOneField"})
 TEMPORAL_TYPES = frozenset({"DateTimeField", "DateField", "TimeField"})
@@ -35,7 +39,8 @@ def _declare(type_name, positional=(), extra=(), required=()):
 
 
 for _t in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-           "FloatField", "TextField", "BooleanField", "UUIDField", "JSONField", "BinaryField", "IPAddressField"):
+           "FloatField", "TextField", "BooleanField", "UUIDField", "JSONField", "BinaryField", "IPAddressField",
+           *POSITIVE_TYPES):
     _declare(_t)
 _declare("DecimalField", ("max_digits", "decimal_places"), required=("max_digits", "decimal_places"))
 _declare("CharField", ("max_length",), required=("max_length",))

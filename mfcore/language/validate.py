@@ -4,7 +4,9 @@ from __future__ import annotations
 from itertools import compress
 from operator import attrgetter
 
-from ..schema import OPCLASS, Enum, Field, Index, Model, Schema, index_condition_problem, index_name, table_name_for
+from ..schema import (MAX_IDENTIFIER, OPCLASS, POSITIVE_TYPES, Check, Enum, Field, Index, Model, Schema,
+                      check_default_name, check_expression_problem, constraint_name, index_condition_problem, index_name,
+                      quoted_names, table_name_for)
 from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from .hotloops import build_fields, split_statements
 from .raw import Call, ListValue, Name, RawEnum, TupleValue
@@ -13,7 +15,7 @@ _primary_key_of = attrgetter("primary_key")
 _column_of = attrgetter("column")
 
 BASE_MODELS = ("Model", "BaseModel")
-MODEL_OPTIONS = ("table", "abstract", "indexes", "unique_together")
+MODEL_OPTIONS = ("table", "abstract", "indexes", "unique_together", "checks")
 
 
 class Problem:
@@ -76,6 +78,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
 
     _check_references(models, raw_models, builder, add, other_models)
     _check_tables(models, raw_models, add, enums)
+    _check_check_names(models, raw_models, builder, add)
     problems.sort(key=lambda p: (p[1] or (0, 0)))
     return Schema(enums=enums, models=models), problems
 
@@ -114,6 +117,8 @@ class _ModelBuilder:
         self.in_progress: set = set()
         self.field_positions: dict = {}
         self.index_specs: dict = {}
+        self.check_specs: dict = {}
+        self.check_positions: dict = {}
         self.field_cache: dict = {}
 
     def is_abstract(self, name) -> bool:
@@ -139,6 +144,7 @@ class _ModelBuilder:
 
         inherited: list = []
         inherited_specs: list = []
+        inherited_checks: list = []
         if decl.base not in BASE_MODELS:
             if decl.base not in self.raw:
                 add(f"model {decl.name} extends unknown model '{decl.base}'"
@@ -154,6 +160,7 @@ class _ModelBuilder:
                 elif base is not None:
                     inherited = list(base.fields)
                     inherited_specs = list(self.index_specs.get(decl.base, ()))
+                    inherited_checks = list(self.check_specs.get(decl.base, ()))
                     self.field_positions.setdefault(decl.name, {}).update(
                         self.field_positions.get(decl.base, {}))
 
@@ -195,7 +202,10 @@ class _ModelBuilder:
         # Index specs, not built indexes, are inherited: default names follow the child's table.
         self.index_specs[decl.name] = inherited_specs + index_fields
         indexes = self._indexes(decl, table, fields, inherited_specs + index_fields)
-        return Model(decl.name, table, tuple(fields), indexes)
+        check_specs = inherited_checks + options.get("checks", [])
+        self.check_specs[decl.name] = check_specs
+        checks = self._checks(decl, table, fields, check_specs)
+        return Model(decl.name, table, tuple(fields), indexes, checks)
 
     def _split(self, decl):
         """Separate field calls from model options, checking the options."""
@@ -222,6 +232,8 @@ class _ModelBuilder:
                     add("abstract takes true or false", value_pos)
             elif name == "indexes":
                 options["indexes"] = self._read_indexes(value, value_pos)
+            elif name == "checks":
+                options["checks"] = self._read_checks(value, value_pos)
             else:
                 options["unique_together"] = self._read_unique_together(value, value_pos)
         return options, fields
@@ -283,6 +295,84 @@ class _ModelBuilder:
             if ok:
                 found.append((tuple(names), index_name_given, unique, item_pos, where, opclass))
         return found
+
+    def _read_checks(self, value, pos):
+        """``checks = [Check("expression", name="...")]``: (expression, name or None, pos)."""
+        if type(value) is not ListValue:
+            self.add("checks takes a list: checks = [Check(\"price >= 0\", name=\"...\"), ...]", pos)
+            return []
+        found = []
+        for item, item_pos in value.items:
+            if type(item) is not Call or item.name != "Check":
+                self.add("each entry of checks is Check(\"SQL expression\", name=\"...\")", item_pos)
+                continue
+            expression = given_name = None
+            ok = True
+            positional = 0
+            for keyword, arg, arg_pos in item.args:
+                if keyword is None:
+                    positional += 1
+                    keyword = "expression" if positional == 1 else None
+                    if keyword is None:
+                        self.add("Check takes one positional argument, the expression; pass name by keyword",
+                                 arg_pos)
+                        ok = False
+                        continue
+                if keyword == "expression":
+                    if expression is not None:
+                        self.add("argument 'expression' is given twice", arg_pos)
+                        ok = False
+                        continue
+                    problem = check_expression_problem(arg)
+                    if problem is None:
+                        expression = arg  # verbatim: the text is the constraint
+                    else:
+                        self.add(f"Check {problem}", arg_pos)
+                        ok = False
+                elif keyword == "name":
+                    if type(arg) is str and arg and "\x00" not in arg \
+                            and len(arg.encode("utf-8")) <= MAX_IDENTIFIER:
+                        given_name = arg
+                    else:
+                        self.add(f"Check name takes a non-empty string of at most {MAX_IDENTIFIER} bytes", arg_pos)
+                        ok = False
+                else:
+                    self.add(f"Check has no argument '{keyword}'{did_you_mean(keyword, ('expression', 'name'))}",
+                             arg_pos)
+                    ok = False
+            if ok and expression is None:
+                self.add("Check needs its SQL expression, as in Check(\"price >= 0\")", item_pos)
+                ok = False
+            if ok:
+                found.append((expression, given_name, item_pos))
+        return found
+
+    def _checks(self, decl, table, fields, specs):
+        """The model's checks, sorted by name; double-quoted names in an expression must be
+        columns of the model (other names may be functions or keywords: not checked)."""
+        if not specs:
+            return ()
+        columns = {f.column for f in fields}
+        implied = {constraint_name(table, f.column, "check"): f.name for f in fields if f.type in POSITIVE_TYPES}
+        checks: dict = {}
+        for expression, given_name, pos in specs:
+            unknown = [name for name in quoted_names(expression) if name not in columns]
+            if unknown:
+                self.add(f"check on model {decl.name} names \"{unknown[0]}\", which is not a column of its table"
+                         f"{did_you_mean(unknown[0], columns)}", pos)
+                continue
+            name = given_name or check_default_name(table, expression)
+            check = Check(name, expression)
+            if name in checks and checks[name] != check:
+                self.add(f"two different checks on model {decl.name} are named '{name}'", pos)
+                continue
+            if name in implied:
+                self.add(f"check name '{name}' on model {decl.name} is the name of the check that"
+                         f" PositiveIntegerField '{implied[name]}' implies; choose another", pos)
+                continue
+            checks[name] = check
+            self.check_positions.setdefault(decl.name, {})[name] = pos
+        return tuple(checks[name] for name in sorted(checks))
 
     def _read_unique_together(self, value, pos):
         if type(value) is not ListValue:
@@ -394,3 +484,17 @@ def _check_tables(models, raw_models, add, enums=None):
                 add(f"index name '{index.name}' is used by models {owner} and {model.name};"
                     " index names must be unique in the database", raw_models[model.name].pos)
             index_owner[index.name] = model.name
+
+
+def _check_check_names(models, raw_models, builder, add):
+    """A check's name is unique in the schema (PostgreSQL keeps constraint names per
+    table; one name for one check keeps every message and migration unambiguous)."""
+    owner: dict = {}
+    for model in models.values():
+        for check in model.checks:
+            other = owner.get(check.name)
+            if other is not None and other != model.name:
+                pos = builder.check_positions.get(model.name, {}).get(check.name, raw_models[model.name].pos)
+                add(f"check name '{check.name}' is used by models {other} and {model.name};"
+                    " check names must be unique in the schema", pos)
+            owner.setdefault(check.name, model.name)

@@ -7,16 +7,16 @@ text.py      how they read in makemigrations' tree, in file names, and what undo
 """
 from .text import cannot_undo, undo_loss
 from .codec import OPERATION_KINDS, operation_from_json, operation_to_json, table_def_from_json, table_def_to_json
-from .records import (COLUMN_ASPECTS, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
-                      CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
+from .records import (COLUMN_ASPECTS, AddCheck, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
+                      CreateModel, DropCheck, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
                       RenameColumn, RenameModel, RunPython, RunSQL, column_changes, fill_placeholder, fold,
                       is_narrowing, referencing_type, undo)
 from .tables import Reference, TableDef, attach_tables, referenced_key, table_def
 
 __all__ = [
     "OPERATION_KINDS", "operation_from_json", "operation_to_json", "table_def_from_json", "table_def_to_json",
-    "COLUMN_ASPECTS", "AddColumn", "AddForeignKey", "AddIndex", "AlterColumn", "AlterEnum", "CreateEnum",
-    "CreateModel", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
+    "COLUMN_ASPECTS", "AddCheck", "AddColumn", "AddForeignKey", "AddIndex", "AlterColumn", "AlterEnum", "CreateEnum",
+    "CreateModel", "DropCheck", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
     "RenameColumn", "RenameModel", "RunPython", "RunSQL", "column_changes", "fill_placeholder", "fold",
     "is_narrowing", "referencing_type", "undo",
     "Reference", "TableDef", "attach_tables", "referenced_key", "table_def", "cannot_undo", "undo_loss",

@@ -11,12 +11,12 @@ import dataclasses
 import re
 
 from ..errors import MigrationFileError, SchemaFileError
-from ..schema import Field, Index
-from ..snapshot import (check_enum_members, check_field_doc, check_index_doc, check_model_doc,
+from ..schema import Check, Field, Index
+from ..snapshot import (check_check_doc, check_enum_members, check_to_json, check_from_json, check_field_doc, check_index_doc, check_model_doc,
                         enum_members_from_json, field_from_json, field_to_json, index_from_json,
                         index_to_json, model_from_json, model_to_json)
-from .records import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,
-                      DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation, RenameColumn,
+from .records import (AddCheck, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,
+                      DropCheck, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation, RenameColumn,
                       RenameModel, RunPython, RunSQL)
 from .tables import Reference, TableDef
 
@@ -47,6 +47,8 @@ def check_operation(op: Operation, where: str) -> Operation:
                     check_field_doc(field_to_json(reference.key), f"{here}.references.{name}.key")
             elif isinstance(item, Index):
                 check_index_doc(index_to_json(item), here)
+            elif isinstance(item, Check):
+                check_check_doc(check_to_json(item), here)
     return op
 
 
@@ -151,6 +153,11 @@ def _index(doc, where):
     return index_from_json(doc["index"], f"{where}.index")
 
 
+def _check(doc, where):
+    check_check_doc(doc["check"], f"{where}.check")
+    return check_from_json(doc["check"], f"{where}.check")
+
+
 def _references_json(references: dict) -> dict:
     return {name: {"model": r.model, "table": r.table, "column": r.column, "key": field_to_json(r.key)}
             for name, r in references.items()}
@@ -247,6 +254,16 @@ def _add_index_to_json(op):
 def _drop_index_to_json(op):
     return {"op": op.op, "model": op.model, "table": op.table, "index": index_to_json(op.index),
             "columns": list(op.columns), **_table_json(op.table_def)}
+
+
+def _add_check_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "check": check_to_json(op.check),
+            **_table_json(op.table_def)}
+
+
+def _drop_check_to_json(op):
+    return {"op": op.op, "model": op.model, "table": op.table, "check": check_to_json(op.check),
+            **_table_json(op.table_def)}
 
 
 # ---------------------------------------------------------------- from JSON
@@ -353,6 +370,14 @@ def _drop_index_from_json(doc, where):
                      _names(doc, "columns"), read_table(doc, where))
 
 
+def _add_check_from_json(doc, where):
+    return AddCheck(_name(doc, "model"), _name(doc, "table"), _check(doc, where), read_table(doc, where))
+
+
+def _drop_check_from_json(doc, where):
+    return DropCheck(_name(doc, "model"), _name(doc, "table"), _check(doc, where), read_table(doc, where))
+
+
 DATABASES = ("postgresql", "sqlite")  # the keys of a per-database SQL map
 
 
@@ -429,6 +454,8 @@ _ENCODE = {
     "drop_fk": _drop_foreign_key_to_json,
     "add_index": _add_index_to_json,
     "drop_index": _drop_index_to_json,
+    "add_check": _add_check_to_json,
+    "drop_check": _drop_check_to_json,
 }
 
 DECODERS = {
@@ -448,6 +475,8 @@ DECODERS = {
     "drop_fk": _drop_foreign_key_from_json,
     "add_index": _add_index_from_json,
     "drop_index": _drop_index_from_json,
+    "add_check": _add_check_from_json,
+    "drop_check": _drop_check_from_json,
 }
 
 OPERATION_KINDS = tuple(DECODERS)

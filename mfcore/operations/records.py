@@ -16,7 +16,7 @@ from dataclasses import field as dataclass_field
 from typing import ClassVar, Optional
 
 from ..errors import MigrationFileError
-from ..schema import Enum, Field, Index, Model, Schema
+from ..schema import Check, Enum, Field, Index, Model, Schema
 from . import text
 from .tables import TableDef, attach_tables, table_def
 
@@ -427,6 +427,41 @@ class DropIndex(_TableOperation):
         return AddIndex(self.model, self.table, self.index, self.columns)
 
 
+@dataclass(frozen=True)
+class AddCheck(_TableOperation):
+    """A CHECK constraint added to an existing table. Rows that break it make the
+    migration fail (the database says which constraint) and roll back: the operation
+    loses nothing, so it is not destructive. SQLite rebuilds the table for it."""
+
+    op: ClassVar[str] = "add_check"
+    check: Check = None
+    table_def: Optional[TableDef] = None
+
+    def apply(self, schema):
+        model = _model(schema, self.model, self.op)
+        checks = tuple(sorted([c for c in model.checks if c.name != self.check.name] + [self.check],
+                              key=lambda c: c.name))
+        return _with_models(schema, **{self.model: model.replace(checks=checks)})
+
+    def reverse(self):
+        return DropCheck(self.model, self.table, self.check)
+
+
+@dataclass(frozen=True)
+class DropCheck(_TableOperation):
+    op: ClassVar[str] = "drop_check"
+    check: Check = None  # the check as it was, to add it back when reversed
+    table_def: Optional[TableDef] = None
+
+    def apply(self, schema):
+        model = _model(schema, self.model, self.op)
+        checks = tuple(c for c in model.checks if c.name != self.check.name)
+        return _with_models(schema, **{self.model: model.replace(checks=checks)})
+
+    def reverse(self):
+        return AddCheck(self.model, self.table, self.check)
+
+
 def fill_placeholder(table: str, column: str) -> str:
     """The SQL a run_sql template holds until the user writes the statements that fill
     ``table.column``: a comment, which migrate refuses to run (see RunSQL.unfilled)."""
@@ -496,6 +531,12 @@ def is_narrowing(old: Field, new: Field) -> bool:
     """Could this change lose or reject existing data?"""
     if old.type != new.type:
         widening = {("SmallIntegerField", "IntegerField"), ("SmallIntegerField", "BigIntegerField"),
+                    # a positive integer as a plain one (its CHECK goes), or as a larger one
+                    ("PositiveSmallIntegerField", "SmallIntegerField"), ("PositiveIntegerField", "IntegerField"),
+                    ("PositiveBigIntegerField", "BigIntegerField"),
+                    ("PositiveSmallIntegerField", "PositiveIntegerField"),
+                    ("PositiveSmallIntegerField", "PositiveBigIntegerField"),
+                    ("PositiveIntegerField", "PositiveBigIntegerField"),
                     ("IntegerField", "BigIntegerField"), ("CharField", "TextField"),
                     ("IntegerField", "FloatField"), ("SmallIntegerField", "FloatField"),
                     ("AutoField", "BigAutoField")}

@@ -116,6 +116,22 @@ def _describe_add_index(op):
     return f"Add {kind} {op.index.name} on {op.model} ({', '.join(op.index.fields)}){extra}"
 
 
+def _describe_add_check(op):
+    return f"Add check {op.check.name} on {op.model}: {op.check.expression}"
+
+
+def _describe_drop_check(op):
+    return f"Drop check {op.check.name} on {op.model}"
+
+
+def _name_part_add_check(op):
+    return f"check_{op.check.name}"
+
+
+def _name_part_drop_check(op):
+    return f"drop_check_{op.check.name}"
+
+
 def _describe_drop_index(op):
     return f"Drop index {op.index.name} on {op.model}"
 
@@ -216,6 +232,8 @@ _DESCRIBE = {
     "drop_fk": _describe_drop_foreign_key,
     "add_index": _describe_add_index,
     "drop_index": _describe_drop_index,
+    "add_check": _describe_add_check,
+    "drop_check": _describe_drop_check,
 }
 
 _NAME_PART = {
@@ -235,6 +253,8 @@ _NAME_PART = {
     "drop_fk": _name_part_drop_foreign_key,
     "add_index": _name_part_add_index,
     "drop_index": _name_part_drop_index,
+    "add_check": _name_part_add_check,
+    "drop_check": _name_part_drop_check,
 }
 
 
