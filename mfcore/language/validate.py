@@ -297,7 +297,7 @@ class _ModelBuilder:
         return found
 
     def _read_checks(self, value, pos):
-        """``checks = [Check("expression", name="...")]``: (expression, name or None, pos)."""
+        """``checks = [Check("expression", name="...")]``: (expression, name or None, pos, its pos)."""
         if type(value) is not ListValue:
             self.add("checks takes a list: checks = [Check(\"price >= 0\", name=\"...\"), ...]", pos)
             return []
@@ -306,7 +306,7 @@ class _ModelBuilder:
             if type(item) is not Call or item.name != "Check":
                 self.add("each entry of checks is Check(\"SQL expression\", name=\"...\")", item_pos)
                 continue
-            expression = given_name = None
+            expression = given_name = expression_pos = None
             ok = True
             positional = 0
             for keyword, arg, arg_pos in item.args:
@@ -325,7 +325,7 @@ class _ModelBuilder:
                         continue
                     problem = check_expression_problem(arg)
                     if problem is None:
-                        expression = arg  # verbatim: the text is the constraint
+                        expression, expression_pos = arg, arg_pos  # verbatim: the text is the constraint
                     else:
                         self.add(f"Check {problem}", arg_pos)
                         ok = False
@@ -344,7 +344,7 @@ class _ModelBuilder:
                 self.add("Check needs its SQL expression, as in Check(\"price >= 0\")", item_pos)
                 ok = False
             if ok:
-                found.append((expression, given_name, item_pos))
+                found.append((expression, given_name, item_pos, expression_pos))
         return found
 
     def _checks(self, decl, table, fields, specs):
@@ -355,11 +355,11 @@ class _ModelBuilder:
         columns = {f.column for f in fields}
         implied = {constraint_name(table, f.column, "check"): f.name for f in fields if f.type in POSITIVE_TYPES}
         checks: dict = {}
-        for expression, given_name, pos in specs:
+        for expression, given_name, pos, expression_pos in specs:
             unknown = [name for name in quoted_names(expression) if name not in columns]
             if unknown:
                 self.add(f"check on model {decl.name} names \"{unknown[0]}\", which is not a column of its table"
-                         f"{did_you_mean(unknown[0], columns)}", pos)
+                         f"{did_you_mean(unknown[0], columns)}", expression_pos)
                 continue
             name = given_name or check_default_name(table, expression)
             check = Check(name, expression)
