@@ -143,7 +143,7 @@ def sample_value(f, tag: int, written: dict, schema):
     if f.target is not None:
         target = written.get(f.target)
         return target[0] if target is not None else None
-    if f.type in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
+    if f.type in ("IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveIntegerField"):
         return 100 + tag
     if f.type == "CharField":
         return f"v{tag}"

@@ -1,7 +1,7 @@
 """Hypothesis strategies for random, valid models.mp texts.
 
 ``schema_texts()`` draws small schemas (a few enums and models, fields of every
-type, foreign keys between the models, indexes); pairs of draws are the raw
+type, foreign keys between the models, indexes, checks); pairs of draws are the raw
 material for differ and dialect property tests.
 """
 from __future__ import annotations
@@ -20,7 +20,12 @@ KEY_CALLS = [None, "AutoField()", "BigAutoField()", "IntegerField(primary_key=tr
 
 SIMPLE_TYPES = ["IntegerField", "BigIntegerField", "SmallIntegerField", "FloatField", "TextField",
                 "BooleanField", "DateTimeField", "DateField", "TimeField", "UUIDField", "JSONField",
-                "BinaryField", "CharField", "DecimalField", "IPAddressField"]
+                "BinaryField", "CharField", "DecimalField", "IPAddressField", "PositiveIntegerField",
+                "PositiveSmallIntegerField", "PositiveBigIntegerField"]
+
+# A model's CHECK constraints: expressions that every row passes (the tables of the
+# property tests hold rows), naming a column in double quotes and not.
+CHECK_TEMPLATES = ['"{c}" IS NULL OR "{c}" IS NOT NULL', '("{c}" IS NOT NULL) OR ("{c}" IS NULL)', "1 = 1"]
 
 
 @st.composite
@@ -62,6 +67,9 @@ def field_calls(draw, enums, models):
     elif kind in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
         if draw(st.booleans()):
             args.append(f"default={draw(st.integers(-5, 5))}")
+    elif kind.startswith("Positive"):
+        if draw(st.booleans()):
+            args.append(f"default={draw(st.integers(0, 5))}")
     elif kind == "BooleanField":
         if draw(st.booleans()):
             args.append(f"default={draw(st.sampled_from(['true', 'false']))}")
@@ -73,6 +81,20 @@ def field_calls(draw, enums, models):
     if kind not in ("TextField", "JSONField", "BinaryField", "ForeignKey") and draw(st.integers(0, 5)) == 0:
         args.append("unique=true")
     return f"{kind}({', '.join(args)})"
+
+
+@st.composite
+def check_calls(draw, model, field_names):
+    """One or two Check(...) calls of a model; a name given or the default one."""
+    calls = []
+    for number in range(draw(st.integers(1, 2))):
+        template = draw(st.sampled_from(CHECK_TEMPLATES))
+        expression = template.format(c=draw(st.sampled_from(field_names))).replace('"', '\\"')
+        named = draw(st.booleans())
+        if template == "1 = 1" and not named and any('1 = 1' in call for call in calls):
+            continue  # the same expression twice is one check
+        calls.append(f'Check("{expression}"' + (f', name="ck_{model.lower()}_{number}")' if named else ")"))
+    return calls
 
 
 @st.composite
@@ -98,6 +120,8 @@ def schema_texts(draw, max_models=4, max_fields=5):
             body.insert(0, f"    id = {key}")
         if len(field_names) >= 2 and draw(st.integers(0, 3)) == 0:
             body.append(f"    indexes = [Index({field_names[0]}, {field_names[1]})]")
+        if draw(st.integers(0, 3)) == 0:
+            body.append("    checks = [" + ", ".join(draw(check_calls(name, field_names))) + "]")
         if draw(st.integers(0, 4)) == 0:
             body.append(f"    table = \"tbl_{name.lower()}\"")
         lines.append(f"model {name} extends Model {{\n" + "\n".join(body) + "\n}")

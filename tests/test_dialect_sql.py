@@ -443,14 +443,14 @@ FIELD_NAMES = ("f1", "f2", "f3", "f4")
 MEMBERS = ("RED", "GREEN", "BLUE", "BLACK")
 KINDS = ("IntegerField", "BigIntegerField", "CharField", "TextField", "BooleanField", "DecimalField",
          "FloatField", "DateTimeField", "DateField", "EnumField", "ForeignKey", "OneToOneField",
-         "JSONField", "UUIDField")
+         "JSONField", "UUIDField", "PositiveIntegerField")
 # Primary keys besides the implicit id (drawn with vary_keys=True): foreign keys then
 # take other column types, and change them when they change target or stop being one.
 KEYS = (None, "BigAutoField()", "CharField(10, primary_key=true)", "CharField(30, primary_key=true)")
 DEFAULTS = {
     "IntegerField": ("0", "-3"), "BigIntegerField": ("5",), "CharField": ('"x"', '"it\'s"'),
     "TextField": ('"hello"',), "BooleanField": ("true", "false"), "DecimalField": ("1.5",),
-    "FloatField": ("0.5",), "JSONField": ("[1, 2]",),
+    "FloatField": ("0.5",), "JSONField": ("[1, 2]",), "PositiveIntegerField": ("0", "7"),
 }
 
 # A schema is drawn as plain data, {"members": [...], "lowered": bool, "models": {name:
@@ -485,7 +485,17 @@ def model_specs(draw, keys=(None,)):
     if fields and draw(st.booleans()):
         index = (tuple(draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=2, unique=True))),
                  draw(st.booleans()))
-    return {"fields": fields, "index": index, "table": draw(st.booleans()), "key": draw(st.sampled_from(keys))}
+    return {"fields": fields, "index": index, "table": draw(st.booleans()), "key": draw(st.sampled_from(keys)),
+            "check": draw(check_specs(fields))}
+
+
+@st.composite
+def check_specs(draw, fields):
+    """A model's CHECK, as (field, named) or None: one every row passes (it names the
+    field's column in double quotes; written only while the field is there)."""
+    if not fields or draw(st.integers(0, 2)):
+        return None
+    return (draw(st.sampled_from(sorted(fields))), draw(st.booleans()))
 
 
 @st.composite
@@ -526,6 +536,8 @@ def changed_specs(draw, spec, keys=(None,)):
                 model["fields"][field_name] = draw(field_specs())
         if draw(st.integers(0, 3)) == 0:
             model["index"] = None
+        if draw(st.integers(0, 3)) == 0:
+            model["check"] = draw(check_specs(model["fields"]))
         changed["models"][name] = model
     for name in MODEL_NAMES:
         if name not in changed["models"] and draw(st.integers(0, 3)) == 0:
@@ -568,6 +580,10 @@ def models_text(spec) -> str:
         if model["index"] is not None and all(f in model["fields"] for f in model["index"][0]):
             names, unique = model["index"]
             lines.append(f"    indexes = [Index({', '.join(names)}{', unique=true' if unique else ''})]")
+        check = model.get("check")
+        if check is not None and check[0] in model["fields"]:
+            expression = f'\\"{check[0]}\\" IS NULL OR \\"{check[0]}\\" IS NOT NULL'
+            lines.append(f'    checks = [Check("{expression}"' + (f', name="ck_{name.lower()}")]' if check[1] else ")]"))
         if model["table"]:
             lines.append(f'    table = "tbl_{name.lower()}"')
         blocks.append(f"model {name} extends Model {{\n" + "\n".join(lines) + "\n}")

@@ -34,7 +34,7 @@ TABLES = ["t1", "t2", "t3"]
 FIELD_NAMES = ["a", "b", "c", "d"]
 COLUMNS = ["c1", "c2", "a", "b"]
 INDEX_NAMES = ["ix1", "ix2"]
-KINDS = ["IntegerField", "CharField", "TextField", "BooleanField", "EnumField", "ForeignKey"]
+KINDS = ["IntegerField", "CharField", "TextField", "BooleanField", "EnumField", "ForeignKey", "PositiveIntegerField"]
 
 
 # ---------------------------------------------------------------- a history, as data
@@ -74,7 +74,8 @@ class State:
                     args.append(self.by_lid(f["target"])["name"])
                 if f["default"]:
                     args.append("default=" + {"IntegerField": "7", "CharField": '"d"', "TextField": '"d"',
-                                              "BooleanField": "true", "EnumField": "Mood.SAD"}[f["kind"]])
+                                              "BooleanField": "true", "EnumField": "Mood.SAD",
+                                              "PositiveIntegerField": "7"}[f["kind"]])
                 if f["null"] or f["kind"] == "ForeignKey":
                     args.append("null=true")
                 if f["unique"]:
@@ -87,6 +88,14 @@ class State:
             if model["indexes"]:
                 listed = ", ".join(f'Index({field}, name="{name}")' for name, field in model["indexes"])
                 body.append(f"    indexes = [{listed}]")
+            # A check names its field's column as it is now; a dropped field's check goes with it.
+            columns = {f["lid"]: _column(f) for f in model["fields"]}
+            checks = [(lid, named) for lid, named in model.get("checks", ()) if lid in columns]
+            if checks:
+                listed = ", ".join(
+                    f'Check("\\"{columns[lid]}\\" IS NULL OR \\"{columns[lid]}\\" IS NOT NULL"'
+                    + (f', name="ck_f{lid}")' if named else ")") for lid, named in checks)
+                body.append(f"    checks = [{listed}]")
             if model["table"]:
                 body.append(f'    table = "{model["table"]}"')
             lines.append(f"model {model['name']} extends Model {{\n" + "\n".join(body) + "\n}")
@@ -277,6 +286,14 @@ def _field_edit(draw, state, step, edit):
         f["length"] = 40
         step.frozen_fields.add(f["lid"])
         step.log.append(f"widen {model['name']}.{f['name']}")
+    elif edit == "check":
+        checks = model.setdefault("checks", [])
+        present = [c for c in checks if c[0] == f["lid"]]
+        if present:
+            checks.remove(present[0])
+        else:
+            checks.append((f["lid"], draw(st.booleans())))
+        step.log.append(f"check of {model['name']}.{f['name']} -> {not present}")
     elif edit == "db_index" and not f["unique"]:
         f["db_index"] = not f["db_index"]
         step.log.append(f"db_index of {model['name']}.{f['name']} -> {f['db_index']}")
@@ -300,7 +317,7 @@ def _field_edit(draw, state, step, edit):
 
 
 EDITS = ["add_model", "drop_model", "rename_model", "set_table", "swap_tables", "add", "drop", "rename",
-         "reorder", "column", "swap_columns", "null", "widen", "db_index", "index", "move_index"]
+         "reorder", "column", "swap_columns", "null", "widen", "db_index", "index", "move_index", "check"]
 
 
 @st.composite

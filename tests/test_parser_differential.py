@@ -28,7 +28,7 @@ from mfcore.language import parser as parser_module
 from mfcore.language.lark_reader import SyntaxProblem
 from mfcore.language.lark_reader import read as lark_read
 from mfcore.language.raw import Call, ListValue, Name, ObjectValue, RawEnum, RawModel, TupleValue
-from mfcore.schema import Enum, Field, Index, Model, Schema
+from mfcore.schema import Check, Enum, Field, Index, Model, Schema
 
 from conftest import COMPAT_SOURCES
 
@@ -85,7 +85,7 @@ def canon(value):
         return (kind.__name__, repr(value))
     if kind in (tuple, list):
         return (kind.__name__, [canon(v) for v in value])
-    if kind in (RawEnum, RawModel, Field, Index):
+    if kind in (RawEnum, RawModel, Field, Index, Check):
         return (kind.__name__, [(name, canon(getattr(value, name))) for name in kind._fields])
     if kind is Name:
         return ("Name", canon(value.text))
@@ -230,6 +230,13 @@ CORNER_CASES = [
     'model X extends Model { a = F(x:1) }',
     'model X extends Model { a = F(default={"é\\"": "😀"}) }',
     "model X extends Model { a = " + '{"k":' * 60 + "1" + "}" * 60 + " }",
+    # checks and positive integers
+    'model X extends Model { n = PositiveIntegerField(default=0)\n checks = [Check("\\"n\\" >= 0", name="c"),\n'
+    ' Check("n < 10"),] }',
+    'model X extends Model { n = PositiveSmallIntegerField(); checks = [Check(\n"n > 0"\n)] }',
+    'model X extends Model { checks = [Check("a\\"b", "c")] }',
+    'model X extends Model { checks = Check("n > 0") }',
+    "model X extends Model { checks = [Check('n > 0')] }",
     # strings and escapes
     'model X extends Model { a = "x\\q\\"\\\\" }',
     'model X extends Model { a = "\\\\\\"x\\n" }',

@@ -328,7 +328,7 @@ def plain_value(f, n: int, driver: str, schema: Schema, lasting: set):
     """A value of field ``f``'s type, distinct for each ``n``, as the driver takes it (an
     enum's: one of the ``lasting`` values)."""
     postgres = driver == "postgresql"
-    if f.type in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
+    if f.type in ("IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveIntegerField"):
         return n
     if f.type == "DecimalField":
         return decimal.Decimal(n) if postgres else n
