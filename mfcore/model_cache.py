@@ -116,7 +116,8 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
     for name, entry in entries.items():
         model = schema.models.get(name)
         if model is not None:
-            info = [model.table, [i.name for i in model.indexes],
+            # Index and check names: each must stay unique in the schema (validate.py).
+            info = [model.table, [i.name for i in model.indexes] + [c.name for c in model.checks],
                     sorted({f.target for f in model.fields if f.target is not None})]
         elif len(entry) > _TABLE:
             info = entry[_TABLE:_START]
@@ -311,7 +312,8 @@ def _check_against_unchanged(cached, concrete_unchanged, built) -> Optional[dict
                 return None
             referrers.setdefault(target, []).append(name)
     for model in built.values():
-        if model.table in tables or any(i.name in indexes for i in model.indexes):
+        if model.table in tables or any(i.name in indexes for i in model.indexes) \
+                or any(c.name in indexes for c in model.checks):
             return None
     return referrers
 

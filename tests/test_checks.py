@@ -85,6 +85,12 @@ def test_a_check_dropped_by_hand_is_drift(shop):
     drift = shop.project.run("db", "drift")
     assert drift.code == 1, drift
     assert "[-] check product.price_not_negative" in drift.out
+    repair = shop.project.run("db", "drift", "--sql")
+    assert repair.code == 1, repair
+    added = 'ADD CONSTRAINT "price_not_negative" CHECK ("price" >= 0)' if shop.driver == "postgresql" \
+        else 'CONSTRAINT "price_not_negative" CHECK ("price" >= 0)'
+    assert added in repair.out, repair.out
+    assert "DROP" not in repair.out.replace('DROP TABLE "product"', "")  # only the check comes back
 
 
 def test_changing_a_check_changes_only_it_and_rollback_undoes_it(shop):
@@ -201,6 +207,30 @@ def test_one_check_name_in_two_models_is_an_error():
         parse(text)
     assert any("check name 'positive' is used by models A and B" in p.message and p.line == 7
                for p in caught.value.problems), caught.value.problems
+
+
+def test_a_check_name_taken_by_an_unchanged_model_is_refused(tmp_path, request):
+    """makemigrations reads only the models that changed; a name another model holds is
+    still found."""
+    project = migrated_project("sqlite", tmp_path / "two", request, SHOP + """
+model Order extends Model {
+    total = IntegerField()
+    checks = [Check("total > 0", name="order_total")]
+}
+""").project
+    project.write_models(SHOP + """
+model Order extends Model {
+    total = IntegerField()
+    checks = [Check("total > 0", name="price_not_negative")]
+}
+""")
+    before = sorted(p.name for p in (project.path / "migrations").iterdir())
+    made = project.run("db", "makemigrations")
+    assert made.code == 2, made
+    assert "check name 'price_not_negative' is used by models Product and Order" in made.err
+    assert made.err.startswith("models.mp:11:15: error: ")
+    assert "Traceback" not in made.err
+    assert sorted(p.name for p in (project.path / "migrations").iterdir()) == before
 
 
 def test_a_negative_default_does_not_fit_a_positive_field():
