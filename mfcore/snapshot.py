@@ -257,7 +257,19 @@ def new_form_fields(raw_fields: list, field_class=Field):
     return tuple(fields)
 
 
-_new_form_fields = twin(new_form_fields)
+def _fitting_twin():
+    """The compiled twin, when it was built from the Field of these sources. A compiled
+    module left from before a Field slot was added (an editable install not rebuilt)
+    would give fields that are too short, and fail far from here; the Python loop is
+    used instead."""
+    compiled = twin(new_form_fields)
+    if compiled is new_form_fields:
+        return compiled
+    probe = compiled([{"name": "n", "type": "IntegerField"}], Field)
+    return compiled if len(probe[0]) == len(Field._fields) else new_form_fields
+
+
+_new_form_fields = _fitting_twin()
 
 
 # ---------------------------------------------------------------- models and enums
