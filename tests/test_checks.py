@@ -359,3 +359,28 @@ def user_tables(database: Database) -> list:
     else:
         found = rows(database, "SELECT name FROM sqlite_master WHERE type = 'table'")
     return sorted(r[0] for r in found if r[0] not in ("mf_migrations", "sqlite_sequence"))
+
+
+KEYED = """
+model Shelf extends Model { number = IntegerField(primary_key=true) }
+model Book extends Model { shelf = ForeignKey(Shelf) }
+"""
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "postgresql"])
+def test_a_key_made_positive_keeps_the_foreign_keys_that_point_at_it(driver, tmp_path, request):
+    database = migrated_project(driver, tmp_path / "keyed", request, KEYED)
+    database.by_hand("INSERT INTO shelf VALUES (1)", "INSERT INTO book (shelf) VALUES (1)")
+    database.project.write_models(KEYED.replace("IntegerField(primary_key=true)",
+                                                "PositiveIntegerField(primary_key=true)"))
+    made = database.project.run("db", "makemigrations")
+    assert made.code == 0, made
+    assert changes(made) == ["⚠ Alter field number on Shelf (type: 'IntegerField' -> 'PositiveIntegerField')"]
+    assert database.project.run("db", "migrate").code == 0
+    assert database.project.run("db", "drift").code == 0
+    assert "shelf_number_check" in refused(database, "INSERT INTO shelf VALUES (-1)")
+    keys_on = ("PRAGMA foreign_keys = ON",) if driver == "sqlite" else ()
+    assert "foreign key" in refused(database, *keys_on, "INSERT INTO book (shelf) VALUES (2)").lower()
+    assert database.project.run("db", "rollback").code == 0
+    assert database.project.run("db", "drift").code == 0
+    database.by_hand("INSERT INTO shelf VALUES (-1)")

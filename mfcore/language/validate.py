@@ -5,8 +5,8 @@ from itertools import compress
 from operator import attrgetter
 
 from ..schema import (MAX_IDENTIFIER, OPCLASS, POSITIVE_TYPES, Check, Enum, Field, Index, Model, Schema,
-                      check_default_name, check_expression_problem, constraint_name, index_condition_problem, index_name,
-                      quoted_names, table_name_for)
+                      check_default_name, check_expression_problem, constraint_name, index_condition_problem,
+                      index_name, quoted_names, table_name_for)
 from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from .hotloops import build_fields, split_statements
 from .raw import Call, ListValue, Name, RawEnum, TupleValue

@@ -12,7 +12,8 @@ import re
 
 from ..errors import MigrationFileError, SchemaFileError
 from ..schema import Check, Field, Index
-from ..snapshot import (check_check_doc, check_enum_members, check_to_json, check_from_json, check_field_doc, check_index_doc, check_model_doc,
+from ..snapshot import (check_check_doc, check_enum_members, check_field_doc, check_from_json, check_index_doc,
+                        check_model_doc, check_to_json,
                         enum_members_from_json, field_from_json, field_to_json, index_from_json,
                         index_to_json, model_from_json, model_to_json)
 from .records import (AddCheck, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum, CreateModel,

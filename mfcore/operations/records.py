@@ -16,7 +16,7 @@ from dataclasses import field as dataclass_field
 from typing import ClassVar, Optional
 
 from ..errors import MigrationFileError
-from ..schema import Check, Enum, Field, Index, Model, Schema
+from ..schema import POSITIVE_TYPES, Check, Enum, Field, Index, Model, Schema
 from . import text
 from .tables import FoldingSchema, TableDef, attach_tables, fold_start, folded, folding, table_def
 
@@ -558,12 +558,13 @@ def is_narrowing(old: Field, new: Field) -> bool:
 
 def referencing_type(key: Field) -> tuple:
     """What a foreign key column takes from the primary key it points to: the key's type
-    (an auto key as the integer it is) and size. A key that is itself a reference gives
+    (an auto key, or a positive one, as the integer it is: the CHECK stays with the key)
+    and size. A key that is itself a reference gives
     an integer column, as the dialects write it. Two keys with the same answer give
     referencing columns of the same type."""
     if key.target is not None:
         return ("IntegerField",)
-    kind = {"AutoField": "IntegerField", "BigAutoField": "BigIntegerField"}.get(key.type, key.type)
+    kind = {"AutoField": "IntegerField", "BigAutoField": "BigIntegerField", **POSITIVE_TYPES}.get(key.type, key.type)
     return (kind, key.max_length, key.max_digits, key.decimal_places, key.enum)
 
 
