@@ -194,5 +194,45 @@ def change_models(text: str, fraction: float = 0.01, seed: int = 0) -> str:
     return "\n".join(lines)
 
 
+
+_NULLABLE_CANDIDATE = re.compile(r"^    \w+ = (IntegerField|SmallIntegerField|BooleanField|FloatField|TextField)\((.*)\)$")
+
+
+def rebuild_change(text: str, count: int = 50, seed: int = 0) -> str:
+    """A copy of a generated schema changed as a small migration changes a large
+    project: ``count`` models each get a NOT NULL field made nullable (on SQLite, a
+    table rebuild), and its first CharField's max_length grown where it has one (a
+    second alter of the same table); ``count`` other models each get a nullable
+    column added (a plain ADD COLUMN)."""
+    lines = text.split("\n")
+    spans = _model_spans(lines)
+    rng = random.Random(seed)
+    order = rng.sample(range(len(spans)), len(spans))
+    altered, added = [], []
+    for i in order:
+        name, start, end = spans[i]
+        candidates = [n for n in range(start + 1, end) if (m := _NULLABLE_CANDIDATE.match(lines[n]))
+                      and "null=" not in m.group(2) and "unique" not in m.group(2)]
+        if candidates and len(altered) < count:
+            altered.append((i, rng.choice(candidates)))
+        elif len(added) < count:
+            added.append(i)
+        if len(altered) >= count and len(added) >= count:
+            break
+    for _i, n in altered:
+        arguments = _NULLABLE_CANDIDATE.match(lines[n]).group(2)
+        lines[n] = lines[n][:-1] + (", null=true)" if arguments else "null=true)")
+        _name, start, end = spans[_i]
+        for m in range(start + 1, end):
+            if _MAX_LENGTH.search(lines[m]):
+                lines[m] = _MAX_LENGTH.sub(
+                    lambda k: k.group(0)[: -len(k.group(1))] + str(int(k.group(1)) + 64), lines[m], count=1)
+                break
+    for i in sorted(added, reverse=True):
+        _name, _start, end = spans[i]
+        lines.insert(end, f"    added_{i} = IntegerField(null=true)")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     sys.stdout.write(generate_models(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))

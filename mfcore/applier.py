@@ -43,6 +43,7 @@ from . import adoption, ledger
 from .config import Config
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
+from .dialects.base import CatalogStep, CatalogStepRefusal
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, IntegrityError, LockTimeoutError, MfError,
                      MigrationFileError, ResolveError)
@@ -911,12 +912,22 @@ class _Database:
             try:
                 if isinstance(statement, PythonCall):
                     await self._call(statement)
+                elif isinstance(statement, CatalogStep):
+                    try:
+                        await statement.run(self.connection)
+                    except CatalogStepRefusal as refusal:
+                        raise StatementError(str(refusal)) from None
                 else:
                     await self.connection.execute(statement)
             except StatementError as exc:
                 raise _StatementFailed(position, total, statement, exc) from None
         if step.foreign_keys_off:
-            problem = await self.dialect.foreign_key_problem(self.connection)
+            # Only the tables the migration can have broken, and those referencing them:
+            # a whole-database check reads every row of every table.
+            try:
+                problem = await self.dialect.foreign_key_problem(self.connection, step.foreign_key_tables)
+            except StatementError as exc:
+                problem = exc.message
             if problem is not None:
                 raise _StatementFailed(total, total, self.dialect.foreign_key_check_sql, StatementError(problem))
 

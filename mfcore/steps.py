@@ -26,6 +26,7 @@ class Step:
     statements: tuple
     atomic: bool            # runs inside one transaction
     foreign_keys_off: bool  # foreign keys switched off around the transaction (a rebuild)
+    foreign_key_tables: Optional[frozenset] = None  # checked before the commit (None: every table)
 
     @property
     def name(self) -> str:
@@ -69,7 +70,8 @@ def step_for(dialect, migration: Migration, project_dir: Optional[str] = None) -
     atomic = migration.atomic or not dialect.supports_non_atomic
     statements = tuple(_translated(migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic),
                                   project_dir or os.getcwd()))
-    return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations))
+    return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations),
+                dialect.foreign_key_tables(migration.operations))
 
 
 def _refuse_templates(migration: Migration) -> None:
@@ -145,4 +147,5 @@ def undo_step_for(dialect, migration: Migration, schema_after: Schema, project_d
     operations, _before = undo(migration.operations, schema_after)
     statements = tuple(_translated(migration, lambda: dialect.migration_sql(operations, atomic=True),
                                   project_dir or os.getcwd()))
-    return Step(migration, statements, True, dialect.needs_foreign_keys_off(operations))
+    return Step(migration, statements, True, dialect.needs_foreign_keys_off(operations),
+                dialect.foreign_key_tables(operations))

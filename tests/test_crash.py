@@ -123,7 +123,7 @@ def check_consistent(database: Database, names: list, context: str) -> int:
     applied = len(recorded)
     assert recorded == [(name, "applied") for name in names[:applied]], context
     assert database.item_shape() == expected_shape(database.driver, applied), context
-    assert not any(t.startswith("_mf_new_") for t in database.tables()), context
+    assert not any(t.startswith("_mf_old_") for t in database.tables()), context
     assert database.fetch("SELECT count(*) FROM item") == [(ROWS,)], context
     return applied
 

@@ -225,11 +225,11 @@ def test_a_failed_sqlite_rebuild_names_the_users_table(project):
     project.write_models('model Basket extends Model {\n    color = CharField(10, unique=true)\n'
                          '    table = "basket_line"\n}\n')
     assert project.run("db", "makemigrations", "--no-input").code == 0
-    assert "_mf_new_basket_line" in project.run("db", "sql", "2").out  # the change is a rebuild
+    assert "_mf_old_basket_line" in project.run("db", "sql", "2").out  # the change is a rebuild
     result = project.run("db", "migrate")
     assert result.code == 3, result
     reason = result.err.split("Statement")[0]
-    assert "UNIQUE constraint failed: basket_line.color" in reason and "_mf_new_" not in reason, result
+    assert "UNIQUE constraint failed: basket_line.color" in reason and "_mf_old_" not in reason, result
 
 
 # ---------------------------------------------------------------- the CLI a user expects

@@ -136,6 +136,21 @@ def is_not_null(f: Field) -> bool:
 
 # ---------------------------------------------------------------- the dialect
 
+class CatalogStep(str):
+    """A statement whose SQL depends on what the database holds when it runs (SQLite's
+    rebuild keeping the table's own triggers, indexes and views): it reads as an SQL
+    comment, which `mf db sql` and dry runs print, and the applier awaits
+    ``run(connection)`` where it stands among the statements. What it refuses is
+    raised as a CatalogStepRefusal, which fails the migration like a refused statement."""
+
+    async def run(self, connection) -> None:  # pragma: no cover - see subclasses
+        raise NotImplementedError
+
+
+class CatalogStepRefusal(Exception):
+    """A CatalogStep found that the migration cannot go on; the message says why."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a dialect may need to know beyond one operation: the whole migration."""
@@ -242,8 +257,16 @@ class Dialect:
         """How many connections the server takes at most (None: no such limit)."""
         return None
 
-    async def foreign_key_problem(self, connection) -> Optional[str]:
-        """After statements run with foreign keys off: what broke, or None."""
+    async def foreign_key_problem(self, connection, tables=None) -> Optional[str]:
+        """After statements run with foreign keys off: what broke, or None. ``tables``:
+        the tables whose rows the statements can have broken (see foreign_key_tables);
+        None for every table."""
+        return None
+
+    def foreign_key_tables(self, operations) -> Optional[frozenset]:
+        """The tables whose foreign keys a migration of ``operations`` can break while
+        keys are off (the tables referencing them are found when checking); None when
+        it can touch any (a data step)."""
         return None
 
     # ------------------------------------------------------------ the ledger

@@ -7,19 +7,33 @@ default), RENAME COLUMN (columns with no named constraint: otherwise the names i
 the table's definition would go stale), DROP COLUMN (no key, no UNIQUE, no foreign
 key), RENAME TABLE. Everything else (type, nullability, default or unique changes,
 adding or dropping a foreign key, an enum's CHECK after alter_enum) rebuilds the
-table as sqlite.org prescribes (https://sqlite.org/lang_altertable.html#otheralter):
+table as sqlite.org prescribes (https://sqlite.org/lang_altertable.html#otheralter),
+the new table made under the table's own name:
 
-    CREATE TABLE "_mf_new_<table>" (...)         -- the TableDef
-    INSERT INTO "_mf_new_<table>" (...) SELECT ... FROM "<table>"
-    (the AUTOINCREMENT counter carried over)
+    -- keep <table>'s own triggers, indexes and views (read from sqlite_schema)
+    CREATE TEMP TABLE "_mf_old_<table>" AS SELECT * FROM "<table>"
+    (the AUTOINCREMENT counter set aside)
     DROP TABLE "<table>"
-    ALTER TABLE "_mf_new_<table>" RENAME TO "<table>"
+    CREATE TABLE "<table>" (...)                  -- the TableDef
+    INSERT INTO "<table>" (...) SELECT ... FROM temp."_mf_old_<table>"
+    (the AUTOINCREMENT counter carried over)
+    DROP TABLE temp."_mf_old_<table>"
     CREATE INDEX ...                             -- the table's indexes again
+    -- make <table>'s own triggers and indexes again, check its views still work
+
+sqlite.org's own order creates "new_<table>" and renames it: since 3.26 every ALTER
+TABLE RENAME re-reads and re-checks the whole schema (so does legacy_alter_table,
+which only skips rewriting references), a second per table on a schema of thousands
+of tables. Copying the rows aside and back costs in proportion to the table instead,
+and since the table never changes its name, references to it (other tables' keys,
+views, triggers) stay as they are. Several changes of one table in one migration
+are one rebuild (see _merged_rebuilds).
 
 The applier switches foreign keys off around the transaction and runs
-``PRAGMA foreign_key_check`` before committing (see base.py); a rebuild that fails
-(a NULL into NOT NULL, a value outside an enum's CHECK, a duplicate into UNIQUE)
-rolls back and leaves the table as it was.
+``PRAGMA foreign_key_check`` before committing, on the tables the migration can
+have broken and those referencing them (see base.py); a rebuild that fails (a NULL
+into NOT NULL, a value outside an enum's CHECK, a duplicate into UNIQUE, an index
+of the user's on a column that is gone) rolls back and leaves the table as it was.
 """
 from __future__ import annotations
 
@@ -29,8 +43,8 @@ from typing import Optional
 from ..errors import DatabaseError
 from ..operations import AlterEnum, DropModel, TableDef
 from ..schema import POSITIVE_TYPES, Field
-from .base import (DROPPED_INDEX, LEDGER_TABLE, Dialect, Plan, drop_order, follows_later, has_unique_constraint,
-                   is_not_null, require_table, table_before, unquote)
+from .base import (DROPPED_INDEX, LEDGER_TABLE, CatalogStep, CatalogStepRefusal, Dialect, Plan, drop_order,
+                   follows_later, has_unique_constraint, is_not_null, require_table, table_before, unquote)
 from .catalog import Catalog, Check, CheckConstraint, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
@@ -52,7 +66,7 @@ _FIELD_TYPES = {"INTEGER": "IntegerField", "INT": "IntegerField", "BIGINT": "Big
 
 _INTEGER_FIELDS = ("IntegerField", "BigIntegerField", "SmallIntegerField")
 
-REBUILD_PREFIX = "_mf_new_"
+REBUILD_PREFIX = "_mf_old_"  # the rows set aside while their table is made again (a TEMP table)
 
 # default=uuid4() on SQLite, which has no UUID function: a version 4 UUID in its text
 # form, from randomblob() (the version nibble 4, the variant one of 8, 9, a, b).
@@ -115,13 +129,49 @@ class SQLiteDialect(Dialect):
         return f"{self.quote(f.column)} IN ({', '.join(self.string_literal(v) for v in values)})"
 
     # ------------------------------------------------------------ the applier's questions
-    async def foreign_key_problem(self, connection) -> Optional[str]:
-        problems = await connection.fetch(self.foreign_key_check_sql)
+    async def foreign_key_problem(self, connection, tables=None) -> Optional[str]:
+        if tables is None:
+            problems = await connection.fetch(self.foreign_key_check_sql)
+        else:
+            problems = []
+            for table in sorted(await self._existing_with_referencing(connection, tables)):
+                problems += await connection.fetch(f"PRAGMA foreign_key_check({self.quote(table)})")
         if not problems:
             return None
         table, rowid, parent = problems[0][0], problems[0][1], problems[0][2]
         return (f"{len(problems)} row(s) would break a foreign key, e.g. row {rowid} "
                 f"of {table} references a missing row of {parent}")
+
+    async def _existing_with_referencing(self, connection, tables) -> set:
+        """Of ``tables`` those that exist, and every table with a foreign key to one of
+        them: one query over the schema SQLite holds in memory (no table's SQL is read)."""
+        if not tables:
+            return set()
+        wanted = sorted({t.lower() for t in tables})
+        listed = ", ".join("?" * len(wanted))
+        rows = await connection.fetch(
+            "SELECT DISTINCT m.name FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f"
+            f" WHERE m.type = 'table' AND lower(f.\"table\") IN ({listed})"
+            f" UNION SELECT name FROM sqlite_master WHERE type = 'table' AND lower(name) IN ({listed})",
+            (*wanted, *wanted))
+        return {r[0] for r in rows}
+
+    def foreign_key_tables(self, operations) -> Optional[frozenset]:
+        tables = set()
+        for op in operations:
+            if op.op in ("run_sql", "run_python"):
+                return None  # it may write any row of any table
+            if isinstance(op, AlterEnum):
+                tables.update(t.model.table for t in op.tables)
+            elif op.op == "rename_model":
+                tables.update((op.old_table, op.new_table))
+            elif op.op in ("create_enum", "drop_enum"):
+                continue
+            elif isinstance(getattr(op, "table", None), str):
+                tables.add(op.table)
+            else:
+                return None  # an operation this check does not know
+        return frozenset(tables)
 
     def ledger_exists_sql(self) -> str:
         return (f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = {self.string_literal(LEDGER_TABLE)}")
@@ -342,11 +392,15 @@ class SQLiteDialect(Dialect):
                 return self.rebuild(table_def, {op.new.column: self.quote(op.old.column)})
             return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
                     f" TO {self.quote(op.new.column)}"]
+        return self.rebuild(table_def, {op.new.column: self._altered_source(op)})
+
+    def _altered_source(self, op) -> str:
+        """The new column of an alter_column that rebuilds, read from the old one."""
         source = self.quote(op.old.column)
         fill = self.fill_sql(op)
         if is_not_null(op.new) and not is_not_null(op.old) and fill is not None:
             source = f"COALESCE({source}, {fill})"
-        return self.rebuild(table_def, {op.new.column: source})
+        return source
 
     def _same_column(self, op) -> bool:
         """Would both sides of an alter_column give the same column (up to its name)?
@@ -388,47 +442,272 @@ class SQLiteDialect(Dialect):
         return self.rebuild(require_table(op))
 
     # ------------------------------------------------------------ the rebuild
-    def rebuild(self, table_def: TableDef, sources: Optional[dict] = None) -> list[str]:
-        """Statements that rebuild a table into ``table_def``, keeping its rows.
+    def migration_sql(self, operations, *, atomic: bool = True) -> list[str]:
+        operations = tuple(operations)
+        plan = Plan(atomic, operations)
+        merged = self._merged_rebuilds(plan)
+        statements: list[str] = []
+        for position, operation in enumerate(operations):
+            if position not in merged:
+                statements.extend(self._statements(operation, plan))
+            elif merged[position] is not None:
+                statements.extend(self.rebuild(*merged[position]))
+        return statements
+
+    def _merged_rebuilds(self, plan: Plan) -> dict:
+        """Changes of one table that one rebuild can make together: {position of an
+        operation: None (a later rebuild makes it), or (TableDef, sources, index names)
+        for the rebuild that makes it and the earlier ones}. A run of operations on a
+        table (nothing between them renames, drops or creates it, nor runs data steps)
+        with at least one rebuild becomes one rebuild, into the table after the last;
+        a column computed from a column an earlier one computed ends the run there."""
+        merged: dict = {}
+        runs: dict = {}  # table -> [positions, sources, TableDef, rebuilds]
+
+        def close(table):
+            positions, sources, table_def, rebuilds = runs.pop(table)
+            if rebuilds and len(positions) > 1:
+                for position in positions[:-1]:
+                    merged[position] = None
+                merged[positions[-1]] = (table_def, {c: e for c, (_r, e) in sources.items()},
+                                         self._index_names(plan, table))
+
+        for position, op in enumerate(plan.operations):
+            change = self._table_change(op, plan)
+            if change is None:
+                touched = _touched_tables(op)
+                for table in list(runs) if touched is None else [t for t in touched if t in runs]:
+                    close(table)
+                continue
+            sources, rebuilds = change
+            run = runs.get(op.table)
+            if run is not None:
+                composed = _compose(run[1], sources)
+                if composed is not None:
+                    run[0].append(position)
+                    run[1], run[2], run[3] = composed, require_table(op), run[3] or rebuilds
+                    continue
+                close(op.table)
+            runs[op.table] = [[position], sources, require_table(op), rebuilds]
+        for table in list(runs):
+            close(table)
+        return merged
+
+    @staticmethod
+    def _index_names(plan: Plan, table: str) -> set:
+        """Every index of ``table`` the migration adds or drops: mf's, not the user's."""
+        return {op.index.name for op in plan.operations
+                if op.op in ("add_index", "drop_index") and op.table == table}
+
+    def _table_change(self, op, plan: Plan) -> Optional[tuple]:
+        """(sources, rebuilds) of an operation that changes one table's columns,
+        indexes or keys: how each new column is read from the table before it
+        ({column: (old column read or None, SQL expression or None)}, unlisted columns
+        copied by name), and whether it needs a rebuild alone; None for the others."""
+        if op.op not in _TABLE_CHANGES or getattr(op, "table_def", None) is None:
+            return None
+        if op.op == "add_column":
+            return {op.field.column: (None, None)}, self._rebuilds(op, plan)
+        if op.op in ("rename_column", "alter_column"):
+            old, new = op.old.column, op.new.column
+            if op.op == "rename_column" or self._same_column(op):
+                return ({new: (old, self.quote(old))} if old != new else {}), self._rebuilds(op, plan)
+            return {new: (old, self._altered_source(op))}, True
+        return {}, self._rebuilds(op, plan)
+
+    def rebuild(self, table_def: TableDef, sources: Optional[dict] = None, managed=()) -> list[str]:
+        """Statements that rebuild a table into ``table_def``, keeping its rows and the
+        triggers, indexes and views of the user's that it had.
 
         ``sources`` maps a new column to the SQL expression that computes it from a row
         of the old table, or to None for a column the old table lacks (it takes its
-        default); every other column is copied by name.
+        default); every other column is copied by name. ``managed``: names of indexes
+        of the table that are mf's besides those of ``table_def`` (dropped by the
+        migration), which are not made again.
         """
         sources = sources or {}
         model = table_def.model
         table = self.quote(model.table)
-        temporary = self.quote(REBUILD_PREFIX + model.table)
+        aside = self.quote(REBUILD_PREFIX + model.table)
         targets, expressions = [], []
         for f in model.fields:
             expression = sources.get(f.column, self.quote(f.column))
             if expression is not None:
                 targets.append(self.quote(f.column))
                 expressions.append(expression)
-        statements = [self.create_table_sql(table_def, REBUILD_PREFIX + model.table)]
+        counted = any(f.type in ("AutoField", "BigAutoField") for f in model.fields)
+        own = _OwnObjects(self, model.table, {index.name for index in model.indexes} | set(managed), counted)
+        statements = [own.keeper(), f"CREATE TEMP TABLE {aside} AS SELECT * FROM {table}",
+                      f"DROP TABLE {table}", self.create_table_sql(table_def)]
         if targets:
-            statements.append(f"INSERT INTO {temporary} ({', '.join(targets)})"
-                              f" SELECT {', '.join(expressions)} FROM {table}")
-        if any(f.type in ("AutoField", "BigAutoField") for f in model.fields):
-            statements.extend(self._keep_autoincrement(model.table))
-        statements.append(f"DROP TABLE {table}")
-        statements.append(f"ALTER TABLE {temporary} RENAME TO {table}")
+            statements.append(f"INSERT INTO {table} ({', '.join(targets)})"
+                              f" SELECT {', '.join(expressions)} FROM temp.{aside}")
+        statements.append(f"DROP TABLE temp.{aside}")
         statements.extend(self.table_indexes_sql(table_def))
+        statements.append(own.restorer())
         return statements
 
-    def _keep_autoincrement(self, table: str) -> list[str]:
-        """Carry the old table's AUTOINCREMENT counter over, so ids of deleted rows are
-        never handed out again (the copy alone would only know the highest id left).
-        RENAME TABLE renames the counter's row along with the table."""
-        old = self.string_literal(table)
-        new = self.string_literal(REBUILD_PREFIX + table)
-        old_seq = f"(SELECT MAX(seq) FROM sqlite_sequence WHERE name = {old})"
-        return [
-            f"UPDATE sqlite_sequence SET seq = {old_seq} WHERE name = {new} AND seq < {old_seq}",
-            f"INSERT INTO sqlite_sequence (name, seq) SELECT {new}, seq FROM sqlite_sequence"
-            f" WHERE name = {old} AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {new})",
-        ]
 
+# Operations on one table that a rebuild of it can carry out together with others.
+_TABLE_CHANGES = ("add_column", "drop_column", "rename_column", "alter_column", "add_index", "drop_index",
+                  "add_fk", "drop_fk")
+
+
+def _touched_tables(op) -> Optional[set]:
+    """The tables an operation other than a _TABLE_CHANGES one creates, drops, renames
+    or rebuilds; None when it may touch any (a data step, an unknown operation)."""
+    if op.op in ("create_enum", "drop_enum"):
+        return set()
+    if isinstance(op, AlterEnum):
+        return {t.model.table for t in op.tables}
+    if op.op == "rename_model":
+        return {op.old_table, op.new_table}
+    if op.op in ("create_model", "drop_model") or isinstance(getattr(op, "table", None), str):
+        return {op.table}  # (an index that is no constraint: made or dropped where it stands)
+    return None
+
+
+def _compose(first: dict, second: dict) -> Optional[dict]:
+    """Sources ({column: (read, expression)}, see _table_change) of one rebuild that
+    does what rebuilding with ``first``, then with ``second``, does; None when a
+    column ``second`` computes (more than a copy) reads one ``first`` computes."""
+    composed = dict(first)
+    for column, (read, expression) in second.items():
+        if expression is None:
+            composed[column] = (None, None)
+            continue
+        before = first.get(read)
+        if expression == _quoted(read):  # a copy, perhaps under a new name
+            composed[column] = before if before is not None else (read, expression)
+        elif before is None or before == (read, _quoted(read)):
+            composed[column] = (read, expression)
+        else:
+            return None
+    return composed
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _OwnObjects:
+    """What a rebuilt table had that mf does not write (sqlite.org's procedure, steps 3
+    and 10): the user's indexes and triggers on it, read from sqlite_schema just
+    before the table is dropped and made again right after it is made; its views and
+    the triggers elsewhere that mention it, checked before and after (a view over a
+    column that is gone fails the migration, as SQLite's own ALTER TABLE does); and its
+    AUTOINCREMENT counter, so that ids of deleted rows are never handed out again."""
+
+    def __init__(self, dialect, table: str, managed: set, counted: bool):
+        self.quote = dialect.quote
+        self.table = table
+        self.managed = {name.lower() for name in managed}
+        self.counted = counted
+        self.own: list = []        # (kind, name, sql)
+        self.checked: list = []    # (kind, name, table it is on)
+        self.counter = None
+        self.sql_of: dict = {}     # trigger name -> its CREATE TRIGGER
+
+    def keeper(self) -> "_Keep":
+        step = _Keep(f"-- keep the indexes, triggers and views of {self.table} that mf does not manage")
+        step.objects = self
+        return step
+
+    def restorer(self) -> "_Restore":
+        step = _Restore(f"-- make them again on {self.table}, and check that its views and triggers still work")
+        step.objects = self
+        return step
+
+    async def keep(self, connection) -> None:
+        # One pass over sqlite_schema: the table's indexes, and every view and trigger
+        # (a database has few; which of them mention the table is decided here).
+        rows = await connection.fetch(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND"
+            " (type IN ('view', 'trigger') OR (type = 'index' AND tbl_name = ? COLLATE NOCASE))", (self.table,))
+        table = self.table.lower()
+        views = {name.lower() for kind, name, _on, _sql in rows if kind == "view"}
+        self.own, self.checked = [], []
+        self.sql_of = {name: sql for kind, name, _on, sql in rows if kind == "trigger"}
+        for kind, name, on, sql in rows:
+            if kind == "index":
+                if name.lower() not in self.managed:
+                    self.own.append((kind, name, sql))
+                continue
+            mine = kind == "trigger" and on.lower() == table
+            if mine:
+                self.own.append((kind, name, sql))
+            if (mine or table in sql.lower()) and not (kind == "trigger" and on.lower() in views) \
+                    and await self._problem(connection, kind, name, on) is None:
+                self.checked.append((kind, name, on))
+        self.counter = None
+        if self.counted:
+            try:
+                found = await connection.fetch("SELECT seq FROM sqlite_sequence WHERE name = ?", (self.table,))
+            except Exception:  # noqa: BLE001 - no sqlite_sequence: no table ever had a counter
+                found = []
+            self.counter = found[0][0] if found else None
+
+    async def restore(self, connection) -> None:
+        for kind, name, sql in self.own:
+            try:
+                await connection.execute(sql)
+            except Exception as exc:  # noqa: BLE001 - the driver's StatementError
+                raise CatalogStepRefusal(
+                    f"{self.table} is rebuilt, and its {kind} {name}, which mf does not manage, cannot be made "
+                    f"again: {getattr(exc, 'message', exc)}; drop or change the {kind} first") from None
+        for kind, name, on in self.checked:
+            problem = await self._problem(connection, kind, name, on)
+            if problem is not None:
+                if kind == "trigger":
+                    # Compiling a table's statements compiles all its triggers: name those
+                    # that hold the name SQLite could not find (else the one checked).
+                    missing = problem.rpartition(": ")[2].lower()
+                    named = [n for k, n, o in self.checked if k == kind and o == on and missing and
+                             missing in self.sql_of.get(n, "").lower()]
+                    name = ", ".join(named) or name
+                raise CatalogStepRefusal(
+                    f"after {self.table} is rebuilt, the {kind} {name}, which mf does not manage, no longer works: "
+                    f"{problem}; change or drop the {kind} first")
+        if self.counter is not None:
+            await connection.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?",
+                                     (self.counter, self.table, self.counter))
+            await connection.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
+                                     " (SELECT 1 FROM sqlite_sequence WHERE name = ?)",
+                                     (self.table, self.counter, self.table))
+
+    async def _problem(self, connection, kind: str, name: str, on: str) -> Optional[str]:
+        """Why the view, or the trigger (on table ``on``), would fail when used; None
+        when it compiles. EXPLAIN compiles a statement, and the triggers it fires,
+        without running it."""
+        if kind == "view":
+            statements = [f"EXPLAIN SELECT * FROM {self.quote(name)}"]
+        else:
+            target = self.quote(on)
+            columns = [r[0] for r in await connection.fetch("SELECT name FROM pragma_table_info(?)", (on,))]
+            statements = [f"EXPLAIN INSERT INTO {target} DEFAULT VALUES", f"EXPLAIN DELETE FROM {target}"]
+            if columns:
+                statements.append(f"EXPLAIN UPDATE {target} SET "
+                                  + ", ".join(f"{self.quote(c)} = {self.quote(c)}" for c in columns))
+        for statement in statements:
+            try:
+                await connection.fetch(statement)
+            except Exception as exc:  # noqa: BLE001 - the driver's StatementError
+                return str(getattr(exc, "message", exc))
+        return None
+
+
+class _Keep(CatalogStep):
+    objects: _OwnObjects
+
+    async def run(self, connection) -> None:
+        await self.objects.keep(connection)
+
+
+class _Restore(CatalogStep):
+    objects: _OwnObjects
+
+    async def run(self, connection) -> None:
+        await self.objects.restore(connection)
 
 _NAME = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[A-Za-z_][A-Za-z0-9_$]*)'
 _IN_CHECK = re.compile(rf"(?:CONSTRAINT\s+({_NAME})\s+)?CHECK\s*\(\s*({_NAME})\s+IN\s*\(", re.IGNORECASE)
