@@ -37,7 +37,7 @@ log = logging.getLogger("mfcore")
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
-    "migration_names", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all",
+    "migration_names", "pending_sql", "resolve", "reset", "reset_plan", "drift", "inspect", "baseline", "migrate_all",
     "rollback_all", "status_all", "rebase", "squash",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
@@ -347,24 +347,37 @@ class ResetResult:
     forgotten: list = field(default_factory=list)  # ledger rows removed (reset without dropping)
 
 
-async def reset(config: ConfigLike = None, *, drop_database: bool = False) -> ResetResult:
+async def reset(config: ConfigLike = None, *, drop_database: bool = False,
+                expected: Optional[list] = None) -> ResetResult:
     """Start the project's migrations over. With ``drop_database``, first drop the tables
-    and enum types the migration history owns, and the ledger (never with CASCADE);
-    without it, empty the ledger (mf_migrations keeps no row; the tables and their rows
-    stay), so that the next makemigrations writes a new 001 that the next migrate
-    records as applied once the catalog matches it. Then remove the migration files,
-    schema.json, .applied and the model cache. The database comes first: when it
-    cannot be reached, nothing is removed. Asks nothing: confirming is the caller's
+    and enum types the schema owns -- those of the schema the applied migrations build
+    that the catalog holds (not a table a migration dropped or renamed long ago whose
+    name the user has taken since) -- and the ledger, never with CASCADE; reset_plan
+    lists them. ``expected``: that list, as shown to the user; when the database would
+    now lose anything else, nothing is dropped (DriftError). Without
+    ``drop_database``, empty the ledger (mf_migrations keeps no row; the tables and
+    their rows stay), so that the next makemigrations writes a new 001 that the next
+    migrate records as applied once the catalog matches it. Then remove the migration
+    files, schema.json, .applied and the model cache. The database comes first: when
+    it cannot be reached, nothing is removed. Asks nothing: confirming is the caller's
     business."""
     from . import applier, store
 
     resolved = resolve_config(config)
     dropped, forgotten = [], []
     if drop_database:
-        dropped = await applier.reset_database(resolved)
+        dropped = await applier.reset_database(resolved, expected)
     else:
         forgotten = await applier.forget_history(resolved)
     return ResetResult(dropped, store.remove_project_files(resolved.migrations_dir), forgotten)
+
+
+async def reset_plan(config: ConfigLike = None) -> list:
+    """What ``reset(drop_database=True)`` would drop now, e.g. ["table lt_invoices",
+    "type userrole", "table mf_migrations"]: shown before asking to confirm."""
+    from . import applier
+
+    return await applier.reset_plan(resolve_config(config))
 
 
 # ---------------------------------------------------------------- a fleet of targets

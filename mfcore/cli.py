@@ -460,27 +460,37 @@ class _FleetProgress(_Progress):
 
 
 def cmd_reset(args, out: Output) -> int:
+    import anyio
+
     config = api.resolve_config(args.config_path)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if args.drop_db and not args.yes and not interactive:
-        out.error("reset --drop-db drops tables; off a terminal it needs --yes to confirm")
-        return EXIT_INPUT
+    shown = None  # with --drop-db, what the user was shown would be dropped
+    if args.drop_db and not args.yes:
+        shown = anyio.run(lambda: api.reset_plan(config))
+        if not interactive:
+            text = (f"reset --drop-db would drop {', '.join(shown) or 'nothing'} in {config.display_dsn}; off a "
+                    "terminal it needs --yes to confirm")
+            if out.json_mode:
+                out.document({"error": {"kind": "UsageError", "message": text, "file": None, "line": None,
+                                        "column": None}, "would_drop": shown})
+            else:
+                out.error(text)
+            return EXIT_INPUT
     if not args.yes and interactive:
         if args.drop_db:
-            what = (f"drop the tables and enum types of this schema and the ledger in {config.display_dsn}, "
-                    "and ")
+            sys.stderr.write(f"This will drop, in {config.display_dsn}:\n"
+                             + "".join(f"  {what}\n" for what in shown or ["nothing (mf owns nothing there)"])
+                             + "and nothing else in the database, and ")
         else:
-            what = (f"empty the ledger (mf_migrations) of {config.display_dsn}, keeping its tables and rows, "
-                    "and ")
-        sys.stderr.write(f"This will {what}remove the migration files, schema.json and .applied in "
+            sys.stderr.write(f"This will empty the ledger (mf_migrations) of {config.display_dsn}, keeping its "
+                             "tables and rows, and ")
+        sys.stderr.write(f"remove the migration files, schema.json and .applied in "
                          f"{_display_path(config.migrations_dir)}. Continue? [y/N] ")
         sys.stderr.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             out.line("Reset cancelled; nothing changed.")
             return EXIT_OK
-    import anyio
-
-    result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db))
+    result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db, expected=shown))
     dropped, removed = result.dropped, result.removed
     if out.json_mode:
         out.document({"dropped": dropped, "removed": removed, "forgotten": result.forgotten})
