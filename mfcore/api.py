@@ -174,11 +174,14 @@ def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
                    check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None,
-                   backfill=None):
+                   backfill=None, accept_rounding: bool = False):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
 
     ``backfill``: one-off values for the rows a NOT NULL change leaves without one,
     {"Model.field": "VALUE"} or ["Model.field=VALUE", ...] (VALUE as typed: JSON or text).
+    ``accept_rounding``: type changes that round values (FloatField -> IntegerField,
+    fewer decimal places, DateTimeField -> DateField, ...) round them when applied;
+    without it such a change stops migrate at the first row it would change.
     ``dry_run``/``check``: write nothing. A project still in the earlier single-plan
     format is carried over too (no database is needed), but only once the new
     migration has passed its checks: a refused change leaves every file as it was.
@@ -192,7 +195,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     with gc_paused():
         carried = carryover.pending_conversion(resolved.migrations_dir)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
-                                       backfills=parse_backfills(backfill),
+                                       backfills=parse_backfills(backfill), accept_rounding=accept_rounding,
                                        carried=carried, repair=writing)
         if carried is not None:
             if writing:

@@ -43,6 +43,7 @@ from . import adoption, ledger
 from .config import Config
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
+from .dialects.base import Guard
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, IntegrityError, LockTimeoutError, MfError,
                      MigrationFileError, ResolveError)
@@ -909,6 +910,8 @@ class _Database:
 
     def _undo_failure(self, step: Step, failed: "_StatementFailed") -> DatabaseError:
         shown = failed.statement if len(failed.statement) <= 600 else failed.statement[:600] + " ..."
+        if isinstance(failed.statement, Guard):
+            shown = "a check mf runs before the change"
         error = DatabaseError(
             f"undoing {step.name} failed on {self.config.display_dsn} and was rolled back; it stays applied, "
             f"as do the migrations before it. {failed.label}: {shown} -- the database said: "
@@ -936,6 +939,10 @@ class _Database:
             try:
                 if isinstance(statement, PythonCall):
                     await self._call(statement)
+                elif isinstance(statement, Guard):
+                    found = await self.connection.fetch(str(statement))  # asyncpg takes a str, no subclass
+                    if found:
+                        raise StatementError(statement.refusal(found[0]))
                 else:
                     await self.connection.execute(statement)
             except StatementError as exc:
@@ -998,7 +1005,9 @@ class _Database:
         # The statement on one line, after the reason: a DO block or a long CREATE TABLE
         # must not bury what the database said.
         shown = " ".join(failed.statement.split())
-        if shown.startswith("DO "):
+        if isinstance(failed.statement, Guard):
+            shown = "a check mf runs before the change"  # its message is the reason
+        elif shown.startswith("DO "):
             shown = "a check mf runs before the change (DO block)"  # its message is the reason
         shown = shown if len(shown) <= 300 else shown[:300] + " ..."
         said = self.dialect.users_words(failed.error.message)

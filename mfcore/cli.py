@@ -82,7 +82,8 @@ def cmd_makemigrations(args, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
     result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
-                            empty=args.empty, questioner=questioner, backfill=args.backfill)
+                            empty=args.empty, questioner=questioner, backfill=args.backfill,
+                            accept_rounding=args.accept_rounding)
     for notice in result.notices:
         out.notice(notice)
     if args.verbose and result.models_read < result.models_total:
@@ -888,6 +889,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill", action="append", metavar="Model.field=VALUE|@sql",
                    help="a one-off value for rows a NOT NULL change leaves without one, or @sql: a run_sql "
                         "step in the migration for you to fill them (repeatable)")
+    p.add_argument("--accept-rounding", action="store_true",
+                   help="let type changes round values (FloatField -> IntegerField, fewer decimal places, "
+                        "DateTimeField -> DateField); without it migrate stops at a row they would change")
     p.set_defaults(handler=cmd_makemigrations)
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")

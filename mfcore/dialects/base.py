@@ -503,6 +503,43 @@ class Dialect:
             return self.bool_literal(bool(value))
         return self.literal(value)
 
+    # ------------------------------------------------------------ type changes that round
+    def rounded_sql(self, loss, column: str) -> str:  # pragma: no cover - see subclasses
+        """The value of ``column`` (quoted) as the type change ``loss`` (an
+        operations.Rounding) leaves it."""
+        raise NotImplementedError
+
+    def rounds_sql(self, loss, column: str) -> str:  # pragma: no cover - see subclasses
+        """A condition, true for a non-NULL value of ``column`` that the change alters."""
+        raise NotImplementedError
+
+    def rounding_guard(self, op, column: str) -> Optional["Guard"]:
+        """For an alter_column whose type change rounds values (op.rounding) and does not
+        accept it: the check that stops the migration at the first row it would change
+        (key order), naming the row. ``column``: the column's name when the check runs."""
+        loss = op.rounding
+        if loss is None or op.accept_rounding:
+            return None
+        key = require_table(op).model.primary_key
+        quoted = self.quote(column)
+        key_sql = self.quote(column if key is not None and key.name == op.new.name else key.column) \
+            if key is not None else "NULL"
+        sql = (f"-- mf stops the migration if a row would change\n"
+               f"SELECT {key_sql}, {quoted}, {self.rounded_sql(loss, quoted)} FROM {self.quote(op.table)}"
+               f" WHERE {quoted} IS NOT NULL AND {self.rounds_sql(loss, quoted)}"
+               + (f" ORDER BY {key_sql}" if key is not None else "") + " LIMIT 1")
+        def literal(text: str) -> str:  # a name, kept as it is by str.format
+            return text.replace("{", "{{").replace("}", "}}")
+
+        row = f"the row with {literal(key.column)} {{key}}" if key is not None else "a row"
+        refusal = (f"cannot change {op.model}.{op.new.name} (column {literal(op.new.column)} of table "
+                   f"{literal(op.table)}) from "
+                   f"{_type_words(op.old)} to {_type_words(op.new)}: the change {loss.words} and would turn "
+                   f"{{value}} into {{rounded}} in {row}; change such rows first, or accept the rounding "
+                   "(`mf db makemigrations --accept-rounding`, or \"accept_rounding\": true on this "
+                   "alter_column)")
+        return Guard(sql, refusal)
+
     def references_sql(self, f: Field, reference: Reference) -> str:
         """``REFERENCES "target" ("id") ON DELETE ...``"""
         action = ON_DELETE_SQL.get(f.on_delete or "CASCADE", "CASCADE")
@@ -633,6 +670,30 @@ class Dialect:
 
 
 # ---------------------------------------------------------------- helpers for the dialects
+
+class Guard(str):
+    """A check among a migration's statements: a SELECT whose first row, if it finds
+    one, stops the migration with ``refusal(row)`` (the applier runs it so). It reads
+    as its SQL in `mf db sql` and the dry run."""
+
+    message: str
+
+    def __new__(cls, sql: str, message: str):
+        guard = super().__new__(cls, sql)
+        guard.message = message
+        return guard
+
+    def refusal(self, row) -> str:
+        """The message for the row found: (key, value, value after the change)."""
+        key, value, rounded = row[0], row[1], row[2]
+        return self.message.format(key=key, value=value, rounded=rounded)
+
+
+def _type_words(f: Field) -> str:
+    if f.type == "DecimalField":
+        return f"DecimalField({f.max_digits}, {f.decimal_places})"
+    return f.type
+
 
 class CurrentTime(str):
     """A default of the database's clock (CURRENT_TIMESTAMP, CURRENT_DATE, CURRENT_TIME)."""

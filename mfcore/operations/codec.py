@@ -220,6 +220,8 @@ def _alter_column_to_json(op):
         doc["old_key"] = field_to_json(op.old_key)
     if op.backfill is not None:
         doc["backfill"] = op.backfill
+    if op.accept_rounding:
+        doc["accept_rounding"] = True
     return doc
 
 
@@ -323,9 +325,12 @@ def _alter_column_from_json(doc, where):
     backfill = doc.get("backfill")
     if backfill is not None and type(backfill) not in (str, int, float, bool):
         raise TypeError(f"'backfill' must be a string, a number or true/false, got {backfill!r:.40}")
+    accept_rounding = doc.get("accept_rounding", False)
+    if type(accept_rounding) is not bool:
+        raise TypeError(f"'accept_rounding' must be true or false, got {accept_rounding!r:.40}")
     return AlterColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "old_def", where),
                        _field(doc, "field_def", where), read_table(doc, where), old_key,
-                       backfill=backfill)
+                       backfill=backfill, accept_rounding=accept_rounding)
 
 
 def _rename_column_from_json(doc, where):
