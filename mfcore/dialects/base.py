@@ -47,6 +47,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Optional
 
 from ..datasteps import PythonCall
@@ -55,7 +56,7 @@ from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from .statements import split_statements
 from ..operations import Operation, Reference, TableDef
-from ..schema import MAX_IDENTIFIER, Field
+from ..schema import MAX_IDENTIFIER, Field, decimal_text, exact_decimal
 
 LEDGER_TABLE = "mf_migrations"
 LEDGER_COLUMNS = ("name", "checksum", "state")
@@ -447,6 +448,10 @@ class Dialect:
             if not math.isfinite(value):
                 raise MigrationFileError(f"the number {value} cannot be written as a default")
             return repr(value)
+        if isinstance(value, Decimal):  # a DecimalField's default, every digit of it
+            if not value.is_finite():
+                raise MigrationFileError(f"the number {value} cannot be written as a default")
+            return decimal_text(value)
         if isinstance(value, str):
             return self.string_literal(value)
         if isinstance(value, (bytes, bytearray)):
@@ -729,7 +734,7 @@ def parse_default(text: str):
     if upper == "NULL":
         return None
     if _SQL_NUMBER.match(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
+        return Decimal(text) if any(c in text for c in ".eE") else int(text)  # exact, as the catalog has it
     if upper.startswith("X'") and text.endswith("'"):
         try:
             return bytes.fromhex(text[2:-1])
@@ -760,9 +765,12 @@ def _default_for(field_type: str, parsed):
         return _UNREADABLE
     try:
         if field_type in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
-            return int(parsed) if not isinstance(parsed, (bool, float, bytes)) else _UNREADABLE
-        if field_type in ("FloatField", "DecimalField"):
+            return int(parsed) if not isinstance(parsed, (bool, float, Decimal, bytes)) else _UNREADABLE
+        if field_type == "FloatField":
             return float(parsed) if not isinstance(parsed, (bool, bytes)) else _UNREADABLE
+        if field_type == "DecimalField":
+            exact = exact_decimal(parsed) if not isinstance(parsed, (bool, bytes)) else _UNREADABLE
+            return exact if isinstance(exact, Decimal) else _UNREADABLE
         if field_type == "BooleanField":
             if isinstance(parsed, str):
                 return {"true": True, "false": False, "1": True, "0": False}.get(parsed.lower(), _UNREADABLE)

@@ -6,9 +6,10 @@ One builder serves models.mp and the earlier tool's JSON field definitions
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 from .raw import Call, ListValue, Name, ObjectValue, TupleValue
-from ..schema import Field
+from ..schema import Field, exact_decimal
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField"})
 # What each integer column holds (PostgreSQL's smallint, integer and bigint).
@@ -267,6 +268,8 @@ def _plain(value):
         raise FieldProblem(f"a JSON default must be a literal, not the name {value.text}")
     if type(value) is list:
         return [_plain(item) for item in value]
+    if type(value) is Decimal:
+        return float(value)  # JSON numbers are doubles
     return value
 
 
@@ -312,14 +315,21 @@ def _fit_default(type_name, value, null, max_length, enum):
             return value
         if type_name in RELATION_TYPES and kind is str:
             return value
-    elif type_name in ("FloatField", "DecimalField"):
-        if kind is int or kind is float:
+    elif type_name == "FloatField":
+        if kind is int or kind is float or kind is Decimal:
             try:
                 number = float(value)
             except OverflowError:
                 number = math.inf
             if not math.isfinite(number):
                 raise FieldProblem(f"default is too large for {type_name} (beyond the range of a double)")
+            return number
+    elif type_name == "DecimalField":
+        if kind is int or kind is float or kind is Decimal:
+            # Exact, as written: DEFAULT 1234567890123456.78, not a double's ...456.8.
+            number = exact_decimal(value)
+            if type(number) is not Decimal:
+                raise FieldProblem(f"default {_show(value)} is not a finite number")
             return number
     elif type_name in ("CharField", "TextField"):
         if kind is str:
