@@ -220,6 +220,8 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
         value, pos = values["default"]
         try:
             default = _fit_default(type_name, value, null, max_length, enums.get(enum_name))
+            if type(default) is Decimal and type(max_digits) is int and type(decimal_places) is int:
+                _fit_digits(default, max_digits, decimal_places)
         except FieldProblem as problem:
             if problem.pos is None:
                 problem.pos = pos
@@ -298,6 +300,15 @@ def _looks_like_json_container(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _fit_digits(number: Decimal, max_digits: int, decimal_places: int) -> None:
+    """A DecimalField's default must fit its digits before the decimal point: the
+    database refuses more (numeric field overflow) at the first insert."""
+    before_point = max(number.adjusted() + 1, 0)
+    if before_point > max_digits - decimal_places:
+        raise FieldProblem(f"default is too large for DecimalField({max_digits}, {decimal_places}) (at most "
+                           f"{max_digits - decimal_places} digits before the decimal point)")
 
 
 def _fit_default(type_name, value, null, max_length, enum):
