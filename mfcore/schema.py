@@ -79,8 +79,11 @@ def exact_decimal(value):
 
 
 def decimal_text(number: decimal.Decimal) -> str:
-    """The exact text of a Decimal default, without an exponent: 1234567890123456.78."""
-    return format(number, "f")
+    """The exact text of a Decimal default, without an exponent, and with a decimal
+    point, as defaults were written when they went through a double (0.0, 100.0, 1.5),
+    so that catalogs made then compare equal: 1234567890123456.78."""
+    text = format(number, "f")
+    return text if "." in text else text + ".0"
 
 
 # The database-computed defaults a Field's db_default may name.
