@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "makemigrations", "status", "migrate_all", "rollback_all", "status_all",
-    "sql", "pending_sql", "resolve", "reset", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
+    "sql", "pending_sql", "resolve", "reset", "reset_plan", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
@@ -40,6 +40,7 @@ _LAZY = {
     "pending_sql": ("mfcore.api", "pending_sql"),
     "resolve": ("mfcore.api", "resolve"),
     "reset": ("mfcore.api", "reset"),
+    "reset_plan": ("mfcore.api", "reset_plan"),
     "carry_over": ("mfcore.api", "carry_over"),
     "drift": ("mfcore.api", "drift"),
     "inspect": ("mfcore.api", "inspect"),

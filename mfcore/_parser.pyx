@@ -15,7 +15,6 @@ to the same answers.
 """
 cimport cython
 from cpython.long cimport PyLong_FromLongLong, PyLong_FromSsize_t
-from cpython.float cimport PyFloat_FromString
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject, PyTypeObject
@@ -28,7 +27,10 @@ from libc.string cimport memset
 
 import gc
 
+from decimal import Decimal
+
 from mfcore.language.raw import Call, ListValue, Name, ObjectValue, RawEnum, RawModel, TupleValue
+from mfcore.schema import exact_decimal
 
 
 class ReadError(ValueError):
@@ -524,7 +526,8 @@ cdef class _Reader:
             i += 2
             while _is_digit(self.ch(i)):
                 i += 1
-            self.tok_value = PyFloat_FromString(PyUnicode_Substring(self.text, start, i))
+            # Exact: a DecimalField's default keeps every digit (raw.number does the same).
+            self.tok_value = Decimal(PyUnicode_Substring(self.text, start, i))
         elif i - digits_start > 18:
             self.tok_value = int(PyUnicode_Substring(self.text, start, i))
         else:
@@ -867,5 +870,7 @@ def new_form_fields(list raw_fields, field_class):
             values[2] = values[0]
         if type(values[0]) is not str or type(values[1]) is not str or type(values[2]) is not str:
             return None
+        if values[7] is not None and values[1] == "DecimalField":
+            values[7] = exact_decimal(values[7])
         fields.append(tuple.__new__(field_class, values))
     return tuple(fields)

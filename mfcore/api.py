@@ -37,7 +37,7 @@ log = logging.getLogger("mfcore")
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "rollback_losses", "makemigrations", "carry_over", "status", "sql",
-    "migration_names", "pending_sql", "resolve", "reset", "drift", "inspect", "baseline", "migrate_all",
+    "migration_names", "pending_sql", "resolve", "reset", "reset_plan", "drift", "inspect", "baseline", "migrate_all",
     "rollback_all", "status_all", "rebase", "squash",
     "resolve_config", "ResetResult", "Questioner", "InteractiveQuestioner", "AnswerQuestioner",
 ]
@@ -174,11 +174,14 @@ def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
                    check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None,
-                   backfill=None):
+                   backfill=None, accept_rounding: bool = False):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
 
     ``backfill``: one-off values for the rows a NOT NULL change leaves without one,
     {"Model.field": "VALUE"} or ["Model.field=VALUE", ...] (VALUE as typed: JSON or text).
+    ``accept_rounding``: type changes that round values (FloatField -> IntegerField,
+    fewer decimal places, DateTimeField -> DateField, ...) round them when applied;
+    without it such a change stops migrate at the first row it would change.
     ``dry_run``/``check``: write nothing. A project still in the earlier single-plan
     format is carried over too (no database is needed), but only once the new
     migration has passed its checks: a refused change leaves every file as it was.
@@ -193,7 +196,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     with gc_paused(), shared_model_documents():
         carried = carryover.pending_conversion(resolved.migrations_dir)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
-                                       backfills=parse_backfills(backfill),
+                                       backfills=parse_backfills(backfill), accept_rounding=accept_rounding,
                                        carried=carried, repair=writing)
         if carried is not None:
             if writing:
@@ -348,24 +351,37 @@ class ResetResult:
     forgotten: list = field(default_factory=list)  # ledger rows removed (reset without dropping)
 
 
-async def reset(config: ConfigLike = None, *, drop_database: bool = False) -> ResetResult:
+async def reset(config: ConfigLike = None, *, drop_database: bool = False,
+                expected: Optional[list] = None) -> ResetResult:
     """Start the project's migrations over. With ``drop_database``, first drop the tables
-    and enum types the migration history owns, and the ledger (never with CASCADE);
-    without it, empty the ledger (mf_migrations keeps no row; the tables and their rows
-    stay), so that the next makemigrations writes a new 001 that the next migrate
-    records as applied once the catalog matches it. Then remove the migration files,
-    schema.json, .applied and the model cache. The database comes first: when it
-    cannot be reached, nothing is removed. Asks nothing: confirming is the caller's
+    and enum types the schema owns -- those of the schema the applied migrations build
+    that the catalog holds (not a table a migration dropped or renamed long ago whose
+    name the user has taken since) -- and the ledger, never with CASCADE; reset_plan
+    lists them. ``expected``: that list, as shown to the user; when the database would
+    now lose anything else, nothing is dropped (DriftError). Without
+    ``drop_database``, empty the ledger (mf_migrations keeps no row; the tables and
+    their rows stay), so that the next makemigrations writes a new 001 that the next
+    migrate records as applied once the catalog matches it. Then remove the migration
+    files, schema.json, .applied and the model cache. The database comes first: when
+    it cannot be reached, nothing is removed. Asks nothing: confirming is the caller's
     business."""
     from . import applier, store
 
     resolved = resolve_config(config)
     dropped, forgotten = [], []
     if drop_database:
-        dropped = await applier.reset_database(resolved)
+        dropped = await applier.reset_database(resolved, expected)
     else:
         forgotten = await applier.forget_history(resolved)
     return ResetResult(dropped, store.remove_project_files(resolved.migrations_dir), forgotten)
+
+
+async def reset_plan(config: ConfigLike = None) -> list:
+    """What ``reset(drop_database=True)`` would drop now, e.g. ["table lt_invoices",
+    "type userrole", "table mf_migrations"]: shown before asking to confirm."""
+    from . import applier
+
+    return await applier.reset_plan(resolve_config(config))
 
 
 # ---------------------------------------------------------------- a fleet of targets

@@ -43,7 +43,7 @@ from . import adoption, ledger
 from .config import Config
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
-from .dialects.base import CatalogStep, CatalogStepRefusal
+from .dialects.base import CatalogStep, CatalogStepRefusal, Guard
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, IntegrityError, LockTimeoutError, MfError,
                      MigrationFileError, ResolveError)
@@ -52,7 +52,7 @@ from .history import (Checksums, Survey, ahead_notice, ahead_of, adoption_decisi
                       read_history, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
 from .operations import fold
-from .ownership import owned_objects
+from .ownership import applied_files, owned_objects
 from .schema import Schema
 from .steps import Prepared, Step, UndoPlan, undo_plan
 from .store import load_history, read_applied, write_applied
@@ -408,21 +408,46 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
     return f"Recorded {entry.name} as rolled back; the next migrate runs it again."
 
 
-async def reset_database(config: Config) -> list:
+async def reset_database(config: Config, expected: Optional[list] = None) -> list:
     """Drop the tables and enum types the schema owns, and the ledger: nothing else.
 
-    The schema's objects are every table and enum type named anywhere in the
-    migration history (and schema.json). Tables go in reverse dependency order;
-    nothing is dropped with CASCADE, so an object mf does not own that depends on
-    one of these stops the reset with the database's message and nothing dropped.
-    Returns what was dropped, e.g. ["table lt_invoices", "type userrole", ...]."""
-    tables, enums = owned_objects(config)
+    The schema's objects are the tables and enum types of the schema the applied
+    migrations build (ownership.py), those of them the catalog holds. Tables go in
+    reverse dependency order; nothing is dropped with CASCADE, so an object mf does
+    not own that depends on one of these stops the reset with the database's message
+    and nothing dropped. ``expected``: what the user was shown (reset_plan); when the
+    database would now lose anything else, nothing is dropped. Returns what was
+    dropped, e.g. ["table lt_invoices", "type userrole", "table mf_migrations"]."""
+    files = migration_files(config.migrations_dir)
     if not database_exists(config):
         return []
     async with await connect(config) as connection:
         database = _database_for(connection, config)
         async with database.exclusive():
-            return await database.drop_owned(tables, enums)
+            plan = await database.owned_drop_plan(files)
+            listed = [what for _statement, what in plan if what is not None]
+            if expected is not None and listed != list(expected):
+                raise DriftError(
+                    f"the database {config.display_dsn} changed since the list of what to drop was made: it "
+                    f"would now drop {_listing(listed)} instead of {_listing(expected)}; nothing was dropped, "
+                    "run reset again")
+            return await database.drop_owned(plan)
+
+
+async def reset_plan(config: Config) -> list:
+    """What reset_database would drop now, e.g. ["table lt_invoices", "type userrole",
+    "table mf_migrations"], without dropping anything ([] when the database does not
+    exist)."""
+    files = migration_files(config.migrations_dir)
+    if not database_exists(config):
+        return []
+    async with await connect(config) as connection:
+        plan = await _database_for(connection, config).owned_drop_plan(files)
+    return [what for _statement, what in plan if what is not None]
+
+
+def _listing(objects) -> str:
+    return ", ".join(objects) if objects else "nothing"
 
 
 async def forget_history(config: Config) -> list:
@@ -885,6 +910,8 @@ class _Database:
 
     def _undo_failure(self, step: Step, failed: "_StatementFailed") -> DatabaseError:
         shown = failed.statement if len(failed.statement) <= 600 else failed.statement[:600] + " ..."
+        if isinstance(failed.statement, Guard):
+            shown = "a check mf runs before the change"
         error = DatabaseError(
             f"undoing {step.name} failed on {self.config.display_dsn} and was rolled back; it stays applied, "
             f"as do the migrations before it. {failed.label}: {shown} -- the database said: "
@@ -917,6 +944,10 @@ class _Database:
                         await statement.run(self.connection)
                     except CatalogStepRefusal as refusal:
                         raise StatementError(str(refusal)) from None
+                elif isinstance(statement, Guard):
+                    found = await self.connection.fetch(str(statement))  # asyncpg takes a str, no subclass
+                    if found:
+                        raise StatementError(statement.refusal(found[0]))
                 else:
                     await self.connection.execute(statement)
             except StatementError as exc:
@@ -984,7 +1015,9 @@ class _Database:
         # The statement on one line, after the reason: a DO block or a long CREATE TABLE
         # must not bury what the database said.
         shown = " ".join(failed.statement.split())
-        if shown.startswith("DO "):
+        if isinstance(failed.statement, Guard):
+            shown = "a check mf runs before the change"  # its message is the reason
+        elif shown.startswith("DO "):
             shown = "a check mf runs before the change (DO block)"  # its message is the reason
         shown = shown if len(shown) <= 300 else shown[:300] + " ..."
         said = self.dialect.users_words(failed.error.message)
@@ -1043,10 +1076,24 @@ class _Database:
                           "the database's ledger is up to date", RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------ reset
-    async def drop_owned(self, tables, enums) -> list:
-        """Drop what the dialect's drop plan lists, then the ledger, in one transaction
-        (foreign keys off around it where the database has the switch)."""
+    async def owned_drop_plan(self, files) -> list:
+        """``[(statement, what it drops or None)]``: the dialect's drops of the owned
+        tables and enum types that the catalog holds, then the ledger's."""
+        entries = await ledger.read_ledger(self.connection)
+        applied_file = read_applied(self.directory) if entries is None and self.config.mirrors_applied_file else None
+        applied = applied_files(files, entries, applied_file, self.directory)
+        tables, enums = owned_objects(self.directory, applied, self.dialect.has_enum_types)
+        existing = await self.dialect.table_names(self.connection)
+        tables = {name: refs for name, refs in tables.items() if name in existing and name != ledger.LEDGER_TABLE}
+        enums = set(enums) & await self.dialect.enum_type_names(self.connection)
         plan = await self.dialect.drop_plan(self.connection, tables, enums)
+        if entries is not None:
+            plan.append((self.dialect.ledger_drop_sql(), f"table {ledger.LEDGER_TABLE}"))
+        return plan
+
+    async def drop_owned(self, plan) -> list:
+        """Run the drops of owned_drop_plan in one transaction (foreign keys off around
+        it where the database has the switch)."""
         dropped = []
         async with self._foreign_keys_off():
             async with self.write_transaction():
@@ -1054,9 +1101,6 @@ class _Database:
                     await self._drop(statement)
                     if what is not None:
                         dropped.append(what)
-                if await ledger.ledger_exists(self.connection):
-                    await ledger.drop_ledger(self.connection)
-                    dropped.append(f"table {ledger.LEDGER_TABLE}")
         return dropped
 
     async def _drop(self, statement: str) -> None:

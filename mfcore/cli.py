@@ -82,7 +82,8 @@ def cmd_makemigrations(args, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
     result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
-                            empty=args.empty, questioner=questioner, backfill=args.backfill)
+                            empty=args.empty, questioner=questioner, backfill=args.backfill,
+                            accept_rounding=args.accept_rounding)
     for notice in result.notices:
         out.notice(notice)
     if args.verbose and result.models_read < result.models_total:
@@ -460,27 +461,37 @@ class _FleetProgress(_Progress):
 
 
 def cmd_reset(args, out: Output) -> int:
+    import anyio
+
     config = api.resolve_config(args.config_path)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if args.drop_db and not args.yes and not interactive:
-        out.error("reset --drop-db drops tables; off a terminal it needs --yes to confirm")
-        return EXIT_INPUT
+    shown = None  # with --drop-db, what the user was shown would be dropped
+    if args.drop_db and not args.yes:
+        shown = anyio.run(lambda: api.reset_plan(config))
+        if not interactive:
+            text = (f"reset --drop-db would drop {', '.join(shown) or 'nothing'} in {config.display_dsn}; off a "
+                    "terminal it needs --yes to confirm")
+            if out.json_mode:
+                out.document({"error": {"kind": "UsageError", "message": text, "file": None, "line": None,
+                                        "column": None}, "would_drop": shown})
+            else:
+                out.error(text)
+            return EXIT_INPUT
     if not args.yes and interactive:
         if args.drop_db:
-            what = (f"drop the tables and enum types of this schema and the ledger in {config.display_dsn}, "
-                    "and ")
+            sys.stderr.write(f"This will drop, in {config.display_dsn}:\n"
+                             + "".join(f"  {what}\n" for what in shown or ["nothing (mf owns nothing there)"])
+                             + "and nothing else in the database, and ")
         else:
-            what = (f"empty the ledger (mf_migrations) of {config.display_dsn}, keeping its tables and rows, "
-                    "and ")
-        sys.stderr.write(f"This will {what}remove the migration files, schema.json and .applied in "
+            sys.stderr.write(f"This will empty the ledger (mf_migrations) of {config.display_dsn}, keeping its "
+                             "tables and rows, and ")
+        sys.stderr.write(f"remove the migration files, schema.json and .applied in "
                          f"{_display_path(config.migrations_dir)}. Continue? [y/N] ")
         sys.stderr.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             out.line("Reset cancelled; nothing changed.")
             return EXIT_OK
-    import anyio
-
-    result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db))
+    result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db, expected=shown))
     dropped, removed = result.dropped, result.removed
     if out.json_mode:
         out.document({"dropped": dropped, "removed": removed, "forgotten": result.forgotten})
@@ -878,6 +889,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill", action="append", metavar="Model.field=VALUE|@sql",
                    help="a one-off value for rows a NOT NULL change leaves without one, or @sql: a run_sql "
                         "step in the migration for you to fill them (repeatable)")
+    p.add_argument("--accept-rounding", action="store_true",
+                   help="let type changes round values (FloatField -> IntegerField, fewer decimal places, "
+                        "DateTimeField -> DateField); without it migrate stops at a row they would change")
     p.set_defaults(handler=cmd_makemigrations)
 
     p = commands.add_parser("migrate", parents=[common], help="apply every unapplied migration")

@@ -11,6 +11,7 @@ parsing and diffing, where a tuple is several times cheaper.
 """
 from __future__ import annotations
 
+import decimal
 import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
@@ -45,6 +46,44 @@ class Field(NamedTuple):
     deferrable: Optional[str] = None
     # A default the database computes for each row, from a closed set: "uuid4".
     db_default: Optional[str] = None
+
+
+# A DecimalField's default as files hold it: exact decimal text, never a float's.
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_EXACT = decimal.Context(prec=2100)  # beyond any max_digits a file may hold (1000)
+
+
+def exact_decimal(value):
+    """A DecimalField's default in the one form the IR keeps: a decimal.Decimal, exact
+    and canonical (1.50 and 1.5 are one value; no exponent), from a Decimal or int of
+    models.mp, the decimal text schema.json and migration files hold, or a float of a
+    file written before (its shortest repr: the literal as written, wherever a double
+    could hold it). Anything else comes back as it is, for the file checks to name."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, (int, decimal.Decimal)):
+        text = value
+    elif isinstance(value, str) and DECIMAL_TEXT.fullmatch(value):
+        text = value
+    else:
+        return value
+    number = decimal.Decimal(text)
+    if not number.is_finite():
+        return value
+    if number.is_zero():
+        return decimal.Decimal(0)
+    number = number.normalize(_EXACT)
+    return number.quantize(decimal.Decimal(1), context=_EXACT) if number.as_tuple().exponent > 0 else number
+
+
+def decimal_text(number: decimal.Decimal) -> str:
+    """The exact text of a Decimal default, without an exponent, and with a decimal
+    point, as defaults were written when they went through a double (0.0, 100.0, 1.5),
+    so that catalogs made then compare equal: 1234567890123456.78."""
+    text = format(number, "f")
+    return text if "." in text else text + ".0"
 
 
 # The database-computed defaults a Field's db_default may name.

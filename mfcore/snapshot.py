@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Optional
 
 import orjson
@@ -18,7 +19,7 @@ from .compiled import twin
 from .errors import SchemaFileError
 from .gcpause import gc_paused
 from .schema import (DB_DEFAULTS, MAX_IDENTIFIER, OPCLASS, Check, Enum, Field, Index, Model, Schema,
-                     check_expression_problem, index_condition_problem)
+                     check_expression_problem, decimal_text, exact_decimal, index_condition_problem)
 
 FORMAT = 1
 # schema.json's key for the digest of the models.mp text it was made from (store.models_digest).
@@ -51,7 +52,8 @@ def field_to_json(f: Field) -> dict:
         if value != default:
             doc[key] = value
     if f.has_default:
-        doc["default"] = f.default
+        # A DecimalField's default as exact text: a JSON number would pass through a float.
+        doc["default"] = decimal_text(f.default) if isinstance(f.default, Decimal) else f.default
     if f.target is not None:
         doc["to"] = f.target
     return doc
@@ -131,6 +133,10 @@ def check_field_doc_fully(doc, where: str) -> None:
         raise SchemaFileError(f"{where}.enum is missing (an EnumField names its enum)")
     if "default" in doc:
         _check_json_value(doc["default"], f"{where}.default")
+        default = doc["default"]
+        if kind == "DecimalField" and default is not None and type(exact_decimal(default)) is not Decimal:
+            raise SchemaFileError(f"{where}.default must be a number or its exact decimal text (\"12.50\"), "
+                                  f"got {_short(default)}")
 
 
 # The keys of most field definitions and what their values must be: 1 a non-empty
@@ -268,9 +274,12 @@ def new_form_fields(raw_fields: list, field_class=Field):
         column = get("column", name)
         if type(name) is not str or type(kind) is not str or type(column) is not str:
             return None
+        default = get("default")
+        if kind == "DecimalField" and default is not None:
+            default = exact_decimal(default)
         fields.append(tuple.__new__(field_class, (
             name, kind, column, get("null", False), get("unique", False), get("primary_key", False),
-            "default" in doc, get("default"), get("max_length"), get("max_digits"), get("decimal_places"),
+            "default" in doc, default, get("max_length"), get("max_digits"), get("decimal_places"),
             get("auto_now", False), get("auto_now_add", False), get("enum"), get("to"), get("on_delete"),
             get("fk_name"), get("key_name"), get("deferrable"), get("db_default"))))
     return tuple(fields)

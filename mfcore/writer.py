@@ -11,7 +11,7 @@ folding the files.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .backfills import apply_backfills, filled_by_hand
@@ -112,6 +112,17 @@ def check_safety(operations, old: Schema) -> None:
         raise UnsafeChangeError("\n".join(problems))
 
 
+def _accepting_rounding(operations) -> list:
+    """The operations with every type change that rounds values marked as accepted; an
+    error when none of them rounds (the flag would be silently meaningless)."""
+    if not any(isinstance(op, AlterColumn) and op.rounding is not None for op in operations):
+        raise UnsafeChangeError("--accept-rounding: no change in this migration rounds values (only a type "
+                                "change such as FloatField -> IntegerField, fewer decimal places or "
+                                "DateTimeField -> DateField does)")
+    return [replace(op, accept_rounding=True) if isinstance(op, AlterColumn) and op.rounding is not None else op
+            for op in operations]
+
+
 def _backfill_advice(model: str, f) -> str:
     """The end of a refusal: the --backfill forms that would do (a unique column cannot
     take one value for every row)."""
@@ -141,7 +152,7 @@ class Draft:
 
 def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool = False,
                     questioner: Optional[Questioner] = None, carried=None, repair: bool = False,
-                    backfills: Optional[dict] = None) -> Draft:
+                    backfills: Optional[dict] = None, accept_rounding: bool = False) -> Draft:
     """Diff models.mp against the snapshot and check the changes; writes nothing but a
     repaired schema.json (when ``repair``). ``carried``: the carryover.Conversion of a
     project still in the earlier single-plan format, whose files the migration follows."""
@@ -168,6 +179,8 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     rebuilt = bool(notices)  # current_snapshot rebuilt schema.json from the files
     operations = diff(old, new, questioner, keep_names=True)
     operations = apply_backfills(operations, old, new, backfills, questioner or Questioner())
+    if accept_rounding:
+        operations = _accepting_rounding(operations)
     check_safety(operations, old)
     if rebuilt and repair and files and not operations and not empty:
         # The rebuilt schema.json is what models.mp says: record its digest, so that

@@ -50,9 +50,14 @@ def field_calls(draw, enums, models):
             args.append("default=" + draw(st.sampled_from(
                 ['{}', '[]', '{"a": 1, "b": [true, null]}', '{"k": "v", "n": {"x": 2.5}}', '[1, "two"]', '"text"'])))
     elif kind == "DecimalField":
-        args.append(draw(st.sampled_from(["10, 2", "12, 4"])))
+        digits, places = draw(st.sampled_from([(10, 2), (12, 4), (20, 2)]))
+        args.append(f"{digits}, {places}")
         if draw(st.booleans()):
-            args.append("default=0")
+            # 0, or as many digits as the column holds: no double keeps 18 of them exactly
+            whole = draw(st.integers(0, 10 ** (digits - places) - 1))
+            fraction = draw(st.integers(0, 10 ** places - 1))
+            sign = draw(st.sampled_from(["", "-"]))
+            args.append(draw(st.sampled_from(["default=0", f"default={sign}{whole}.{fraction:0{places}d}"])))
     elif kind == "EnumField":
         enum_name, keys = draw(st.sampled_from(sorted(enums.items())))
         args.append(enum_name)

@@ -43,6 +43,24 @@ def test_snapshot_field_loading_matches_its_twin(docs):
     assert _parser.new_form_fields(docs, Field) == new_form_fields(docs, Field)
 
 
+decimal_docs = st.builds(
+    lambda default, extra: {"name": "d", "type": "DecimalField", "max_digits": 20, "decimal_places": 2,
+                            "default": default, **extra},
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+              st.from_regex(r"\A-?[0-9]{1,20}(\.[0-9]{1,20})?\Z")),
+    st.dictionaries(st.sampled_from(["null", "column"]), st.sampled_from([True, "c"]), max_size=1))
+
+
+@needs_compiled
+@settings(max_examples=200)
+@given(st.lists(decimal_docs, max_size=3))
+def test_decimal_defaults_load_alike_on_both_paths(docs):
+    compiled, pure = _parser.new_form_fields(docs, Field), new_form_fields(docs, Field)
+    assert compiled == pure
+    if compiled:
+        assert [type(f.default) for f in compiled] == [type(f.default) for f in pure]
+
+
 @needs_compiled
 def test_both_paths_load_the_example_snapshot_alike():
     from conftest import REPO

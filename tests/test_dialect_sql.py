@@ -346,7 +346,13 @@ def test_a_foreign_key_column_that_changes_target_or_stops_being_one_starts_from
     ("EnumField(E)", "TextField()", ' USING "f"::text'),
     ("EnumField(E)", "IntegerField()", ' USING "f"::text::integer'),
     ("CharField(3)", "EnumField(E)", ' USING "f"::text::"e"'),
-    ("DateTimeField()", "DateField()", ' USING "f"::text::date'),
+    # Changes that round: the explicit rounding (halves away from zero, as SQLite's
+    # round()), after a check that stops the migration at a row it would change.
+    ("DateTimeField()", "DateField()", ' USING "f"::date'),
+    ("FloatField()", "IntegerField()", ' USING round("f"::numeric)'),
+    ("DecimalField(10, 4)", "DecimalField(10, 2)", ' USING round("f"::numeric, 2)'),
+    ("FloatField()", "DecimalField(8, 3)", ' USING round("f"::numeric, 3)'),
+    ("DecimalField(20, 2)", "FloatField()", ' USING "f"::double precision'),
 ])
 def test_postgresql_type_changes_use_casts_that_keep_or_refuse_values(old, new, using):
     before = parse(f"enum E {{ A }}\nmodel T extends Model {{ f = {old} }}")

@@ -30,10 +30,10 @@ def assert_history_folds_to_snapshot(project):
         == (project.migrations / "schema.json").read_bytes()
 
 
-def run_on_terminal(project, *args, answers=b""):
+def run_on_terminal(project, *args, answers=b"", env=None):
     """Run mf with a pseudo-terminal as stdin/stdout, as a person at a shell would."""
     leader, follower = pty.openpty()
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen([sys.executable, "-m", "mfcore.cli", *args], cwd=project.path, env=env,
                                stdin=follower, stdout=follower, stderr=follower, close_fds=True)
@@ -226,15 +226,16 @@ def test_a_corrupt_schema_json_with_no_files_to_rebuild_from_is_reported(project
     assert project.state() == before
 
 
-def test_errors_elsewhere_say_that_makemigrations_rebuilds_schema_json(project):
+def test_reset_does_not_need_schema_json_and_removes_a_conflicted_one(project):
+    """What reset drops comes from the applied migration files, not from schema.json."""
     project.write_models(SEED)
     project.run("db", "makemigrations")
+    assert project.run("db", "migrate").code == 0
     (project.migrations / "schema.json").write_text("<<<<<<< HEAD\n{}\n=======\n{}\n>>>>>>> b\n")
-    before = project.state()
     result = project.run("db", "reset", "--drop-db", "--yes")
-    assert result.code == 2, result
-    assert "merge-conflict markers" in result.err and "`mf db makemigrations` rebuilds it" in result.err
-    assert project.state() == before
+    assert result.code == 0, result
+    assert "table lt_customers" in result.out and "table lt_invoices" in result.out
+    assert not (project.migrations / "schema.json").exists() and project.migration_names() == []
 
 
 def test_an_interrupted_run_is_detected_and_repaired(project):

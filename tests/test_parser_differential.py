@@ -17,6 +17,7 @@ import dataclasses
 import importlib.util
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ generate = _generator()
 def canon(value):
     """value as nested plain data that keeps every type: equal canons, identical values."""
     kind = type(value)
-    if kind in (str, int, float, bool, type(None)):
+    if kind in (str, int, float, Decimal, bool, type(None)):
         return (kind.__name__, repr(value))
     if kind in (tuple, list):
         return (kind.__name__, [canon(v) for v in value])
@@ -284,6 +285,17 @@ def test_corner_cases(text):
     check_same(text)
 
 
+@pytest.mark.parametrize("literal", ["1234567890123456.78", "-0.10", "99999999999999999999999999.123456789012",
+                                     "0.1", "7"])
+def test_decimal_defaults_keep_every_digit_on_both_readers(literal):
+    text = f"model P extends Model {{\n    d = DecimalField(40, 12, default={literal})\n    f = FloatField(default={literal})\n}}\n"
+    assert check_same(text)
+    for use_compiled in (True, False):
+        fields = parser_module.parse(text, compiled=use_compiled).models["P"].fields
+        assert fields[1].default == Decimal(literal) and type(fields[1].default) is Decimal
+        assert fields[2].default == float(literal) and type(fields[2].default) is float
+
+
 def test_the_grammar_needs_no_other_lexer_modes():
     """Each LALR state of models.lark lexes words one of the ways _parser.pyx's _Mode knows.
 
@@ -373,7 +385,9 @@ def values(draw, depth=0, inside=False):
     if kind == "string":
         return draw(strings())
     if kind == "number":
-        return draw(st.from_regex(r"\A-?[0-9]{1,3}(\.[0-9]{1,3})?\Z"))
+        # now and then more digits than a double holds: both readers keep them all
+        return draw(st.one_of(st.from_regex(r"\A-?[0-9]{1,3}(\.[0-9]{1,3})?\Z"),
+                              st.from_regex(r"\A-?[0-9]{10,24}\.[0-9]{2,12}\Z")))
     if kind == "word":
         return draw(st.sampled_from(["true", "false", "null"]))
     if kind == "dotted":

@@ -117,3 +117,174 @@ def test_on_a_terminal_reset_says_what_it_removes_and_a_no_changes_nothing(proje
     with sqlite3.connect(project.path / "dev.db") as connection:
         assert connection.execute("SELECT count(*) FROM mf_migrations").fetchone() == (0,)
         assert connection.execute("SELECT count(*) FROM lt_customers").fetchone() == (0,)  # still there
+
+
+# ---------------------------------------------------------------- --drop-db: what the schema owns now
+
+WITH_EVENTS = SEED + '''
+enum Status { ON, OFF }
+
+model Event extends Model {
+    id = AutoField()
+    title = CharField(50)
+    state = EnumField(Status)
+    customer = ForeignKey(Customer, on_delete=CASCADE)
+}
+'''
+RENAMED = SEED.replace('table = "lt_customers"', 'table = "clients"')
+MF_TABLES = {"lt_customers", "lt_invoices"}
+
+
+def migrated_through(project, database, *texts) -> None:
+    for text in texts:
+        project.write_models(text)
+        made = project.run("db", "makemigrations")
+        assert made.code == 0, made
+        migrate = project.run("db", "migrate", env=database.env)
+        assert migrate.code == 0, migrate
+
+
+def enum_types(database) -> set:
+    if database.kind != "postgresql":
+        return set()
+    return {r[0] for r in database.query(
+        "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE t.typtype = 'e' AND n.nspname = current_schema()")}
+
+
+def views(database) -> set:
+    if database.kind == "postgresql":
+        return {r[0] for r in database.query("SELECT viewname FROM pg_views WHERE schemaname = current_schema()")}
+    return {r[0] for r in database.query("SELECT name FROM sqlite_master WHERE type = 'view'")}
+
+
+def expected_drops(database, tables) -> set:
+    types = {"type invoicestatus", "type userrole"} if database.kind == "postgresql" else set()
+    return {f"table {t}" for t in tables} | types | {"table mf_migrations"}
+
+
+def test_a_table_and_enum_the_history_dropped_are_the_users_now_and_stay(project, database):
+    """mf's Event model and Status enum were dropped long ago; the user has since made a
+    table event and (PostgreSQL) a type status of their own, and a view over them."""
+    migrated_through(project, database, WITH_EVENTS, SEED)
+    assert "event" not in database.tables() and "status" not in enum_types(database)
+    if database.kind == "postgresql":
+        database.query("CREATE TYPE status AS ENUM ('open', 'closed')")
+        database.query("CREATE TABLE event (id integer PRIMARY KEY, state status, note text)")
+        database.query("INSERT INTO event VALUES (1, 'open', 'kept'), (2, 'closed', 'kept too')")
+    else:
+        database.query("CREATE TABLE event (id integer PRIMARY KEY, state text, note text)")
+        database.query("INSERT INTO event VALUES (1, 'open', 'kept'), (2, 'closed', 'kept too')")
+    database.query("CREATE VIEW open_events AS SELECT id, note FROM event WHERE state = 'open'")
+
+    listed = project.run("db", "reset", "--drop-db", "--json", env=database.env)  # off a terminal: refused
+    assert listed.code == 2, listed
+    document = json.loads(listed.out)
+    assert set(document["would_drop"]) == expected_drops(database, MF_TABLES)
+    assert "needs --yes" in document["error"]["message"]
+
+    result = project.run("db", "reset", "--drop-db", "--yes", "--json", env=database.env)
+    assert result.code == 0, result
+    dropped = json.loads(result.out)["dropped"]
+    assert set(dropped) == expected_drops(database, MF_TABLES) and len(dropped) == len(set(dropped))
+    assert dropped == document["would_drop"]
+    assert database.tables() == ["event"]
+    assert database.query("SELECT id, note FROM event ORDER BY id") == [(1, "kept"), (2, "kept too")]
+    assert views(database) == {"open_events"}
+    assert database.query("SELECT id FROM open_events") == [(1,)]
+    if database.kind == "postgresql":
+        assert enum_types(database) == {"status"}
+        labels = database.query("SELECT enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                                "WHERE t.typname = 'status' ORDER BY e.enumsortorder")
+        assert labels == [("open",), ("closed",)]
+
+
+def test_a_renamed_tables_old_name_is_the_users_now_and_stays(project, database):
+    """mf's lt_customers became clients; the user has since made a table lt_customers."""
+    migrated_through(project, database, SEED, RENAMED)
+    assert "clients" in database.tables() and "lt_customers" not in database.tables()
+    database.query("INSERT INTO clients (email, name, signup_at, is_active, role) "
+                   "VALUES ('a@example.com', 'A', CURRENT_TIMESTAMP, true, 'ADMIN')")
+    database.query("CREATE TABLE lt_customers (id integer PRIMARY KEY, email text)")
+    database.query("INSERT INTO lt_customers VALUES (7, 'mine@example.com')")
+
+    result = project.run("db", "reset", "--drop-db", "--yes", env=database.env)
+    assert result.code == 0, result
+    assert "table clients" in result.out and "table lt_invoices" in result.out
+    assert "table lt_customers" not in result.out
+    assert database.tables() == ["lt_customers"]
+    assert database.query("SELECT id, email FROM lt_customers") == [(7, "mine@example.com")]
+    assert enum_types(database) == set()
+    assert project.migration_names() == []
+
+
+def test_a_users_table_that_references_an_owned_one_stops_the_reset(project, database):
+    migrated_through(project, database, SEED)
+    database.query("CREATE TABLE notes (id integer PRIMARY KEY, customer integer REFERENCES lt_customers (id))")
+    before, files = database.snapshot(), project.state()
+    result = project.run("db", "reset", "--drop-db", "--yes", env=database.env)
+    assert result.code == 3, result
+    assert result.err.startswith("error: ") and len(result.err.strip().splitlines()) == 1
+    assert "notes" in result.err and "nothing was dropped" in result.err.lower()
+    assert database.snapshot() == before and project.state() == files
+
+
+def test_pending_migrations_own_nothing_yet(project, database):
+    """A table of the user's whose name a pending (never applied) migration would create."""
+    migrated_through(project, database, SEED)
+    project.write_models(WITH_EVENTS)
+    assert project.run("db", "makemigrations").code == 0
+    database.query("CREATE TABLE event (id integer PRIMARY KEY)")
+    result = project.run("db", "reset", "--drop-db", "--yes", "--json", env=database.env)
+    assert result.code == 0, result
+    assert set(json.loads(result.out)["dropped"]) == expected_drops(database, MF_TABLES)
+    assert database.tables() == ["event"]
+
+
+def test_an_edited_applied_file_stops_the_reset(project, database):
+    migrated_through(project, database, SEED)
+    first = project.migrations / FIRST
+    first.write_text(first.read_text().replace("lt_invoices", "lt_bills"))
+    before, files = database.snapshot(), project.state()
+    result = project.run("db", "reset", "--drop-db", "--yes", env=database.env)
+    assert result.code == 2, result
+    assert f"cannot tell which tables mf owns, so nothing was dropped: {FIRST} was edited" in result.err
+    assert database.snapshot() == before and project.state() == files
+
+
+def test_reset_drops_nothing_when_the_database_changed_since_the_list_was_shown(project, database):
+    import anyio
+    import pytest
+
+    import mfcore
+    from mfcore import api
+
+    migrated_through(project, database, SEED)
+    config = api.resolve_config(project.path / "language_config.yaml", dsn=database.env["MF_DATABASE_URL"])
+    shown = anyio.run(lambda: mfcore.reset_plan(config))
+    assert set(shown) == expected_drops(database, MF_TABLES)
+    migrated_through(project, database, RENAMED)  # meanwhile, another deploy renamed a table
+    before, files = database.snapshot(), project.state()
+    with pytest.raises(mfcore.DriftError, match="changed since the list of what to drop was made"):
+        anyio.run(lambda: mfcore.reset(config, drop_database=True, expected=shown))
+    assert database.snapshot() == before and project.state() == files
+
+
+def test_on_a_terminal_drop_db_lists_what_it_drops_before_asking(project, database):
+    from test_makemigrations import run_on_terminal
+
+    migrated_through(project, database, WITH_EVENTS, SEED)
+    database.query("CREATE TABLE event (id integer PRIMARY KEY)")
+    before, files = database.snapshot(), project.state()
+    code, text = run_on_terminal(project, "db", "reset", "--drop-db", answers=b"n\n", env=database.env)
+    assert code == 0, text
+    listing = text[text.index("This will drop, in "):text.index("Continue? [y/N]")]
+    shown = {line.strip() for line in listing.splitlines()[1:] if line.startswith("  ")}
+    assert shown == expected_drops(database, MF_TABLES), text
+    assert "and nothing else in the database" in listing
+    assert "Reset cancelled; nothing changed." in text
+    assert database.snapshot() == before and project.state() == files
+
+    code, text = run_on_terminal(project, "db", "reset", "--drop-db", answers=b"y\n", env=database.env)
+    assert code == 0 and f"✓ Dropped {len(shown)} database object(s)" in text, text
+    assert database.tables() == ["event"]

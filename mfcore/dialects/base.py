@@ -46,6 +46,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Optional
 
 from ..datasteps import PythonCall
@@ -54,7 +55,7 @@ from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from .statements import split_statements
 from ..operations import Operation, Reference, TableDef
-from ..schema import MAX_IDENTIFIER, POSITIVE_TYPES, Field, clip_name as _clip, constraint_name
+from ..schema import MAX_IDENTIFIER, POSITIVE_TYPES, Field, clip_name as _clip, constraint_name, decimal_text, exact_decimal
 
 LEDGER_TABLE = "mf_migrations"
 LEDGER_COLUMNS = ("name", "checksum", "state")
@@ -458,6 +459,10 @@ class Dialect:
             if not math.isfinite(value):
                 raise MigrationFileError(f"the number {value} cannot be written as a default")
             return repr(value)
+        if isinstance(value, Decimal):  # a DecimalField's default, every digit of it
+            if not value.is_finite():
+                raise MigrationFileError(f"the number {value} cannot be written as a default")
+            return decimal_text(value)
         if isinstance(value, str):
             return self.string_literal(value)
         if isinstance(value, (bytes, bytearray)):
@@ -516,6 +521,43 @@ class Dialect:
         if f.type == "BooleanField":
             return self.bool_literal(bool(value))
         return self.literal(value)
+
+    # ------------------------------------------------------------ type changes that round
+    def rounded_sql(self, loss, column: str) -> str:  # pragma: no cover - see subclasses
+        """The value of ``column`` (quoted) as the type change ``loss`` (an
+        operations.Rounding) leaves it."""
+        raise NotImplementedError
+
+    def rounds_sql(self, loss, column: str) -> str:  # pragma: no cover - see subclasses
+        """A condition, true for a non-NULL value of ``column`` that the change alters."""
+        raise NotImplementedError
+
+    def rounding_guard(self, op, column: str) -> Optional["Guard"]:
+        """For an alter_column whose type change rounds values (op.rounding) and does not
+        accept it: the check that stops the migration at the first row it would change
+        (key order), naming the row. ``column``: the column's name when the check runs."""
+        loss = op.rounding
+        if loss is None or op.accept_rounding:
+            return None
+        key = require_table(op).model.primary_key
+        quoted = self.quote(column)
+        key_sql = self.quote(column if key is not None and key.name == op.new.name else key.column) \
+            if key is not None else "NULL"
+        sql = (f"-- mf stops the migration if a row would change\n"
+               f"SELECT {key_sql}, {quoted}, {self.rounded_sql(loss, quoted)} FROM {self.quote(op.table)}"
+               f" WHERE {quoted} IS NOT NULL AND {self.rounds_sql(loss, quoted)}"
+               + (f" ORDER BY {key_sql}" if key is not None else "") + " LIMIT 1")
+        def literal(text: str) -> str:  # a name, kept as it is by str.format
+            return text.replace("{", "{{").replace("}", "}}")
+
+        row = f"the row with {literal(key.column)} {{key}}" if key is not None else "a row"
+        refusal = (f"cannot change {op.model}.{op.new.name} (column {literal(op.new.column)} of table "
+                   f"{literal(op.table)}) from "
+                   f"{_type_words(op.old)} to {_type_words(op.new)}: the change {loss.words} and would turn "
+                   f"{{value}} into {{rounded}} in {row}; change such rows first, or accept the rounding "
+                   "(`mf db makemigrations --accept-rounding`, or \"accept_rounding\": true on this "
+                   "alter_column)")
+        return Guard(sql, refusal)
 
     def references_sql(self, f: Field, reference: Reference) -> str:
         """``REFERENCES "target" ("id") ON DELETE ...``"""
@@ -659,6 +701,30 @@ class Dialect:
 
 # ---------------------------------------------------------------- helpers for the dialects
 
+class Guard(str):
+    """A check among a migration's statements: a SELECT whose first row, if it finds
+    one, stops the migration with ``refusal(row)`` (the applier runs it so). It reads
+    as its SQL in `mf db sql` and the dry run."""
+
+    message: str
+
+    def __new__(cls, sql: str, message: str):
+        guard = super().__new__(cls, sql)
+        guard.message = message
+        return guard
+
+    def refusal(self, row) -> str:
+        """The message for the row found: (key, value, value after the change)."""
+        key, value, rounded = row[0], row[1], row[2]
+        return self.message.format(key=key, value=value, rounded=rounded)
+
+
+def _type_words(f: Field) -> str:
+    if f.type == "DecimalField":
+        return f"DecimalField({f.max_digits}, {f.decimal_places})"
+    return f.type
+
+
 class CurrentTime(str):
     """A default of the database's clock (CURRENT_TIMESTAMP, CURRENT_DATE, CURRENT_TIME)."""
 
@@ -693,7 +759,7 @@ def parse_default(text: str):
     if upper == "NULL":
         return None
     if _SQL_NUMBER.match(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
+        return Decimal(text) if any(c in text for c in ".eE") else int(text)  # exact, as the catalog has it
     if upper.startswith("X'") and text.endswith("'"):
         try:
             return bytes.fromhex(text[2:-1])
@@ -724,9 +790,12 @@ def _default_for(field_type: str, parsed):
         return _UNREADABLE
     try:
         if field_type in ("IntegerField", "BigIntegerField", "SmallIntegerField"):
-            return int(parsed) if not isinstance(parsed, (bool, float, bytes)) else _UNREADABLE
-        if field_type in ("FloatField", "DecimalField"):
+            return int(parsed) if not isinstance(parsed, (bool, float, Decimal, bytes)) else _UNREADABLE
+        if field_type == "FloatField":
             return float(parsed) if not isinstance(parsed, (bool, bytes)) else _UNREADABLE
+        if field_type == "DecimalField":
+            exact = exact_decimal(parsed) if not isinstance(parsed, (bool, bytes)) else _UNREADABLE
+            return exact if isinstance(exact, Decimal) else _UNREADABLE
         if field_type == "BooleanField":
             if isinstance(parsed, str):
                 return {"true": True, "false": False, "1": True, "0": False}.get(parsed.lower(), _UNREADABLE)

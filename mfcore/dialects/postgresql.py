@@ -514,8 +514,31 @@ class PostgreSQLDialect(Dialect):
         affects come off first and go back on last."""
         change = _ColumnChange(self, op, plan)
         statements = self._renamed_column(op.table, op.old, op.new.column, op.old.target is not None)
+        guard = self.rounding_guard(op, op.new.column) if change.type else None
+        if guard is not None:
+            statements.append(guard)
         return statements + self._constraints_off(change) + self._column_changes(change) \
             + self._constraints_on(change)
+
+    def rounded_sql(self, loss, column: str) -> str:
+        # numeric's round() rounds halves away from zero, as SQLite's does (a double's
+        # cast to integer would round them to even).
+        if loss.kind == "whole":
+            return f"round({column}::numeric)"
+        if loss.kind == "places":
+            return f"round({column}::numeric, {loss.places})"
+        if loss.kind == "float":
+            return f"{column}::double precision"
+        return f"{column}::{loss.kind}"  # date, time: as the session's time zone sees them
+
+    def rounds_sql(self, loss, column: str) -> str:
+        if loss.kind in ("whole", "places"):
+            return f"{column}::numeric <> {self.rounded_sql(loss, column)}"
+        if loss.kind == "float":
+            return f"{column} <> {column}::double precision::numeric"
+        if loss.kind == "date":
+            return f"{column} <> {column}::date"
+        return "true"  # time: every value loses its date
 
     def _constraints_off(self, change) -> list[str]:
         old, new, t = change.old, change.new, change.quoted_table
@@ -546,7 +569,9 @@ class PostgreSQLDialect(Dialect):
         old, new, t, c = change.old, change.new, change.quoted_table, change.column
         statements = []
         if change.type:
-            using = self._using(c, old, change.old_type, new, change.new_type)
+            loss = change.rounding
+            using = f" USING {self.rounded_sql(loss, c)}" if loss is not None \
+                else self._using(c, old, change.old_type, new, change.new_type)
             statements.append(f"{change.alter} TYPE {change.new_type}{using}")
         # The default first: a row inserted while the backfill runs takes it, and the
         # constraint then holds for every row.
@@ -638,6 +663,7 @@ class _ColumnChange:
         self.type = bool(op.changes & _TYPE_CHANGES) and (
             self.old_type != self.new_type or (unknown and new.target is not None))
         self.key = "fk" in op.changes or self.type
+        self.rounding = op.rounding if self.type else None
         self.old_auto, self.new_auto = old.type in AUTO_TYPES, new.type in AUTO_TYPES
         self.old_default, self.new_default = dialect.default_sql(old), dialect.default_sql(new)
         self.default = self.old_default != self.new_default or self.type

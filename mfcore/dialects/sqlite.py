@@ -384,23 +384,55 @@ class SQLiteDialect(Dialect):
                                  and f.type not in POSITIVE_TYPES)
 
     def _alter_column(self, op, plan) -> list[str]:
-        table_def = require_table(op)
+        # A type change that rounds is checked and applied as on PostgreSQL, though
+        # SQLite's type affinity would keep 2.7 in an INTEGER column: both databases
+        # hold the same values after it.
+        guard = self.rounding_guard(op, op.old.column)
+        checked = [guard] if guard is not None else []
+        loss = op.rounding
         if self._same_column(op):
-            if op.old.column == op.new.column:
-                return []
-            if not self._can_rename_natively(op.old):
-                return self.rebuild(table_def, {op.new.column: self.quote(op.old.column)})
-            return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
-                    f" TO {self.quote(op.new.column)}"]
-        return self.rebuild(table_def, {op.new.column: self._altered_source(op)})
+            renamed = self._renamed_in_place(op)
+            if loss is not None:  # DATETIME -> DATE: both TEXT, the values change
+                column = self.quote(op.new.column)
+                renamed.append(f"UPDATE {self.quote(op.table)} SET {column} = {self.rounded_sql(loss, column)}"
+                               f" WHERE {column} IS NOT NULL")
+            return checked + renamed
+        return checked + self.rebuild(require_table(op), {op.new.column: self._altered_source(op)})
 
     def _altered_source(self, op) -> str:
         """The new column of an alter_column that rebuilds, read from the old one."""
         source = self.quote(op.old.column)
+        if op.rounding is not None:
+            source = self.rounded_sql(op.rounding, source)
         fill = self.fill_sql(op)
         if is_not_null(op.new) and not is_not_null(op.old) and fill is not None:
             source = f"COALESCE({source}, {fill})"
         return source
+
+    def _renamed_in_place(self, op) -> list[str]:
+        """An alter_column that leaves the column as it was, but for its name."""
+        if op.old.column == op.new.column:
+            return []
+        if not self._can_rename_natively(op.old):
+            return self.rebuild(require_table(op), {op.new.column: self.quote(op.old.column)})
+        return [f"ALTER TABLE {self.quote(op.table)} RENAME COLUMN {self.quote(op.old.column)}"
+                f" TO {self.quote(op.new.column)}"]
+
+    def rounded_sql(self, loss, column: str) -> str:
+        if loss.kind == "whole":
+            return f"CAST(round({column}) AS INTEGER)"
+        if loss.kind == "places":
+            return f"round({column}, {loss.places})"
+        if loss.kind == "float":
+            return f"CAST({column} AS REAL)"
+        return f"{loss.kind}({column})"  # date(), time() of the stored text
+
+    def rounds_sql(self, loss, column: str) -> str:
+        if loss.kind == "date":
+            return f"time({column}) <> '00:00:00'"
+        if loss.kind == "time":
+            return "1"  # every value loses its date
+        return f"{column} <> {self.rounded_sql(loss, column)}"
 
     def _same_column(self, op) -> bool:
         """Would both sides of an alter_column give the same column (up to its name)?
@@ -506,6 +538,8 @@ class SQLiteDialect(Dialect):
         copied by name), and whether it needs a rebuild alone; None for the others."""
         if op.op not in _TABLE_CHANGES or getattr(op, "table_def", None) is None:
             return None
+        if getattr(op, "rounding", None) is not None:
+            return None  # its check runs first, on the table as it is: it stands alone
         if op.op == "add_column":
             return {op.field.column: (None, None)}, self._rebuilds(op, plan)
         if op.op in ("rename_column", "alter_column"):

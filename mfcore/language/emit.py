@@ -7,8 +7,9 @@ top), naming what the language cannot say.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
-from ..schema import Schema, check_default_name, index_name, table_name_for
+from ..schema import Schema, check_default_name, decimal_text, index_name, table_name_for
 
 _AUTO = ("AutoField", "BigAutoField")
 _RELATIONS = ("ForeignKey", "OneToOneField")
@@ -119,6 +120,8 @@ def literal(value) -> str:
         if "e" in text or "E" in text:
             raise Unwritable(text)
         return text
+    if isinstance(value, Decimal):
+        return decimal_text(value)
     if isinstance(value, str):
         return string_literal(value)
     if isinstance(value, list):

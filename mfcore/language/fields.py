@@ -6,9 +6,10 @@ One builder serves models.mp and the earlier tool's JSON field definitions
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 from .raw import Call, ListValue, Name, ObjectValue, TupleValue
-from ..schema import POSITIVE_TYPES, Field
+from ..schema import POSITIVE_TYPES, Field, exact_decimal
 
 INTEGER_TYPES = frozenset({"IntegerField", "BigIntegerField", "SmallIntegerField", *POSITIVE_TYPES})
 # What each integer column holds (PostgreSQL's smallint, integer and bigint; the
@@ -224,6 +225,8 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
         value, pos = values["default"]
         try:
             default = _fit_default(type_name, value, null, max_length, enums.get(enum_name))
+            if type(default) is Decimal and type(max_digits) is int and type(decimal_places) is int:
+                _fit_digits(default, max_digits, decimal_places)
         except FieldProblem as problem:
             if problem.pos is None:
                 problem.pos = pos
@@ -272,6 +275,8 @@ def _plain(value):
         raise FieldProblem(f"a JSON default must be a literal, not the name {value.text}")
     if type(value) is list:
         return [_plain(item) for item in value]
+    if type(value) is Decimal:
+        return float(value)  # JSON numbers are doubles
     return value
 
 
@@ -302,6 +307,15 @@ def _looks_like_json_container(text: str) -> bool:
     return True
 
 
+def _fit_digits(number: Decimal, max_digits: int, decimal_places: int) -> None:
+    """A DecimalField's default must fit its digits before the decimal point: the
+    database refuses more (numeric field overflow) at the first insert."""
+    before_point = max(number.adjusted() + 1, 0)
+    if before_point > max_digits - decimal_places:
+        raise FieldProblem(f"default is too large for DecimalField({max_digits}, {decimal_places}) (at most "
+                           f"{max_digits - decimal_places} digits before the decimal point)")
+
+
 def _fit_default(type_name, value, null, max_length, enum):
     """The stored form of a default, or FieldProblem when it does not fit the type."""
     if value is None:
@@ -317,14 +331,21 @@ def _fit_default(type_name, value, null, max_length, enum):
             return value
         if type_name in RELATION_TYPES and kind is str:
             return value
-    elif type_name in ("FloatField", "DecimalField"):
-        if kind is int or kind is float:
+    elif type_name == "FloatField":
+        if kind is int or kind is float or kind is Decimal:
             try:
                 number = float(value)
             except OverflowError:
                 number = math.inf
             if not math.isfinite(number):
                 raise FieldProblem(f"default is too large for {type_name} (beyond the range of a double)")
+            return number
+    elif type_name == "DecimalField":
+        if kind is int or kind is float or kind is Decimal:
+            # Exact, as written: DEFAULT 1234567890123456.78, not a double's ...456.8.
+            number = exact_decimal(value)
+            if type(number) is not Decimal:
+                raise FieldProblem(f"default {_show(value)} is not a finite number")
             return number
     elif type_name in ("CharField", "TextField"):
         if kind is str:

@@ -10,7 +10,8 @@ Shapes (positions are ``(line, column)``, both 1-based, of the first character):
     RawModel(name, pos, base, base_pos, statements)
                                         statements: tuple of (name, pos, value, value_pos)
 
-Values are Python ``str`` (unescaped), ``int``, ``float``, ``True``, ``False``,
+Values are Python ``str`` (unescaped), ``int``, ``decimal.Decimal`` (a number with a
+decimal point, exact as written: fields.py makes a float of it where the type is one), ``True``, ``False``,
 ``None``, or one of the small classes below. Lists and tuples of the language are
 ``ListValue`` and ``TupleValue`` (items: tuple of (value, pos)) so that they never
 compare equal to each other; an object literal is ``ObjectValue`` (items: tuple of
@@ -18,6 +19,7 @@ compare equal to each other; an object literal is ``ObjectValue`` (items: tuple 
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import NamedTuple
 
 
@@ -127,4 +129,4 @@ def unescape(body: str) -> str:
 
 
 def number(text: str):
-    return float(text) if "." in text else int(text)
+    return Decimal(text) if "." in text else int(text)

@@ -10,7 +10,7 @@ from .codec import OPERATION_KINDS, operation_from_json, operation_to_json, tabl
 from .records import (COLUMN_ASPECTS, AddCheck, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                       CreateModel, DropCheck, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
                       RenameColumn, RenameModel, RunPython, RunSQL, column_changes, fill_placeholder, fold,
-                      is_narrowing, referencing_type, undo)
+                      is_narrowing, referencing_type, rounding, undo)
 from .tables import Reference, TableDef, attach_tables, fold_start, folding, referenced_key, table_def
 
 __all__ = [
@@ -18,6 +18,6 @@ __all__ = [
     "COLUMN_ASPECTS", "AddCheck", "AddColumn", "AddForeignKey", "AddIndex", "AlterColumn", "AlterEnum", "CreateEnum",
     "CreateModel", "DropCheck", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
     "RenameColumn", "RenameModel", "RunPython", "RunSQL", "column_changes", "fill_placeholder", "fold",
-    "is_narrowing", "referencing_type", "undo",
+    "is_narrowing", "referencing_type", "rounding", "undo",
     "Reference", "TableDef", "attach_tables", "fold_start", "folding", "referenced_key", "table_def", "cannot_undo", "undo_loss",
 ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from decimal import Decimal
 
 from ..errors import MigrationFileError, SchemaFileError
-from ..schema import Check, Field, Index
+from ..schema import Check, Field, Index, decimal_text, exact_decimal
 from ..snapshot import (check_check_doc, check_enum_members, check_field_doc, check_from_json, check_index_doc,
                         check_model_doc, check_to_json,
                         enum_members_from_json, field_from_json, field_to_json, index_from_json,
@@ -227,7 +228,9 @@ def _alter_column_to_json(op):
     if op.old_key is not None:
         doc["old_key"] = field_to_json(op.old_key)
     if op.backfill is not None:
-        doc["backfill"] = op.backfill
+        doc["backfill"] = decimal_text(op.backfill) if isinstance(op.backfill, Decimal) else op.backfill
+    if op.accept_rounding:
+        doc["accept_rounding"] = True
     return doc
 
 
@@ -341,9 +344,17 @@ def _alter_column_from_json(doc, where):
     backfill = doc.get("backfill")
     if backfill is not None and type(backfill) not in (str, int, float, bool):
         raise TypeError(f"'backfill' must be a string, a number or true/false, got {backfill!r:.40}")
-    return AlterColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "old_def", where),
-                       _field(doc, "field_def", where), read_table(doc, where), old_key,
-                       backfill=backfill)
+    accept_rounding = doc.get("accept_rounding", False)
+    if type(accept_rounding) is not bool:
+        raise TypeError(f"'accept_rounding' must be true or false, got {accept_rounding!r:.40}")
+    new = _field(doc, "field_def", where)
+    if backfill is not None and new.type == "DecimalField":
+        backfill = exact_decimal(backfill)
+        if not isinstance(backfill, Decimal):
+            raise TypeError(f"'backfill' of a DecimalField must be a number or its decimal text, got "
+                            f"{doc.get('backfill')!r:.40}")
+    return AlterColumn(_name(doc, "model"), _name(doc, "table"), _field(doc, "old_def", where), new,
+                       read_table(doc, where), old_key, backfill=backfill, accept_rounding=accept_rounding)
 
 
 def _rename_column_from_json(doc, where):

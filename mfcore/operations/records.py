@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
-from typing import ClassVar, Optional
+from typing import ClassVar, NamedTuple, Optional
 
 from ..errors import MigrationFileError
 from ..schema import POSITIVE_TYPES, Check, Enum, Field, Index, Model, Schema
@@ -291,6 +291,9 @@ class AlterColumn(_TableOperation):
     # A one-off value for the rows that hold NULL when the column becomes NOT NULL
     # (backfills.py), in the stored form of a default; written before the constraint.
     backfill: object = None
+    # A type change that rounds values (see rounding): applied only when no row would
+    # change, unless the user accepted the rounding ("accept_rounding": true).
+    accept_rounding: bool = False
 
     def __post_init__(self):
         if self.changes is None:
@@ -311,6 +314,12 @@ class AlterColumn(_TableOperation):
             return None
         reference = self.table_def.references.get(self.new.name) or self.table_def.deferred.get(self.new.name)
         return reference.key if reference is not None else None
+
+    @property
+    def rounding(self) -> Optional["Rounding"]:
+        """How the type change rounds or cuts values, or None when it keeps every value
+        that fits the new type."""
+        return rounding(self.old, self.new)
 
     def apply(self, schema):
         model = _model(schema, self.model, self.op)
@@ -554,6 +563,39 @@ def is_narrowing(old: Field, new: Field) -> bool:
     if new.unique and not old.unique:
         return True
     return False
+
+
+class Rounding(NamedTuple):
+    """What a type change does to values that do not fit it as they are. ``kind``:
+    "whole" (to whole numbers), "places" (to ``places`` decimal places), "float" (to a
+    double's 15 significant digits), "date" (the time of day goes), "time" (the date
+    goes). ``words``: the same, said to the user."""
+
+    kind: str
+    places: int
+    words: str
+
+
+_INTEGERS = ("IntegerField", "BigIntegerField", "SmallIntegerField", "AutoField", "BigAutoField")
+
+
+def rounding(old: Field, new: Field) -> Optional[Rounding]:
+    """How changing ``old`` into ``new`` rounds or cuts stored values that it does not
+    reject (a value too large or too long for the new type is an error at the
+    database, which is no silent loss), or None."""
+    if old.type in ("FloatField", "DecimalField") and new.type in _INTEGERS:
+        return Rounding("whole", 0, "rounds to whole numbers")
+    if old.type in ("FloatField", "DecimalField") and new.type == "DecimalField":
+        places = new.decimal_places or 0
+        if old.type == "FloatField" or places < (old.decimal_places or 0):
+            return Rounding("places", places, f"rounds to {places} decimal place{'s' if places != 1 else ''}")
+    if old.type == "DecimalField" and new.type == "FloatField":
+        return Rounding("float", 0, "keeps only about 15 significant digits")
+    if old.type == "DateTimeField" and new.type == "DateField":
+        return Rounding("date", 0, "drops the time of day")
+    if old.type == "DateTimeField" and new.type == "TimeField":
+        return Rounding("time", 0, "drops the date")
+    return None
 
 
 def referencing_type(key: Field) -> tuple:

@@ -94,6 +94,10 @@ def _describe_alter_column(op):
         after = f" -> {_key_summary(new_key)}" if new_key is not None else ""
         changes.append(f"follows the primary key {op.new.target}.{op.old_key.name}:"
                        f" {_key_summary(op.old_key)}{after}")
+    loss = op.rounding
+    if loss is not None:
+        changes.append(f"{loss.words}, accepted" if op.accept_rounding else
+                       f"{loss.words}: migrate stops at a row it would change unless the rounding is accepted")
     return f"Alter field {op.new.name} on {op.model} ({'; '.join(changes)})"
 
 
