@@ -42,7 +42,6 @@ not: the applier keeps its transaction there (and the statements are the same).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -55,9 +54,7 @@ from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from .statements import split_statements
 from ..operations import Operation, Reference, TableDef
-from ..schema import MAX_IDENTIFIER, Field
-
-LEDGER_TABLE = "mf_migrations"
+from ..schema import LEDGER_TABLE, MAX_IDENTIFIER, Field, clip_to_bytes as _clip, fit_identifier
 LEDGER_COLUMNS = ("name", "checksum", "state")
 LEDGER_DETAILED = LEDGER_COLUMNS + ("applied_at", "duration")
 LEDGER_INSERTED = ("name", "checksum", "applied_at", "duration", "state")
@@ -87,20 +84,11 @@ def unquote(name: str) -> str:
     return name.replace('""', '"')
 
 
-def _clip(name: str, limit: int) -> str:
-    """``name`` cut to ``limit`` UTF-8 bytes, never inside a character."""
-    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
-
-
 def constraint_name(table: str, column: str, suffix: str) -> str:
     """The name of a one-column constraint: PostgreSQL's own convention
     (``<table>_<column>_fkey``, ``_key``, ``_check``) so databases made by the earlier
     tool match, shortened with a stable hash when longer than an identifier may be."""
-    name = f"{table}_{column}_{suffix}"
-    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"{_clip(name, MAX_IDENTIFIER - len(suffix) - 10)}_{digest}_{suffix}"
+    return fit_identifier(f"{table}_{column}_{suffix}", keep=f"_{suffix}")
 
 
 def foreign_key_name(table: str, column: str) -> str:
