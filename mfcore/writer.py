@@ -191,7 +191,13 @@ def write_draft(draft: Draft) -> None:
     if result.path is None:
         return
     directory = os.path.dirname(result.path)
-    os.makedirs(directory, exist_ok=True)
+    store.make_directory(directory)
+    with store.signals_deferred():  # interrupted, makemigrations writes all of this or none
+        _write_files(draft, directory)
+
+
+def _write_files(draft: Draft, directory: str) -> None:
+    result = draft.result
     store.write_migration_bytes(result.path, result.content)
     after = fold(result.operations, draft.old)
     cached = draft.cached
