@@ -228,4 +228,6 @@ def same_name_keys(name: str) -> tuple:
     bytes (identifiers are quoted, so case counts), SQLite the name with ASCII letters
     in one case (its comparison of names folds ASCII case only). Two names that
     share either key are one name to one of the databases."""
-    return (("postgresql", clip_to_bytes(name)), ("sqlite", name.translate(_ASCII_LOWER)))
+    # (The short and ASCII cases are the common ones, and cheaper.)
+    kept = name if len(name) <= MAX_IDENTIFIER // 4 else clip_to_bytes(name)
+    return (("postgresql", kept), ("sqlite", name.lower() if name.isascii() else name.translate(_ASCII_LOWER)))
