@@ -37,10 +37,11 @@ class ReadError(ValueError):
     """The text is not models.mp; the Lark reader says why and where."""
 
 
-# Deeper nesting of lists, tuples and calls than this is refused, which keeps the C
-# stack small (the Lark reader, asked next, gives up at a few hundred levels too).
+# Deeper nesting of lists, tuples, calls and objects than this is refused: the limit
+# of the language (lark_reader.MAX_NESTING), which the Lark reader, asked next,
+# explains with its place.
 cdef enum:
-    MAX_NESTING = 500
+    MAX_NESTING = 100
     EOF_CHAR = 0x110000  # no code point: what ch() returns past the end
 
 cdef enum _Token:

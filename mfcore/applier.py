@@ -45,7 +45,7 @@ from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
 from .dialects.base import CatalogStep, CatalogStepRefusal, Guard
 from .drivers import Connection, StatementError, connect, database_exists
-from .errors import (DatabaseError, DataLossError, DriftError, IntegrityError, LockTimeoutError, MfError,
+from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockTimeoutError, MfError,
                      MigrationFileError, ResolveError)
 from .history import (Checksums, Survey, ahead_notice, ahead_of, adoption_decision, check_target,
                       check_unresolved, cut, listed_files, migration_files, number_of, out_of_order_refusal,
@@ -1068,11 +1068,14 @@ class _Database:
             return
         try:
             await anyio.to_thread.run_sync(write_applied, self.directory, names)
-        except OSError as exc:
+        except (OSError, FileWriteError) as exc:
             # The ledger holds the truth; a read-only deployment still migrates.
             import warnings
 
-            warnings.warn(f"mf: could not update {os.path.join(self.directory, '.applied')} ({exc}); "
+            from .files import describe_os_error
+
+            warnings.warn(f"mf: could not update {os.path.join(self.directory, '.applied')}: "
+                          f"{describe_os_error(exc) if isinstance(exc, OSError) else exc}; "
                           "the database's ledger is up to date", RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------ reset

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Optional
 
 
@@ -1021,6 +1022,8 @@ def main(argv=None) -> int:
     out = Output(json_mode=args.json)
     from .errors import MfError, ModelsError
 
+    warnings.showwarning = _show_warning
+
     try:
         code = args.handler(args, out)
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
@@ -1052,6 +1055,13 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + 13
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning (from the library, say that .applied could not be updated) in one line,
+    as mf's other messages are: not Python's two lines of source and category."""
+    text = str(message)
+    print(f"warning: {text[4:] if text.startswith('mf: ') else text}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ class MigrationFileError(MfError):
     """A migration file, or the migrations directory as a whole, is malformed or inconsistent."""
 
 
+class FileWriteError(MfError):
+    """A file of the project cannot be written (a read-only directory or disk, a full
+    disk); the file is as it was."""
+
+
 class UnsafeChangeError(MfError):
     """makemigrations refuses a change that could not be applied safely; says what to do instead."""
 

@@ -30,7 +30,7 @@ from .errors import ModelsError, SchemaFileError
 from .language.chunks import Outline
 from .language.raw import RawEnum, RawModel
 from .language.validate import BASE_MODELS
-from .schema import Schema
+from .schema import MAX_IDENTIFIER, Schema, clip_to_bytes
 
 FORMAT = 1
 
@@ -299,22 +299,26 @@ def _check_against_unchanged(cached, concrete_unchanged, built) -> Optional[dict
     """{model: unchanged models pointing at it}, or None when the edited models clash
     with the unchanged ones (a table or index name taken, a foreign key left pointing
     nowhere): the full run explains."""
-    tables = set()
-    indexes = set()
+    names = []
     referrers: dict = {}
     concrete = concrete_unchanged | built.keys()
     for name in concrete_unchanged:
         entry = cached[name]
-        tables.add(entry[_TABLE])
-        indexes.update(entry[_INDEXES])
+        names.append(entry[_TABLE])
+        names.extend(entry[_INDEXES])
         for target in entry[_TARGETS]:
             if target not in concrete:
                 return None
             referrers.setdefault(target, []).append(name)
+    # Tables and indexes share one namespace. A looser comparison than the databases'
+    # (any case, PostgreSQL's cut at 63 bytes): a false alarm only costs the full run.
+    taken = set(map(str.lower, names))
+    taken.update(clip_to_bytes(name).lower() for name in names if len(name) > MAX_IDENTIFIER // 4)
     for model in built.values():
-        if model.table in tables or any(i.name in indexes for i in model.indexes) \
-                or any(c.name in indexes for c in model.checks):
-            return None
+        # (Check names are in the cached index names too: they must be unique as well.)
+        for name in (model.table, *(i.name for i in model.indexes), *(c.name for c in model.checks)):
+            if name.lower() in taken or clip_to_bytes(name).lower() in taken:
+                return None
     return referrers
 
 

@@ -281,37 +281,45 @@ def table_name_for(model_name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", model_name).lower()
 
 
-MAX_IDENTIFIER = 63  # PostgreSQL's limit; the stricter of the two databases
+MAX_IDENTIFIER = 63  # PostgreSQL's limit in UTF-8 bytes; the stricter of the two databases
+
+# The table of mf's ledger (the dialects write it): no model may take its name.
+LEDGER_TABLE = "mf_migrations"
+
+
+def clip_to_bytes(name: str, limit: int = MAX_IDENTIFIER) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes, never inside a character: what
+    PostgreSQL keeps of a longer identifier."""
+    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+def fit_identifier(name: str, keep: str = "") -> str:
+    """A name mf makes up (an index, a constraint), fitted to an identifier: ``name``
+    itself when it has at most 63 UTF-8 bytes, else its start cut on a character
+    boundary, ``_`` and 8 hex digits of the SHA-1 of the whole name, then ``keep``
+    (the end of ``name`` that says what the object is, as ``_fkey``). Names that fit
+    never change, so the names of existing projects stay as they are; a longer one
+    gets the same short name on every run and every machine."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= MAX_IDENTIFIER:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    return f"{clip_to_bytes(name, MAX_IDENTIFIER - 9 - len(keep.encode('utf-8')))}_{digest}{keep}"
 
 
 def index_name(prefix: str, table: str, columns) -> str:
     """A default index name that fits every database: ``ix_<table>_<cols>``, shortened
     with a stable hash suffix when too long."""
-    name = f"{prefix}_{table}_{'_'.join(columns)}"
-    if len(name) <= MAX_IDENTIFIER:
-        return name
-    import hashlib
-
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name[: MAX_IDENTIFIER - 9] + "_" + digest
-
-
-def clip_name(name: str, limit: int) -> str:
-    """``name`` cut to ``limit`` UTF-8 bytes, never inside a character."""
-    return name.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    return fit_identifier(f"{prefix}_{table}_{'_'.join(columns)}")
 
 
 def constraint_name(table: str, column: str, suffix: str) -> str:
     """The name of a one-column constraint: PostgreSQL's own convention
     (``<table>_<column>_fkey``, ``_key``, ``_check``) so databases made by the earlier
     tool match, shortened with a stable hash when longer than an identifier may be."""
-    name = f"{table}_{column}_{suffix}"
-    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
-        return name
-    import hashlib
-
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return f"{clip_name(name, MAX_IDENTIFIER - len(suffix) - 10)}_{digest}_{suffix}"
+    return fit_identifier(f"{table}_{column}_{suffix}", keep=f"_{suffix}")
 
 
 def check_default_name(table: str, expression: str) -> str:
@@ -321,4 +329,17 @@ def check_default_name(table: str, expression: str) -> str:
     import hashlib
 
     digest = hashlib.sha1(expression.encode("utf-8")).hexdigest()[:8]
-    return f"ck_{clip_name(table, MAX_IDENTIFIER - 12)}_{digest}"
+    return f"ck_{clip_to_bytes(table, MAX_IDENTIFIER - 12)}_{digest}"
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def same_name_keys(name: str) -> tuple:
+    """What each database compares when it looks a name up: PostgreSQL its first 63
+    bytes (identifiers are quoted, so case counts), SQLite the name with ASCII letters
+    in one case (its comparison of names folds ASCII case only). Two names that
+    share either key are one name to one of the databases."""
+    # (The short and ASCII cases are the common ones, and cheaper.)
+    kept = name if len(name) <= MAX_IDENTIFIER // 4 else clip_to_bytes(name)
+    return (("postgresql", kept), ("sqlite", name.lower() if name.isascii() else name.translate(_ASCII_LOWER)))

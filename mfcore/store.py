@@ -9,6 +9,7 @@ databases.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Optional
 import orjson
 
 from . import files, legacy
-from .errors import MigrationFileError, SchemaFileError
+from .errors import FileWriteError, MigrationFileError, SchemaFileError
 from .operations import fold, operation_from_json
 from .schema import Schema
 from .snapshot import FORMAT, MADE_FROM, dumps, schema_from_json, schema_to_json
@@ -592,30 +593,73 @@ def remove_project_files(migrations_dir: str) -> list:
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` so that a reader sees the old file or the new one, never half of one:
     a temporary file in the same directory, flushed and fsynced, renamed over the old
-    one, then the directory fsynced.
+    one, then the directory fsynced. FileWriteError, naming the directory or the file,
+    when it cannot be written; the file is then as it was and no temporary file is left.
 
     The file gets the mode open() would give it: a new file 0666 less the umask (so
     0644 under umask 022, readable by the user a container runs as), a replaced file
     the mode it had."""
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = _create_temporary(directory)
-    try:
+    with signals_deferred():
         try:
-            os.chmod(temporary, os.stat(path).st_mode & 0o7777)
-        except FileNotFoundError:
-            pass  # a new file: the umask applied when the temporary file was created
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
+            handle, temporary = _create_temporary(directory)
+        except OSError as exc:
+            raise FileWriteError(f"{directory}: cannot write to it ({files.describe_os_error(exc)})") from None
         try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+            try:
+                os.chmod(temporary, os.stat(path).st_mode & 0o7777)
+            except FileNotFoundError:
+                pass  # a new file: the umask applied when the temporary file was created
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException as exc:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
+            if isinstance(exc, OSError):
+                raise FileWriteError(f"{path}: cannot write it ({files.describe_os_error(exc)})") from None
+            raise
     fsync_directory(directory)
+
+
+def make_directory(directory: str) -> None:
+    """The migrations directory, made when missing; FileWriteError when it cannot be."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise FileWriteError(f"{directory}: cannot create it ({files.describe_os_error(exc)})") from None
+
+
+# Signals that end mf (Ctrl-C, kill, a closed terminal) wait while files are being
+# replaced, and are delivered as soon as they are: an interrupted write neither leaves
+# its temporary file behind nor stops between a migration file and schema.json.
+# SIGKILL cannot wait; what it leaves, remove_stale_temporaries removes.
+_DEFERRED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold this thread's terminating signals until the block ends (they nest)."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: nothing to hold them with
+        yield
+        return
+    held = {getattr(signal, name) for name in _DEFERRED_SIGNALS if hasattr(signal, name)}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+# .mf-<pid>-<hex>.tmp: the writer's process id tells a file being written from one left
+# by a process that is gone. (.mf-<hex>.tmp: written by mf before the pid was in the name.)
+_TEMPORARY = re.compile(r"\.mf-(?:([0-9]+)-)?[0-9a-f]+\.tmp")
 
 
 def _create_temporary(directory: str) -> tuple:
@@ -624,12 +668,45 @@ def _create_temporary(directory: str) -> tuple:
     would make it 0600 whatever the umask)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _attempt in range(100):
-        temporary = os.path.join(directory, f".mf-{os.urandom(6).hex()}.tmp")
+        temporary = os.path.join(directory, f".mf-{os.getpid()}-{os.urandom(6).hex()}.tmp")
         try:
             return os.open(temporary, flags, 0o666), temporary
         except FileExistsError:
             continue
     raise FileExistsError(f"{directory}: no free name for a temporary file")
+
+
+def remove_stale_temporaries(directory: str) -> list:
+    """Remove the temporary files in ``directory`` that a killed mf left (its process
+    is no longer running on this machine); returns their names. Any that cannot be
+    removed is left: it is never read."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or (match.group(1) is not None and _running(int(match.group(1)))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or no pid this system has: leave it
+    return True
 
 
 def fsync_directory(directory: str) -> None:

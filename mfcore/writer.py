@@ -204,8 +204,6 @@ def write_draft(draft: Draft) -> None:
     if result.path is None:
         return
     directory = os.path.dirname(result.path)
-    os.makedirs(directory, exist_ok=True)
-    store.write_migration_bytes(result.path, result.content)
     after = fold(result.operations, draft.old)
     cached = draft.cached
     # schema.json keeps a digest of the models.mp text it was made from, so that migrate and
@@ -219,9 +217,12 @@ def write_draft(draft: Draft) -> None:
         snapshot, spans = store.snapshot_bytes(after, os.path.basename(result.path), reuse, made_from), None
         entries = model_cache.entries_for(draft.outline, draft.declarations)
         context = model_cache.context_digest(draft.outline)
-    store.write_snapshot_bytes(directory, snapshot)
-    if entries is not None:
-        model_cache.save(directory, context, entries, after, snapshot, spans)
+    store.make_directory(directory)
+    with store.signals_deferred():  # interrupted, makemigrations writes both files or neither
+        store.write_migration_bytes(result.path, result.content)
+        store.write_snapshot_bytes(directory, snapshot)
+        if entries is not None:
+            model_cache.save(directory, context, entries, after, snapshot, spans)
     result.written = True
 
 

@@ -90,7 +90,8 @@ def test_a_check_dropped_by_hand_is_drift(shop):
     added = 'ADD CONSTRAINT "price_not_negative" CHECK ("price" >= 0)' if shop.driver == "postgresql" \
         else 'CONSTRAINT "price_not_negative" CHECK ("price" >= 0)'
     assert added in repair.out, repair.out
-    assert "DROP" not in repair.out.replace('DROP TABLE "product"', "")  # only the check comes back
+    rebuilt = repair.out.replace('DROP TABLE "product"', "").replace('DROP TABLE temp."_mf_old_product"', "")
+    assert "DROP" not in rebuilt  # only the check comes back (SQLite: in a rebuild of the table)
 
 
 def test_changing_a_check_changes_only_it_and_rollback_undoes_it(shop):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from seed import SEED
+from seed import SEED, WITH_PHONE
 
 
 @pytest.mark.parametrize("document,message", [
@@ -137,6 +137,186 @@ def test_special_schema_json_and_applied_are_refused(project):
     make_special(project.migrations / ".applied", "dev-zero")
     result = project.run("db", "migrate")
     assert result.code == 2 and ".applied: is a character device" in result.err, result
+
+
+def test_symlink_loops_where_schema_json_or_applied_should_be(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    make_special(project.migrations / "schema.json", "symlink-loop")
+    before = project.state()
+    result = project.run("db", "makemigrations")
+    assert result.code == 2 and result.err.count("\n") == 1, result
+    assert "schema.json: cannot open it (a symbolic link loop)" in result.err, result
+    assert project.state() == before
+    (project.migrations / "schema.json").unlink()
+    make_special(project.migrations / ".applied", "symlink-loop")
+    result = project.run("db", "migrate")
+    assert result.code == 2 and result.err.count("\n") == 1, result
+    assert ".applied: cannot open it (a symbolic link loop)" in result.err, result
+    assert not (project.path / "dev.db").exists()
+
+
+def run_unprivileged(project, *args):
+    """mf without the right to read and write whatever it likes. Tests run as root here,
+    for whom a mode of 000 stops nothing: the process runs without CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH (dropped from its bounding set by setpriv), so the modes bind it
+    as they bind any user."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: file modes cannot deny root anything")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+    env = dict(os.environ)
+    env.pop("MF_DATABASE_URL", None)
+    completed = subprocess.run(prefix + [sys.executable, "-m", "mfcore.cli", *args], cwd=project.path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+@pytest.mark.parametrize("where, command", [
+    ("models.mp", ("db", "makemigrations")),
+    ("migrations/001_create_customer.json", ("db", "migrate")),
+    ("migrations/schema.json", ("db", "makemigrations")),
+    ("migrations/.applied", ("db", "migrate")),
+])
+def test_an_unreadable_file_is_refused_in_one_line(project, where, command):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    first = project.migration_names()[0]
+    where = where.replace("001_create_customer.json", first)
+    if where.endswith(".applied"):
+        assert project.run("db", "migrate").code == 0
+    project.write_models(WITH_PHONE)
+    (project.path / where).chmod(0)
+    before = project.state()
+    code, out, err = run_unprivileged(project, *command)
+    assert code == 2, (code, out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{where.split('/')[-1]}: cannot open it (permission denied)" in err, err
+    (project.path / where).chmod(0o644)
+    assert project.state() == before
+
+
+def test_an_unreadable_migrations_directory_is_refused_in_one_line(project):
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    project.migrations.chmod(0)
+    try:
+        for command in (("db", "makemigrations"), ("db", "migrate"), ("db", "status")):
+            code, out, err = run_unprivileged(project, *command)
+            assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (command, code, out, err)
+            assert "migrations: cannot list it (permission denied)" in err, (command, err)
+    finally:
+        project.migrations.chmod(0o755)
+    assert not (project.path / "dev.db").exists()
+
+
+def test_a_read_only_migrations_directory(project):
+    """makemigrations cannot write its file: one line naming the directory, nothing
+    written. migrate still migrates (a read-only deployment): the ledger is the truth,
+    and that .applied could not follow is one line of warning."""
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(WITH_PHONE)
+    project.migrations.chmod(0o555)
+    try:
+        before = project.state()
+        code, out, err = run_unprivileged(project, "db", "makemigrations")
+        assert code == 2 and err.count("\n") == 1, (code, out, err)
+        assert err.startswith("error: ") and err.rstrip().endswith("migrations: cannot write to it (permission denied)")
+        assert project.state() == before
+        code, out, err = run_unprivileged(project, "db", "migrate")
+        assert code == 0, (code, out, err)
+        assert err.count("\n") == 1 and "RuntimeWarning" not in err and "Traceback" not in err, err
+        assert err.startswith("warning: could not update ") and ".applied: " in err, err
+        assert "the database's ledger is up to date" in err
+        assert sorted(p.name for p in project.migrations.iterdir()) == sorted(
+            path.split("/")[-1] for path in before if path.startswith("migrations/"))
+    finally:
+        project.migrations.chmod(0o755)
+    assert project.run("db", "migrate").out.endswith("No unapplied migrations.\n")
+    assert (project.migrations / ".applied").exists()
+
+
+def test_a_missing_migrations_directory_in_a_read_only_project(project):
+    project.write_models(SEED)
+    project.path.chmod(0o555)
+    try:
+        code, out, err = run_unprivileged(project, "db", "makemigrations")
+    finally:
+        project.path.chmod(0o755)
+    assert code == 2 and err.count("\n") == 1, (code, out, err)
+    assert err.rstrip().endswith("migrations: cannot create it (permission denied)"), err
+    assert not project.migrations.exists()
+
+
+# mf with its first fsync (the migration file's temporary file, written and not yet
+# renamed) sending the process a signal: the moment a Ctrl-C, kill or kill -9 is
+# most likely to land, made certain.
+SIGNALLED = """
+import os, signal, sys
+fsync = os.fsync
+def signalled(fd):
+    os.fsync = fsync
+    os.kill(os.getpid(), signal.{signal})
+    fsync(fd)
+os.fsync = signalled
+from mfcore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_signalled(project, signal_name):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", SIGNALLED.format(signal=signal_name), "db", "makemigrations"],
+                          cwd=project.path, capture_output=True, text=True, timeout=120)
+
+
+def temporaries(project) -> list:
+    return sorted(p.name for p in project.migrations.iterdir() if p.name.startswith(".mf-"))
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", -15), ("SIGHUP", -1)])
+def test_an_interrupted_makemigrations_finishes_its_files_and_leaves_no_temporary_file(project, signal_name,
+                                                                                      code):
+    """The signal waits until the migration file and schema.json are both in place
+    (never one without the other), then ends mf as it would have."""
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(WITH_PHONE)
+    completed = run_signalled(project, signal_name)
+    assert completed.returncode == code, completed
+    assert "Traceback" not in completed.stderr
+    assert temporaries(project) == []
+    assert len(project.migration_names()) == 2
+    assert project.run("db", "makemigrations", "--check").code == 0  # schema.json came with it
+
+
+def test_leftovers_of_a_killed_makemigrations_are_removed_by_the_next(project):
+    import os
+
+    project.write_models(SEED)
+    completed = run_signalled(project, "SIGKILL")
+    assert completed.returncode == -9
+    [leftover] = temporaries(project)
+    assert project.migration_names() == []
+    # a temporary file of a process still running (this one) is not touched
+    running = project.migrations / f".mf-{os.getpid()}-0123456789ab.tmp"
+    running.write_bytes(b"being written")
+    check = project.run("db", "makemigrations", "--check")
+    assert check.code == 1 and leftover in temporaries(project)  # --check writes and removes nothing
+    result = project.run("db", "makemigrations")
+    assert result.code == 0, result
+    assert temporaries(project) == [running.name]
+    assert len(project.migration_names()) == 1
 
 
 # ---------------------------------------------------------------- database errors

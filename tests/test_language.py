@@ -352,7 +352,7 @@ ERRORS = [
     ("enum Role { ADMIN }\nmodel A extends Model {\n  r = EnumField(Role, default=Role.ADMN)\n}",
      "default ADMN is not a member of Role — did you mean 'ADMIN'?", 3, 23),
     ('model A extends Model { n = IntegerField() }\nmodel B extends Model {\n  m = IntegerField()\n  table = "a"\n}',
-     "models A and B both use table 'a'", 2, 7),
+     "models A and B both use table 'a'", 4, 11),
     ("model A extends Model { n = IntegerField() }\nmodel B extends Model {\n  a = ForeignKey(A, on_delete=SET_NULL)\n}",
      "on_delete=SET_NULL on 'B.a' needs null=true", 3, 21),
     ("model A extends Model {\n  a = IntegerField(primary_key=true)\n  b = IntegerField(primary_key=true)\n}",

@@ -114,11 +114,9 @@ def check_same(text: str) -> bool:
         expected = lark_read(text)
     except SyntaxProblem:
         expected = None
-    except RecursionError:  # Lark's transformer, on absurdly deep nesting
-        return False
     try:
         got = compiled.read(text)
-    except compiled.ReadError:
+    except ValueError:  # ReadError, or a number Python will not read (see parser.read_raw)
         got = None
     if expected is None:
         assert got is None, f"the compiled reader accepts text Lark rejects: {text!r}"
@@ -375,6 +373,26 @@ def strings(draw):
     return f'"{text}"'
 
 
+# Numbers at the edges: the compiled reader's fast path (18 digits), Python's limit on
+# reading integers (4,300 digits), floats past the largest double, negative zero, and
+# spellings the grammar does not have (exponents, a leading '+', a bare point).
+EXTREME_NUMBERS = [
+    "0", "-0", "0.0", "-0.0", "00", "-00.000", "1.0", "0.5000000000000000000000000001",
+    "9" * 18, "-" + "9" * 18, "9" * 19, "-" + "9" * 19, "1" + "0" * 18, "-1" + "0" * 18,
+    str(2 ** 63), str(-2 ** 63), str(2 ** 63 - 1), str(2 ** 64), "1" + "0" * 308 + ".0",
+    "9" * 309 + ".9", "-" + "9" * 400 + ".0", "0." + "0" * 400 + "1", "4.9" + "0" * 320,
+    "1" * 4299, "1" * 4300, "1" * 4301, "-" + "1" * 4300, "1" * 5000 + ".5",
+    "1e309", "1E5", "1.5e-3", "-1e-400", "+1", "1.", ".5", "-.5", "- 1", "--1", "0x10", "1_000",
+]
+
+
+@st.composite
+def numbers(draw):
+    if draw(st.integers(0, 3)):
+        return draw(st.from_regex(r"\A-?[0-9]{1,3}(\.[0-9]{1,3})?\Z"))
+    return draw(st.sampled_from(EXTREME_NUMBERS))
+
+
 @st.composite
 def values(draw, depth=0, inside=False):
     g = lambda: draw(gap(newlines=inside))  # noqa: E731
@@ -385,9 +403,9 @@ def values(draw, depth=0, inside=False):
     if kind == "string":
         return draw(strings())
     if kind == "number":
-        # now and then more digits than a double holds: both readers keep them all
-        return draw(st.one_of(st.from_regex(r"\A-?[0-9]{1,3}(\.[0-9]{1,3})?\Z"),
-                              st.from_regex(r"\A-?[0-9]{10,24}\.[0-9]{2,12}\Z")))
+        # now and then more digits than a double holds (both readers keep them all),
+        # or an extreme number
+        return draw(st.one_of(numbers(), st.from_regex(r"\A-?[0-9]{10,24}\.[0-9]{2,12}\Z")))
     if kind == "word":
         return draw(st.sampled_from(["true", "false", "null"]))
     if kind == "dotted":
@@ -575,3 +593,88 @@ def _mutate_tokens(draw, text):
 @given(mutated_texts())
 def test_mutated_texts(text):
     check_same(text)
+
+
+# -- the limits: nesting depth and numbers --------------------------------------------
+
+NESTING_LIMIT = 100  # docs/language.md
+
+
+@st.composite
+def deep_values(draw):
+    """A value nested about NESTING_LIMIT deep, each level a list, tuple, call or
+    object, now and then with a sibling beside it or a syntax error at the bottom."""
+    levels = draw(st.integers(NESTING_LIMIT - 3, NESTING_LIMIT + 2))
+    kinds = draw(st.lists(st.sampled_from(["list", "tuple", "call", "object"]), min_size=levels,
+                          max_size=levels))
+    text = draw(st.sampled_from(["1", "x", "[]", "()", "F()", "{}", '"s"', "1 2", "", "[", "F(1,)"]))
+    for kind in reversed(kinds):
+        sibling = draw(st.sampled_from(["", "", "", "1, ", "[1], "]))
+        if kind == "list":
+            text = f"[{sibling}{text}]"
+        elif kind == "tuple":
+            text = f"({sibling}{text},)"
+        elif kind == "call":
+            text = f"F({sibling}{text})"
+        else:
+            text = '{"k": ' + text + "}"
+    return text
+
+
+@settings(max_examples=60, **HYPOTHESIS)
+@given(deep_values(), st.sampled_from([("x = ", ""), ("j = JSONField(default=", ")"),
+                                       ("indexes = [Index(", ")]")]))
+def test_nesting_at_the_limit(value, wrapper):
+    """Both readers refuse the same texts, at the same place with the same message, and
+    accept the same; a value nested NESTING_LIMIT deep is accepted (if it is well formed)."""
+    text = "model A extends Model {\n  " + wrapper[0] + value + wrapper[1] + "\n}\n"
+    accepted = check_same(text)
+    outcome = outcome_of_parse(text, True)
+    deepest = _value_depth(text)
+    if deepest > NESTING_LIMIT:
+        assert not accepted
+        assert outcome[0] == "errors" and "nested too deeply" in outcome[1][0][2], outcome
+        line, column = outcome[1][0][:2]
+        assert text.split("\n")[line - 1][column - 1] in "([{"
+    elif outcome[0] == "errors":
+        assert "nested too deeply" not in outcome[1][0][2]
+
+
+def _value_depth(text: str) -> int:
+    """How deep brackets nest inside the model body (strings aside: these have no brackets)."""
+    deepest = depth = 0
+    for char in text[text.index("{") + 1:]:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+    return deepest
+
+
+@pytest.mark.parametrize("levels", [NESTING_LIMIT, NESTING_LIMIT + 1, 490, 499, 5000])
+@pytest.mark.parametrize("brackets", [("[", "]"), ("F(", ")"), ('{"k": ', "}"), ("(", ",)")])
+def test_one_nesting_limit_on_both_readers(levels, brackets):
+    opener, closer = brackets
+    text = "model A extends Model {\n  x = " + opener * levels + "1" + closer * levels + "\n}\n"
+    accepted = check_same(text)
+    assert accepted == (levels <= NESTING_LIMIT)
+    if not accepted:
+        errors = outcome_of_parse(text, True)[1]
+        # the bracket that opens the level past the limit (in "F(", the '(')
+        column = len("  x = ") + len(opener) * NESTING_LIMIT + 1 + opener.startswith("F")
+        assert errors == [(2, column, "nested too deeply: lists, tuples, calls and objects nest at most 100"
+                                      " levels inside one another")]
+
+
+@settings(max_examples=80, **HYPOTHESIS)
+@given(st.lists(numbers(), min_size=1, max_size=3), st.sampled_from(["F({})", "[{}]", "{}", "F(default={})"]))
+def test_numbers_at_the_edges(numbers_drawn, shape):
+    text = "model A extends Model {\n  x = " + shape.format(", ".join(numbers_drawn)) + "\n}\n"
+    check_same(text)
+
+
+@pytest.mark.parametrize("number", EXTREME_NUMBERS)
+def test_each_extreme_number(number):
+    check_same(f"model A extends Model {{\n  x = F({number})\n  y = IntegerField(default={number})\n"
+               f"  z = FloatField(default={number})\n}}\n")

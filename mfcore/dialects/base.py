@@ -55,9 +55,8 @@ from ..language.fields import AUTO_TYPES
 from .catalog import Catalog, Column
 from .statements import split_statements
 from ..operations import Operation, Reference, TableDef
-from ..schema import MAX_IDENTIFIER, POSITIVE_TYPES, Field, clip_name as _clip, constraint_name, decimal_text, exact_decimal
-
-LEDGER_TABLE = "mf_migrations"
+from ..schema import (LEDGER_TABLE, MAX_IDENTIFIER, POSITIVE_TYPES, Field, clip_to_bytes as _clip, constraint_name,
+                      decimal_text, exact_decimal)
 LEDGER_COLUMNS = ("name", "checksum", "state")
 LEDGER_DETAILED = LEDGER_COLUMNS + ("applied_at", "duration")
 LEDGER_INSERTED = ("name", "checksum", "applied_at", "duration", "state")

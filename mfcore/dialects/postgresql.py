@@ -672,13 +672,14 @@ class _ColumnChange:
 def sequence_name(table: str, column: str) -> str:
     """The name PostgreSQL gives the sequence of an identity column (its makeObjectName:
     the longer of table and column cut until ``<table>_<column>_seq`` fits 63 bytes)."""
-    table_length, column_length = len(table), len(column)
+    # In bytes, as PostgreSQL counts, each part then cut back to a character boundary.
+    table_length, column_length = len(table.encode("utf-8")), len(column.encode("utf-8"))
     while table_length + column_length > MAX_IDENTIFIER - len("__seq"):
         if table_length > column_length:
             table_length -= 1
         else:
             column_length -= 1
-    return f"{table[:table_length]}_{column[:column_length]}_seq"
+    return f"{_clip(table, table_length)}_{_clip(column, column_length)}_seq"
 
 
 def _family(type_sql: str) -> str:

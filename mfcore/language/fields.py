@@ -157,7 +157,9 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
     column = name
     if "db_column" in values:
         value, pos = values["db_column"]
-        if type(value) is str and value:
+        if type(value) is str and "\0" in value:
+            problems.append(FieldProblem("a column name cannot contain NUL", pos))
+        elif type(value) is str and value:
             column = value
         else:
             problems.append(FieldProblem(f"'db_column' takes a non-empty string, not {_show(value)}", pos))

@@ -18,22 +18,45 @@ GRAMMAR_PATH = os.path.join(os.path.dirname(__file__), "models.lark")
 _OPENERS = {"LPAR", "LSQB"}
 _CLOSERS = {"RPAR", "RSQB"}
 
+# How deep values may nest: lists, tuples, calls and objects inside one another. The
+# compiled reader has the same limit (MAX_NESTING in _parser.pyx) and hands deeper
+# text to this reader, so both refuse it with this reader's message and place.
+MAX_NESTING = 100
+NESTING_MESSAGE = (f"nested too deeply: lists, tuples, calls and objects nest at most {MAX_NESTING}"
+                   " levels inside one another")
+
 
 class _DropNewlinesInBrackets:
-    """Post-lexer: a newline inside (...) or [...] is white space, not a separator."""
+    """Post-lexer: a newline inside (...) or [...] is white space, not a separator.
+    It also refuses values nested more than MAX_NESTING deep."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
         depth = 0
+        # For each open bracket, whether it opens a value (a model's or an enum's body
+        # is a '{' after a name, and does not count).
+        opened: list = []
+        nesting = 0
+        previous = None
         for token in stream:
             kind = token.type
-            if kind in _OPENERS:
-                depth += 1
-            elif kind in _CLOSERS:
-                depth = max(depth - 1, 0)
+            if kind in _OPENERS or kind == "LBRACE":
+                if kind != "LBRACE":
+                    depth += 1
+                value = kind != "LBRACE" or previous != "NAME"
+                opened.append(value)
+                nesting += value
+                if nesting > MAX_NESTING:
+                    raise SyntaxProblem(NESTING_MESSAGE, token.line, token.column)
+            elif kind in _CLOSERS or kind == "RBRACE":
+                if kind != "RBRACE":
+                    depth = max(depth - 1, 0)
+                if opened:
+                    nesting -= opened.pop()
             elif kind == "_NL" and depth:
                 continue
+            previous = kind
             yield token
 
 

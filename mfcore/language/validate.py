@@ -4,9 +4,9 @@ from __future__ import annotations
 from itertools import compress
 from operator import attrgetter
 
-from ..schema import (MAX_IDENTIFIER, OPCLASS, POSITIVE_TYPES, Check, Enum, Field, Index, Model, Schema,
-                      check_default_name, check_expression_problem, constraint_name, index_condition_problem,
-                      index_name, quoted_names, table_name_for)
+from ..schema import (LEDGER_TABLE, MAX_IDENTIFIER, OPCLASS, POSITIVE_TYPES, Check, Enum, Field, Index, Model,
+                      Schema, check_default_name, check_expression_problem, constraint_name,
+                      index_condition_problem, index_name, quoted_names, same_name_keys, table_name_for)
 from .fields import FieldProblem, RELATION_TYPES, build_field, did_you_mean
 from .hotloops import build_fields, split_statements
 from .raw import Call, ListValue, Name, RawEnum, TupleValue
@@ -53,6 +53,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
     enums: dict = {}
+    enum_positions: dict = {}
     raw_models: dict = {}
     for decl in declarations:
         if type(decl) is RawEnum:
@@ -61,6 +62,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
                     decl.pos)
                 continue
             enums[decl.name] = _build_enum(decl, add)
+            enum_positions[decl.name] = decl.pos
         else:
             if decl.name in raw_models or decl.name in enums:
                 add(f"duplicate name '{decl.name}': a model or enum of that name is declared already",
@@ -77,7 +79,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
             models[name] = built
 
     _check_references(models, raw_models, builder, add, other_models)
-    _check_tables(models, raw_models, add, enums)
+    _check_tables(models, raw_models, add, enums, enum_positions, builder)
     _check_check_names(models, raw_models, builder, add)
     problems.sort(key=lambda p: (p[1] or (0, 0)))
     return Schema(enums=enums, models=models), problems
@@ -94,6 +96,10 @@ def _build_enum(decl, add) -> Enum:
             continue
         if stored in seen_values:
             add(f"enum {decl.name}: '{key}' stores the value \"{stored}\" that another member stores", pos)
+            continue
+        if "\0" in stored or len(stored.encode("utf-8")) > MAX_IDENTIFIER:
+            add(f"enum {decl.name}: the value of '{key}' must be at most {MAX_IDENTIFIER} bytes without NUL"
+                " (PostgreSQL's limit for an enum label)", pos)
             continue
         seen_keys.add(key)
         seen_values.add(stored)
@@ -120,6 +126,8 @@ class _ModelBuilder:
         self.check_specs: dict = {}
         self.check_positions: dict = {}
         self.field_cache: dict = {}
+        self.option_positions: dict = {}
+        self.index_positions: dict = {}
 
     def is_abstract(self, name) -> bool:
         return self.options.get(name, {}).get("abstract", False)
@@ -189,13 +197,13 @@ class _ModelBuilder:
                 add(f"model {decl.name} has more than one primary key ('{primary_keys[0].name}' and"
                     f" '{extra.name}')", positions.get(extra.name, decl.pos))
 
-        if len(set(map(_column_of, fields))) != len(fields):  # else no two share a column
-            seen_columns: dict = {}
-            for f in fields:
-                if f.column in seen_columns:
-                    add(f"fields '{seen_columns[f.column]}' and '{f.name}' of model {decl.name} both use"
-                        f" column '{f.column}'", positions.get(f.name, decl.pos))
-                seen_columns[f.column] = f.name
+        columns = list(map(_column_of, fields))
+        # Cheap tests first (a large project has a hundred thousand columns): no two
+        # share a name in any case, and none is long enough to be cut by PostgreSQL.
+        if len(set(map(str.lower, columns))) != len(fields) or (
+                max(map(len, columns), default=0) > MAX_IDENTIFIER // 4
+                and max(map(len, map(str.encode, columns))) > MAX_IDENTIFIER):
+            self._check_columns(decl, fields, positions)
 
         index_fields.extend(options.get("indexes", ()))
         index_fields.extend(options.get("unique_together", ()))
@@ -207,10 +215,27 @@ class _ModelBuilder:
         checks = self._checks(decl, table, fields, check_specs)
         return Model(decl.name, table, tuple(fields), indexes, checks)
 
+    def _check_columns(self, decl, fields, positions):
+        """Columns of one table that are one name to a database."""
+        names = _Names()
+        for f in fields:
+            clash = names.taken(f.column)
+            if clash is not None:
+                other, other_field, database = clash
+                if other == f.column:
+                    self.add(f"fields '{other_field}' and '{f.name}' of model {decl.name} both use"
+                             f" column '{f.column}'", positions.get(f.name, decl.pos))
+                else:
+                    self.add(f"fields '{other_field}' and '{f.name}' of model {decl.name} have columns"
+                             f" '{other}' and '{f.column}', one name to {_HOW[database]}; rename one of them"
+                             " (db_column=\"...\")", positions.get(f.name, decl.pos))
+            names.claim(f.column, f.name)
+
     def _split(self, decl):
         """Separate field calls from model options, checking the options."""
         add = self.add
         options: dict = {}
+        self.option_positions[decl.name] = option_positions = {}
         fields, option_statements = self.split_statements(decl.statements, Call)
         for name, pos, value, value_pos in option_statements:
             if name not in MODEL_OPTIONS:
@@ -221,8 +246,11 @@ class _ModelBuilder:
                 add(f"model option '{name}' is given twice", pos)
                 continue
             if name == "table":
-                if type(value) is str and value:
+                if type(value) is str and "\0" in value:
+                    add("a table name cannot contain NUL", value_pos)
+                elif type(value) is str and value:
                     options["table"] = value
+                    option_positions["table"] = value_pos
                 else:
                     add("table takes a non-empty string, e.g. table = \"customers\"", value_pos)
             elif name == "abstract":
@@ -260,7 +288,10 @@ class _ModelBuilder:
                         self.add("Index takes field names", arg_pos)
                         ok = False
                 elif keyword == "name":
-                    if type(arg) is str and arg:
+                    if type(arg) is str and "\0" in arg:
+                        self.add("an index name cannot contain NUL", arg_pos)
+                        ok = False
+                    elif type(arg) is str and arg:
                         index_name_given = arg
                     else:
                         self.add("Index name takes a non-empty string", arg_pos)
@@ -419,6 +450,7 @@ class _ModelBuilder:
                 self.add(f"two different indexes on model {decl.name} are named '{name}'", pos)
                 continue
             indexes[name] = index
+            self.index_positions.setdefault((decl.name, name), pos)
         return tuple(indexes[name] for name in sorted(indexes))
 
 
@@ -456,34 +488,90 @@ def _check_references(models, raw_models, builder, add, other_models):
                     f"{did_you_mean(f.target, models)}", pos)
 
 
-def _check_tables(models, raw_models, add, enums=None):
+# How each database compares names, for messages; see schema.same_name_keys.
+_HOW = {"postgresql": "PostgreSQL, which keeps only the first 63 bytes of a name",
+        "sqlite": "SQLite, which ignores the case of letters in names"}
+
+
+class _Names:
+    """Names that must differ in one namespace of the database, compared as each
+    database compares them (the project may be deployed to either)."""
+
+    def __init__(self, databases=("postgresql", "sqlite")):
+        self.databases = databases
+        self.by_key: dict = {}
+
+    def taken(self, name):
+        """(the name taken, its owner, the database to which they are one) or None."""
+        for key in same_name_keys(name):
+            if key[0] in self.databases and key in self.by_key:
+                return (*self.by_key[key], key[0])
+        return None
+
+    def claim(self, name, owner) -> None:
+        for key in same_name_keys(name):
+            self.by_key.setdefault(key, (name, owner))
+
+
+def _check_tables(models, raw_models, add, enums, enum_positions, builder):
     """Names that must be unique in the database: tables, indexes (one namespace with
-    tables on both databases), and PostgreSQL's types (each table has a row type of its
-    name, which an enum's type may not take)."""
-    tables: dict = {}
-    index_owner: dict = {}
-    types = {enum.type_name: name for name, enum in (enums or {}).items()}
-    indexes = {index.name: model.name for model in models.values() for index in model.indexes}
+    tables on both databases, and with mf's ledger), and PostgreSQL's types (each table
+    has a row type of its name, which an enum's type may not take). Names beginning with
+    sqlite_ are SQLite's own."""
+    types = _Names(("postgresql",))
+    for name, enum in enums.items():
+        clash = types.taken(enum.type_name)
+        if clash is not None:
+            add(f"enums {clash[1]} and {name} have types '{clash[0]}' and '{enum.type_name}' (lower case),"
+                f" one name to {_HOW['postgresql']}; rename one of them", enum_positions[name])
+        types.claim(enum.type_name, name)
+
+    relations = _Names()
+    relations.claim(LEDGER_TABLE, None)
     for model in models.values():
-        if model.table in types:
-            add(f"table '{model.table}' of model {model.name} has the name of enum {types[model.table]}'s"
-                " type in PostgreSQL, where every table has a type of its name; rename one of them",
-                raw_models[model.name].pos)
-        if model.table in indexes:
-            add(f"table '{model.table}' of model {model.name} has the name of an index of model"
-                f" {indexes[model.table]}; tables and indexes share one namespace in the database",
-                raw_models[model.name].pos)
-        if model.table in tables:
-            add(f"models {tables[model.table]} and {model.name} both use table '{model.table}'",
-                raw_models[model.name].pos)
-        else:
-            tables[model.table] = model.name
+        table = model.table
+        pos = builder.option_positions.get(model.name, {}).get("table", raw_models[model.name].pos)
+        what = f"table '{table}' of model {model.name}"
+        _check_reserved(table, what, pos, add)
+        clash = types.taken(table)
+        if clash is not None:
+            add(f"{what} has the name of enum {clash[1]}'s type in PostgreSQL, where every table has a type"
+                " of its name; rename one of them", pos)
+        clash = relations.taken(table)
+        if clash is not None:
+            other, owner, database = clash
+            if owner is None:
+                add(f"{what} is the table of mf's ledger{_unless_same(other, table, database)};"
+                    " choose another table name", pos)
+            elif other == table:
+                add(f"models {owner} and {model.name} both use table '{table}'", pos)
+            else:
+                add(f"{what} and table '{other}' of model {owner} are one name to {_HOW[database]};"
+                    " rename one of them", pos)
+        relations.claim(table, model.name)
+
+    for model in models.values():
         for index in model.indexes:
-            owner = index_owner.get(index.name)
-            if owner is not None and owner != model.name:
-                add(f"index name '{index.name}' is used by models {owner} and {model.name};"
-                    " index names must be unique in the database", raw_models[model.name].pos)
-            index_owner[index.name] = model.name
+            pos = builder.index_positions.get((model.name, index.name), raw_models[model.name].pos)
+            what = f"index '{index.name}' of model {model.name}"
+            _check_reserved(index.name, what, pos, add)
+            clash = relations.taken(index.name)
+            if clash is not None:
+                other, owner, database = clash
+                if owner is None:
+                    add(f"{what} has the name of mf's ledger table{_unless_same(other, index.name, database)};"
+                        " choose another index name", pos)
+                elif type(owner) is str:
+                    add(f"{what} has the name of table '{other}' of model {owner}"
+                        f"{_unless_same(other, index.name, database)}; tables and indexes share one namespace"
+                        " in the database", pos)
+                elif other == index.name:
+                    add(f"index name '{index.name}' is used by models {owner[0]} and {model.name};"
+                        " index names must be unique in the database", pos)
+                else:
+                    add(f"{what} and index '{other}' of model {owner[0]} are one name to {_HOW[database]};"
+                        " rename one of them", pos)
+            relations.claim(index.name, (model.name,))
 
 
 def _check_check_names(models, raw_models, builder, add):
@@ -498,3 +586,12 @@ def _check_check_names(models, raw_models, builder, add):
                 add(f"check name '{check.name}' is used by models {other} and {model.name};"
                     " check names must be unique in the schema", pos)
             owner.setdefault(check.name, model.name)
+
+
+def _check_reserved(name, what, pos, add) -> None:
+    if same_name_keys(name)[1][1].startswith("sqlite_"):
+        add(f"{what}: SQLite keeps names beginning with 'sqlite_' for itself; choose another name", pos)
+
+
+def _unless_same(other, name, database) -> str:
+    return "" if other == name else f" ('{other}') to {_HOW[database]}"
