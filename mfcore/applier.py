@@ -549,13 +549,28 @@ class _Database:
             return
         holder = await connect(self.config)
         try:
+            # The lock's session is idle for the whole run: with a lease the server ends
+            # it, and frees the lock, when this process stops keeping it busy (it died,
+            # or its network stalled) instead of keeping it for ever.
+            lease = self.dialect.lease_sql(self.config.command_timeout)
+            if lease is not None:
+                await holder.execute(lease)
+            await self._check_transactional_ddl(holder)
             await self._take_lock(holder)
+            holder.start_heartbeat(self.config.command_timeout / 4)
+            connection_trouble = False
             try:
                 yield
+            except DatabaseError:
+                # Maybe a stalled or lost connection: asking the lock's session for
+                # anything could wait out command_timeout once more. Its close frees the lock.
+                connection_trouble = True
+                raise
             finally:
-                with anyio.CancelScope(shield=True):
-                    with suppress(StatementError, DatabaseError):
-                        await holder.fetch(self.dialect.unlock_sql(self.config.schema))
+                if not connection_trouble:
+                    with anyio.CancelScope(shield=True):
+                        with suppress(StatementError, DatabaseError):
+                            await holder.execute(self.dialect.unlock_sql(self.config.schema))
         finally:
             # Closing the session frees the lock in any case.
             with anyio.CancelScope(shield=True):
@@ -574,8 +589,11 @@ class _Database:
                     f"{self.config.display_dsn} cannot give mf its migration lock ({exc.message}); mf applies "
                     "migrations only under a session advisory lock, so nothing was applied") from None
             if rows[0][0]:
-                await self._check_lock_held(holder)
-                await self._check_transactional_ddl(holder)
+                if len(rows[0]) > 1 and not rows[0][1]:
+                    raise DatabaseError(
+                        f"{self.config.display_dsn} said the migration lock was taken but holds no such lock; its "
+                        "advisory locks do not lock, so mf refuses to migrate it (two runs could apply a "
+                        "migration twice)")
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -586,25 +604,12 @@ class _Database:
             await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
             delay = min(delay * 2, LOCK_POLL_MAX)
 
-    async def _check_lock_held(self, holder: Connection) -> None:
-        """An engine whose advisory lock functions say yes without locking (stubs) would
-        let two runs apply one migration twice: refuse it."""
-        check = self.dialect.lock_held_sql(self.config.schema)
-        if check is None:
-            return
-        rows = await holder.fetch(check)
-        if not rows[0][0]:
-            raise DatabaseError(
-                f"{self.config.display_dsn} said the migration lock was taken but holds no such lock; its "
-                "advisory locks do not lock, so mf refuses to migrate it (two runs could apply a migration "
-                "twice)")
-
     async def _check_transactional_ddl(self, holder: Connection) -> None:
         """An engine that commits DDL on its own would break one transaction per
         migration, silently: refuse it, before anything runs. Asked on the lock's
-        connection, which has the run's settings (search_path). A server that cannot
-        create the table at all (no such schema, no privilege, no DDL inside a
-        transaction) is not refused here: the run's first transaction fails with the
+        connection, which has the run's settings (search_path), before it takes the
+        lock. A server that cannot create the table at all (no such schema, no
+        privilege, no DDL inside a transaction) is not refused here: the run's first transaction fails with the
         server's words and is rolled back, which is safe."""
         probe = self.dialect.transactional_ddl_probe(f"mf_ddl_probe_{uuid.uuid4().hex[:12]}")
         if probe is None:
