@@ -183,15 +183,27 @@ def _result(applied, survey: Survey, files, notices: list) -> "MigrateResult":
     return result
 
 
-async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
-    """[(name, [statement, ...]), ...] for each migration ``migrate`` would apply."""
+class PendingSQL(list):
+    """[(name, [statement, ...]), ...]; ``offline`` is why the database could not be
+    reached when the plan was made from .applied instead (else None)."""
+
+    offline: Optional[str] = None
+
+
+async def pending_sql(config: Config, *, to: Optional[int] = None) -> PendingSQL:
+    """[(name, [statement, ...]), ...] for each migration ``migrate`` would apply. When
+    the database cannot be reached but .applied is there, the plan comes from .applied
+    (what this directory last saw applied) and says so in ``offline``."""
     files = migration_files(config.migrations_dir)
     check_target(files, to)
-    survey = await _read_only_survey(config, files)
+    offline: list = []
+    survey = await _read_only_survey(config, files, offline=offline)
     prepared = Prepared(config, files)
     pending = cut(survey.pending, to)
     prepared.load(pending)
-    return [(f.name, list(prepared[f.name].statements)) for f in pending]
+    plan = PendingSQL((f.name, list(prepared[f.name].statements)) for f in pending)
+    plan.offline = offline[0] if offline else None
+    return plan
 
 
 def migration_statements(config: Config, number: int, *, reverse: bool = False) -> tuple:
@@ -450,9 +462,11 @@ async def forget_history(config: Config) -> list:
 
 # ================================================================ looking without a lock
 
-async def _read_only_survey(config: Config, files) -> Survey:
+async def _read_only_survey(config: Config, files, offline: Optional[list] = None) -> Survey:
     """The survey without changing anything (dry runs); a missing SQLite file is an
-    empty database, not created."""
+    empty database, not created. With ``offline`` (a list), a database that cannot be
+    reached is read from .applied instead, when there is one, and the reason is
+    appended to ``offline``."""
     if not database_exists(config):
         applied_file = read_applied(config.migrations_dir) if config.mirrors_applied_file else None
         sums = Checksums()
@@ -461,7 +475,19 @@ async def _read_only_survey(config: Config, files) -> Survey:
             adopt = adoption_decision(config, listed_files(files, applied_file, config.migrations_dir),
                                       set(), set())
         return survey_from(files, None, applied_file, adopt, sums, config.migrations_dir)
-    async with await connect(config) as connection:
+    try:
+        connection = await connect(config)
+    except DatabaseError as exc:
+        applied_file = read_applied(config.migrations_dir) \
+            if offline is not None and config.mirrors_applied_file else None
+        if applied_file is None:
+            raise
+        offline.append(str(exc))
+        sums = Checksums()
+        entries = [LedgerEntry(f.name, sums.of(f), APPLIED)
+                   for f in listed_files(files, applied_file, config.migrations_dir)]
+        return survey_from(files, entries, applied_file, [], sums, config.migrations_dir)
+    async with connection:
         return await _database_for(connection, config).survey(files)
 
 

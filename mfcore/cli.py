@@ -97,6 +97,7 @@ def cmd_makemigrations(args, out: Output) -> int:
             "notices": result.notices,
             "models_read": result.models_read,
             "models_total": result.models_total,
+            **({"sql": result.sql} if args.dry_run else {}),
         })
         return EXIT_FOUND if args.check and result.path else EXIT_OK
     if result.path is None:
@@ -108,8 +109,9 @@ def cmd_makemigrations(args, out: Output) -> int:
         out.line(f"Changes detected: {shown} would be generated (run `mf db makemigrations`).")
         return EXIT_FOUND
     if args.dry_run:
-        out.line(f"Would write {shown}:")
-        out.line(result.content.decode("utf-8").rstrip("\n"))
+        out.line(f"Would write {shown}, which runs on {api.resolve_config(args.config_path).driver}:")
+        for statement in result.sql:
+            out.line(statement.rstrip(";") + ";" if not statement.startswith("--") else statement)
         return EXIT_OK
     out.line(out.color(f"{out.mark()}Migrations generated: {shown}", "32"))
     return EXIT_OK
@@ -146,8 +148,12 @@ def cmd_migrate(args, out: Output) -> int:
         plans = anyio.run(lambda: api.pending_sql(config, to=args.to))
         if out.json_mode:
             out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans],
-                          "rollback": [{"name": name, "sql": sql} for name, sql in undos]})
+                          "rollback": [{"name": name, "sql": sql} for name, sql in undos],
+                          "offline": plans.offline})
             return EXIT_OK
+        if plans.offline:
+            out.line(f"-- {config.display_dsn} is unreachable, so this plan comes from "
+                     f"{_display_path(os.path.join(config.migrations_dir, '.applied'))}, not from its ledger")
         _print_undo_sql(out, undos)
         if not plans and not undos:
             out.line("No unapplied migrations.")
