@@ -320,8 +320,9 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, fake, o
         survey = await database.settled_survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
-    except MfError:
-        with suppress(MfError, OSError):
+    except BaseException:
+        # Also when interrupted (Ctrl-C cancels the run): .applied follows what committed.
+        with anyio.CancelScope(shield=True), suppress(MfError, OSError):
             await database.sync_applied_file()
         raise
     await database.sync_applied_file()
@@ -507,9 +508,10 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
         prepared.load(pending)
         applied = await _each([prepared[file.name] for file in pending],
                               lambda step: database.apply(step, fake), "applied", on_event)
-    except MfError:
-        # Keep .applied in line with what did commit; the original error matters more.
-        with suppress(MfError, OSError):
+    except BaseException:
+        # Keep .applied in line with what did commit, also when interrupted (Ctrl-C
+        # cancels the run); the original error matters more.
+        with anyio.CancelScope(shield=True), suppress(MfError, OSError):
             await database.sync_applied_file()
         raise
     await database.sync_applied_file()
@@ -682,6 +684,11 @@ class _Database:
                     f"locked for more than {self.config.lock_timeout:g} s; try again when it is done") from None
             raise DatabaseError(f"cannot start a transaction on {self.config.display_dsn}: {exc.message}") \
                 from None
+        except BaseException:
+            # Interrupted while BEGIN was under way: the driver may still carry it out,
+            # so end the transaction it may have started.
+            await self._rollback()
+            raise
 
     async def _rollback(self) -> None:
         with anyio.CancelScope(shield=True):
