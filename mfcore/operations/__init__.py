@@ -11,7 +11,7 @@ from .records import (COLUMN_ASPECTS, AddColumn, AddForeignKey, AddIndex, AlterC
                       CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
                       RenameColumn, RenameModel, RunPython, RunSQL, column_changes, fill_placeholder, fold,
                       is_narrowing, referencing_type, undo)
-from .tables import Reference, TableDef, attach_tables, referenced_key, table_def
+from .tables import Reference, TableDef, attach_tables, fold_start, folding, referenced_key, table_def
 
 __all__ = [
     "OPERATION_KINDS", "operation_from_json", "operation_to_json", "table_def_from_json", "table_def_to_json",
@@ -19,5 +19,5 @@ __all__ = [
     "CreateModel", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
     "RenameColumn", "RenameModel", "RunPython", "RunSQL", "column_changes", "fill_placeholder", "fold",
     "is_narrowing", "referencing_type", "undo",
-    "Reference", "TableDef", "attach_tables", "referenced_key", "table_def", "cannot_undo", "undo_loss",
+    "Reference", "TableDef", "attach_tables", "fold_start", "folding", "referenced_key", "table_def", "cannot_undo", "undo_loss",
 ]
