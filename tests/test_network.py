@@ -210,9 +210,12 @@ def test_a_stall_or_a_cut_at_random_moments_ends_with_exit_3_and_frees_the_lock(
     for action in ("stall", "cut"):
         for k in chance.sample(range(1, whole_run + 1), TRIALS):
             context = f"{action} after piece {k} of {whole_run} (MF_NETWORK_SEED={seed})"
+            # Closing what the last trial's stall left open first: a session stalled
+            # half-way through reading the ledger keeps reading it, and the schema's
+            # DROP would wait for it.
+            proxy.arm(k, action)
             schema = pg_session.fresh_schema()
             (project.migrations / ".applied").unlink(missing_ok=True)
-            proxy.arm(k, action)
             result = project.run("db", "migrate", env={"APP_DSN": through(pg_url, proxy.port) +
                                                        f"?search_path={schema}"})
             # The run ends (project.run's timeout guards against a hang): exit 3 with one
