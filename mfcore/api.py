@@ -208,7 +208,20 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
             draft.result.notices.append(carryover.describe(resolved.migrations_dir, carried, writing))
         if writing:
             writer.write_draft(draft)
+        elif dry_run and draft.result.content is not None:
+            draft.result.sql = _draft_sql(resolved, draft.result)
     return draft.result
+
+
+def _draft_sql(config: Config, result) -> list:
+    """The statements a drafted migration would run on the configured database's kind
+    (no connection: makemigrations needs no database settings)."""
+    import orjson
+
+    from .dialects import dialect_for
+
+    atomic = orjson.loads(result.content).get("atomic", True) is not False
+    return dialect_for(config.driver).migration_sql(result.operations, atomic=atomic)
 
 
 async def carry_over(config: ConfigLike = None, *, notices: Optional[list] = None) -> list:
@@ -299,7 +312,8 @@ def sql(config: ConfigLike, number: int, *, reverse: bool = False) -> tuple:
 
 async def pending_sql(config: ConfigLike = None, *, to: Optional[int] = None) -> list:
     """[(name, [statement, ...]), ...] for each migration migrate would apply (the dry run);
-    changes nothing."""
+    changes nothing. A database that cannot be reached is read from .applied when it is
+    there; the list's ``offline`` then says why (else it is None)."""
     from . import applier
 
     return await applier.pending_sql(resolve_config(config), to=to)

@@ -184,15 +184,27 @@ def _result(applied, survey: Survey, files, notices: list) -> "MigrateResult":
     return result
 
 
-async def pending_sql(config: Config, *, to: Optional[int] = None) -> list:
-    """[(name, [statement, ...]), ...] for each migration ``migrate`` would apply."""
+class PendingSQL(list):
+    """[(name, [statement, ...]), ...]; ``offline`` is why the database could not be
+    reached when the plan was made from .applied instead (else None)."""
+
+    offline: Optional[str] = None
+
+
+async def pending_sql(config: Config, *, to: Optional[int] = None) -> PendingSQL:
+    """[(name, [statement, ...]), ...] for each migration ``migrate`` would apply. When
+    the database cannot be reached but .applied is there, the plan comes from .applied
+    (what this directory last saw applied) and says so in ``offline``."""
     files = migration_files(config.migrations_dir)
     check_target(files, to)
-    survey = await _read_only_survey(config, files)
+    offline: list = []
+    survey = await _read_only_survey(config, files, offline=offline)
     prepared = Prepared(config, files)
     pending = cut(survey.pending, to)
     prepared.load(pending)
-    return [(f.name, list(prepared[f.name].statements)) for f in pending]
+    plan = PendingSQL((f.name, list(prepared[f.name].statements)) for f in pending)
+    plan.offline = offline[0] if offline else None
+    return plan
 
 
 def migration_statements(config: Config, number: int, *, reverse: bool = False) -> tuple:
@@ -309,8 +321,9 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, fake, o
         survey = await database.settled_survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
-    except MfError:
-        with suppress(MfError, OSError):
+    except BaseException:
+        # Also when interrupted (Ctrl-C cancels the run): .applied follows what committed.
+        with anyio.CancelScope(shield=True), suppress(MfError, OSError):
             await database.sync_applied_file()
         raise
     await database.sync_applied_file()
@@ -476,9 +489,11 @@ async def forget_history(config: Config) -> list:
 
 # ================================================================ looking without a lock
 
-async def _read_only_survey(config: Config, files) -> Survey:
+async def _read_only_survey(config: Config, files, offline: Optional[list] = None) -> Survey:
     """The survey without changing anything (dry runs); a missing SQLite file is an
-    empty database, not created."""
+    empty database, not created. With ``offline`` (a list), a database that cannot be
+    reached is read from .applied instead, when there is one, and the reason is
+    appended to ``offline``."""
     if not database_exists(config):
         applied_file = read_applied(config.migrations_dir) if config.mirrors_applied_file else None
         sums = Checksums()
@@ -487,7 +502,19 @@ async def _read_only_survey(config: Config, files) -> Survey:
             adopt = adoption_decision(config, listed_files(files, applied_file, config.migrations_dir),
                                       set(), set())
         return survey_from(files, None, applied_file, adopt, sums, config.migrations_dir)
-    async with await connect(config) as connection:
+    try:
+        connection = await connect(config)
+    except DatabaseError as exc:
+        applied_file = read_applied(config.migrations_dir) \
+            if offline is not None and config.mirrors_applied_file else None
+        if applied_file is None:
+            raise
+        offline.append(str(exc))
+        sums = Checksums()
+        entries = [LedgerEntry(f.name, sums.of(f), APPLIED)
+                   for f in listed_files(files, applied_file, config.migrations_dir)]
+        return survey_from(files, entries, applied_file, [], sums, config.migrations_dir)
+    async with connection:
         return await _database_for(connection, config).survey(files)
 
 
@@ -507,9 +534,10 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
         prepared.load(pending)
         applied = await _each([prepared[file.name] for file in pending],
                               lambda step: database.apply(step, fake), "applied", on_event)
-    except MfError:
-        # Keep .applied in line with what did commit; the original error matters more.
-        with suppress(MfError, OSError):
+    except BaseException:
+        # Keep .applied in line with what did commit, also when interrupted (Ctrl-C
+        # cancels the run); the original error matters more.
+        with anyio.CancelScope(shield=True), suppress(MfError, OSError):
             await database.sync_applied_file()
         raise
     await database.sync_applied_file()
@@ -575,13 +603,28 @@ class _Database:
             return
         holder = await connect(self.config)
         try:
+            # The lock's session is idle for the whole run: with a lease the server ends
+            # it, and frees the lock, when this process stops keeping it busy (it died,
+            # or its network stalled) instead of keeping it for ever.
+            lease = self.dialect.lease_sql(self.config.command_timeout)
+            if lease is not None:
+                await holder.execute(lease)
+            await self._check_transactional_ddl(holder)
             await self._take_lock(holder)
+            holder.start_heartbeat(self.config.command_timeout / 4)
+            connection_trouble = False
             try:
                 yield
+            except DatabaseError:
+                # Maybe a stalled or lost connection: asking the lock's session for
+                # anything could wait out command_timeout once more. Its close frees the lock.
+                connection_trouble = True
+                raise
             finally:
-                with anyio.CancelScope(shield=True):
-                    with suppress(StatementError, DatabaseError):
-                        await holder.fetch(self.dialect.unlock_sql(self.config.schema))
+                if not connection_trouble:
+                    with anyio.CancelScope(shield=True):
+                        with suppress(StatementError, DatabaseError):
+                            await holder.execute(self.dialect.unlock_sql(self.config.schema))
         finally:
             # Closing the session frees the lock in any case.
             with anyio.CancelScope(shield=True):
@@ -600,8 +643,11 @@ class _Database:
                     f"{self.config.display_dsn} cannot give mf its migration lock ({exc.message}); mf applies "
                     "migrations only under a session advisory lock, so nothing was applied") from None
             if rows[0][0]:
-                await self._check_lock_held(holder)
-                await self._check_transactional_ddl(holder)
+                if len(rows[0]) > 1 and not rows[0][1]:
+                    raise DatabaseError(
+                        f"{self.config.display_dsn} said the migration lock was taken but holds no such lock; its "
+                        "advisory locks do not lock, so mf refuses to migrate it (two runs could apply a "
+                        "migration twice)")
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -612,25 +658,12 @@ class _Database:
             await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
             delay = min(delay * 2, LOCK_POLL_MAX)
 
-    async def _check_lock_held(self, holder: Connection) -> None:
-        """An engine whose advisory lock functions say yes without locking (stubs) would
-        let two runs apply one migration twice: refuse it."""
-        check = self.dialect.lock_held_sql(self.config.schema)
-        if check is None:
-            return
-        rows = await holder.fetch(check)
-        if not rows[0][0]:
-            raise DatabaseError(
-                f"{self.config.display_dsn} said the migration lock was taken but holds no such lock; its "
-                "advisory locks do not lock, so mf refuses to migrate it (two runs could apply a migration "
-                "twice)")
-
     async def _check_transactional_ddl(self, holder: Connection) -> None:
         """An engine that commits DDL on its own would break one transaction per
         migration, silently: refuse it, before anything runs. Asked on the lock's
-        connection, which has the run's settings (search_path). A server that cannot
-        create the table at all (no such schema, no privilege, no DDL inside a
-        transaction) is not refused here: the run's first transaction fails with the
+        connection, which has the run's settings (search_path), before it takes the
+        lock. A server that cannot create the table at all (no such schema, no
+        privilege, no DDL inside a transaction) is not refused here: the run's first transaction fails with the
         server's words and is rolled back, which is safe."""
         probe = self.dialect.transactional_ddl_probe(f"mf_ddl_probe_{uuid.uuid4().hex[:12]}")
         if probe is None:
@@ -677,6 +710,11 @@ class _Database:
                     f"locked for more than {self.config.lock_timeout:g} s; try again when it is done") from None
             raise DatabaseError(f"cannot start a transaction on {self.config.display_dsn}: {exc.message}") \
                 from None
+        except BaseException:
+            # Interrupted while BEGIN was under way: the driver may still carry it out,
+            # so end the transaction it may have started.
+            await self._rollback()
+            raise
 
     async def _rollback(self) -> None:
         with anyio.CancelScope(shield=True):

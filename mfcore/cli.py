@@ -79,6 +79,47 @@ def _display_path(path: str) -> str:
 
 # ---------------------------------------------------------------- commands
 
+def _run(make):
+    """``await make()`` on an event loop, with Ctrl-C as a cancellation of it: the
+    command's own cleanup (a rollback, closing the connection, .applied) runs, shielded
+    where it must finish, and then KeyboardInterrupt leaves -- also when the work
+    happened to end meanwhile, so an interrupted command always exits 130."""
+    import signal
+
+    import anyio
+
+    interrupted = False
+
+    async def main():
+        nonlocal interrupted
+        outcome = None
+        async with anyio.create_task_group() as group:
+            async def watch():
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _signal in signals:
+                        interrupted = True
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(watch)
+            try:
+                outcome = (True, await make())
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
+                outcome = (False, exc)
+            group.cancel_scope.cancel()
+        return outcome
+
+    outcome = anyio.run(main)
+    if interrupted or outcome is None:
+        raise KeyboardInterrupt
+    succeeded, value = outcome
+    if not succeeded:
+        raise value
+    return value
+
+
+
 def cmd_makemigrations(args, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
@@ -99,6 +140,7 @@ def cmd_makemigrations(args, out: Output) -> int:
             "notices": result.notices,
             "models_read": result.models_read,
             "models_total": result.models_total,
+            **({"sql": result.sql} if args.dry_run else {}),
         })
         return EXIT_FOUND if args.check and result.path else EXIT_OK
     if result.path is None:
@@ -110,8 +152,9 @@ def cmd_makemigrations(args, out: Output) -> int:
         out.line(f"Changes detected: {shown} would be generated (run `mf db makemigrations`).")
         return EXIT_FOUND
     if args.dry_run:
-        out.line(f"Would write {shown}:")
-        out.line(result.content.decode("utf-8").rstrip("\n"))
+        out.line(f"Would write {shown}, which runs on {api.resolve_config(args.config_path).driver}:")
+        for statement in result.sql:
+            out.line(statement.rstrip(";") + ";" if not statement.startswith("--") else statement)
         return EXIT_OK
     out.line(out.color(f"{out.mark()}Migrations generated: {shown}", "32"))
     return EXIT_OK
@@ -137,19 +180,21 @@ def _render_changes(operations, out: Output) -> None:
 
 
 def cmd_migrate(args, out: Output) -> int:
-    import anyio
-
     if _fleet_wanted(args):
         return _migrate_fleet(args, out)
     _refuse_fake_dry_run(args)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
-        undos = anyio.run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
-        plans = anyio.run(lambda: api.pending_sql(config, to=args.to))
+        undos = _run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
+        plans = _run(lambda: api.pending_sql(config, to=args.to))
         if out.json_mode:
             out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans],
-                          "rollback": [{"name": name, "sql": sql} for name, sql in undos]})
+                          "rollback": [{"name": name, "sql": sql} for name, sql in undos],
+                          "offline": plans.offline})
             return EXIT_OK
+        if plans.offline:
+            out.line(f"-- {config.display_dsn} is unreachable, so this plan comes from "
+                     f"{_display_path(os.path.join(config.migrations_dir, '.applied'))}, not from its ledger")
         _print_undo_sql(out, undos)
         if not plans and not undos:
             out.line("No unapplied migrations.")
@@ -160,7 +205,7 @@ def cmd_migrate(args, out: Output) -> int:
         return EXIT_OK
 
     if args.to is not None and not args.fake:
-        _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, to=args.to)))
+        _confirm_data_loss(out, args, _run(lambda: api.rollback_losses(config, to=args.to)))
     _quiet_library_log()
     progress = _Progress(out) if out.tty and not out.json_mode else None
     notices: list = []
@@ -173,7 +218,7 @@ def cmd_migrate(args, out: Output) -> int:
             progress.event(kind, name, index, total)
 
     try:
-        applied = anyio.run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event,
+        applied = _run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event,
                                             notices=notices,
                                             allow_data_loss=True if args.to is not None else False))
     finally:
@@ -208,14 +253,12 @@ def _quiet_library_log() -> None:
 
 
 def cmd_rollback(args, out: Output) -> int:
-    import anyio
-
     if _fleet_wanted(args):
         return _rollback_fleet(args, out)
     _refuse_fake_dry_run(args)
     config = api.resolve_config(args.config_path)
     if args.dry_run:
-        undos = anyio.run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
+        undos = _run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
         if out.json_mode:
             out.document({"rollback": [{"name": name, "sql": sql} for name, sql in undos]})
             return EXIT_OK
@@ -224,8 +267,8 @@ def cmd_rollback(args, out: Output) -> int:
         _print_undo_sql(out, undos)
         return EXIT_OK
     if not args.fake:
-        _confirm_data_loss(out, args, anyio.run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
-    undone = anyio.run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True,
+        _confirm_data_loss(out, args, _run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
+    undone = _run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True,
                                             fake=args.fake))
     if out.json_mode:
         out.document({"rolled_back": undone, "fake": args.fake})
@@ -324,10 +367,8 @@ def _fleet_choice(args, fleet_options=()) -> dict:
 
 
 def _migrate_fleet(args, out: Output) -> int:
-    import anyio
-
     progress = _FleetProgress(out) if out.tty and not out.json_mode else None
-    results = anyio.run(lambda: api.migrate_all(args.config_path, fail_fast=args.fail_fast,
+    results = _run(lambda: api.migrate_all(args.config_path, fail_fast=args.fail_fast,
                                                 on_result=progress.event if progress else None,
                                                 **_fleet_choice(args)))
     if progress:
@@ -343,11 +384,9 @@ def _migrate_fleet(args, out: Output) -> int:
 
 
 def _rollback_fleet(args, out: Output) -> int:
-    import anyio
-
     progress = _FleetProgress(out) if out.tty and not out.json_mode else None
     confirm = _FleetConfirm(out) if out.tty and sys.stdin.isatty() and not out.json_mode else None
-    results = anyio.run(lambda: api.rollback_all(args.config_path, steps=args.steps, to=args.to,
+    results = _run(lambda: api.rollback_all(args.config_path, steps=args.steps, to=args.to,
                                                  dry_run=args.dry_run, allow_data_loss=args.allow_data_loss,
                                                  confirm_data_loss=confirm, fail_fast=args.fail_fast,
                                                  on_result=progress.event if progress else None,
@@ -396,10 +435,8 @@ class _FleetConfirm:
 
 
 def _status_fleet(args, out: Output) -> int:
-    import anyio
-
     progress = _FleetProgress(out) if out.tty and not out.json_mode else None
-    results = anyio.run(lambda: api.status_all(args.config_path, on_result=progress.event if progress else None,
+    results = _run(lambda: api.status_all(args.config_path, on_result=progress.event if progress else None,
                                                **_fleet_choice(args)))
     if progress:
         progress.finish()
@@ -492,7 +529,7 @@ def cmd_reset(args, out: Output) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             out.line("Reset cancelled; nothing changed.")
             return EXIT_OK
-    result = anyio.run(lambda: api.reset(config, drop_database=args.drop_db, expected=shown))
+    result = _run(lambda: api.reset(config, drop_database=args.drop_db, expected=shown))
     dropped, removed = result.dropped, result.removed
     if out.json_mode:
         out.document({"dropped": dropped, "removed": removed, "forgotten": result.forgotten})
@@ -508,12 +545,10 @@ def cmd_reset(args, out: Output) -> int:
 
 
 def cmd_status(args, out: Output) -> int:
-    import anyio
-
     if _fleet_wanted(args):
         return _status_fleet(args, out)
-    records = anyio.run(lambda: api.status(args.config_path))
-    report = anyio.run(lambda: api.drift(args.config_path)) if args.drift else None
+    records = _run(lambda: api.status(args.config_path))
+    report = _run(lambda: api.drift(args.config_path)) if args.drift else None
     code = records.check_code if args.check else EXIT_OK
     summary = _status_summary(records)
     if out.json_mode:
@@ -571,9 +606,7 @@ def _status_summary(records) -> list:
 
 
 def cmd_inspect(args, out: Output) -> int:
-    import anyio
-
-    result = anyio.run(lambda: api.inspect(args.config_path, output=args.output))
+    result = _run(lambda: api.inspect(args.config_path, output=args.output))
     if out.json_mode:
         out.document({"models": result.text, "tables": result.tables,
                       "notes": [{"table": table, "note": note} for table, note in result.notes]})
@@ -587,9 +620,7 @@ def cmd_inspect(args, out: Output) -> int:
 
 
 def cmd_baseline(args, out: Output) -> int:
-    import anyio
-
-    result = anyio.run(lambda: api.baseline(args.config_path, name=args.name))
+    result = _run(lambda: api.baseline(args.config_path, name=args.name))
     if out.json_mode:
         out.document({"migration": result.migration, "tables": result.tables, "kept_names": result.kept_names,
                       "models_written": result.models_written,
@@ -605,9 +636,7 @@ def cmd_baseline(args, out: Output) -> int:
 
 
 def cmd_drift(args, out: Output) -> int:
-    import anyio
-
-    report = anyio.run(lambda: api.drift(args.config_path, strict=args.strict, sql=args.sql))
+    report = _run(lambda: api.drift(args.config_path, strict=args.strict, sql=args.sql))
     code = EXIT_FOUND if report.drifted else EXIT_OK
     if out.json_mode:
         out.document(report.to_json())
@@ -670,9 +699,7 @@ def cmd_sql(args, out: Output) -> int:
 
 
 def cmd_resolve(args, out: Output) -> int:
-    import anyio
-
-    message = anyio.run(lambda: api.resolve(args.config_path, args.number, applied=args.applied))
+    message = _run(lambda: api.resolve(args.config_path, args.number, applied=args.applied))
     if out.json_mode:
         out.document({"resolved": args.number, "applied": args.applied, "message": message})
     else:
@@ -681,9 +708,7 @@ def cmd_resolve(args, out: Output) -> int:
 
 
 def cmd_rebase(args, out: Output) -> int:
-    import anyio
-
-    result = anyio.run(lambda: api.rebase(args.config_path, files=tuple(args.files)))
+    result = _run(lambda: api.rebase(args.config_path, files=tuple(args.files)))
     for notice in result.notices:
         out.notice(notice)
     if out.json_mode:
@@ -1044,6 +1069,10 @@ def main(argv=None) -> int:
                 out.error(line)
         return exc.exit_code
     except KeyboardInterrupt:
+        import signal
+
+        # Decided: a second Ctrl-C must not cut the report short or end the process by the signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if out.json_mode:
             out.document({"error": {"kind": "Interrupted", "message": "interrupted", "file": None,
                                     "line": None, "column": None}})

@@ -14,6 +14,8 @@ from .errors import ConfigError
 CONFIG_NAME = "language_config.yaml"
 DEFAULT_LOCK_TIMEOUT = 60.0        # seconds to wait for another process's migration lock
 DEFAULT_STATEMENT_LOCK_TIMEOUT = "5s"  # PostgreSQL lock_timeout for migration statements
+DEFAULT_CONNECT_TIMEOUT = 15.0     # seconds to reach a PostgreSQL server
+DEFAULT_COMMAND_TIMEOUT = 3600.0   # seconds a PostgreSQL server may take to answer one statement
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Config:
     dsn_source: Optional[str] = None   # where the dsn came from, for connection errors
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_lock_timeout: str = DEFAULT_STATEMENT_LOCK_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     # A fleet's targets (targets:, tenants:): one PostgreSQL schema of the database
     # when ``schema`` is set (its own ledger and lock), and no .applied file, which
     # mirrors the ledger of one database only.
@@ -200,6 +204,8 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
             or not math.isfinite(lock_timeout) or lock_timeout < 0:
         raise ConfigError(f"{path}: database.lock_timeout must be a number of seconds (finite, not negative), "
                           f"got {lock_timeout!r}")
+    connect_timeout = _positive_seconds(path, database, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    command_timeout = _positive_seconds(path, database, "command_timeout", DEFAULT_COMMAND_TIMEOUT)
     statement_lock_timeout = str(database.get("statement_lock_timeout", DEFAULT_STATEMENT_LOCK_TIMEOUT))
     if not re.fullmatch(r"\d+(ms|s|min)?", statement_lock_timeout):
         raise ConfigError(f"{path}: database.statement_lock_timeout must look like 5s, 500ms or 1min")
@@ -213,7 +219,17 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         dsn_source="MF_DATABASE_URL" if override else f"database.dsn in {path}",
         lock_timeout=float(lock_timeout),
         statement_lock_timeout=statement_lock_timeout,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
     )
+
+
+def _positive_seconds(path: str, database: dict, key: str, default: float) -> float:
+    value = database.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{path}: database.{key} must be a number of seconds (finite, more than 0), "
+                          f"got {value!r}")
+    return float(value)
 
 
 def _configured_database(path: str, raw_driver: str, raw_dsn: str, base_dir: str) -> tuple:

@@ -22,7 +22,11 @@ from . import dsn as dsn_text
 from .config import Config, mask_dsn
 from .errors import ConfigError, DatabaseError
 
-CONNECT_TIMEOUT = 15.0  # seconds to reach a PostgreSQL server before giving up
+# TCP keepalives on mf's side of a PostgreSQL connection: a server (or a network)
+# that died without closing it is noticed after about half a minute of silence,
+# and unacknowledged data counts the same.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 15, 5, 3
+TCP_USER_TIMEOUT_MS = 30_000
 
 
 class StatementError(Exception):
@@ -59,6 +63,11 @@ class Connection:
 
     async def close(self) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def start_heartbeat(self, interval: float) -> None:
+        """Ask the server something every ``interval`` seconds while the connection is
+        otherwise idle, until its next statement or its close: a session the server
+        ends when idle (a lease) then ends only when this process is gone."""
 
     async def __aenter__(self) -> "Connection":
         return self
@@ -138,48 +147,92 @@ async def _connect_sqlite(config: Config) -> SQLiteConnection:
 
 class PostgresConnection(Connection):
     """asyncpg outside any implicit transaction; a statement without arguments goes
-    through the simple-query protocol, so DDL needs no prepared statement."""
+    through the simple-query protocol, so DDL needs no prepared statement.
+
+    A statement the server does not answer within command_timeout, and a connection
+    lost, cut the connection at once (the server rolls back what it had not
+    committed) and raise DatabaseError: nothing more is asked of a connection in an
+    unknown state, so no later statement or ROLLBACK waits out a timeout again."""
 
     driver = "postgresql"
 
-    def __init__(self, raw, asyncpg_module, dsn: str, pool=None):
+    def __init__(self, raw, asyncpg_module, dsn: str, pool=None, command_timeout: float = 0.0):
         self._raw = raw
         self._asyncpg = asyncpg_module
         self._dsn = dsn
         self._display_dsn = self.display_dsn = mask_dsn(dsn)
         self._pool = pool  # given back there on close (see shared_connections)
+        self._command_timeout = command_timeout
+        self._heartbeat = None  # (task, stop event) while a heartbeat runs
 
     def _hide(self, exc) -> str:
         return dsn_text.hide(str(exc) or type(exc).__name__, self._dsn)
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
-        try:
-            if args:
-                await self._raw.execute(sql, *args)
-            else:
-                await self._raw.execute(sql)
-        except self._asyncpg.PostgresError as exc:
-            error = _postgres_error(exc)
-            error.message = dsn_text.hide(error.message, self._dsn)
-            raise error from None
-        except (OSError, self._asyncpg.InterfaceError) as exc:
-            raise DatabaseError(f"lost the connection to {self._display_dsn}: {self._hide(exc)}") from None
+        await self._call(self._raw.execute, sql, *args)
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list:
+        return await self._call(self._raw.fetch, sql, *args)
+
+    async def _call(self, method, sql: str, *args):
+        import asyncio
+
+        await self._stop_heartbeat()
         try:
-            return await self._raw.fetch(sql, *args)
+            return await method(sql, *args)
         except self._asyncpg.PostgresError as exc:
             error = _postgres_error(exc)
             error.message = dsn_text.hide(error.message, self._dsn)
             raise error from None
+        except asyncio.TimeoutError:
+            self._cut()
+            raise DatabaseError(
+                f"{self._display_dsn} did not answer within {self._command_timeout:g} s "
+                "(database.command_timeout); mf closed the connection, and the server rolls back what it "
+                "had not committed") from None
         except (OSError, self._asyncpg.InterfaceError) as exc:
+            self._cut()
             raise DatabaseError(f"lost the connection to {self._display_dsn}: {self._hide(exc)}") from None
 
+    def _cut(self) -> None:
+        if not self._raw.is_closed():
+            self._raw.terminate()  # a pool replaces a terminated connection
+
+    def start_heartbeat(self, interval: float) -> None:
+        import asyncio
+
+        stop = asyncio.Event()
+        self._heartbeat = (asyncio.get_running_loop().create_task(self._beat(interval, stop)), stop)
+
+    async def _beat(self, interval: float, stop) -> None:
+        import asyncio
+
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self._raw.execute("SELECT 1")
+            except Exception:  # noqa: BLE001 - the next statement reports a lost connection
+                return
+
+    async def _stop_heartbeat(self) -> None:
+        if self._heartbeat is None:
+            return
+        task, stop = self._heartbeat
+        self._heartbeat = None
+        stop.set()
+        with anyio.CancelScope(shield=True):
+            await task  # a SELECT 1 under way is answered first: never two statements at once
+
     async def close(self) -> None:
+        await self._stop_heartbeat()
         if self._raw.is_closed():
             return
         try:
-            with anyio.fail_after(5):
+            with anyio.fail_after(min(5.0, self._command_timeout or 5.0)):
                 if self._pool is not None:
                     # The pool's reset rolls back, frees advisory locks and RESETs settings.
                     await self._pool.release(self._raw)
@@ -187,6 +240,27 @@ class PostgresConnection(Connection):
                 await self._raw.close()
         except Exception:  # noqa: BLE001 - a connection we cannot close politely is cut
             self._raw.terminate()
+
+
+def _keep_alive(raw) -> None:
+    """TCP keepalives (and TCP_USER_TIMEOUT, where the system has it) on the socket of
+    asyncpg connection ``raw``; asyncpg itself sets none."""
+    import socket
+
+    transport = getattr(raw, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a Unix socket has no network to lose
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                        ("TCP_KEEPCNT", KEEPALIVE_COUNT), ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, option, value in options:
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError:
+            pass  # a system without the option keeps its default
 
 
 def _postgres_error(exc) -> StatementError:
@@ -217,8 +291,8 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
         raise ConfigError(f"cannot read the dsn '{shown}': {exc}") from None
     try:
         if shared is not None:
-            pool = await shared.pool_for(url)
-            raw = await pool.acquire(timeout=CONNECT_TIMEOUT)
+            pool = await shared.pool_for(url, config, dialect.server_settings(config.command_timeout))
+            raw = await pool.acquire(timeout=config.connect_timeout)
             if config.schema is not None:
                 try:
                     await raw.execute(dialect.use_schema_sql(config.schema))
@@ -226,13 +300,16 @@ async def _connect_postgres(config: Config) -> PostgresConnection:
                     with anyio.CancelScope(shield=True):
                         await pool.release(raw)
                     raise
-            return PostgresConnection(raw, asyncpg, config.dsn, pool)
-        settings = {"application_name": "mf", **dialect.session_settings(config.schema)}
-        raw = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT, server_settings=settings)
+            return PostgresConnection(raw, asyncpg, config.dsn, pool, config.command_timeout)
+        settings = {"application_name": "mf", **dialect.server_settings(config.command_timeout),
+                    **dialect.session_settings(config.schema)}
+        raw = await asyncpg.connect(url, timeout=config.connect_timeout, command_timeout=config.command_timeout,
+                                    server_settings=settings)
+        _keep_alive(raw)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError, ValueError) as exc:
         reason = dsn_text.hide(str(exc) or type(exc).__name__, config.dsn)
         raise DatabaseError(f"cannot connect to {shown}{config.dsn_origin}: {reason}") from None
-    return PostgresConnection(raw, asyncpg, config.dsn)
+    return PostgresConnection(raw, asyncpg, config.dsn, command_timeout=config.command_timeout)
 
 
 class _SharedConnections:
@@ -243,14 +320,20 @@ class _SharedConnections:
         self.pools: dict = {}
         self.making = anyio.Lock()
 
-    async def pool_for(self, dsn: str):
+    async def pool_for(self, dsn: str, config: Config, settings: dict):
+        """The pool of ``dsn``, made with the timeouts of the first ``config`` that asks."""
         async with self.making:
             pool = self.pools.get(dsn)
             if pool is None:
                 import asyncpg
 
-                pool = await asyncpg.create_pool(dsn, min_size=0, max_size=self.size, timeout=CONNECT_TIMEOUT,
-                                                 server_settings={"application_name": "mf"})
+                async def keep_alive(raw):
+                    _keep_alive(raw)
+
+                pool = await asyncpg.create_pool(dsn, min_size=0, max_size=self.size,
+                                                 timeout=config.connect_timeout,
+                                                 command_timeout=config.command_timeout, init=keep_alive,
+                                                 server_settings={"application_name": "mf", **settings})
                 self.pools[dsn] = pool
             return pool
 

@@ -41,8 +41,16 @@ class InteractiveQuestioner(Questioner):
     def _ask(self, question: str) -> bool:
         self.output.write(f"{question} [y/N] ")
         self.output.flush()
-        answer = self.input.readline()
-        return answer.strip().lower() in ("y", "yes")
+        return self._answer().strip().lower() in ("y", "yes")
+
+    def _answer(self) -> str:
+        try:
+            return self.input.readline()
+        except KeyboardInterrupt:
+            # Ctrl-C at the question: what is said next starts on a line of its own.
+            self.output.write("\n")
+            self.output.flush()
+            raise
 
     def ask_rename_field(self, model, old, new):
         return self._ask(f"Did you rename {model}.{old.name} to {model}.{new.name} ({new.type})?")
@@ -60,7 +68,7 @@ class InteractiveQuestioner(Questioner):
                           "A one-off value for them (JSON or text), @sql to fill them yourself in a run_sql step "
                           "of the migration, or empty to stop: ")
         self.output.flush()
-        answer = self.input.readline().strip()
+        answer = self._answer().strip()
         return answer or None
 
 

@@ -160,6 +160,42 @@ def test_an_unreachable_database_exits_3_with_the_password_masked(project):
     assert project.state() == before
 
 
+def test_dry_run_of_an_unreachable_database_plans_from_applied_and_says_so(project, pg_url, pg_session):
+    schema = pg_session.fresh_schema()
+    reachable = {"MF_DATABASE_URL": f"{pg_url}?search_path={schema}"}
+    unreachable = {"MF_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/shop"}
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    first = project.migration_names()[0]
+    assert project.run("db", "migrate", env=reachable).code == 0
+    project.write_models(WITH_PHONE)
+    project.run("db", "makemigrations")
+    second = project.migration_names()[1]
+    reference = project.run("db", "migrate", "--dry-run", env=reachable)
+    before = project.state()
+
+    offline = project.run("db", "migrate", "--dry-run", env=unreachable)
+    assert offline.code == 0, offline
+    note, rest = offline.out.split("\n", 1)
+    assert note == ("-- postgresql://app:***@127.0.0.1:1/shop is unreachable, so this plan comes from "
+                    "migrations/.applied, not from its ledger")
+    assert rest == reference.out  # the same plan as the database's own: only 002
+    assert f"-- {second}" in rest and first not in rest
+    assert "hunter2" not in offline.out + offline.err
+
+    as_json = json.loads(project.run("db", "migrate", "--dry-run", "--json", env=unreachable).out)
+    assert [entry["name"] for entry in as_json["pending"]] == [second]
+    assert "cannot connect to postgresql://app:***@127.0.0.1:1/shop" in as_json["offline"]
+    assert json.loads(project.run("db", "migrate", "--dry-run", "--json", env=reachable).out)["offline"] is None
+
+    # Without .applied there is nothing to plan from: the connection error, exit 3.
+    (project.migrations / ".applied").unlink()
+    without = project.run("db", "migrate", "--dry-run", env=unreachable)
+    assert without.code == 3 and without.out == "" and "cannot connect" in without.err, without
+    assert {k: v for k, v in project.state().items() if not k.endswith(".applied")} == \
+        {k: v for k, v in before.items() if not k.endswith(".applied")}
+
+
 def test_a_malformed_pending_file_applies_nothing(project):
     project.write_models(SEED)
     project.run("db", "makemigrations")

@@ -150,7 +150,7 @@ def test_a_killed_lock_holder_frees_the_lock_and_the_waiter_carries_on(pg_url, p
                 # The waiter's lock session has asked for the lock the holder has: it was refused.
                 await wait_until(lambda: observer.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                    "application_name = 'mf' AND pid <> $1 AND query LIKE 'SELECT pg_try_advisory_lock%'",
+                    "application_name = 'mf' AND pid <> $1 AND query LIKE '%pg_try_advisory_lock(%'",
                     holder_pid), "the waiting run never asked for the migration lock")
                 assert results == []  # still waiting for the lock, and nothing applied meanwhile
                 assert not await observer.fetchval(

@@ -72,6 +72,12 @@ def test_passwords_are_masked():
     ("database: {driver: sqlite}\n", "database.dsn is missing"),
     ("- a list\n", "expected a mapping"),
     ("database: {driver: sqlite, dsn: x, lock_timeout: soon}\n", "lock_timeout must be a number"),
+    ("database: {driver: sqlite, dsn: x, command_timeout: 0}\n", "database.command_timeout must be a number"),
+    ("database: {driver: sqlite, dsn: x, command_timeout: .inf}\n", "database.command_timeout must be a number"),
+    ("database: {driver: sqlite, dsn: x, command_timeout: true}\n", "database.command_timeout must be a number"),
+    ("database: {driver: sqlite, dsn: x, connect_timeout: -1}\n", "database.connect_timeout must be a number"),
+    ("database: {driver: sqlite, dsn: x, connect_timeout: .nan}\n", "database.connect_timeout must be a number"),
+    ("database: {driver: sqlite, dsn: x, connect_timeout: 5s}\n", "database.connect_timeout must be a number"),
 ])
 def test_bad_configs_are_reported(tmp_path, monkeypatch, text, message):
     monkeypatch.delenv("MF_DATABASE_URL", raising=False)
@@ -104,3 +110,12 @@ def test_makemigrations_needs_no_database_settings(tmp_path, monkeypatch):
         import anyio
 
         anyio.run(lambda: mfcore.migrate(str(path)))
+
+
+def test_connect_and_command_timeouts_are_read_with_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    config = load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x, connect_timeout: 2.5, "
+                                              "command_timeout: 30}\n")))
+    assert (config.connect_timeout, config.command_timeout) == (2.5, 30.0)
+    config = load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x}\n")))
+    assert (config.connect_timeout, config.command_timeout) == (15.0, 3600.0)

@@ -110,16 +110,36 @@ def test_check_exits_1_when_a_migration_is_needed_and_writes_nothing(project):
     assert project.run("db", "makemigrations", "--check").code == 0
 
 
-def test_dry_run_prints_the_file_and_writes_nothing(project):
+def test_dry_run_prints_the_sql_for_the_configured_database_and_writes_nothing(project):
     project.write_models(SEED)
     project.run("db", "makemigrations")
     project.write_models(WITH_PHONE)
     before = project.state()
     result = project.run("db", "makemigrations", "--dry-run")
-    assert result.code == 0
-    assert "Would write migrations/002_add_phone.json:" in result.out
-    printed = result.out.split("Would write migrations/002_add_phone.json:\n", 1)[1]
-    assert json.loads(printed)["ops"][0]["op"] == "add_column"
+    assert result.code == 0, result
+    heading = "Would write migrations/002_add_phone.json, which runs on sqlite:\n"
+    assert heading in result.out
+    printed = result.out.split(heading, 1)[1].strip().splitlines()
+    assert len(printed) == 1 and printed[0].startswith('ALTER TABLE "lt_customers" ADD COLUMN "phone" VARCHAR(20)')
+    assert project.state() == before
+
+    # PostgreSQL's SQL for a PostgreSQL project, without connecting (nothing listens
+    # there, and the password's variable is not even set).
+    project.write("language_config.yaml", 'database:\n  driver: "postgresql"\n'
+                                          '  dsn: "postgresql://app:${UNSET_PASSWORD}@127.0.0.1:1/app"\n')
+    before = project.state()
+    on_postgres = project.run("db", "makemigrations", "--dry-run")
+    assert on_postgres.code == 0, on_postgres
+    statements = on_postgres.out.split("which runs on postgresql:\n", 1)[1].strip().splitlines()
+    assert statements and all(s.endswith(";") for s in statements), on_postgres.out
+    assert any(s.startswith('ALTER TABLE "lt_customers" ADD COLUMN "phone" varchar') for s in statements), statements
+    assert '"ops"' not in on_postgres.out  # the SQL, not the file's JSON
+
+    as_json = project.run("db", "makemigrations", "--dry-run", "--json")
+    assert as_json.code == 0, as_json
+    doc = json.loads(as_json.out)
+    assert doc["sql"] == [s.rstrip(";") for s in statements]
+    assert doc["changes"][0]["op"] == "add_column" and doc["written"] is False
     assert project.state() == before
 
 

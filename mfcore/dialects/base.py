@@ -216,16 +216,26 @@ class Dialect:
 
     def try_lock_sql(self, schema: Optional[str] = None) -> str:  # pragma: no cover - only with run_lock
         """One attempt at the run-wide lock (of ``schema``'s ledger, when the target is one
-        schema of the database): a row whose first value is true when taken."""
+        schema of the database): a row whose first value is true when taken, and whose
+        second, when taken, says whether the session really holds the lock (an engine
+        whose lock functions are stubs says no)."""
         raise NotImplementedError
 
     def unlock_sql(self, schema: Optional[str] = None) -> str:  # pragma: no cover - only with run_lock
+        """Gives the run-wide lock back; a plain statement (its answer is not read)."""
         raise NotImplementedError
 
-    def lock_held_sql(self, schema: Optional[str] = None) -> Optional[str]:
-        """After try_lock_sql said yes: a row whose first value is true when the session
-        really holds the lock (an engine whose lock functions are stubs says no); None
-        when there is no such check."""
+    def server_settings(self, command_timeout: float) -> dict:
+        """Settings every connection opens with so that the server, too, gives up on a
+        client that vanished (a stalled network, a dead host): it cancels a statement
+        and ends a session idle inside a transaction after ``command_timeout``
+        seconds, and probes an idle connection."""
+        return {}
+
+    def lease_sql(self, seconds: float) -> Optional[str]:
+        """A statement after which the server ends this session when it stays idle for
+        ``seconds`` (a run-wide lock's session, which its client keeps busy); None when
+        the server has no such setting."""
         return None
 
     def transactional_ddl_probe(self, table: str) -> Optional[tuple]:

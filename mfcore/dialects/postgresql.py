@@ -150,17 +150,32 @@ class PostgreSQLDialect(Dialect):
     def session_lock_timeout_sql(self, statement_lock_timeout: str) -> Optional[tuple]:
         return f"SET lock_timeout = {self.string_literal(statement_lock_timeout)}", "RESET lock_timeout"
 
+    def server_settings(self, command_timeout: float) -> dict:
+        milliseconds = str(max(1, round(command_timeout * 1000)))
+        # The keepalive probes notice a client whose host or network died within
+        # about half a minute; the timeouts end what a stalled client left running.
+        return {"statement_timeout": milliseconds, "idle_in_transaction_session_timeout": milliseconds,
+                "tcp_keepalives_idle": "15", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
+
+    def lease_sql(self, seconds: float) -> Optional[str]:
+        # idle_session_timeout is PostgreSQL 14's; on an older server this does nothing
+        # (the WHERE is decided before set_config would be called).
+        return (f"SELECT set_config('idle_session_timeout', '{max(1, round(seconds * 1000))}', false) "
+                "WHERE current_setting('server_version_num')::int >= 140000")
+
     def try_lock_sql(self, schema: Optional[str] = None) -> str:
-        return f"SELECT pg_try_advisory_lock({advisory_lock_key(schema)})"
+        key = advisory_lock_key(schema)
+        # The attempt and the look at pg_locks are one statement: once the lock is held
+        # its session is asked nothing that can leave the server waiting half-way
+        # through a statement's messages (outside any timeout) should the network stall.
+        # pg_locks shows a bigint key as classid (high 32 bits) and objid (low 32 bits).
+        return (f"SELECT taken, CASE WHEN taken THEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND pid = pg_backend_pid() AND objsubid = 1 "
+                f"AND ((classid::bigint << 32) | objid::bigint) = {key}) END "
+                f"FROM (SELECT pg_try_advisory_lock({key}) AS taken OFFSET 0) AS attempt")
 
     def unlock_sql(self, schema: Optional[str] = None) -> str:
         return f"SELECT pg_advisory_unlock({advisory_lock_key(schema)})"
-
-    def lock_held_sql(self, schema: Optional[str] = None) -> Optional[str]:
-        # pg_locks shows a bigint key as classid (high 32 bits) and objid (low 32 bits).
-        return ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND pid = pg_backend_pid() AND objsubid = 1 "
-                f"AND ((classid::bigint << 32) | objid::bigint) = {advisory_lock_key(schema)})")
 
     def transactional_ddl_probe(self, table: str) -> Optional[tuple]:
         # Unqualified: made where the migrations' tables are made (a tenant's schema).
