@@ -174,8 +174,11 @@ def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
                    check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None,
-                   backfill=None):
+                   backfill=None, max_tables: Optional[int] = None):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
+
+    ``max_tables``: instead of the config's max_tables_per_migration, the most tables one
+    file may touch; a migration touching more is split into consecutive files.
 
     ``backfill``: one-off values for the rows a NOT NULL change leaves without one,
     {"Model.field": "VALUE"} or ["Model.field=VALUE", ...] (VALUE as typed: JSON or text).
@@ -188,6 +191,12 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     from .gcpause import gc_paused
 
     resolved = resolve_config(config)
+    if max_tables is not None:
+        if type(max_tables) is not int or max_tables < 1:
+            raise ConfigError(f"max_tables must be a whole number of tables, 1 or more, got {max_tables!r:.40}")
+        from dataclasses import replace
+
+        resolved = replace(resolved, max_tables_per_migration=max_tables)
     writing = not (dry_run or check)
     with gc_paused():
         carried = carryover.pending_conversion(resolved.migrations_dir)
