@@ -568,7 +568,7 @@ class _Database:
             self._within_budget.add(step.name)
 
     def _over_budget(self, step: Step, estimate: int, undoing: bool) -> LockBudgetError:
-        what = "undoing it" if undoing else "it"
+        what = "undoing it" if undoing else "applying it"
         advice = ("raise max_locks_per_transaction in postgresql.conf and restart the server" if undoing else
                   "split it: delete the file (and any files after it that no database has applied), then run "
                   "`mf db makemigrations` again, which writes migrations of at most max_tables_per_migration "
