@@ -101,3 +101,40 @@ def test_schema_json_roundtrip(benchmark, schemas, tmp_path):
 
     assert benchmark(roundtrip) == new
     benchmark.extra_info.update(models=n, schema_json_mb=round(path.stat().st_size / 1e6, 2))
+
+
+FIRST_SIZES = [1000, 5000] + ([20000] if os.environ.get("MF_BENCH_SLOW", "") not in ("", "0") else [])
+
+# `mf db makemigrations` run as a process that reports its own peak memory on stderr.
+_REPORTING_PEAK = ("import atexit, resource, runpy, sys\n"
+                   "atexit.register(lambda: sys.stderr.write("
+                   "'peak_kb=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+                   "sys.argv = ['mf', 'db', 'makemigrations']\n"
+                   "runpy.run_module('mfcore.cli', run_name='__main__')\n")
+
+
+@pytest.mark.parametrize("n", FIRST_SIZES, ids=lambda n: f"{n}_models")
+def test_first_makemigrations_process(benchmark, tmp_path, n):
+    """The first `mf db makemigrations` of a project: every model read, created and
+    written twice (the migration and schema.json). Peak memory is in extra_info."""
+    from conftest import models_text
+
+    (tmp_path / "language_config.yaml").write_text('database:\n  driver: sqlite\n  dsn: "./dev.db"\n')
+    (tmp_path / "models.mp").write_text(models_text(n))
+    migrations = tmp_path / "migrations"
+    peaks = []
+
+    def restore():
+        shutil.rmtree(migrations, ignore_errors=True)
+        shutil.rmtree(tmp_path / ".mf_cache", ignore_errors=True)
+        return (), {}
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _REPORTING_PEAK], cwd=tmp_path, check=True,
+                              capture_output=True, text=True, env=_environment())
+        peaks.append(int(done.stderr.rsplit("peak_kb=", 1)[1]))
+
+    benchmark.pedantic(run, setup=restore, rounds=3 if n <= 5000 else 1, iterations=1)
+    written = sum(path.stat().st_size for path in migrations.glob("*.json"))
+    assert len(list(migrations.glob("001_*.json"))) == 1
+    benchmark.extra_info.update(models=n, peak_mb=round(max(peaks) / 1024), written_mb=round(written / 1e6, 1))

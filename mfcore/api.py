@@ -189,6 +189,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     from . import carryover, writer
     from .backfills import parse_backfills
     from .gcpause import gc_paused
+    from .snapshot import shared_model_documents
 
     resolved = resolve_config(config)
     if max_tables is not None:
@@ -198,7 +199,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
 
         resolved = replace(resolved, max_tables_per_migration=max_tables)
     writing = not (dry_run or check)
-    with gc_paused():
+    with gc_paused(), shared_model_documents():
         carried = carryover.pending_conversion(resolved.migrations_dir)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
                                        backfills=parse_backfills(backfill),

@@ -156,11 +156,12 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     if dry_run:
         survey = await _read_only_survey(config, files)
         return MigrateResult([f.name for f in cut(survey.pending, to)], notices=notices, ahead=survey.ahead)
+    prepared = Prepared(config, files)
     if not database_exists(config):
         # Read and translate what would run before the SQLite file is created: a
         # malformed migration must leave no trace, not even an empty database file.
         survey = await _read_only_survey(config, files)
-        Prepared(config, files).load(cut(survey.pending, to))
+        prepared.load(cut(survey.pending, to))
     async with await connect(config) as connection:
         database = _database_for(connection, config)
         database.notices = notices
@@ -168,8 +169,7 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         behind = config.mirrors_applied_file and survey.applied_file_behind
         if not survey.adopt and not cut(survey.pending, to) and not behind and not survey.renames:
             return _result([], survey, files, notices)
-        prepared = Prepared(config, files)
-        prepared.load(cut(survey.pending, to))
+        prepared.load(cut(survey.pending, to))  # what the check above read is kept
         if not fake:
             await database.check_lock_budget([prepared[f.name] for f in cut(survey.pending, to)])
         async with database.exclusive():

@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from .operations import (AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
-                         RenameColumn, RenameModel, attach_tables, column_changes, referenced_key, referencing_type,
-                         table_def)
+                         RenameColumn, RenameModel, attach_tables, column_changes, fold_start, folding,
+                         referenced_key, referencing_type, table_def)
 from .questioner import Questioner
 from .schema import MAX_IDENTIFIER, Schema
 
@@ -271,24 +271,45 @@ def _same_shape(before, after) -> bool:
 
 
 def _creation_order(created, new):
-    """(model, keys to defer) for each new model, each after the new models it references."""
+    """(model, keys to defer) for each new model, each after the new models it references.
+
+    In rounds: every model whose new targets are all created comes next, in name order;
+    when none is (a cycle), the first model by name is created at once and its keys into
+    the cycle are added afterwards. Each model's pending targets are counted down as
+    they are created, so the order costs time in proportion to the keys."""
     pending = set(created)
+    waiting = {}        # model -> its targets not created yet
+    referrers = {}      # target -> models waiting for it
+    for name in created:
+        targets = {f.target for f in new.models[name].fields if f.target in pending and f.target != name}
+        waiting[name] = targets
+        for target in targets:
+            referrers.setdefault(target, []).append(name)
     order = []
+
+    def create(name):
+        pending.discard(name)
+        unblocked = []
+        for referrer in referrers.get(name, ()):
+            targets = waiting[referrer]
+            targets.discard(name)
+            if not targets and referrer in pending:
+                unblocked.append(referrer)
+        return unblocked
+
+    ready = sorted(name for name in created if not waiting[name])
     while pending:
-        ready = sorted(name for name in pending
-                       if not any(f.target in pending and f.target != name
-                                  for f in new.models[name].fields))
         if ready:
+            unblocked = []
             for name in ready:
                 order.append((name, ()))
-                pending.discard(name)
+                unblocked.extend(create(name))
+            ready = sorted(set(unblocked))
             continue
-        # A cycle: create the first model now and add its keys into the cycle afterwards.
-        name = sorted(pending)[0]
-        deferred = tuple(f.name for f in new.models[name].fields
-                         if f.target in pending and f.target != name)
+        name = min(pending)
+        deferred = tuple(f.name for f in new.models[name].fields if f.target in pending and f.target != name)
         order.append((name, deferred))
-        pending.discard(name)
+        ready = sorted(set(create(name)))
     return order
 
 
@@ -464,7 +485,7 @@ def _bring_forward(pending: list, position: int):
 def _tables_as_they_stand(operations, old: Schema) -> list:
     """Each operation on an existing table with the table's name at its new place (an
     operation moved across a rename of its table names it as it is then)."""
-    state = old
+    state = fold_start(old)
     settled = []
     for operation in operations:
         if operation.op not in ("create_model", "rename_model") and hasattr(operation, "table") \
@@ -472,7 +493,7 @@ def _tables_as_they_stand(operations, old: Schema) -> list:
             table = state.models[operation.model].table
             if table != operation.table:
                 operation = replace(operation, table=table)
-        state = operation.apply(state)
+        state = folding(operation.apply(state))
         settled.append(operation)
     return settled
 

@@ -24,6 +24,7 @@ from .dialects.base import LEDGER_TABLE, parse_default
 from .ledger import APPLIED, STARTED
 from .dialects.catalog import Catalog, Table
 from .introspect import index_text, schema_of_catalog
+from .operations import fold_start, folding
 from .schema import Schema
 
 
@@ -114,12 +115,18 @@ class DriftReport:
 def owned_names(migrations) -> tuple:
     """(tables, enum type names) that any state along the migrations had."""
     tables, types = set(), set()
-    state = Schema()
+    state = fold_start(Schema())
     for migration in migrations:
         for operation in migration.operations:
-            state = operation.apply(state)
-            tables.update(model.table for model in state.models.values())
-            types.update(enum.type_name for enum in state.enums.values())
+            state = folding(operation.apply(state))
+            # Only the model or enum an operation names can gain a name; looking at just
+            # those keeps this in proportion to the operations, not operations x models.
+            for model_name in (getattr(operation, "model", None), getattr(operation, "new_name", None)):
+                if model_name in state.models:
+                    tables.add(state.models[model_name].table)
+            enum_name = getattr(operation, "name", None) if operation.op.endswith("_enum") else None
+            if enum_name in state.enums:
+                types.add(state.enums[enum_name].type_name)
     return tables, types
 
 

@@ -8,6 +8,7 @@ from .config import Config
 from .dialects import dialect_for
 from .errors import MigrationFileError
 from .history import migration_files
+from .operations import fold
 from .schema import Schema
 from .store import load_history, read_snapshot
 
@@ -34,8 +35,7 @@ def owned_objects(config: Config) -> tuple:
 
     state = Schema()
     for migration in history:
-        for operation in migration.operations:
-            state = operation.apply(state)
+        state = fold(migration.operations, state)
         take(state)
     snapshot, _name = read_snapshot(config.migrations_dir)
     if snapshot is not None:

@@ -9,6 +9,7 @@ which the model cache uses to copy unchanged models without reading them.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from typing import Optional
 
 import orjson
@@ -32,16 +33,21 @@ _OPTIONAL_KEYS = ("null", "unique", "primary_key", "max_length", "max_digits", "
 
 
 def dumps(document) -> bytes:
-    return orjson.dumps(document, option=_DUMP_OPTIONS) + b"\n"
+    return orjson.dumps(document, option=_DUMP_OPTIONS | orjson.OPT_APPEND_NEWLINE)
 
 
 # ---------------------------------------------------------------- fields
 
+# (key, position in Field, default) of the optional keys: read by position, which is
+# what makes writing a schema of many thousands of fields cheap.
+_OPTIONAL = tuple((key, Field._fields.index(key), _FIELD_DEFAULTS[key]) for key in _OPTIONAL_KEYS)
+
+
 def field_to_json(f: Field) -> dict:
     doc = {"name": f.name, "type": f.type, "column": f.column}
-    for key in _OPTIONAL_KEYS:
-        value = getattr(f, key)
-        if value != _FIELD_DEFAULTS[key]:
+    for key, position, default in _OPTIONAL:
+        value = f[position]
+        if value != default:
             doc[key] = value
     if f.has_default:
         doc["default"] = f.default
@@ -72,6 +78,12 @@ DEFERRABLE_MODES = ("immediate", "deferred")  # DEFERRABLE INITIALLY IMMEDIATE /
 def check_field_doc(doc, where: str) -> None:
     """A field definition's shape and every value's type, or SchemaFileError naming the
     key (``where`` is the path of the definition, e.g. ``002_x.json: ops[0].field_def``)."""
+    if type(doc) is not dict or not _plainly_valid(doc):
+        check_field_doc_fully(doc, where)
+
+
+def check_field_doc_fully(doc, where: str) -> None:
+    """check_field_doc without its shortcut for ordinary definitions."""
     if type(doc) is not dict:
         raise SchemaFileError(f"{where} must be an object, got {_short(doc)}")
     for key in ("name", "type"):
@@ -118,6 +130,48 @@ def check_field_doc(doc, where: str) -> None:
         raise SchemaFileError(f"{where}.enum is missing (an EnumField names its enum)")
     if "default" in doc:
         _check_json_value(doc["default"], f"{where}.default")
+
+
+# The keys of most field definitions and what their values must be: 1 a non-empty
+# string, 2 true or false, 3 a max_length.
+_PLAIN_KEYS = {"name": 1, "type": 1, "column": 1, "enum": 1, "to": 1,
+               **{key: 2 for key in _FLAGS}, "max_length": 3}
+
+
+def _plainly_valid(doc: dict) -> bool:
+    """True when the definition surely passes check_field_doc: one pass over the keys of
+    an ordinary field, which is most of a schema.json (reading one of many thousands of
+    models is mostly this). Anything else gets the full check, which names the problem."""
+    if "name" not in doc or "type" not in doc:
+        return False
+    for key, value in doc.items():
+        kind = _PLAIN_KEYS.get(key)
+        if kind == 1:
+            if type(value) is not str or not value:
+                return False
+        elif kind == 2:
+            if type(value) is not bool:
+                return False
+        elif kind == 3:
+            if type(value) is not int or not 0 < value <= _SIZES["max_length"]:
+                return False
+        elif key == "on_delete":
+            if value not in ON_DELETE_ACTIONS:
+                return False
+        elif key == "default":
+            kind_of_value = type(value)
+            if kind_of_value is str:
+                if "\x00" in value:
+                    return False
+            elif kind_of_value is int:
+                if not -2 ** 63 <= value < 2 ** 63:
+                    return False
+            elif kind_of_value is not bool and kind_of_value is not float and value is not None:
+                return False
+        else:
+            return False
+    kind = doc["type"]
+    return kind != "DecimalField" and kind != "EnumField" and (kind != "CharField" or "max_length" in doc)
 
 
 def _check_json_value(value, where: str, depth: int = 0) -> None:
@@ -203,18 +257,56 @@ def new_form_fields(raw_fields: list, field_class=Field):
     return tuple(fields)
 
 
-_new_form_fields = twin(new_form_fields)
+def _fitting_twin():
+    """The compiled twin, when it was built from the Field of these sources. A compiled
+    module left from before a Field slot was added (an editable install not rebuilt)
+    would give fields that are too short, and fail far from here; the Python loop is
+    used instead."""
+    compiled = twin(new_form_fields)
+    if compiled is new_form_fields:
+        return compiled
+    probe = compiled([{"name": "n", "type": "IntegerField"}], Field)
+    return compiled if len(probe[0]) == len(Field._fields) else new_form_fields
+
+
+_new_form_fields = _fitting_twin()
 
 
 # ---------------------------------------------------------------- models and enums
 
+# Inside shared_model_documents(), a model's JSON is built once per model object and
+# shared: a makemigrations that creates thousands of models writes each of them twice,
+# in the migration's create_model and in schema.json. The documents are never changed.
+_shared_documents: Optional[dict] = None
+
+
+@contextmanager
+def shared_model_documents():
+    global _shared_documents
+    outer = _shared_documents
+    if outer is None:
+        _shared_documents = {}
+    try:
+        yield
+    finally:
+        _shared_documents = outer
+
+
 def model_to_json(model: Model) -> dict:
-    return {
+    shared = _shared_documents
+    if shared is not None:
+        found = shared.get(id(model))
+        if found is not None and found[0] is model:
+            return found[1]
+    doc = {
         "name": model.name,
         "table": model.table,
         "fields": [field_to_json(f) for f in model.fields],
         "indexes": [index_to_json(i) for i in model.indexes],
     }
+    if shared is not None:
+        shared[id(model)] = (model, doc)  # the model is kept, so its id stays its own
+    return doc
 
 
 def index_to_json(index: Index) -> dict:

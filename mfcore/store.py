@@ -19,7 +19,7 @@ import orjson
 
 from . import files, legacy
 from .errors import MigrationFileError, SchemaFileError
-from .operations import operation_from_json
+from .operations import fold, operation_from_json
 from .schema import Schema
 from .snapshot import FORMAT, MADE_FROM, dumps, schema_from_json, schema_to_json
 
@@ -330,8 +330,7 @@ def load_history(directory: str, files=None) -> tuple[list[Migration], Schema]:
         migration = read_migration(file, state, data, document)
         migrations.append(migration)
         if file.name not in skipped:
-            for operation in migration.operations:
-                state = operation.apply(state)
+            state = fold(migration.operations, state)
     return migrations, state
 
 

@@ -97,3 +97,18 @@ def test_statement_splitting_matches_its_twin(data):
                ("x", (3, 1), Call("CharField", (3, 5), ()), (3, 5)))
     assert _hotloops.split_statements(options, Call) == split_statements(options, Call)
     assert split_statements(options, Call) == ([options[2]], [options[0], options[1]])
+
+
+def test_a_snapshot_loader_compiled_for_fewer_field_slots_is_not_used(monkeypatch):
+    """An editable install whose compiled module predates a new Field slot: the
+    Python loop reads snapshots instead of fields that are too short."""
+    from mfcore import snapshot
+
+    def stale(raw_fields, field_class):
+        return tuple(tuple.__new__(field_class, (doc["name"], doc["type"], doc["name"])) for doc in raw_fields)
+
+    monkeypatch.setattr(snapshot, "twin", lambda function: stale)
+    assert snapshot._fitting_twin() is snapshot.new_form_fields
+    fitting = lambda raw_fields, field_class: snapshot.new_form_fields(raw_fields, field_class)  # noqa: E731
+    monkeypatch.setattr(snapshot, "twin", lambda function: fitting)
+    assert snapshot._fitting_twin() is fitting

@@ -58,3 +58,40 @@ def test_malformed_snapshots_are_reported(tmp_path, content, message):
     with pytest.raises(SchemaFileError) as caught:
         load_schema(str(path))
     assert message in str(caught.value)
+
+
+# ---------------------------------------------------------------- the shortcut for ordinary fields
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mfcore.snapshot import check_field_doc, check_field_doc_fully  # noqa: E402
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),
+                    st.floats(allow_nan=False), st.text(max_size=4), st.sampled_from(["CASCADE", "SET_NULL", ""]),
+                    st.lists(st.integers(), max_size=2))
+_keys = st.sampled_from(["name", "type", "column", "null", "unique", "primary_key", "auto_now", "max_length",
+                         "enum", "to", "on_delete", "default", "max_digits", "db_default", "other"])
+_types = st.sampled_from(["CharField", "IntegerField", "EnumField", "DecimalField", "ForeignKey", "BooleanField"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=7), _types, st.text(min_size=1, max_size=3))
+def test_the_shortcut_for_ordinary_field_definitions_passes_only_what_the_full_check_passes(doc, kind, name):
+    doc = {"name": name, "type": kind, **doc} if "name" not in doc else doc
+    try:
+        check_field_doc_fully(doc, "f")
+    except SchemaFileError as full:
+        with pytest.raises(SchemaFileError) as shortcut:
+            check_field_doc(doc, "f")
+        assert str(shortcut.value) == str(full)
+    else:
+        check_field_doc(doc, "f")
+
+
+def test_an_ordinary_field_definition_takes_the_shortcut():
+    from mfcore.snapshot import _plainly_valid
+
+    assert _plainly_valid({"name": "title", "type": "CharField", "column": "title", "max_length": 200,
+                           "null": True, "default": ""})
+    assert not _plainly_valid({"name": "title", "type": "CharField"})  # the full check says why

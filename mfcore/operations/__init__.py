@@ -12,7 +12,7 @@ from .records import (COLUMN_ASPECTS, AddColumn, AddForeignKey, AddIndex, AlterC
                       CreateModel, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel, Operation,
                       RenameColumn, RenameModel, RunPython, RunSQL, column_changes, fill_placeholder, fold,
                       is_narrowing, referencing_type, undo)
-from .tables import Reference, TableDef, attach_tables, referenced_key, table_def
+from .tables import Reference, TableDef, attach_tables, fold_start, folding, referenced_key, table_def
 from .locks import lock_estimate, locked_objects, split_operations, tables_of
 
 __all__ = [
@@ -21,6 +21,6 @@ __all__ = [
     "CreateModel", "DropColumn", "DropEnum", "DropForeignKey", "DropIndex", "DropModel", "Operation",
     "RenameColumn", "RenameModel", "RunPython", "RunSQL", "column_changes", "fill_placeholder", "fold",
     "is_narrowing", "referencing_type", "undo",
-    "Reference", "TableDef", "attach_tables", "referenced_key", "table_def", "cannot_undo", "undo_loss",
+    "Reference", "TableDef", "attach_tables", "fold_start", "folding", "referenced_key", "table_def", "cannot_undo", "undo_loss",
     "lock_estimate", "locked_objects", "split_operations", "tables_of",
 ]

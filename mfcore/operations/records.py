@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 from ..errors import MigrationFileError
 from ..schema import Enum, Field, Index, Model, Schema
 from . import text
-from .tables import TableDef, attach_tables, table_def
+from .tables import FoldingSchema, TableDef, attach_tables, fold_start, folded, folding, table_def
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ class Operation:
 
 
 def _with_models(schema: Schema, **changed) -> Schema:
+    if type(schema) is FoldingSchema:
+        schema.models.update(changed)
+        return schema
     models = dict(schema.models)
     models.update(changed)
     return Schema(enums=schema.enums, models=models)
@@ -636,8 +639,9 @@ _UNDO_RANK = {"create_enum": 0, "alter_enum": 1, "drop_enum": 3}
 
 
 def fold(operations, schema: Schema) -> Schema:
+    schema = fold_start(schema)
     for operation in operations:
-        schema = operation.apply(schema)
-    return schema
+        schema = folding(operation.apply(schema))
+    return folded(schema)
 
 

@@ -77,13 +77,37 @@ def table_def(schema: Schema, model_name: str, without_keys=()) -> TableDef:
 
 
 
+class FoldingSchema(Schema):
+    """A schema whose dicts belong to the fold running over it, so a step may change
+    them in place: copying every model for every step made a fold over thousands of
+    create_model steps quadratic. It never leaves the fold (see ``folded``)."""
+
+
+def folding(schema: Schema) -> FoldingSchema:
+    """The fold's own copy of ``schema``, or, after a step, the step's result as the
+    fold's own: a step returns the dicts it was given or new ones, never anyone else's."""
+    if type(schema) is FoldingSchema:
+        return schema
+    return FoldingSchema(enums=schema.enums, models=schema.models)
+
+
+def fold_start(schema: Schema) -> FoldingSchema:
+    return FoldingSchema(enums=dict(schema.enums), models=dict(schema.models))
+
+
+def folded(schema: Schema) -> Schema:
+    """The fold's result as a plain Schema (its dicts are nobody else's)."""
+    return Schema(enums=schema.enums, models=schema.models)
+
+
 def attach_tables(operations, schema: Schema) -> tuple[list, Schema]:
     """Give each operation the TableDef of the schema right after it; returns the
     completed operations and the final schema."""
     completed = []
+    schema = fold_start(schema)
     for operation in operations:
         operation = operation.with_table_before(schema)
-        schema = operation.apply(schema)
+        schema = folding(operation.apply(schema))
         completed.append(operation.with_table(schema))
-    return completed, schema
+    return completed, folded(schema)
 
