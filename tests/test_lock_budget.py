@@ -123,6 +123,18 @@ def test_the_command_line_limit_overrides_the_config_and_json_lists_every_file(t
     assert len(file_ops(project)) == 1
 
 
+def test_split_file_names_keep_within_the_suffix_limit(tmp_path):
+    project = make_project(tmp_path / "app", models=12)
+    name = "a_rather_long_description_of_the_first_version_of_every_table_here"
+    result = api.makemigrations(str(project.path / "language_config.yaml"), name=name, max_tables=3)
+    suffixes = [Path(planned.path).stem.split("_", 1)[1] for planned in result.files]
+    assert len(suffixes) >= 10
+    assert all(len(suffix) <= 60 for suffix in suffixes)
+    assert [suffix.rsplit("_", 1)[1] for suffix in suffixes] == [f"part{n}" for n in range(1, len(suffixes) + 1)]
+    assert len({suffix.rsplit("_", 1)[0] for suffix in suffixes}) == 1
+    assert name.startswith(suffixes[0].rsplit("_", 1)[0])
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "many", "true", "2.5", "[]"])
 def test_a_bad_max_tables_per_migration_is_refused_naming_the_key(tmp_path, value):
     project = make_project(tmp_path / "app", models=3)
