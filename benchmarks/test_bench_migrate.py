@@ -7,6 +7,12 @@
 - applying 1,000 small migrations (one CREATE TABLE each), against the bare driver
   running the same statements and ledger rows, each in its own transaction, on one
   connection; target within 1.3x of the bare driver.
+- the first migration of a generated schema (benchmarks/generate.py: 20 fields a
+  model, a foreign key in about every fifth) on PostgreSQL: `mf db migrate` against
+  `psql -f` running the same DDL (`mf db sql` of each file, each file in a transaction
+  of its own, as mf runs it) in the same run; target within 1.5x of psql.
+  MF_BENCH_MODELS sets the size (default 500; 5000 is the case a stock server's lock
+  table cannot take in one transaction, so makemigrations splits it).
 
     pytest benchmarks/test_bench_migrate.py --benchmark-only
 
@@ -17,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import hashlib
+import os
 import statistics
 import sys
 import time
@@ -305,3 +313,77 @@ async def _bare_postgres(dsn: str, plan) -> int:
     count = await connection.fetchval('SELECT count(*) FROM "mf_migrations"')
     await connection.close()
     return count
+
+
+# ---------------------------------------------------------------- the first migration of a large schema
+
+FIRST_MODELS = int(os.environ.get("MF_BENCH_MODELS", "500"))
+FIRST_ROUNDS = int(os.environ.get("MF_BENCH_ROUNDS", "3"))
+
+
+def test_first_migration_of_a_large_schema_mf_vs_psql(benchmark, tmp_path):
+    """`mf db migrate` applying the first migration of FIRST_MODELS models (split by
+    max_tables_per_migration as makemigrations writes it) to an empty PostgreSQL
+    database, as a process. Each round first runs `psql -f` with the same DDL on a
+    database of its own (untimed by the benchmark), so extra_info carries the ratio of
+    the two measured side by side. Every round gets new databases: dropping a database
+    takes no lock per table, where dropping thousands of tables in one transaction
+    would overflow the lock table itself."""
+    import shutil
+    import subprocess
+    from contextlib import ExitStack
+    from urllib.parse import urlsplit
+
+    from conftest import models_text
+
+    dbutil.require_postgres()
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed")
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "models.mp").write_text(models_text(FIRST_MODELS))
+    (root / "language_config.yaml").write_text('database:\n  driver: postgresql\n  dsn: "${MF_BENCH_DSN}"\n')
+    env = dict(os.environ, MF_BENCH_DSN="postgresql://unused@127.0.0.1/unused")
+    run = functools.partial(subprocess.run, cwd=root, env=env, capture_output=True, text=True, check=True)
+    run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations", "--name", "initial"])
+    files = sorted((root / "migrations").glob("[0-9]*.json"), key=lambda p: int(p.name.split("_")[0]))
+    script = root / "ddl.sql"
+    with open(script, "w") as out:
+        for file in files:
+            number = file.name.split("_")[0]
+            statements = run([sys.executable, "-m", "mfcore.cli", "db", "sql", number]).stdout
+            out.write("BEGIN;\n" + statements + "COMMIT;\n")
+    stack = ExitStack()
+    psql_times, mf_times = [], []
+
+    def fresh_database() -> str:
+        return stack.enter_context(dbutil.temporary_postgres_database("mf_bench_first"))
+
+    def setup():
+        # .applied mirrors the previous round's database: without it, mf finds a new,
+        # empty database as a user's first migrate does.
+        (root / "migrations" / ".applied").unlink(missing_ok=True)
+        url = fresh_database()
+        parts = urlsplit(url)
+        started = time.perf_counter()
+        subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", parts.hostname, "-p", str(parts.port or 5432),
+                        "-U", parts.username or "postgres", "-d", parts.path.lstrip("/"), "-f", str(script)],
+                       check=True, capture_output=True)
+        psql_times.append(time.perf_counter() - started)
+        return (fresh_database(),), {}
+
+    def apply(url):
+        started = time.perf_counter()
+        completed = run([sys.executable, "-m", "mfcore.cli", "db", "migrate"], env=dict(env, MF_DATABASE_URL=url))
+        mf_times.append(time.perf_counter() - started)
+        return completed.stdout
+
+    with stack:
+        output = benchmark.pedantic(apply, setup=setup, rounds=FIRST_ROUNDS, iterations=1)
+    assert f"Applied {len(files)} migration(s)" in output
+    benchmark.extra_info["models"] = FIRST_MODELS
+    benchmark.extra_info["files"] = len(files)
+    benchmark.extra_info["psql_median_s"] = round(statistics.median(psql_times), 3)
+    benchmark.extra_info["mf_median_s"] = round(statistics.median(mf_times), 3)
+    benchmark.extra_info["mf_over_psql"] = round(statistics.median(mf_times) / statistics.median(psql_times), 3)

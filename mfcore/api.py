@@ -174,8 +174,11 @@ def _rollback_config(config: ConfigLike, steps: Optional[int], to: Optional[int]
 
 def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry_run: bool = False,
                    check: bool = False, empty: bool = False, questioner: Optional[Questioner] = None,
-                   backfill=None, accept_rounding: bool = False):
+                   backfill=None, accept_rounding: bool = False, max_tables: Optional[int] = None):
     """Write the next migration file for the changes in models.mp (see MakeMigrationsResult).
+
+    ``max_tables``: instead of the config's max_tables_per_migration, the most tables one
+    file may touch; a migration touching more is split into consecutive files.
 
     ``backfill``: one-off values for the rows a NOT NULL change leaves without one,
     {"Model.field": "VALUE"} or ["Model.field=VALUE", ...] (VALUE as typed: JSON or text).
@@ -192,6 +195,12 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     from .snapshot import shared_model_documents
 
     resolved = resolve_config(config)
+    if max_tables is not None:
+        if type(max_tables) is not int or max_tables < 1:
+            raise ConfigError(f"max_tables must be a whole number of tables, 1 or more, got {max_tables!r:.40}")
+        from dataclasses import replace
+
+        resolved = replace(resolved, max_tables_per_migration=max_tables)
     writing = not (dry_run or check)
     if writing:
         from . import store
@@ -220,8 +229,14 @@ def _draft_sql(config: Config, result) -> list:
 
     from .dialects import dialect_for
 
-    atomic = orjson.loads(result.content).get("atomic", True) is not False
-    return dialect_for(config.driver).migration_sql(result.operations, atomic=atomic)
+    dialect = dialect_for(config.driver)
+    statements: list = []
+    for planned in result.files:  # a split migration: each file's statements under its name
+        if len(result.files) > 1:
+            statements.append(f"-- {os.path.basename(planned.path)}")
+        atomic = orjson.loads(planned.content).get("atomic", True) is not False
+        statements.extend(dialect.migration_sql(planned.operations, atomic=atomic))
+    return statements
 
 
 async def carry_over(config: ConfigLike = None, *, notices: Optional[list] = None) -> list:

@@ -45,13 +45,13 @@ from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
 from .dialects.base import CatalogStep, CatalogStepRefusal, Guard
 from .drivers import Connection, StatementError, connect, database_exists
-from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockTimeoutError, MfError,
-                     MigrationFileError, ResolveError)
+from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockBudgetError,
+                     LockTimeoutError, MfError, MigrationFileError, ResolveError)
 from .history import (Checksums, Survey, ahead_notice, ahead_of, adoption_decision, check_target,
                       check_unresolved, cut, listed_files, migration_files, number_of, out_of_order_refusal,
                       read_history, survey_from)
 from .ledger import APPLIED, STARTED, LedgerEntry
-from .operations import fold
+from .operations import fold, lock_estimate
 from .ownership import applied_files, owned_objects
 from .schema import Schema
 from .steps import Prepared, Step, UndoPlan, undo_plan
@@ -171,6 +171,8 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         if not survey.adopt and not cut(survey.pending, to) and not behind and not survey.renames:
             return _result([], survey, files, notices)
         prepared.load(cut(survey.pending, to))  # what the check above read is kept
+        if not fake:
+            await database.check_lock_budget([prepared[f.name] for f in cut(survey.pending, to)])
         async with database.exclusive():
             applied, survey = await _run(database, files, prepared, to, fake, on_event)
             return _result(applied, survey, files, notices)
@@ -320,6 +322,8 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, fake, o
     try:
         survey = await database.settled_survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
+        if not fake:
+            await database.check_lock_budget(plan.steps, undoing=True)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
     except BaseException:
         # Also when interrupted (Ctrl-C cancels the run): .applied follows what committed.
@@ -532,6 +536,8 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
                     f"{name} runs after migrations numbered above it that this database applied first; "
                     "in this order they build the same schema as in the files' order.")
         prepared.load(pending)
+        if not fake:  # files that appeared while the lock was awaited
+            await database.check_lock_budget([prepared[file.name] for file in pending])
         applied = await _each([prepared[file.name] for file in pending],
                               lambda step: database.apply(step, fake), "applied", on_event)
     except BaseException:
@@ -592,6 +598,40 @@ class _Database:
         self.notices: list = []    # things the user should hear of, e.g. adoption warnings
         prologue = [dialect.begin_sql] + dialect.transaction_prologue(config.statement_lock_timeout)
         self._begin_statements = ["; ".join(prologue)] if dialect.batches_statements else prologue
+        self._lock_budget = None       # read from the server once per run (check_lock_budget)
+        self._lock_budget_read = False
+        self._within_budget: set = set()
+
+    # ------------------------------------------------------------ the server's lock table
+    async def check_lock_budget(self, steps, *, undoing: bool = False) -> None:
+        """Refuse, before anything runs, a migration whose transaction would take more
+        locks than the server's lock table holds for all sessions together: PostgreSQL
+        would fail it with "out of shared memory" after doing most of its work. The
+        estimate is the one makemigrations splits by (operations/locks.py)."""
+        for step in steps:
+            if step.name in self._within_budget:
+                continue
+            if not self._lock_budget_read:
+                self._lock_budget = await self.dialect.lock_budget(self.connection)
+                self._lock_budget_read = True
+            if self._lock_budget is None:
+                return
+            estimate = lock_estimate(step.migration.operations)
+            if estimate > self._lock_budget.total:
+                raise self._over_budget(step, estimate, undoing)
+            self._within_budget.add(step.name)
+
+    def _over_budget(self, step: Step, estimate: int, undoing: bool) -> LockBudgetError:
+        what = "undoing it" if undoing else "applying it"
+        advice = ("raise max_locks_per_transaction in postgresql.conf and restart the server" if undoing else
+                  "split it: delete the file (and any files after it that no database has applied), then run "
+                  "`mf db makemigrations` again, which writes migrations of at most max_tables_per_migration "
+                  "tables each (lower it if need be); or raise max_locks_per_transaction in postgresql.conf "
+                  "and restart the server")
+        return LockBudgetError(
+            f"{step.name}: {what} would take about {estimate} locks in one transaction, more than the lock table "
+            f"of {self.config.display_dsn} holds for all sessions together, {self._lock_budget.describe()}; "
+            f"nothing was {'undone' if undoing else 'applied'}. To go on, {advice}.")
 
     # ------------------------------------------------------------ locking
     @asynccontextmanager

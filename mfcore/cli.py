@@ -125,7 +125,7 @@ def cmd_makemigrations(args, out: Output) -> int:
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
     result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
                             empty=args.empty, questioner=questioner, backfill=args.backfill,
-                            accept_rounding=args.accept_rounding)
+                            accept_rounding=args.accept_rounding, max_tables=args.max_tables)
     for notice in result.notices:
         out.notice(notice)
     if args.verbose and result.models_read < result.models_total:
@@ -136,6 +136,8 @@ def cmd_makemigrations(args, out: Output) -> int:
             "changes": [dict(op.to_json(), destructive=op.destructive, description=op.describe())
                         for op in result.operations],
             "file": _display_path(result.path) if result.path else None,
+            "files": [_display_path(planned.path) for planned in result.files],
+            "split": result.split_reason,
             "written": result.written,
             "notices": result.notices,
             "models_read": result.models_read,
@@ -147,7 +149,9 @@ def cmd_makemigrations(args, out: Output) -> int:
         out.line("No changes detected.")
         return EXIT_OK
     _render_changes(result.operations, out)
-    shown = _display_path(result.path)
+    shown = ", ".join(_display_path(planned.path) for planned in result.files)
+    if result.split_reason:
+        out.line(result.split_reason[0].upper() + result.split_reason[1:] + ".")
     if args.check:
         out.line(f"Changes detected: {shown} would be generated (run `mf db makemigrations`).")
         return EXIT_FOUND
@@ -156,7 +160,12 @@ def cmd_makemigrations(args, out: Output) -> int:
         for statement in result.sql:
             out.line(statement.rstrip(";") + ";" if not statement.startswith("--") else statement)
         return EXIT_OK
-    out.line(out.color(f"{out.mark()}Migrations generated: {shown}", "32"))
+    if len(result.files) == 1:
+        out.line(out.color(f"{out.mark()}Migrations generated: {shown}", "32"))
+        return EXIT_OK
+    out.line(out.color(f"{out.mark()}Migrations generated:", "32"))
+    for planned in result.files:
+        out.line(f"  {_display_path(planned.path)}")
     return EXIT_OK
 
 
@@ -912,6 +921,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a migration is needed")
     p.add_argument("--empty", action="store_true", help="write an empty migration even with no changes")
     p.add_argument("--no-input", action="store_true", help="never ask (renames become drop + add)")
+    p.add_argument("--max-tables", type=_positive, metavar="N",
+                   help="split a migration touching more than N tables into several files "
+                        "(default: max_tables_per_migration in the config, else 500)")
     p.add_argument("--backfill", action="append", metavar="Model.field=VALUE|@sql",
                    help="a one-off value for rows a NOT NULL change leaves without one, or @sql: a run_sql "
                         "step in the migration for you to fill them (repeatable)")

@@ -16,6 +16,10 @@ DEFAULT_LOCK_TIMEOUT = 60.0        # seconds to wait for another process's migra
 DEFAULT_STATEMENT_LOCK_TIMEOUT = "5s"  # PostgreSQL lock_timeout for migration statements
 DEFAULT_CONNECT_TIMEOUT = 15.0     # seconds to reach a PostgreSQL server
 DEFAULT_COMMAND_TIMEOUT = 3600.0   # seconds a PostgreSQL server may take to answer one statement
+# Tables one migration file may touch before makemigrations splits it: PostgreSQL's
+# stock lock table (64 x 100 entries) holds about 700 tables of a typical schema in one
+# transaction; 500 leaves room for what other sessions hold (README, "Large schemas").
+DEFAULT_MAX_TABLES_PER_MIGRATION = 500
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Config:
     # mirrors the ledger of one database only.
     schema: Optional[str] = None
     mirrors_applied_file: bool = True
+    max_tables_per_migration: int = DEFAULT_MAX_TABLES_PER_MIGRATION
 
     @property
     def display_dsn(self) -> str:
@@ -209,6 +214,10 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
     statement_lock_timeout = str(database.get("statement_lock_timeout", DEFAULT_STATEMENT_LOCK_TIMEOUT))
     if not re.fullmatch(r"\d+(ms|s|min)?", statement_lock_timeout):
         raise ConfigError(f"{path}: database.statement_lock_timeout must look like 5s, 500ms or 1min")
+    max_tables = doc.get("max_tables_per_migration", DEFAULT_MAX_TABLES_PER_MIGRATION)
+    if type(max_tables) is not int or max_tables < 1:
+        raise ConfigError(f"{path}: max_tables_per_migration must be a whole number of tables, 1 or more, "
+                          f"got {max_tables!r:.40}")
     return Config(
         driver=driver,
         dsn=dsn,
@@ -221,6 +230,7 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         statement_lock_timeout=statement_lock_timeout,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
+        max_tables_per_migration=max_tables,
     )
 
 

@@ -65,6 +65,11 @@ class LockTimeoutError(DatabaseError):
     """Another process held the migration lock for longer than the configured timeout."""
 
 
+class LockBudgetError(DatabaseError):
+    """A migration would take more locks than the server's lock table holds: refused
+    before anything ran."""
+
+
 class UnresolvedMigrationError(MfError):
     """A non-transactional migration died half-way; `mf db resolve` must settle it first."""
 

@@ -192,6 +192,14 @@ def file_name(number: int, suffix: str) -> str:
     return f"{number:03d}_{suffix}.json"
 
 
+def part_suffixes(suffix: str, count: int) -> list:
+    """The suffixes of a migration split into ``count`` files: ``<suffix>_part1`` up to
+    ``<suffix>_part<count>``, the shared part cut (at a ``_``) to keep each within the limit."""
+    tail = f"_part{count}"
+    base = _cut(suffix, SUFFIX_LIMIT - len(tail))
+    return [f"{base}_part{number}" for number in range(1, count + 1)]
+
+
 def suffix_for(operations, name: Optional[str] = None) -> str:
     """The file name suffix: --name, or the first two operations' names, lowercased."""
     if name is not None:
@@ -200,11 +208,15 @@ def suffix_for(operations, name: Optional[str] = None) -> str:
         parts = [op.name_part() for op in list(operations)[:2]]
         text = "_".join(parts) if parts else "empty"
     text = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_").lower() or "migration"
-    if len(text) > SUFFIX_LIMIT:
-        cut = text[:SUFFIX_LIMIT]
-        boundary = cut.rfind("_")
-        text = cut[:boundary] if boundary > 0 else cut
-    return text
+    return _cut(text, SUFFIX_LIMIT)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    boundary = cut.rfind("_")
+    return cut[:boundary] if boundary > 0 else cut
 
 
 # ---------------------------------------------------------------- reading migrations

@@ -20,23 +20,36 @@ from .differ import diff
 from .errors import SchemaFileError, UnsafeChangeError
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
-from .operations import AddColumn, AlterColumn, fold
+from .operations import AddColumn, AlterColumn, fold, locked_objects, split_operations, tables_of
 from . import model_cache
 from .questioner import BY_HAND, Questioner
 from .schema import Schema
 from . import store
 
 
+@dataclass(frozen=True)
+class MigrationFileDraft:
+    """One file of the migration: its path, bytes and operations."""
+
+    path: str
+    content: bytes
+    operations: list
+
+
 @dataclass
 class MakeMigrationsResult:
     operations: list
-    path: Optional[str] = None          # the file written (or that would be, with dry_run/check)
-    content: Optional[bytes] = None     # its bytes
+    path: Optional[str] = None          # the file written (or that would be, with dry_run/check); when the
+    content: Optional[bytes] = None     # migration is split, the first of ``files``; its bytes
     written: bool = False
     notices: list = field(default_factory=list)  # things mf repaired or converted, to tell the user
     models_read: int = 0    # model declarations read from models.mp in this run
     models_total: int = 0   # model declarations in models.mp (the others were unchanged, see model_cache.py)
     sql: Optional[list] = None  # with dry_run: its statements on the configured database
+    # Every file, in order: one, or several when the operations touch more tables than
+    # max_tables_per_migration (``split_reason`` then says so in a sentence).
+    files: list = field(default_factory=list)
+    split_reason: Optional[str] = None
 
     @property
     def changed(self) -> bool:
@@ -194,9 +207,28 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
                                   models_read=cached.models_read if cached is not None else models_total)
     if operations or empty:
         suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
-        result.path = os.path.join(directory, store.file_name(number, suffix))
-        result.content = store.migration_bytes(operations, doc=None if operations else store.DATA_STEP_TEMPLATE)
+        _plan_files(result, directory, number, suffix, config.max_tables_per_migration)
     return Draft(result, old, old_document, cached, outline, declarations)
+
+
+def _plan_files(result: MakeMigrationsResult, directory: str, number: int, suffix: str, max_tables: int) -> None:
+    """The file, or files: a migration whose operations touch more than ``max_tables``
+    tables becomes consecutive numbered files (split_operations), so that no transaction
+    takes more locks than a stock PostgreSQL server holds. Each file carries all its
+    operations need and applies, and rolls back, on its own."""
+    operations = result.operations
+    parts = split_operations(operations, max_tables) if operations else [operations]
+    suffixes = store.part_suffixes(suffix, len(parts)) if len(parts) > 1 else [suffix]
+    for offset, (part, part_suffix) in enumerate(zip(parts, suffixes)):
+        content = store.migration_bytes(part, doc=None if part else store.DATA_STEP_TEMPLATE)
+        result.files.append(MigrationFileDraft(os.path.join(directory, store.file_name(number + offset, part_suffix)),
+                                               content, part))
+    result.path, result.content = result.files[0].path, result.files[0].content
+    if len(parts) > 1:
+        touched = len(tables_of(set().union(*map(locked_objects, operations))))
+        result.split_reason = (f"split into {len(parts)} migrations: together they touch {touched} tables, more than "
+                               f"max_tables_per_migration ({max_tables}) allows in one transaction; each file applies "
+                               "and rolls back on its own, in order")
 
 
 def write_draft(draft: Draft) -> None:
@@ -205,22 +237,24 @@ def write_draft(draft: Draft) -> None:
     if result.path is None:
         return
     directory = os.path.dirname(result.path)
+    newest = os.path.basename(result.files[-1].path)
     after = fold(result.operations, draft.old)
     cached = draft.cached
     # schema.json keeps a digest of the models.mp text it was made from, so that migrate and
     # status can tell an edit no migration holds without parsing models.mp.
     made_from = store.models_digest(draft.outline.data)
     if cached is not None:
-        snapshot, spans = model_cache.snapshot_after(cached, after, os.path.basename(result.path), made_from)
+        snapshot, spans = model_cache.snapshot_after(cached, after, newest, made_from)
         entries, context = cached.entries, cached.context
     else:
         reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
-        snapshot, spans = store.snapshot_bytes(after, os.path.basename(result.path), reuse, made_from), None
+        snapshot, spans = store.snapshot_bytes(after, newest, reuse, made_from), None
         entries = model_cache.entries_for(draft.outline, draft.declarations)
         context = model_cache.context_digest(draft.outline)
     store.make_directory(directory)
-    with store.signals_deferred():  # interrupted, makemigrations writes both files or neither
-        store.write_migration_bytes(result.path, result.content)
+    with store.signals_deferred():  # interrupted, makemigrations writes every file or none
+        for planned in result.files:  # in order, schema.json last
+            store.write_migration_bytes(planned.path, planned.content)
         store.write_snapshot_bytes(directory, snapshot)
         if entries is not None:
             model_cache.save(directory, context, entries, after, snapshot, spans)

@@ -152,6 +152,24 @@ class CatalogStepRefusal(Exception):
 
 
 @dataclass(frozen=True)
+class LockBudget:
+    """The server's shared lock table: how many locks all transactions together can hold
+    (PostgreSQL: max_locks_per_transaction x (max_connections + max_prepared_transactions))."""
+
+    per_transaction: int
+    connections: int
+    prepared: int
+
+    @property
+    def total(self) -> int:
+        return self.per_transaction * (self.connections + self.prepared)
+
+    def describe(self) -> str:
+        return (f"{self.total} (max_locks_per_transaction {self.per_transaction} x (max_connections "
+                f"{self.connections} + max_prepared_transactions {self.prepared}))")
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a dialect may need to know beyond one operation: the whole migration."""
 
@@ -265,6 +283,11 @@ class Dialect:
 
     async def connection_limit(self, connection) -> Optional[int]:
         """How many connections the server takes at most (None: no such limit)."""
+        return None
+
+    async def lock_budget(self, connection) -> Optional[LockBudget]:
+        """How many locks the server holds for all transactions together (None: no such
+        limit, as on SQLite, whose transactions lock the whole database file)."""
         return None
 
     async def foreign_key_problem(self, connection, tables=None) -> Optional[str]:

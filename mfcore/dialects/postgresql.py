@@ -33,8 +33,8 @@ from typing import Optional
 from ..language.fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
 from ..schema import POSITIVE_TYPES, Field, MAX_IDENTIFIER
-from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, _clip, check_name, drop_order,
-                   field_foreign_key_name, field_primary_key_name, field_unique_name, foreign_key_name,
+from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, LockBudget, _clip, check_name,
+                   drop_order, field_foreign_key_name, field_primary_key_name, field_unique_name, foreign_key_name,
                    has_unique_constraint, is_not_null, key_dropped_before, primary_key_name, require_table,
                    table_before, unique_name, unquote)
 from .catalog import Catalog, CheckConstraint, Column, ForeignKey, Index, Table, Unique
@@ -194,6 +194,14 @@ class PostgreSQLDialect(Dialect):
 
     async def connection_limit(self, connection) -> Optional[int]:
         return int((await connection.fetch("SHOW max_connections"))[0][0])
+
+    async def lock_budget(self, connection) -> Optional[LockBudget]:
+        # The lock table is sized at server start from these three; a transaction may take
+        # more than max_locks_per_transaction as long as the table as a whole has room.
+        row = (await connection.fetch(
+            "SELECT current_setting('max_locks_per_transaction')::int, current_setting('max_connections')::int, "
+            "current_setting('max_prepared_transactions')::int"))[0]
+        return LockBudget(int(row[0]), int(row[1]), int(row[2]))
 
     def ledger_exists_sql(self) -> str:
         return f"SELECT 1 WHERE to_regclass({self.string_literal(self.quote(LEDGER_TABLE))}) IS NOT NULL"
