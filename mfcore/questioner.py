@@ -39,12 +39,14 @@ class InteractiveQuestioner(Questioner):
         self.output = output_stream or sys.stderr
 
     def _ask(self, question: str) -> bool:
-        self.output.write(f"{question} [y/N] ")
-        self.output.flush()
-        return self._answer().strip().lower() in ("y", "yes")
+        return self._answer(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
-    def _answer(self) -> str:
+    def _answer(self, prompt: str) -> str:
         try:
+            # Inside the try: a Ctrl-C that lands right after the prompt is shown, before
+            # the read begins, ends the line too.
+            self.output.write(prompt)
+            self.output.flush()
             return self.input.readline()
         except KeyboardInterrupt:
             # Ctrl-C at the question: what is said next starts on a line of its own.
@@ -64,11 +66,9 @@ class InteractiveQuestioner(Questioner):
             wanted = self._ask(f"{model}.{field.name} ({field.type}) becomes NOT NULL and unique: rows that exist "
                                "need a value each. Write a run_sql step into the migration for you to fill them?")
             return BY_HAND if wanted else None
-        self.output.write(f"{model}.{field.name} ({field.type}) becomes NOT NULL: rows that exist need a value. "
-                          "A one-off value for them (JSON or text), @sql to fill them yourself in a run_sql step "
-                          "of the migration, or empty to stop: ")
-        self.output.flush()
-        answer = self._answer().strip()
+        answer = self._answer(f"{model}.{field.name} ({field.type}) becomes NOT NULL: rows that exist need a value. "
+                              "A one-off value for them (JSON or text), @sql to fill them yourself in a run_sql step "
+                              "of the migration, or empty to stop: ").strip()
         return answer or None
 
 
