@@ -6,6 +6,7 @@ that take minutes (the Lark reader on 5,000 models).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sys
@@ -43,3 +44,11 @@ def compiled_reader():
     except ImportError:
         pytest.skip("mfcore._parser is not built")
     return _parser
+
+
+@pytest.fixture(scope="module")
+def loop():
+    """An event loop for a module's benchmarks that run mf's async API."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()

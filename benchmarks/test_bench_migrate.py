@@ -21,7 +21,6 @@ hook would call migrate. PostgreSQL benchmarks need the test server (see tests/d
 """
 from __future__ import annotations
 
-import asyncio
 import datetime
 import functools
 import hashlib
@@ -69,13 +68,6 @@ def history(tmp_path_factory) -> Path:
         operations = diff(Schema(), Schema(models={model.name: model}))
         write_migration(str(directory), number, suffix_for(operations), operations)
     return directory
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ extra_info has the ratio of the medians.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sqlite3
@@ -35,13 +34,6 @@ from mfcore.store import suffix_for, write_migration
 
 MODELS = int(os.environ.get("MF_BENCH_REBUILD_MODELS", "5000"))
 CHANGED = max(1, MODELS // 100)
-
-
-@pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")
