@@ -169,12 +169,28 @@ class LockBudget:
                 f"{self.connections} + max_prepared_transactions {self.prepared}))")
 
 
+class StepBoundary(str):
+    """Among a migration's statements: the statements before it commit, and those after
+    it run in a transaction of their own, a later step of the same migration (a
+    constraint validated apart from the short lock that added it). Reads as an SQL
+    comment."""
+
+
+class OutsideTransaction(str):
+    """A statement that cannot run inside a transaction block (CREATE INDEX
+    CONCURRENTLY): a step of its own, after the statements before it have committed."""
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What a dialect may need to know beyond one operation: the whole migration."""
+    """What a dialect may need to know beyond one operation: the whole migration.
+    ``online``: the migration may be cut into steps (StepBoundary, OutsideTransaction)
+    so that no step holds a lock that blocks traffic longer than it must; an undo,
+    which runs as one transaction, is planned with ``online=False``."""
 
     atomic: bool = True
     operations: tuple = ()
+    online: bool = False
 
 
 class Dialect:
