@@ -613,9 +613,10 @@ class Dialect:
         return (f"REFERENCES {self.quote(reference.table)} ({self.quote(reference.column)})"
                 f" ON DELETE {action}{DEFERRABLE_SQL.get(f.deferrable, '')}")
 
-    def column_sql(self, f: Field, table_def: TableDef) -> str:
+    def column_sql(self, f: Field, table_def: TableDef, *, checked: bool = True) -> str:
         """A full column definition, its one-column constraints included (named after the
-        table of ``table_def``, whatever name the table is created under)."""
+        table of ``table_def``, whatever name the table is created under). ``checked``
+        False leaves out its CHECK and its foreign key (added apart, NOT VALID)."""
         table = table_def.model.table
         kind = self.column_type(f, table_def)
         parts = [self.quote(f.column)]
@@ -634,6 +635,8 @@ class Dialect:
                 parts.append(primary_key)
         if has_unique_constraint(f):
             parts.append(f"CONSTRAINT {self.quote(field_unique_name(table, f))} UNIQUE")
+        if not checked:
+            return " ".join(parts)
         check = self.check_sql(f, table_def)
         if check is not None:
             parts.append(f"CONSTRAINT {self.quote(check_name(table, f.column))} CHECK ({check})")
@@ -681,14 +684,15 @@ class Dialect:
         migration of its own)."""
         return self._statements(operation, Plan(atomic, (operation,)))
 
-    def migration_sql(self, operations, *, atomic: bool = True) -> list[str]:
-        """Every statement of a migration, in order."""
+    def migration_sql(self, operations, *, atomic: bool = True, online: bool = False) -> list[str]:
+        """Every statement of a migration, in order. ``online``: the dialect may cut it
+        into steps (see Plan); a dialect without steps ignores it."""
         operations = tuple(operations)
-        plan = Plan(atomic, operations)
+        plan = Plan(atomic, operations, online)
         statements: list[str] = []
         for operation in operations:
             statements.extend(self._statements(operation, plan))
-        return statements
+        return tidy_boundaries(statements) if online else statements
 
     def needs_foreign_keys_off(self, operations) -> bool:
         """Must foreign-key enforcement be switched off (outside the transaction) while
@@ -859,6 +863,35 @@ def _default_for(field_type: str, parsed):
     except (ValueError, UnicodeDecodeError):
         return _UNREADABLE
     return parsed if isinstance(parsed, str) else _UNREADABLE
+
+
+def tidy_boundaries(statements: list) -> list:
+    """Statements with no empty step: no StepBoundary first, last, or right after another
+    (each operation puts its boundaries where it needs them, not knowing its neighbours)."""
+    tidy: list = []
+    for statement in statements:
+        if isinstance(statement, StepBoundary) and (not tidy or isinstance(tidy[-1], StepBoundary)):
+            continue
+        tidy.append(statement)
+    while tidy and isinstance(tidy[-1], StepBoundary):
+        tidy.pop()
+    return tidy
+
+
+def step_boundary(reason: str) -> StepBoundary:
+    """A StepBoundary that reads as an SQL comment saying why the step ends there."""
+    return StepBoundary(f"-- next step: {reason}")
+
+
+def created_in(plan: Plan, table: str) -> bool:
+    """Is ``table`` created by the migration itself (so no traffic can use it yet)?"""
+    return any(getattr(other, "op", None) == "create_model" and other.table == table for other in plan.operations)
+
+
+def online_table(plan: Plan, table: str) -> bool:
+    """May a change of ``table`` take its online form: an online plan, and a table that
+    exists before the migration (a table created by it keeps the plain forms)."""
+    return plan.online and not created_in(plan, table)
 
 
 def require_table(op) -> TableDef:

@@ -32,11 +32,11 @@ from typing import Optional
 
 from ..language.fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
-from ..schema import POSITIVE_TYPES, Field, MAX_IDENTIFIER
+from ..schema import POSITIVE_TYPES, Field, MAX_IDENTIFIER, constraint_name
 from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, LockBudget, _clip, check_name,
                    drop_order, field_foreign_key_name, field_primary_key_name, field_unique_name, foreign_key_name,
-                   has_unique_constraint, is_not_null, key_dropped_before, primary_key_name, require_table,
-                   table_before, unique_name, unquote)
+                   has_unique_constraint, is_not_null, key_dropped_before, online_table, primary_key_name,
+                   require_table, step_boundary, table_before, unique_name, unquote)
 from .catalog import Catalog, CheckConstraint, Column, ForeignKey, Index, Table, Unique
 
 _TYPES = {
@@ -68,6 +68,11 @@ _FAMILIES = {
 }
 
 NEW_TYPE_PREFIX = "_mf_new_"
+
+# The temporary check through which a column becomes NOT NULL online
+# (``<table>_<column>_mf_not_null``; PostgreSQL 18's own NOT NULL constraints are
+# ``<table>_<column>_not_null``, a name this one must not take).
+NOT_NULL_CHECK_SUFFIX = "mf_not_null"
 
 # The run-wide advisory lock's key: the first 8 bytes of sha256(b"mfcore:migrate") as a
 # signed bigint, so mf's lock cannot collide with an application's small integer keys.
@@ -369,7 +374,11 @@ class PostgreSQLDialect(Dialect):
         if [v for _k, v in op.old_members] == [v for _k, v in op.new_members]:
             return []  # only keys changed: the database stores values
         if self._can_alter_in_place(op, plan, renamed, added):
-            return self._alter_enum_in_place(op, renamed)
+            statements = self._alter_enum_in_place(op, renamed)
+            if added and plan.atomic and _uses_values(op.name, set(added), plan.operations, op):
+                # Online: the new values commit in this step; what uses them runs in the next.
+                statements.append(step_boundary(f"use the values added to {op.name}"))
+            return statements
         return self._recreate_enum(op, renamed)
 
     def _can_alter_in_place(self, op, plan, renamed: dict, added: list) -> bool:
@@ -382,7 +391,7 @@ class PostgreSQLDialect(Dialect):
         old_values = {v for _k, v in op.old_members}
         if any(v in old_values for v in renamed.values()):
             return False  # values swapped or reused: RENAME VALUE would collide
-        if added and plan.atomic and _uses_values(op.name, set(added), plan.operations, op):
+        if added and plan.atomic and not plan.online and _uses_values(op.name, set(added), plan.operations, op):
             return False  # a value added in a transaction is unusable until it commits
         return True
 
@@ -451,6 +460,31 @@ class PostgreSQLDialect(Dialect):
         return "DO " + dollar_quote(body)
 
     # ------------------------------------------------------------ tables
+    def _drop_model(self, op, plan) -> list[str]:
+        drop = super()._drop_model(op, plan)
+        keys = self._outgoing_keys(op, plan) if plan.online else []
+        if not keys:
+            return drop
+        # Dropping the table drops its keys too, but under ACCESS EXCLUSIVE on the tables
+        # they point to until the whole step commits: the keys go first, in a short step.
+        return [step_boundary(f"drop the foreign keys of {op.table}")] + [
+            f"ALTER TABLE {self.quote(op.table)} DROP CONSTRAINT {self.quote(name)}" for name in keys] \
+            + [step_boundary(f"drop table {op.table}")] + drop
+
+    def _outgoing_keys(self, op, plan) -> list[str]:
+        """The foreign key constraints a dropped table still has to other tables when
+        its drop_model runs (not those an earlier drop_fk took off, nor those to a
+        table dropped before it, which went with that table)."""
+        if op.table_def is None:
+            return []
+        earlier = plan.operations[:plan.operations.index(op)] if op in plan.operations else ()
+        taken_off = {o.field_name for o in earlier if o.op == "drop_fk" and o.table == op.table}
+        dropped = {o.table for o in earlier if o.op == "drop_model"}
+        model = op.table_def.model
+        return [field_foreign_key_name(op.table, model.field(name))
+                for name, reference in op.table_def.references.items()
+                if reference.table != op.table and reference.table not in dropped and name not in taken_off]
+
     def _constraints_after_table_rename(self, op) -> list[str]:
         if op.table_def is None:
             return []  # an earlier tool's file: its constraints keep their names
@@ -490,7 +524,42 @@ class PostgreSQLDialect(Dialect):
 
     # ------------------------------------------------------------ columns
     def _add_column(self, op, plan) -> list[str]:
-        return [f"ALTER TABLE {self.quote(op.table)} ADD COLUMN {self.column_sql(op.field, require_table(op))}"]
+        table_def, f = require_table(op), op.field
+        reference = table_def.references.get(f.name) if f.target is not None else None
+        check = self.check_sql(f, table_def)
+        if not online_table(plan, op.table) or (reference is None and check is None):
+            return [f"ALTER TABLE {self.quote(op.table)} ADD COLUMN {self.column_sql(f, table_def)}"]
+        # The column without the constraints that would check every row under its lock;
+        # they are added NOT VALID and validated in the next step.
+        column = self.column_sql(f, table_def, checked=False)
+        statements, validated = [f"ALTER TABLE {self.quote(op.table)} ADD COLUMN {column}"], []
+        if check is not None:
+            validated.append(check_name(op.table, f.column))
+            statements.append(self._not_valid(op.table, validated[-1], f"CHECK ({check})"))
+        if reference is not None:
+            validated.append(field_foreign_key_name(op.table, f))
+            statements.append(self._not_valid(op.table, validated[-1], f"FOREIGN KEY ({self.quote(f.column)}) "
+                                              + self.references_sql(f, reference)))
+        return statements + self._validations(op.table, validated)
+
+    def _not_valid(self, table: str, name: str, constraint: str) -> str:
+        """ADD CONSTRAINT ... NOT VALID: checked for rows written from now on, and only
+        for those, so it takes its lock for a moment."""
+        return f"ALTER TABLE {self.quote(table)} ADD CONSTRAINT {self.quote(name)} {constraint} NOT VALID"
+
+    def _validations(self, table: str, names) -> list[str]:
+        """A later step that validates constraints added NOT VALID: a scan under SHARE
+        UPDATE EXCLUSIVE, which lets the table's reads and writes go on."""
+        if not names:
+            return []
+        return [step_boundary(f"validate {', '.join(names)}")] + [
+            f"ALTER TABLE {self.quote(table)} VALIDATE CONSTRAINT {self.quote(name)}" for name in names]
+
+    def _add_check(self, op, plan) -> list[str]:
+        if not online_table(plan, op.table):
+            return super()._add_check(op, plan)
+        return [self._not_valid(op.table, op.check.name, f"CHECK ({op.check.expression})")] \
+            + self._validations(op.table, [op.check.name])
 
     def _drop_column(self, op, plan) -> list[str]:
         # Its own constraints and indexes go with it; anything else that depends on it
@@ -523,9 +592,11 @@ class PostgreSQLDialect(Dialect):
         table_def = require_table(op)
         f = table_def.model.field(op.field_name)
         reference = table_def.references[op.field_name]
-        return [f"ALTER TABLE {self.quote(op.table)} ADD CONSTRAINT"
-                f" {self.quote(field_foreign_key_name(op.table, f))} FOREIGN KEY ({self.quote(f.column)}) "
-                + self.references_sql(f, reference)]
+        name = field_foreign_key_name(op.table, f)
+        constraint = f"FOREIGN KEY ({self.quote(f.column)}) " + self.references_sql(f, reference)
+        if online_table(plan, op.table):
+            return [self._not_valid(op.table, name, constraint)] + self._validations(op.table, [name])
+        return [f"ALTER TABLE {self.quote(op.table)} ADD CONSTRAINT {self.quote(name)} {constraint}"]
 
     def _drop_fk(self, op, plan) -> list[str]:
         f = op.table_def.model.field(op.field_name) if op.table_def is not None else None
@@ -540,8 +611,9 @@ class PostgreSQLDialect(Dialect):
         guard = self.rounding_guard(op, op.new.column) if change.type else None
         if guard is not None:
             statements.append(guard)
-        return statements + self._constraints_off(change) + self._column_changes(change) \
-            + self._constraints_on(change)
+        constraints_on, validated = self._constraints_on(change)
+        return statements + self._constraints_off(change) + self._column_changes(change) + constraints_on \
+            + self._validations(op.table, validated) + self._not_null_finished(change)
 
     def rounded_sql(self, loss, column: str) -> str:
         # numeric's round() rounds halves away from zero, as SQLite's does (a double's
@@ -600,9 +672,15 @@ class PostgreSQLDialect(Dialect):
         # constraint then holds for every row.
         if change.new_default is not None and not change.new_auto and change.default:
             statements.append(f"{change.alter} SET DEFAULT {change.new_default}")
-        if is_not_null(new) and not is_not_null(old):
+        if change.not_null_check is not None:
             if change.fill is not None:
-                statements.append(f"UPDATE {t} SET {c} = {change.fill} WHERE {c} IS NULL")
+                # Its own step: the fill's scan holds no lock that an ALTER above took.
+                statements.append(step_boundary(f"fill the NULLs of {change.table}.{new.column}"))
+                statements.append(change.fill_sql)
+            statements.append(self._not_valid(change.table, change.not_null_check, f"CHECK ({c} IS NOT NULL)"))
+        elif is_not_null(new) and not is_not_null(old):
+            if change.fill is not None:
+                statements.append(change.fill_sql)
             statements.append(f"{change.alter} SET NOT NULL")
         elif is_not_null(old) and not is_not_null(new):
             statements.append(f"{change.alter} DROP NOT NULL")
@@ -613,23 +691,45 @@ class PostgreSQLDialect(Dialect):
                               f" {self.string_literal(new.column)}), COALESCE(MAX({c}), 0) + 1, false) FROM {t}")
         return statements
 
-    def _constraints_on(self, change) -> list[str]:
+    def _not_null_finished(self, change) -> list[str]:
+        """After the NOT VALID check that the column is not NULL: in a later step the
+        check is validated (a scan that lets traffic through), and SET NOT NULL, which
+        PostgreSQL 12 and later prove from the valid check without a scan, replaces it."""
+        if change.not_null_check is None:
+            return []
+        statements = [step_boundary(f"make {change.table}.{change.new.column} NOT NULL")]
+        if change.fill is not None:
+            # Rows written NULL between the first fill and the check's commit.
+            statements.append(change.fill_sql)
+        quoted = self.quote(change.not_null_check)
+        return statements + [f"ALTER TABLE {change.quoted_table} VALIDATE CONSTRAINT {quoted}",
+                             f"{change.alter} SET NOT NULL",
+                             f"ALTER TABLE {change.quoted_table} DROP CONSTRAINT {quoted}"]
+
+    def _constraints_on(self, change) -> tuple:
+        """The statements that put constraints on, and the names of those added NOT
+        VALID (online), to validate in a later step."""
         old, new, t, c = change.old, change.new, change.quoted_table, change.column
-        statements = []
+        statements, validated = [], []
         if new.primary_key and not old.primary_key:
             statements.append(f"ALTER TABLE {t} ADD CONSTRAINT "
                               f"{self.quote(field_primary_key_name(change.table, new))} PRIMARY KEY ({c})")
         if has_unique_constraint(new) and not has_unique_constraint(old):
             statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(field_unique_name(change.table, new))}"
                               f" UNIQUE ({c})")
+        added = []
         if new.type in POSITIVE_TYPES and old.type not in POSITIVE_TYPES:
-            statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(check_name(change.table, new.column))}"
-                              f" CHECK ({self.check_sql(new, change.table_def)})")
+            added.append((check_name(change.table, new.column), f"CHECK ({self.check_sql(new, change.table_def)})"))
         reference = change.table_def.references.get(new.name) if new.target is not None else None
         if reference is not None and (change.key or old.target is None):
-            statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(change.foreign_key)} FOREIGN KEY ({c}) "
-                              + self.references_sql(new, reference))
-        return statements
+            added.append((change.foreign_key, f"FOREIGN KEY ({c}) " + self.references_sql(new, reference)))
+        for name, constraint in added:
+            if change.online:
+                statements.append(self._not_valid(change.table, name, constraint))
+                validated.append(name)
+            else:
+                statements.append(f"ALTER TABLE {t} ADD CONSTRAINT {self.quote(name)} {constraint}")
+        return statements, validated
 
     def _using(self, column: str, old: Field, old_type: str, new: Field, new_type: str) -> str:
         """The USING clause of a type change, or nothing where the assignment cast is right.
@@ -671,8 +771,17 @@ class _ColumnChange:
         self.table, self.old, self.new = op.table, op.old, op.new
         self.quoted_table, self.column = dialect.quote(op.table), dialect.quote(op.new.column)
         self.fill = dialect.fill_sql(op)
+        self.fill_sql = None if self.fill is None else \
+            f"UPDATE {self.quoted_table} SET {self.column} = {self.fill} WHERE {self.column} IS NULL"
         self.alter = f"ALTER TABLE {self.quoted_table} ALTER COLUMN {self.column}"
         old, new = op.old, op.new
+        self.online = online_table(plan, op.table)
+        # Online NOT NULL goes through a check of this name (see _not_null_finished); a
+        # new primary key or identity sets NOT NULL itself, as it must.
+        self.not_null_check = None
+        if self.online and is_not_null(new) and not is_not_null(old) and not new.primary_key \
+                and new.type not in AUTO_TYPES:
+            self.not_null_check = constraint_name(op.table, new.column, NOT_NULL_CHECK_SUFFIX)
         # The column is renamed first, and with it a constraint named after it by mf.
         self.old_foreign_key = old.fk_name or foreign_key_name(op.table, new.column)
         self.old_unique = old.key_name or unique_name(op.table, new.column)

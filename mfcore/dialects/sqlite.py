@@ -474,7 +474,9 @@ class SQLiteDialect(Dialect):
         return self.rebuild(require_table(op))
 
     # ------------------------------------------------------------ the rebuild
-    def migration_sql(self, operations, *, atomic: bool = True) -> list[str]:
+    def migration_sql(self, operations, *, atomic: bool = True, online: bool = False) -> list[str]:
+        # ``online`` changes nothing: SQLite's transactions lock the whole database
+        # file, so there is no lighter lock to cut a migration into steps for.
         operations = tuple(operations)
         plan = Plan(atomic, operations)
         merged = self._merged_rebuilds(plan)
