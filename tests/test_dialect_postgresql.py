@@ -17,10 +17,12 @@ import dbutil
 from mfcore.dialects.catalog import Column, ForeignKey, Index, Unique
 from mfcore.differ import diff
 from mfcore.dialects import dialect_for
+from mfcore.dialects.base import StepBoundary
+from mfcore.dialects.postgresql import NOT_NULL_CHECK_SUFFIX
 from mfcore.language.parser import parse
 from mfcore.operations import AddForeignKey, DropForeignKey, RenameColumn, attach_tables
 from mfcore.questioner import AnswerQuestioner
-from mfcore.schema import Schema
+from mfcore.schema import Schema, constraint_name
 from test_dialect_sql import BASE, CUSTOMERS, schema_pairs
 
 POSTGRES = dialect_for("postgresql")
@@ -681,3 +683,260 @@ def test_diff_applied_to_a_database_matches_creating_the_target(session, pair):
     migrate(session, diff(parse(before), parse(after)))
     assert catalog(session) == direct
     session.drop_schema()
+
+
+# ---------------------------------------------------------------- online forms (Plan.online)
+# What migrate plans for PostgreSQL: changes of tables that exist before the migration
+# take forms that hold a blocking lock only for a moment, cut into steps by StepBoundary
+# markers. An undo (online=False) and a table created in the same migration keep the
+# plain forms.
+
+def online_sql(before: str, after: str) -> list:
+    """The online statements of the migration from ``before`` to ``after``, with each
+    StepBoundary shown as "--step--"; the plain (offline) form is checked unchanged."""
+    operations = diff(parse(before), parse(after))
+    online = POSTGRES.migration_sql(operations, online=True)
+    offline = POSTGRES.migration_sql(operations)
+    assert not any(isinstance(s, StepBoundary) for s in offline)
+    assert POSTGRES.migration_sql(operations, online=False) == offline
+    return ["--step--" if isinstance(s, StepBoundary) else str(s) for s in online]
+
+
+def with_invoice_fields(text: str) -> str:
+    return BASE.replace("    note = TextField(null=true)\n", "    note = TextField(null=true)\n" + text)
+
+
+def test_online_foreign_key_column_is_added_not_valid_and_validated_in_the_next_step():
+    after = with_invoice_fields("    owner = ForeignKey(Customer, default=1, on_delete=SET_DEFAULT)\n")
+    assert online_sql(BASE, after) == [
+        'ALTER TABLE "invoice" ADD COLUMN "owner" integer NOT NULL DEFAULT 1',
+        'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_owner_fkey" FOREIGN KEY ("owner") REFERENCES "customer" ("id")'
+        ' ON DELETE SET DEFAULT NOT VALID',
+        "--step--",
+        'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_owner_fkey"']
+
+
+def test_online_positive_integer_column_gets_its_check_not_valid_then_validated():
+    after = with_invoice_fields("    qty = PositiveIntegerField(default=1)\n")
+    assert online_sql(BASE, after) == [
+        'ALTER TABLE "invoice" ADD COLUMN "qty" integer NOT NULL DEFAULT 1',
+        'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_qty_check" CHECK ("qty" >= 0) NOT VALID',
+        "--step--",
+        'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_qty_check"']
+
+
+def test_online_column_without_constraints_is_added_as_before():
+    after = with_invoice_fields("    memo = TextField(null=true)\n")
+    assert online_sql(BASE, after) == ['ALTER TABLE "invoice" ADD COLUMN "memo" text']
+
+
+def test_online_on_delete_change_swaps_the_key_in_one_step_and_validates_in_the_next():
+    after = BASE.replace("ForeignKey(Customer, on_delete=CASCADE)", "ForeignKey(Customer, on_delete=RESTRICT)")
+    assert online_sql(BASE, after) == [
+        'ALTER TABLE "invoice" DROP CONSTRAINT "invoice_customer_fkey"',
+        'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer"'
+        ' ("id") ON DELETE RESTRICT NOT VALID',
+        "--step--",
+        'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_customer_fkey"']
+
+
+def test_online_deferrable_foreign_key_keeps_its_deferrable_clause():
+    after = BASE.replace("ForeignKey(Customer, on_delete=CASCADE)",
+                         "ForeignKey(Customer, on_delete=CASCADE, deferrable=true)")
+    statements = online_sql(BASE, after)
+    assert statements[1].endswith('ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED NOT VALID')
+    assert statements[2:] == ["--step--", 'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_customer_fkey"']
+
+
+def test_online_column_that_becomes_a_key_gets_it_not_valid():
+    before = with_invoice_fields("    buyer = IntegerField(null=true)\n")
+    after = with_invoice_fields("    buyer = ForeignKey(Customer, null=true, on_delete=SET_NULL)\n")
+    assert online_sql(before, after) == [
+        'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_buyer_fkey" FOREIGN KEY ("buyer") REFERENCES "customer" ("id")'
+        ' ON DELETE SET NULL NOT VALID',
+        "--step--",
+        'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_buyer_fkey"']
+
+
+def test_online_field_made_positive_gets_its_check_not_valid():
+    after = BASE.replace("age = IntegerField(default=0)", "age = PositiveIntegerField(default=0)")
+    assert online_sql(BASE, after) == [
+        'ALTER TABLE "customer" ADD CONSTRAINT "customer_age_check" CHECK ("age" >= 0) NOT VALID',
+        "--step--",
+        'ALTER TABLE "customer" VALIDATE CONSTRAINT "customer_age_check"']
+
+
+def test_online_table_check_is_added_not_valid_and_validated():
+    after = BASE.replace("    indexes = [Index(customer, total)]\n",
+                         '    indexes = [Index(customer, total)]\n    checks = [Check("total >= 0", name="positive_total")]\n')
+    assert online_sql(BASE, after) == [
+        'ALTER TABLE "invoice" ADD CONSTRAINT "positive_total" CHECK (total >= 0) NOT VALID',
+        "--step--",
+        'ALTER TABLE "invoice" VALIDATE CONSTRAINT "positive_total"']
+
+
+def test_online_not_null_goes_through_a_validated_check():
+    after = BASE.replace("nickname = CharField(40, null=true)", "nickname = CharField(40)")
+    assert online_sql(BASE, after) == [
+        'ALTER TABLE "customer" ADD CONSTRAINT "customer_nickname_mf_not_null" CHECK ("nickname" IS NOT NULL)'
+        ' NOT VALID',
+        "--step--",
+        'ALTER TABLE "customer" VALIDATE CONSTRAINT "customer_nickname_mf_not_null"',
+        'ALTER TABLE "customer" ALTER COLUMN "nickname" SET NOT NULL',
+        'ALTER TABLE "customer" DROP CONSTRAINT "customer_nickname_mf_not_null"']
+
+
+def test_online_not_null_with_a_default_fills_in_a_step_of_its_own_and_again_before_validating():
+    after = BASE.replace("nickname = CharField(40, null=true)", 'nickname = CharField(40, default="none")')
+    fill = """UPDATE "customer" SET "nickname" = 'none' WHERE "nickname" IS NULL"""
+    assert online_sql(BASE, after) == [
+        """ALTER TABLE "customer" ALTER COLUMN "nickname" SET DEFAULT 'none'""",
+        "--step--",
+        fill,
+        'ALTER TABLE "customer" ADD CONSTRAINT "customer_nickname_mf_not_null" CHECK ("nickname" IS NOT NULL)'
+        ' NOT VALID',
+        "--step--",
+        fill,
+        'ALTER TABLE "customer" VALIDATE CONSTRAINT "customer_nickname_mf_not_null"',
+        'ALTER TABLE "customer" ALTER COLUMN "nickname" SET NOT NULL',
+        'ALTER TABLE "customer" DROP CONSTRAINT "customer_nickname_mf_not_null"']
+
+
+def test_online_not_null_check_name_fits_an_identifier():
+    long_table = "t" * 60
+    before = f'model Wide extends Model {{\n    v = IntegerField(null=true)\n    table = "{long_table}"\n}}\n'
+    statements = online_sql(before, before.replace("IntegerField(null=true)", "IntegerField()"))
+    name = constraint_name(long_table, "v", NOT_NULL_CHECK_SUFFIX)
+    assert len(name.encode()) <= 63 and name.endswith("_mf_not_null")
+    assert statements[0].startswith(f'ALTER TABLE "{long_table}" ADD CONSTRAINT "{name}" CHECK')
+    assert statements[-1] == f'ALTER TABLE "{long_table}" DROP CONSTRAINT "{name}"'
+
+
+def test_online_enum_value_used_as_a_default_is_added_a_step_before_its_use_without_recreating_the_type():
+    after = BASE.replace("ADMIN, CUSTOMER, STAFF", "ADMIN, CUSTOMER, STAFF, GUEST") \
+        .replace("default=Role.ADMIN", "default=Role.GUEST")
+    assert online_sql(BASE, after) == [
+        """ALTER TYPE "role" ADD VALUE 'GUEST' AFTER 'STAFF'""",
+        "--step--",
+        'ALTER TABLE "customer" ALTER COLUMN "role" DROP DEFAULT',
+        """ALTER TABLE "customer" ALTER COLUMN "role" SET DEFAULT 'GUEST'"""]
+    # The plain form (an undo, one transaction) still recreates the type.
+    offline = POSTGRES.migration_sql(diff(parse(BASE), parse(after)))
+    assert any(s.startswith('CREATE TYPE "_mf_new_role"') for s in offline)
+
+
+def test_online_enum_value_nothing_uses_yet_needs_no_step():
+    after = BASE.replace("ADMIN, CUSTOMER, STAFF", "ADMIN, CUSTOMER, STAFF, GUEST")
+    assert online_sql(BASE, after) == ["""ALTER TYPE "role" ADD VALUE 'GUEST' AFTER 'STAFF'"""]
+
+
+def test_online_removed_enum_value_still_recreates_the_type_in_one_step():
+    after = BASE.replace("ADMIN, CUSTOMER, STAFF", "ADMIN, CUSTOMER")
+    statements = online_sql(BASE, after)
+    assert "--step--" not in statements
+    assert statements == POSTGRES.migration_sql(diff(parse(BASE), parse(after)))
+
+
+def test_online_dropped_table_loses_its_keys_in_a_step_before_the_drop():
+    assert online_sql(BASE, BASE[:BASE.index("model Invoice")]) == [
+        'ALTER TABLE "invoice" DROP CONSTRAINT "invoice_customer_fkey"',
+        "--step--",
+        'DROP TABLE "invoice"']
+
+
+def test_online_drops_of_a_cycle_drop_no_key_twice():
+    cycle = """
+        model Author extends Model {
+            best = ForeignKey(Book, null=true, on_delete=SET_NULL)
+            editor = ForeignKey(Other, null=true, on_delete=SET_NULL)
+        }
+        model Book extends Model { author = ForeignKey(Author) }
+        model Other extends Model {}
+    """
+    assert online_sql(cycle, "model Other extends Model {}\n") == [
+        'ALTER TABLE "book" DROP CONSTRAINT "book_author_fkey"',  # the differ's drop_fk, breaking the cycle
+        "--step--",
+        'ALTER TABLE "author" DROP CONSTRAINT "author_best_fkey"',
+        'ALTER TABLE "author" DROP CONSTRAINT "author_editor_fkey"',
+        "--step--",
+        'DROP TABLE "author"',
+        'DROP TABLE "book"']
+
+
+def test_online_leaves_tables_created_in_the_same_migration_plain():
+    cycle = """
+        model Author extends Model { best = ForeignKey(Book, null=true, on_delete=SET_NULL) }
+        model Book extends Model {
+            author = ForeignKey(Author)
+            checks = [Check("id > 0", name="book_id")]
+        }
+    """
+    statements = online_sql("", cycle)
+    assert "--step--" not in statements
+    assert not any("NOT VALID" in s or "VALIDATE" in s for s in statements)
+    assert any(s.startswith('ALTER TABLE "author" ADD CONSTRAINT "author_best_fkey"') for s in statements)
+
+
+def test_online_steps_never_start_or_end_a_migration_nor_follow_each_other():
+    after = with_invoice_fields("    owner = ForeignKey(Customer, default=1, on_delete=SET_DEFAULT)\n") \
+        .replace("nickname = CharField(40, null=true)", 'nickname = CharField(40, default="none")') \
+        .replace("ADMIN, CUSTOMER, STAFF", "ADMIN, CUSTOMER, STAFF, GUEST").replace("default=Role.ADMIN",
+                                                                                    "default=Role.GUEST")
+    statements = online_sql(BASE, after)
+    assert statements[0] != "--step--" and statements[-1] != "--step--"
+    assert all(not (a == b == "--step--") for a, b in zip(statements, statements[1:]))
+    boundaries = [s for s in POSTGRES.migration_sql(diff(parse(BASE), parse(after)), online=True)
+                  if isinstance(s, StepBoundary)]
+    assert all(s.startswith("-- ") for s in boundaries)  # each reads as an SQL comment
+
+
+def test_sqlite_ignores_online():
+    after = with_invoice_fields("    owner = ForeignKey(Customer, default=1, on_delete=SET_DEFAULT)\n")
+    operations = diff(parse(BASE), parse(after))
+    sqlite = dialect_for("sqlite")
+    assert sqlite.migration_sql(operations, online=True) == sqlite.migration_sql(operations)
+
+
+# The online statements against the server, the markers left out so that the applier
+# runs them as one transaction: every statement is accepted, and the catalog ends as
+# the plain form leaves it (steps in transactions of their own: tests/test_online_forms.py).
+
+def migrate_online(pg, before: str, after: str) -> None:
+    operations = diff(parse(before), parse(after))
+    prepared = dbutil.step("postgresql", operations)
+    statements = tuple(s for s in POSTGRES.migration_sql(operations, online=True) if not isinstance(s, StepBoundary))
+    pg.run_step(dataclasses.replace(prepared, statements=statements))
+
+
+def valid_constraints(pg, table) -> dict:
+    return dict(pg.fetch("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = to_regclass($1)",
+                         POSTGRES.quote(table)))
+
+
+def test_online_forms_run_on_the_server_and_leave_valid_constraints(db):
+    after = with_invoice_fields("    owner = ForeignKey(Customer, default=1, on_delete=SET_DEFAULT)\n"
+                                "    qty = PositiveIntegerField(default=1)\n") \
+        .replace("ForeignKey(Customer, on_delete=CASCADE)", "ForeignKey(Customer, on_delete=RESTRICT, deferrable=true)") \
+        .replace("nickname = CharField(40, null=true)", 'nickname = CharField(40, default="none")') \
+        .replace("age = IntegerField(default=0)", "age = PositiveIntegerField(default=0)")
+    migrate_online(db, BASE, after)
+    assert valid_constraints(db, "invoice") == {"invoice_pkey": True, "invoice_customer_fkey": True,
+                                                "invoice_owner_fkey": True, "invoice_qty_check": True}
+    assert valid_constraints(db, "customer") == {"customer_pkey": True, "customer_email_key": True,
+                                                 "customer_age_check": True}
+    assert columns(db, "customer")["nickname"][1] is True
+    assert constraints(db, "invoice")["invoice_customer_fkey"].endswith("ON DELETE RESTRICT DEFERRABLE INITIALLY DEFERRED")
+    assert rows(db, "customer", "id, nickname") == [(1, "none"), (2, "bobby")]
+
+
+def test_online_not_valid_check_refuses_rows_that_break_it(db):
+    db.execute("UPDATE customer SET age = -1 WHERE id = 1")
+    before = everything(db)
+    with dbutil.refused(asyncpg.CheckViolationError):
+        migrate_online(db, BASE, BASE.replace("age = IntegerField(default=0)", "age = PositiveIntegerField(default=0)"))
+    assert everything(db) == before
+
+
+def test_online_dropped_table_goes_with_its_keys(db):
+    migrate_online(db, BASE, BASE[:BASE.index("model Invoice")])
+    assert tables(db) == {"customer"}
