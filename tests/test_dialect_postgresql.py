@@ -908,6 +908,22 @@ def migrate_online(pg, before: str, after: str) -> None:
     pg.run_step(dataclasses.replace(prepared, statements=statements))
 
 
+def migrate_in_steps(pg, before: str, after: str) -> int:
+    """The online statements with each step run by the applier in a transaction of its
+    own, as a migration of its own: what a later step needs has committed. The number
+    of steps."""
+    operations = diff(parse(before), parse(after))
+    steps: list = [[]]
+    for statement in POSTGRES.migration_sql(operations, online=True):
+        if isinstance(statement, StepBoundary):
+            steps.append([])
+        else:
+            steps[-1].append(statement)
+    for statements in steps:
+        pg.run_step(dataclasses.replace(dbutil.step("postgresql", operations), statements=tuple(statements)))
+    return len(steps)
+
+
 def valid_constraints(pg, table) -> dict:
     return dict(pg.fetch("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = to_regclass($1)",
                          POSTGRES.quote(table)))
@@ -940,3 +956,23 @@ def test_online_not_valid_check_refuses_rows_that_break_it(db):
 def test_online_dropped_table_goes_with_its_keys(db):
     migrate_online(db, BASE, BASE[:BASE.index("model Invoice")])
     assert tables(db) == {"customer"}
+
+
+def test_online_enum_value_is_usable_in_the_step_after_the_one_that_adds_it(db):
+    oid = db.fetchval("SELECT to_regtype('role')::oid")
+    after = BASE.replace("ADMIN, CUSTOMER, STAFF", "ADMIN, CUSTOMER, STAFF, GUEST") \
+        .replace("default=Role.ADMIN", "default=Role.GUEST")
+    assert migrate_in_steps(db, BASE, after) == 2
+    assert db.fetchval("SELECT to_regtype('role')::oid") == oid  # the same type: no table rewritten
+    assert enum_values(db, "role") == ["ADMIN", "CUSTOMER", "STAFF", "GUEST"]
+    assert columns(db, "customer")["role"] == ("role", True, "'GUEST'::role", "")
+
+
+def test_online_forms_in_steps_of_their_own(db):
+    after = with_invoice_fields("    owner = ForeignKey(Customer, default=1, on_delete=SET_DEFAULT)\n") \
+        .replace("nickname = CharField(40, null=true)", 'nickname = CharField(40, default="none")')
+    assert migrate_in_steps(db, BASE, after) == 4
+    assert valid_constraints(db, "invoice")["invoice_owner_fkey"] is True
+    assert "customer_nickname_mf_not_null" not in valid_constraints(db, "customer")
+    assert columns(db, "customer")["nickname"][1] is True
+    assert rows(db, "customer", "id, nickname") == [(1, "none"), (2, "bobby")]
