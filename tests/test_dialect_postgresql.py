@@ -976,3 +976,18 @@ def test_online_forms_in_steps_of_their_own(db):
     assert "customer_nickname_mf_not_null" not in valid_constraints(db, "customer")
     assert columns(db, "customer")["nickname"][1] is True
     assert rows(db, "customer", "id, nickname") == [(1, "none"), (2, "bobby")]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(pair=schema_pairs(vary_keys=True))
+def test_online_diff_applied_in_steps_matches_creating_the_target(session, pair):
+    before, after = pair
+    session.fresh_schema()
+    migrate(session, diff(Schema(), parse(after)))
+    direct = catalog(session)
+    session.fresh_schema()
+    migrate(session, diff(Schema(), parse(before)))
+    migrate_in_steps(session, before, after)
+    assert catalog(session) == direct
+    session.drop_schema()

@@ -32,6 +32,8 @@ inside one transaction.
   Adding an enum value (``ALTER TYPE ... ADD VALUE``) inside a transaction needs
   PostgreSQL 12 or later; the dialect avoids it (and recreates the type instead)
   when the same migration uses the new value, which PostgreSQL forbids before commit.
+  With ``online=True`` (see Plan) the PostgreSQL statements may hold StepBoundary and
+  OutsideTransaction markers that cut the migration into steps.
 
 atomic=False (a migration file with ``"atomic": false``): on PostgreSQL the applier
 runs each statement on its own, outside any transaction (CREATE INDEX CONCURRENTLY

@@ -20,6 +20,15 @@ or reordered, the type is recreated instead, all inside the transaction:
     ALTER TYPE "_mf_new_<type>" RENAME TO "<type>"
     ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...
 
+An online plan (Plan.online: migrate's) adds the value in one step and uses it in the
+next (a StepBoundary between), so the type is not recreated when members are only added.
+
+Online forms (Plan.online, for tables that exist before the migration): foreign keys
+and checks are added NOT VALID and validated after a StepBoundary; a column becomes NOT
+NULL through a NOT VALID ``CHECK (column IS NOT NULL)`` validated in a later step, then
+SET NOT NULL (proved from the check, no scan) and the check dropped; a dropped table
+loses its foreign keys in a step before the DROP TABLE.
+
 Nothing is ever dropped with CASCADE: a DROP that something else still depends on
 fails, and the migration's transaction leaves the database as it was.
 """
