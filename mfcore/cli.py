@@ -200,8 +200,8 @@ def _render_changes(operations, out: Output, rewrites=()) -> None:
 def _render_findings(findings, out: Output, indent: str = "") -> None:
     """Each finding: rule and place, the statement, why, and the safe way."""
     for finding in findings:
-        accepted = " (accepted)" if finding.accepted else ""
-        out.line(out.color(f"{indent}⚠ {finding.rule}{accepted}: {finding.migration} {finding.where}",
+        mark, accepted = ("·", " (accepted)") if finding.accepted else ("✗", "")
+        out.line(out.color(f"{indent}{mark} {finding.rule}{accepted}: {finding.migration} {finding.where}",
                            "2" if finding.accepted else "33"))
         if finding.sql:
             shown = finding.sql if len(finding.sql) <= 160 else finding.sql[:157] + "..."
@@ -240,7 +240,7 @@ def cmd_lint(args, out: Output) -> int:
     also = f" ({accepted} accepted)" if accepted else ""
     checked = f"{len(report.migrations)} migration(s) checked on {report.driver}"
     if problems:
-        out.line(out.color(f"✗ {len(problems)} finding(s) in {checked}{also}.", "31"))
+        out.line(out.color(f"{len(problems)} finding(s) in {checked}{also}.", "31"))
         return EXIT_FOUND
     out.line(out.color(f"{out.mark()}{checked}: no findings{also}.", "32"))
     return EXIT_OK

@@ -197,6 +197,12 @@ def lint_migration(dialect, migration, tables_before: frozenset, statements: Opt
         if statement.hand_written:
             for risk in _statement_risks(statement):
                 found.append((statement.operation, statement.number, statement.sql, risk))
+    if any(position is None and number is not None for position, number, _sql, _risk in found):
+        # mf's own statements are traced to their operation only when one is reported:
+        # it means writing each operation's SQL again.
+        owners, _exact = _owners(dialect, operations, atomic, statements)
+        found = [(owners[number - 1] if position is None and number is not None else position, number, sql, risk)
+                 for position, number, sql, risk in found]
     found.sort(key=lambda item: (item[0] if item[0] is not None else -1, item[1] or 0))
     return [Finding(risk.rule, migration.name, position,
                     operations[position].op if position is not None else None, number,
@@ -207,7 +213,7 @@ def lint_migration(dialect, migration, tables_before: frozenset, statements: Opt
 
 def lint_statements(dialect, operations: tuple, atomic: bool, statements: list) -> list:
     """[LintStatement]: each statement with its transaction step and its operation."""
-    owners, exact = _owners(dialect, operations, atomic, statements)
+    owners, exact = _owners(dialect, operations, atomic, statements, only="run_sql")
     listed = []
     step = 0
     for index, sql in enumerate(statements):
@@ -222,26 +228,36 @@ def lint_statements(dialect, operations: tuple, atomic: bool, statements: list) 
     return listed
 
 
-def _owners(dialect, operations: tuple, atomic: bool, statements: list) -> tuple:
+_SEARCH_AHEAD = 64
+
+
+def _owners(dialect, operations: tuple, atomic: bool, statements: list, only: Optional[str] = None) -> tuple:
     """([the position of the operation each statement carries out], {indexes found
     exactly}). Each operation's own statements are found in order among the
     migration's; a statement written for the migration as a whole (it depends on the
-    other operations) goes with the operation before it."""
+    other operations) goes with the operation before it. ``only``: trace only the
+    operations of that kind (run_sql: its statements are its text, split), nothing else."""
     owners: list = [None] * len(statements)
     exact: set = set()
     cursor = 0
     for position, operation in enumerate(operations):
+        if only is not None and operation.op != only:
+            continue
         try:
             own = dialect.operation_sql(operation, atomic=atomic)
         except MfError:
             continue
         for text in own:
-            for index in range(cursor, len(statements)):
+            # A statement written otherwise in the migration as a whole is not looked
+            # for far ahead: the search stays linear in the migration's length.
+            for index in range(cursor, min(len(statements), cursor + _SEARCH_AHEAD)):
                 if owners[index] is None and str(statements[index]) == str(text):
                     owners[index] = position
                     exact.add(index)
                     cursor = index + 1
                     break
+    if only is not None:
+        return owners, exact
     last = None
     for index, owner in enumerate(owners):
         if owner is None:
