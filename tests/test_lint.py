@@ -364,3 +364,44 @@ def test_sqlite_project_checks_only_the_rules_of_every_database(project):
     assert rules == ["ban-drop-column", "ban-drop-table", "renaming-column", "renaming-table", "transaction-nesting"]
     result = change(project, "CharField(20, null=true)", "CharField(10, null=true)")
     assert "⏳" not in result.out
+
+
+def test_makemigrations_json_carries_findings_and_rewrites(pg):
+    text = (pg.path / "models.mp").read_text()
+    pg.write_models(text.replace("CharField(20, null=true)", "CharField(10, null=true)"))
+    result = pg.run("db", "makemigrations", "--json")
+    assert result.code == 0, result
+    document = json.loads(result.out)
+    assert [f["rule"] for f in document["lint"]] == ["changing-column-type"]
+    assert document["rewrites"] == [[{"table": "items", "column": "code", "why": "varchar(20) -> varchar(10)"}]]
+    assert len(document["rewrites"]) == len(document["changes"])
+
+
+def test_steps_and_statements_outside_the_transaction_are_understood():
+    """mf's online forms, as the PostgreSQL dialect marks them among a migration's
+    statements: a constraint validated in a later step, an index built CONCURRENTLY in a
+    step of its own, SET NOT NULL after a validated CHECK."""
+    from mfcore.dialects import dialect_for
+    from mfcore.dialects.base import OutsideTransaction, StepBoundary
+    from mfcore.lint import lint_statements
+
+    dialect = dialect_for("postgresql")
+    online = [
+        'ALTER TABLE "tags" ADD CONSTRAINT "fk" FOREIGN KEY ("item_id") REFERENCES "items" ("id") NOT VALID',
+        'ALTER TABLE "items" ADD CONSTRAINT "nn" CHECK ("code" IS NOT NULL) NOT VALID',
+        StepBoundary("-- step"),
+        'ALTER TABLE "tags" VALIDATE CONSTRAINT "fk"',
+        'ALTER TABLE "items" VALIDATE CONSTRAINT "nn"',
+        'ALTER TABLE "items" ALTER COLUMN "code" SET NOT NULL',
+        'ALTER TABLE "items" DROP CONSTRAINT "nn"',
+        OutsideTransaction('CREATE UNIQUE INDEX CONCURRENTLY "ix" ON "items" ("name")'),
+        'ALTER TABLE "items" ADD CONSTRAINT "uq" UNIQUE USING INDEX "ix"',
+    ]
+    listed = lint_statements(dialect, (), True, online)
+    assert [s.step for s in listed] == [0, 0, 1, 1, 1, 1, 1, 2, 3]
+    assert [s.in_transaction for s in listed][7] is False
+    assert dialect.statement_risks([s for s in listed if s.sql != "-- step"]) == []
+    # The same statements in one transaction: the validations hold the ADD's lock.
+    together = [s for s in online if not isinstance(s, (StepBoundary, OutsideTransaction))]
+    rules = [risk.rule for _i, risk in dialect.statement_risks(lint_statements(dialect, (), True, together))]
+    assert rules == ["constraint-missing-not-valid", "constraint-missing-not-valid"]
