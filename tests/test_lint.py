@@ -405,3 +405,18 @@ def test_steps_and_statements_outside_the_transaction_are_understood():
     together = [s for s in online if not isinstance(s, (StepBoundary, OutsideTransaction))]
     rules = [risk.rule for _i, risk in dialect.statement_risks(lint_statements(dialect, (), True, together))]
     assert rules == ["constraint-missing-not-valid", "constraint-missing-not-valid"]
+
+
+def test_a_new_column_with_a_random_default_rewrites(pg):
+    text = (pg.path / "models.mp").read_text()
+    pg.write_models(text.replace("    label = TextField()\n",
+                                 "    label = TextField()\n    token = UUIDField(default=uuid4())\n"))
+    result = pg.run("db", "makemigrations")
+    assert result.code == 0, result
+    assert "Add field token to Tag" in result.out and "⏳ rewrites table tags" in result.out
+    code, document = lint(pg, "002")
+    assert code == 1 and rules_of(document) == ["adding-field-with-default"]
+    assert document["findings"][0]["op"] == "add_column"
+    lines = pg.run("db", "sql", "002").out.splitlines()
+    assert lines[1] == "-- ⏳ rewrites table tags (volatile default gen_random_uuid())"
+    assert lines[2].startswith('ALTER TABLE "tags" ADD COLUMN "token"')

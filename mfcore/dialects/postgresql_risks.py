@@ -350,6 +350,21 @@ def rewrites(dialect, operation, plan) -> list:
         return []
     if operation.op == "alter_enum":
         return _enum_rewrites(dialect, operation, plan)
+    if operation.op == "add_column":
+        return _new_column_rewrites(dialect, operation)
+    return []
+
+
+def _new_column_rewrites(dialect, op) -> list:
+    """A column added with a value computed per row (a volatile default, an identity):
+    PostgreSQL writes every row again to fill it."""
+    from ..language.fields import AUTO_TYPES
+
+    if op.field.type in AUTO_TYPES:
+        return [Rewrite(op.table, op.field.column, "identity column filled for every row", rule=None)]
+    default = dialect.default_sql(op.field)
+    if default is not None and _VOLATILE_DEFAULT.search(f"DEFAULT {default}"):
+        return [Rewrite(op.table, op.field.column, f"volatile default {default}", rule=None)]
     return []
 
 
@@ -393,11 +408,14 @@ def _type_rewrites(old_type: str, new_type: str) -> bool:
 
 def changing_type_risks(rewritten: list) -> list:
     """The changing-column-type findings of an operation's rewrites."""
-    return [Risk("changing-column-type", f"{r.why} rewrites table {r.table} under ACCESS EXCLUSIVE")
-            for r in rewritten]
+    return [Risk(r.rule, f"{r.why} rewrites table {r.table} under ACCESS EXCLUSIVE")
+            for r in rewritten if r.rule is not None]
 
 
 def rewrite_statement(rewrite: Rewrite, dialect) -> Optional[re.Pattern]:
-    """The statement that carries out ``rewrite``: its ALTER COLUMN ... TYPE."""
-    return re.compile(rf"^ALTER TABLE {re.escape(dialect.quote(rewrite.table))} ALTER COLUMN "
-                      rf"{re.escape(dialect.quote(rewrite.column))} TYPE\b")
+    """The statement that carries out ``rewrite``: its ALTER COLUMN ... TYPE, or the
+    ADD COLUMN of a new column."""
+    table, column = re.escape(dialect.quote(rewrite.table)), re.escape(dialect.quote(rewrite.column))
+    if rewrite.rule is None:
+        return re.compile(rf"^ALTER TABLE {table} ADD COLUMN {column} ")
+    return re.compile(rf"^ALTER TABLE {table} ALTER COLUMN {column} TYPE\b")

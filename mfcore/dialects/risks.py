@@ -53,6 +53,9 @@ class Rewrite:
     table: str
     column: Optional[str]
     why: str
+    # The rule the lint reports it under, from the operation; None when a rule on the
+    # statement says it already (a new column's volatile default).
+    rule: Optional[str] = "changing-column-type"
 
 
 # ---------------------------------------------------------------- reading SQL text
