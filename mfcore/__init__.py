@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "migrate", "rollback", "rollback_sql", "makemigrations", "status", "migrate_all", "rollback_all", "status_all",
-    "sql", "pending_sql", "resolve", "reset", "reset_plan", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
+    "sql", "lint_migrations", "pending_sql", "resolve", "reset", "reset_plan", "carry_over", "drift", "inspect", "baseline", "rebase", "squash",
     "parse", "diff", "load_schema", "dump_schema", "load_config",
     "MfError", "ConfigError", "ModelsError", "SchemaFileError", "MigrationFileError", "UnsafeChangeError",
     "IntegrityError", "DriftError", "DatabaseError", "LockTimeoutError", "UnresolvedMigrationError",
@@ -37,6 +37,7 @@ _LAZY = {
     "rollback_all": ("mfcore.api", "rollback_all"),
     "status_all": ("mfcore.api", "status_all"),
     "sql": ("mfcore.api", "sql"),
+    "lint_migrations": ("mfcore.api", "lint_migrations"),
     "pending_sql": ("mfcore.api", "pending_sql"),
     "resolve": ("mfcore.api", "resolve"),
     "reset": ("mfcore.api", "reset"),

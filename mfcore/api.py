@@ -215,6 +215,11 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
             if writing:
                 carryover.write(resolved.migrations_dir, carried)
             draft.result.notices.append(carryover.describe(resolved.migrations_dir, carried, writing))
+        if draft.result.files:
+            from .lint import lint_draft
+
+            # What `mf db lint` will say about the file, shown now; it fails nothing here.
+            draft.result.findings, draft.result.rewrites = lint_draft(resolved, draft.old, draft.result)
         if writing:
             writer.write_draft(draft)
         elif dry_run and draft.result.content is not None:
@@ -323,6 +328,36 @@ def sql(config: ConfigLike, number: int, *, reverse: bool = False) -> tuple:
     from . import applier
 
     return applier.migration_statements(resolve_config(config), number, reverse=reverse)
+
+
+def sql_rewrites(config: ConfigLike, number: int) -> dict:
+    """{statement index: [note, ...]} for the statements of ``api.sql(config, number)``
+    that rewrite a table under a lock blocking reads and writes ("⏳ rewrites table
+    items (...)"); no connection is made."""
+    from . import lint
+
+    return lint.sql_rewrite_notes(resolve_config(config), number)
+
+
+def lint_migrations(config: ConfigLike = None, *, migrations=(), every: bool = False):
+    """Check migrations against the lint rules (`mf db lint`): the pending ones (those
+    .applied does not list; no database is read), or those numbered in ``migrations``,
+    or ``every`` one. A lint.LintReport (``driver``, ``migrations``, ``findings``;
+    ``problems``: the findings no migration accepted). A "lint.accept" naming an unknown
+    rule raises MigrationFileError."""
+    from . import lint
+
+    resolved = resolve_config(config)
+    _require_migrations_dir(resolved)
+    return lint.lint_project(resolved, numbers=tuple(migrations), every=every)
+
+
+def lint_rules(config: ConfigLike = None) -> tuple:
+    """The lint rules (dialects.risks.Rule) that apply on the configured database."""
+    from . import lint
+    from .dialects import dialect_for
+
+    return lint.rules_for(dialect_for(resolve_config(config).driver))
 
 
 async def pending_sql(config: ConfigLike = None, *, to: Optional[int] = None) -> list:

@@ -30,8 +30,8 @@ class _API:
 api = _API()
 
 EXIT_OK, EXIT_FOUND, EXIT_INPUT, EXIT_DATABASE = 0, 1, 2, 3
-DB_COMMANDS = ("makemigrations", "migrate", "rollback", "status", "drift", "inspect", "baseline", "sql", "reset",
-               "resolve", "rebase", "squash")
+DB_COMMANDS = ("makemigrations", "migrate", "rollback", "status", "drift", "inspect", "baseline", "sql", "lint",
+               "reset", "resolve", "rebase", "squash")
 
 
 class Output:
@@ -142,13 +142,19 @@ def cmd_makemigrations(args, out: Output) -> int:
             "notices": result.notices,
             "models_read": result.models_read,
             "models_total": result.models_total,
+            "lint": [finding.to_json() for finding in result.findings],
+            "rewrites": [[{"table": r.table, "column": r.column, "why": r.why} for r in rewritten]
+                         for rewritten in result.rewrites],
             **({"sql": result.sql} if args.dry_run else {}),
         })
         return EXIT_FOUND if args.check and result.path else EXIT_OK
     if result.path is None:
         out.line("No changes detected.")
         return EXIT_OK
-    _render_changes(result.operations, out)
+    _render_changes(result.operations, out, result.rewrites)
+    if result.findings:
+        out.line("Lint (`mf db lint` will report these):")
+        _render_findings(result.findings, out, indent="  ")
     shown = ", ".join(_display_path(planned.path) for planned in result.files)
     if result.split_reason:
         out.line(result.split_reason[0].upper() + result.split_reason[1:] + ".")
@@ -169,23 +175,75 @@ def cmd_makemigrations(args, out: Output) -> int:
     return EXIT_OK
 
 
-def _render_changes(operations, out: Output) -> None:
-    """The tree of detected changes: enums, then each model, destructive ones marked ⚠."""
+def _render_changes(operations, out: Output, rewrites=()) -> None:
+    """The tree of detected changes: enums, then each model, destructive ones marked ⚠,
+    those that rewrite a table under a lock that blocks traffic marked ⏳."""
     groups: dict = {}
-    for operation in operations:
+    for position, operation in enumerate(operations):
         key = operation.model_name or ("Data steps" if operation.op in ("run_sql", "run_python") else "Enums")
-        groups.setdefault(key, []).append(operation)
+        groups.setdefault(key, []).append((operation, rewrites[position] if position < len(rewrites) else ()))
     if not operations:
         out.line("Empty migration (no operations).")
         return
     out.line("Detected changes:")
     for group, members in groups.items():
         out.line(f"  {group}")
-        for operation in members:
+        for operation, rewritten in members:
+            tables = list(dict.fromkeys(rewrite.table for rewrite in rewritten))
+            waits = f"  ⏳ rewrites table {', '.join(tables)}" if tables else ""
             if operation.destructive:
-                out.line(out.color(f"    ⚠ {operation.describe()}", "33"))
+                out.line(out.color(f"    ⚠ {operation.describe()}{waits}", "33"))
             else:
-                out.line(f"    + {operation.describe()}")
+                out.line(f"    + {operation.describe()}{waits}")
+
+
+def _render_findings(findings, out: Output, indent: str = "") -> None:
+    """Each finding: rule and place, the statement, why, and the safe way."""
+    for finding in findings:
+        mark, accepted = ("·", " (accepted)") if finding.accepted else ("✗", "")
+        out.line(out.color(f"{indent}{mark} {finding.rule}{accepted}: {finding.migration} {finding.where}",
+                           "2" if finding.accepted else "33"))
+        if finding.sql:
+            shown = finding.sql if len(finding.sql) <= 160 else finding.sql[:157] + "..."
+            out.line(f"{indent}    {shown}")
+        out.line(f"{indent}    why: {finding.reason}")
+        out.line(f"{indent}    instead: {finding.alternative}")
+
+
+def cmd_lint(args, out: Output) -> int:
+    if args.rules:
+        rules = api.lint_rules(args.config_path)
+        if out.json_mode:
+            import dataclasses
+
+            out.document({"rules": [dataclasses.asdict(rule) for rule in rules]})
+            return EXIT_OK
+        for rule in rules:
+            out.line(f"{rule.name}: {rule.what}")
+            out.line(f"    why: {rule.why}")
+            out.line(f"    instead: {rule.alternative}")
+            if rule.accepted:
+                out.line(f"    accepted by mf: {rule.accepted}")
+        return EXIT_OK
+    report = api.lint_migrations(args.config_path, migrations=args.numbers, every=args.all)
+    problems = report.problems
+    if out.json_mode:
+        out.document({"driver": report.driver, "migrations": list(report.migrations),
+                      "findings": [finding.to_json() for finding in report.findings],
+                      "problems": len(problems), "accepted": len(report.findings) - len(problems)})
+        return EXIT_FOUND if problems else EXIT_OK
+    if not report.migrations:
+        out.line("No pending migrations to lint (name them, e.g. `mf db lint 004`, or use --all).")
+        return EXIT_OK
+    _render_findings(report.findings, out)
+    accepted = len(report.findings) - len(problems)
+    also = f" ({accepted} accepted)" if accepted else ""
+    checked = f"{len(report.migrations)} migration(s) checked on {report.driver}"
+    if problems:
+        out.line(out.color(f"{len(problems)} finding(s) in {checked}{also}.", "31"))
+        return EXIT_FOUND
+    out.line(out.color(f"{out.mark()}{checked}: no findings{also}.", "32"))
+    return EXIT_OK
 
 
 def cmd_migrate(args, out: Output) -> int:
@@ -698,11 +756,16 @@ def _record_doc(record) -> dict:
 def cmd_sql(args, out: Output) -> int:
     config = api.resolve_config(args.config_path)
     name, statements = api.sql(config, args.number, reverse=args.reverse)
+    notes = {} if args.reverse else api.sql_rewrites(config, args.number)
     if out.json_mode:
-        out.document({"name": name, "driver": config.driver, "sql": statements, "reverse": args.reverse})
+        out.document({"name": name, "driver": config.driver, "sql": statements, "reverse": args.reverse,
+                      "rewrites": [{"statement": index + 1, "note": note}
+                                   for index in sorted(notes) for note in notes[index]]})
         return EXIT_OK
     out.line(f"-- {'undo ' if args.reverse else ''}{name} ({config.driver})")
-    for statement in statements:
+    for index, statement in enumerate(statements):
+        for note in notes.get(index, ()):
+            out.line(f"-- {note}")
         out.line(statement.rstrip(";") + ";")
     return EXIT_OK
 
@@ -979,6 +1042,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("inspect", parents=[common], help="write models.mp for a live database")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")
     p.set_defaults(handler=cmd_inspect)
+
+    p = commands.add_parser("lint", parents=[common],
+                            help="check migrations for changes that break clients or block traffic")
+    p.add_argument("numbers", nargs="*", type=_migration_number, metavar="NNN",
+                   help="the migrations to check (default: the pending ones, which .applied does not list)")
+    p.add_argument("--all", action="store_true", help="check every migration")
+    p.add_argument("--rules", action="store_true", help="list the rules for the configured database")
+    p.set_defaults(handler=cmd_lint)
 
     p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
     p.add_argument("number", type=_migration_number, metavar="NNN",

@@ -71,6 +71,7 @@ class Migration:
     checksum: str
     legacy: bool  # written by the earlier tool (no "format" key)
     replaces: tuple = ()  # names of the migrations a squashed migration stands for
+    lint_accept: tuple = ()  # lint rules accepted for this migration ("lint": {"accept": [...]})
 
     @property
     def has_data_steps(self) -> bool:
@@ -247,7 +248,29 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     else:
         operations = [operation_from_json(op_doc, f"{file.name}: ops[{position}]")
                       for position, op_doc in enumerate(doc["ops"])]
-    return Migration(file, tuple(operations), atomic, checksum(data), legacy_form, replaces)
+    return Migration(file, tuple(operations), atomic, checksum(data), legacy_form, replaces,
+                     _lint_accept(doc, file))
+
+
+_RULE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
+
+def _lint_accept(doc: dict, file: MigrationFile) -> tuple:
+    """A migration's "lint": {"accept": ["rule-name", ...]}: the lint rules its author
+    accepted for it (mf db lint reports them as accepted; lint.py knows the names)."""
+    if "lint" not in doc:
+        return ()
+    lint = doc["lint"]
+    if not isinstance(lint, dict) or set(lint) - {"accept"}:
+        raise MigrationFileError(f"{file.name}: 'lint' must be an object with one key, 'accept' "
+                                 "(a list of lint rule names)")
+    accepted = lint.get("accept", [])
+    if not isinstance(accepted, list) or not all(isinstance(n, str) and _RULE_NAME.fullmatch(n) for n in accepted):
+        raise MigrationFileError(f"{file.name}: 'lint.accept' must be a list of lint rule names "
+                                 f"such as \"ban-drop-column\", got {accepted!r:.80}")
+    if len(set(accepted)) != len(accepted):
+        raise MigrationFileError(f"{file.name}: 'lint.accept' names a rule twice")
+    return tuple(accepted)
 
 
 def _replaces(doc: dict, file: MigrationFile) -> tuple:

@@ -50,6 +50,10 @@ class MakeMigrationsResult:
     # max_tables_per_migration (``split_reason`` then says so in a sentence).
     files: list = field(default_factory=list)
     split_reason: Optional[str] = None
+    # What `mf db lint` finds in the file(s) (lint.Finding), and for each operation the
+    # tables it rewrites under ACCESS EXCLUSIVE (dialects.risks.Rewrite): shown, never fatal.
+    findings: list = field(default_factory=list)
+    rewrites: list = field(default_factory=list)
 
     @property
     def changed(self) -> bool:

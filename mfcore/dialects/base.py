@@ -226,6 +226,26 @@ class Dialect:
     has_schemas = False              # a database holds schemas: one target per schema (tenants)
     limits_connections = False       # a server with max_connections (see connection_limit)
 
+    # ------------------------------------------------------------ what the lint asks (lint.py)
+    lint_rules: tuple = ()           # the rules (risks.Rule) about this database's locks and types
+
+    def statement_risks(self, statements: list) -> list:
+        """[(position, risks.Risk)] in a migration's statements (risks.LintStatement)."""
+        return []
+
+    def rewrites(self, operation: Operation, plan: Plan) -> list:
+        """[risks.Rewrite]: the tables ``operation`` rewrites or scans while holding a lock
+        that blocks reads and writes."""
+        return []
+
+    def rewrite_risks(self, rewritten: list) -> list:
+        """[risks.Risk] that the lint reports for an operation's rewrites."""
+        return []
+
+    def rewrite_statement(self, rewrite):
+        """A pattern matching the statement that carries out ``rewrite`` (None: unknown)."""
+        return None
+
     def users_words(self, message: str) -> str:
         """A database's error message in the user's names (internal names taken out)."""
         return message
