@@ -20,6 +20,9 @@ from generate import generate_models  # noqa: E402
 
 SLOW = os.environ.get("MF_BENCH_SLOW", "") not in ("", "0")
 
+# Reports a benchmark module adds (a table of its figures), printed at the end of the run.
+SUMMARIES: list = []
+
 
 @functools.lru_cache(maxsize=None)
 def models_text(n_models: int, seed: int = 0) -> str:
@@ -52,3 +55,11 @@ def loop():
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    """The reports benchmark modules left in SUMMARIES, after pytest-benchmark's tables."""
+    for text in SUMMARIES:
+        terminalreporter.write_sep("-", "benchmark report")
+        terminalreporter.write(text)
