@@ -210,7 +210,7 @@ def cmd_migrate(args, out: Output) -> int:
         for name, statements in plans:
             out.line(f"-- {name}")
             for statement in statements:
-                out.line(statement.rstrip(";") + ";")
+                out.line(_sql_line(statement))
         return EXIT_OK
 
     if args.to is not None and not args.fake:
@@ -581,6 +581,10 @@ def cmd_status(args, out: Output) -> int:
         else:
             state = doc.get("state")
             shown = f"  ({state})" if state not in ("pending", None) and not trouble else ""
+            if state == "partial":
+                of = f" of {record.steps}" if record.steps else ""
+                shown = (f"  (partly applied: step {record.steps_done}{of} done; `mf db migrate` resumes at "
+                         f"step {record.steps_done + 1})")
             out.line(f"  [ ] {doc['name']}" + shown + trouble)
     for line in summary:
         if records or line != "Up to date.":
@@ -692,7 +696,11 @@ def _local_time(moment) -> str:
 def _record_doc(record) -> dict:
     import dataclasses
 
-    return dataclasses.asdict(record)
+    doc = dataclasses.asdict(record)
+    if record.state != "partial":  # the steps reached: only for a migration partly applied
+        doc.pop("steps_done", None)
+        doc.pop("steps", None)
+    return doc
 
 
 def cmd_sql(args, out: Output) -> int:
@@ -703,8 +711,15 @@ def cmd_sql(args, out: Output) -> int:
         return EXIT_OK
     out.line(f"-- {'undo ' if args.reverse else ''}{name} ({config.driver})")
     for statement in statements:
-        out.line(statement.rstrip(";") + ";")
+        out.line(_sql_line(statement))
     return EXIT_OK
+
+
+def _sql_line(statement: str) -> str:
+    """A statement as `mf db sql` prints it: with its semicolon; a step's heading as it is."""
+    from mfcore.steps import StepHeading
+
+    return statement if isinstance(statement, StepHeading) else statement.rstrip(";") + ";"
 
 
 def cmd_resolve(args, out: Output) -> int:

@@ -474,7 +474,8 @@ class SQLiteDialect(Dialect):
         return self.rebuild(require_table(op))
 
     # ------------------------------------------------------------ the rebuild
-    def migration_sql(self, operations, *, atomic: bool = True) -> list[str]:
+    def migration_sql(self, operations, *, atomic: bool = True, online: bool = False) -> list[str]:
+        # Never cut into steps (runs_steps is false): ``online`` changes nothing here.
         operations = tuple(operations)
         plan = Plan(atomic, operations)
         merged = self._merged_rebuilds(plan)
