@@ -130,6 +130,64 @@ def test_an_index_and_a_unique_field_on_a_table_with_rows_run_as_steps(pg, tmp_p
     assert "ix_item_name" not in indexes(session) and "item_code_key" not in constraints(session)
 
 
+def test_index_and_unique_together_on_a_table_in_use_are_built_concurrently(pg, tmp_path):
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session)
+    project.write_models(models(extra="    size = IntegerField(null=true)\n    indexes = [Index(size)]\n"
+                                      "    unique_together = [(name, size)]\n"))
+    ok(project.run("db", "makemigrations", "--name", "together"))
+    shown = ok(project.run("db", "sql", "2")).out
+    assert 'CREATE INDEX CONCURRENTLY "ix_item_size"' in shown, shown
+    assert 'CREATE UNIQUE INDEX CONCURRENTLY "uq_item_name_size"' in shown, shown
+    ok(project.run("db", "migrate"))
+    assert ledger(session)[-1] == ("002_together.json", "applied") and invalid_indexes(session) == []
+    assert {"ix_item_size", "uq_item_name_size"} <= set(indexes(session))
+    assert ok(project.run("db", "drift")).out.startswith("No drift")
+
+
+def test_a_unique_constraint_over_columns_takes_over_an_index_built_concurrently(pg, tmp_path):
+    """unique_together kept as a constraint ("constraint": true, as for a database taken over)."""
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session)
+    project.write_models(models(extra="    size = IntegerField(null=true)\n    unique_together = [(name, size)]\n"))
+    ok(project.run("db", "makemigrations", "--name", "together"))
+    path = project.migrations / "002_together.json"
+    document = json.loads(path.read_text())
+    for op in document["ops"]:
+        if op["op"] == "add_index":
+            op["index"]["constraint"] = True
+        elif "table_def" in op:
+            for index in op["table_def"]["model"]["indexes"]:
+                index["constraint"] = True
+    path.write_text(json.dumps(document, indent=2))
+    project.write_models(models(extra="    size = IntegerField(null=true)\n"))  # models.mp is not the subject
+    shown = ok(project.run("db", "sql", "2")).out
+    assert 'CREATE UNIQUE INDEX CONCURRENTLY "uq_item_name_size" ON "item" ("name", "size");' in shown, shown
+    assert ('ALTER TABLE "item" ADD CONSTRAINT "uq_item_name_size" UNIQUE USING INDEX "uq_item_name_size";'
+            in shown), shown
+    ok(project.run("db", "migrate"))
+    assert ledger(session)[-1] == ("002_together.json", "applied") and invalid_indexes(session) == []
+    assert constraints(session)["uq_item_name_size"] == "u"
+    assert ok(project.run("db", "drift")).out.startswith("No drift")
+    assert ok(project.run("db", "drift")).out.startswith("No drift")
+
+
+def test_two_runs_at_once_apply_a_migration_of_steps_once(pg, tmp_path):
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session, rows=50000)
+    project.write_models(models(", db_index=true", "    code = CharField(max_length=20, null=true, unique=true)\n"))
+    ok(project.run("db", "makemigrations", "--name", "online"))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = [subprocess.Popen([sys.executable, "-c", DRIVER, dsn, str(project.migrations)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    applied = [out.count("applied 002_online.json") for out, _err in outputs]
+    assert sorted(applied) == [0, 1], outputs  # one applied it, the other found it done
+    assert ledger(session) == [("001_init.json", "applied"), ("002_online.json", "applied")]
+    assert invalid_indexes(session) == []
+
+
 def test_an_index_on_a_table_the_migration_creates_stays_in_the_transaction(pg, tmp_path):
     session, dsn = pg
     project = pg_project(tmp_path, dsn)
