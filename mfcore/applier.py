@@ -419,7 +419,8 @@ def _refused_out_of_order(config: Config, files, reading, ahead) -> set:
 
 
 async def resolve(config: Config, number: int, applied: bool) -> str:
-    """Settle a non-atomic migration that a run left 'started': ``applied=True`` records
+    """Settle a non-atomic migration that a run left 'started' (or a migration made of
+    steps left partly applied, 'step N'): ``applied=True`` records
     it as applied (its changes are all in the database), ``False`` forgets it (none
     are, or they were undone), so the next migrate runs it again. Returns a sentence
     saying what was done."""
@@ -1085,9 +1086,12 @@ class _Database:
 
     def _step_failure(self, step: Step, failed: "_StatementFailed", number: int, total: int,
                       outside: bool) -> DatabaseError:
-        before = ("no step before it had committed" if number == 1 else
-                  f"step{'s 1-' if number > 2 else ' '}{number - 1} before it stay committed and the ledger records "
-                  f"{'them' if number > 2 else 'it'}")
+        if number == 1:
+            before = "no step before it had committed"
+        elif number == 2:
+            before = "step 1 before it stays committed and the ledger records it"
+        else:
+            before = f"steps 1-{number - 1} before it stay committed and the ledger records them"
         if outside and isinstance(failed.statement, IndexBuild):
             what = (f"It ran outside a transaction; an index {failed.statement.index} it left INVALID is dropped "
                     "and built again by the next migrate")

@@ -33,6 +33,14 @@ inside one transaction.
   PostgreSQL 12 or later; the dialect avoids it (and recreates the type instead)
   when the same migration uses the new value, which PostgreSQL forbids before commit.
 
+online=True (migrate's plan, where the dialect ``runs_steps``: PostgreSQL): the
+statements may hold markers that cut the migration into steps. A StepBoundary
+commits what came before it; an OutsideTransaction (an IndexBuild: CREATE INDEX
+CONCURRENTLY) is a step of its own, run outside any transaction. The applier then
+runs each transactional step as BEGIN, the prologue, its statements, the ledger's
+'step N' (or 'applied' with the last), COMMIT; see applier._apply_in_steps. A
+migration without markers runs as described above; an undo is never online.
+
 atomic=False (a migration file with ``"atomic": false``): on PostgreSQL the applier
 runs each statement on its own, outside any transaction (CREATE INDEX CONCURRENTLY
 refuses to run inside one; ADD VALUE is then always used for new enum values, each
