@@ -1036,7 +1036,8 @@ class _Database:
                 try:
                     await self._run_statements(step, statements, resuming=has_row and number == done + 1)
                 except _StatementFailed as failed:
-                    raise self._step_failure(step, failed, number, total, outside=True) from None
+                    cleaned = await self._after_failed_build(step, failed, number)
+                    raise self._step_failure(step, failed, number, total, outside=True, cleaned=cleaned) from None
             await self._begin()
             try:
                 if not outside:
@@ -1084,23 +1085,45 @@ class _Database:
         except StatementError as exc:
             raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
 
+    async def _after_failed_build(self, step: Step, failed: "_StatementFailed", number: int) -> bool:
+        """After an index build that failed (duplicates, a lock timeout): the INVALID index
+        it left is dropped now, and when nothing of the migration had committed, its row
+        ('step 0') goes too, so the failure leaves the database as it was. True when
+        that cleanup was done (a cleanup that fails is left to the next run)."""
+        build = failed.statement
+        if not isinstance(build, IndexBuild):
+            return False
+        try:
+            if await self.dialect.index_validity(self.connection, build.index) is False:
+                await self.connection.execute(self.dialect.drop_index_concurrently_sql(build.index))
+            if number == 1:
+                async with self.write_transaction():
+                    if await ledger.state_of(self.connection, step.name) == ledger.step_state(0):
+                        await ledger.forget(self.connection, step.name)
+        except (StatementError, DatabaseError):
+            return False
+        return True
+
     def _step_failure(self, step: Step, failed: "_StatementFailed", number: int, total: int,
-                      outside: bool) -> DatabaseError:
+                      outside: bool, cleaned: bool = False) -> DatabaseError:
         if number == 1:
             before = "no step before it had committed"
         elif number == 2:
             before = "step 1 before it stays committed and the ledger records it"
         else:
             before = f"steps 1-{number - 1} before it stay committed and the ledger records them"
-        if outside and isinstance(failed.statement, IndexBuild):
+        if outside and isinstance(failed.statement, IndexBuild) and cleaned:
+            what = f"It ran outside a transaction; the INVALID index {failed.statement.index} it left was dropped"
+        elif outside and isinstance(failed.statement, IndexBuild):
             what = (f"It ran outside a transaction; an index {failed.statement.index} it left INVALID is dropped "
                     "and built again by the next migrate")
         elif outside:
             what = "It ran outside a transaction"
         else:
             what = "That step was rolled back"
+        again = f"it resumes at step {number}" if number > 1 else "it runs it again"
         outcome = (f"stopped at step {number} of {total}. {what}; {before}. Fix the cause and run "
-                   f"`mf db migrate` again: it resumes at step {number}")
+                   f"`mf db migrate` again: {again}")
         return self._failure(step, failed, rolled_back=False, outcome=outcome)
 
     async def _index_build(self, step: Step, build: IndexBuild, resuming: bool) -> None:

@@ -232,7 +232,8 @@ def test_a_failed_build_leaves_a_partial_migration_that_status_shows_rollback_re
     assert failed.code == 3, failed
     assert "step 2 of 3" in failed.err and "resumes at step 2" in failed.err and "Traceback" not in failed.err
     assert ledger(session) == [("001_init.json", "applied"), ("002_unique.json", "step 1")]
-    assert invalid_indexes(session) == [("item_name_key",)]
+    assert "the INVALID index item_name_key it left was dropped" in failed.err
+    assert invalid_indexes(session) == [] and "item_name_key" not in indexes(session)
 
     status = project.run("db", "status")
     assert "002_unique.json  (partly applied: step 1 of 3 done; `mf db migrate` resumes at step 2)" in status.out
@@ -252,10 +253,26 @@ def test_a_failed_build_leaves_a_partial_migration_that_status_shows_rollback_re
     session.execute("UPDATE item SET name = 'n' || id")
     finished = ok(project.run("db", "migrate"))
     assert "resumed at step 2 of 3" in finished.out + finished.err
-    assert "item_name_key was left INVALID" in finished.out + finished.err
     assert ledger(session) == [("001_init.json", "applied"), ("002_unique.json", "applied")]
     assert invalid_indexes(session) == [] and constraints(session)["item_name_key"] == "u"
     assert ok(project.run("db", "drift")).out.startswith("No drift")
+
+
+def test_a_failed_first_step_leaves_nothing(pg, tmp_path):
+    """A unique constraint over duplicates: its index build, the first step, fails; the
+    INVALID index and the ledger row go, and the database is as it was."""
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session, duplicates=True)
+    project.write_models(models(", unique=true"))
+    ok(project.run("db", "makemigrations", "--name", "unique"))
+    before = (ledger(session), indexes(session), constraints(session))
+    failed = project.run("db", "migrate")
+    assert failed.code == 3 and "step 1 of 2" in failed.err and "Traceback" not in failed.err, failed
+    assert (ledger(session), indexes(session), constraints(session)) == before
+    assert invalid_indexes(session) == []
+    session.execute("UPDATE item SET name = 'n' || id")
+    ok(project.run("db", "migrate"))
+    assert ledger(session)[-1] == ("002_unique.json", "applied") and constraints(session)["item_name_key"] == "u"
 
 
 def test_resolve_settles_a_partial_migration(pg, tmp_path):
@@ -264,7 +281,6 @@ def test_resolve_settles_a_partial_migration(pg, tmp_path):
     project.write_models(models(", unique=true", "    size = IntegerField(null=true)\n"))
     ok(project.run("db", "makemigrations", "--name", "unique"))
     assert project.run("db", "migrate").code == 3
-    session.execute('DROP INDEX "item_name_key"')
     session.execute('ALTER TABLE item DROP COLUMN size')
     resolved = ok(project.run("db", "resolve", "2", "--rolled-back"))
     assert "rolled back" in resolved.out
