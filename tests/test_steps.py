@@ -241,6 +241,7 @@ def test_a_failed_build_leaves_a_partial_migration_that_status_shows_rollback_re
     partial = document["migrations"][1]
     assert (partial["state"], partial["steps_done"], partial["steps"]) == ("partial", 1, 3)
     assert document["pending"] == ["002_unique.json"]
+    assert project.run("db", "status", "--check").code == 1  # pending: migrate finishes it
 
     before = (ledger(session), indexes(session), project.state())
     refused = project.run("db", "rollback")
