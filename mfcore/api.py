@@ -331,7 +331,7 @@ def sql(config: ConfigLike, number: int, *, reverse: bool = False) -> tuple:
 
 
 def sql_rewrites(config: ConfigLike, number: int) -> dict:
-    """{statement index: [note, ...]} for the statements of ``api.sql(config, number)``
+    """{statement text: [note, ...]} for the statements of ``api.sql(config, number)``
     that rewrite a table under a lock blocking reads and writes ("⏳ rewrites table
     items (...)"); no connection is made."""
     from . import lint

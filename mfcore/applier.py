@@ -43,10 +43,11 @@ from . import adoption, ledger
 from .config import Config
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
-from .dialects.base import CatalogStep, CatalogStepRefusal, Guard
+from .dialects.base import CatalogStep, CatalogStepRefusal, Guard, IndexBuild
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockBudgetError,
-                     LockTimeoutError, MfError, MigrationFileError, ResolveError)
+                     LockTimeoutError, MfError, MigrationFileError, ResolveError,
+                     UnresolvedMigrationError)
 from .history import (Checksums, Survey, ahead_notice, ahead_of, adoption_decision, check_target,
                       check_unresolved, cut, listed_files, migration_files, number_of, out_of_order_refusal,
                       read_history, survey_from)
@@ -54,7 +55,7 @@ from .ledger import APPLIED, STARTED, LedgerEntry
 from .operations import fold, lock_estimate
 from .ownership import applied_files, owned_objects
 from .schema import Schema
-from .steps import Prepared, Step, UndoPlan, undo_plan
+from .steps import Prepared, Step, UndoPlan, shown_statements, undo_plan
 from .store import load_history, read_applied, write_applied
 
 LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most
@@ -69,7 +70,8 @@ class MigrationStatus:
     """One line of `mf db status`.
 
     state: "applied"; "pending"; "started" (a non-atomic migration that never
-    finished: see resolve); "edited" (applied, but the file changed since);
+    finished: see resolve); "partial" (a migration made of steps of which a run
+    committed ``steps_done`` of ``steps``: the next migrate resumes it); "edited" (applied, but the file changed since);
     "missing" (applied, but the file is gone); "replaced" (it will not run: a squashed
     migration stands for it, or it stands for originals that run instead; or, applied,
     its file was removed after a squash replaced it); "ahead" (applied, and newer than
@@ -81,6 +83,8 @@ class MigrationStatus:
     applied_at: Optional[object] = None  # datetime (UTC) when applied
     state: str = "pending"
     duration: Optional[float] = None     # seconds the migration took
+    steps_done: Optional[int] = None     # "partial": the steps committed so far
+    steps: Optional[int] = None          # "partial": its steps (None when its file does not read)
 
 
 class MigrateResult(list):
@@ -111,7 +115,7 @@ class StatusReport(list):
 
     @property
     def pending(self) -> list:
-        return [r.name for r in self if r.state == "pending"]
+        return [r.name for r in self if r.state in ("pending", "partial")]
 
     @property
     def ahead(self) -> list:
@@ -204,7 +208,9 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> PendingSQL
     prepared = Prepared(config, files)
     pending = cut(survey.pending, to)
     prepared.load(pending)
-    plan = PendingSQL((f.name, list(prepared[f.name].statements)) for f in pending)
+    dialect = dialect_for(config.driver)
+    plan = PendingSQL((f.name, shown_statements(prepared[f.name], dialect, config.statement_lock_timeout))
+                      for f in pending)
     plan.offline = offline[0] if offline else None
     return plan
 
@@ -220,7 +226,7 @@ def migration_statements(config: Config, number: int, *, reverse: bool = False) 
         return file.name, list(undo_plan(config, files, [file.name]).steps[0].statements)
     prepared = Prepared(config, files)
     prepared.load([file])
-    return file.name, list(prepared[file.name].statements)
+    return file.name, shown_statements(prepared[file.name], dialect_for(config.driver), config.statement_lock_timeout)
 
 
 async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[int] = None,
@@ -306,6 +312,13 @@ def _undo_plan(config, files, survey, count, to, allow_data_loss, fake: bool = F
             f"the database is ahead of the migration files in {config.migrations_dir}: "
             f"{', '.join(survey.ahead)} {'is' if len(survey.ahead) == 1 else 'are'} applied but not here (newer "
             "code applied them). Nothing was undone; roll back with the code that has those files.")
+    partial = [e.name for e in survey.entries or () if ledger.steps_done(e.state) is not None]
+    if partial:
+        number = number_of(partial[0]) or 0
+        raise UnresolvedMigrationError(
+            f"migration {partial[0]} is partly applied (a run stopped between its steps); nothing was undone. "
+            f"Finish it with `mf db migrate` first, then roll back; or, if you undid its steps by hand, "
+            f"`mf db resolve {number:03d} --rolled-back`")
     names = _to_undo(files, survey, count, to)
     if fake:
         return UndoPlan(tuple(_LedgerOnly(name) for name in names), ())
@@ -361,6 +374,9 @@ async def status(config: Config) -> "StatusReport":
                 report.append(MigrationStatus(file.name, False, state=state))
         elif entry.state == STARTED:
             report.append(MigrationStatus(file.name, False, entry.applied_at, "started", entry.duration))
+        elif ledger.steps_done(entry.state) is not None:
+            report.append(MigrationStatus(file.name, False, entry.applied_at, "partial", entry.duration,
+                                          ledger.steps_done(entry.state), _step_count(config, files, file)))
         else:
             state = "applied" if sums.matches(file, entry.checksum) else "edited"
             report.append(MigrationStatus(file.name, True, entry.applied_at, state, entry.duration))
@@ -371,6 +387,17 @@ async def status(config: Config) -> "StatusReport":
     if ahead:
         report.notices.append(ahead_notice(ahead, files))
     return report
+
+
+def _step_count(config: Config, files, file) -> Optional[int]:
+    """How many steps migrate cuts ``file`` into; None when it does not read."""
+    try:
+        prepared = Prepared(config, files)
+        prepared.load([file])
+    except MfError:
+        return None
+    parts = prepared[file.name].parts
+    return len(parts) if parts is not None else 1
 
 
 def _refused_out_of_order(config: Config, files, reading, ahead) -> set:
@@ -392,7 +419,8 @@ def _refused_out_of_order(config: Config, files, reading, ahead) -> set:
 
 
 async def resolve(config: Config, number: int, applied: bool) -> str:
-    """Settle a non-atomic migration that a run left 'started': ``applied=True`` records
+    """Settle a non-atomic migration that a run left 'started' (or a migration made of
+    steps left partly applied, 'step N'): ``applied=True`` records
     it as applied (its changes are all in the database), ``False`` forgets it (none
     are, or they were undone), so the next migrate runs it again. Returns a sentence
     saying what was done."""
@@ -406,7 +434,8 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
             async with database.write_transaction():
                 entries = await ledger.read_ledger(connection) or []
                 matching = [e for e in entries if number_of(e.name) == number]
-                entry = next((e for e in matching if e.state == STARTED), None)
+                entry = next((e for e in matching if e.state == STARTED or ledger.steps_done(e.state) is not None),
+                             None)
                 if entry is None:
                     if matching:
                         raise ResolveError(f"{matching[0].name} is applied, not unresolved; nothing to resolve")
@@ -908,6 +937,8 @@ class _Database:
         rolled back, and is then found in the ledger and skipped."""
         if not step.atomic:
             return await self._apply_outside_transaction(step, fake)
+        if step.parts is not None:
+            return await self._apply_in_steps(step, fake)
         # A table rebuild (SQLite): foreign keys off outside the transaction, checked
         # before the commit (_run_statements).
         async with self._foreign_keys_off(step.foreign_keys_off and not fake):
@@ -952,6 +983,164 @@ class _Database:
             await self.connection.execute("COMMIT")
         except StatementError as exc:
             raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
+
+    async def _apply_in_steps(self, step: Step, fake: bool) -> bool:
+        """A migration cut into steps (step.parts): each transactional step in a
+        transaction of its own that also records, in the ledger, the step reached
+        ('step N', 'applied' with the last); a step outside a transaction (an index
+        built CONCURRENTLY) runs alone, its progress recorded right after it. A row
+        'step N' left by a run that stopped is resumed at step N + 1. The run-wide
+        lock is held across every step. False when the ledger shows it applied."""
+        started = time.perf_counter()
+        total = len(step.parts)
+        checksum = step.migration.checksum
+        async with self.write_transaction():
+            try:
+                if not self.ledger_ready:
+                    await self._ensure_ledger()
+                if await ledger.ensure_steps(self.connection):
+                    self.notices.append(f"The ledger {ledger.LEDGER_TABLE} now also records how far a migration made "
+                                        "of steps got (state 'step N').")
+                state = await ledger.state_of(self.connection, step.name)
+                if state is None and step.parts[0][0] and not fake:
+                    # Its first step runs outside a transaction: the row comes first, so
+                    # that a run stopped inside that step leaves a trace to resume from.
+                    await ledger.record(self.connection, step.name, checksum, 0.0, state=ledger.step_state(0))
+                    state = ledger.step_state(0)
+            except StatementError as exc:
+                raise DatabaseError(f"cannot record {step.name} in the ledger {ledger.LEDGER_TABLE} on "
+                                    f"{self.config.display_dsn}: {exc.message}; nothing was applied") from None
+        self.ledger_ready = True
+        if state == APPLIED:
+            return False
+        if state == STARTED:
+            check_unresolved([LedgerEntry(step.name, "", STARTED)])
+        done = ledger.steps_done(state) if state is not None else 0
+        has_row = state is not None
+        if fake:
+            await self._begin()
+            try:
+                await self._finish_steps(step, has_row, time.perf_counter() - started)
+            except BaseException:
+                await self._rollback()
+                raise
+            return True
+        if done:
+            self.notices.append(f"{step.name}: resumed at step {done + 1} of {total} (a run stopped after step "
+                                f"{done}).")
+        for number, (outside, statements) in enumerate(step.parts, 1):
+            if number <= done:
+                continue
+            last = number == total
+            if outside:
+                try:
+                    await self._run_statements(step, statements, resuming=has_row and number == done + 1)
+                except _StatementFailed as failed:
+                    cleaned = await self._after_failed_build(step, failed, number)
+                    raise self._step_failure(step, failed, number, total, outside=True, cleaned=cleaned) from None
+            await self._begin()
+            try:
+                if not outside:
+                    await self._run_statements(step, statements)
+                if last:
+                    await self._finish_steps(step, has_row, time.perf_counter() - started)
+                else:
+                    await self._record_step(step, number, has_row)
+                    await self.connection.execute("COMMIT")
+            except _StatementFailed as failed:
+                await self._rollback()
+                raise self._step_failure(step, failed, number, total, outside=False) from None
+            except StatementError as exc:
+                await self._rollback()
+                raise self._step_failure(step, _StatementFailed(0, 0, "COMMIT", exc, "COMMIT"), number, total,
+                                         outside=False) from None
+            except BaseException:
+                await self._rollback()
+                raise
+            has_row = True
+        return True
+
+    async def _record_step(self, step: Step, number: int, has_row: bool) -> None:
+        try:
+            if has_row:
+                await ledger.record_progress(self.connection, step.name, number)
+            else:
+                await ledger.record(self.connection, step.name, step.migration.checksum, 0.0,
+                                    state=ledger.step_state(number))
+        except StatementError as exc:
+            raise _StatementFailed(0, 0, "UPDATE mf_migrations ...", exc, "recording the step in the ledger") \
+                from None
+
+    async def _finish_steps(self, step: Step, has_row: bool, duration: float) -> None:
+        """The last step's ledger row ('applied') and the COMMIT, in the open transaction."""
+        if not has_row:
+            await self._record_and_commit(step, duration)
+            return
+        try:
+            await ledger.mark_applied(self.connection, step.name, step.migration.checksum, duration)
+        except StatementError as exc:
+            raise _StatementFailed(0, 0, "UPDATE mf_migrations ...", exc, "recording it in the ledger") from None
+        try:
+            await self.connection.execute("COMMIT")
+        except StatementError as exc:
+            raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
+
+    async def _after_failed_build(self, step: Step, failed: "_StatementFailed", number: int) -> bool:
+        """After an index build that failed (duplicates, a lock timeout): the INVALID index
+        it left is dropped now, and when nothing of the migration had committed, its row
+        ('step 0') goes too, so the failure leaves the database as it was. True when
+        that cleanup was done (a cleanup that fails is left to the next run)."""
+        build = failed.statement
+        if not isinstance(build, IndexBuild):
+            return False
+        try:
+            if await self.dialect.index_validity(self.connection, build.index) is False:
+                await self.connection.execute(self.dialect.drop_index_concurrently_sql(build.index))
+            if number == 1:
+                async with self.write_transaction():
+                    if await ledger.state_of(self.connection, step.name) == ledger.step_state(0):
+                        await ledger.forget(self.connection, step.name)
+        except (StatementError, DatabaseError):
+            return False
+        return True
+
+    def _step_failure(self, step: Step, failed: "_StatementFailed", number: int, total: int,
+                      outside: bool, cleaned: bool = False) -> DatabaseError:
+        if number == 1:
+            before = "no step before it had committed"
+        elif number == 2:
+            before = "step 1 before it stays committed and the ledger records it"
+        else:
+            before = f"steps 1-{number - 1} before it stay committed and the ledger records them"
+        if outside and isinstance(failed.statement, IndexBuild) and cleaned:
+            what = f"It ran outside a transaction; the INVALID index {failed.statement.index} it left was dropped"
+        elif outside and isinstance(failed.statement, IndexBuild):
+            what = (f"It ran outside a transaction; an index {failed.statement.index} it left INVALID is dropped "
+                    "and built again by the next migrate")
+        elif outside:
+            what = "It ran outside a transaction"
+        else:
+            what = "That step was rolled back"
+        again = f"it resumes at step {number}" if number > 1 else "it runs it again"
+        outcome = (f"stopped at step {number} of {total}. {what}; {before}. Fix the cause and run "
+                   f"`mf db migrate` again: {again}")
+        return self._failure(step, failed, rolled_back=False, outcome=outcome)
+
+    async def _index_build(self, step: Step, build: IndexBuild, resuming: bool) -> None:
+        """CREATE INDEX CONCURRENTLY, after a look at an index of that name: an INVALID
+        one (a build that was killed or failed) is dropped and built again; a VALID one
+        found when resuming at this step was built by the run that stopped."""
+        connection = self.connection
+        valid = await self.dialect.index_validity(connection, build.index)
+        if valid is False:
+            await connection.execute(self.dialect.drop_index_concurrently_sql(build.index))
+            self.notices.append(f"{step.name}: the index {build.index} was left INVALID by a build that did not "
+                                "finish; it was dropped and built again.")
+        elif valid and resuming:
+            self.notices.append(f"{step.name}: the index {build.index} was built by a run that stopped before "
+                                "recording it; it is taken as done.")
+            return
+        await connection.execute(str(build))  # the driver takes a str, no subclass
 
     async def _ensure_ledger(self) -> None:
         try:
@@ -1011,11 +1200,16 @@ class _Database:
             check_unresolved([LedgerEntry(step.name, "", STARTED)])
         return state == APPLIED
 
-    async def _run_statements(self, step: Step) -> None:
-        total = len(step.statements)
-        for position, statement in enumerate(step.statements, 1):
+    async def _run_statements(self, step: Step, statements=None, resuming: bool = False) -> None:
+        """``statements`` (default: all of the step's) in order; ``resuming``: a run
+        resumes at them (see _index_build)."""
+        statements = step.statements if statements is None else statements
+        total = len(statements)
+        for position, statement in enumerate(statements, 1):
             try:
-                if isinstance(statement, PythonCall):
+                if isinstance(statement, IndexBuild):
+                    await self._index_build(step, statement, resuming)
+                elif isinstance(statement, PythonCall):
                     await self._call(statement)
                 elif isinstance(statement, CatalogStep):
                     try:
@@ -1089,7 +1283,8 @@ class _Database:
         return (f"the {kind} {name}{where} is not in the database (renamed or dropped outside mf?); "
                 f"`mf db drift` shows how the database differs from its migrations")
 
-    def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool) -> DatabaseError:
+    def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool,
+                 outcome: Optional[str] = None) -> DatabaseError:
         # The statement on one line, after the reason: a DO block or a long CREATE TABLE
         # must not bury what the database said.
         shown = " ".join(failed.statement.split())
@@ -1108,7 +1303,9 @@ class _Database:
                       "that session is done)")
         else:
             reason = said
-        if rolled_back:
+        if outcome is not None:
+            pass
+        elif rolled_back:
             outcome = "was rolled back; migrations before it stay applied"
         else:
             outcome = (f"runs outside a transaction, so statements before it stayed committed; it is "

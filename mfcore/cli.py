@@ -268,7 +268,7 @@ def cmd_migrate(args, out: Output) -> int:
         for name, statements in plans:
             out.line(f"-- {name}")
             for statement in statements:
-                out.line(statement.rstrip(";") + ";")
+                out.line(_sql_line(statement))
         return EXIT_OK
 
     if args.to is not None and not args.fake:
@@ -639,6 +639,10 @@ def cmd_status(args, out: Output) -> int:
         else:
             state = doc.get("state")
             shown = f"  ({state})" if state not in ("pending", None) and not trouble else ""
+            if state == "partial":
+                of = f" of {record.steps}" if record.steps else ""
+                shown = (f"  (partly applied: step {record.steps_done}{of} done; `mf db migrate` resumes at "
+                         f"step {record.steps_done + 1})")
             out.line(f"  [ ] {doc['name']}" + shown + trouble)
     for line in summary:
         if records or line != "Up to date.":
@@ -750,7 +754,11 @@ def _local_time(moment) -> str:
 def _record_doc(record) -> dict:
     import dataclasses
 
-    return dataclasses.asdict(record)
+    doc = dataclasses.asdict(record)
+    if record.state != "partial":  # the steps reached: only for a migration partly applied
+        doc.pop("steps_done", None)
+        doc.pop("steps", None)
+    return doc
 
 
 def cmd_sql(args, out: Output) -> int:
@@ -759,15 +767,23 @@ def cmd_sql(args, out: Output) -> int:
     notes = {} if args.reverse else api.sql_rewrites(config, args.number)
     if out.json_mode:
         out.document({"name": name, "driver": config.driver, "sql": statements, "reverse": args.reverse,
-                      "rewrites": [{"statement": index + 1, "note": note}
-                                   for index in sorted(notes) for note in notes[index]]})
+                      "rewrites": [{"statement": index, "note": note}
+                                   for index, statement in enumerate(statements, 1)
+                                   for note in notes.get(str(statement).rstrip(";"), ())]})
         return EXIT_OK
     out.line(f"-- {'undo ' if args.reverse else ''}{name} ({config.driver})")
-    for index, statement in enumerate(statements):
-        for note in notes.get(index, ()):
+    for statement in statements:
+        for note in notes.get(str(statement).rstrip(";"), ()):
             out.line(f"-- {note}")
-        out.line(statement.rstrip(";") + ";")
+        out.line(_sql_line(statement))
     return EXIT_OK
+
+
+def _sql_line(statement: str) -> str:
+    """A statement as `mf db sql` prints it: with its semicolon; a step's heading as it is."""
+    from mfcore.steps import StepHeading
+
+    return statement if isinstance(statement, StepHeading) else statement.rstrip(";") + ";"
 
 
 def cmd_resolve(args, out: Output) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .dialects.base import LEDGER_TABLE, parse_default
-from .ledger import APPLIED, STARTED
+from .ledger import APPLIED, STARTED, steps_done
 from .dialects.catalog import Catalog, Table
 from .introspect import index_text, schema_of_catalog
 from .operations import fold_start, folding
@@ -71,6 +71,7 @@ class DriftReport:
     # and what of them the database holds: not drift, a migration to settle.
     partly_applied: list = field(default_factory=list)   # file names
     partial_changes: list = field(default_factory=list)  # [Difference] from the applied schema that they made
+    resumable: list = field(default_factory=list)  # those of partly_applied made of steps: migrate finishes them
 
     @property
     def drifted(self) -> bool:
@@ -95,6 +96,10 @@ class DriftReport:
         lines = []
         for name in self.partly_applied:
             number = name.split("_", 1)[0]
+            if name in self.resumable:
+                lines.append(f"Partly applied: {name} stopped between its steps; `mf db migrate` resumes it "
+                             "and finishes it.")
+                continue
             lines.append(f"Partly applied: {name} runs outside a transaction and stopped midway (recorded as "
                          f"started); settle it with `mf db resolve {number} --applied` or `--rolled-back`.")
         if self.partial_changes:
@@ -345,7 +350,7 @@ async def detect(config, *, strict: bool = False, with_sql: bool = False) -> Dri
             raise DriftError(f"migration {missing[0]} is recorded as applied but its file is missing from "
                              f"{config.migrations_dir}; the expected schema cannot be built without it")
         applied = {name for name, state in states if state == APPLIED}
-        started = [name for name, state in states if state == STARTED]
+        started = [name for name, state in states if state == STARTED or steps_done(state) is not None]
         migrations, expected_schema = store.load_history(config.migrations_dir,
                                                          [f for f in files if f.name in applied])
         if started:
@@ -363,6 +368,7 @@ async def detect(config, *, strict: bool = False, with_sql: bool = False) -> Dri
         still, still_unmanaged = compare_catalogs(dialect, actual, after, owned_tables=tables, owned_types=types)
         kept = set(still)
         report.partly_applied = sorted(started, key=lambda name: by_name[name].number)
+        report.resumable = [name for name, state in states if steps_done(state) is not None]
         report.partial_changes = [d for d in differences if d not in kept]
         report.differences = [d for d in differences if d in kept]
         report.unmanaged = [u for u in unmanaged if u in still_unmanaged]

@@ -15,7 +15,7 @@ from typing import Optional
 from .config import Config
 from .dialects import dialect_for
 from .errors import DriftError, IntegrityError, MigrationFileError, UnresolvedMigrationError
-from .ledger import APPLIED, STARTED, LedgerEntry
+from .ledger import APPLIED, STARTED, STEP_PREFIX, LedgerEntry
 from .operations import fold
 from .schema import Schema
 from .store import MIGRATION_FILE, MigrationFile, byte_checksum, file_facts, list_migration_files, load_history
@@ -125,7 +125,8 @@ def read_history(files, entries, sums: Checksums) -> Reading:
     recorded = {e.name for e in entries}
     renames = _renamed(files, [e for e in entries if e.name not in by_name], recorded, sums)
     renamed = dict(renames)
-    done = {renamed.get(e.name, e.name) for e in entries}
+    # A migration made of steps that a run left partway ('step N') is pending: migrate resumes it.
+    done = {renamed.get(e.name, e.name) for e in entries if not e.state.startswith(STEP_PREFIX)}
     edited = [e.name for e in entries if e.name in by_name and sums.matches(by_name[e.name], e.checksum) is False]
     replaced: set = set()
     stands_for: set = set()

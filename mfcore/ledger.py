@@ -11,6 +11,15 @@ that must run outside a transaction) is first recorded as 'started' in a
 transaction of its own, runs, and is then marked 'applied'; a 'started' row found
 later means a run died inside it, and `mf db resolve` must settle it.
 
+A migration made of steps (PostgreSQL: an index built CONCURRENTLY outside any
+transaction, then the constraint that takes it over) records how far it got:
+'step N' once its first N steps have committed, each update in the transaction
+of its step (an outside step's in a short transaction right after it), and
+'applied' with the last. A run that stopped in between left 'step N': the next
+migrate resumes at step N + 1. A ledger created by an earlier mf, whose CHECK on
+``state`` knows only 'started' and 'applied', is widened the first time, in a
+transaction under the run-wide lock (ensure_steps).
+
 Rows are kept in the order applied (``id``). Nothing here opens transactions:
 callers do, so a row lands in the transaction of its migration. The SQL is each
 database's dialect's (dialects/base.py and its subclasses); this module runs it.
@@ -26,6 +35,21 @@ from .drivers import Connection, StatementError
 
 APPLIED = "applied"
 STARTED = "started"
+STEP_PREFIX = "step "
+
+
+def steps_done(state: str) -> Optional[int]:
+    """N for a migration whose first N steps committed ('step N'); None for any other state."""
+    if not state.startswith(STEP_PREFIX):
+        return None
+    try:
+        return int(state[len(STEP_PREFIX):])
+    except ValueError:
+        return None
+
+
+def step_state(done: int) -> str:
+    return f"{STEP_PREFIX}{done}"
 
 
 class LedgerEntry(NamedTuple):
@@ -103,6 +127,22 @@ async def mark_applied(connection: Connection, name: str, checksum: str, duratio
     dialect = _dialect(connection)
     await connection.execute(dialect.ledger_mark_applied_sql(),
                              (checksum, dialect.ledger_time(now()), float(duration), name))
+
+
+async def record_progress(connection: Connection, name: str, done: int) -> None:
+    """The row of a migration made of steps says its first ``done`` steps committed."""
+    await connection.execute(_dialect(connection).ledger_progress_sql(), (step_state(done), name))
+
+
+async def ensure_steps(connection: Connection) -> bool:
+    """Let the ledger's ``state`` take 'step N' (inside the caller's transaction, under
+    the run-wide lock); True when it had to be widened."""
+    dialect = _dialect(connection)
+    if await dialect.ledger_takes_steps(connection):
+        return False
+    for statement in dialect.ledger_steps_upgrade_sql():
+        await connection.execute(statement)
+    return True
 
 
 async def rename(connection: Connection, old: str, new: str) -> None:

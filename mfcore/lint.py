@@ -168,7 +168,7 @@ def migration_statements(dialect, migration) -> list:
     importing its run_python functions."""
     atomic = migration.atomic or not dialect.supports_non_atomic
     try:
-        return dialect.migration_sql(migration.operations, atomic=atomic)
+        return dialect.migration_sql(migration.operations, atomic=atomic, online=True)
     except MigrationFileError as exc:
         raise MigrationFileError(f"{migration.name}: {exc}") from None
 
@@ -357,7 +357,7 @@ def rewrite_notes(dialect, migration, statements: list) -> dict:
 
 
 def sql_rewrite_notes(config, number: int) -> dict:
-    """{statement index: [note]} for migration ``number`` as `mf db sql` shows it."""
+    """{statement text: [note]} for migration ``number``'s statements that rewrite a table."""
     from . import store
     from .dialects import dialect_for
 
@@ -367,7 +367,11 @@ def sql_rewrite_notes(config, number: int) -> dict:
         raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
     migration = store.read_migrations(config.migrations_dir, files, [file])[file.name]
     dialect = dialect_for(config.driver)
-    return rewrite_notes(dialect, migration, migration_statements(dialect, migration))
+    statements = migration_statements(dialect, migration)
+    # By the statement's text: `mf db sql` shows the statements among step headings and
+    # each step's BEGIN, prologue and COMMIT.
+    return {str(statements[index]).rstrip(";"): notes
+            for index, notes in rewrite_notes(dialect, migration, statements).items()}
 
 
 # ---------------------------------------------------------------- makemigrations

@@ -27,6 +27,9 @@ class Step:
     atomic: bool            # runs inside one transaction
     foreign_keys_off: bool  # foreign keys switched off around the transaction (a rebuild)
     foreign_key_tables: Optional[frozenset] = None  # checked before the commit (None: every table)
+    # A migration cut into steps (markers among its statements, see dialects/base.py):
+    # [(outside, [statement, ...])] in order; None when it runs as one transaction.
+    parts: Optional[tuple] = None
 
     @property
     def name(self) -> str:
@@ -68,10 +71,39 @@ def step_for(dialect, migration: Migration, project_dir: Optional[str] = None) -
     ``project_dir``: where run_python functions are imported from (default: here)."""
     _refuse_templates(migration)
     atomic = migration.atomic or not dialect.supports_non_atomic
-    statements = tuple(_translated(migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic),
-                                  project_dir or os.getcwd()))
+    statements = tuple(_translated(
+        migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic, online=True),
+        project_dir or os.getcwd()))
+    from .dialects.base import cut_into_steps, has_steps
+
+    parts = None
+    if atomic and dialect.runs_steps and has_steps(statements):
+        parts = tuple(cut_into_steps(statements))
     return Step(migration, statements, atomic, dialect.needs_foreign_keys_off(migration.operations),
-                dialect.foreign_key_tables(migration.operations))
+                dialect.foreign_key_tables(migration.operations), parts)
+
+
+class StepHeading(str):
+    """A line `mf db sql` prints as it is (no semicolon): the heading of a step."""
+
+
+def shown_statements(step: Step, dialect, statement_lock_timeout: str) -> list:
+    """What `mf db sql` and dry runs print for a migration: its statements; for one cut
+    into steps, each step headed, a transactional one inside BEGIN, its prologue and
+    COMMIT (the ledger's update left out)."""
+    if step.parts is None:
+        return list(step.statements)
+    shown: list = []
+    total = len(step.parts)
+    prologue = [dialect.begin_sql] + dialect.transaction_prologue(statement_lock_timeout)
+    for number, (outside, statements) in enumerate(step.parts, 1):
+        if outside:
+            shown.append(StepHeading(f"-- step {number} of {total}: outside a transaction"))
+            shown.extend(statements)
+        else:
+            shown.append(StepHeading(f"-- step {number} of {total}: in a transaction"))
+            shown.extend(prologue + list(statements) + ["COMMIT"])
+    return shown
 
 
 def _refuse_templates(migration: Migration) -> None:

@@ -32,8 +32,14 @@ inside one transaction.
   Adding an enum value (``ALTER TYPE ... ADD VALUE``) inside a transaction needs
   PostgreSQL 12 or later; the dialect avoids it (and recreates the type instead)
   when the same migration uses the new value, which PostgreSQL forbids before commit.
-  With ``online=True`` (see Plan) the PostgreSQL statements may hold StepBoundary and
-  OutsideTransaction markers that cut the migration into steps.
+
+online=True (migrate's plan, where the dialect ``runs_steps``: PostgreSQL): the
+statements may hold markers that cut the migration into steps. A StepBoundary
+commits what came before it; an OutsideTransaction (an IndexBuild: CREATE INDEX
+CONCURRENTLY) is a step of its own, run outside any transaction. The applier then
+runs each transactional step as BEGIN, the prologue, its statements, the ledger's
+'step N' (or 'applied' with the last), COMMIT; see applier._apply_in_steps. A
+migration without markers runs as described above; an undo is never online.
 
 atomic=False (a migration file with ``"atomic": false``): on PostgreSQL the applier
 runs each statement on its own, outside any transaction (CREATE INDEX CONCURRENTLY
@@ -183,6 +189,65 @@ class OutsideTransaction(str):
     CONCURRENTLY): a step of its own, after the statements before it have committed."""
 
 
+class IndexBuild(OutsideTransaction):
+    """``CREATE [UNIQUE] INDEX CONCURRENTLY`` of index ``index`` (its name, unquoted):
+    a build that a killed run or a failure can leave INVALID. Before it runs, the
+    applier asks the dialect (index_validity) whether an index of that name is there:
+    an INVALID one is dropped (DROP INDEX CONCURRENTLY) and built again; a VALID one
+    found when a run resumes at this step was built by the run that was killed."""
+
+    index: str
+
+    def __new__(cls, sql: str, index: str):
+        built = super().__new__(cls, sql)
+        built.index = index
+        return built
+
+
+CONCURRENT_INDEX = re.compile(r'^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?'
+                              r'(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))', re.IGNORECASE)
+
+
+def index_build(statement: str):
+    """``statement`` as an IndexBuild when it is a CREATE INDEX CONCURRENTLY (written by
+    mf or by hand in a run_sql step), else as it is."""
+    if isinstance(statement, IndexBuild) or type(statement) is not str:
+        return statement
+    found = CONCURRENT_INDEX.match(statement)
+    if found is None:
+        return statement
+    name = unquote(found.group(1)) if found.group(1) is not None else found.group(2).lower()
+    return IndexBuild(statement, name)
+
+
+def has_steps(statements) -> bool:
+    """Is a migration of these statements cut into steps (a marker among them)?"""
+    return any(isinstance(s, (StepBoundary, OutsideTransaction)) for s in statements)
+
+
+def cut_into_steps(statements) -> list:
+    """[(outside, [statement, ...])]: the steps of a migration, in order. ``outside``:
+    the step is one statement run outside a transaction; otherwise its statements run
+    in one transaction. Empty transactional steps are left out."""
+    parts: list = []
+    current: list = []
+    for statement in statements:
+        if isinstance(statement, OutsideTransaction):
+            if current:
+                parts.append((False, current))
+            parts.append((True, [statement]))
+            current = []
+        elif isinstance(statement, StepBoundary):
+            if current:
+                parts.append((False, current))
+            current = []
+        else:
+            current.append(statement)
+    if current:
+        parts.append((False, current))
+    return parts
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a dialect may need to know beyond one operation: the whole migration.
@@ -225,6 +290,7 @@ class Dialect:
     drop_failure_note = ""           # added to reset's error when a DROP fails
     has_schemas = False              # a database holds schemas: one target per schema (tenants)
     limits_connections = False       # a server with max_connections (see connection_limit)
+    runs_steps = False               # migrate's plan is online: a migration may be cut into steps
 
     # ------------------------------------------------------------ what the lint asks (lint.py)
     lint_rules: tuple = ()           # the rules (risks.Rule) about this database's locks and types
@@ -347,7 +413,6 @@ class Dialect:
     def ledger_create_sql(self) -> str:
         key, varchar, time, real = self.ledger_types
         q = self.quote
-        states = ", ".join(self.string_literal(s) for s in ("started", "applied"))
         return (f"CREATE TABLE IF NOT EXISTS {q(LEDGER_TABLE)} ("
                 f"{q('id')} {key}, "
                 f"{q('name')} {varchar}(255) NOT NULL UNIQUE, "
@@ -355,7 +420,38 @@ class Dialect:
                 f"{q('applied_at')} {time} NOT NULL, "
                 f"{q('duration')} {real} NOT NULL DEFAULT 0, "
                 f"{q('state')} {varchar}(16) NOT NULL DEFAULT {self.string_literal('applied')}"
-                f" CHECK ({q('state')} IN ({states})))")
+                f" CHECK ({self.ledger_state_check()}))")
+
+    def ledger_state_check(self) -> str:
+        """The ledger's CHECK on ``state``: 'started', 'applied', and, where migrations
+        can be made of steps, 'step N' (the first N steps committed)."""
+        states = ", ".join(self.string_literal(s) for s in ("started", "applied"))
+        check = f"{self.quote('state')} IN ({states})"
+        if self.runs_steps:
+            check += f" OR {self.quote('state')} LIKE {self.string_literal('step %')}"
+        return check
+
+    async def ledger_takes_steps(self, connection) -> bool:  # pragma: no cover - only with runs_steps
+        """Does the ledger's CHECK on ``state`` take 'step N' (a ledger created by an
+        earlier mf does not)?"""
+        raise NotImplementedError
+
+    def ledger_steps_upgrade_sql(self) -> list:  # pragma: no cover - only with runs_steps
+        """Statements that let an earlier ledger's ``state`` take 'step N' (run in a
+        transaction, under the run-wide lock)."""
+        raise NotImplementedError
+
+    def ledger_progress_sql(self) -> str:
+        """A row's state set to $1 (a step reached), by name ($2)."""
+        q, p = self.quote, self.placeholder
+        return f"UPDATE {q(LEDGER_TABLE)} SET {q('state')} = {p(1)} WHERE {q('name')} = {p(2)}"
+
+    async def index_validity(self, connection, name: str) -> Optional[bool]:  # pragma: no cover
+        """Is the index ``name`` (on the search path) valid? None when there is none."""
+        raise NotImplementedError
+
+    def drop_index_concurrently_sql(self, name: str) -> str:  # pragma: no cover - only with runs_steps
+        raise NotImplementedError
 
     def ledger_exists_sql(self) -> str:  # pragma: no cover - see subclasses
         """A query that returns a row when the ledger table exists."""
@@ -707,14 +803,19 @@ class Dialect:
         return self._statements(operation, Plan(atomic, (operation,)))
 
     def migration_sql(self, operations, *, atomic: bool = True, online: bool = False) -> list[str]:
-        """Every statement of a migration, in order. ``online``: the dialect may cut it
-        into steps (see Plan); a dialect without steps ignores it."""
+        """Every statement of a migration, in order. ``online`` (migrate's plan, where the
+        dialect runs_steps): the migration may be cut into steps by markers among the
+        statements (StepBoundary, OutsideTransaction)."""
         operations = tuple(operations)
-        plan = Plan(atomic, operations, online)
+        plan = Plan(atomic, operations, online and self.runs_steps)
         statements: list[str] = []
         for operation in operations:
             statements.extend(self._statements(operation, plan))
-        return tidy_boundaries(statements) if online else statements
+        if self.runs_steps and (plan.online or not atomic):
+            # A CREATE INDEX CONCURRENTLY written by hand (run_sql) is handled as mf's own:
+            # an INVALID index left by a failed build is dropped and built again.
+            statements = [index_build(s) for s in statements]
+        return tidy_boundaries(statements) if plan.online else statements
 
     def needs_foreign_keys_off(self, operations) -> bool:
         """Must foreign-key enforcement be switched off (outside the transaction) while
