@@ -64,15 +64,17 @@ class Prepared:
         return step_for(self.dialect, migration, import_root(self.config))
 
 
-def step_for(dialect, migration: Migration, project_dir: Optional[str] = None) -> Step:
+def step_for(dialect, migration: Migration, project_dir: Optional[str] = None, *, online: bool = True) -> Step:
     """A migration translated by ``dialect``. Where every statement mf writes can run
     in a transaction, a migration marked "atomic": false (written for statements such
     as CREATE INDEX CONCURRENTLY) still runs in one, which is strictly safer.
-    ``project_dir``: where run_python functions are imported from (default: here)."""
+    ``project_dir``: where run_python functions are imported from (default: here).
+    ``online``: the dialect may cut the migration into steps (see dialects/base.py);
+    False: one transaction, all or nothing, with the plain forms."""
     _refuse_templates(migration)
     atomic = migration.atomic or not dialect.supports_non_atomic
     statements = tuple(_translated(
-        migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic, online=True),
+        migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic, online=online),
         project_dir or os.getcwd()))
     from .dialects.base import cut_into_steps, has_steps
 

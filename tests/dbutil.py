@@ -60,12 +60,14 @@ _numbers = itertools.count(1)
 
 # ---------------------------------------------------------------- through the applier
 
-def step(driver: str, operations, *, atomic: bool = True) -> Step:
-    """A migration of ``operations`` translated for ``driver`` as migrate translates one."""
+def step(driver: str, operations, *, atomic: bool = True, online: bool = False) -> Step:
+    """A migration of ``operations`` translated for ``driver`` as migrate translates one;
+    by default as one transaction with the plain forms (``online``: cut into steps
+    where the dialect would)."""
     number = next(_numbers)
     name = f"{number:04d}_test.json"
     migration = Migration(MigrationFile(number, name, name), tuple(operations), atomic, f"{number:064x}", False)
-    return step_for(dialect_for(driver), migration)
+    return step_for(dialect_for(driver), migration, online=online)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import dbutil
 from mfcore.dialects.catalog import Column, ForeignKey, Index, Unique
 from mfcore.differ import diff
 from mfcore.dialects import dialect_for
-from mfcore.dialects.base import StepBoundary
+from mfcore.dialects.base import cut_into_steps, StepBoundary
 from mfcore.dialects.postgresql import NOT_NULL_CHECK_SUFFIX
 from mfcore.language.parser import parse
 from mfcore.operations import AddForeignKey, DropForeignKey, RenameColumn, attach_tables
@@ -913,14 +913,11 @@ def migrate_in_steps(pg, before: str, after: str) -> int:
     own, as a migration of its own: what a later step needs has committed. The number
     of steps."""
     operations = diff(parse(before), parse(after))
-    steps: list = [[]]
-    for statement in POSTGRES.migration_sql(operations, online=True):
-        if isinstance(statement, StepBoundary):
-            steps.append([])
-        else:
-            steps[-1].append(statement)
-    for statements in steps:
-        pg.run_step(dataclasses.replace(dbutil.step("postgresql", operations), statements=tuple(statements)))
+    steps = cut_into_steps(POSTGRES.migration_sql(operations, online=True))
+    for outside, statements in steps:
+        # A step outside a transaction (CREATE INDEX CONCURRENTLY) as a non-atomic migration.
+        step = dbutil.step("postgresql", operations, atomic=not outside)
+        pg.run_step(dataclasses.replace(step, statements=tuple(statements)))
     return len(steps)
 
 

@@ -42,7 +42,7 @@ from typing import Optional
 from ..language.fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
 from ..schema import POSITIVE_TYPES, Field, MAX_IDENTIFIER, constraint_name
-from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, IndexBuild, LockBudget, _clip,
+from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, IndexBuild, LockBudget, OutsideTransaction, _clip,
                    check_name,
                    drop_order, field_foreign_key_name, field_primary_key_name, field_unique_name, foreign_key_name,
                    has_unique_constraint, is_not_null, key_dropped_before, online_table, primary_key_name,
@@ -585,6 +585,13 @@ class PostgreSQLDialect(Dialect):
             return super()._add_index(op, plan)
         statement = self.create_index_sql(op.table, op.index, op.columns, concurrently=online or not plan.atomic)
         return [IndexBuild(statement, op.index.name) if online else statement]
+
+    def _drop_index(self, op, plan) -> list[str]:
+        if op.index.constraint or not _built_online(op.table, plan):
+            return super()._drop_index(op, plan)
+        # Without the ACCESS EXCLUSIVE lock a plain DROP INDEX takes on the table; IF
+        # EXISTS: a run killed after the drop, before the ledger's update, runs it again.
+        return [OutsideTransaction(f"DROP INDEX CONCURRENTLY IF EXISTS {self.quote(op.index.name)}")]
 
     def _unique_online(self, table: str, name: str, columns) -> list[str]:
         """A UNIQUE constraint added to a table in use: its index built without blocking
