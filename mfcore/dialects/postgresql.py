@@ -179,7 +179,7 @@ class PostgreSQLDialect(Dialect):
         return f"SELECT pg_try_advisory_xact_lock({transaction_marker_key(schema)})"
 
     def earlier_transactions_sql(self, schema: Optional[str] = None) -> Optional[str]:
-        return ("SELECT l.pid, a.application_name, a.state, left(a.query, " f"{_QUERY_READ}) FROM pg_locks l "
+        return (f"SELECT l.pid, a.application_name, a.state, left(a.query, {_QUERY_READ}) FROM pg_locks l "
                 "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.pid <> pg_backend_pid() "
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
                 f"{_advisory_key_is(transaction_marker_key(schema))} ORDER BY l.pid")
