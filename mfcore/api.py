@@ -99,7 +99,8 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
         notices = []
     await carry_over(resolved, notices=notices)
     if to is not None:
-        await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, fake=fake, on_event=on_event)
+        await applier.rollback(resolved, to=to, allow_data_loss=allow_data_loss, fake=fake, on_event=on_event,
+                               notices=notices)
     files = migration_files(resolved.migrations_dir)
     result = await applier.migrate(resolved, to=to, fake=fake, on_event=on_event, notices=notices, files=files)
     result.models_changed = unmigrated_changes(resolved, files)

@@ -35,15 +35,15 @@ import time
 import uuid
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional, TypeVar
 
 import anyio
 
 from . import adoption, ledger
-from .config import Config
+from .config import Config, duration_seconds
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
-from .dialects.base import CatalogStep, CatalogStepRefusal, Guard, IndexBuild
+from .dialects.base import Backend, CatalogStep, CatalogStepRefusal, Guard, IndexBuild, describe_backends
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockBudgetError,
                      LockTimeoutError, MfError, MigrationFileError, ResolveError,
@@ -59,8 +59,10 @@ from .steps import Prepared, Step, UndoPlan, shown_statements, undo_plan
 from .store import load_history, read_applied, write_applied
 
 LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most
+LOCK_RETRY_FIRST_WAIT = 0.5  # seconds before the first retry after a lock timeout (then doubling)
 
 EventCallback = Callable[[str, str, int, int], object]
+T = TypeVar("T")
 
 
 # ================================================================ public functions
@@ -147,8 +149,11 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
     return the names that would be applied. ``on_event(kind, name, index, total)`` is
     called with kind "start" before a migration runs and "applied" after it
     committed ("skipped" when another process applied it meanwhile); index counts
-    from 1 within the ``total`` migrations of this run. It may be a coroutine
-    function. ``notices``, when given, receives sentences the user should read
+    from 1 within the ``total`` migrations of this run; kind "retry" when a
+    migration's transaction waited longer than statement_lock_timeout for a lock, was
+    rolled back and is about to run again (then ``index`` is the retry's number and
+    ``total`` lock_retries; the notice saying so is in ``notices`` already). It may be
+    a coroutine function. ``notices``, when given, receives sentences the user should read
     (differences found when adopting a database made by the earlier tool; the
     database being ahead of the files). Returns a MigrateResult: the names applied,
     with the notices. ``files``: the migration files, when the caller listed them already.
@@ -209,7 +214,8 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> PendingSQL
     pending = cut(survey.pending, to)
     prepared.load(pending)
     dialect = dialect_for(config.driver)
-    plan = PendingSQL((f.name, shown_statements(prepared[f.name], dialect, config.statement_lock_timeout))
+    plan = PendingSQL((f.name, shown_statements(prepared[f.name], dialect, config.statement_lock_timeout,
+                                                          config.statement_timeout))
                       for f in pending)
     plan.offline = offline[0] if offline else None
     return plan
@@ -226,12 +232,13 @@ def migration_statements(config: Config, number: int, *, reverse: bool = False) 
         return file.name, list(undo_plan(config, files, [file.name]).steps[0].statements)
     prepared = Prepared(config, files)
     prepared.load([file])
-    return file.name, shown_statements(prepared[file.name], dialect_for(config.driver), config.statement_lock_timeout)
+    return file.name, shown_statements(prepared[file.name], dialect_for(config.driver),
+                                            config.statement_lock_timeout, config.statement_timeout)
 
 
 async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[int] = None,
                    dry_run: bool = False, allow_data_loss: bool = False, fake: bool = False,
-                   on_event: Optional[EventCallback] = None) -> list:
+                   on_event: Optional[EventCallback] = None, notices: Optional[list] = None) -> list:
     """Undo applied migrations, newest first; returns the names undone.
 
     ``count``: the newest ``count`` applied (default 1); ``to``: every one numbered
@@ -242,7 +249,8 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
     ``dry_run``: change nothing, return the names that would be undone. ``fake``:
     only remove the ledger rows, newest first, each in its transaction, running no
     undo (the database keeps what the migrations made; nothing needs to be reversible).
-    ``on_event`` hears "start" and "rolled_back" (see migrate)."""
+    ``on_event`` hears "start", "retry" and "rolled_back" (see migrate); ``notices``,
+    when given, receives the sentences saying what the run waited for (see migrate)."""
     files = migration_files(config.migrations_dir)
     if to:
         check_target(files, to)
@@ -250,6 +258,8 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
         return []
     async with await connect(config) as connection:
         database = _database_for(connection, config)
+        if notices is not None:
+            database.notices = notices
         survey = await database.survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         if dry_run or not (plan.steps or survey.applied_file_behind or survey.renames):
@@ -332,6 +342,7 @@ def _undo_plan(config, files, survey, count, to, allow_data_loss, fake: bool = F
 async def _run_undo(database, config, files, count, to, allow_data_loss, fake, on_event) -> list:
     """Inside the lock: survey again (another run may have moved the ledger), then undo
     newest first, each migration in its own transaction with its ledger row."""
+    database.on_event = on_event
     try:
         survey = await database.settled_survey(files)
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
@@ -565,6 +576,7 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
                     f"{name} runs after migrations numbered above it that this database applied first; "
                     "in this order they build the same schema as in the files' order.")
         prepared.load(pending)
+        database.on_event = on_event
         if not fake:  # files that appeared while the lock was awaited
             await database.check_lock_budget([prepared[file.name] for file in pending])
         applied = await _each([prepared[file.name] for file in pending],
@@ -625,8 +637,15 @@ class _Database:
         self.sums = sums or Checksums()
         self.ledger_ready = False  # the ledger table is known to exist
         self.notices: list = []    # things the user should hear of, e.g. adoption warnings
-        prologue = [dialect.begin_sql] + dialect.transaction_prologue(config.statement_lock_timeout)
+        prologue = [dialect.begin_sql] + dialect.transaction_prologue(config.statement_lock_timeout,
+                                                                      config.statement_timeout)
+        marker = dialect.transaction_marker_sql(config.schema)
+        if marker is not None:
+            prologue.append(marker)
         self._begin_statements = ["; ".join(prologue)] if dialect.batches_statements else prologue
+        self.on_event: Optional[EventCallback] = None  # hears "retry" (see migrate)
+        self._holder: Optional[Connection] = None  # the run-wide lock's connection, while held
+        self._session_id = None  # the migration session, as blockers_sql asks about it
         self._lock_budget = None       # read from the server once per run (check_lock_budget)
         self._lock_budget_read = False
         self._within_budget: set = set()
@@ -680,7 +699,10 @@ class _Database:
                 await holder.execute(lease)
             await self._check_transactional_ddl(holder)
             await self._take_lock(holder)
+            await self._wait_for_earlier_transactions(holder)
+            await self._prepare_migration_session()
             holder.start_heartbeat(self.config.command_timeout / 4)
+            self._holder = holder
             connection_trouble = False
             try:
                 yield
@@ -695,6 +717,7 @@ class _Database:
                         with suppress(StatementError, DatabaseError):
                             await holder.execute(self.dialect.unlock_sql(self.config.schema))
         finally:
+            self._holder = None
             # Closing the session frees the lock in any case.
             with anyio.CancelScope(shield=True):
                 await holder.close()
@@ -726,6 +749,64 @@ class _Database:
                     "database.lock_timeout)")
             await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
             delay = min(delay * 2, LOCK_POLL_MAX)
+
+    async def _wait_for_earlier_transactions(self, holder: Connection) -> None:
+        """A run killed inside a statement frees the run-wide lock at once (its session
+        ends with the process), while the server may still run that statement's
+        transaction, and hold its locks, until it notices that the client is gone. Such a
+        transaction holds the mark of the dialect's transaction_marker_sql: wait for it to
+        end, at most lock_timeout, saying so; then give up naming it."""
+        query = self.dialect.earlier_transactions_sql(self.config.schema)
+        if query is None:
+            return
+        earlier = await self._backends(holder, query)
+        if not earlier:
+            return
+        where = self.config.display_dsn
+        self.notices.append(
+            f"Waiting for the transaction of an earlier mf run on {where}, {describe_backends(earlier)}: that run "
+            "is gone (the migration lock was free), but the server still runs its transaction, whose locks would "
+            f"block this run (waiting at most lock_timeout {self.config.lock_timeout:g} s).")
+        started = time.monotonic()
+        wait = self.dialect.wait_for_earlier_transactions_sql(self.config.schema, self.config.lock_timeout)
+        if self.config.lock_timeout > 0 and wait is not None:
+            try:
+                await holder.fetch(wait)
+                self.notices.append(f"The earlier run's transaction ended after {time.monotonic() - started:.1f} s; "
+                                    "this run goes on.")
+                return
+            except StatementError as exc:
+                if not exc.is_lock_timeout:
+                    raise DatabaseError(f"{where} could not say when an earlier mf run's transaction ends "
+                                        f"({exc.message}); nothing was applied") from None
+        still = await self._backends(holder, query) or earlier
+        raise LockTimeoutError(
+            f"the transaction of an earlier mf run, {describe_backends(still)}, still runs on {where} after "
+            f"lock_timeout {self.config.lock_timeout:g} s: that run is gone (the migration lock was free), but the "
+            "server has not ended its transaction, whose locks would block this run; nothing was applied. Run "
+            "migrate again when it has ended (or end it: SELECT pg_cancel_backend(pid))")
+
+    async def _backends(self, connection: Connection, query: str, *args) -> list:
+        """Other sessions of the server, as ``query`` (of the dialect) finds them."""
+        try:
+            rows = await connection.fetch(query, args)
+        except StatementError as exc:
+            raise DatabaseError(f"{self.config.display_dsn} cannot list its sessions ({exc.message}); "
+                                "nothing was applied") from None
+        return [Backend(*row) for row in rows]
+
+    async def _prepare_migration_session(self) -> None:
+        """The migration session's id (for blockers_sql), and whatever the dialect sets
+        on it (PostgreSQL 14+: the server ends its statement soon after its client is gone)."""
+        query = self.dialect.migration_session_sql()
+        if query is None:
+            return
+        try:
+            rows = await self.connection.fetch(query)
+        except StatementError as exc:
+            raise DatabaseError(f"cannot prepare the migration session on {self.config.display_dsn}: "
+                                f"{exc.message}; nothing was applied") from None
+        self._session_id = rows[0][0]
 
     async def _check_transactional_ddl(self, holder: Connection) -> None:
         """An engine that commits DDL on its own would break one transaction per
@@ -945,24 +1026,103 @@ class _Database:
             return await self._apply_in_transaction(step, fake)
 
     async def _apply_in_transaction(self, step: Step, fake: bool) -> bool:
-        started = time.perf_counter()
-        await self._begin()
+        async def attempt() -> None:
+            started = time.perf_counter()
+            await self._begin()
+            try:
+                if not self.ledger_ready:
+                    await self._ensure_ledger()
+                if not fake:
+                    await self._run_statements(step)
+                await self._record_and_commit(step, time.perf_counter() - started)
+            except BaseException:
+                await self._rollback()
+                raise
+
         try:
-            if not self.ledger_ready:
-                await self._ensure_ledger()
-            if not fake:
-                await self._run_statements(step)
-            await self._record_and_commit(step, time.perf_counter() - started)
+            await self._with_lock_retries(step, attempt)
         except _StatementFailed as failed:
-            await self._rollback()
             if await self._applied_meanwhile(step):
                 return False
             raise self._failure(step, failed, rolled_back=True) from None
-        except BaseException:
-            await self._rollback()
-            raise
         self.ledger_ready = True
         return True
+
+    async def _with_lock_retries(self, step: Step, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``await attempt()``: one try of a transaction, from BEGIN to COMMIT, that rolls
+        itself back and raises _StatementFailed when a statement fails. A try that gave
+        up waiting longer than statement_lock_timeout for a lock runs again from BEGIN,
+        up to lock_retries times, after a jittered pause that doubles from
+        LOCK_RETRY_FIRST_WAIT up to lock_retry_max_wait: each short wait queues the
+        application's queries behind the migration only briefly, and the pauses let them
+        through. Each retry is a notice and a "retry" event; the last failure carries
+        the sessions seen holding the lock, the number of tries and the time they took."""
+        retries = self.config.lock_retries if self.dialect.sets_lock_timeout else 0
+        first = time.monotonic()
+        for retry in range(retries + 1):
+            blockers: list = []
+            try:
+                return await self._watching_blockers(attempt, blockers)
+            except _StatementFailed as failed:
+                if not failed.error.is_lock_timeout:
+                    raise
+                failed.blockers, failed.tries, failed.waited = tuple(blockers), retry + 1, time.monotonic() - first
+                if retry == retries:
+                    raise
+            pause = min(self.config.lock_retry_max_wait, LOCK_RETRY_FIRST_WAIT * 2 ** min(retry, 30)) \
+                * random.uniform(0.5, 1.0)
+            held = f" held by {describe_backends(blockers)}" if blockers else ""
+            self.notices.append(f"{step.name}: waited longer than statement_lock_timeout "
+                                f"{self.config.statement_lock_timeout} for a lock{held}; rolled back, retry "
+                                f"{retry + 1} of {retries} in {pause:.1f} s.")
+            await _emit(self.on_event, "retry", step.name, retry + 1, retries)
+            await anyio.sleep(pause)
+        raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
+
+    async def _watching_blockers(self, attempt: Callable[[], Awaitable[T]], seen: list) -> T:
+        """``await attempt()`` while the run-wide lock's connection asks, every quarter of
+        statement_lock_timeout, which sessions hold the lock the migration session waits
+        for (the migration's own connection is busy waiting); the last answer that named
+        any is left in ``seen``. Without a run-wide lock's connection, just the attempt."""
+        holder, session, query = self._holder, self._session_id, self.dialect.blockers_sql()
+        lock_wait = duration_seconds(self.config.statement_lock_timeout)
+        if holder is None or session is None or query is None or lock_wait <= 0:
+            return await attempt()
+        interval = min(max(lock_wait / 4, 0.05), 1.0)
+        done = anyio.Event()
+        asked = False
+
+        async def watch() -> None:
+            nonlocal asked
+            while True:
+                with anyio.move_on_after(interval):
+                    await done.wait()
+                if done.is_set():
+                    return
+                asked = True
+                with anyio.CancelScope(shield=True):  # never cut a question half-way
+                    try:
+                        found = await self._backends(holder, query, session)
+                    except (StatementError, DatabaseError):
+                        return  # the failure, if any, is the attempt's to report
+                if found:
+                    seen[:] = found
+
+        outcome: tuple = ()
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                outcome = (True, await attempt())
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group (anyio would wrap it)
+                outcome = (False, exc)
+            finally:
+                done.set()
+        if asked:  # a question ends the lock's heartbeat (see Connection.start_heartbeat)
+            holder.start_heartbeat(self.config.command_timeout / 4)
+        succeeded, value = outcome
+        if not succeeded:
+            raise value
+        return value
 
     async def _record_and_commit(self, step: Step, duration: float) -> None:
         if self.dialect.batches_statements:
@@ -1038,25 +1198,29 @@ class _Database:
                 except _StatementFailed as failed:
                     cleaned = await self._after_failed_build(step, failed, number)
                     raise self._step_failure(step, failed, number, total, outside=True, cleaned=cleaned) from None
-            await self._begin()
+
+            async def attempt(number=number, outside=outside, statements=statements, last=last) -> None:
+                await self._begin()
+                try:
+                    if not outside:
+                        await self._run_statements(step, statements)
+                    if last:
+                        await self._finish_steps(step, has_row, time.perf_counter() - started)
+                    else:
+                        await self._record_step(step, number, has_row)
+                        await self.connection.execute("COMMIT")
+                except StatementError as exc:
+                    await self._rollback()
+                    raise _StatementFailed(0, 0, "COMMIT", exc, "COMMIT") from None
+                except BaseException:
+                    await self._rollback()
+                    raise
+
             try:
-                if not outside:
-                    await self._run_statements(step, statements)
-                if last:
-                    await self._finish_steps(step, has_row, time.perf_counter() - started)
-                else:
-                    await self._record_step(step, number, has_row)
-                    await self.connection.execute("COMMIT")
+                # A step that gave up waiting for a lock runs again from its BEGIN.
+                await self._with_lock_retries(step, attempt)
             except _StatementFailed as failed:
-                await self._rollback()
                 raise self._step_failure(step, failed, number, total, outside=False) from None
-            except StatementError as exc:
-                await self._rollback()
-                raise self._step_failure(step, _StatementFailed(0, 0, "COMMIT", exc, "COMMIT"), number, total,
-                                         outside=False) from None
-            except BaseException:
-                await self._rollback()
-                raise
             has_row = True
         return True
 
@@ -1152,9 +1316,10 @@ class _Database:
 
     async def unapply(self, step: Step) -> bool:
         """Run the undo ``step`` and remove its migration's ledger row, in one
-        transaction; False when the row is gone already (another run undid it). A
-        _LedgerOnly step (a fake undo) has no statements: only the row goes."""
-        async with self._foreign_keys_off(step.foreign_keys_off):
+        transaction (tried again after a lock timeout, as a migration is); False when
+        the row is gone already (another run undid it). A _LedgerOnly step (a fake
+        undo) has no statements: only the row goes."""
+        async def attempt() -> bool:
             await self._begin()
             try:
                 if await ledger.state_of(self.connection, step.name) != APPLIED:
@@ -1163,26 +1328,31 @@ class _Database:
                 await self._run_statements(step)
                 await ledger.forget(self.connection, step.name)
                 await self.connection.execute("COMMIT")
-            except _StatementFailed as failed:
-                await self._rollback()
-                raise self._undo_failure(step, failed) from None
-            except StatementError as exc:
-                await self._rollback()
-                raise DatabaseError(f"undoing {step.name} failed on {self.config.display_dsn} and was rolled "
-                                    f"back; it stays applied: {exc.message}") from None
             except BaseException:
                 await self._rollback()
                 raise
-        return True
+            return True
+
+        async with self._foreign_keys_off(step.foreign_keys_off):
+            try:
+                return await self._with_lock_retries(step, attempt)
+            except _StatementFailed as failed:
+                raise self._undo_failure(step, failed) from None
+            except StatementError as exc:
+                raise DatabaseError(f"undoing {step.name} failed on {self.config.display_dsn} and was rolled "
+                                    f"back; it stays applied: {exc.message}") from None
 
     def _undo_failure(self, step: Step, failed: "_StatementFailed") -> DatabaseError:
         shown = failed.statement if len(failed.statement) <= 600 else failed.statement[:600] + " ..."
         if isinstance(failed.statement, Guard):
             shown = "a check mf runs before the change"
-        error = DatabaseError(
+        said = failed.error.message
+        if failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
+            said += f" ({self._lock_wait_story(failed)})"
+        kind = LockTimeoutError if failed.error.is_lock_timeout else DatabaseError
+        error = kind(
             f"undoing {step.name} failed on {self.config.display_dsn} and was rolled back; it stays applied, "
-            f"as do the migrations before it. {failed.label}: {shown} -- the database said: "
-            f"{failed.error.message}")
+            f"as do the migrations before it. {failed.label}: {shown} -- the database said: {said}")
         error.migration = step.name
         error.statement = failed.statement
         error.server_message = failed.error.message
@@ -1283,6 +1453,15 @@ class _Database:
         return (f"the {kind} {name}{where} is not in the database (renamed or dropped outside mf?); "
                 f"`mf db drift` shows how the database differs from its migrations")
 
+    def _lock_wait_story(self, failed: "_StatementFailed") -> str:
+        """How a statement that gave up waiting for a lock came to give up, and who held the lock."""
+        story = f"it waited longer than statement_lock_timeout {self.config.statement_lock_timeout} for a lock"
+        if failed.tries > 1:
+            story += f", {failed.tries} times in {failed.waited:.0f} s ({failed.tries - 1} retries)"
+        holders = (f"the lock is held by {describe_backends(failed.blockers)}" if failed.blockers else
+                   "another session holds it")
+        return f"{story}; {holders}; run migrate again when that session's transaction is done"
+
     def _failure(self, step: Step, failed: "_StatementFailed", rolled_back: bool,
                  outcome: Optional[str] = None) -> DatabaseError:
         # The statement on one line, after the reason: a DO block or a long CREATE TABLE
@@ -1298,9 +1477,11 @@ class _Database:
         if missing is not None:
             reason = missing
         elif failed.error.is_lock_timeout and self.dialect.sets_lock_timeout:
-            reason = (f"{said} (it waited longer than statement_lock_timeout "
-                      f"{self.config.statement_lock_timeout} for a lock another session holds; retry when "
-                      "that session is done)")
+            reason = f"{said} ({self._lock_wait_story(failed)})"
+        elif rolled_back and self.dialect.is_statement_timeout(failed.error):
+            reason = (f"{said} (it ran longer than statement_timeout {self.config.statement_timeout}; raise "
+                      "database.statement_timeout for a statement that must run that long, or do the work in "
+                      "smaller pieces)")
         else:
             reason = said
         if outcome is not None:
@@ -1399,3 +1580,8 @@ class _StatementFailed(Exception):
         super().__init__(error.message)
         self.position, self.total, self.statement, self.error = position, total, statement, error
         self.label = label or f"Statement {position} of {total}"
+        # After a lock timeout (see _Database._with_lock_retries): the sessions seen
+        # holding the lock, how many tries the transaction had, and the seconds they took.
+        self.blockers: tuple = ()
+        self.tries = 1
+        self.waited = 0.0

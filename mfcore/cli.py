@@ -61,7 +61,8 @@ class Output:
         print(self.color("error:", "31;1") + " " + text, file=sys.stderr)
 
     def notice(self, text: str) -> None:
-        print(text, file=sys.stderr if self.json_mode else sys.stdout)
+        # Flushed: a notice printed while a run goes on (a lock retry) is read as it happens.
+        print(text, file=sys.stderr if self.json_mode else sys.stdout, flush=True)
 
     def document(self, doc) -> None:
         import json
@@ -277,22 +278,39 @@ def cmd_migrate(args, out: Output) -> int:
     progress = _Progress(out) if out.tty and not out.json_mode else None
     notices: list = []
     undone: list = []
+    shown = 0  # notices printed while the run went on
+
+    def show_notices(warnings=()):
+        nonlocal shown
+        for notice in notices[shown:]:
+            out.notice(f"⚠ {notice}" if notice in warnings else notice)
+        shown = len(notices)
 
     def event(kind, name, index, total):
         if kind == "rolled_back":
             undone.append(name)
+        elif kind == "retry":  # a wait for a lock: said at once, not after the run
+            if progress:
+                progress.finish()
+            show_notices()
         elif progress:
             progress.event(kind, name, index, total)
+
+    from .errors import MfError
 
     try:
         applied = _run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event,
                                             notices=notices,
                                             allow_data_loss=True if args.to is not None else False))
+    except MfError:
+        if progress:
+            progress.finish()
+        show_notices()  # what led up to the error (lock retries, waits) comes before it
+        raise
     finally:
         if progress:  # cleared before the result, an error or the interrupted line
             progress.finish()
-    for notice in notices:
-        out.notice(f"⚠ {notice}" if notice in applied.warnings else notice)
+    show_notices(applied.warnings)
     if out.json_mode:
         out.document({"applied": applied, "rolled_back": undone, "fake": args.fake, "notices": notices,
                       "warnings": applied.warnings, "ahead": applied.ahead,
@@ -411,6 +429,7 @@ class _Progress:
         if self.shown:
             sys.stderr.write("\r" + " " * 80 + "\r")
             sys.stderr.flush()
+            self.shown = False
 
 
 # ---------------------------------------------------------------- a fleet (--all, --target, --tenant)

@@ -13,7 +13,17 @@ from .errors import ConfigError
 
 CONFIG_NAME = "language_config.yaml"
 DEFAULT_LOCK_TIMEOUT = 60.0        # seconds to wait for another process's migration lock
-DEFAULT_STATEMENT_LOCK_TIMEOUT = "5s"  # PostgreSQL lock_timeout for migration statements
+# PostgreSQL lock_timeout of each migration transaction: short, so that the queries queued
+# behind a migration that waits for a lock wait at most this long; the transaction is
+# then rolled back and tried again (lock_retries times, pausing between tries).
+DEFAULT_STATEMENT_LOCK_TIMEOUT = "1s"
+# PostgreSQL statement_timeout of each statement in a migration transaction: a statement
+# that holds its locks longer than this is an outage, not a migration (README).
+DEFAULT_STATEMENT_TIMEOUT = "1min"
+DEFAULT_LOCK_RETRIES = 10          # tries of a transaction after its first lock timeout
+DEFAULT_LOCK_RETRY_MAX_WAIT = 10.0  # seconds: the longest pause between two tries
+MAX_LOCK_RETRIES = 1000
+MAX_LOCK_RETRY_MAX_WAIT = 3600.0
 DEFAULT_CONNECT_TIMEOUT = 15.0     # seconds to reach a PostgreSQL server
 DEFAULT_COMMAND_TIMEOUT = 3600.0   # seconds a PostgreSQL server may take to answer one statement
 # Tables one migration file may touch before makemigrations splits it: PostgreSQL's
@@ -33,6 +43,9 @@ class Config:
     dsn_source: Optional[str] = None   # where the dsn came from, for connection errors
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     statement_lock_timeout: str = DEFAULT_STATEMENT_LOCK_TIMEOUT
+    statement_timeout: str = DEFAULT_STATEMENT_TIMEOUT
+    lock_retries: int = DEFAULT_LOCK_RETRIES
+    lock_retry_max_wait: float = DEFAULT_LOCK_RETRY_MAX_WAIT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     # A fleet's targets (targets:, tenants:): one PostgreSQL schema of the database
@@ -211,9 +224,17 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
                           f"got {lock_timeout!r}")
     connect_timeout = _positive_seconds(path, database, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     command_timeout = _positive_seconds(path, database, "command_timeout", DEFAULT_COMMAND_TIMEOUT)
-    statement_lock_timeout = str(database.get("statement_lock_timeout", DEFAULT_STATEMENT_LOCK_TIMEOUT))
-    if not re.fullmatch(r"\d+(ms|s|min)?", statement_lock_timeout):
-        raise ConfigError(f"{path}: database.statement_lock_timeout must look like 5s, 500ms or 1min")
+    statement_lock_timeout = _duration(path, database, "statement_lock_timeout", DEFAULT_STATEMENT_LOCK_TIMEOUT)
+    statement_timeout = _duration(path, database, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT)
+    lock_retries = database.get("lock_retries", DEFAULT_LOCK_RETRIES)
+    if type(lock_retries) is not int or not 0 <= lock_retries <= MAX_LOCK_RETRIES:
+        raise ConfigError(f"{path}: database.lock_retries must be a whole number from 0 to {MAX_LOCK_RETRIES}, "
+                          f"got {lock_retries!r:.40}")
+    lock_retry_max_wait = database.get("lock_retry_max_wait", DEFAULT_LOCK_RETRY_MAX_WAIT)
+    if not isinstance(lock_retry_max_wait, (int, float)) or isinstance(lock_retry_max_wait, bool) \
+            or not math.isfinite(lock_retry_max_wait) or not 0 <= lock_retry_max_wait <= MAX_LOCK_RETRY_MAX_WAIT:
+        raise ConfigError(f"{path}: database.lock_retry_max_wait must be a number of seconds from 0 to "
+                          f"{MAX_LOCK_RETRY_MAX_WAIT:g} (finite), got {lock_retry_max_wait!r:.40}")
     max_tables = doc.get("max_tables_per_migration", DEFAULT_MAX_TABLES_PER_MIGRATION)
     if type(max_tables) is not int or max_tables < 1:
         raise ConfigError(f"{path}: max_tables_per_migration must be a whole number of tables, 1 or more, "
@@ -228,6 +249,9 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         dsn_source="MF_DATABASE_URL" if override else f"database.dsn in {path}",
         lock_timeout=float(lock_timeout),
         statement_lock_timeout=statement_lock_timeout,
+        statement_timeout=statement_timeout,
+        lock_retries=lock_retries,
+        lock_retry_max_wait=float(lock_retry_max_wait),
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         max_tables_per_migration=max_tables,
@@ -240,6 +264,31 @@ def _positive_seconds(path: str, database: dict, key: str, default: float) -> fl
         raise ConfigError(f"{path}: database.{key} must be a number of seconds (finite, more than 0), "
                           f"got {value!r}")
     return float(value)
+
+
+# A PostgreSQL duration as mf accepts it: digits and a unit; digits alone are
+# milliseconds, as PostgreSQL reads them. PostgreSQL's timeouts stop at 2^31-1 ms.
+_DURATION = re.compile(r"(\d+)(ms|s|min|h)?")
+_UNIT_SECONDS = {None: 0.001, "ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+_MAX_DURATION_SECONDS = (2 ** 31 - 1) / 1000
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds of a duration as load_config accepted it ("1s", "500ms", "1min", "2h", "0")."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _duration(path: str, database: dict, key: str, default: str) -> str:
+    value = database.get(key, default)
+    text = str(value) if type(value) is int else value
+    if not isinstance(text, str) or _DURATION.fullmatch(text.strip()) is None \
+            or duration_seconds(text.strip()) > _MAX_DURATION_SECONDS:
+        raise ConfigError(f"{path}: database.{key} must be a duration like 1s, 500ms, 1min or 2h (0 for none; "
+                          f"at most 24 days), got {value!r:.40}")
+    return text.strip()
 
 
 def _configured_database(path: str, raw_driver: str, raw_dsn: str, base_dir: str) -> tuple:

@@ -89,7 +89,7 @@ class StepHeading(str):
     """A line `mf db sql` prints as it is (no semicolon): the heading of a step."""
 
 
-def shown_statements(step: Step, dialect, statement_lock_timeout: str) -> list:
+def shown_statements(step: Step, dialect, statement_lock_timeout: str, statement_timeout: Optional[str] = None) -> list:
     """What `mf db sql` and dry runs print for a migration: its statements; for one cut
     into steps, each step headed, a transactional one inside BEGIN, its prologue and
     COMMIT (the ledger's update left out)."""
@@ -97,7 +97,7 @@ def shown_statements(step: Step, dialect, statement_lock_timeout: str) -> list:
         return list(step.statements)
     shown: list = []
     total = len(step.parts)
-    prologue = [dialect.begin_sql] + dialect.transaction_prologue(statement_lock_timeout)
+    prologue = [dialect.begin_sql] + dialect.transaction_prologue(statement_lock_timeout, statement_timeout)
     for number, (outside, statements) in enumerate(step.parts, 1):
         if outside:
             shown.append(StepHeading(f"-- step {number} of {total}: outside a transaction"))

@@ -119,3 +119,36 @@ def test_connect_and_command_timeouts_are_read_with_defaults(tmp_path, monkeypat
     assert (config.connect_timeout, config.command_timeout) == (2.5, 30.0)
     config = load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x}\n")))
     assert (config.connect_timeout, config.command_timeout) == (15.0, 3600.0)
+
+
+def test_lock_waits_and_statement_timeout_are_read_with_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    config = load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x}\n")))
+    assert (config.statement_lock_timeout, config.statement_timeout) == ("1s", "1min")
+    assert (config.lock_retries, config.lock_retry_max_wait) == (10, 10.0)
+    config = load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x, statement_lock_timeout: 250ms, "
+                                              "statement_timeout: 2h, lock_retries: 0, lock_retry_max_wait: 0.5}\n")))
+    assert (config.statement_lock_timeout, config.statement_timeout) == ("250ms", "2h")
+    assert (config.lock_retries, config.lock_retry_max_wait) == (0, 0.5)
+    # Digits alone are milliseconds, as PostgreSQL reads them.
+    assert load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x, statement_timeout: 1500}\n"))) \
+        .statement_timeout == "1500"
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("lock_retries: -1", "database.lock_retries must be a whole number from 0 to 1000"),
+    ("lock_retries: 1.0", "database.lock_retries must be a whole number"),
+    ("lock_retries: .nan", "database.lock_retries must be a whole number"),
+    ("lock_retry_max_wait: .nan", "database.lock_retry_max_wait must be a number of seconds from 0 to 3600"),
+    ("lock_retry_max_wait: .inf", "database.lock_retry_max_wait must be a number of seconds"),
+    ("lock_retry_max_wait: true", "database.lock_retry_max_wait must be a number of seconds"),
+    ("statement_timeout: .inf", "database.statement_timeout must be a duration"),
+    ("statement_timeout: 5 min", "database.statement_timeout must be a duration"),
+    ("statement_timeout: [1s]", "database.statement_timeout must be a duration"),
+    ("statement_lock_timeout: -5s", "database.statement_lock_timeout must be a duration"),
+])
+def test_bad_lock_wait_settings_name_the_key(tmp_path, monkeypatch, setting, message):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(write(tmp_path, f"database:\n  driver: sqlite\n  dsn: x\n  {setting}\n")))
+    assert message in str(caught.value)

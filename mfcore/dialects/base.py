@@ -27,8 +27,11 @@ inside one transaction.
   procedure: a DROP TABLE with foreign keys on would delete or block the rows that
   refer to it) or dropped (same reason: no silent ON DELETE CASCADE).
 
-- PostgreSQL: ``BEGIN``, ``transaction_prologue(...)`` (SET LOCAL lock_timeout),
-  the statements, the ledger row, ``COMMIT``. ``needs_foreign_keys_off`` is always false.
+- PostgreSQL: ``BEGIN``, ``transaction_prologue(...)`` (SET LOCAL lock_timeout and
+  statement_timeout), ``transaction_marker_sql`` (a transaction-level advisory lock
+  that tells a later run this transaction is still under way), the statements, the
+  ledger row, ``COMMIT``. A transaction that gives up waiting for a lock is rolled back
+  and run again from BEGIN (the applier's lock retries). ``needs_foreign_keys_off`` is always false.
   Adding an enum value (``ALTER TYPE ... ADD VALUE``) inside a transaction needs
   PostgreSQL 12 or later; the dialect avoids it (and recreates the type instead)
   when the same migration uses the new value, which PostgreSQL forbids before commit.
@@ -175,6 +178,45 @@ class LockBudget:
     def describe(self) -> str:
         return (f"{self.total} (max_locks_per_transaction {self.per_transaction} x (max_connections "
                 f"{self.connections} + max_prepared_transactions {self.prepared}))")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Another session of the database server as messages may show it: its process id,
+    application_name, state, and the start of its (current or last) statement -- never
+    more of the statement, which may hold secrets."""
+
+    pid: int
+    application_name: Optional[str] = None
+    state: Optional[str] = None
+    query: Optional[str] = None
+
+    QUERY_SHOWN = 80  # characters of the statement shown
+
+    def describe(self) -> str:
+        known = []
+        if self.application_name:
+            known.append(f"application_name {_shown(self.application_name, 40)!r}")
+        if self.state:
+            known.append(self.state)
+        if self.query:
+            label = "running" if self.state == "active" else "last statement"
+            known.append(f"{label}: {_shown(self.query, self.QUERY_SHOWN)}")
+        return f"pid {self.pid}" + (f" ({', '.join(known)})" if known else "")
+
+
+def _shown(text: str, limit: int) -> str:
+    """``text`` on one line, printable characters only, at most ``limit`` of them."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def describe_backends(backends) -> str:
+    """``pid 4321 (...)`` or ``pids 4321 (...) and 4400 (...)``."""
+    described = [b.describe() for b in backends]
+    if len(described) == 1:
+        return described[0]
+    return "pids " + ", ".join(d[4:] for d in described[:-1]) + " and " + described[-1][4:]
 
 
 class StepBoundary(str):
@@ -327,9 +369,43 @@ class Dialect:
         """The bound-parameter marker for the 1-based ``position`` (``?`` or ``$1``)."""
         raise NotImplementedError
 
-    def transaction_prologue(self, statement_lock_timeout: str) -> list[str]:
-        """Statements the applier runs first inside each migration's transaction."""
+    def transaction_prologue(self, statement_lock_timeout: str, statement_timeout: Optional[str] = None) -> list[str]:
+        """Statements the applier runs first inside each migration's transaction:
+        their lock timeout, and their statement timeout when ``statement_timeout`` is
+        given and not "0"."""
         return []
+
+    def transaction_marker_sql(self, schema: Optional[str] = None) -> Optional[str]:
+        """A statement, run right after the prologue, that marks the transaction as a
+        migration's of this target (``schema``) for as long as it lasts, so that a later
+        run can wait for it (earlier_transactions_sql); None where there is no such mark."""
+        return None
+
+    def earlier_transactions_sql(self, schema: Optional[str] = None) -> Optional[str]:
+        """A query for the other sessions that hold transaction_marker_sql's mark: rows
+        of (pid, application_name, state, start of the query), see Backend."""
+        return None
+
+    def wait_for_earlier_transactions_sql(self, schema: Optional[str], seconds: float) -> Optional[str]:
+        """A statement that returns once no other session holds the mark, or fails as a
+        lock timeout after ``seconds``."""
+        return None
+
+    def migration_session_sql(self) -> Optional[str]:
+        """Run once on the connection that applies migrations: one row whose first value
+        identifies its session (its backend pid) for blockers_sql; it may also set what
+        makes the server end the session's statement when its client is gone."""
+        return None
+
+    def blockers_sql(self) -> Optional[str]:
+        """A query, with the session of migration_session_sql as parameter 1, for the
+        sessions that hold the lock it waits for: rows as Backend takes them."""
+        return None
+
+    def is_statement_timeout(self, error) -> bool:
+        """Did ``error`` (a StatementError) end a statement that ran longer than
+        statement_timeout?"""
+        return False
 
     def session_lock_timeout_sql(self, statement_lock_timeout: str) -> Optional[tuple]:
         """(set, reset): the statements around a non-atomic migration that give its

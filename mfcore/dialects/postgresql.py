@@ -99,6 +99,29 @@ def advisory_lock_key(schema: Optional[str] = None) -> int:
     digest = hashlib.sha256(b"mfcore:migrate:" + schema.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
+
+def transaction_marker_key(schema: Optional[str] = None) -> int:
+    """The key of the transaction-level advisory lock every migration transaction of the
+    target takes (see transaction_marker_sql): sha256(b"mfcore:transaction" + ":" + the
+    schema's name, for a tenant's schema), first 8 bytes as a signed bigint."""
+    name = b"mfcore:transaction" + (b":" + schema.encode("utf-8") if schema is not None else b"")
+    return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
+
+
+def _advisory_key_is(key: int, alias: str = "l") -> str:
+    """pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32 bits)."""
+    return (f"{alias}.locktype = 'advisory' AND {alias}.objsubid = 1 "
+            f"AND (({alias}.classid::bigint << 32) | {alias}.objid::bigint) = {key}")
+
+
+# How often the server looks whether the client of a running statement is still there
+# (PostgreSQL 14 and later): a migrator killed inside a long statement then frees its
+# locks within seconds instead of when the statement ends.
+CLIENT_CHECK_INTERVAL_MS = 2000
+
+# Characters of a session's statement read from pg_stat_activity (Backend shows fewer).
+_QUERY_READ = 200
+
 # pg_constraint.confdeltype -> the ON DELETE action
 _ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -187,8 +210,43 @@ class PostgreSQLDialect(Dialect):
             return "index", unquote(dropped.group(1)), None
         return None
 
-    def transaction_prologue(self, statement_lock_timeout: str) -> list[str]:
-        return [f"SET LOCAL lock_timeout = {self.string_literal(statement_lock_timeout)}"]
+    def transaction_prologue(self, statement_lock_timeout: str, statement_timeout: Optional[str] = None) -> list[str]:
+        prologue = [f"SET LOCAL lock_timeout = {self.string_literal(statement_lock_timeout)}"]
+        if statement_timeout is not None and not re.fullmatch(r"0+(ms|s|min|h)?", statement_timeout):
+            prologue.append(f"SET LOCAL statement_timeout = {self.string_literal(statement_timeout)}")
+        return prologue
+
+    def transaction_marker_sql(self, schema: Optional[str] = None) -> Optional[str]:
+        # The try form never waits: the run that takes it holds the run-wide lock, and
+        # has waited for the marks of earlier runs already.
+        return f"SELECT pg_try_advisory_xact_lock({transaction_marker_key(schema)})"
+
+    def earlier_transactions_sql(self, schema: Optional[str] = None) -> Optional[str]:
+        return (f"SELECT l.pid, a.application_name, a.state, left(a.query, {_QUERY_READ}) FROM pg_locks l "
+                "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.pid <> pg_backend_pid() "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+                f"{_advisory_key_is(transaction_marker_key(schema))} ORDER BY l.pid")
+
+    def wait_for_earlier_transactions_sql(self, schema: Optional[str], seconds: float) -> Optional[str]:
+        # lock_timeout for this one statement (set_config local to its own transaction),
+        # set before the lock is asked for: the subquery runs first.
+        milliseconds = max(1, round(seconds * 1000))
+        return (f"SELECT pg_advisory_xact_lock({transaction_marker_key(schema)}) FROM "
+                f"(SELECT set_config('lock_timeout', '{milliseconds}', true) OFFSET 0) AS timeout")
+
+    def migration_session_sql(self) -> Optional[str]:
+        # client_connection_check_interval is PostgreSQL 14's; CASE never calls set_config
+        # on an older server.
+        return ("SELECT pg_backend_pid(), CASE WHEN current_setting('server_version_num')::int >= 140000 THEN "
+                f"set_config('client_connection_check_interval', '{CLIENT_CHECK_INTERVAL_MS}', false) END")
+
+    def blockers_sql(self) -> Optional[str]:
+        return ("SELECT DISTINCT ON (b.pid) b.pid, a.application_name, a.state, "
+                f"left(a.query, {_QUERY_READ}) FROM unnest(pg_blocking_pids($1::int)) AS b(pid) "
+                "LEFT JOIN pg_stat_activity a ON a.pid = b.pid ORDER BY b.pid")
+
+    def is_statement_timeout(self, error) -> bool:
+        return error.code == "57014" and "statement timeout" in error.message
 
     def session_lock_timeout_sql(self, statement_lock_timeout: str) -> Optional[tuple]:
         return f"SET lock_timeout = {self.string_literal(statement_lock_timeout)}", "RESET lock_timeout"
