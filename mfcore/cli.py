@@ -196,14 +196,13 @@ def cmd_migrate(args, out: Output) -> int:
     if args.dry_run:
         undos = _run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
         plans = _run(lambda: api.pending_sql(config, to=args.to))
+        offline = plans.offline or getattr(undos, "offline", None)
         if out.json_mode:
             out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans],
                           "rollback": [{"name": name, "sql": sql} for name, sql in undos],
-                          "offline": plans.offline})
+                          "offline": offline})
             return EXIT_OK
-        if plans.offline:
-            out.line(f"-- {config.display_dsn} is unreachable, so this plan comes from "
-                     f"{_display_path(os.path.join(config.migrations_dir, '.applied'))}, not from its ledger")
+        _print_offline(out, config, offline)
         _print_undo_sql(out, undos)
         if not plans and not undos:
             out.line("No unapplied migrations.")
@@ -269,8 +268,10 @@ def cmd_rollback(args, out: Output) -> int:
     if args.dry_run:
         undos = _run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
         if out.json_mode:
-            out.document({"rollback": [{"name": name, "sql": sql} for name, sql in undos]})
+            out.document({"rollback": [{"name": name, "sql": sql} for name, sql in undos],
+                          "offline": undos.offline})
             return EXIT_OK
+        _print_offline(out, config, undos.offline)
         if not undos:
             out.line("No applied migrations to roll back.")
         _print_undo_sql(out, undos)
@@ -313,6 +314,13 @@ def _confirm_data_loss(out: Output, args, losses: list) -> None:
         answer = ""
     if answer not in ("y", "yes"):
         raise DataLossError(text + ". Nothing was undone.")
+
+
+def _print_offline(out: Output, config, offline) -> None:
+    """A dry run's first line when its plan comes from .applied, the database being unreachable."""
+    if offline:
+        out.line(f"-- {config.display_dsn} is unreachable, so this plan comes from "
+                 f"{_display_path(os.path.join(config.migrations_dir, '.applied'))}, not from its ledger")
 
 
 def _print_undo_sql(out: Output, undos) -> None:
