@@ -206,6 +206,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
         from . import store
 
         store.remove_stale_temporaries(resolved.migrations_dir)
+        store.remove_stale_cache_temporaries(resolved.migrations_dir)
     with gc_paused(), shared_model_documents():
         carried = carryover.pending_conversion(resolved.migrations_dir)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
