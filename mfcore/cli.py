@@ -460,7 +460,7 @@ def _status_fleet(args, out: Output) -> int:
     if out.json_mode:
         doc = []
         for result in results:
-            entry = _fleet_doc(result)
+            entry = _fleet_doc(result, None)
             entry["migrations"] = [_record_doc(r) for r in result.records]
             doc.append(entry)
         out.document({"targets": doc})
@@ -475,10 +475,15 @@ def _status_fleet(args, out: Output) -> int:
     return _fleet_summary(results, out, "read")
 
 
-def _fleet_doc(result, done: str = "applied") -> dict:
-    return {"name": result.name, "database": result.display, done: getattr(result, done),
-            "finished": result.finished, "failed": result.error is not None,
-            "migration": result.migration, "error": str(result.error) if result.error else None}
+def _fleet_doc(result, done: Optional[str] = "applied") -> dict:
+    """A target's entry of a fleet's --json document; ``done``: the key of the names the
+    command applied or undid (None for status, which does neither)."""
+    doc = {"name": result.name, "database": result.display,
+           "finished": result.finished, "failed": result.error is not None,
+           "migration": result.migration, "error": str(result.error) if result.error else None}
+    if done is not None:
+        doc[done] = getattr(result, done)
+    return doc
 
 
 def _fleet_exit(results) -> int:
