@@ -811,22 +811,39 @@ def completion_script(shell: str) -> str:
 
 def _bash(commands: dict) -> str:
     cases = "\n".join(f'        {name}) opts="{" ".join(options)}" ;;' for name, options in commands.items())
+    # The words that are not options (nor --config's path) say where the user is, so
+    # global options may stand anywhere: `mf --json db sql <Tab>` as `mf db sql <Tab>`.
     return f"""# mf completion for bash: eval "$(mf completion bash)"
 _mf() {{
-    local cur prev cmd opts
+    local cur prev cmd opts word i
+    local -a mf_words
     cur="${{COMP_WORDS[COMP_CWORD]}}"
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
-    if [ "$COMP_CWORD" -eq 1 ]; then
+    mf_words=()
+    i=1
+    while [ "$i" -lt "$COMP_CWORD" ]; do
+        word="${{COMP_WORDS[i]}}"
+        i=$((i + 1))
+        case "$word" in
+            --config) i=$((i + 1)) ;;
+            -*) ;;
+            *) mf_words+=("$word") ;;
+        esac
+    done
+    if [ "$prev" = "--config" ]; then
+        COMPREPLY=($(compgen -f -- "$cur")); return
+    fi
+    if [ "${{#mf_words[@]}}" -eq 0 ]; then
         COMPREPLY=($(compgen -W "db completion --help --version --config --json -v" -- "$cur")); return
     fi
-    if [ "${{COMP_WORDS[1]}}" = "completion" ]; then
+    if [ "${{mf_words[0]}}" = "completion" ]; then
         COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return
     fi
-    if [ "$COMP_CWORD" -eq 2 ]; then
+    if [ "${{#mf_words[@]}}" -eq 1 ]; then
         COMPREPLY=($(compgen -W "{' '.join(commands)}" -- "$cur")); return
     fi
-    cmd="${{COMP_WORDS[2]}}"
-    if [ "$prev" = "--to" ] || {{ [ "$COMP_CWORD" -eq 3 ] && {{ [ "$cmd" = "sql" ] || [ "$cmd" = "resolve" ]; }}; }}; then
+    cmd="${{mf_words[1]}}"
+    if [ "$prev" = "--to" ] || {{ [ "${{#mf_words[@]}}" -eq 2 ] && {{ [ "$cmd" = "sql" ] || [ "$cmd" = "resolve" ]; }}; }}; then
         COMPREPLY=($(compgen -W "$(mf completion numbers 2>/dev/null)" -- "$cur")); return
     fi
     case "$cmd" in

@@ -533,6 +533,46 @@ def test_shell_completion(project):
     assert zsh.code == 0 and zsh.out.startswith("#compdef mf")
 
 
+def test_bash_completion_offers_commands_options_and_migration_numbers(project, tmp_path):
+    """The script run by bash itself, with `mf` on the PATH: what Tab offers."""
+    import os
+    import subprocess
+    import sys
+
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(WITH_PHONE)
+    assert project.run("db", "makemigrations").code == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mf").write_text(f"#!/bin/sh\nexec {sys.executable} -m mfcore.cli \"$@\"\n")
+    (bin_dir / "mf").chmod(0o755)
+    from conftest import REPO
+
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+    def offered(*words) -> list:
+        script = ('eval "$(mf completion bash)"; COMP_WORDS=(' + " ".join(f"'{w}'" for w in words)
+                  + f"); COMP_CWORD={len(words) - 1}; _mf; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+        done = subprocess.run(["bash", "-c", script], cwd=project.path, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0 and done.stderr == "", done
+        return sorted(filter(None, done.stdout.split("\n")))
+
+    assert "db" in offered("mf", "") and "completion" in offered("mf", "")
+    assert offered("mf", "db", "mi") == ["migrate"]
+    assert offered("mf", "db", "sql", "") == ["001", "002"]
+    assert offered("mf", "db", "resolve", "00") == ["001", "002"]
+    assert offered("mf", "db", "migrate", "--to", "") == ["001", "002"]
+    assert offered("mf", "db", "squash", "--to", "00") == ["001", "002"]
+    assert offered("mf", "--json", "db", "sql", "") == ["001", "002"]
+    assert offered("mf", "--config", "language_config.yaml", "db", "migrate", "--to", "") == ["001", "002"]
+    assert offered("mf", "-v", "db", "st") == ["status"]
+    assert "--drop-db" in offered("mf", "db", "reset", "--")
+    assert offered("mf", "completion", "") == ["bash", "fish", "zsh"]
+
+
 def test_several_refused_fields_are_each_an_error(project):
     project.write_models(SEED)
     assert project.run("db", "makemigrations").code == 0
