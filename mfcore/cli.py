@@ -918,16 +918,32 @@ def _global_options(parser, default) -> None:
                         help="print one machine-readable JSON document (errors too, on stdout)")
 
 
+class UsageError(Exception):
+    """A command line argparse refuses: the usage and one line, or with --json the error
+    document (kind UsageError); exit 2 either way."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(f"{parser.prog}: {message}")
+        self.prog, self.message, self.usage = parser.prog, message, parser.format_usage()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised (main renders them) rather than printed and exited."""
+
+    def error(self, message):
+        raise UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     # The global options are accepted before or after the command (`mf --json db status`
     # and `mf db status --json`). Below the top level their default is SUPPRESS, so a
     # command's parser leaves what was given before it alone.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _global_options(common, argparse.SUPPRESS)
 
-    parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.",
+    parser = _Parser(prog="mf", description="Schema migrations for models.mp projects.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(parser, None)
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
@@ -1074,12 +1090,22 @@ def _unknown_command(argv) -> Optional[str]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    json_wanted = "--json" in argv[:argv.index("--") if "--" in argv else len(argv)]
     suggestion = _unknown_command(argv)
-    if suggestion:
-        print(f"mf: error: {suggestion}", file=sys.stderr)
-        return EXIT_INPUT
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        if suggestion:
+            raise UsageError(parser, suggestion)
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if json_wanted:
+            Output(json_mode=True).document({"error": {"kind": "UsageError", "message": str(exc), "file": None,
+                                                       "line": None, "column": None}})
+        else:
+            if not suggestion:
+                sys.stderr.write(exc.usage)
+            print(f"{exc.prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
     if getattr(args, "handler", None) is None:
         if args.group == "db":
             parser._subparsers._group_actions[0].choices["db"].print_help()

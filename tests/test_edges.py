@@ -485,6 +485,39 @@ def test_global_options_before_or_after_the_command(project):
         assert json.loads(result.out)["migrations"][0]["name"].startswith("001_"), args
 
 
+@pytest.mark.parametrize("args, message", [
+    (("db", "sql"), "mf db sql: the following arguments are required: NNN"),
+    (("migrate",), "mf: unknown command 'migrate': the migration commands live under db; run `mf db migrate`"),
+    (("db", "status", "--bogus"), "mf: unrecognized arguments: --bogus"),
+    (("db", "rollback", "0"), "mf db rollback: argument N: expected a whole number of at least 1, got '0'"),
+])
+def test_usage_errors_are_json_with_json(project, args, message):
+    before = project.state()
+    for where in ("before", "after"):
+        full = ("--json", *args) if where == "before" else (*args, "--json")
+        result = project.run(*full)
+        assert result.code == 2 and result.err == "", (full, result)
+        assert json.loads(result.out) == {"error": {"kind": "UsageError", "message": message, "file": None,
+                                                    "line": None, "column": None}}, full
+    plain = project.run(*args)
+    assert plain.code == 2 and plain.out == "" and "Traceback" not in plain.err
+    prog, text = message.split(": ", 1)
+    assert plain.err.splitlines()[-1] == f"{prog}: error: {text}", plain
+    assert project.state() == before
+
+
+def test_help_shows_examples_environment_and_exit_codes_once(project):
+    top = project.run("--help")
+    assert top.code == 0 and top.err == ""
+    commands = top.out.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"^    (\w+)", commands, re.M) == ["db", "completion"]  # each command listed once
+    for part in ("examples:", "environment:", "MF_DATABASE_URL", "NO_COLOR", "exit codes:", "130 interrupted"):
+        assert part in top.out, part
+    sql = project.run("db", "sql", "--help").out
+    assert "NNN            the migration's number" in sql
+    assert "makemigrations" not in sql.split("--verbose", 1)[1].split("\n  --", 1)[0]  # -v's help is general
+
+
 def test_mf_db_alone_prints_the_db_help(project):
     result = project.run("db")
     assert result.code == 0 and result.out.startswith("usage: mf db ")

@@ -236,6 +236,7 @@ def test_every_document_on_sqlite_matches_the_readme(project, tmp_path):
                      env={"MF_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/shop"})
     assert error["error"]["kind"] == "DatabaseError" and "hunter2" not in json.dumps(error)
     error = run_json(project, checker, "Errors", "db", "sql", "009", code=2)
+    assert run_json(project, checker, "Errors", "db", "sql", code=2)["error"]["kind"] == "UsageError"
     refused = run_json(project, checker, "Errors", "db", "reset", "--drop-db", code=2)
     assert refused["would_drop"] and refused["error"]["kind"] == "UsageError"
 
