@@ -393,6 +393,29 @@ def test_a_file_that_is_not_sqlite_is_a_database_error(project):
         assert project.state() == before
 
 
+def test_a_foreign_key_mismatch_during_a_rebuild_is_a_database_error(project):
+    """A user's table whose key points at a column that is not unique: SQLite's check
+    after the rebuild says "foreign key mismatch"; exit 3, rolled back, one line."""
+    import sqlite3
+
+    project.write_models('model A extends Model {\n    code = CharField(10)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate").code == 0
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        connection.executescript("INSERT INTO a (code) VALUES ('x'); CREATE TABLE child (c TEXT REFERENCES a(code));"
+                                 "INSERT INTO child VALUES ('x');")
+    project.write_models('model A extends Model {\n    code = CharField(10, null=true)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 3 and result.err.count("\n") == 1 and "Traceback" not in result.err, result
+    assert 'foreign key mismatch - "child" referencing "a"' in result.err and "rolled back" in result.err
+    assert project.state() == before
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        assert connection.execute("SELECT name FROM mf_migrations").fetchall() == [("001_create_a.json",)]
+        assert "NOT NULL" in connection.execute("SELECT sql FROM sqlite_master WHERE name = 'a'").fetchone()[0]
+
+
 def test_a_ledger_that_cannot_be_read_is_a_database_error(project):
     import sqlite3
 
@@ -428,6 +451,19 @@ def test_postgresql_errors_say_each_thing_once(project, pg_session, pg_env):
     assert "DETAIL" not in result.err and result.err.count("\n") == 1
     said = result.err.index("could not create unique index")
     assert said < result.err.index("Statement 1 of"), result  # the reason before the statement
+
+
+def test_a_postgresql_hint_is_said_once(project, pg_session, pg_env):
+    env, schema = pg_env
+    project.write_models('model A extends Model {\n    code = CharField(10)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    (project.migrations / "002_fill.json").write_text(json.dumps(
+        {"format": 1, "ops": [{"op": "run_sql", "sql": "UPDATE a SET code = cod", "reverse_sql": ""}]}))
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 3 and result.err.count("\n") == 1, result
+    assert 'column "cod" does not exist' in result.err
+    assert result.err.count("Perhaps you meant") == 1 and result.err.lower().count("hint") == 1, result
 
 
 def test_an_enum_value_still_in_use_is_the_message_not_a_do_block(project, pg_session, pg_env):
