@@ -144,7 +144,8 @@ async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to
 async def rollback_sql(config: ConfigLike = None, *, steps: Optional[int] = None,
                        to: Optional[int] = None) -> list:
     """[(name, [statement, ...]), ...] of each undo rollback would run, newest first (its
-    dry run); changes nothing."""
+    dry run); changes nothing. A database that cannot be reached is read from .applied
+    when it is there; the list's ``offline`` then says why (else it is None)."""
     resolved = _rollback_config(config, steps, to)
     from . import applier
 
