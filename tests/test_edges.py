@@ -586,6 +586,28 @@ def test_makemigrations_from_the_cli_needs_no_database_password(project):
     assert result.code == 2 and "DB_PASSWORD_NOT_SET is not set" in result.err
 
 
+@pytest.mark.parametrize("config", ["models: models.mp\n", "database:\n  driver: sqlite\n",
+                                    'targets:\n  north: {driver: sqlite, dsn: "north.db"}\n'])
+def test_makemigrations_needs_no_database_section(project, config):
+    """Writing migrations needs no database: a config without database.dsn (a fleet of
+    targets:, or a repository that only writes migrations) makes them; the commands that
+    connect to `database:` say what is missing (exit 2) and change nothing."""
+    project.write("language_config.yaml", config)
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "sql", "1").code == 0
+    before = project.state()
+    for command in (("db", "migrate"), ("db", "status"), ("db", "reset"), ("db", "rollback"),
+                    ("db", "migrate", "--dry-run")):
+        result = project.run(*command)
+        assert result.code == 2 and result.err.count("\n") == 1, (command, result)
+        assert result.err.endswith("language_config.yaml: database.dsn is missing\n"), (command, result)
+        assert project.state() == before, command
+    if "targets" in config:
+        migrated = project.run("db", "migrate", "--all")
+        assert migrated.code == 0 and "north  applied 1" in migrated.out, migrated
+
+
 def test_shell_completion(project):
     import subprocess
 
