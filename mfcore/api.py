@@ -145,7 +145,8 @@ async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to
 async def rollback_sql(config: ConfigLike = None, *, steps: Optional[int] = None,
                        to: Optional[int] = None) -> list:
     """[(name, [statement, ...]), ...] of each undo rollback would run, newest first (its
-    dry run); changes nothing."""
+    dry run); changes nothing. A database that cannot be reached is read from .applied
+    when it is there; the list's ``offline`` then says why (else it is None)."""
     resolved = _rollback_config(config, steps, to)
     from . import applier
 
@@ -207,6 +208,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
         from . import store
 
         store.remove_stale_temporaries(resolved.migrations_dir)
+        store.remove_stale_cache_temporaries(resolved.migrations_dir)
     with gc_paused(), shared_model_documents():
         carried = carryover.pending_conversion(resolved.migrations_dir)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,

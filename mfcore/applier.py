@@ -268,16 +268,20 @@ async def rollback(config: Config, *, count: Optional[int] = None, to: Optional[
             return await _run_undo(database, config, files, count, to, allow_data_loss, fake, on_event)
 
 
-async def rollback_sql(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> list:
+async def rollback_sql(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> PendingSQL:
     """[(name, [statement, ...]), ...] of each undo ``rollback`` would run, newest first;
-    changes nothing."""
+    changes nothing. As for ``pending_sql``, a database that cannot be reached is
+    planned from .applied when it is there, and ``offline`` says why."""
     files = migration_files(config.migrations_dir)
     if to:
         check_target(files, to)
     if not database_exists(config):
-        return []
-    plan = await _read_only_undo_plan(config, files, count, to)
-    return [(step.name, list(step.statements)) for step in plan.steps]
+        return PendingSQL()
+    offline: list = []
+    plan = await _read_only_undo_plan(config, files, count, to, offline=offline)
+    undo = PendingSQL((step.name, list(step.statements)) for step in plan.steps)
+    undo.offline = offline[0] if offline else None
+    return undo
 
 
 async def rollback_losses(config: Config, *, count: Optional[int] = None, to: Optional[int] = None) -> list:
@@ -290,8 +294,8 @@ async def rollback_losses(config: Config, *, count: Optional[int] = None, to: Op
     return list((await _read_only_undo_plan(config, files, count, to)).losses)
 
 
-async def _read_only_undo_plan(config, files, count, to) -> UndoPlan:
-    survey = await _read_only_survey(config, files)
+async def _read_only_undo_plan(config, files, count, to, offline: Optional[list] = None) -> UndoPlan:
+    survey = await _read_only_survey(config, files, offline=offline)
     return _undo_plan(config, files, survey, count, to, allow_data_loss=True)
 
 

@@ -255,14 +255,13 @@ def cmd_migrate(args, out: Output) -> int:
     if args.dry_run:
         undos = _run(lambda: api.rollback_sql(config, to=args.to)) if args.to is not None else []
         plans = _run(lambda: api.pending_sql(config, to=args.to))
+        offline = plans.offline or getattr(undos, "offline", None)
         if out.json_mode:
             out.document({"pending": [{"name": name, "sql": sql} for name, sql in plans],
                           "rollback": [{"name": name, "sql": sql} for name, sql in undos],
-                          "offline": plans.offline})
+                          "offline": offline})
             return EXIT_OK
-        if plans.offline:
-            out.line(f"-- {config.display_dsn} is unreachable, so this plan comes from "
-                     f"{_display_path(os.path.join(config.migrations_dir, '.applied'))}, not from its ledger")
+        _print_offline(out, config, offline)
         _print_undo_sql(out, undos)
         if not plans and not undos:
             out.line("No unapplied migrations.")
@@ -345,8 +344,10 @@ def cmd_rollback(args, out: Output) -> int:
     if args.dry_run:
         undos = _run(lambda: api.rollback_sql(config, steps=args.steps, to=args.to))
         if out.json_mode:
-            out.document({"rollback": [{"name": name, "sql": sql} for name, sql in undos]})
+            out.document({"rollback": [{"name": name, "sql": sql} for name, sql in undos],
+                          "offline": undos.offline})
             return EXIT_OK
+        _print_offline(out, config, undos.offline)
         if not undos:
             out.line("No applied migrations to roll back.")
         _print_undo_sql(out, undos)
@@ -389,6 +390,13 @@ def _confirm_data_loss(out: Output, args, losses: list) -> None:
         answer = ""
     if answer not in ("y", "yes"):
         raise DataLossError(text + ". Nothing was undone.")
+
+
+def _print_offline(out: Output, config, offline) -> None:
+    """A dry run's first line when its plan comes from .applied, the database being unreachable."""
+    if offline:
+        out.line(f"-- {config.display_dsn} is unreachable, so this plan comes from "
+                 f"{_display_path(os.path.join(config.migrations_dir, '.applied'))}, not from its ledger")
 
 
 def _print_undo_sql(out: Output, undos) -> None:
@@ -529,7 +537,7 @@ def _status_fleet(args, out: Output) -> int:
     if out.json_mode:
         doc = []
         for result in results:
-            entry = _fleet_doc(result)
+            entry = _fleet_doc(result, None)
             entry["migrations"] = [_record_doc(r) for r in result.records]
             doc.append(entry)
         out.document({"targets": doc})
@@ -544,10 +552,15 @@ def _status_fleet(args, out: Output) -> int:
     return _fleet_summary(results, out, "read")
 
 
-def _fleet_doc(result, done: str = "applied") -> dict:
-    return {"name": result.name, "database": result.display, done: getattr(result, done),
-            "finished": result.finished, "failed": result.error is not None,
-            "migration": result.migration, "error": str(result.error) if result.error else None}
+def _fleet_doc(result, done: Optional[str] = "applied") -> dict:
+    """A target's entry of a fleet's --json document; ``done``: the key of the names the
+    command applied or undid (None for status, which does neither)."""
+    doc = {"name": result.name, "database": result.display,
+           "finished": result.finished, "failed": result.error is not None,
+           "migration": result.migration, "error": str(result.error) if result.error else None}
+    if done is not None:
+        doc[done] = getattr(result, done)
+    return doc
 
 
 def _fleet_exit(results) -> int:
@@ -896,22 +909,39 @@ def completion_script(shell: str) -> str:
 
 def _bash(commands: dict) -> str:
     cases = "\n".join(f'        {name}) opts="{" ".join(options)}" ;;' for name, options in commands.items())
+    # The words that are not options (nor --config's path) say where the user is, so
+    # global options may stand anywhere: `mf --json db sql <Tab>` as `mf db sql <Tab>`.
     return f"""# mf completion for bash: eval "$(mf completion bash)"
 _mf() {{
-    local cur prev cmd opts
+    local cur prev cmd opts word i
+    local -a mf_words
     cur="${{COMP_WORDS[COMP_CWORD]}}"
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
-    if [ "$COMP_CWORD" -eq 1 ]; then
+    mf_words=()
+    i=1
+    while [ "$i" -lt "$COMP_CWORD" ]; do
+        word="${{COMP_WORDS[i]}}"
+        i=$((i + 1))
+        case "$word" in
+            --config) i=$((i + 1)) ;;
+            -*) ;;
+            *) mf_words+=("$word") ;;
+        esac
+    done
+    if [ "$prev" = "--config" ]; then
+        COMPREPLY=($(compgen -f -- "$cur")); return
+    fi
+    if [ "${{#mf_words[@]}}" -eq 0 ]; then
         COMPREPLY=($(compgen -W "db completion --help --version --config --json -v" -- "$cur")); return
     fi
-    if [ "${{COMP_WORDS[1]}}" = "completion" ]; then
+    if [ "${{mf_words[0]}}" = "completion" ]; then
         COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return
     fi
-    if [ "$COMP_CWORD" -eq 2 ]; then
+    if [ "${{#mf_words[@]}}" -eq 1 ]; then
         COMPREPLY=($(compgen -W "{' '.join(commands)}" -- "$cur")); return
     fi
-    cmd="${{COMP_WORDS[2]}}"
-    if [ "$prev" = "--to" ] || {{ [ "$COMP_CWORD" -eq 3 ] && {{ [ "$cmd" = "sql" ] || [ "$cmd" = "resolve" ]; }}; }}; then
+    cmd="${{mf_words[1]}}"
+    if [ "$prev" = "--to" ] || {{ [ "${{#mf_words[@]}}" -eq 2 ] && {{ [ "$cmd" = "sql" ] || [ "$cmd" = "resolve" ]; }}; }}; then
         COMPREPLY=($(compgen -W "$(mf completion numbers 2>/dev/null)" -- "$cur")); return
     fi
     case "$cmd" in
@@ -986,16 +1016,32 @@ def _global_options(parser, default) -> None:
                         help="print one machine-readable JSON document (errors too, on stdout)")
 
 
+class UsageError(Exception):
+    """A command line argparse refuses: the usage and one line, or with --json the error
+    document (kind UsageError); exit 2 either way."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str):
+        super().__init__(f"{parser.prog}: {message}")
+        self.prog, self.message, self.usage = parser.prog, message, parser.format_usage()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised (main renders them) rather than printed and exited."""
+
+    def error(self, message):
+        raise UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     # The global options are accepted before or after the command (`mf --json db status`
     # and `mf db status --json`). Below the top level their default is SUPPRESS, so a
     # command's parser leaves what was given before it alone.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _global_options(common, argparse.SUPPRESS)
 
-    parser = argparse.ArgumentParser(prog="mf", description="Schema migrations for models.mp projects.",
+    parser = _Parser(prog="mf", description="Schema migrations for models.mp projects.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(parser, None)
     parser.add_argument("--version", action="version", version=f"mf {__version__}")
@@ -1150,12 +1196,22 @@ def _unknown_command(argv) -> Optional[str]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    json_wanted = "--json" in argv[:argv.index("--") if "--" in argv else len(argv)]
     suggestion = _unknown_command(argv)
-    if suggestion:
-        print(f"mf: error: {suggestion}", file=sys.stderr)
-        return EXIT_INPUT
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        if suggestion:
+            raise UsageError(parser, suggestion)
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if json_wanted:
+            Output(json_mode=True).document({"error": {"kind": "UsageError", "message": str(exc), "file": None,
+                                                       "line": None, "column": None}})
+        else:
+            if not suggestion:
+                sys.stderr.write(exc.usage)
+            print(f"{exc.prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
     if getattr(args, "handler", None) is None:
         if args.group == "db":
             parser._subparsers._group_actions[0].choices["db"].print_help()

@@ -202,11 +202,11 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         if canonical_driver(raw_driver) is None:
             raise ConfigError(f"{path}: unknown database driver '{raw_driver}' (use sqlite or postgresql)")
         raw_dsn = database.get("dsn")
-        if raw_dsn is None:
-            raise ConfigError(f"{path}: database.dsn is missing")
-        if not isinstance(raw_dsn, str):
+        if raw_dsn is not None and not isinstance(raw_dsn, str):
             raise ConfigError(f"{path}: database.dsn must be a string, not a {_yaml_kind(raw_dsn)}")
         try:
+            if raw_dsn is None:  # a project of targets: only, or one that only writes migrations
+                raise ConfigError(f"{path}: database.dsn is missing")
             driver, dsn = _configured_database(path, raw_driver, raw_dsn, base_dir)
         except ConfigError as exc:
             driver, dsn, dsn_problem = canonical_driver(raw_driver), "", str(exc)

@@ -581,25 +581,56 @@ def read_cache(migrations_dir: str):
 
 def write_cache(migrations_dir: str, data: bytes) -> None:
     """Replace the cache; a cache that cannot be written is no error (the next run is a
-    full one). No fsync: a torn cache is unreadable or names another schema.json."""
+    full one). No fsync: a torn cache is unreadable or names another schema.json.
+    As for the project's files, the temporary file carries the writer's pid and
+    terminating signals wait while it is written and renamed (see atomic_write)."""
     path = cache_path(migrations_dir)
-    try:
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, exist_ok=True)
-            with open(os.path.join(directory, ".gitignore"), "wb") as handle:
-                handle.write(_CACHE_GITIGNORE)
-        temporary = f"{path}.{os.getpid()}.tmp"
+    directory = os.path.dirname(path)
+    with signals_deferred():
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, path)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, exist_ok=True)
+                with open(os.path.join(directory, ".gitignore"), "wb") as handle:
+                    handle.write(_CACHE_GITIGNORE)
+            handle, temporary = _create_temporary(directory)
         except OSError:
-            if os.path.exists(temporary):
+            return
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+        except BaseException as exc:
+            try:
                 os.unlink(temporary)
-            raise
+            except OSError:
+                pass
+            if not isinstance(exc, OSError):
+                raise
+
+
+def remove_stale_cache_temporaries(migrations_dir: str) -> list:
+    """remove_stale_temporaries for the model cache's directory, and the cache files
+    that mf wrote before the pid-named form (``<name>.json.<pid>.tmp``) and a killed
+    run left there."""
+    directory = os.path.dirname(cache_path(migrations_dir))
+    removed = remove_stale_temporaries(directory)
+    try:
+        names = os.listdir(directory)
     except OSError:
-        pass
+        return removed
+    for name in sorted(names):
+        match = _OLD_CACHE_TEMPORARY.fullmatch(name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
+
+
+_OLD_CACHE_TEMPORARY = re.compile(r".+\.json\.([0-9]+)\.tmp")
 
 
 # ---------------------------------------------------------------- reset

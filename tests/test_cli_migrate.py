@@ -196,6 +196,47 @@ def test_dry_run_of_an_unreachable_database_plans_from_applied_and_says_so(proje
         {k: v for k, v in before.items() if not k.endswith(".applied")}
 
 
+def test_dry_run_to_an_older_migration_of_an_unreachable_database_plans_the_undo_from_applied(
+        project, pg_url, pg_session):
+    schema = pg_session.fresh_schema()
+    reachable = {"MF_DATABASE_URL": f"{pg_url}?search_path={schema}"}
+    unreachable = {"MF_DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:1/shop"}
+    project.write_models(SEED)
+    project.run("db", "makemigrations")
+    project.write_models(WITH_PHONE)
+    project.run("db", "makemigrations")
+    first, second = project.migration_names()
+    assert project.run("db", "migrate", env=reachable).code == 0
+    reference = project.run("db", "migrate", "--dry-run", "--to", "001", env=reachable)
+    assert f"-- undo {second}" in reference.out
+    before = project.state()
+
+    offline = project.run("db", "migrate", "--dry-run", "--to", "001", env=unreachable)
+    assert offline.code == 0, offline
+    note, rest = offline.out.split("\n", 1)
+    assert note == ("-- postgresql://app:***@127.0.0.1:1/shop is unreachable, so this plan comes from "
+                    "migrations/.applied, not from its ledger")
+    assert rest == reference.out  # the same undo of 002 as the database's own plan
+    assert f"undo {first}" not in rest and "hunter2" not in offline.out + offline.err
+
+    as_json = json.loads(project.run("db", "migrate", "--dry-run", "--to", "001", "--json", env=unreachable).out)
+    assert [entry["name"] for entry in as_json["rollback"]] == [second] and as_json["pending"] == []
+    assert "cannot connect to postgresql://app:***@127.0.0.1:1/shop" in as_json["offline"]
+
+    # rollback --dry-run plans the same way.
+    undo = project.run("db", "rollback", "--dry-run", env=unreachable)
+    assert undo.code == 0 and undo.out == offline.out, undo
+    as_json = json.loads(project.run("db", "rollback", "--dry-run", "--json", env=unreachable).out)
+    assert [entry["name"] for entry in as_json["rollback"]] == [second] and as_json["offline"]
+    assert json.loads(project.run("db", "rollback", "--dry-run", "--json", env=reachable).out)["offline"] is None
+    assert project.state() == before
+
+    # Without .applied: the connection error, exit 3, nothing printed on stdout.
+    (project.migrations / ".applied").unlink()
+    without = project.run("db", "migrate", "--dry-run", "--to", "001", env=unreachable)
+    assert without.code == 3 and without.out == "" and "cannot connect" in without.err, without
+
+
 def test_a_malformed_pending_file_applies_nothing(project):
     project.write_models(SEED)
     project.run("db", "makemigrations")

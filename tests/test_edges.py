@@ -319,6 +319,65 @@ def test_leftovers_of_a_killed_makemigrations_are_removed_by_the_next(project):
     assert len(project.migration_names()) == 1
 
 
+# The same for the model cache: the signal lands as its temporary file is renamed.
+SIGNALLED_AT_CACHE = """
+import os, signal, sys
+replace = os.replace
+def signalled(source, target, **kwargs):
+    if ".mf_cache" in str(target):
+        os.replace = replace
+        os.kill(os.getpid(), signal.{signal})
+    return replace(source, target, **kwargs)
+os.replace = signalled
+from mfcore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_signalled_at_cache(project, signal_name):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", SIGNALLED_AT_CACHE.format(signal=signal_name),
+                           "db", "makemigrations"], cwd=project.path, capture_output=True, text=True, timeout=120)
+
+
+def cache_files(project) -> list:
+    return sorted(p.name for p in (project.path / ".mf_cache").iterdir())
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", -15)])
+def test_an_interrupted_cache_write_finishes_and_leaves_no_temporary_file(project, signal_name, code):
+    project.write_models(SEED)
+    completed = run_signalled_at_cache(project, signal_name)
+    assert completed.returncode == code, completed
+    assert "Traceback" not in completed.stderr
+    assert cache_files(project) == [".gitignore", "migrations.json"]  # the new cache, in place
+    assert len(project.migration_names()) == 1
+    assert project.run("db", "makemigrations", "--check").code == 0
+
+
+def test_cache_leftovers_of_a_killed_makemigrations_are_removed_by_the_next(project):
+    import os
+
+    project.write_models(SEED)
+    completed = run_signalled_at_cache(project, "SIGKILL")
+    assert completed.returncode == -9
+    [leftover] = [name for name in cache_files(project) if name.endswith(".tmp")]
+    assert re.fullmatch(r"\.mf-[0-9]+-[0-9a-f]+\.tmp", leftover), leftover  # named with the writer's pid
+    cache = project.path / ".mf_cache"
+    running = cache / f".mf-{os.getpid()}-0123456789ab.tmp"  # this process is running: kept
+    running.write_bytes(b"being written")
+    earlier = cache / "migrations.json.999999999.tmp"  # the form mf wrote before, of no running process
+    earlier.write_bytes(b"{}")
+    assert project.run("db", "makemigrations", "--check").code == 0
+    assert leftover in cache_files(project)  # --check writes and removes nothing
+    project.write_models(WITH_PHONE)
+    result = project.run("db", "makemigrations")
+    assert result.code == 0, result
+    assert cache_files(project) == sorted([".gitignore", "migrations.json", running.name])
+
+
 # ---------------------------------------------------------------- database errors
 
 def test_a_file_that_is_not_sqlite_is_a_database_error(project):
@@ -332,6 +391,29 @@ def test_a_file_that_is_not_sqlite_is_a_database_error(project):
         assert result.code == 3, (command, result)
         assert result.err == f"error: cannot use the SQLite database {project.path / 'dev.db'}: file is not a database\n"
         assert project.state() == before
+
+
+def test_a_foreign_key_mismatch_during_a_rebuild_is_a_database_error(project):
+    """A user's table whose key points at a column that is not unique: SQLite's check
+    after the rebuild says "foreign key mismatch"; exit 3, rolled back, one line."""
+    import sqlite3
+
+    project.write_models('model A extends Model {\n    code = CharField(10)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate").code == 0
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        connection.executescript("INSERT INTO a (code) VALUES ('x'); CREATE TABLE child (c TEXT REFERENCES a(code));"
+                                 "INSERT INTO child VALUES ('x');")
+    project.write_models('model A extends Model {\n    code = CharField(10, null=true)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 3 and result.err.count("\n") == 1 and "Traceback" not in result.err, result
+    assert 'foreign key mismatch - "child" referencing "a"' in result.err and "rolled back" in result.err
+    assert project.state() == before
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        assert connection.execute("SELECT name FROM mf_migrations").fetchall() == [("001_create_a.json",)]
+        assert "NOT NULL" in connection.execute("SELECT sql FROM sqlite_master WHERE name = 'a'").fetchone()[0]
 
 
 def test_a_ledger_that_cannot_be_read_is_a_database_error(project):
@@ -369,6 +451,19 @@ def test_postgresql_errors_say_each_thing_once(project, pg_session, pg_env):
     assert "DETAIL" not in result.err and result.err.count("\n") == 1
     said = result.err.index("could not create unique index")
     assert said < result.err.index("Statement 1 of"), result  # the reason before the statement
+
+
+def test_a_postgresql_hint_is_said_once(project, pg_session, pg_env):
+    env, schema = pg_env
+    project.write_models('model A extends Model {\n    code = CharField(10)\n    table = "a"\n}\n')
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "migrate", env=env).code == 0
+    (project.migrations / "002_fill.json").write_text(json.dumps(
+        {"format": 1, "ops": [{"op": "run_sql", "sql": "UPDATE a SET code = cod", "reverse_sql": ""}]}))
+    result = project.run("db", "migrate", env=env)
+    assert result.code == 3 and result.err.count("\n") == 1, result
+    assert 'column "cod" does not exist' in result.err
+    assert result.err.count("Perhaps you meant") == 1 and result.err.lower().count("hint") == 1, result
 
 
 def test_an_enum_value_still_in_use_is_the_message_not_a_do_block(project, pg_session, pg_env):
@@ -426,6 +521,39 @@ def test_global_options_before_or_after_the_command(project):
         assert json.loads(result.out)["migrations"][0]["name"].startswith("001_"), args
 
 
+@pytest.mark.parametrize("args, message", [
+    (("db", "sql"), "mf db sql: the following arguments are required: NNN"),
+    (("migrate",), "mf: unknown command 'migrate': the migration commands live under db; run `mf db migrate`"),
+    (("db", "status", "--bogus"), "mf: unrecognized arguments: --bogus"),
+    (("db", "rollback", "0"), "mf db rollback: argument N: expected a whole number of at least 1, got '0'"),
+])
+def test_usage_errors_are_json_with_json(project, args, message):
+    before = project.state()
+    for where in ("before", "after"):
+        full = ("--json", *args) if where == "before" else (*args, "--json")
+        result = project.run(*full)
+        assert result.code == 2 and result.err == "", (full, result)
+        assert json.loads(result.out) == {"error": {"kind": "UsageError", "message": message, "file": None,
+                                                    "line": None, "column": None}}, full
+    plain = project.run(*args)
+    assert plain.code == 2 and plain.out == "" and "Traceback" not in plain.err
+    prog, text = message.split(": ", 1)
+    assert plain.err.splitlines()[-1] == f"{prog}: error: {text}", plain
+    assert project.state() == before
+
+
+def test_help_shows_examples_environment_and_exit_codes_once(project):
+    top = project.run("--help")
+    assert top.code == 0 and top.err == ""
+    commands = top.out.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"^    (\w+)", commands, re.M) == ["db", "completion"]  # each command listed once
+    for part in ("examples:", "environment:", "MF_DATABASE_URL", "NO_COLOR", "exit codes:", "130 interrupted"):
+        assert part in top.out, part
+    sql = project.run("db", "sql", "--help").out
+    assert "NNN            the migration's number" in sql
+    assert "makemigrations" not in sql.split("--verbose", 1)[1].split("\n  --", 1)[0]  # -v's help is general
+
+
 def test_mf_db_alone_prints_the_db_help(project):
     result = project.run("db")
     assert result.code == 0 and result.out.startswith("usage: mf db ")
@@ -458,6 +586,28 @@ def test_makemigrations_from_the_cli_needs_no_database_password(project):
     assert result.code == 2 and "DB_PASSWORD_NOT_SET is not set" in result.err
 
 
+@pytest.mark.parametrize("config", ["models: models.mp\n", "database:\n  driver: sqlite\n",
+                                    'targets:\n  north: {driver: sqlite, dsn: "north.db"}\n'])
+def test_makemigrations_needs_no_database_section(project, config):
+    """Writing migrations needs no database: a config without database.dsn (a fleet of
+    targets:, or a repository that only writes migrations) makes them; the commands that
+    connect to `database:` say what is missing (exit 2) and change nothing."""
+    project.write("language_config.yaml", config)
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "sql", "1").code == 0
+    before = project.state()
+    for command in (("db", "migrate"), ("db", "status"), ("db", "reset"), ("db", "rollback"),
+                    ("db", "migrate", "--dry-run")):
+        result = project.run(*command)
+        assert result.code == 2 and result.err.count("\n") == 1, (command, result)
+        assert result.err.endswith("language_config.yaml: database.dsn is missing\n"), (command, result)
+        assert project.state() == before, command
+    if "targets" in config:
+        migrated = project.run("db", "migrate", "--all")
+        assert migrated.code == 0 and "north  applied 1" in migrated.out, migrated
+
+
 def test_shell_completion(project):
     import subprocess
 
@@ -472,6 +622,46 @@ def test_shell_completion(project):
     assert fish.code == 0 and "__fish_seen_subcommand_from migrate' -l to" in fish.out
     zsh = project.run("completion", "zsh")
     assert zsh.code == 0 and zsh.out.startswith("#compdef mf")
+
+
+def test_bash_completion_offers_commands_options_and_migration_numbers(project, tmp_path):
+    """The script run by bash itself, with `mf` on the PATH: what Tab offers."""
+    import os
+    import subprocess
+    import sys
+
+    project.write_models(SEED)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(WITH_PHONE)
+    assert project.run("db", "makemigrations").code == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mf").write_text(f"#!/bin/sh\nexec {sys.executable} -m mfcore.cli \"$@\"\n")
+    (bin_dir / "mf").chmod(0o755)
+    from conftest import REPO
+
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+    def offered(*words) -> list:
+        script = ('eval "$(mf completion bash)"; COMP_WORDS=(' + " ".join(f"'{w}'" for w in words)
+                  + f"); COMP_CWORD={len(words) - 1}; _mf; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+        done = subprocess.run(["bash", "-c", script], cwd=project.path, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0 and done.stderr == "", done
+        return sorted(filter(None, done.stdout.split("\n")))
+
+    assert "db" in offered("mf", "") and "completion" in offered("mf", "")
+    assert offered("mf", "db", "mi") == ["migrate"]
+    assert offered("mf", "db", "sql", "") == ["001", "002"]
+    assert offered("mf", "db", "resolve", "00") == ["001", "002"]
+    assert offered("mf", "db", "migrate", "--to", "") == ["001", "002"]
+    assert offered("mf", "db", "squash", "--to", "00") == ["001", "002"]
+    assert offered("mf", "--json", "db", "sql", "") == ["001", "002"]
+    assert offered("mf", "--config", "language_config.yaml", "db", "migrate", "--to", "") == ["001", "002"]
+    assert offered("mf", "-v", "db", "st") == ["status"]
+    assert "--drop-db" in offered("mf", "db", "reset", "--")
+    assert offered("mf", "completion", "") == ["bash", "fish", "zsh"]
 
 
 def test_several_refused_fields_are_each_an_error(project):

@@ -31,6 +31,9 @@ SECRETS = (SECRET, PLAIN, "S3cr%23t", "Zq9")
 COMMANDS = [
     ("db", "migrate"), ("db", "migrate", "--dry-run"), ("db", "status"), ("db", "sql", "1"),
     ("db", "reset", "--drop-db", "--yes"), ("db", "resolve", "1", "--applied"), ("db", "makemigrations"),
+    ("db", "rollback"), ("db", "rollback", "--dry-run"), ("db", "migrate", "--to", "1"), ("db", "status", "--drift"),
+    ("db", "drift"), ("db", "drift", "--sql"), ("db", "inspect"), ("db", "baseline"), ("db", "rebase"),
+    ("db", "squash"), ("db", "makemigrations", "--dry-run"),
 ]
 MODES = [(), ("-v",), ("--json",)]
 
@@ -96,7 +99,8 @@ def test_no_command_prints_a_password(server, tmp_path, monkeypatch, capsys, for
             failures += code != 0
             if path == "bad-port":
                 assert code in (0, 2), (command, mode, out, err)
-            elif path in ("refused", "no-such-database") and command[1] in ("migrate", "status", "resolve"):
+            elif path in ("refused", "no-such-database") and command[1] in (
+                    "migrate", "status", "resolve", "drift", "inspect"):
                 assert code == 3, (command, mode, out, err)
                 assert "***" in (out + err)
             elif path == "statement-fails" and command == ("db", "migrate"):
