@@ -90,14 +90,17 @@ class StepHeading(str):
 
 
 def shown_statements(step: Step, dialect, statement_lock_timeout: str, statement_timeout: Optional[str] = None) -> list:
-    """What `mf db sql` and dry runs print for a migration: its statements; for one cut
-    into steps, each step headed, a transactional one inside BEGIN, its prologue and
-    COMMIT (the ledger's update left out)."""
+    """What `mf db sql` and dry runs print for a migration: on PostgreSQL what runs, the
+    transaction's BEGIN, prologue (its timeouts) and COMMIT included; for a migration
+    cut into steps, each step headed. The ledger's update is left out. Elsewhere (SQLite)
+    and for a migration run statement by statement ("atomic": false), its statements."""
+    prologue = [dialect.begin_sql] + dialect.transaction_prologue(statement_lock_timeout, statement_timeout)
     if step.parts is None:
+        if dialect.runs_steps and step.atomic and step.statements:
+            return prologue + list(step.statements) + ["COMMIT"]
         return list(step.statements)
     shown: list = []
     total = len(step.parts)
-    prologue = [dialect.begin_sql] + dialect.transaction_prologue(statement_lock_timeout, statement_timeout)
     for number, (outside, statements) in enumerate(step.parts, 1):
         if outside:
             shown.append(StepHeading(f"-- step {number} of {total}: outside a transaction"))

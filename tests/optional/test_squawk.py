@@ -75,6 +75,10 @@ def _constraint_replaced_or_redundant(finding: Finding, kind, lines: list) -> bo
     if dropped is None:
         return False
     replaced = f"ADD CONSTRAINT {dropped.group(1)}" in after
+    # a key of a table dropped in the next step, taken off first in a short step of its own
+    table = re.match(r'\s*ALTER TABLE ("[^"]+")', finding.statement)
+    if table is not None and any(line.startswith(f"DROP TABLE {table.group(1)}") for line in lines[finding.line:]):
+        return True
     # the CHECK (col IS NOT NULL) that let SET NOT NULL skip its scan, dropped once NOT NULL holds
     redundant = "SET NOT NULL" in before
     return replaced or redundant
@@ -82,6 +86,11 @@ def _constraint_replaced_or_redundant(finding: Finding, kind, lines: list) -> bo
 
 def _concurrent_index_build(finding: Finding, kind, lines: list) -> bool:
     return re.match(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\b", finding.statement, re.IGNORECASE) is not None
+
+
+def _concurrently(finding: Finding, kind, lines: list) -> bool:
+    return re.match(r"\s*(CREATE\s+(UNIQUE\s+)?|DROP\s+)INDEX\s+CONCURRENTLY\b", finding.statement,
+                    re.IGNORECASE) is not None
 
 
 def _in(*kinds: str) -> Callable:
@@ -110,8 +119,17 @@ ACCEPTED = {
         _default_set_again),
     "ban-drop-constraint": Accepted(
         "a constraint is dropped only to be added again in the same transaction (a new on_delete), or, "
-        "after SET NOT NULL, the CHECK (col IS NOT NULL) that spared its scan",
+        "after SET NOT NULL, the CHECK (col IS NOT NULL) that spared its scan, or as the key of a table "
+        "dropped in the next step",
         _constraint_replaced_or_redundant),
+    "require-lock-timeout": Accepted(
+        "on CREATE/DROP INDEX CONCURRENTLY only, a step outside a transaction: its SHARE UPDATE EXCLUSIVE lock "
+        "blocks no reads or writes, and it waits by design for the transactions already using the table",
+        _concurrently),
+    "require-statement-timeout": Accepted(
+        "on CREATE/DROP INDEX CONCURRENTLY only: a build takes as long as the table needs and blocks no traffic; "
+        "it runs under the connection's statement_timeout (command_timeout, one hour by default)",
+        _concurrently),
     "prefer-robust-stmts": Accepted(
         "on CREATE INDEX CONCURRENTLY only: mf finds an index left INVALID by an interrupted build, "
         "drops and rebuilds it, and takes a valid one as built",
