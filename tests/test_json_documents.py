@@ -4,7 +4,8 @@ The README is read, not copied: each `### `mf db ... --json`` table lists the ke
 document with their types. Each command runs in a temporary project, and its output
 must have exactly the documented keys (an undocumented key fails, a documented one
 missing fails), each of the documented type; and every documented key must show up in
-some run, so no table can list a key that mf no longer prints.
+some run, so no table can list a key that mf no longer prints (the SQLite run prints all
+but the few only PostgreSQL prints, POSTGRESQL_ONLY, which the PostgreSQL run must print).
 """
 from __future__ import annotations
 
@@ -100,6 +101,10 @@ class Checker:
             self._object(alias.group(2) or name, alias.group(1) + "[].", item, path)
         elif kind in ("objects", "operations"):
             self._object(name, path + "[].", item, path)
+        elif kind == "lists of objects":
+            assert isinstance(item, list), f"{name}: an item of {path} is not a list: {item!r:.80}"
+            for inner in item:
+                self._object(name, path + "[][].", inner, path)
         else:
             self._scalar(name, path, {"strings": "string", "integers": "integer"}[kind], item)
 
@@ -139,6 +144,15 @@ def test_the_checker_refuses_an_undocumented_key_and_a_missing_one():
     with pytest.raises(AssertionError, match="should be time"):
         checker.check("mf db status --json", {**STATUS_SAMPLE, "migrations": [
             {**STATUS_SAMPLE["migrations"][0], "applied_at": "yesterday"}]})
+    made = {"changes": [], "file": None, "files": [], "split": None, "written": False, "notices": [],
+            "models_read": 0, "models_total": 0, "lint": [], "rewrites": [[]]}
+    checker.check("mf db makemigrations --json", made)
+    rewrite = {"table": "items", "column": "code", "why": "varchar(20) -> varchar(10)"}
+    checker.check("mf db makemigrations --json", {**made, "rewrites": [[rewrite]]})
+    with pytest.raises(AssertionError, match="is not a list"):
+        checker.check("mf db makemigrations --json", {**made, "rewrites": [rewrite]})
+    with pytest.raises(AssertionError, match="undocumented key"):
+        checker.check("mf db makemigrations --json", {**made, "rewrites": [[{**rewrite, "rule": "x"}]]})
 
 
 STATUS_SAMPLE = {"migrations": [{"name": "001_x.json", "applied": True, "applied_at": "2026-11-25 20:31:02+00:00",
@@ -252,11 +266,30 @@ def test_every_document_on_sqlite_matches_the_readme(project, tmp_path):
 
     _inspect_and_baseline(tmp_path / "taken", checker)
     _rebase(tmp_path / "branches", checker)
+    _lint(tmp_path / "linted", checker)
     _fleet(tmp_path / "fleet", checker)
 
     missing = sorted(f"{name}: {path}" for name, spec in DOCUMENTS.items() for path in spec
-                     if (name, path) not in checker.seen)
+                     if (name, path) not in checker.seen and (name, path) not in POSTGRESQL_ONLY)
     assert not missing, "documented keys that no run printed:\n" + "\n".join(missing)
+
+
+# Keys only a PostgreSQL project prints (SQLite rewrites no table under a lock that
+# blocks traffic, and never cuts a migration into steps): the PostgreSQL run must print each.
+POSTGRESQL_ONLY = {
+    ("mf db makemigrations --json", "rewrites[][].table"),
+    ("mf db makemigrations --json", "rewrites[][].column"),
+    ("mf db makemigrations --json", "rewrites[][].why"),
+    ("mf db sql NNN --json", "rewrites[].statement"),
+    ("mf db sql NNN --json", "rewrites[].note"),
+    ("mf db status --json", "migrations[].steps_done"),
+    ("mf db status --json", "migrations[].steps"),
+}
+
+
+def test_the_keys_only_postgresql_prints_are_documented():
+    for name, path in POSTGRESQL_ONLY:
+        assert path in DOCUMENTS.get(name, {}), f"README documents no {name}: {path}"
 
 
 def _inspect_and_baseline(root: Path, checker) -> None:
@@ -294,6 +327,46 @@ def _rebase(root: Path, checker) -> None:
     third.rename(branches.migrations / third.name.replace("003_", "002_"))
     rebased = run_json(branches, checker, "mf db rebase --json", "db", "rebase")
     assert rebased["moved"] and rebased["schema"] and rebased["notices"]
+
+
+def _lint(root: Path, checker) -> None:
+    """A migration that drops a column of an existing table: a finding, until its file accepts the rule."""
+    from conftest import Project, SQLITE_CONFIG
+
+    linted = Project(root)
+    root.mkdir()
+    linted.write("language_config.yaml", SQLITE_CONFIG)
+    linted.write_models(WITH_PHONE)
+    linted.run("db", "makemigrations")
+    clean = run_json(linted, checker, "mf db lint --json", "db", "lint")
+    assert clean["driver"] == "sqlite" and clean["migrations"] and clean["findings"] == []
+    assert (clean["problems"], clean["accepted"]) == (0, 0)
+    linted.write_models(SEED)  # phone is dropped
+    made = run_json(linted, checker, "mf db makemigrations --json", "db", "makemigrations")
+    assert [finding["rule"] for finding in made["lint"]] == ["ban-drop-column"]
+    assert made["rewrites"] == [[]]  # SQLite: nothing is marked ⏳
+    first, second = linted.migration_names()
+    found = run_json(linted, checker, "mf db lint --json", "db", "lint", code=1)
+    assert found["migrations"] == [first, second] and found["problems"] == 1
+    finding = found["findings"][0]
+    assert (finding["rule"], finding["migration"], finding["op"], finding["accepted"]) == \
+        ("ban-drop-column", second, "drop_column", False)
+    assert finding["operation"] == 0 and finding["statement"] is None and finding["sql"] is None
+    assert run_json(linted, checker, "mf db lint --json", "db", "lint", "001")["migrations"] == [first]
+
+    path = linted.migrations / second
+    content = json.loads(path.read_text())
+    path.write_text(json.dumps({**content, "lint": {"accept": ["ban-drop-colum"]}}))
+    error = run_json(linted, checker, "Errors", "db", "lint", code=2)
+    assert error["error"]["kind"] == "MigrationFileError" and "ban-drop-column" in error["error"]["message"]
+    path.write_text(json.dumps({**content, "lint": {"accept": ["ban-drop-column"]}}))
+    accepted = run_json(linted, checker, "mf db lint --json", "db", "lint", "--all")
+    assert (accepted["problems"], accepted["accepted"]) == (0, 1) and accepted["findings"][0]["accepted"]
+    assert run_json(linted, checker, "Errors", "db", "lint", "009", code=2)["error"]["kind"] == "MigrationFileError"
+
+    rules = run_json(linted, checker, "mf db lint --rules --json", "db", "lint", "--rules")["rules"]
+    assert [rule["name"] for rule in rules] == [
+        "ban-drop-column", "ban-drop-table", "renaming-column", "renaming-table", "transaction-nesting"]
 
 
 def _fleet(root: Path, checker) -> None:
@@ -340,6 +413,69 @@ def test_documents_on_postgresql_match_the_readme(project, pg_url, pg_session):
     run_json(project, checker, "mf db rollback --json", "db", "rollback", env=env)
     run_json(project, checker, "mf db inspect --json", "db", "inspect", env=env)
     run_json(project, checker, "mf db sql NNN --json", "db", "sql", "002", env=env)
+    _lint_rewrites_and_steps(project, checker, pg_session, env)
     refused = run_json(project, checker, "Errors", "db", "reset", "--drop-db", env=env, code=2)
     assert refused["would_drop"]
     run_json(project, checker, "mf db reset --json", "db", "reset", "--drop-db", "--yes", env=env)
+    missing = sorted(f"{name}: {path}" for name, path in POSTGRESQL_ONLY if (name, path) not in checker.seen)
+    assert not missing, "documented keys that the PostgreSQL run did not print:\n" + "\n".join(missing)
+
+
+def _lint_rewrites_and_steps(project, checker, session, env) -> None:
+    """On PostgreSQL: a hand-written index found by lint, a type change that rewrites a
+    table (⏳), and a migration made of steps that a failed index build leaves partly applied."""
+    pending = run_json(project, checker, "mf db lint --json", "db", "lint", env=env)
+    assert pending["driver"] == "postgresql" and pending["migrations"] and pending["problems"] == 0
+    run_json(project, checker, "mf db migrate --json", "db", "migrate", env=env)
+    assert run_json(project, checker, "mf db lint --json", "db", "lint", env=env)["migrations"] == []
+    rules = run_json(project, checker, "mf db lint --rules --json", "db", "lint", "--rules", env=env)["rules"]
+    assert "require-concurrent-index-creation" in [rule["name"] for rule in rules]
+    assert [rule["name"] for rule in rules if rule["accepted"]] == ["require-timeout-settings"]
+
+    assert project.run("db", "makemigrations", "--empty", "--name", "hand_index", env=env).code == 0
+    hand = project.migrations / project.migration_names()[-1]
+    hand.write_text(json.dumps({**json.loads(hand.read_text()), "ops": [
+        {"op": "run_sql", "sql": "CREATE INDEX ix_phone ON lt_customers (phone)",
+         "reverse_sql": "DROP INDEX ix_phone"}]}))
+    found = run_json(project, checker, "mf db lint --json", "db", "lint", env=env, code=1)
+    finding = found["findings"][0]
+    assert (finding["rule"], finding["migration"], finding["operation"], finding["op"]) == \
+        ("require-concurrent-index-creation", hand.name, 0, "run_sql")
+    assert finding["statement"] and finding["sql"] == "CREATE INDEX ix_phone ON lt_customers (phone)"
+    assert found["migrations"] == [hand.name] and (found["problems"], found["accepted"]) == (1, 0)
+    hand_sql = run_json(project, checker, "mf db sql NNN --json", "db", "sql", hand.name[:3], env=env)["sql"]
+    assert hand_sql[finding["statement"] - 1].rstrip(";") == finding["sql"]  # numbered as `mf db sql` shows
+    run_json(project, checker, "mf db migrate --json", "db", "migrate", env=env)
+
+    narrow = WITH_PHONE.replace("phone = CharField(max_length=20", "phone = CharField(max_length=10")
+    project.write_models(narrow)
+    made = run_json(project, checker, "mf db makemigrations --json", "db", "makemigrations", env=env)
+    assert [[rewrite["table"] for rewrite in rewrites] for rewrites in made["rewrites"]] == [["lt_customers"]]
+    assert "changing-column-type" in [finding["rule"] for finding in made["lint"]]
+    shown = run_json(project, checker, "mf db sql NNN --json", "db", "sql", Path(made["file"]).name, env=env)
+    assert [rewrite["statement"] for rewrite in shown["rewrites"]] and "⏳" in shown["rewrites"][0]["note"]
+    assert 'ALTER COLUMN "phone" TYPE' in shown["sql"][shown["rewrites"][0]["statement"] - 1]
+    assert made["rewrites"][0][0]["column"] == "phone"
+    run_json(project, checker, "mf db migrate --json", "db", "migrate", env=env)
+
+    # a unique name over duplicate names: step 1 (the new column) commits, step 2 (the
+    # unique index, built concurrently) fails; migrate resumes there once the names differ
+    session.execute("INSERT INTO lt_customers (email, name) VALUES ('a@example.com', 'same'), "
+                    "('b@example.com', 'same')")
+    nickname = "    nickname = CharField(max_length=20, null=true)\n"
+    project.write_models(narrow.replace("name = CharField(120)", "name = CharField(120, unique=true)")
+                         .replace('    table = "lt_customers"', nickname + '    table = "lt_customers"'))
+    steps = run_json(project, checker, "mf db makemigrations --json", "db", "makemigrations", env=env)["file"]
+    failed = run_json(project, checker, "Errors", "db", "migrate", env=env, code=3)
+    assert failed["error"]["kind"] == "DatabaseError"
+    status = run_json(project, checker, "mf db status --json", "db", "status", env=env)
+    partial = status["migrations"][-1]
+    assert (partial["state"], partial["steps_done"], partial["steps"]) == ("partial", 1, 3)
+    assert Path(steps).name == partial["name"] and status["pending"] == [partial["name"]]
+    refused = run_json(project, checker, "Errors", "db", "rollback", env=env, code=2)
+    assert "partly applied" in refused["error"]["message"]
+    session.execute("UPDATE lt_customers SET name = email")
+    resumed = run_json(project, checker, "mf db migrate --json", "db", "migrate", env=env)
+    assert resumed["applied"] == [partial["name"]] and any("resumed at step 2" in n for n in resumed["notices"])
+    done = run_json(project, checker, "mf db status --json", "db", "status", env=env)["migrations"][-1]
+    assert done["state"] == "applied" and "steps_done" not in done and "steps" not in done
