@@ -120,7 +120,7 @@ def _log_run(result) -> None:
 
 async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to: Optional[int] = None,
                    dry_run: bool = False, allow_data_loss: bool = False, fake: bool = False,
-                   on_event: Optional[Callable] = None) -> list:
+                   on_event: Optional[Callable] = None, notices: Optional[list] = None) -> list:
     """Undo applied migrations, newest first; returns the names undone (empty when none is applied).
 
     ``steps``: how many of the newest applied (default 1); ``to``: every one numbered
@@ -133,13 +133,25 @@ async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to
     that would be undone. ``fake``: remove the ledger rows only (newest first, each in
     its transaction, under the lock), running no undo: the tables stay as they are, and
     nothing needs to be reversible or is lost. ``on_event(kind, name, index, total)``
-    hears "start" and "rolled_back".
+    hears "start", "rolled_back" and, as for migrate, "retry" (an undo's transaction
+    waited longer than statement_lock_timeout for a lock and runs again); ``notices``
+    receives the sentences the user should read (each retry, a wait for an earlier
+    run's transaction, a renamed ledger row), each also logged (INFO) on the "mfcore"
+    logger, as migrate's are.
     """
     resolved = _rollback_config(config, steps, to)
     from . import applier
 
-    return await applier.rollback(resolved, count=steps, to=to, dry_run=dry_run,
-                                  allow_data_loss=allow_data_loss, fake=fake, on_event=on_event)
+    if notices is None:
+        notices = []
+    heard = len(notices)
+    try:
+        return await applier.rollback(resolved, count=steps, to=to, dry_run=dry_run,
+                                      allow_data_loss=allow_data_loss, fake=fake, on_event=on_event,
+                                      notices=notices)
+    finally:
+        for notice in notices[heard:]:
+            log.info("%s", notice)
 
 
 async def rollback_sql(config: ConfigLike = None, *, steps: Optional[int] = None,
@@ -231,19 +243,28 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
 
 
 def _draft_sql(config: Config, result) -> list:
-    """The statements a drafted migration would run on the configured database's kind
-    (no connection: makemigrations needs no database settings)."""
+    """What a drafted migration would run on the configured database's kind, as `mf db
+    sql` shows it once written: on PostgreSQL its steps, each transaction's BEGIN,
+    prologue and COMMIT (steps.shown_statements). No connection: makemigrations needs
+    no database settings."""
     import orjson
 
+    from . import store
     from .dialects import dialect_for
+    from .lint import migration_statements
+    from .steps import planned_step, shown_statements
 
     dialect = dialect_for(config.driver)
     statements: list = []
     for planned in result.files:  # a split migration: each file's statements under its name
+        name = os.path.basename(planned.path)
         if len(result.files) > 1:
-            statements.append(f"-- {os.path.basename(planned.path)}")
+            statements.append(f"-- {name}")
         atomic = orjson.loads(planned.content).get("atomic", True) is not False
-        statements.extend(dialect.migration_sql(planned.operations, atomic=atomic))
+        migration = store.Migration(store.MigrationFile(int(name.split("_", 1)[0]), name, planned.path),
+                                    tuple(planned.operations), atomic, "", False)
+        step = planned_step(dialect, migration, migration_statements(dialect, migration, config.online))
+        statements.extend(shown_statements(step, dialect, config.statement_lock_timeout, config.statement_timeout))
     return statements
 
 

@@ -179,12 +179,18 @@ async def migrate(config: Config, *, to: Optional[int] = None, fake: bool = Fals
         behind = config.mirrors_applied_file and survey.applied_file_behind
         if not survey.adopt and not cut(survey.pending, to) and not behind and not survey.renames:
             return _result([], survey, files, notices)
-        prepared.load(cut(survey.pending, to))  # what the check above read is kept
+        prepared.load(cut(survey.pending, to), _partly_applied(survey))  # what the check above read is kept
         if not fake:
             await database.check_lock_budget([prepared[f.name] for f in cut(survey.pending, to)])
         async with database.exclusive():
             applied, survey = await _run(database, files, prepared, to, fake, on_event)
             return _result(applied, survey, files, notices)
+
+
+def _partly_applied(survey: Survey) -> set:
+    """The migrations the ledger records as partly applied ('step N'): a run resumes
+    them in the steps it began with, whatever the config's ``online`` says now."""
+    return {e.name for e in survey.entries or () if ledger.steps_done(e.state) is not None}
 
 
 def _result(applied, survey: Survey, files, notices: list) -> "MigrateResult":
@@ -212,7 +218,7 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> PendingSQL
     survey = await _read_only_survey(config, files, offline=offline)
     prepared = Prepared(config, files)
     pending = cut(survey.pending, to)
-    prepared.load(pending)
+    prepared.load(pending, _partly_applied(survey))
     dialect = dialect_for(config.driver)
     plan = PendingSQL((f.name, shown_statements(prepared[f.name], dialect, config.statement_lock_timeout,
                                                           config.statement_timeout))
@@ -408,7 +414,7 @@ def _step_count(config: Config, files, file) -> Optional[int]:
     """How many steps migrate cuts ``file`` into; None when it does not read."""
     try:
         prepared = Prepared(config, files)
-        prepared.load([file])
+        prepared.load([file], {file.name})  # partly applied: in the steps a run began
     except MfError:
         return None
     parts = prepared[file.name].parts
@@ -579,7 +585,7 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
                 database.notices.append(
                     f"{name} runs after migrations numbered above it that this database applied first; "
                     "in this order they build the same schema as in the files' order.")
-        prepared.load(pending)
+        prepared.load(pending, _partly_applied(survey))
         database.on_event = on_event
         if not fake:  # files that appeared while the lock was awaited
             await database.check_lock_budget([prepared[file.name] for file in pending])

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from typing import Optional
 
 
@@ -275,41 +276,21 @@ def cmd_migrate(args, out: Output) -> int:
         _confirm_data_loss(out, args, _run(lambda: api.rollback_losses(config, to=args.to)))
     _quiet_library_log()
     progress = _Progress(out) if out.tty and not out.json_mode else None
-    notices: list = []
+    told = _Told(out, progress)
     undone: list = []
-    shown = 0  # notices printed while the run went on
-
-    def show_notices(warnings=()):
-        nonlocal shown
-        for notice in notices[shown:]:
-            out.notice(f"⚠ {notice}" if notice in warnings else notice)
-        shown = len(notices)
 
     def event(kind, name, index, total):
         if kind == "rolled_back":
             undone.append(name)
-        elif kind == "retry":  # a wait for a lock: said at once, not after the run
-            if progress:
-                progress.finish()
-            show_notices()
-        elif progress:
+        elif not told.heard(kind) and progress:
             progress.event(kind, name, index, total)
 
-    from .errors import MfError
-
-    try:
+    with told.running():
         applied = _run(lambda: api.migrate(config, to=args.to, fake=args.fake, on_event=event,
-                                            notices=notices,
+                                            notices=told.notices,
                                             allow_data_loss=True if args.to is not None else False))
-    except MfError:
-        if progress:
-            progress.finish()
-        show_notices()  # what led up to the error (lock retries, waits) comes before it
-        raise
-    finally:
-        if progress:  # cleared before the result, an error or the interrupted line
-            progress.finish()
-    show_notices(applied.warnings)
+    told.show(applied.warnings)
+    notices = told.notices
     if out.json_mode:
         out.document({"applied": applied, "rolled_back": undone, "fake": args.fake, "notices": notices,
                       "warnings": applied.warnings, "ahead": applied.ahead,
@@ -326,6 +307,45 @@ def cmd_migrate(args, out: Output) -> int:
     for name in applied:
         out.line(f"  {out.mark()}{name}")
     return EXIT_OK
+
+
+class _Told:
+    """The notices of a run, printed as it goes: a lock wait's retry at once (not after
+    the run), what led up to an error before the error, the rest after the run."""
+
+    def __init__(self, out: Output, progress: Optional["_Progress"] = None):
+        self.out, self.progress = out, progress
+        self.notices: list = []
+        self.shown = 0  # notices printed so far
+
+    def show(self, warnings=()) -> None:
+        for notice in self.notices[self.shown:]:
+            self.out.notice(f"⚠ {notice}" if notice in warnings else notice)
+        self.shown = len(self.notices)
+
+    def heard(self, kind: str) -> bool:
+        """An event of the run: True when it was a retry, said now."""
+        if kind != "retry":
+            return False
+        if self.progress:
+            self.progress.finish()
+        self.show()
+        return True
+
+    @contextmanager
+    def running(self):
+        from .errors import MfError
+
+        try:
+            yield
+        except MfError:
+            if self.progress:
+                self.progress.finish()
+            self.show()  # what led up to the error (lock retries, waits) comes before it
+            raise
+        finally:
+            if self.progress:  # cleared before the result, an error or the interrupted line
+                self.progress.finish()
 
 
 def _quiet_library_log() -> None:
@@ -354,10 +374,15 @@ def cmd_rollback(args, out: Output) -> int:
         return EXIT_OK
     if not args.fake:
         _confirm_data_loss(out, args, _run(lambda: api.rollback_losses(config, steps=args.steps, to=args.to)))
-    undone = _run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True,
-                                            fake=args.fake))
+    _quiet_library_log()
+    told = _Told(out)
+    with told.running():
+        undone = _run(lambda: api.rollback(config, steps=args.steps, to=args.to, allow_data_loss=True,
+                                                fake=args.fake, on_event=lambda kind, *_: told.heard(kind),
+                                                notices=told.notices))
+    told.show()
     if out.json_mode:
-        out.document({"rolled_back": undone, "fake": args.fake})
+        out.document({"rolled_back": undone, "fake": args.fake, "notices": told.notices})
     elif not undone:
         out.line("No applied migrations to roll back.")
     else:

@@ -54,6 +54,10 @@ class Config:
     schema: Optional[str] = None
     mirrors_applied_file: bool = True
     max_tables_per_migration: int = DEFAULT_MAX_TABLES_PER_MIGRATION
+    # PostgreSQL: migrate may cut a migration into steps with the online forms (README,
+    # "Online forms on PostgreSQL"); False plans each one as one transaction, all or
+    # nothing, with the plain forms.
+    online: bool = True
 
     @property
     def display_dsn(self) -> str:
@@ -235,6 +239,9 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
             or not math.isfinite(lock_retry_max_wait) or not 0 <= lock_retry_max_wait <= MAX_LOCK_RETRY_MAX_WAIT:
         raise ConfigError(f"{path}: database.lock_retry_max_wait must be a number of seconds from 0 to "
                           f"{MAX_LOCK_RETRY_MAX_WAIT:g} (finite), got {lock_retry_max_wait!r:.40}")
+    online = database.get("online", True)
+    if type(online) is not bool:
+        raise ConfigError(f"{path}: database.online must be true or false, got {online!r:.40}")
     max_tables = doc.get("max_tables_per_migration", DEFAULT_MAX_TABLES_PER_MIGRATION)
     if type(max_tables) is not int or max_tables < 1:
         raise ConfigError(f"{path}: max_tables_per_migration must be a whole number of tables, 1 or more, "
@@ -255,6 +262,7 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
         max_tables_per_migration=max_tables,
+        online=online,
     )
 
 

@@ -52,8 +52,9 @@ _REWRITING_RULES = frozenset({"adding-field-with-default", "adding-serial-primar
 @dataclass(frozen=True)
 class Finding:
     """One rule broken by one migration: where (``operation``: its position in "ops";
-    ``statement``: its number in `mf db sql NNN`, 1-based; either may be None), why,
-    and the safe way."""
+    ``statement``: its line in `mf db sql NNN` -- in the "sql" list of its --json,
+    step headings, BEGIN, the prologue and COMMIT counted -- from 1; either may be
+    None), why, and the safe way."""
 
     rule: str
     migration: str
@@ -145,7 +146,7 @@ def lint_project(config, numbers=(), every: bool = False) -> LintReport:
     for migration in history:
         if migration.name in wanted:
             tables = frozenset(model.table for model in state.models.values())
-            findings += lint_migration(dialect, migration, tables)
+            findings += lint_migration(dialect, migration, tables, config=config)
         if migration.name not in skipped:
             state = fold(migration.operations, state)
     names = tuple(m.name for m in history if m.name in wanted)
@@ -163,23 +164,27 @@ def check_accepted(name: str, accepted, known: dict) -> None:
 
 # ---------------------------------------------------------------- a migration
 
-def migration_statements(dialect, migration) -> list:
-    """The migration's statements as migrate runs them (see steps.step_for), without
-    importing its run_python functions."""
+def migration_statements(dialect, migration, online: bool = True) -> list:
+    """The migration's statements as migrate runs them (see steps.step_for; ``online``:
+    the config's), without importing its run_python functions."""
     atomic = migration.atomic or not dialect.supports_non_atomic
     try:
-        return dialect.migration_sql(migration.operations, atomic=atomic, online=True)
+        return dialect.migration_sql(migration.operations, atomic=atomic, online=online)
     except MigrationFileError as exc:
         raise MigrationFileError(f"{migration.name}: {exc}") from None
 
 
-def lint_migration(dialect, migration, tables_before: frozenset, statements: Optional[list] = None) -> list:
+def lint_migration(dialect, migration, tables_before: frozenset, statements: Optional[list] = None,
+                   config=None) -> list:
     """[Finding] for one migration (store.Migration); ``tables_before``: the tables that
-    exist before it."""
+    exist before it. ``config``: the project's (its ``online`` plans the statements, its
+    timeouts make the prologue), so that a finding's statement is numbered as the line
+    of `mf db sql NNN` that shows it; without it, migrate's default plan and prologue."""
     operations = tuple(migration.operations)
     atomic = migration.atomic or not dialect.supports_non_atomic
     if statements is None:
-        statements = migration_statements(dialect, migration)
+        statements = migration_statements(dialect, migration, config.online if config is not None else True)
+    lines = shown_lines(dialect, migration, statements, config)
     rules = {rule.name: rule for rule in rules_for(dialect)}
     accepted = set(migration.lint_accept)
     listed = lint_statements(dialect, operations, atomic, statements)
@@ -205,10 +210,25 @@ def lint_migration(dialect, migration, tables_before: frozenset, statements: Opt
                  for position, number, sql, risk in found]
     found.sort(key=lambda item: (item[0] if item[0] is not None else -1, item[1] or 0))
     return [Finding(risk.rule, migration.name, position,
-                    operations[position].op if position is not None else None, number,
+                    operations[position].op if position is not None else None,
+                    lines[number - 1] if number is not None else None,
                     normalized(sql) if sql is not None else None, risk.reason, rules[risk.rule].alternative,
                     risk.rule in accepted)
             for position, number, sql, risk in found]
+
+
+def shown_lines(dialect, migration, statements: list, config=None) -> list:
+    """For each of ``statements`` (migration_statements'), its line in `mf db sql NNN`
+    (the "sql" list of its --json), from 1: the statements are shown among step
+    headings, each transaction's BEGIN, prologue and COMMIT (steps.shown_statements)."""
+    from .config import DEFAULT_STATEMENT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
+    from .steps import planned_step, shown_statements
+    from .steps import shown_lines as lines_of
+
+    step = planned_step(dialect, migration, statements)
+    lock_timeout = config.statement_lock_timeout if config is not None else DEFAULT_STATEMENT_LOCK_TIMEOUT
+    timeout = config.statement_timeout if config is not None else DEFAULT_STATEMENT_TIMEOUT
+    return lines_of(step, shown_statements(step, dialect, lock_timeout, timeout))
 
 
 def lint_statements(dialect, operations: tuple, atomic: bool, statements: list) -> list:
@@ -367,7 +387,7 @@ def sql_rewrite_notes(config, number: int) -> dict:
         raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
     migration = store.read_migrations(config.migrations_dir, files, [file])[file.name]
     dialect = dialect_for(config.driver)
-    statements = migration_statements(dialect, migration)
+    statements = migration_statements(dialect, migration, config.online)
     # By the statement's text: `mf db sql` shows the statements among step headings and
     # each step's BEGIN, prologue and COMMIT.
     return {str(statements[index]).rstrip(";"): notes
@@ -396,7 +416,7 @@ def lint_draft(config, schema_before, result) -> tuple:
         migration = store.Migration(store.MigrationFile(number, name, planned.path), tuple(planned.operations),
                                     atomic, "", False)
         tables = frozenset(model.table for model in state.models.values())
-        findings += lint_migration(dialect, migration, tables)
+        findings += lint_migration(dialect, migration, tables, config=config)
         rewrites += operation_rewrites(dialect, planned.operations, atomic or not dialect.supports_non_atomic)
         state = fold(planned.operations, state)
     if len(rewrites) != len(result.operations):

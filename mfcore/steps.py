@@ -52,16 +52,19 @@ class Prepared:
     def __getitem__(self, name: str) -> Step:
         return self.steps[name]
 
-    def load(self, wanted) -> None:
+    def load(self, wanted, partly_applied=()) -> None:
+        """Read and translate ``wanted`` (files). ``partly_applied``: the names of
+        migrations the ledger records as partly applied ('step N'): they are resumed in
+        the steps a run began, also when the config's ``online`` is false now."""
         wanted = [f for f in wanted if f.name not in self.steps]
         if not wanted:
             return
         migrations = read_migrations(self.directory, self.files, wanted)
         for file in wanted:
-            self.steps[file.name] = self._step(migrations[file.name])
+            self.steps[file.name] = self._step(migrations[file.name], file.name in partly_applied)
 
-    def _step(self, migration: Migration) -> Step:
-        return step_for(self.dialect, migration, import_root(self.config))
+    def _step(self, migration: Migration, resuming: bool = False) -> Step:
+        return step_for(self.dialect, migration, import_root(self.config), online=self.config.online or resuming)
 
 
 def step_for(dialect, migration: Migration, project_dir: Optional[str] = None, *, online: bool = True) -> Step:
@@ -73,11 +76,21 @@ def step_for(dialect, migration: Migration, project_dir: Optional[str] = None, *
     False: one transaction, all or nothing, with the plain forms."""
     _refuse_templates(migration)
     atomic = migration.atomic or not dialect.supports_non_atomic
-    statements = tuple(_translated(
+    statements = _translated(
         migration, lambda: dialect.migration_sql(migration.operations, atomic=atomic, online=online),
-        project_dir or os.getcwd()))
+        project_dir or os.getcwd())
+    return planned_step(dialect, migration, statements)
+
+
+def planned_step(dialect, migration: Migration, statements) -> Step:
+    """A migration whose ``statements`` ``dialect`` wrote already (with step_for's
+    "atomic"), cut into steps as migrate cuts it. makemigrations' dry run and the lint
+    use it as they are: a run_python function is not imported, a run_sql template not
+    refused (only running them needs that)."""
     from .dialects.base import cut_into_steps, has_steps
 
+    atomic = migration.atomic or not dialect.supports_non_atomic
+    statements = tuple(statements)
     parts = None
     if atomic and dialect.runs_steps and has_steps(statements):
         parts = tuple(cut_into_steps(statements))
@@ -109,6 +122,24 @@ def shown_statements(step: Step, dialect, statement_lock_timeout: str, statement
             shown.append(StepHeading(f"-- step {number} of {total}: in a transaction"))
             shown.extend(prologue + list(statements) + ["COMMIT"])
     return shown
+
+
+def shown_lines(step: Step, shown: list) -> list:
+    """For each of ``step.statements``, its line in ``shown`` (shown_statements(step,
+    ...)), from 1; None for a step boundary, which is no line (the steps are headed)."""
+    numbers: list = []
+    cursor = 0
+    for statement in step.statements:
+        # The statements are the very objects shown_statements placed among the
+        # headings and prologues: found by identity, in order, never by text (a
+        # hand-written statement may read like a prologue's).
+        found = next((index for index in range(cursor, len(shown)) if shown[index] is statement), None)
+        if found is None:
+            numbers.append(None)
+            continue
+        numbers.append(found + 1)
+        cursor = found + 1
+    return numbers
 
 
 def _refuse_templates(migration: Migration) -> None:

@@ -105,7 +105,8 @@ def test_makemigrations_needs_no_database_settings(tmp_path, monkeypatch):
     (tmp_path / "models.mp").write_text("model A extends Model {\n    a = IntegerField()\n}\n")
     result = api.makemigrations(str(path))
     assert result.written and (tmp_path / "migrations" / "001_create_a.json").exists()
-    assert api.sql(str(path), 1)[1][0].startswith('CREATE TABLE "a"')
+    statements = api.sql(str(path), 1)[1]  # one transaction: BEGIN, the prologue, the statements, COMMIT
+    assert statements[0] == "BEGIN" and statements[3].startswith('CREATE TABLE "a"')
     with pytest.raises(ConfigError, match="DB_PASSWORD_NOT_SET is not set"):
         import anyio
 
@@ -152,3 +153,17 @@ def test_bad_lock_wait_settings_name_the_key(tmp_path, monkeypatch, setting, mes
     with pytest.raises(ConfigError) as caught:
         load_config(str(write(tmp_path, f"database:\n  driver: sqlite\n  dsn: x\n  {setting}\n")))
     assert message in str(caught.value)
+
+
+def test_online_is_read_as_a_boolean_default_true(tmp_path, monkeypatch):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    assert load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x}\n"))).online is True
+    assert load_config(str(write(tmp_path, "database: {driver: sqlite, dsn: x, online: false}\n"))).online is False
+
+
+@pytest.mark.parametrize("written", ['"false"', "0", "1", "null", "[false]"])
+def test_an_online_that_is_not_a_boolean_names_the_key(tmp_path, monkeypatch, written):
+    monkeypatch.delenv("MF_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(write(tmp_path, f"database:\n  driver: sqlite\n  dsn: x\n  online: {written}\n")))
+    assert "database.online must be true or false" in str(caught.value)

@@ -130,7 +130,7 @@ def _is_time(value) -> bool:
 # The checker's own check: a document with a key too many, or one too few, fails.
 def test_the_checker_refuses_an_undocumented_key_and_a_missing_one():
     checker = Checker()
-    good = {"rolled_back": ["001_x.json"], "fake": False}
+    good = {"rolled_back": ["001_x.json"], "fake": False, "notices": []}
     checker.check("mf db rollback --json", good)
     with pytest.raises(AssertionError, match="undocumented key"):
         checker.check("mf db rollback --json", {**good, "surprise": 1})

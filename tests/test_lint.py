@@ -145,11 +145,43 @@ def test_text_output_names_rule_place_reason_and_alternative(pg):
     write_migration(pg, 2, "UPDATE items SET name = name;\nCREATE INDEX ix_name ON items (name)")
     result = pg.run("db", "lint", "002")
     assert result.code == 1, result
-    assert "require-concurrent-index-creation: 002_hand_written.json ops[0] (run_sql), statement 2" in result.out
+    # Statement 5: the line of `mf db sql 002` that shows it, after BEGIN and the two SET LOCAL.
+    assert "require-concurrent-index-creation: 002_hand_written.json ops[0] (run_sql), statement 5" in result.out
     assert 'CREATE INDEX ix_name ON items (name)' in result.out
     assert "why: table items exists before this migration" in result.out
     assert "instead: CREATE INDEX CONCURRENTLY" in result.out
     assert "1 finding(s) in 1 migration(s) checked on postgresql" in result.out
+
+
+def test_a_findings_statement_is_its_line_in_mf_db_sql_json(pg):
+    """The number counts what `mf db sql` prints on PostgreSQL: step headings, BEGIN, the
+    SET LOCAL prologue and COMMIT, as the "sql" list of its --json holds them."""
+    write_migration(pg, 2, "UPDATE items SET name = name;\nCREATE INDEX ix_name ON items (name)")
+    code, document = lint(pg, "002")
+    assert code == 1 and rules_of(document) == ["require-concurrent-index-creation"]
+    number = document["findings"][0]["statement"]
+    shown = json.loads(pg.run("db", "sql", "002", "--json").out)["sql"]
+    assert shown[number - 1] == "CREATE INDEX ix_name ON items (name)", (number, shown)
+    assert shown[:3] == ["BEGIN", "SET LOCAL lock_timeout = '1s'", "SET LOCAL statement_timeout = '1min'"]
+
+    # A migration of steps: a hand-written CREATE INDEX CONCURRENTLY runs as a step of its
+    # own, outside the transaction; the CHECK after it is in the next step, past the headings.
+    write_migration(pg, 2, "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_name ON items (name);\n"
+                           "ALTER TABLE items ADD CONSTRAINT ck CHECK (length(name) > 0)")
+    code, document = lint(pg, "002")
+    assert code == 1 and rules_of(document) == ["constraint-missing-not-valid"]
+    shown = json.loads(pg.run("db", "sql", "002", "--json").out)["sql"]
+    assert shown[0] == "-- step 1 of 2: outside a transaction" and shown[2] == "-- step 2 of 2: in a transaction"
+    assert document["findings"][0]["statement"] == 7
+    assert shown[6] == "ALTER TABLE items ADD CONSTRAINT ck CHECK (length(name) > 0)"
+
+    # With online: false the plan is one transaction, and so are the numbers.
+    write_migration(pg, 2, "UPDATE items SET name = name;\nCREATE INDEX ix_name ON items (name)")
+    pg.write("language_config.yaml", PG_CONFIG + "  online: false\n")
+    code, document = lint(pg, "002")
+    shown = json.loads(pg.run("db", "sql", "002", "--json").out)["sql"]
+    assert "-- step" not in " ".join(shown) and (shown[0], shown[-1]) == ("BEGIN", "COMMIT")
+    assert shown[document["findings"][0]["statement"] - 1] == "CREATE INDEX ix_name ON items (name)"
 
 
 def test_pending_migrations_are_those_applied_does_not_list(pg):
@@ -290,7 +322,8 @@ def test_narrowing_a_varchar_rewrites_and_is_announced(pg):
     at = next(i for i, line in enumerate(lines) if 'ALTER COLUMN "code" TYPE varchar(10)' in line)
     assert lines[at - 1] == "-- ⏳ rewrites table items (varchar(20) -> varchar(10))"
     notes = json.loads(pg.run("db", "sql", "002", "--json").out)["rewrites"]
-    assert notes == [{"statement": 1, "note": "⏳ rewrites table items (varchar(20) -> varchar(10))"}]
+    # Statement 4 of "sql": after BEGIN and the two SET LOCAL of the prologue.
+    assert notes == [{"statement": 4, "note": "⏳ rewrites table items (varchar(20) -> varchar(10))"}]
 
 
 def test_widening_a_varchar_does_not_rewrite(pg):
@@ -321,8 +354,8 @@ def test_removing_an_enum_value_recreates_the_type_and_rewrites(pg):
 def test_run_sql_volatile_default_is_announced_in_mf_db_sql(pg):
     write_migration(pg, 2, "ALTER TABLE items ADD COLUMN token uuid DEFAULT gen_random_uuid()")
     lines = pg.run("db", "sql", "002").out.splitlines()
-    assert lines[1].startswith("-- ⏳ rewrites table items (")
-    assert lines[2].startswith("ALTER TABLE items ADD COLUMN token")
+    at = next(i for i, line in enumerate(lines) if line.startswith("ALTER TABLE items ADD COLUMN token"))
+    assert lines[at - 1].startswith("-- ⏳ rewrites table items (")
 
 
 # The common change kinds, as makemigrations writes them: PostgreSQL's online forms
@@ -420,5 +453,5 @@ def test_a_new_column_with_a_random_default_rewrites(pg):
     assert code == 1 and rules_of(document) == ["adding-field-with-default"]
     assert document["findings"][0]["op"] == "add_column"
     lines = pg.run("db", "sql", "002").out.splitlines()
-    assert lines[1] == "-- ⏳ rewrites table tags (volatile default gen_random_uuid())"
-    assert lines[2].startswith('ALTER TABLE "tags" ADD COLUMN "token"')
+    at = next(i for i, line in enumerate(lines) if line.startswith('ALTER TABLE "tags" ADD COLUMN "token"'))
+    assert lines[at - 1] == "-- ⏳ rewrites table tags (volatile default gen_random_uuid())"

@@ -212,6 +212,58 @@ def test_a_rollback_waits_and_retries_too(pg):
     assert columns(session) == ["id", "name"]
 
 
+def start_mf(project: Project, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MF_DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "mfcore.cli", *args], cwd=project.path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_mf_db_rollback_says_each_retry_as_it_happens(pg):
+    project, session = pg
+    configure(project, lock_retry_max_wait=0.2)
+    add_note(project)
+    assert project.run("db", "migrate").code == 0
+    blocker = session.fetchval("SELECT pg_backend_pid()")
+    session.execute("BEGIN")
+    session.execute("LOCK TABLE item IN ACCESS SHARE MODE")  # the undo's DROP COLUMN must wait
+    process = start_mf(project, "db", "rollback")
+    try:
+        printed = read_until(process, "retry 1 of 10")
+        # Printed while the rollback still waits: the test's lock is still held here.
+        assert f"held by pid {blocker}" in printed[-1], printed
+        assert "002_add_note.json: waited longer than statement_lock_timeout 1s for a lock" in printed[-1]
+    finally:
+        session.execute("ROLLBACK")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, (out, err)
+    assert "Rolled back 1 migration(s):\n  002_add_note.json\n" in out
+    assert ledger(session) == ["001_create_item.json"]
+    assert columns(session) == ["id", "name"]
+
+
+def test_mf_db_rollback_json_lists_the_retries_in_notices(pg):
+    project, session = pg
+    configure(project, lock_retry_max_wait=0.2)
+    add_note(project)
+    assert project.run("db", "migrate").code == 0
+    session.execute("BEGIN")
+    session.execute("LOCK TABLE item IN ACCESS SHARE MODE")
+    process = start_mf(project, "db", "rollback", "--json")
+    try:
+        # With --json the notices go to stderr, as they happen; stdout holds the document only.
+        while "retry 1 of 10" not in (line := process.stderr.readline()):
+            assert line, "mf ended before saying it retried"
+    finally:
+        session.execute("ROLLBACK")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, (out, err)
+    document = json.loads(out)
+    assert document["rolled_back"] == ["002_add_note.json"]
+    assert any("rolled back, retry 1 of 10" in notice for notice in document["notices"]), document
+    assert columns(session) == ["id", "name"]
+
+
 # ---------------------------------------------------------------- statement_timeout
 
 def test_a_statement_longer_than_statement_timeout_fails_and_is_rolled_back(pg):

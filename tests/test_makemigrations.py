@@ -143,6 +143,38 @@ def test_dry_run_prints_the_sql_for_the_configured_database_and_writes_nothing(p
     assert project.state() == before
 
 
+def test_dry_run_on_postgresql_prints_what_mf_db_sql_will_print_steps_and_all(project):
+    """An index on a table that exists is built CONCURRENTLY in a step of its own: the dry
+    run shows the steps, each transaction's BEGIN, prologue and COMMIT, line for line as
+    `mf db sql` shows the file once written (no database is reached for either)."""
+    project.write("language_config.yaml", 'database:\n  driver: "postgresql"\n'
+                                          '  dsn: "postgresql://app:${UNSET_PASSWORD}@127.0.0.1:1/app"\n'
+                                          "  statement_timeout: 30s\n")
+    item = "model Item extends Model {{\n    id = AutoField()\n    name = CharField(max_length=50{})\n{}}}\n"
+    project.write_models(item.format("", ""))
+    assert project.run("db", "makemigrations", "--name", "init").code == 0
+    project.write_models(item.format(", db_index=true", "    size = IntegerField(null=true)\n"))
+    before = project.state()
+    dry = project.run("db", "makemigrations", "--dry-run")
+    assert dry.code == 0, dry
+    printed = dry.out.split("Would write migrations/002_", 1)[1].split("\n", 1)[1].splitlines()
+    assert printed == [
+        "-- step 1 of 2: in a transaction",
+        "BEGIN;",
+        "SET LOCAL lock_timeout = '1s';",
+        "SET LOCAL statement_timeout = '30s';",
+        'ALTER TABLE "item" ADD COLUMN "size" integer;',
+        "COMMIT;",
+        "-- step 2 of 2: outside a transaction",
+        'CREATE INDEX CONCURRENTLY "ix_item_name" ON "item" ("name");',
+    ]
+    as_json = json.loads(project.run("db", "makemigrations", "--dry-run", "--json").out)
+    assert project.state() == before
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "sql", "2").out.splitlines()[1:] == printed
+    assert json.loads(project.run("db", "sql", "2", "--json").out)["sql"] == as_json["sql"]
+
+
 def test_name_overrides_the_suffix_and_long_names_are_cut_at_a_boundary(project):
     project.write_models(SEED)
     project.run("db", "makemigrations", "--name", "initial")

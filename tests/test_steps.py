@@ -329,6 +329,97 @@ def test_an_earlier_ledger_takes_steps_after_a_widening(pg, tmp_path):
     assert "step %" in definition
 
 
+# ---------------------------------------------------------------- online: false
+
+def offline_plans(project: Project, dsn: str, online="false") -> None:
+    """The project's config with ``database.online`` set (as written in YAML)."""
+    project.write("language_config.yaml", f'database:\n  driver: "postgresql"\n  dsn: "{dsn}"\n'
+                                          f"  online: {online}\n")
+
+
+def columns(session) -> list:
+    return [r[0] for r in session.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'item' ORDER BY ordinal_position")]
+
+
+def test_online_false_runs_the_change_as_one_transaction_with_the_plain_forms(pg, tmp_path):
+    """The change of the first test above, planned with online: false: one BEGIN ...
+    COMMIT, no steps, no CONCURRENTLY, in `mf db sql`, the dry runs, and the lint."""
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session)
+    offline_plans(project, dsn)
+    project.write_models(models(", db_index=true", "    code = CharField(max_length=20, null=true, unique=true)\n"))
+    drafted = ok(project.run("db", "makemigrations", "--dry-run")).out.splitlines()
+    ok(project.run("db", "makemigrations", "--name", "online"))
+    plain = [
+        "BEGIN;",
+        "SET LOCAL lock_timeout = '1s';",
+        "SET LOCAL statement_timeout = '1min';",
+        'ALTER TABLE "item" ADD COLUMN "code" varchar(20) CONSTRAINT "item_code_key" UNIQUE;',
+        'CREATE INDEX "ix_item_name" ON "item" ("name");',
+        "COMMIT;",
+    ]
+    assert ok(project.run("db", "sql", "2")).out.splitlines() == ["-- 002_online.json (postgresql)"] + plain
+    assert drafted[drafted.index("BEGIN;"):] == plain
+    assert ok(project.run("db", "migrate", "--dry-run")).out.splitlines() == ["-- 002_online.json"] + plain
+    lint = json.loads(project.run("db", "lint", "--json").out)
+    assert {f["rule"] for f in lint["findings"]} >= {"require-concurrent-index-creation",
+                                                     "disallowed-unique-constraint"}
+    ok(project.run("db", "migrate"))
+    assert ledger(session) == [("001_init.json", "applied"), ("002_online.json", "applied")]
+    assert constraints(session)["item_code_key"] == "u" and "ix_item_name" in indexes(session)
+
+
+def test_online_false_a_change_that_fails_leaves_nothing_changed(pg, tmp_path):
+    """A unique constraint over duplicates beside a new column. Online, the column's step
+    commits before the index build fails (see the test above that resumes it); with
+    online: false the whole migration is rolled back."""
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session, duplicates=True)
+    offline_plans(project, dsn)
+    project.write_models(models(", unique=true", "    size = IntegerField(null=true)\n"))
+    ok(project.run("db", "makemigrations", "--name", "unique"))
+    before = (ledger(session), columns(session), indexes(session), constraints(session))
+    failed = project.run("db", "migrate")
+    assert failed.code == 3 and "Traceback" not in failed.err, failed
+    assert len(failed.err.strip().splitlines()) == 1
+    assert "It was rolled back" in failed.err and " of 2: ALTER TABLE" in failed.err and "step 1" not in failed.err
+    assert (ledger(session), columns(session), indexes(session), constraints(session)) == before
+    assert invalid_indexes(session) == []
+
+
+def test_a_partly_applied_migration_resumes_in_its_steps_after_online_is_switched_off(pg, tmp_path):
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session, duplicates=True)
+    project.write_models(models(", unique=true", "    size = IntegerField(null=true)\n"))
+    ok(project.run("db", "makemigrations", "--name", "unique"))
+    assert project.run("db", "migrate").code == 3
+    assert ledger(session)[-1] == ("002_unique.json", "step 1")
+    offline_plans(project, dsn)
+    assert "partly applied: step 1 of 3 done" in ok(project.run("db", "status")).out
+    session.execute("UPDATE item SET name = 'n' || id")
+    finished = ok(project.run("db", "migrate"))
+    assert "resumed at step 2 of 3" in finished.out + finished.err
+    assert ledger(session)[-1] == ("002_unique.json", "applied") and constraints(session)["item_name_key"] == "u"
+
+
+@pytest.mark.parametrize("written", ['"no"', "0", "[true]"])
+def test_an_online_that_is_not_true_or_false_is_a_config_error_and_nothing_changes(pg, tmp_path, written):
+    session, dsn = pg
+    project = started_with_rows(tmp_path, dsn, session)
+    project.write_models(models(", db_index=true"))
+    ok(project.run("db", "makemigrations", "--name", "index"))
+    offline_plans(project, dsn, written)
+    before = (ledger(session), indexes(session), project.state())
+    for command in (("db", "migrate"), ("db", "sql", "2"), ("db", "lint")):
+        refused = project.run(*command)
+        assert refused.code == 2, refused
+        assert refused.err.startswith("error: ") and "database.online must be true or false" in refused.err
+        assert "Traceback" not in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert (ledger(session), indexes(session), project.state()) == before
+
+
 # ---------------------------------------------------------------- kill -9
 
 DRIVER = """
