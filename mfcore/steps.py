@@ -127,9 +127,14 @@ def shown_statements(step: Step, dialect, statement_lock_timeout: str, statement
 def shown_lines(step: Step, shown: list) -> list:
     """For each of ``step.statements``, its line in ``shown`` (shown_statements(step,
     ...)), from 1; None for a step boundary, which is no line (the steps are headed)."""
+    from .dialects.base import StepBoundary
+
     numbers: list = []
     cursor = 0
     for statement in step.statements:
+        if step.parts is not None and isinstance(statement, StepBoundary):
+            numbers.append(None)  # cut away by cut_into_steps
+            continue
         # The statements are the very objects shown_statements placed among the
         # headings and prologues: found by identity, in order, never by text (a
         # hand-written statement may read like a prologue's).
