@@ -45,7 +45,7 @@ class MakeMigrationsResult:
     notices: list = field(default_factory=list)  # things mf repaired or converted, to tell the user
     models_read: int = 0    # model declarations read from models.mp in this run
     models_total: int = 0   # model declarations in models.mp (the others were unchanged, see model_cache.py)
-    sql: Optional[list] = None  # with dry_run: its statements on the configured database
+    sql: Optional[list] = None  # with dry_run: the lines `mf db sql` will show for its files
     # Every file, in order: one, or several when the operations touch more tables than
     # max_tables_per_migration (``split_reason`` then says so in a sentence).
     files: list = field(default_factory=list)
