@@ -43,7 +43,8 @@ from . import adoption, ledger
 from .config import Config, duration_seconds
 from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
-from .dialects.base import Backend, CatalogStep, CatalogStepRefusal, Guard, IndexBuild, describe_backends
+from .dialects.base import (Backend, CatalogStep, CatalogStepRefusal, Guard, IndexBuild, IndexDrop,
+                            describe_backends)
 from .drivers import Connection, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockBudgetError,
                      LockTimeoutError, MfError, MigrationFileError, ResolveError,
@@ -1172,6 +1173,7 @@ class _Database:
                     self.notices.append(f"The ledger {ledger.LEDGER_TABLE} now also records how far a migration made "
                                         "of steps got (state 'step N').")
                 state = await ledger.state_of(self.connection, step.name)
+                recorded_before = state is not None  # by a run that stopped: this one resumes it
                 if state is None and step.parts[0][0] and not fake:
                     # Its first step runs outside a transaction: the row comes first, so
                     # that a run stopped inside that step leaves a trace to resume from.
@@ -1204,7 +1206,7 @@ class _Database:
             last = number == total
             if outside:
                 try:
-                    await self._run_statements(step, statements, resuming=has_row and number == done + 1)
+                    await self._run_statements(step, statements, resuming=recorded_before and number == done + 1)
                 except _StatementFailed as failed:
                     cleaned = await self._after_failed_build(step, failed, number)
                     raise self._step_failure(step, failed, number, total, outside=True, cleaned=cleaned) from None
@@ -1265,10 +1267,11 @@ class _Database:
         ('step 0') goes too, so the failure leaves the database as it was. True when
         that cleanup was done (a cleanup that fails is left to the next run)."""
         build = failed.statement
-        if not isinstance(build, IndexBuild):
+        if not isinstance(build, IndexBuild) and number != 1:
             return False
         try:
-            if await self.dialect.index_validity(self.connection, build.index) is False:
+            if isinstance(build, IndexBuild) \
+                    and await self.dialect.index_validity(self.connection, build.index) is False:
                 await self.connection.execute(self.dialect.drop_index_concurrently_sql(build.index))
             if number == 1:
                 async with self.write_transaction():
@@ -1280,6 +1283,10 @@ class _Database:
 
     def _step_failure(self, step: Step, failed: "_StatementFailed", number: int, total: int,
                       outside: bool, cleaned: bool = False) -> DatabaseError:
+        if number == 1 and (not outside or (cleaned and not isinstance(failed.statement, IndexBuild))):
+            # Nothing of the migration had committed (a statement outside a transaction
+            # that failed changed nothing): as for a migration of one transaction.
+            return self._failure(step, failed, rolled_back=True)
         if number == 1:
             before = "no step before it had committed"
         elif number == 2:
@@ -1389,6 +1396,10 @@ class _Database:
             try:
                 if isinstance(statement, IndexBuild):
                     await self._index_build(step, statement, resuming)
+                elif isinstance(statement, IndexDrop) and resuming \
+                        and await self.dialect.index_validity(self.connection, statement.index) is None:
+                    self.notices.append(f"{step.name}: the index {statement.index} was dropped by a run that "
+                                        "stopped before recording it; the drop is taken as done.")
                 elif isinstance(statement, PythonCall):
                     await self._call(statement)
                 elif isinstance(statement, CatalogStep):
@@ -1401,7 +1412,8 @@ class _Database:
                     if found:
                         raise StatementError(statement.refusal(found[0]))
                 else:
-                    await self.connection.execute(statement)
+                    # asyncpg takes a str, no subclass (an OutsideTransaction is one)
+                    await self.connection.execute(str(statement))
             except StatementError as exc:
                 raise _StatementFailed(position, total, statement, exc) from None
         if step.foreign_keys_off:

@@ -231,6 +231,19 @@ class OutsideTransaction(str):
     CONCURRENTLY): a step of its own, after the statements before it have committed."""
 
 
+class IndexDrop(OutsideTransaction):
+    """``DROP INDEX CONCURRENTLY`` of index ``index`` (its name, unquoted). Written
+    without IF EXISTS, so that an index dropped outside mf stops the migration; when a
+    run resumes at this step and the index is gone, the run that stopped dropped it."""
+
+    index: str
+
+    def __new__(cls, sql: str, index: str):
+        dropped = super().__new__(cls, sql)
+        dropped.index = index
+        return dropped
+
+
 class IndexBuild(OutsideTransaction):
     """``CREATE [UNIQUE] INDEX CONCURRENTLY`` of index ``index`` (its name, unquoted):
     a build that a killed run or a failure can leave INVALID. Before it runs, the

@@ -42,7 +42,7 @@ from typing import Optional
 from ..language.fields import AUTO_TYPES
 from ..operations import AddColumn, AlterColumn, CreateModel
 from ..schema import POSITIVE_TYPES, Field, MAX_IDENTIFIER, constraint_name
-from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, IndexBuild, LockBudget, OutsideTransaction, _clip,
+from .base import (ADDRESSED_CONSTRAINT, DROPPED_INDEX, LEDGER_TABLE, Dialect, IndexBuild, IndexDrop, LockBudget, _clip,
                    check_name,
                    drop_order, field_foreign_key_name, field_primary_key_name, field_unique_name, foreign_key_name,
                    has_unique_constraint, is_not_null, key_dropped_before, online_table, primary_key_name,
@@ -647,9 +647,8 @@ class PostgreSQLDialect(Dialect):
     def _drop_index(self, op, plan) -> list[str]:
         if op.index.constraint or not _built_online(op.table, plan):
             return super()._drop_index(op, plan)
-        # Without the ACCESS EXCLUSIVE lock a plain DROP INDEX takes on the table; IF
-        # EXISTS: a run killed after the drop, before the ledger's update, runs it again.
-        return [OutsideTransaction(f"DROP INDEX CONCURRENTLY IF EXISTS {self.quote(op.index.name)}")]
+        # Without the ACCESS EXCLUSIVE lock a plain DROP INDEX takes on the table.
+        return [IndexDrop(self.drop_index_concurrently_sql(op.index.name), op.index.name)]
 
     def _unique_online(self, table: str, name: str, columns) -> list[str]:
         """A UNIQUE constraint added to a table in use: its index built without blocking
@@ -696,7 +695,7 @@ class PostgreSQLDialect(Dialect):
         UPDATE EXCLUSIVE, which lets the table's reads and writes go on."""
         if not names:
             return []
-        return [step_boundary(f"validate {', '.join(names)}")] + [
+        return [step_boundary(f"validate {', '.join(names)}"), SCAN_TIMEOUT] + [
             f"ALTER TABLE {self.quote(table)} VALIDATE CONSTRAINT {self.quote(name)}" for name in names]
 
     def _add_check(self, op, plan) -> list[str]:
@@ -820,7 +819,7 @@ class PostgreSQLDialect(Dialect):
             if change.fill is not None:
                 # Its own step: the fill's scan holds no lock that an ALTER above took.
                 statements.append(step_boundary(f"fill the NULLs of {change.table}.{new.column}"))
-                statements.append(change.fill_sql)
+                statements += [SCAN_TIMEOUT, change.fill_sql]
             statements.append(self._not_valid(change.table, change.not_null_check, f"CHECK ({c} IS NOT NULL)"))
         elif is_not_null(new) and not is_not_null(old):
             if change.fill is not None:
@@ -841,7 +840,7 @@ class PostgreSQLDialect(Dialect):
         PostgreSQL 12 and later prove from the valid check without a scan, replaces it."""
         if change.not_null_check is None:
             return []
-        statements = [step_boundary(f"make {change.table}.{change.new.column} NOT NULL")]
+        statements = [step_boundary(f"make {change.table}.{change.new.column} NOT NULL"), SCAN_TIMEOUT]
         if change.fill is not None:
             # Rows written NULL between the first fill and the check's commit.
             statements.append(change.fill_sql)
@@ -947,6 +946,13 @@ class _ColumnChange:
         self.old_auto, self.new_auto = old.type in AUTO_TYPES, new.type in AUTO_TYPES
         self.old_default, self.new_default = dialect.default_sql(old), dialect.default_sql(new)
         self.default = self.old_default != self.new_default or self.type
+
+
+# First in a step that scans a table under a lock that lets its traffic go on (a
+# VALIDATE, a fill of NULLs): such a scan takes as long as the table needs, so it runs
+# under the connection's statement_timeout (command_timeout), the session's default,
+# rather than the migration transaction's shorter one.
+SCAN_TIMEOUT = "SET LOCAL statement_timeout TO DEFAULT"
 
 
 def _built_online(table: str, plan) -> bool:

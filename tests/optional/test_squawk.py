@@ -131,9 +131,11 @@ ACCEPTED = {
         "it runs under the connection's statement_timeout (command_timeout, one hour by default)",
         _concurrently),
     "prefer-robust-stmts": Accepted(
-        "on CREATE INDEX CONCURRENTLY only: mf finds an index left INVALID by an interrupted build, "
-        "drops and rebuilds it, and takes a valid one as built",
-        _concurrent_index_build),
+        "on CREATE/DROP INDEX CONCURRENTLY only, which run outside a transaction: mf finds an index an "
+        "interrupted build left INVALID, drops and rebuilds it, and takes a valid one as built; a drop "
+        "resumed after a stopped run finds the index gone and takes it as done (no IF EXISTS, so that an "
+        "index dropped outside mf stops the migration)",
+        _concurrently),
 }
 
 
