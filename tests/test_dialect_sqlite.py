@@ -300,6 +300,19 @@ def test_add_column_sqlite_cannot_add_rebuilds(db, field, expect):
     assert indexes(db, "invoice")["ix_invoice_customer_total"] == (False, ("customer", "total"))
 
 
+def test_a_column_added_to_a_table_the_migration_rebuilds_anyway_is_part_of_that_rebuild(db):
+    after = BASE.replace("    name = CharField(120)", "    name = CharField(200)").replace(
+        '    table = "customer"', '    phone = CharField(20, null=true)\n    table = "customer"')
+    operations = change(db, BASE, after)
+    statements = SQLITE.migration_sql(operations)
+    assert sorted(op.op for op in operations) == ["add_column", "alter_column"]
+    assert rebuilt(statements) == ["customer"]
+    assert not any(s.startswith("-- add column") for s in statements)
+    assert '"phone" VARCHAR(20)' in created(statements, "customer")
+    assert columns(db, "customer")["name"][0] == "VARCHAR(200)"
+    assert rows(db, "customer", "id, name, phone") == [(r[0], r[2], None) for r in CUSTOMERS]
+
+
 def test_add_not_null_column_without_default_works_on_an_empty_table_and_fails_cleanly_otherwise(db):
     after = BASE.replace("    note = TextField(null=true)", "    note = TextField(null=true)\n    due = DateField()")
     before = everything(db)
