@@ -763,8 +763,8 @@ class _NativeOrRebuild(CatalogStep):
 
     @classmethod
     def of(cls, what: str, table: str, native: str, rebuilt: list) -> "_NativeOrRebuild":
-        lines = [f"-- {what}: when the schema has at least {SCHEMA_ENTRIES_FOR_REBUILD} entries and {table}"
-                 f" at most {ROWS_PER_SCHEMA_ENTRY} rows per entry, mf rebuilds {table}"
+        lines = [f"-- {what}: {native}, or, when the schema has at least {SCHEMA_ENTRIES_FOR_REBUILD} entries"
+                 f" and {table} at most {ROWS_PER_SCHEMA_ENTRY} rows per entry, mf rebuilds {table}"
                  " (ALTER TABLE would read the whole schema again):"]
         for statement in rebuilt:
             lines.extend("--   " + line for line in str(statement).splitlines())
