@@ -27,7 +27,9 @@ which only skips rewriting references), a second per table on a schema of thousa
 of tables. Copying the rows aside and back costs in proportion to the table instead,
 and since the table never changes its name, references to it (other tables' keys,
 views, triggers) stay as they are. Several changes of one table in one migration
-are one rebuild (see _merged_rebuilds).
+are one rebuild (see _merged_rebuilds). ADD COLUMN and DROP COLUMN re-read the whole
+schema too: on a large schema a small table is rebuilt instead, chosen when the step
+runs (_NativeOrRebuild).
 
 The applier switches foreign keys off around the transaction and runs
 ``PRAGMA foreign_key_check`` before committing, on the tables the migration can
