@@ -6,7 +6,8 @@ round, a migration that changes about 1% of it (generate.rebuild_change: 50 mode
 each get a NOT NULL field made nullable, and a CharField widened where there is
 one, which SQLite can only do by rebuilding the table; 50 others get a column
 added) applied through mf's applier. Beside it, in the same rounds, bare sqlite3
-runs the same statements (``mf db sql``'s, its comments left out) with the same
+runs the same statements (``mf db sql``'s as a script runs them: comments left
+out, so an added column is ALTER TABLE ADD COLUMN where mf may rebuild) with the same
 transaction, foreign keys switched off and ``PRAGMA foreign_key_check``:
 extra_info has the ratio of the medians.
 
@@ -66,10 +67,17 @@ def _bare(path: str, statements) -> None:
     connection.close()
 
 
+def _as_a_script_runs_it(statement: str) -> str:
+    """The SQL of a statement of `mf db sql` run as a script: comments left out; a column
+    added or dropped by a rebuild on a large schema (comments, then the ALTER TABLE run
+    elsewhere) is the ALTER TABLE."""
+    return "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
+
+
 def test_one_percent_change_of_a_large_sqlite_database(benchmark, built, loop, tmp_path):
     migrations, database = built
     name, statements = applier.migration_statements(config_for(str(database), str(migrations)), 2)
-    plain = [s for s in statements if not s.startswith("--")]
+    plain = [_as_a_script_runs_it(s) for s in statements if _as_a_script_runs_it(s)]
     rounds = iter(range(100))
     bare_times, mf_times = [], []
 
@@ -94,5 +102,8 @@ def test_one_percent_change_of_a_large_sqlite_database(benchmark, built, loop, t
     assert benchmark.pedantic(apply, setup=setup, rounds=3, iterations=1) == [name]
     benchmark.extra_info["models"] = MODELS
     benchmark.extra_info["rebuilt_tables"] = sum(s.startswith("CREATE TEMP TABLE") for s in statements)
+    benchmark.extra_info["added_or_dropped_columns"] = sum(s.startswith(("-- add column", "-- drop column"))
+                                                           for s in statements)
+    benchmark.extra_info["mf_median_s"] = round(statistics.median(mf_times), 3)
     benchmark.extra_info["bare_sqlite3_median_s"] = round(statistics.median(bare_times), 3)
     benchmark.extra_info["mf_over_bare_sqlite3"] = round(statistics.median(mf_times) / statistics.median(bare_times), 3)

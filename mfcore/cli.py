@@ -166,7 +166,8 @@ def cmd_makemigrations(args, out: Output) -> int:
     if args.dry_run:
         out.line(f"Would write {shown}, which runs on {api.resolve_config(args.config_path).driver}:")
         for statement in result.sql:
-            out.line(statement.rstrip(";") + ";" if not statement.startswith("--") else statement)
+            ends_in_sql = not statement.splitlines()[-1].startswith("--")  # a comment, or comments before SQL
+            out.line(statement.rstrip(";") + ";" if ends_in_sql else statement)
         return EXIT_OK
     if len(result.files) == 1:
         out.line(out.color(f"{out.mark()}Migrations generated: {shown}", "32"))

@@ -237,10 +237,12 @@ def test_columns():
     schema = parse(MODELS)
     note = Field("note", "TextField", "note", null=True)
     add = ops(AddColumn("Invoice", "invoice", note))
-    assert SQLITE.migration_sql(add) == ['ALTER TABLE "invoice" ADD COLUMN "note" TEXT']
+    # SQLite: natively, or by a rebuild where the schema is large (chosen when it runs)
+    assert [s.splitlines()[-1] for s in SQLITE.migration_sql(add)] == ['ALTER TABLE "invoice" ADD COLUMN "note" TEXT']
     assert POSTGRES.migration_sql(add) == ['ALTER TABLE "invoice" ADD COLUMN "note" text']
     drop = ops(DropColumn("Invoice", "invoice", schema.models["Invoice"].field("total")))
-    assert SQLITE.migration_sql(drop) == POSTGRES.migration_sql(drop) == ['ALTER TABLE "invoice" DROP COLUMN "total"']
+    assert [s.splitlines()[-1] for s in SQLITE.migration_sql(drop)] == POSTGRES.migration_sql(drop) == [
+        'ALTER TABLE "invoice" DROP COLUMN "total"']
     total = schema.models["Invoice"].field("total")
     rename = ops(RenameColumn("Invoice", "invoice", total, total._replace(name="sum", column="sum")))
     assert SQLITE.migration_sql(rename) == POSTGRES.migration_sql(rename) == [
@@ -384,8 +386,11 @@ def test_foreign_keys_and_indexes():
 
 
 def test_sqlite_foreign_keys_off_only_for_rebuilds_and_drops():
-    plain = ops(AddColumn("Invoice", "invoice", Field("note", "TextField", "note", null=True)))
+    plain = ops(AddIndex("Invoice", "invoice", Index("ix_total", ("total",))))
     assert not SQLITE.needs_foreign_keys_off(plain)
+    # An added column may be added by a rebuild, chosen when it runs.
+    assert SQLITE.needs_foreign_keys_off(ops(AddColumn("Invoice", "invoice", Field("note", "TextField", "note",
+                                                                                    null=True))))
     assert SQLITE.needs_foreign_keys_off([DropModel("Invoice", "invoice")])
     unique = ops(AddColumn("Invoice", "invoice", Field("code", "TextField", "code", null=True, unique=True)))
     assert SQLITE.needs_foreign_keys_off(unique)
