@@ -222,3 +222,24 @@ def test_a_cached_run_indexes_as_a_full_run_does_and_a_changed_setting_reads_eve
     assert "index_foreign_keys" not in (project.migrations / "schema.json").read_text()
     settled = project.run("db", "makemigrations", "-v").out
     assert "Read 0 of 8 models" in settled and settled.endswith("No changes detected.\n"), settled
+
+
+def test_baseline_of_a_database_with_an_unindexed_key_round_trips(project):
+    import sqlite3
+
+    connection = sqlite3.connect(project.path / "dev.db")
+    connection.executescript(
+        'CREATE TABLE "team" ("id" integer NOT NULL PRIMARY KEY);'
+        'CREATE TABLE "member" ("id" integer NOT NULL PRIMARY KEY, "team" integer NOT NULL REFERENCES "team" ("id"),'
+        ' "squad" integer NULL REFERENCES "team" ("id"));'
+        'CREATE INDEX "ix_member_team" ON "member" ("team");')
+    connection.close()
+    taken = project.run("db", "baseline")
+    assert taken.code == 0, taken
+    models = (project.path / "models.mp").read_text()
+    assert "    squad = ForeignKey(Team, on_delete=NO_ACTION, null=true, db_index=false)" in models, models
+    assert "    team = ForeignKey(Team, on_delete=NO_ACTION)\n" in models, models  # its index: the setting's
+    assert "indexes" not in models
+    assert json.loads((project.migrations / "schema.json").read_text())["index_foreign_keys"] is True
+    assert project.run("db", "makemigrations").out == "No changes detected.\n"
+    assert project.run("db", "drift").out.startswith("No drift")
