@@ -58,6 +58,9 @@ class Config:
     # "Online forms on PostgreSQL"); False plans each one as one transaction, all or
     # nothing, with the plain forms.
     online: bool = True
+    # index_foreign_keys: as language_config.yaml says, None when it does not (then
+    # schema.json's record decides, see store.index_foreign_keys)
+    index_foreign_keys: Optional[bool] = None
 
     @property
     def display_dsn(self) -> str:
@@ -263,7 +266,16 @@ def load_config(path: Optional[str] = None, cwd: Optional[str] = None) -> Config
         command_timeout=command_timeout,
         max_tables_per_migration=max_tables,
         online=online,
+        index_foreign_keys=_index_foreign_keys(doc, path),
     )
+
+
+def _index_foreign_keys(doc: dict, path: str) -> Optional[bool]:
+    """index_foreign_keys: true or false; None when the config does not say."""
+    value = doc.get("index_foreign_keys")
+    if "index_foreign_keys" in doc and type(value) is not bool:
+        raise ConfigError(f"{path}: index_foreign_keys must be true or false, got {value!r:.40}")
+    return value
 
 
 def _positive_seconds(path: str, database: dict, key: str, default: float) -> float:
@@ -368,7 +380,7 @@ def load_fleet(path: Optional[str] = None, cwd: Optional[str] = None) -> Fleet:
     if base is None:
         base = Config(driver="sqlite", dsn=":memory:", models_path=_relative(doc, "models", "models.mp", path),
                       migrations_dir=_relative(doc, "migrations", "migrations", path),
-                      config_path=os.path.abspath(path))
+                      config_path=os.path.abspath(path), index_foreign_keys=_index_foreign_keys(doc, path))
     targets = {}
     for name, entry in raw_targets.items():
         where = f"{path}: targets.{name}"

@@ -299,4 +299,9 @@ async def inspect(config):
     catalog.tables.pop(LEDGER_TABLE, None)
     schema, notes = schema_of_catalog(catalog, dialect)
     header = f"Read from the {dialect.title} database {config.display_dsn} by `mf db inspect`."
-    return InspectResult(models_text(schema, notes, header), notes, len(schema.models))
+    from . import store
+
+    directory = config.migrations_dir
+    index_foreign_keys = store.index_foreign_keys(config.index_foreign_keys, store.read_snapshot_data(directory),
+                                                  bool(store.list_migration_files(directory)))
+    return InspectResult(models_text(schema, notes, header, index_foreign_keys), notes, len(schema.models))

@@ -132,12 +132,15 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
     store.write_cache(migrations_dir, orjson.dumps(document))
 
 
-def context_digest(outline: Outline) -> str:
+def context_digest(outline: Outline, index_foreign_keys: bool = False) -> str:
     """The digest of what every model's meaning may depend on besides its own
-    declaration and bases: the enums (their values are stored for enum defaults) and
-    anything before the first declaration."""
+    declaration and bases: the enums (their values are stored for enum defaults),
+    anything before the first declaration, and whether foreign keys are indexed (only
+    when they are, so that caches written before the setting stay valid)."""
     parts = [outline.data[:outline.prologue_end]]
     parts.extend(outline.text_of(chunk) for chunk in outline.chunks if chunk.kind == "enum")
+    if index_foreign_keys:
+        parts.append(b"index_foreign_keys")
     return digest(b"\0".join(parts))
 
 
@@ -157,12 +160,13 @@ def entries_for(outline: Outline, declarations: list) -> Optional[dict]:
     return entries
 
 
-def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_name: str, reader) -> Optional[Plan]:
+def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_name: str, reader,
+         index_foreign_keys: bool = False) -> Optional[Plan]:
     """The partial schemas to diff, or None when this run must read everything.
 
     ``migration_name`` is the newest migration file, which schema.json must reflect;
     ``reader(text)`` returns the raw declarations of a piece of models.mp, raising
-    ModelsError (parser.read_raw).
+    ModelsError (parser.read_raw). ``index_foreign_keys``: the project's setting.
     """
     if cache is None or cache.get("snapshot") != _identity(snapshot) \
             or not schema_file.reflects(snapshot, migration_name):
@@ -173,7 +177,7 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
     enum_names = {chunk.name for chunk in enum_chunks}
     if len(model_chunks) + len(enum_names) != len(chunks) or enum_names & model_chunks.keys():
         return None  # a name declared twice: the full run says where
-    context = context_digest(outline)
+    context = context_digest(outline, index_foreign_keys)
     if cache.get("context") != context:
         return None
     cached = cache["models"]
@@ -204,7 +208,8 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
         return None
     from .language.parser import build
 
-    built, problems = build(enum_declarations + declarations, other_models=concrete_unchanged)
+    built, problems = build(enum_declarations + declarations, other_models=concrete_unchanged,
+                            index_foreign_keys=index_foreign_keys)
     if problems or not built.models.keys() <= set(changed):
         return None
     touched |= built.models.keys()
@@ -359,7 +364,8 @@ def _load(snapshot, cached, names) -> dict:
     return found
 
 
-def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Optional[str] = None) -> tuple:
+def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Optional[str] = None,
+                   index_foreign_keys: bool = False) -> tuple:
     """schema.json's bytes after the diff of ``plan`` (``after`` is plan.old with the
     operations applied), and where its models lie (for save): the models ``after``
     changes are written anew, the others are copied as they lie in the old file."""
@@ -371,4 +377,4 @@ def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Op
             if len(entry) > _TABLE and name not in rewritten
             and (name not in before.models or name in after.models)}
     return schema_file.rewrite(plan.snapshot, kept, plan.cache["relations"], after, rewritten, migration_name,
-                               made_from)
+                               made_from, index_foreign_keys)

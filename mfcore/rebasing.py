@@ -22,7 +22,7 @@ from typing import Optional
 from . import store
 from .config import Config
 from .differ import diff
-from .errors import MfError, MigrationFileError, RebaseConflictError
+from .errors import MfError, MigrationFileError, ModelsError, RebaseConflictError
 from .history import effects, shared_objects
 
 
@@ -52,15 +52,35 @@ async def rebase(config: Config, names=()) -> RebaseResult:
     except MfError as exc:
         raise RebaseConflictError(f"cannot rebase: the migrations do not apply in the new order ({exc}); two "
                                   f"branches changed the same thing differently. {_advice()}") from None
-    made_from = _check_branches(config, history, moving, staying, schema, notices)
+    index_foreign_keys = _indexes_foreign_keys(config, bool(ordered), schema)
+    made_from = _check_branches(config, history, moving, staying, schema, notices, index_foreign_keys)
     moved = [(old.name, new.name) for old, new in moving if old.name != new.name]
     for old, new in moving:
         if old.name != new.name:
             store.rename_migration_file(old, new.name)
     newest = ordered[-1].name if ordered else None
     if ordered:
-        store.write_snapshot(directory, schema, newest, made_from=made_from)
+        store.write_snapshot(directory, schema, newest, made_from=made_from, index_foreign_keys=index_foreign_keys)
     return RebaseResult(moved, len(ordered), newest, notices)
+
+
+def _indexes_foreign_keys(config: Config, has_migrations: bool, schema) -> bool:
+    """The project's setting as the config says, or schema.json records it (a merge may
+    have left it unreadable), or as the migrations in their new order show it."""
+    if config.index_foreign_keys is not None:
+        return config.index_foreign_keys
+    data = store.read_snapshot_data(config.migrations_dir)
+    if data is not None and store.indexes_foreign_keys(data):
+        return True
+    if not has_migrations or not os.path.exists(config.models_path):
+        return False
+    from .language.parser import read_models_file
+    from .writer import inferred_index_foreign_keys
+
+    try:
+        return inferred_index_foreign_keys(read_models_file(config.models_path), config.models_path, schema)
+    except ModelsError:
+        return False  # _check_branches says what is wrong with models.mp
 
 
 def _advice() -> str:
@@ -129,7 +149,8 @@ async def _applied_names(config: Config, notices: list) -> Optional[set]:
     return {entry.name for entry in entries}
 
 
-def _check_branches(config: Config, history, moving, staying, schema, notices: list) -> Optional[str]:
+def _check_branches(config: Config, history, moving, staying, schema, notices: list,
+                    index_foreign_keys: bool) -> Optional[str]:
     """The moved migrations against the others since the first moved one's old number:
     they must not change the same thing, and together they must still build models.mp
     in what they change. Returns models.mp's digest when the migrations build all of it
@@ -150,7 +171,7 @@ def _check_branches(config: Config, history, moving, staying, schema, notices: l
     from .language.parser import parse_bytes, read_models_file
 
     models = read_models_file(config.models_path)
-    drift = diff(schema, parse_bytes(models, config.models_path))
+    drift = diff(schema, parse_bytes(models, config.models_path, index_foreign_keys=index_foreign_keys))
     touched = {key[1] for key in effects(moved + other)[1] if key[0] in ("model", "field", "enum")}
     differing = sorted({op.model_name or getattr(op, "name", None) for op in drift} & touched)
     if differing:

@@ -25,6 +25,10 @@ FORMAT = 1
 # schema.json's key for the digest of the models.mp text it was made from (store.models_digest).
 # Its name sorts between "format" and "migration", ahead of the models, where rewrite() puts it.
 MADE_FROM = "made_from"
+# schema.json's key saying the project indexes foreign keys (README, "Foreign key
+# indexes"): written only when true, so the files of projects older than the setting
+# stay as they are. It sorts between "format" and "made_from".
+INDEX_FOREIGN_KEYS = "index_foreign_keys"
 _DUMP_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 # Field attributes written only when they differ from these defaults.
@@ -447,6 +451,8 @@ def check_envelope(doc, where: str):
         raise SchemaFileError(f"{where}: not a schema snapshot: no {' and no '.join(repr(k) for k in missing)} "
                               "key (restore it from version control, or delete it and run "
                               "`mf db makemigrations` to rebuild it from the migration files)")
+    if type(doc.get(INDEX_FOREIGN_KEYS, True)) is not bool:
+        raise SchemaFileError(f"{where}: '{INDEX_FOREIGN_KEYS}' must be true or false")
     fmt = doc.get("format")
     if fmt is not None and fmt != FORMAT:
         raise SchemaFileError(f"{where}: format {fmt!r} is newer than this mf understands (format {FORMAT})")
@@ -498,6 +504,22 @@ def reflects(snapshot: bytes, migration_name: str) -> bool:
     return snapshot.find(b'\n  "migration": ' + orjson.dumps(migration_name) + b",\n") >= 0
 
 
+def indexes_foreign_keys(snapshot: bytes) -> bool:
+    """Whether schema.json's bytes record that the project indexes foreign keys: found
+    where dumps() puts the key without parsing the document, else (a file laid out
+    otherwise, by hand or by a merge) read from the document when it names the key."""
+    key = b'"%s"' % INDEX_FOREIGN_KEYS.encode()
+    if snapshot.find(b'\n  %s: true,\n' % key) >= 0:
+        return True
+    if snapshot.find(key) < 0:
+        return False
+    try:
+        document = orjson.loads(snapshot)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and document.get(INDEX_FOREIGN_KEYS) is True
+
+
 def made_from(snapshot: bytes) -> Optional[str]:
     """The models digest schema.json's bytes carry (see store.models_digest), found where
     dumps() puts it without parsing the document; None when it has none."""
@@ -538,7 +560,7 @@ def model_at(snapshot: bytes, span, name: str) -> Model:
 
 
 def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str,
-            made_from_digest: Optional[str] = None) -> tuple:
+            made_from_digest: Optional[str] = None, index_foreign_keys: bool = False) -> tuple:
     """schema.json's bytes for ``after``, copying the models in ``kept`` ({name: (start,
     end)} in ``snapshot``) as they lie and writing those in ``rewritten`` anew (a name
     of ``rewritten`` that ``after`` lacks is a model gone, with its relations).
@@ -549,6 +571,8 @@ def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritte
               _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},
                                    option=_INDENT), 2),
               b',\n  "format": ', str(FORMAT).encode()]
+    if index_foreign_keys:
+        pieces += [b',\n  "%s": true' % INDEX_FOREIGN_KEYS.encode()]
     if made_from_digest is not None:
         pieces += [b',\n  "%s": ' % MADE_FROM.encode(), orjson.dumps(made_from_digest)]
     pieces += [b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']

@@ -77,7 +77,9 @@ def squash(config: Config, to: Optional[int] = None, name: Optional[str] = None)
     store.write_migration_bytes(path, store.migration_bytes(operations, replaces=replaces))
     if last.name == files[-1].name:
         # The squash is now the newest file: schema.json says it reflects it.
-        store.write_snapshot(directory, after, os.path.basename(path))
+        data = store.read_snapshot_data(directory)
+        store.write_snapshot(directory, after, os.path.basename(path),
+                             index_foreign_keys=data is not None and store.indexes_foreign_keys(data))
     return SquashResult(path, replaces, operations)
 
 

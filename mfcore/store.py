@@ -22,7 +22,8 @@ from . import files, legacy
 from .errors import FileWriteError, MigrationFileError, SchemaFileError
 from .operations import fold, operation_from_json
 from .schema import Schema
-from .snapshot import FORMAT, MADE_FROM, dumps, schema_from_json, schema_to_json
+from .snapshot import (FORMAT, INDEX_FOREIGN_KEYS, MADE_FROM, dumps, indexes_foreign_keys, schema_from_json,
+                       schema_to_json)
 
 MIGRATION_FILE = re.compile(r"^(\d+)_([A-Za-z0-9_]*)\.json$")
 SCHEMA_FILE = "schema.json"
@@ -502,11 +503,14 @@ def _schema(doc, where: str) -> Schema:
 
 
 def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None,
-                   made_from: Optional[str] = None) -> bytes:
+                   made_from: Optional[str] = None, index_foreign_keys: bool = False) -> bytes:
     """schema.json's bytes; see snapshot.schema_to_json for ``reuse``. ``made_from``: the
     models_digest of the models.mp text the schema was read from (None when it was not
-    read from models.mp, e.g. rebuilt from the migration files)."""
+    read from models.mp, e.g. rebuilt from the migration files). ``index_foreign_keys``:
+    the project's setting (see index_foreign_keys), recorded when true."""
     document = schema_to_json(schema, reuse)
+    if index_foreign_keys:
+        document[INDEX_FOREIGN_KEYS] = True
     if migration_name is not None:
         document["migration"] = migration_name
     if made_from is not None:
@@ -515,8 +519,22 @@ def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None,
 
 
 def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str], reuse=None,
-                   made_from: Optional[str] = None) -> None:
-    atomic_write(snapshot_path(directory), snapshot_bytes(schema, migration_name, reuse, made_from))
+                   made_from: Optional[str] = None, index_foreign_keys: bool = False) -> None:
+    atomic_write(snapshot_path(directory),
+                 snapshot_bytes(schema, migration_name, reuse, made_from, index_foreign_keys))
+
+
+def index_foreign_keys(configured: Optional[bool], snapshot_data: Optional[bytes], has_migrations: bool) -> bool:
+    """Does the project index its foreign keys (README, "Foreign key indexes")?
+    ``configured``: language_config.yaml's index_foreign_keys, None when it has none;
+    then schema.json's record decides, and a project without migrations yet (a new
+    one) indexes them. A project whose schema.json predates the setting does not, so
+    upgrading mf brings it no migration."""
+    if configured is not None:
+        return configured
+    if snapshot_data is not None:
+        return indexes_foreign_keys(snapshot_data)
+    return not has_migrations
 
 
 def models_digest(data: bytes) -> str:

@@ -55,11 +55,12 @@ async def baseline(config, *, name: str = "baseline") -> BaselineResult:
     os.makedirs(directory, exist_ok=True)
     path = store.write_migration(directory, 1, name, operations)
     migration = os.path.basename(path)
-    store.write_snapshot(directory, schema, migration)
+    index_foreign_keys = store.index_foreign_keys(config.index_foreign_keys, None, False)  # a new history
+    store.write_snapshot(directory, schema, migration, index_foreign_keys=index_foreign_keys)
     models_written = not os.path.exists(config.models_path)
     if models_written:
         header = f"Taken over from the {dialect.title} database {config.display_dsn} by `mf db baseline`."
-        store.atomic_write(config.models_path, models_text(schema, notes, header).encode("utf-8"))
+        store.atomic_write(config.models_path, models_text(schema, notes, header, index_foreign_keys).encode("utf-8"))
     await applier.migrate(config, fake=True)
     return BaselineResult(migration, len(schema.models), kept_names(schema), notes, models_written)
 

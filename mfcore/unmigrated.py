@@ -39,29 +39,36 @@ def unmigrated_changes(config: Config, files: Optional[list] = None) -> Optional
     if files is None:
         files = store.list_migration_files(directory)
     current = store.read_snapshot_data(directory)
+    index_foreign_keys = store.index_foreign_keys(config.index_foreign_keys, current, bool(files))
     if current is not None and files and snapshot.reflects(current, files[-1].name) \
-            and snapshot.made_from(current) == store.models_digest(models):
+            and snapshot.made_from(current) == store.models_digest(models) \
+            and snapshot.indexes_foreign_keys(current) == index_foreign_keys:
         return None
-    return _compare(config, models, files, current)
+    return _compare(config, models, files, current, index_foreign_keys)
 
 
-def _compare(config: Config, models: bytes, files, current: Optional[bytes]) -> Optional[str]:
+def _compare(config: Config, models: bytes, files, current: Optional[bytes],
+             index_foreign_keys: bool) -> Optional[str]:
     """The slow path: read models.mp and diff it with the schema of the newest migration."""
     from .differ import diff
     from .language.parser import parse_bytes
     from .questioner import Questioner
-    from .writer import current_snapshot
+    from .writer import current_snapshot, inferred_index_foreign_keys
 
     shown = _shown(config.models_path)
     try:
-        new = parse_bytes(models, shown)
+        new = parse_bytes(models, shown, index_foreign_keys=index_foreign_keys)
     except ModelsError as exc:
         count = len(exc.problems)
         errors, them = ("error", "it") if count == 1 else ("errors", "them")
         return (f"{shown} differs from what the migrations were made from and does not read ({count} {errors}); "
                 f"run `mf db makemigrations` to see {them}")
     try:
-        old, _document = current_snapshot(config.migrations_dir, files, [], repair=False, data=current)
+        rebuilt: list = []
+        old, _document = current_snapshot(config.migrations_dir, files, rebuilt, repair=False, data=current)
+        if rebuilt and config.index_foreign_keys is None and not index_foreign_keys \
+                and inferred_index_foreign_keys(models, shown, old):
+            new = parse_bytes(models, shown, index_foreign_keys=True)
         operations = diff(old, new, Questioner())
     except MfError as exc:
         return f"{shown} could not be compared with the migrations ({exc})"

@@ -64,15 +64,16 @@ class MakeMigrationsResult:
         return os.path.basename(self.path) if self.path else None
 
 
-def current_snapshot(directory: str, files, notices: list, repair: bool, data: Optional[bytes] = None) -> tuple:
+def current_snapshot(directory: str, files, notices: list, repair: bool, data: Optional[bytes] = None,
+                     index_foreign_keys: bool = False) -> tuple:
     """The schema as of the newest migration file, and the schema.json document it
     came from when that can be reused for writing (else None).
 
     schema.json normally says it. It is derived from the migration files, so when it is
     missing, unreadable (merge-conflict markers, not JSON, not a schema) or behind the
     newest file (an interrupted run, a merge), the files are folded instead and, if
-    ``repair``, schema.json is rewritten from them. ``data``: schema.json's bytes, if
-    read already.
+    ``repair``, schema.json is rewritten from them, recording ``index_foreign_keys``.
+    ``data``: schema.json's bytes, if read already.
     """
     try:
         snapshot, reflects, document = store.read_snapshot_document(directory, data)
@@ -99,8 +100,23 @@ def current_snapshot(directory: str, files, notices: list, repair: bool, data: O
         notices.append(f"schema.json reflected {reflects}, not the newest file {newest} "
                        "(an interrupted makemigrations, or a merge); rebuilt it from the migration files.")
     if repair:
-        store.write_snapshot(directory, folded, newest)
+        store.write_snapshot(directory, folded, newest, index_foreign_keys=index_foreign_keys)
     return folded, None
+
+
+def inferred_index_foreign_keys(models: bytes, display: str, migrated: Schema) -> bool:
+    """Whether the migrations were made by a project that indexes foreign keys, when
+    schema.json, which records it, was missing or unreadable: true when the migrations
+    built the index of a foreign key that models.mp leaves to the setting (no db_index),
+    which only that setting makes. Without such a key, either answer reads the migrated
+    models alike, and the answer is false (README, "Foreign key indexes")."""
+    indexed = parse_bytes(models, display, index_foreign_keys=True)
+    plain = parse_bytes(models, display)
+    for name, model in indexed.models.items():
+        built = migrated.models.get(name)
+        if built is not None and (set(model.indexes) - set(plain.models[name].indexes)) & set(built.indexes):
+            return True
+    return False
 
 
 def check_safety(operations, old: Schema) -> None:
@@ -166,6 +182,7 @@ class Draft:
     cached: Optional[object]          # the model cache's Plan when only changed models were read
     outline: object
     declarations: list
+    index_foreign_keys: bool = False  # the project's setting, recorded in schema.json when true
 
 
 def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool = False,
@@ -183,16 +200,27 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     # a few models: those are all that is read (model_cache.py). Anything else is read
     # in full, which also explains every problem in models.mp.
     files = [] if carried is not None else store.list_migration_files(directory)
-    cached, snapshot_data = (None, None) if carried is not None else _cached_plan(directory, files, outline)
+    snapshot_data = None if carried is not None else store.read_snapshot_data(directory)
+    index_fks = store.index_foreign_keys(config.index_foreign_keys, snapshot_data, bool(files) or carried is not None)
+    cached = None if carried is not None else _cached_plan(directory, files, outline, snapshot_data, index_fks)
     declarations: list = []
     if cached is not None:
         old, new, old_document = cached.old, cached.new, None
     else:
-        new = parse_bytes(outline.data, display, outline=declarations)
+        new = parse_bytes(outline.data, display, outline=declarations, index_foreign_keys=index_fks)
         if carried is not None:
             old, old_document = carried.schema, None
         else:
-            old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data)
+            recorded = snapshot_data is not None and store.indexes_foreign_keys(snapshot_data)
+            old, old_document = current_snapshot(directory, files, notices, repair=repair, data=snapshot_data,
+                                                 index_foreign_keys=recorded)
+            if notices and config.index_foreign_keys is None and not recorded \
+                    and inferred_index_foreign_keys(outline.data, display, old):
+                # schema.json was rebuilt and could not say: the migrations do.
+                index_fks = True
+                new = parse_bytes(outline.data, display, index_foreign_keys=True)
+                if repair:
+                    store.write_snapshot(directory, old, files[-1].name, index_foreign_keys=True)
 
     rebuilt = bool(notices)  # current_snapshot rebuilt schema.json from the files
     operations = diff(old, new, questioner, keep_names=True)
@@ -203,7 +231,8 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     if rebuilt and repair and files and not operations and not empty:
         # The rebuilt schema.json is what models.mp says: record its digest, so that
         # migrate and status know without parsing models.mp that nothing is unmigrated.
-        store.write_snapshot(directory, old, files[-1].name, made_from=store.models_digest(outline.data))
+        store.write_snapshot(directory, old, files[-1].name, made_from=store.models_digest(outline.data),
+                             index_foreign_keys=index_fks)
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)
     models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \
         else sum(1 for kind, *_rest in declarations if kind == "model")
@@ -212,7 +241,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     if operations or empty:
         suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
         _plan_files(result, directory, number, suffix, config.max_tables_per_migration)
-    return Draft(result, old, old_document, cached, outline, declarations)
+    return Draft(result, old, old_document, cached, outline, declarations, index_fks)
 
 
 def _plan_files(result: MakeMigrationsResult, directory: str, number: int, suffix: str, max_tables: int) -> None:
@@ -248,13 +277,13 @@ def write_draft(draft: Draft) -> None:
     # status can tell an edit no migration holds without parsing models.mp.
     made_from = store.models_digest(draft.outline.data)
     if cached is not None:
-        snapshot, spans = model_cache.snapshot_after(cached, after, newest, made_from)
+        snapshot, spans = model_cache.snapshot_after(cached, after, newest, made_from, draft.index_foreign_keys)
         entries, context = cached.entries, cached.context
     else:
         reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
-        snapshot, spans = store.snapshot_bytes(after, newest, reuse, made_from), None
+        snapshot, spans = store.snapshot_bytes(after, newest, reuse, made_from, draft.index_foreign_keys), None
         entries = model_cache.entries_for(draft.outline, draft.declarations)
-        context = model_cache.context_digest(draft.outline)
+        context = model_cache.context_digest(draft.outline, draft.index_foreign_keys)
     store.make_directory(directory)
     with store.signals_deferred():  # interrupted, makemigrations writes every file or none
         for planned in result.files:  # in order, schema.json last
@@ -265,16 +294,13 @@ def write_draft(draft: Draft) -> None:
     result.written = True
 
 
-def _cached_plan(directory, files, outline) -> tuple:
-    """(the cached run's Plan, or None when schema.json is not current or the cache does
-    not fit it; schema.json's bytes, if they were read)."""
+def _cached_plan(directory, files, outline, data: Optional[bytes], index_foreign_keys: bool):
+    """The cached run's Plan, or None when schema.json (``data``) is not current or the
+    cache does not fit it."""
     cache = model_cache.load(directory) if files else None
-    if cache is None:
-        return None, None
-    data = store.read_snapshot_data(directory)
-    if data is None:
-        return None, None
-    return model_cache.plan(outline, cache, data, files[-1].name, read_raw), data
+    if cache is None or data is None:
+        return None
+    return model_cache.plan(outline, cache, data, files[-1].name, read_raw, index_foreign_keys)
 
 
 def _display(path: str) -> str:

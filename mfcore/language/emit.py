@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
-from ..schema import Schema, check_default_name, decimal_text, index_name, table_name_for
+from ..schema import Index, Schema, check_default_name, decimal_text, index_name, table_name_for
 
 _AUTO = ("AutoField", "BigAutoField")
 _RELATIONS = ("ForeignKey", "OneToOneField")
@@ -19,8 +19,11 @@ class Unwritable(Exception):
     """A value the language has no literal for."""
 
 
-def models_text(schema: Schema, notes=(), header: str = "") -> str:
-    """The models.mp text of ``schema``; ``notes``: (table or None, sentence)."""
+def models_text(schema: Schema, notes=(), header: str = "", index_foreign_keys: bool = False) -> str:
+    """The models.mp text of ``schema``; ``notes``: (table or None, sentence).
+    ``index_foreign_keys``: the project indexes foreign keys: one without an index says
+    db_index=false, and the index the setting makes is not written (the text reads back
+    as the schema it came from)."""
     by_table: dict = {}
     for table, note in notes:
         by_table.setdefault(table, []).append(note)
@@ -35,12 +38,14 @@ def models_text(schema: Schema, notes=(), header: str = "") -> str:
     for name, model in sorted(schema.models.items()):
         lines = [f"// {note}" for note in by_table.get(model.table, [])]
         lines.append(f"model {name} extends Model {{")
-        body, field_notes = _fields(model, schema)
+        implied = _implied_indexes(model) if index_foreign_keys else {}
+        body, field_notes = _fields(model, schema, implied)
         lines = lines[:-1] + [f"// {note}" for note in field_notes] + lines[-1:] + body
         if model.table != table_name_for(name):
             lines.append(f"    table = {string_literal(model.table)}")
-        if model.indexes:
-            lines.append(f"    indexes = [{', '.join(_index(model, index) for index in model.indexes)}]")
+        written = [index for index in model.indexes if index not in implied.values()]
+        if written:
+            lines.append(f"    indexes = [{', '.join(_index(model, index) for index in written)}]")
         if model.checks:
             lines.append(f"    checks = [{', '.join(_check(model, check) for check in model.checks)}]")
         lines.append("}")
@@ -48,12 +53,32 @@ def models_text(schema: Schema, notes=(), header: str = "") -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _fields(model, schema) -> tuple:
+def _implied_indexes(model) -> dict:
+    """{field: index or None} for each ForeignKey that models.mp leaves to the project's
+    index_foreign_keys setting: its index when that is the one the setting makes (the
+    only index beginning with it, plain, under the default name), None when no index
+    begins with it (the field then says db_index=false); keys indexed otherwise are
+    left out. As in validate.py, any index beginning with the key counts."""
+    implied = {}
+    for f in model.fields:
+        if f.type != "ForeignKey" or f.unique or f.primary_key:
+            continue
+        leading = [index for index in model.indexes if index.fields[0] == f.name]
+        if not leading:
+            implied[f.name] = None
+        elif len(leading) == 1 and leading[0] == Index(index_name("ix", model.table, [f.column]), (f.name,)):
+            implied[f.name] = leading[0]
+    return implied
+
+
+def _fields(model, schema, implied) -> tuple:
     lines, notes = [], []
     for position, f in enumerate(model.fields):
         if position == 0 and f.name == "id" and f.column == "id" and f.type == "AutoField" and f.primary_key:
             continue  # the implicit key
         arguments, note = _arguments(f, schema)
+        if f.name in implied and implied[f.name] is None:
+            arguments.append("db_index=false")
         if note:
             notes.append(f"field {f.name}: {note}")
         lines.append(f"    {f.name} = {f.type}({', '.join(arguments)})")

@@ -82,7 +82,9 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
 
     ``args`` is a sequence of (keyword | None, value, pos); ``enums`` maps enum names
     to Enum. ``db_index`` is returned beside the field because an index is a model's
-    (the caller adds it to the model's indexes). ``problems`` lists FieldProblem
+    (the caller adds it to the model's indexes): True or False as given, and None for
+    a ForeignKey that says nothing and is neither unique nor the primary key, which
+    the caller indexes when the project indexes foreign keys (index_foreign_keys). ``problems`` lists FieldProblem
     instances; the field is only meaningful when there are none. Reference targets
     are checked by the caller, who knows every model.
     """
@@ -168,6 +170,8 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
         primary_key = True
     if type_name == "OneToOneField":
         unique = True
+    if type_name in RELATION_TYPES and "db_index" not in values and not unique and not primary_key:
+        db_index = None  # already indexed otherwise: a unique column or the primary key
 
     enum_name = None
     if type_name == "EnumField":

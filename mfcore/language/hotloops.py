@@ -23,9 +23,11 @@ def split_statements(statements, call_class):
 
 
 def build_fields(model_name, statements, enums, cache, fields, by_name, positions, index_fields, add,
-                 build_uncached, field_class, name_class):
+                 build_uncached, field_class, name_class, foreign_keys):
     """The per-field loop of a model. Problems and cache misses go to the callbacks
-    (``add``, ``build_uncached``), so the rules live in validate.py.
+    (``add``, ``build_uncached``), so the rules live in validate.py. ``foreign_keys``
+    receives {name: pos} of the foreign keys whose db_index is not given (build_field
+    says None), which validate.py indexes when the project indexes foreign keys.
 
     Large schemas repeat the same calls (CharField(max_length=255) ...): a call that
     built cleanly once is reused under the new name from ``cache``. Types are part of
@@ -56,6 +58,8 @@ def build_fields(model_name, statements, enums, cache, fields, by_name, position
         positions[name] = pos
         if db_index:
             index_fields.append((((name, pos),), None, False, pos))
+        elif db_index is None:
+            foreign_keys[name] = pos
         if name in by_name:
             fields[by_name[name]] = built  # a model may override an inherited field
         else:

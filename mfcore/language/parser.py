@@ -56,28 +56,32 @@ def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None
 
 
 def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None,
-          outline: list | None = None) -> Schema:
+          outline: list | None = None, index_foreign_keys: bool = False) -> Schema:
     """Parse and validate models.mp text; raise ModelsError listing every problem.
 
     ``outline``, when given, receives (kind, name, base, line) for each top-level
-    declaration, kind "model" or "enum" and base None for an enum."""
+    declaration, kind "model" or "enum" and base None for an enum.
+    ``index_foreign_keys``: a ForeignKey whose db_index is not given is indexed (a
+    project's setting, see store.index_foreign_keys)."""
     with gc_paused():
         # The raw tree dies inside the pause: alive when the collector came back, it
         # would be scanned once in full for nothing.
         declarations = read_raw(text, path, compiled=compiled)
         if outline is not None:
             outline.extend(declaration_outline(declarations))
-        schema, problems = build(declarations, compiled=compiled)
+        schema, problems = build(declarations, compiled=compiled, index_foreign_keys=index_foreign_keys)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema
 
 
-def build(declarations, *, compiled: bool | None = None, other_models=frozenset()) -> tuple:
+def build(declarations, *, compiled: bool | None = None, other_models=frozenset(),
+          index_foreign_keys: bool = False) -> tuple:
     """(Schema, problems as (message, pos)) of a raw tree; see validate.build_schema."""
     use_compiled = _compiled is not None if compiled is None else compiled
     loops = _compiled_loops if use_compiled and _compiled_loops is not None else hotloops
-    return build_schema(declarations, loops.build_fields, loops.split_statements, other_models)
+    return build_schema(declarations, loops.build_fields, loops.split_statements, other_models,
+                        index_foreign_keys)
 
 
 def declaration_outline(declarations) -> list:
@@ -98,13 +102,14 @@ def read_models_file(path: str, *, display_path: str | None = None) -> bytes:
                           "language_config.yaml; set `models:` there to put it elsewhere)") from None
 
 
-def parse_bytes(data: bytes, path: str = "models.mp", *, outline: list | None = None) -> Schema:
+def parse_bytes(data: bytes, path: str = "models.mp", *, outline: list | None = None,
+                index_foreign_keys: bool = False) -> Schema:
     """parse() of a file's bytes: UTF-8, with or without a byte-order mark."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ModelsError([Problem(f"the file is not UTF-8 text ({exc.reason})", None, path)]) from None
-    return parse(text, path, outline=outline)
+    return parse(text, path, outline=outline, index_foreign_keys=index_foreign_keys)
 
 
 def parse_file(path: str, *, display_path: str | None = None) -> Schema:

@@ -42,13 +42,14 @@ class Problem:
 
 
 def build_schema(declarations, fields_builder=None, statement_splitter=None,
-                 other_models=frozenset()) -> tuple[Schema, list]:
+                 other_models=frozenset(), index_foreign_keys: bool = False) -> tuple[Schema, list]:
     """Validate the raw tree; returns (schema, problems) with problems as (message, pos).
 
     ``fields_builder`` and ``statement_splitter`` are build_fields and split_statements
     of hotloops.py, as Python (the default) or compiled. ``other_models`` names models
     declared elsewhere that foreign keys may point to (makemigrations reads only the
-    declarations that changed, see model_cache.py)."""
+    declarations that changed, see model_cache.py). ``index_foreign_keys``: a ForeignKey
+    whose db_index is not given gets an index (see _ModelBuilder._foreign_key_specs)."""
     problems: list = []
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
@@ -71,7 +72,7 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
             raw_models[decl.name] = decl
 
     builder = _ModelBuilder(raw_models, enums, add, fields_builder or build_fields,
-                            statement_splitter or split_statements)
+                            statement_splitter or split_statements, index_foreign_keys)
     models = {}
     for name in raw_models:
         built = builder.model(name)
@@ -112,8 +113,11 @@ def _build_enum(decl, add) -> Enum:
 class _ModelBuilder:
     """Builds models on demand, so that a model can extend one declared after it."""
 
-    def __init__(self, raw_models, enums, add, fields_builder, statement_splitter):
+    def __init__(self, raw_models, enums, add, fields_builder, statement_splitter, index_foreign_keys=False):
         self.build_fields = fields_builder
+        self.index_foreign_keys = index_foreign_keys
+        # model -> {field: pos}: its foreign keys whose db_index is not given (inherited ones too)
+        self.unsaid_foreign_keys: dict = {}
         self.split_statements = statement_splitter
         self.raw = raw_models
         self.enums = enums
@@ -153,6 +157,7 @@ class _ModelBuilder:
         inherited: list = []
         inherited_specs: list = []
         inherited_checks: list = []
+        foreign_keys: dict = {}
         if decl.base not in BASE_MODELS:
             if decl.base not in self.raw:
                 add(f"model {decl.name} extends unknown model '{decl.base}'"
@@ -169,6 +174,7 @@ class _ModelBuilder:
                     inherited = list(base.fields)
                     inherited_specs = list(self.index_specs.get(decl.base, ()))
                     inherited_checks = list(self.check_specs.get(decl.base, ()))
+                    foreign_keys = dict(self.unsaid_foreign_keys.get(decl.base, {}))
                     self.field_positions.setdefault(decl.name, {}).update(
                         self.field_positions.get(decl.base, {}))
 
@@ -181,8 +187,13 @@ class _ModelBuilder:
             fields.append(f)
         index_fields: list = []
         positions = self.field_positions.setdefault(decl.name, {})
+        own_foreign_keys: dict = {}
         self.build_fields(decl.name, field_statements, self.enums, self.field_cache, fields, by_name,
-                          positions, index_fields, add, _build_uncached, Field, Name)
+                          positions, index_fields, add, _build_uncached, Field, Name, own_foreign_keys)
+        for statement in field_statements:  # a field the model declares again is its own
+            foreign_keys.pop(statement[0], None)
+        foreign_keys.update(own_foreign_keys)
+        self.unsaid_foreign_keys[decl.name] = foreign_keys
 
         primary_keys = list(compress(fields, map(_primary_key_of, fields)))
         if not primary_keys and not abstract:
@@ -209,7 +220,10 @@ class _ModelBuilder:
         index_fields.extend(options.get("unique_together", ()))
         # Index specs, not built indexes, are inherited: default names follow the child's table.
         self.index_specs[decl.name] = inherited_specs + index_fields
-        indexes = self._indexes(decl, table, fields, inherited_specs + index_fields)
+        specs = inherited_specs + index_fields
+        if self.index_foreign_keys and foreign_keys:
+            specs += _foreign_key_specs(foreign_keys, specs)
+        indexes = self._indexes(decl, table, fields, specs)
         check_specs = inherited_checks + options.get("checks", [])
         self.check_specs[decl.name] = check_specs
         checks = self._checks(decl, table, fields, check_specs)
@@ -452,6 +466,15 @@ class _ModelBuilder:
             indexes[name] = index
             self.index_positions.setdefault((decl.name, name), pos)
         return tuple(indexes[name] for name in sorted(indexes))
+
+
+def _foreign_key_specs(foreign_keys: dict, specs: list) -> list:
+    """The index of each foreign key ({name: pos}) that no index or unique constraint
+    of the model begins with: the index db_index=true gives, under the same default
+    name. A partial index beginning with the key counts too: it would take that name
+    when it has none, and the author who wrote it chose which rows to index."""
+    covered = {spec[0][0][0] for spec in specs}
+    return [(((name, pos),), None, False, pos) for name, pos in foreign_keys.items() if name not in covered]
 
 
 def _build_uncached(model_name, name, pos, call, enums, cache, key, add):
