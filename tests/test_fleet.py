@@ -383,7 +383,10 @@ def test_a_killed_fleet_run_resumes_to_every_migration_once_per_tenant(tmp_path,
 
     first, _second = pg_databases
     names = write_chain(tmp_path / "migrations", 5)
+    # Each migration one transaction (online: false, which the targets take from the
+    # database section): a kill leaves each tenant's migrations applied whole or not at all.
     (tmp_path / "language_config.yaml").write_text(json.dumps({
+        "database": {"driver": "postgresql", "dsn": first, "online": False},
         "targets": {"db": {"driver": "postgresql", "dsn": first}},
         "tenants": {"target": "db", "schemas": KILL_TENANTS}}))
     session = dbutil.PostgresSession(first)
