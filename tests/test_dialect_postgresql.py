@@ -713,6 +713,7 @@ def test_online_foreign_key_column_is_added_not_valid_and_validated_in_the_next_
         'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_owner_fkey" FOREIGN KEY ("owner") REFERENCES "customer" ("id")'
         ' ON DELETE SET DEFAULT NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_owner_fkey"']
 
 
@@ -722,6 +723,7 @@ def test_online_positive_integer_column_gets_its_check_not_valid_then_validated(
         'ALTER TABLE "invoice" ADD COLUMN "qty" integer NOT NULL DEFAULT 1',
         'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_qty_check" CHECK ("qty" >= 0) NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_qty_check"']
 
 
@@ -737,6 +739,7 @@ def test_online_on_delete_change_swaps_the_key_in_one_step_and_validates_in_the_
         'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_customer_fkey" FOREIGN KEY ("customer") REFERENCES "customer"'
         ' ("id") ON DELETE RESTRICT NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_customer_fkey"']
 
 
@@ -745,7 +748,8 @@ def test_online_deferrable_foreign_key_keeps_its_deferrable_clause():
                          "ForeignKey(Customer, on_delete=CASCADE, deferrable=true)")
     statements = online_sql(BASE, after)
     assert statements[1].endswith('ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED NOT VALID')
-    assert statements[2:] == ["--step--", 'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_customer_fkey"']
+    assert statements[2:] == ["--step--", "SET LOCAL statement_timeout TO DEFAULT",
+                              'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_customer_fkey"']
 
 
 def test_online_column_that_becomes_a_key_gets_it_not_valid():
@@ -755,6 +759,7 @@ def test_online_column_that_becomes_a_key_gets_it_not_valid():
         'ALTER TABLE "invoice" ADD CONSTRAINT "invoice_buyer_fkey" FOREIGN KEY ("buyer") REFERENCES "customer" ("id")'
         ' ON DELETE SET NULL NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "invoice" VALIDATE CONSTRAINT "invoice_buyer_fkey"']
 
 
@@ -763,6 +768,7 @@ def test_online_field_made_positive_gets_its_check_not_valid():
     assert online_sql(BASE, after) == [
         'ALTER TABLE "customer" ADD CONSTRAINT "customer_age_check" CHECK ("age" >= 0) NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "customer" VALIDATE CONSTRAINT "customer_age_check"']
 
 
@@ -772,6 +778,7 @@ def test_online_table_check_is_added_not_valid_and_validated():
     assert online_sql(BASE, after) == [
         'ALTER TABLE "invoice" ADD CONSTRAINT "positive_total" CHECK (total >= 0) NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "invoice" VALIDATE CONSTRAINT "positive_total"']
 
 
@@ -781,6 +788,7 @@ def test_online_not_null_goes_through_a_validated_check():
         'ALTER TABLE "customer" ADD CONSTRAINT "customer_nickname_mf_not_null" CHECK ("nickname" IS NOT NULL)'
         ' NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         'ALTER TABLE "customer" VALIDATE CONSTRAINT "customer_nickname_mf_not_null"',
         'ALTER TABLE "customer" ALTER COLUMN "nickname" SET NOT NULL',
         'ALTER TABLE "customer" DROP CONSTRAINT "customer_nickname_mf_not_null"']
@@ -792,10 +800,12 @@ def test_online_not_null_with_a_default_fills_in_a_step_of_its_own_and_again_bef
     assert online_sql(BASE, after) == [
         """ALTER TABLE "customer" ALTER COLUMN "nickname" SET DEFAULT 'none'""",
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         fill,
         'ALTER TABLE "customer" ADD CONSTRAINT "customer_nickname_mf_not_null" CHECK ("nickname" IS NOT NULL)'
         ' NOT VALID',
         "--step--",
+        "SET LOCAL statement_timeout TO DEFAULT",
         fill,
         'ALTER TABLE "customer" VALIDATE CONSTRAINT "customer_nickname_mf_not_null"',
         'ALTER TABLE "customer" ALTER COLUMN "nickname" SET NOT NULL',
