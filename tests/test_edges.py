@@ -261,6 +261,9 @@ def test_a_missing_migrations_directory_in_a_read_only_project(project):
 # most likely to land, made certain.
 SIGNALLED = """
 import os, signal, sys
+# Ctrl-C raises KeyboardInterrupt here even when the suite was started in the background
+# (a shell starts background commands with SIGINT ignored, which Python would keep).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 fsync = os.fsync
 def signalled(fd):
     os.fsync = fsync
@@ -322,6 +325,9 @@ def test_leftovers_of_a_killed_makemigrations_are_removed_by_the_next(project):
 # The same for the model cache: the signal lands as its temporary file is renamed.
 SIGNALLED_AT_CACHE = """
 import os, signal, sys
+# Ctrl-C raises KeyboardInterrupt here even when the suite was started in the background
+# (a shell starts background commands with SIGINT ignored, which Python would keep).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 replace = os.replace
 def signalled(source, target, **kwargs):
     if ".mf_cache" in str(target):

@@ -367,7 +367,9 @@ def test_the_next_run_waits_for_an_earlier_runs_transaction_still_on_the_server(
     process = start_migrate(project)
     try:
         # The new run waits for the earlier transaction's mark (an ungranted advisory lock).
+        # (In this database: pg_locks shows the whole server's, other suites' included.)
         wait_for(session, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                          "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                           "AND ((classid::bigint << 32) | objid::bigint) = $1", transaction_marker_key(),
                  what="the new run waiting for the earlier transaction")
     finally:
