@@ -152,9 +152,11 @@ def through(url: str, port: int) -> str:
 
 
 def write_config(path: Path) -> None:
+    # online: false: each migration one transaction, which a stall or a cut leaves applied
+    # whole or not at all (the steps of online migrations are resumed: test_steps.py).
     path.write_text('database:\n  driver: "postgresql"\n  dsn: "${APP_DSN}"\n'
                     f"  connect_timeout: {COMMAND_TIMEOUT}\n  command_timeout: {COMMAND_TIMEOUT}\n"
-                    "  lock_timeout: 30\nmigrations: \"migrations\"\n")
+                    "  lock_timeout: 30\n  online: false\nmigrations: \"migrations\"\n")
 
 
 def wait_for_lock_free(session, context: str) -> None:
