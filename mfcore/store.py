@@ -631,21 +631,7 @@ def remove_stale_cache_temporaries(migrations_dir: str) -> list:
     that mf wrote before the pid-named form (``<name>.json.<pid>.tmp``) and a killed
     run left there."""
     directory = os.path.dirname(cache_path(migrations_dir))
-    removed = remove_stale_temporaries(directory)
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in sorted(names):
-        match = _OLD_CACHE_TEMPORARY.fullmatch(name)
-        if match is None or _running(int(match.group(1))):
-            continue
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            continue
-        removed.append(name)
-    return removed
+    return remove_stale_temporaries(directory) + remove_stale_temporaries(directory, _OLD_CACHE_TEMPORARY)
 
 
 _OLD_CACHE_TEMPORARY = re.compile(r".+\.json\.([0-9]+)\.tmp")
@@ -760,17 +746,19 @@ def _create_temporary(directory: str) -> tuple:
     raise FileExistsError(f"{directory}: no free name for a temporary file")
 
 
-def remove_stale_temporaries(directory: str) -> list:
+def remove_stale_temporaries(directory: str, pattern=None) -> list:
     """Remove the temporary files in ``directory`` that a killed mf left (its process
     is no longer running on this machine); returns their names. Any that cannot be
-    removed is left: it is never read."""
+    removed is left: it is never read. ``pattern``: how such a name reads (default
+    mf's ``.mf-<pid>-<hex>.tmp``), the writer's pid its first group."""
+    pattern = pattern or _TEMPORARY
     removed = []
     try:
         names = os.listdir(directory)
     except OSError:
         return removed
     for name in sorted(names):
-        match = _TEMPORARY.fullmatch(name)
+        match = pattern.fullmatch(name)
         if match is None or (match.group(1) is not None and _running(int(match.group(1)))):
             continue
         try:

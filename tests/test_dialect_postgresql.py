@@ -675,12 +675,19 @@ def test_hostile_names_and_defaults_are_quoted(pg):
 @given(pair=schema_pairs(vary_keys=True))
 def test_diff_applied_to_a_database_matches_creating_the_target(session, pair):
     before, after = pair
+    assert_change_reaches_the_target(session, before, after,
+                                     lambda: migrate(session, diff(parse(before), parse(after))))
+
+
+def assert_change_reaches_the_target(session, before: str, after: str, change) -> None:
+    """The catalog after creating ``before`` and running ``change()`` equals the catalog
+    of ``after`` created directly."""
     session.fresh_schema()
     migrate(session, diff(Schema(), parse(after)))
     direct = catalog(session)
     session.fresh_schema()
     migrate(session, diff(Schema(), parse(before)))
-    migrate(session, diff(parse(before), parse(after)))
+    change()
     assert catalog(session) == direct
     session.drop_schema()
 
@@ -990,11 +997,4 @@ def test_online_forms_in_steps_of_their_own(db):
 @given(pair=schema_pairs(vary_keys=True))
 def test_online_diff_applied_in_steps_matches_creating_the_target(session, pair):
     before, after = pair
-    session.fresh_schema()
-    migrate(session, diff(Schema(), parse(after)))
-    direct = catalog(session)
-    session.fresh_schema()
-    migrate(session, diff(Schema(), parse(before)))
-    migrate_in_steps(session, before, after)
-    assert catalog(session) == direct
-    session.drop_schema()
+    assert_change_reaches_the_target(session, before, after, lambda: migrate_in_steps(session, before, after))
