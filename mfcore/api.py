@@ -208,13 +208,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     from .gcpause import gc_paused
     from .snapshot import shared_model_documents
 
-    resolved = resolve_config(config)
-    if max_tables is not None:
-        if type(max_tables) is not int or max_tables < 1:
-            raise ConfigError(f"max_tables must be a whole number of tables, 1 or more, got {max_tables!r:.40}")
-        from dataclasses import replace
-
-        resolved = replace(resolved, max_tables_per_migration=max_tables)
+    resolved = _with_max_tables(resolve_config(config), max_tables)
     writing = not (dry_run or check)
     if writing:
         from . import store
@@ -222,7 +216,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
         store.remove_stale_temporaries(resolved.migrations_dir)
         store.remove_stale_cache_temporaries(resolved.migrations_dir)
     with gc_paused(), shared_model_documents():
-        carried = carryover.pending_conversion(resolved.migrations_dir)
+        carried = carryover.pending_conversion(resolved.migrations_dir, resolved.max_tables_per_migration)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
                                        backfills=parse_backfills(backfill), accept_rounding=accept_rounding,
                                        carried=carried, repair=writing)
@@ -240,6 +234,17 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
         elif dry_run and draft.result.content is not None:
             draft.result.sql = _draft_sql(resolved, draft.result)
     return draft.result
+
+
+def _with_max_tables(config: Config, max_tables: Optional[int]) -> Config:
+    """``config`` with ``max_tables`` (when given) as its max_tables_per_migration."""
+    if max_tables is None:
+        return config
+    if type(max_tables) is not int or max_tables < 1:
+        raise ConfigError(f"max_tables must be a whole number of tables, 1 or more, got {max_tables!r:.40}")
+    from dataclasses import replace
+
+    return replace(config, max_tables_per_migration=max_tables)
 
 
 def _draft_sql(config: Config, result) -> list:
@@ -279,7 +284,7 @@ async def carry_over(config: ConfigLike = None, *, notices: Optional[list] = Non
     from . import carryover
 
     resolved = resolve_config(config)
-    conversion = carryover.pending_conversion(resolved.migrations_dir)
+    conversion = carryover.pending_conversion(resolved.migrations_dir, resolved.max_tables_per_migration)
     if conversion is None:
         return []
     await carryover.check_database(resolved, conversion)
@@ -306,16 +311,19 @@ async def rebase(config: ConfigLike = None, *, files=()):
     return await rebasing.rebase(resolved, files)
 
 
-def squash(config: ConfigLike = None, *, to: Optional[int] = None, name: Optional[str] = None):
+def squash(config: ConfigLike = None, *, to: Optional[int] = None, name: Optional[str] = None,
+           max_tables: Optional[int] = None):
     """Write one migration equal to the fold of a range (from the first migration no
     squash covers, up to ``to`` or the newest), listing the names it replaces; the
     originals stay until removed. A database that applied all of them counts it as
     applied, one that applied none applies it, one in between applies the rest of the
-    originals. Data steps in the range raise SquashError. A SquashResult (``path``,
-    ``replaces``, ``operations``)."""
+    originals. Data steps in the range raise SquashError. A squash touching more than
+    ``max_tables`` tables (default: the config's max_tables_per_migration) is written
+    in parts beside each other, applied in order. A SquashResult (``path``,
+    ``replaces``, ``operations``, ``files``, ``split_reason``)."""
     from . import squashing
 
-    resolved = resolve_config(config)
+    resolved = _with_max_tables(resolve_config(config), max_tables)
     _require_migrations_dir(resolved)
     return squashing.squash(resolved, to=to, name=name)
 
@@ -603,7 +611,7 @@ async def _fleet_targets(fleet: FleetLike, targets, tenants, concurrency) -> tup
 def _refuse_pending_carry_over(config: Config) -> None:
     from . import carryover
 
-    if carryover.pending_conversion(config.migrations_dir) is not None:
+    if carryover.pending_conversion(config.migrations_dir, config.max_tables_per_migration) is not None:
         raise ConfigError(f"{config.migrations_dir} is still in the earlier tool's single-plan format; carry it "
                           "over first with `mf db migrate` on one database, then migrate the fleet")
 

@@ -309,8 +309,10 @@ async def _read_only_undo_plan(config, files, count, to, offline: Optional[list]
 def _to_undo(files, survey: Survey, count: Optional[int], to: Optional[int]) -> list:
     """The applied migrations to undo, newest first."""
     by_name = {f.name: f for f in files}
+    # The files' order, not only their numbers: the parts of a split squash share one.
+    position = {f.name: place for place, f in enumerate(files)}
     applied = [name for name in survey.applied_names + [f.name for f in survey.adopt] if name in by_name]
-    applied.sort(key=lambda name: by_name[name].number, reverse=True)
+    applied.sort(key=position.__getitem__, reverse=True)
     if to is not None:
         return [name for name in applied if by_name[name].number > to]
     return applied[:1 if count is None else count]

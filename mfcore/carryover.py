@@ -13,6 +13,11 @@ from plans: the earlier tool applied those to its database, so the next migrate 
 a database that holds them (after comparing its catalog, see adoption.py) and applies
 them to an empty one.
 
+A plan whose operations touch more tables than max_tables_per_migration allows in one
+transaction becomes several numbered files, as makemigrations splits a migration
+(``NNN_<suffix>_part1.json`` ...): each applies, and rolls back, on its own, and
+``.applied`` lists every part made from the plans.
+
 The steps (reading, checking the database, writing, telling the user) are called
 by the API (api.carry_over, and api.makemigrations, which writes only once the new
 migration has passed its checks); nothing here runs on its own.
@@ -24,8 +29,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import store
+from .config import DEFAULT_MAX_TABLES_PER_MIGRATION
 from .differ import diff
-from .operations import fold
+from .operations import fold, split_operations
 from .schema import Schema
 from .store import plan_files
 
@@ -49,8 +55,9 @@ class Conversion:
         return [name for name, _operations in self.files]
 
 
-def convert(directory: str) -> Conversion:
-    """What the numbered files would hold. Reads only; writes nothing."""
+def convert(directory: str, max_tables: int = DEFAULT_MAX_TABLES_PER_MIGRATION) -> Conversion:
+    """What the numbered files would hold; a plan touching more than ``max_tables``
+    tables makes several. Reads only; writes nothing."""
     state = Schema()
     planned = []
     for path in plan_files(directory):
@@ -60,22 +67,35 @@ def convert(directory: str) -> Conversion:
         planned.append(operations)
         state = fold(operations, state)
     plans_schema = state
-    from_plans = len(planned)
+    files = _numbered(planned, max_tables)
+    from_plans = len(files)
     snapshot, _reflects = store.read_snapshot(directory)
     if snapshot is not None and snapshot != state:
         catch_up = diff(state, snapshot)
         if catch_up:
-            planned.append(catch_up)
+            files += _numbered([catch_up], max_tables, len(files) + 1)
             state = fold(catch_up, state)
-    files = [(store.file_name(number, store.suffix_for(operations)), operations)
-             for number, operations in enumerate(planned, 1)]
     return Conversion([os.path.basename(p) for p in plan_files(directory)], files, from_plans,
                       plans_schema, state)
 
 
-def pending_conversion(directory: str) -> Optional[Conversion]:
+def _numbered(planned, max_tables: int, first: int = 1) -> list:
+    """[(file name, operations)] for each list of operations in ``planned``, numbered from
+    ``first``: one file each, or consecutive parts (``<suffix>_partK``) for one touching
+    more than ``max_tables`` tables, as makemigrations writes them."""
+    files: list = []
+    for operations in planned:
+        parts = split_operations(operations, max_tables)
+        suffix = store.suffix_for(operations)
+        suffixes = store.part_suffixes(suffix, len(parts)) if len(parts) > 1 else [suffix]
+        for part, part_suffix in zip(parts, suffixes):
+            files.append((store.file_name(first + len(files), part_suffix), part))
+    return files
+
+
+def pending_conversion(directory: str, max_tables: int = DEFAULT_MAX_TABLES_PER_MIGRATION) -> Optional[Conversion]:
     """The Conversion of a project still in the single-plan format, or None (reads only)."""
-    return convert(directory) if needs_carry_over(directory) else None
+    return convert(directory, max_tables) if needs_carry_over(directory) else None
 
 
 async def check_database(config, conversion: Conversion) -> None:
@@ -118,8 +138,12 @@ def describe(directory: str, conversion: Conversion, written: bool) -> str:
     made = names[:conversion.from_plans]
     text = (f"{verb} this project over from the earlier single-plan format: {' and '.join(conversion.plans)} "
             f"became {', '.join(made) if made else 'no migration (the plans were empty)'}")
-    if len(names) > len(made):
-        text += f", and {names[-1]} brings the history up to schema.json, which held more than the plans"
+    catch_up = names[len(made):]
+    if len(catch_up) == 1:
+        text += f", and {catch_up[0]} brings the history up to schema.json, which held more than the plans"
+    elif catch_up:
+        text += (f", and {', '.join(catch_up)} (one change in parts) bring the history up to schema.json, which "
+                 "held more than the plans")
     aside = os.path.join(os.path.basename(directory), ASIDE)
     text += (f". schema.json is kept as the snapshot; .applied lists what the earlier tool applied; "
              f"the plan files {'were' if written else 'would be'} moved to {aside}/. This happens once.")

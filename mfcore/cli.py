@@ -871,13 +871,20 @@ def cmd_rebase(args, out: Output) -> int:
 
 
 def cmd_squash(args, out: Output) -> int:
-    result = api.squash(args.config_path, to=args.to, name=args.name)
+    result = api.squash(args.config_path, to=args.to, name=args.name, max_tables=args.max_tables)
     shown = _display_path(result.path)
     if out.json_mode:
-        out.document({"file": shown, "replaces": result.replaces,
+        out.document({"file": shown, "files": [_display_path(path) for path in result.files],
+                      "split": result.split_reason, "replaces": result.replaces,
                       "operations": [op.to_json() for op in result.operations]})
         return EXIT_OK
-    out.line(out.color(f"{out.mark()}Squashed {len(result.replaces)} migration(s) into {shown}", "32"))
+    if result.split_reason is not None:
+        out.line(result.split_reason[0].upper() + result.split_reason[1:] + ".")
+        out.line(out.color(f"{out.mark()}Squashed {len(result.replaces)} migration(s) into:", "32"))
+        for path in result.files:
+            out.line(f"  {_display_path(path)}")
+    else:
+        out.line(out.color(f"{out.mark()}Squashed {len(result.replaces)} migration(s) into {shown}", "32"))
     out.line(f"  replaces {result.replaces[0]} .. {result.replaces[-1]}; remove those files once every "
              "database has migrated past them")
     return EXIT_OK
@@ -1189,6 +1196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("squash", parents=[common], help="write one migration that replaces a range of them")
     p.add_argument("--to", type=_migration_number, metavar="NNN", help="squash up to NNN (default: the newest)")
     p.add_argument("--name", help="file name suffix (default: squashed_<first>_<last>)")
+    p.add_argument("--max-tables", type=_positive, metavar="N",
+                   help="write a squash touching more than N tables as several files "
+                        "(default: max_tables_per_migration in the config, else 500)")
     p.set_defaults(handler=cmd_squash)
     return parser
 

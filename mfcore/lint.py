@@ -115,8 +115,6 @@ def lint_project(config, numbers=(), every: bool = False) -> LintReport:
     or those numbered ``numbers``, or ``every`` one."""
     from . import store
     from .dialects import dialect_for
-    from .operations import fold
-    from .schema import Schema
 
     directory = config.migrations_dir
     files = store.list_migration_files(directory)
@@ -140,15 +138,12 @@ def lint_project(config, numbers=(), every: bool = False) -> LintReport:
         if migration.name in wanted:
             check_accepted(migration.name, migration.lint_accept, known)
     dialect = dialect_for(config.driver)
-    skipped = store.fold_skips({m.name: m.replaces for m in history})
-    state = Schema()
+    before, _after = store.schemas_around(history)
     findings: list = []
     for migration in history:
         if migration.name in wanted:
-            tables = frozenset(model.table for model in state.models.values())
+            tables = frozenset(model.table for model in before[migration.name].models.values())
             findings += lint_migration(dialect, migration, tables, config=config)
-        if migration.name not in skipped:
-            state = fold(migration.operations, state)
     names = tuple(m.name for m in history if m.name in wanted)
     return LintReport(config.driver, names, tuple(findings))
 

@@ -9,6 +9,17 @@ that pair). The originals stay until the user removes them: a database that appl
 all of them counts the squash as applied, one that applied none applies the squash,
 one in between applies the rest of the originals (history.read_history).
 
+A squash whose operations touch more tables than max_tables_per_migration allows in
+one transaction is written in parts, as makemigrations splits a migration
+(split_operations): consecutive files ``NNN_<suffix>_part1.json`` .. ``_partK``, all
+with the number of the last migration replaced, beside it, each listing the same
+``"replaces"`` and its place, ``"part": [index, K]`` (store.py orders files of one
+number by it). Each part applies and rolls back on its own; together they stand for
+the range as one squash file does: history.read_history reads each part as a squash,
+so a database that applied all the originals counts every part as applied, one that
+applied none applies the parts in order, one in between applies the rest of the
+originals.
+
 Data steps (run_sql, run_python) in the range block the squash: their place among the
 schema changes is not kept by a fold, so the files holding them are named and nothing
 is written. Squash up to the migration before the first of them instead.
@@ -16,23 +27,25 @@ is written. Squash up to the migration before the first of them instead.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from . import store
 from .config import Config
 from .differ import diff
 from .errors import SquashError
-from .operations import fold
+from .operations import fold, locked_objects, split_operations, tables_of
 from .questioner import Questioner
 from .schema import Schema
 
 
 @dataclass
 class SquashResult:
-    path: str              # the file written
+    path: str              # the file written (split: the first of ``files``)
     replaces: list         # the names it stands for
-    operations: list
+    operations: list       # all its operations (split: every part's, in order)
+    files: list = field(default_factory=list)  # every file written, in order
+    split_reason: Optional[str] = None          # a sentence, when the squash is in parts
 
 
 def squash(config: Config, to: Optional[int] = None, name: Optional[str] = None) -> SquashResult:
@@ -70,17 +83,39 @@ def squash(config: Config, to: Optional[int] = None, name: Optional[str] = None)
     last = candidates[-1].file
     suffix = store.suffix_for((), name if name is not None else
                               f"squashed_{candidates[0].file.number:03d}_{last.number:03d}")
-    path = os.path.join(directory, store.file_name(last.number, suffix))
-    if os.path.exists(path):
-        raise SquashError(f"cannot squash: {os.path.basename(path)} exists; choose another --name")
+    max_tables = config.max_tables_per_migration
+    parts = split_operations(operations, max_tables) if operations else [operations]
+    suffixes = store.part_suffixes(suffix, len(parts)) if len(parts) > 1 else [suffix]
+    paths = [os.path.join(directory, store.file_name(last.number, part_suffix)) for part_suffix in suffixes]
+    taken = [os.path.basename(path) for path in paths if os.path.exists(path)]
+    if taken:
+        raise SquashError(f"cannot squash: {', '.join(taken)} exist(s); choose another --name")
     replaces = [m.name for m in candidates]
-    store.write_migration_bytes(path, store.migration_bytes(operations, replaces=replaces))
-    if last.name == files[-1].name:
-        # The squash is now the newest file: schema.json says it reflects it.
-        data = store.read_snapshot_data(directory)
-        store.write_snapshot(directory, after, os.path.basename(path),
-                             index_foreign_keys=data is not None and store.indexes_foreign_keys(data))
-    return SquashResult(path, replaces, operations)
+    contents = [store.migration_bytes(part, replaces=replaces,
+                                      part=(index, len(parts)) if len(parts) > 1 else None)
+                for index, part in enumerate(parts, 1)]
+    with store.signals_deferred():  # interrupted, the squash is written whole or not at all
+        written = []
+        try:
+            for path, content in zip(paths, contents):
+                store.write_migration_bytes(path, content)
+                written.append(path)
+        except BaseException:
+            for path in written:
+                os.unlink(path)
+            raise
+        if last.name == files[-1].name:
+            # The squash is now the newest file (its last part): schema.json says it reflects it.
+            data = store.read_snapshot_data(directory)
+            store.write_snapshot(directory, after, os.path.basename(paths[-1]),
+                                 index_foreign_keys=data is not None and store.indexes_foreign_keys(data))
+    reason = None
+    if len(parts) > 1:
+        touched = len(tables_of(set().union(*map(locked_objects, operations))))
+        reason = (f"split into {len(parts)} files: together they touch {touched} tables, more than "
+                  f"max_tables_per_migration ({max_tables}) allows in one transaction; each file applies and "
+                  "rolls back on its own, in order")
+    return SquashResult(paths[0], replaces, operations, paths, reason)
 
 
 def _schema_before(history, first):

@@ -13,9 +13,9 @@ from typing import Optional
 from .config import Config
 from .datasteps import PythonCall, import_root, resolve
 from .errors import IrreversibleError, MigrationFileError
-from .operations import cannot_undo, fold, undo, undo_loss
+from .operations import cannot_undo, undo, undo_loss
 from .schema import Schema
-from .store import Migration, fold_skips, load_history, read_migrations
+from .store import Migration, load_history, read_migrations, schemas_around
 
 
 @dataclass(frozen=True)
@@ -192,15 +192,9 @@ def undo_plan(config: Config, files, names) -> UndoPlan:
     newest = max(f.number for f in files if f.name in wanted)
     history, _schema = load_history(config.migrations_dir, [f for f in files if f.number <= newest])
     dialect = dialect_for(config.driver)
-    # A squashed migration and its originals build one schema: fold it once (fold_skips);
-    # the one left out stands where the other one leaves the schema.
-    skipped = fold_skips({m.name: m.replaces for m in history})
-    schema = Schema()
-    after = {}
-    for migration in history:
-        if migration.name not in skipped:
-            schema = fold(migration.operations, schema)
-        after[migration.name] = schema
+    # A squashed migration and its originals build one schema: fold it once; the one left
+    # out goes from where its range starts (the parts of a split squash one after another).
+    _before, after = schemas_around(history)
     by_name = {m.name: m for m in history}
     problems, losses, steps = [], [], []
     for name in names:

@@ -61,6 +61,10 @@ class MigrationFile:
         """The names this file's "replaces" key lists (a squashed migration), () when none."""
         return replaced_names(self.read_bytes(), self.name)
 
+    def squash_facts(self) -> tuple:
+        """(what it replaces, its "part" as (index, count) or None): see squash_facts."""
+        return squash_facts(self.read_bytes(), self.name)
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -173,12 +177,25 @@ def rename_migration_file(file: MigrationFile, new_name: str) -> None:
 
 
 def _squash_beside_original(same: list) -> list:
-    """Files of one number: an original and the squashed migration that replaces it
-    (original first), or the error two branches' files give."""
-    if len(same) == 2:
-        for original, squashed in (same, same[::-1]):
-            if original.name in squashed.replaces() and not original.replaces():
-                return [original, squashed]
+    """Files of one number: a squashed migration beside the last original it replaces
+    (original first), the squash in parts ("part": [index, count], in that order) when it
+    was split, with or without that original; or the error two branches' files give."""
+    facts = {file.name: file.squash_facts() for file in same}
+    originals = [file for file in same if not facts[file.name][0]]
+    squashes = [file for file in same if facts[file.name][0]]
+    replaced = {facts[file.name][0] for file in squashes}
+    if len(originals) <= 1 and len(replaced) == 1 and all(f.name in next(iter(replaced)) for f in originals):
+        parts = sorted(squashes, key=lambda file: (facts[file.name][1] or (1, 1), file.name))
+        places = [facts[file.name][1] or (1, 1) for file in parts]
+        if places == [(index, len(parts)) for index in range(1, len(parts) + 1)]:
+            return originals + parts
+        count = max(count for _index, count in places)
+        if len(parts) > 1 and all(count == of for _index, of in places) and len(set(places)) == len(places):
+            missing = sorted(set(range(1, count + 1)) - {index for index, _of in places})
+            raise MigrationFileError(
+                f"the squashed migration numbered {same[0].number:03d} is split into {count} files and "
+                f"part(s) {', '.join(map(str, missing))} of it are missing (found {', '.join(f.name for f in parts)}); "
+                "restore them from version control")
     first, second = sorted(f.name for f in same)[:2]
     raise MigrationFileError(
         f"two migration files have the number {same[0].number:03d}: {first} and {second} "
@@ -243,6 +260,7 @@ def read_migration(file: MigrationFile, state: Schema, data: Optional[bytes] = N
     if not isinstance(atomic, bool):
         raise MigrationFileError(f"{file.name}: 'atomic' must be true or false")
     replaces = _replaces(doc, file)
+    _part(doc, file, replaces)
     legacy_form = fmt is None
     if legacy_form:
         operations = legacy.operations(doc["ops"], state, file.name)
@@ -297,13 +315,35 @@ def _replaces(doc: dict, file: MigrationFile) -> tuple:
     return tuple(names)
 
 
+def _part(doc: dict, file: MigrationFile, replaces: tuple) -> Optional[tuple]:
+    """A split squash's "part": [index, count], this file's place among the files of the
+    squash (they share its number and its "replaces"); None when it has none."""
+    if "part" not in doc:
+        return None
+    part = doc["part"]
+    if not replaces:
+        raise MigrationFileError(f"{file.name}: 'part' belongs to a squashed migration and needs 'replaces'")
+    if not isinstance(part, list) or len(part) != 2 or not all(type(n) is int for n in part) \
+            or not 1 <= part[0] <= part[1] or part[1] < 2:
+        raise MigrationFileError(f"{file.name}: 'part' must be [index, count], 1 <= index <= count and "
+                                 f"count 2 or more, got {part!r:.40}")
+    return tuple(part)
+
+
 def replaced_names(data: bytes, name: str) -> tuple:
     """What a migration file's bytes say it replaces (see _replaces); () when nothing."""
+    return squash_facts(data, name)[0]
+
+
+def squash_facts(data: bytes, name: str) -> tuple:
+    """(what a migration file's bytes say it replaces, its "part" or None): see _replaces, _part."""
     number = int(MIGRATION_FILE.match(name).group(1))
     document = _parse(data, name, MigrationFileError)
     if not isinstance(document, dict):
-        return ()
-    return _replaces(document, MigrationFile(number, name, name))
+        return (), None
+    file = MigrationFile(number, name, name)
+    replaces = _replaces(document, file)
+    return replaces, _part(document, file, replaces)
 
 
 def read_migrations(directory: str, files, wanted) -> dict:
@@ -372,6 +412,28 @@ def fold_skips(replaces: dict) -> set:
     return skipped
 
 
+def schemas_around(history) -> tuple:
+    """({name: the schema before it}, {name: the schema after it}) along ``history``
+    (Migrations, in order) as the directory folds it (fold_skips). A squashed migration
+    the fold leaves out, its originals all present, gets the schemas its own operations
+    go through from the schema before the first original: what a database that applied
+    it (or, split, its parts up to it) holds."""
+    skipped = fold_skips({m.name: m.replaces for m in history})
+    state = Schema()
+    before, after, squashes = {}, {}, {}
+    for migration in history:
+        if migration.name in skipped and migration.replaces:
+            start = squashes.get(migration.replaces, before.get(migration.replaces[0], state))
+            before[migration.name] = start
+            after[migration.name] = squashes[migration.replaces] = fold(migration.operations, start)
+            continue
+        before[migration.name] = state
+        if migration.name not in skipped:
+            state = fold(migration.operations, state)
+        after[migration.name] = state
+    return before, after
+
+
 def write_migration(directory: str, number: int, suffix: str, operations, atomic: bool = True) -> str:
     path = os.path.join(directory, file_name(number, suffix))
     atomic_write(path, migration_bytes(operations, atomic))
@@ -413,12 +475,15 @@ def set_plans_aside(directory: str, aside: str) -> None:
 
 
 def migration_bytes(operations, atomic: bool = True, doc: Optional[list] = None,
-                    replaces: Optional[list] = None) -> bytes:
+                    replaces: Optional[list] = None, part: Optional[tuple] = None) -> bytes:
     """A migration file's bytes; ``doc``: lines for its "doc" key, which the reader ignores;
-    ``replaces``: the names a squashed migration stands for."""
+    ``replaces``: the names a squashed migration stands for; ``part``: (index, count) of
+    a squash split into files."""
     document = {"format": FORMAT, "ops": [op.to_json() for op in operations]}
     if replaces:
         document["replaces"] = list(replaces)
+    if part is not None:
+        document["part"] = list(part)
     if not atomic:
         document["atomic"] = False
     if doc is not None:
