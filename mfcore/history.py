@@ -356,9 +356,13 @@ def listed_files(files, applied_file, directory) -> list:
     by_name = {f.name: f for f in files}
     missing = [name for name in applied_file if name not in by_name]
     if missing:
-        # Originals removed after a squash: the squashed migration stands for them.
-        standing = {name: f for f in files for name in f.replaces()}
-        applied_file = [standing[name].name if name in standing else name for name in applied_file]
+        # Originals removed after a squash: the squashed migration (every part of a split
+        # one) stands for them.
+        standing: dict = {}
+        for f in files:
+            for name in f.replaces():
+                standing.setdefault(name, []).append(f.name)
+        applied_file = [standing_name for name in applied_file for standing_name in standing.get(name, [name])]
         missing = [name for name in applied_file if name not in by_name]
     if missing:
         raise IntegrityError(f"{os.path.join(directory, '.applied')} lists {', '.join(missing)}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import dbutil
 from conftest import Project
 from foldcheck import Database, catalog, differences
+from mfcore import store
 
 BASE = """\
 enum Role { ADMIN, USER }
@@ -341,6 +343,128 @@ def test_squash_refuses_a_range_with_data_steps_naming_them(project):
     assert project.state() == before
 
 
+def _squash_ranges(project, databases):
+    """Migrations 001-004 of VERSIONS, and three databases: one that applied none of them,
+    one 001 only, one 001-003; returns (databases, the names of 001-003, 004's name)."""
+    made = {name: databases(name) for name in ("zero", "between", "point")}
+    for number, models in enumerate(VERSIONS[:3], 1):
+        project.write_models(models)
+        assert project.run("db", "makemigrations").code == 0
+        if number == 1:
+            assert mf(project, made["between"][1], "db", "migrate").code == 0
+    assert mf(project, made["point"][1], "db", "migrate").code == 0
+    originals = sorted(p.name for p in project.migrations.glob("0*.json"))
+    project.write_models(VERSIONS[3])
+    assert project.run("db", "makemigrations").code == 0
+    fourth = next(p.name for p in project.migrations.glob("004_*.json"))
+    return made, originals, fourth
+
+
+def _ops(path: Path) -> list:
+    return json.loads(path.read_text())["ops"]
+
+
+def test_a_squash_over_the_table_limit_is_written_in_parts_that_stand_for_the_range(project, databases, tmp_path):
+    made, originals, fourth = _squash_ranges(project, databases)
+    whole = Project(tmp_path / "whole")
+    shutil.copytree(project.path, whole.path, ignore=shutil.ignore_patterns("*.db"))
+
+    squashed = project.run("--json", "db", "squash", "--to", "003", "--max-tables", "2")
+    assert squashed.code == 0, squashed
+    document = json.loads(squashed.out)
+    parts = [Path(shown).name for shown in document["files"]]
+    assert len(parts) >= 2 and document["file"] == document["files"][0]
+    assert parts == [f"003_squashed_001_003_part{n}.json" for n in range(1, len(parts) + 1)]
+    assert "max_tables_per_migration (2)" in document["split"]
+    assert whole.run("db", "squash", "--to", "003").code == 0
+    [unsplit] = whole.migrations.glob("003_squashed_*.json")
+    # The parts, one after another, are the squash; each lists the range and its place in the squash.
+    assert [op for name in parts for op in _ops(project.migrations / name)] == _ops(unsplit)
+    assert document["operations"] == _ops(unsplit)
+    for index, name in enumerate(parts, 1):
+        part = json.loads((project.migrations / name).read_text())
+        assert part["replaces"] == originals and part["part"] == [index, len(parts)]
+        touched = {op["table"] for op in part["ops"] if "table" in op}
+        assert len(touched) <= 2, name
+    listed = [f.name for f in store.list_migration_files(str(project.migrations))]
+    assert listed == originals + parts + [fourth]
+
+    # Each database goes on from where it is: the empty one applies the parts, in order;
+    # the others apply the rest of the originals, and count every part as applied.
+    for _database, url in made.values():
+        result = mf(project, url, "db", "migrate")
+        assert result.code == 0, result
+    assert ledger(made["zero"][0]) == parts + [fourth]
+    assert ledger(made["between"][0]) == originals + [fourth]
+    assert ledger(made["point"][0]) == originals + [fourth]
+    same_catalog(made["zero"][0], made["between"][0])
+    same_catalog(made["zero"][0], made["point"][0])
+    for label in ("between", "point"):
+        states = {m["name"]: m["state"] for m in json.loads(mf(project, made[label][1], "db", "status", "--json").out)
+                  ["migrations"]}
+        assert all(states[name] == "applied" for name in originals + parts + [fourth]), states
+    assert "No drift" in mf(project, made["zero"][1], "db", "drift").out
+
+    # The parts roll back one by one, newest first, and apply again.
+    zero, url = made["zero"]
+    before = catalog(zero)
+    undone = json.loads(mf(project, url, "--json", "db", "rollback", "3").out)["rolled_back"]
+    assert undone == [fourth, parts[-1], parts[-2]]
+    assert ledger(zero) == parts[:-2]
+    assert mf(project, url, "db", "rollback", "--to", "0").code == 0
+    assert ledger(zero) == []
+    empty, _url = databases("empty")
+    same_catalog(zero, empty)
+    assert mf(project, url, "db", "migrate").code == 0
+    assert ledger(zero) == parts + [fourth]
+    zero.schema_changed()
+    assert differences(catalog(zero), before) == []
+
+    # Without the originals, nothing changes for any database, and a new one applies the parts.
+    for name in originals:
+        (project.migrations / name).unlink()
+    for _database, url in made.values():
+        result = mf(project, url, "db", "migrate")
+        assert result.code == 0 and "No unapplied migrations." in result.out, result
+    assert project.run("db", "makemigrations").out.strip() == "No changes detected."
+    fresh, url_fresh = databases("fresh")
+    assert mf(project, url_fresh, "db", "migrate").code == 0
+    assert ledger(fresh) == parts + [fourth]
+    same_catalog(made["point"][0], fresh)
+
+
+def test_the_parts_of_a_split_squash_are_checked_where_they_are_read(project):
+    for models in VERSIONS[:3]:
+        project.write_models(models)
+        assert project.run("db", "makemigrations").code == 0
+    squashed = project.run("--json", "db", "squash", "--max-tables", "1")
+    assert squashed.code == 0, squashed
+    parts = [project.path / shown for shown in json.loads(squashed.out)["files"]]
+    assert len(parts) >= 3
+    # schema.json names the last part: nothing to make.
+    assert json.loads((project.migrations / "schema.json").read_text())["migration"] == parts[-1].name
+    assert project.run("db", "makemigrations").out.strip() == "No changes detected."
+
+    kept = parts[1].read_bytes()
+    parts[1].unlink()
+    before = project.state()
+    result = project.run("db", "migrate")
+    assert result.code == 2, result
+    assert f"is split into {len(parts)} files and part(s) 2 of it are missing" in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert project.state() == before
+    parts[1].write_bytes(kept)
+
+    document = json.loads(parts[0].read_text())
+    for wrong in ([0, len(parts)], [1], "1/3", [2, 1]):
+        parts[0].write_text(json.dumps(dict(document, part=wrong)))
+        result = project.run("db", "migrate")
+        assert result.code == 2 and "'part' must be [index, count]" in result.err, result
+    parts[0].write_text(json.dumps({key: value for key, value in document.items() if key != "replaces"}))
+    result = project.run("db", "migrate")
+    assert result.code == 2 and "'part' belongs to a squashed migration" in result.err, result
+
+
 def test_a_replaces_key_is_checked_where_the_file_is_read(project):
     project.write_models(BASE)
     project.run("db", "makemigrations")
@@ -359,7 +483,7 @@ def test_completion_knows_rebase_and_squash(project):
     assert script.code == 0
     commands = next(line for line in script.out.splitlines() if "makemigrations migrate" in line)
     assert " rebase " in commands and " squash" in commands
-    assert 'squash) opts="--config --help --json --name --to --verbose"' in script.out
+    assert 'squash) opts="--config --help --json --max-tables --name --to --verbose"' in script.out
     fish = project.run("completion", "fish").out
     assert "__fish_seen_subcommand_from migrate squash rollback' -l to" in fish
 
