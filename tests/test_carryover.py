@@ -9,7 +9,9 @@ import sqlite3
 import orjson
 
 import dbutil
+from conftest import copy_compat
 from mfcore.store import load_history
+from test_branches import databases, ledger, same_catalog  # noqa: F401 (databases: a fixture)
 
 
 def db_digest(path) -> str:
@@ -133,3 +135,81 @@ def test_a_refused_change_leaves_the_plan_project_as_it_was(compat):
     assert result.code == 2 and "cannot add CharField 'User.vat' as NOT NULL without a default" in result.err
     assert demo.state() == before
     assert (demo.migrations / "plan.initial.json").is_file()
+
+
+# ---------------------------------------------------------------- plans over the table limit
+
+def orm_demo(tmp_path, label: str, max_tables=None):
+    """A copy of orm_demo in tmp_path/label, with max_tables_per_migration when given
+    (its plan touches three tables)."""
+    project = copy_compat("orm_demo", tmp_path / label)
+    if max_tables is not None:
+        config = project.path / "language_config.yaml"
+        config.write_text(config.read_text() + f"\nmax_tables_per_migration: {max_tables}\n")
+    return project
+
+
+def file_ops(project) -> dict:
+    return {name: json.loads((project.migrations / name).read_text())["ops"] for name in project.migration_names()}
+
+
+def test_a_plan_over_the_table_limit_becomes_parts_that_apply_and_roll_back_one_by_one(tmp_path, databases):
+    split, whole = orm_demo(tmp_path, "split", 1), orm_demo(tmp_path, "whole")
+    for project in (split, whole):
+        made = project.run("db", "makemigrations")
+        assert made.code == 0 and "Carried this project over" in made.out, made
+    [initial, catch_up] = whole.migration_names()
+    names = split.migration_names()
+    plan_parts = [name for name in names if "_drop_notes" not in name]
+    assert len(plan_parts) >= 2 and len(names) > len(plan_parts)
+    assert plan_parts == [f"{n:03d}_enum_orderstatus_create_user_part{n}.json" for n in range(1, len(plan_parts) + 1)]
+    # The parts, one after another, are the file the plan becomes without a limit; .applied lists each.
+    ops = file_ops(split)
+    assert [op for name in plan_parts for op in ops[name]] == file_ops(whole)[initial]
+    assert [op for name in names[len(plan_parts):] for op in ops[name]] == file_ops(whole)[catch_up]
+    assert json.loads((split.migrations / ".applied").read_text()) == {"applied": plan_parts}
+    assert split.run("db", "makemigrations").out == "No changes detected.\n"
+
+    split_db, split_url = databases("split")
+    whole_db, whole_url = databases("whole")
+    assert split.run("db", "migrate", env={"MF_DATABASE_URL": split_url}).code == 0
+    assert whole.run("db", "migrate", env={"MF_DATABASE_URL": whole_url}).code == 0
+    assert ledger(split_db) == names
+    same_catalog(split_db, whole_db)
+
+    # Undone one file at a time, newest first, down to nothing; then applied again.
+    for count in range(len(names), 0, -1):
+        undone = split.run("--json", "db", "rollback", "--allow-data-loss", env={"MF_DATABASE_URL": split_url})
+        assert json.loads(undone.out)["rolled_back"] == [names[count - 1]], undone
+        assert ledger(split_db) == names[:count - 1]
+    empty, _url = databases("empty")
+    same_catalog(split_db, empty)
+    assert split.run("db", "migrate", env={"MF_DATABASE_URL": split_url}).code == 0
+    same_catalog(split_db, whole_db)
+
+
+def test_a_database_the_earlier_tool_made_is_adopted_with_every_part_of_its_plan(tmp_path):
+    # The earlier tool's database: what the plan creates, with a row, and no ledger.
+    maker = orm_demo(tmp_path, "maker", 1)
+    assert maker.run("db", "makemigrations").code == 0
+    plan_parts = json.loads((maker.migrations / ".applied").read_text())["applied"]
+    assert len(plan_parts) >= 2
+    database = tmp_path / "earlier.db"
+    url = f"sqlite:///{database}"
+    assert maker.run("db", "migrate", "--to", plan_parts[-1][:3], env={"MF_DATABASE_URL": url}).code == 0
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE mf_migrations")
+        connection.execute("INSERT INTO users (name, email) VALUES ('Ann', 'ann@example.com')")
+
+    app = orm_demo(tmp_path, "app", 1)
+    (app.path / "demo.db").unlink()
+    result = app.run("db", "migrate", env={"MF_DATABASE_URL": url})
+    assert result.code == 0, result
+    assert f"became {', '.join(plan_parts)}, and " in result.out
+    names = app.migration_names()
+    with sqlite3.connect(database) as connection:
+        assert [row[0] for row in connection.execute("SELECT name FROM mf_migrations ORDER BY id")] == names
+        assert connection.execute("SELECT name FROM users").fetchall() == [("Ann",)]
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(orders)")]
+        assert "notes" not in columns  # the catch-up after the plan's parts ran
+    assert app.run("db", "status", env={"MF_DATABASE_URL": url}).out.rstrip().endswith("Up to date.")
