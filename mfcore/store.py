@@ -135,7 +135,8 @@ def checksum_matches(data: bytes, stored: str, content: Optional[str] = None) ->
 def list_migration_files(directory: str) -> list[MigrationFile]:
     """The numbered files, in numeric order. Two files with one number are an error,
     unless one is a squashed migration that replaces the other (it keeps the number of
-    the last migration it replaces, and comes after it)."""
+    the last migration it replaces, and comes after it), or they are the parts of one
+    squash split into files (after that original while it is there, in part order)."""
     found: dict[int, list] = {}
     for file in every_migration_file(directory):
         found.setdefault(file.number, []).append(file)

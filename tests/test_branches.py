@@ -420,6 +420,15 @@ def test_a_squash_over_the_table_limit_is_written_in_parts_that_stand_for_the_ra
     zero.schema_changed()
     assert differences(catalog(zero), before) == []
 
+    # A database that applied the originals and undoes the last of them is in between
+    # again: the parts stay out, and the original runs.
+    point, url = made["point"]
+    assert json.loads(mf(project, url, "--json", "db", "rollback", "--to", "002").out)["rolled_back"] == \
+        [fourth, originals[-1]]
+    states = {m["name"]: m["state"] for m in json.loads(mf(project, url, "db", "status", "--json").out)["migrations"]}
+    assert [states[name] for name in parts] == ["replaced"] * len(parts) and states[originals[-1]] == "pending"
+    assert json.loads(mf(project, url, "--json", "db", "migrate").out)["applied"] == [originals[-1], fourth]
+
     # Without the originals, nothing changes for any database, and a new one applies the parts.
     for name in originals:
         (project.migrations / name).unlink()
