@@ -34,6 +34,7 @@ class MigrationFileDraft:
     path: str
     content: bytes
     operations: list
+    atomic: bool = True  # what its "atomic" key says (makemigrations writes atomic migrations)
 
 
 @dataclass
