@@ -16,6 +16,8 @@ The cache is only ever a shortcut. Whatever does not fit (no cache, another
 schema.json or mf version, an edited enum, a model declared mid-line, any problem
 in the edited models) returns None here and makemigrations takes the full path,
 which explains problems with their positions. Deleting the cache is always safe.
+That full path still skips most of schema.json (verified_plan): a model that lies
+there exactly as the writer lays out the model just read is that model.
 """
 from __future__ import annotations
 
