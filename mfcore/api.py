@@ -252,8 +252,6 @@ def _draft_sql(config: Config, result) -> list:
     sql` shows it once written: on PostgreSQL its steps, each transaction's BEGIN,
     prologue and COMMIT (steps.shown_statements). No connection: makemigrations needs
     no database settings."""
-    import orjson
-
     from . import store
     from .dialects import dialect_for
     from .lint import migration_statements
@@ -265,7 +263,7 @@ def _draft_sql(config: Config, result) -> list:
         name = os.path.basename(planned.path)
         if len(result.files) > 1:
             statements.append(f"-- {name}")
-        atomic = orjson.loads(planned.content).get("atomic", True) is not False
+        atomic = planned.atomic  # not read back from its bytes: a first migration can be large
         migration = store.Migration(store.MigrationFile(int(name.split("_", 1)[0]), name, planned.path),
                                     tuple(planned.operations), atomic, "", False)
         step = planned_step(dialect, migration, migration_statements(dialect, migration, config.online))

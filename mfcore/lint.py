@@ -18,6 +18,7 @@ import difflib
 import os
 import re
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Optional
 
 from .dialects.base import OutsideTransaction, Plan, StepBoundary
@@ -142,7 +143,7 @@ def lint_project(config, numbers=(), every: bool = False) -> LintReport:
     findings: list = []
     for migration in history:
         if migration.name in wanted:
-            tables = frozenset(model.table for model in before[migration.name].models.values())
+            tables = frozenset(map(_table_of, before[migration.name].models.values()))
             findings += lint_migration(dialect, migration, tables, config=config)
     names = tuple(m.name for m in history if m.name in wanted)
     return LintReport(config.driver, names, tuple(findings))
@@ -391,11 +392,12 @@ def sql_rewrite_notes(config, number: int) -> dict:
 
 # ---------------------------------------------------------------- makemigrations
 
+_table_of = attrgetter("table")  # the tables before each file of a first migration: many thousands
+
+
 def lint_draft(config, schema_before, result) -> tuple:
     """(findings, rewrites) for the files makemigrations writes (writer.MakeMigrationsResult):
     the findings of each file, and for each of ``result.operations`` its rewrites."""
-    import orjson
-
     from . import store
     from .dialects import dialect_for
     from .operations import fold
@@ -406,11 +408,11 @@ def lint_draft(config, schema_before, result) -> tuple:
     rewrites: list = []
     for planned in result.files:
         name = os.path.basename(planned.path)
-        atomic = orjson.loads(planned.content).get("atomic", True) is not False
+        atomic = planned.atomic  # not read back from its bytes: a first migration can be large
         number = int(name.split("_", 1)[0])
         migration = store.Migration(store.MigrationFile(number, name, planned.path), tuple(planned.operations),
                                     atomic, "", False)
-        tables = frozenset(model.table for model in state.models.values())
+        tables = frozenset(map(_table_of, state.models.values()))
         findings += lint_migration(dialect, migration, tables, config=config)
         rewrites += operation_rewrites(dialect, planned.operations, atomic or not dialect.supports_non_atomic)
         state = fold(planned.operations, state)

@@ -16,6 +16,8 @@ The cache is only ever a shortcut. Whatever does not fit (no cache, another
 schema.json or mf version, an edited enum, a model declared mid-line, any problem
 in the edited models) returns None here and makemigrations takes the full path,
 which explains problems with their positions. Deleting the cache is always safe.
+That full path still skips most of schema.json (verified_plan): a model that lies
+there exactly as the writer lays out the model just read is that model.
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ class Plan(NamedTuple):
     entries: dict     # the cache's model entries for models.mp as it is now (info to fill in)
     context: str
     models_read: int  # model declarations read (the changed ones and their bases)
+    # verified_plan's: where every model and the relations lie in ``snapshot`` (as
+    # schema_file.layout gives them), there being no cache to say it.
+    spans: Optional[tuple] = None
 
 
 # A cache entry, per model of models.mp: [digest of its declaration, its base, and,
@@ -364,17 +369,52 @@ def _load(snapshot, cached, names) -> dict:
     return found
 
 
+def verified_plan(outline: Outline, declarations: list, new: Schema, snapshot: bytes, migration_name: str,
+                  index_foreign_keys: bool = False) -> Optional[Plan]:
+    """The Plan of a run that found no cache to use and read all of models.mp (``new``;
+    ``declarations`` is the outline parse() gave): ``old`` is schema.json, where each
+    model that lies exactly as the writer lays out the model just read is that very
+    model, neither parsed nor checked again (snapshot.schema_from_layout); those the
+    migration leaves alone are copied as they lie when schema.json is rewritten. None
+    when schema.json does not reflect ``migration_name``, is not laid out as mf writes
+    it, or has any problem: the full reading then repairs or explains it."""
+    if not schema_file.reflects(snapshot, migration_name):
+        return None
+    found = schema_file.layout(snapshot)
+    if found is None:
+        return None
+    spans, relations_span = found
+    view = memoryview(snapshot)
+    known = {}
+    try:
+        for name, model in new.models.items():
+            span = spans.get(name)
+            if span is not None and view[span[0]:span[1]] == schema_file.model_bytes(model):
+                known[name] = model
+    except orjson.JSONEncodeError:
+        return None
+    old = schema_file.schema_from_layout(snapshot, spans, relations_span, known)
+    if old is None:
+        return None
+    return Plan(old, new, snapshot, None, entries_for(outline, declarations),
+                context_digest(outline, index_foreign_keys), len(declarations), found)
+
+
 def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Optional[str] = None,
                    index_foreign_keys: bool = False) -> tuple:
     """schema.json's bytes after the diff of ``plan`` (``after`` is plan.old with the
     operations applied), and where its models lie (for save): the models ``after``
     changes are written anew, the others are copied as they lie in the old file."""
     before = plan.old
-    cached = plan.cache["models"]
+    if plan.spans is not None:
+        spans, relations_span = plan.spans
+    else:
+        spans = {name: (entry[_START], entry[_END]) for name, entry in plan.cache["models"].items()
+                 if len(entry) > _TABLE}
+        relations_span = plan.cache["relations"]
     rewritten = {name for name in before.models if after.models.get(name) is not before.models[name]}
     rewritten |= after.models.keys() - before.models.keys()
-    kept = {name: (entry[_START], entry[_END]) for name, entry in cached.items()
-            if len(entry) > _TABLE and name not in rewritten
-            and (name not in before.models or name in after.models)}
-    return schema_file.rewrite(plan.snapshot, kept, plan.cache["relations"], after, rewritten, migration_name,
+    kept = {name: span for name, span in spans.items()
+            if name not in rewritten and (name not in before.models or name in after.models)}
+    return schema_file.rewrite(plan.snapshot, kept, relations_span, after, rewritten, migration_name,
                                made_from, index_foreign_keys)

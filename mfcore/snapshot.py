@@ -330,6 +330,13 @@ def model_to_json(model: Model) -> dict:
         found = shared.get(id(model))
         if found is not None and found[0] is model:
             return found[1]
+    doc = _model_document(model)
+    if shared is not None:
+        shared[id(model)] = (model, doc)  # the model is kept, so its id stays its own
+    return doc
+
+
+def _model_document(model: Model) -> dict:
     doc = {
         "name": model.name,
         "table": model.table,
@@ -338,8 +345,6 @@ def model_to_json(model: Model) -> dict:
     }
     if model.checks:  # written only when there are some: files without checks stay as they were
         doc["checks"] = [check_to_json(c) for c in model.checks]
-    if shared is not None:
-        shared[id(model)] = (model, doc)  # the model is kept, so its id stays its own
     return doc
 
 
@@ -552,6 +557,58 @@ def layout(snapshot: bytes):
             return None
         spans[name] = (start, end)
     return spans, (relations_at + len(_RELATIONS_OPEN), len(snapshot) - 3)
+
+
+def model_bytes(model: Model) -> bytes:
+    """A model's value as dumps() lays it out inside schema.json (where layout() finds it)."""
+    return _nested(orjson.dumps(_model_document(model), option=_INDENT), 4)
+
+
+def schema_from_layout(snapshot: bytes, spans: dict, relations_span, known: dict,
+                       where: str = "schema.json") -> Optional[Schema]:
+    """The schema of schema.json's bytes, laid out as dumps() writes them (``spans`` and
+    ``relations_span`` from layout()), when each model of ``known`` ({name: Model}) lies
+    there as model_bytes() of that model: those bytes are what the writer makes of a
+    checked model, so the model is taken as it is, neither parsed nor checked again
+    (tests/test_snapshot.py holds that reading them would give it back and pass every
+    check). The rest of the file is read and checked as schema_from_json reads it.
+    None when anything is wrong, or not as dumps() writes it (the other models, the
+    relations): the full reading then says what, or reads the file as it is."""
+    view = memoryview(snapshot)
+    pieces = []
+    position = 0
+    for start, end in sorted(spans[name] for name in known):
+        pieces += [view[position:start], b"{}"]
+        position = end
+    pieces.append(view[position:])
+    try:
+        doc = orjson.loads(b"".join(pieces))
+        if check_envelope(doc, where) != FORMAT:
+            return None
+        docs = doc["models"]
+        if any(docs.get(name) != {} for name in known):
+            return None  # a name given twice, or laid out otherwise
+        for name, members in doc["enums"].items():
+            check_enum_members(members, f"{where}: enums.{name}")
+        models = {}
+        for name, model_doc in docs.items():
+            model = known.get(name)
+            if model is None:
+                check_model_doc(model_doc, f"{where}: models.{name}")
+                span = spans.get(name)
+                if span is None or view[span[0]:span[1]] != _nested(orjson.dumps(model_doc, option=_INDENT), 4):
+                    return None  # kept as it lies, it would not be what dumps() writes of it
+                model = model_from_json(name, model_doc, where)
+            models[name] = model
+        enums = {name: Enum(name, enum_members_from_json(name, members, where))
+                 for name, members in doc["enums"].items()}
+    except (orjson.JSONDecodeError, SchemaFileError):
+        return None
+    schema = Schema(enums=enums, models=models)
+    start, end = relations_span
+    if view[start:end] != _nested(orjson.dumps(relations(schema), option=_INDENT), 2):
+        return None
+    return schema
 
 
 def model_at(snapshot: bytes, span, name: str) -> Model:

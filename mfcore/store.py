@@ -546,12 +546,27 @@ def read_snapshot_document(directory: str, data: Optional[bytes] = None) -> tupl
     return schema, doc.get("migration"), (doc if doc.get("format") is not None else None)
 
 
-_CONFLICT_MARKER = re.compile(rb"^(<{7}|={7}|>{7})(\s|$)", re.MULTILINE)
+_CONFLICT_MARKERS = (b"<" * 7, b"=" * 7, b">" * 7)
+_WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what \s matches in a bytes pattern
 
 
 def has_conflict_markers(data: bytes) -> bool:
-    """Does a file hold the lines git leaves where a merge conflicted?"""
-    return _CONFLICT_MARKER.search(data) is not None
+    """Does a file hold the lines git leaves where a merge conflicted: a line that starts
+    with seven of <, = or > and then ends or goes on after a space? (The regular
+    expression ^(<{7}|={7}|>{7})(\\s|$), multi-line; found with bytes.find, which is
+    many times faster on a large schema.json.)"""
+    size = len(data)
+    for marker in _CONFLICT_MARKERS:
+        if data.startswith(marker) and (size == 7 or data[7] in _WHITESPACE):
+            return True
+        line = b"\n" + marker
+        at = data.find(line)
+        while at >= 0:
+            end = at + 8
+            if end == size or data[end] in _WHITESPACE:
+                return True
+            at = data.find(line, end)
+    return False
 
 
 def load_schema(path: str) -> Schema:

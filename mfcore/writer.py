@@ -34,6 +34,7 @@ class MigrationFileDraft:
     path: str
     content: bytes
     operations: list
+    atomic: bool = True  # what its "atomic" key says (makemigrations writes atomic migrations)
 
 
 @dataclass
@@ -179,7 +180,8 @@ class Draft:
     result: MakeMigrationsResult
     old: Schema                       # the schema the migration starts from
     old_document: Optional[dict]      # schema.json's document for ``old``, when it can be reused
-    cached: Optional[object]          # the model cache's Plan when only changed models were read
+    cached: Optional[object]          # the model cache's Plan when only changed models were read, or
+    #                                   when schema.json's unchanged models were taken as read (verified_plan)
     outline: object
     declarations: list
     index_foreign_keys: bool = False  # the project's setting, recorded in schema.json when true
@@ -204,11 +206,19 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     index_fks = store.index_foreign_keys(config.index_foreign_keys, snapshot_data, bool(files) or carried is not None)
     cached = None if carried is not None else _cached_plan(directory, files, outline, snapshot_data, index_fks)
     declarations: list = []
+    verified = None
     if cached is not None:
         old, new, old_document = cached.old, cached.new, None
     else:
         new = parse_bytes(outline.data, display, outline=declarations, index_foreign_keys=index_fks)
-        if carried is not None:
+        if carried is None and files and snapshot_data is not None:
+            # No cache: the models schema.json holds exactly as models.mp now says
+            # them, which after a small edit is nearly all, are taken as read.
+            verified = model_cache.verified_plan(outline, declarations, new, snapshot_data, files[-1].name,
+                                                 index_fks)
+        if verified is not None:
+            old, old_document = verified.old, None
+        elif carried is not None:
             old, old_document = carried.schema, None
         else:
             recorded = snapshot_data is not None and store.indexes_foreign_keys(snapshot_data)
@@ -241,7 +251,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     if operations or empty:
         suffix = store.suffix_for(operations, name if name is not None else (None if operations else "empty"))
         _plan_files(result, directory, number, suffix, config.max_tables_per_migration)
-    return Draft(result, old, old_document, cached, outline, declarations, index_fks)
+    return Draft(result, old, old_document, cached or verified, outline, declarations, index_fks)
 
 
 def _plan_files(result: MakeMigrationsResult, directory: str, number: int, suffix: str, max_tables: int) -> None:

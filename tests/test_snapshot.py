@@ -95,3 +95,71 @@ def test_an_ordinary_field_definition_takes_the_shortcut():
     assert _plainly_valid({"name": "title", "type": "CharField", "column": "title", "max_length": 200,
                            "null": True, "default": ""})
     assert not _plainly_valid({"name": "title", "type": "CharField"})  # the full check says why
+
+
+# ---------------------------------------------------------------- the shortcut for models laid out as written
+
+from mfcore import snapshot as schema_file  # noqa: E402
+
+
+def _strictly(schema):
+    """A schema's models with each value's type: 1 and True, or 5 and 5.0, are equal
+    in Python but not in a file."""
+    return {name: (model, [[(type(value), value) for value in f] for f in model.fields])
+            for name, model in schema.models.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_models_laid_out_as_written_are_read_as_the_full_check_reads_them(data):
+    """schema_from_layout takes a model whose bytes are model_bytes() of a model read
+    from models.mp as that model, unchecked: it returns a schema only when the full
+    reading passes and gives the same one, whatever one model of the file says."""
+    from strategies import schema_texts
+
+    read = mfcore.parse(data.draw(schema_texts()), index_foreign_keys=data.draw(st.booleans()))
+    document = schema_file.schema_to_json(read)
+    document["migration"] = "0001_initial.json"
+    names = sorted(document["models"])
+    if data.draw(st.booleans()):  # a hand edit of one field definition
+        model = document["models"][data.draw(st.sampled_from(names))]
+        field = model["fields"][data.draw(st.integers(0, len(model["fields"]) - 1))]
+        key, value = data.draw(_keys), data.draw(_values)
+        if data.draw(st.booleans()):
+            field[key] = value
+        else:
+            field.pop(key, None)
+    try:
+        snapshot = schema_file.dumps(document)
+    except TypeError:
+        return  # a value no JSON file holds (an integer beyond 64 bits)
+    spans, relations_span = schema_file.layout(snapshot)
+    taken = {name: read.models[name] for name in names if data.draw(st.booleans())
+             and snapshot[spans[name][0]:spans[name][1]] == schema_file.model_bytes(read.models[name])}
+    try:
+        full = schema_from_json(orjson.loads(snapshot))
+    except SchemaFileError:
+        full = None
+    shortcut = schema_file.schema_from_layout(snapshot, spans, relations_span, taken)
+    if full is None:
+        assert shortcut is None
+    elif shortcut is not None:
+        assert _strictly(shortcut) == _strictly(full) and shortcut.enums == full.enums
+    if snapshot == schema_file.dumps({**schema_file.schema_to_json(read), "migration": "0001_initial.json"}):
+        # Untouched, every model is taken as read, and the result is the very schema.
+        every = {name: read.models[name] for name in names}
+        assert all(snapshot[spans[n][0]:spans[n][1]] == schema_file.model_bytes(read.models[n]) for n in names)
+        assert _strictly(schema_file.schema_from_layout(snapshot, spans, relations_span, every)) == \
+            _strictly(full) == _strictly(read)
+
+
+def test_a_model_laid_out_otherwise_is_read_in_full():
+    read = mfcore.parse("model A extends Model {\n    title = CharField(max_length=20)\n}\n")
+    snapshot = schema_file.dumps({**schema_file.schema_to_json(read), "migration": "0001_x.json"})
+    spans, relations_span = schema_file.layout(snapshot)
+    edited = snapshot.replace(b'"null": true', b'"null": 1') if b'"null"' in snapshot else \
+        snapshot.replace(b'"max_length": 20', b'"max_length": 20.0')
+    assert edited != snapshot
+    spans, relations_span = schema_file.layout(edited)
+    assert edited[spans["A"][0]:spans["A"][1]] != schema_file.model_bytes(read.models["A"])
+    assert schema_file.schema_from_layout(edited, spans, relations_span, {}) is None  # the full check refuses

@@ -167,3 +167,30 @@ def test_files_get_the_mode_the_umask_gives_and_are_still_written_atomically(pro
     os.chmod(project.migrations / "schema.json", 0o664)
     store.atomic_write(str(project.migrations / "schema.json"), (project.migrations / "schema.json").read_bytes())
     assert stat.S_IMODE((project.migrations / "schema.json").stat().st_mode) == 0o664
+
+
+# ---------------------------------------------------------------- conflict markers, found without a regex
+
+import re as _re  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mfcore.store import has_conflict_markers  # noqa: E402
+
+_MARKER_LINE = _re.compile(rb"^(<{7}|={7}|>{7})(\s|$)", _re.MULTILINE)  # what git's markers are
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"<<<<<<<", b"=======", b">>>>>>>", b"<", b"=", b">", b"\n", b" ", b"\t",
+                                 b"\r", b"\x0b", b"x", b"{\n"]), max_size=14))
+def test_conflict_markers_are_found_where_the_regular_expression_finds_them(pieces):
+    data = b"".join(pieces)
+    assert has_conflict_markers(data) == (_MARKER_LINE.search(data) is not None)
+
+
+def test_conflict_markers_at_either_end_of_a_file():
+    assert has_conflict_markers(b"<<<<<<< HEAD\n{}")
+    assert has_conflict_markers(b"{}\n>>>>>>>")
+    assert not has_conflict_markers(b"{}\n========\n")
+    assert not has_conflict_markers(b'{"a": "=======\\n"}')
