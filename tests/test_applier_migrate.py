@@ -506,7 +506,8 @@ def test_postgres_statements_wait_for_table_locks_only_as_long_as_configured(pg_
     target.make(SEED_V1)
     run(applier.migrate, target.config)
     name = target.make(SEED_V2)
-    config = dataclasses.replace(target.config, statement_lock_timeout="200ms")
+    # One try: the retries and their pauses have tests of their own (test_lock_retries).
+    config = dataclasses.replace(target.config, statement_lock_timeout="200ms", lock_retries=0)
     blocker = dbutil.PostgresSession(target.dsn)
     blocker.execute("BEGIN")
     blocker.execute("LOCK TABLE lt_customers IN ACCESS SHARE MODE")  # a long-running reader
