@@ -1394,14 +1394,32 @@ class _Database:
         resumes at them (see _index_build)."""
         statements = step.statements if statements is None else statements
         total = len(statements)
-        for position, statement in enumerate(statements, 1):
+        index = 0
+        while index < total:
+            statement = statements[index]
+            if not isinstance(statement, _RUN_ON_ITS_OWN):
+                # A run of plain statements goes to the driver at once (one trip to
+                # aiosqlite's thread); asyncpg takes a str, no subclass (an OutsideTransaction is one).
+                end = index + 1
+                while end < total and not isinstance(statements[end], _RUN_ON_ITS_OWN):
+                    end += 1
+                try:
+                    await self.connection.execute_each([str(s) for s in statements[index:end]])
+                except StatementError as exc:
+                    failed = index + exc.position
+                    raise _StatementFailed(failed + 1, total, statements[failed], exc) from None
+                index = end
+                continue
+            index += 1
             try:
                 if isinstance(statement, IndexBuild):
                     await self._index_build(step, statement, resuming)
-                elif isinstance(statement, IndexDrop) and resuming \
-                        and await self.dialect.index_validity(self.connection, statement.index) is None:
-                    self.notices.append(f"{step.name}: the index {statement.index} was dropped by a run that "
-                                        "stopped before recording it; the drop is taken as done.")
+                elif isinstance(statement, IndexDrop):
+                    if resuming and await self.dialect.index_validity(self.connection, statement.index) is None:
+                        self.notices.append(f"{step.name}: the index {statement.index} was dropped by a run that "
+                                            "stopped before recording it; the drop is taken as done.")
+                    else:
+                        await self.connection.execute(str(statement))
                 elif isinstance(statement, PythonCall):
                     await self._call(statement)
                 elif isinstance(statement, CatalogStep):
@@ -1409,15 +1427,12 @@ class _Database:
                         await statement.run(self.connection)
                     except CatalogStepRefusal as refusal:
                         raise StatementError(str(refusal)) from None
-                elif isinstance(statement, Guard):
+                else:  # a Guard
                     found = await self.connection.fetch(str(statement))  # asyncpg takes a str, no subclass
                     if found:
                         raise StatementError(statement.refusal(found[0]))
-                else:
-                    # asyncpg takes a str, no subclass (an OutsideTransaction is one)
-                    await self.connection.execute(str(statement))
             except StatementError as exc:
-                raise _StatementFailed(position, total, statement, exc) from None
+                raise _StatementFailed(index, total, statement, exc) from None
         if step.foreign_keys_off:
             # Only the tables the migration can have broken, and those referencing them:
             # a whole-database check reads every row of every table.
@@ -1593,6 +1608,10 @@ class _Database:
         except StatementError as exc:
             raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
                                 f"nothing was dropped{self.dialect.drop_failure_note}") from None
+
+
+# What _run_statements hands to the driver one by one, each with its own handling.
+_RUN_ON_ITS_OWN = (IndexBuild, IndexDrop, PythonCall, CatalogStep, Guard)
 
 
 class _StatementFailed(Exception):

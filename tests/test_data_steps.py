@@ -105,6 +105,34 @@ def test_migrate_refuses_the_untouched_template_and_applies_nothing(project, dat
     assert project.run("db", "migrate", "--to", "002", env=env).code == 0  # the template is not read below it
 
 
+def test_a_refused_statement_among_many_is_named_by_its_place_and_undoes_the_whole_migration(project, database):
+    env, query = database
+    project.write_models(APPLICATION % "")
+    project.run("db", "makemigrations")
+    assert project.run("db", "migrate", env=env).code == 0
+    project.write_models(APPLICATION % "    note = TextField(null=true)\n")
+    project.run("db", "makemigrations")
+    [second] = project.migrations.glob("002_*.json")
+    fills = ["INSERT INTO application (name, owner, note) VALUES ('a', 1, 'x')",
+             "INSERT INTO application_missing (name) VALUES ('b')",
+             "INSERT INTO application (name, owner, note) VALUES ('c', 3, 'y')"]
+    edit(second, lambda d: d["ops"].append({"op": "run_sql", "sql": "; ".join(fills), "reverse_sql": ""}))
+    # The migration's own statements: `mf db sql` also shows PostgreSQL's transaction frame.
+    statements = [s for s in json.loads(project.run("db", "sql", "002", "--json", env=env).out)["sql"]
+                  if s not in ("BEGIN", "COMMIT") and not s.startswith("SET LOCAL ")]
+    failing = next(i for i, s in enumerate(statements, 1) if "application_missing" in s)
+    assert failing < len(statements)  # the third INSERT comes after it
+    before = (ledger(query), project.state())
+
+    refused = project.run("db", "migrate", env=env)
+    assert refused.code == 3, refused
+    assert f"Statement {failing} of {len(statements)}: {fills[1]}" in refused.err, refused
+    assert "Traceback" not in refused.err
+    assert (ledger(query), project.state()) == before
+    assert query("SELECT count(*) FROM application") == [(0,)]
+    assert "note" not in [r[0] for r in query(query.columns, "application")]
+
+
 def test_a_step_without_sql_for_this_database_stops_the_run_before_anything(project, database):
     env, query = database
     name = one_migration_with_a_filled_unique_column(project)
