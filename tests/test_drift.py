@@ -43,7 +43,7 @@ model Member extends Model {
 
 # How many histories the property tests draw per database: bounded in CI, more with
 # MF_DRIFT_EXAMPLES=<n>.
-EXAMPLES = int(os.environ.get("MF_DRIFT_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("MF_DRIFT_EXAMPLES", "40"))
 
 
 class Database:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from foldcheck import Database, Stepwise, catalog, differences
 
-EXAMPLES = int(os.environ.get("MF_ORACLE_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("MF_ORACLE_EXAMPLES", "40"))
 
 MODEL_NAMES = ["Alpha", "Beta", "Gamma", "Delta"]
 TABLES = ["t1", "t2", "t3"]

@@ -434,7 +434,8 @@ anyio.run(lambda: applier.migrate(config, on_event=lambda kind, name, index, tot
 print("done", flush=True)
 """
 
-TRIALS = 20
+# Kills per run of the suite; MF_KILL_TRIALS=40 (say) for a longer hunt.
+TRIALS = int(os.environ.get("MF_KILL_TRIALS", "14"))
 ROWS = 200000
 
 
