@@ -259,7 +259,11 @@ def row_safe_changes(draw, spec):
             if step == 0 and row_safe(field, old_members) and (name, field_name) not in held:
                 del fields[field_name]
             elif step == 1 and kind in NUMBERS + TEXTS:
-                new_kind = draw(st.sampled_from(NUMBERS if kind in NUMBERS else TEXTS))
+                kinds = NUMBERS if kind in NUMBERS else TEXTS
+                if kind in NUMBERS and default is not None and not str(default).lstrip("-").isdigit():
+                    # Rows the default filled hold 1.5 or 0.5: an integer column would round them.
+                    kinds = ("DecimalField", "FloatField")
+                new_kind = draw(st.sampled_from(kinds))
                 fields[field_name] = (new_kind, null, unique and kind in UNIQUE_KINDS, default,
                                       draw(st.sampled_from((10, 30))) if new_kind == "CharField" else None)
             elif step == 2 and not null:
