@@ -167,6 +167,7 @@ def wait_for_lock_free(session, context: str) -> None:
     # through a read may keep reading its tables: that blocks no migration).
     while session.fetchval(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'mf' "
+                "AND a.datname = current_database() "
             "AND ((l.locktype = 'advisory' AND ((l.classid::bigint << 32) | l.objid::bigint) = $1) "
             "OR (l.locktype = 'relation' AND l.mode <> 'AccessShareLock'))", ADVISORY_LOCK_KEY):
         assert time.monotonic() < deadline, f"{context}: the server kept the vanished run's lock or transaction"
