@@ -45,7 +45,7 @@ from .datasteps import MigrationConnection, PythonCall
 from .dialects import dialect_for
 from .dialects.base import (Backend, CatalogStep, CatalogStepRefusal, Guard, IndexBuild, IndexDrop,
                             describe_backends)
-from .drivers import Connection, StatementError, connect, database_exists
+from .drivers import Connection, PreparedQuery, StatementError, connect, database_exists
 from .errors import (DatabaseError, DataLossError, DriftError, FileWriteError, IntegrityError, LockBudgetError,
                      LockTimeoutError, MfError, MigrationFileError, ResolveError,
                      UnresolvedMigrationError)
@@ -659,6 +659,7 @@ class _Database:
         self.on_event: Optional[EventCallback] = None  # hears "retry" (see migrate)
         self._holder: Optional[Connection] = None  # the run-wide lock's connection, while held
         self._session_id = None  # the migration session, as blockers_sql asks about it
+        self._holder_questions: dict = {}  # what the lock's connection asks once it holds the lock, prepared
         self._lock_budget = None       # read from the server once per run (check_lock_budget)
         self._lock_budget_read = False
         self._within_budget: set = set()
@@ -711,8 +712,9 @@ class _Database:
             if lease is not None:
                 await holder.execute(lease)
             await self._check_transactional_ddl(holder)
+            await self._prepare_holder_questions(holder)
             await self._take_lock(holder)
-            await self._wait_for_earlier_transactions(holder)
+            await self._wait_for_earlier_transactions()
             await self._prepare_migration_session()
             holder.start_heartbeat(self.config.command_timeout / 4)
             self._holder = holder
@@ -731,9 +733,31 @@ class _Database:
                             await holder.execute(self.dialect.unlock_sql(self.config.schema))
         finally:
             self._holder = None
+            self._holder_questions = {}
             # Closing the session frees the lock in any case.
             with anyio.CancelScope(shield=True):
                 await holder.close()
+
+    async def _prepare_holder_questions(self, holder: Connection) -> None:
+        """Everything the lock's session will be asked while it holds the lock, parsed by
+        the server before the lock is taken: once held, each question is one exchange
+        ending in Sync. A network that stalls half-way through a parse would otherwise
+        leave the server waiting for the rest of the statement, outside every timeout
+        and every lease, holding the lock for as long as the stalled socket stays open."""
+        questions = {"earlier": self.dialect.earlier_transactions_sql(self.config.schema),
+                     "wait": self.dialect.wait_for_earlier_transactions_sql(self.config.schema,
+                                                                            self.config.lock_timeout),
+                     "blockers": self.dialect.blockers_sql()}
+        prepared = {}
+        for key, sql in questions.items():
+            if sql is None:
+                continue
+            try:
+                prepared[key] = await holder.prepare(sql)
+            except StatementError as exc:
+                raise DatabaseError(f"{self.config.display_dsn} cannot prepare what mf asks while it holds the "
+                                    f"migration lock ({exc.message}); nothing was applied") from None
+        self._holder_questions = prepared
 
     async def _take_lock(self, holder: Connection) -> None:
         """Poll for the lock on ``holder`` (a connection of its own) with growing,
@@ -763,16 +787,16 @@ class _Database:
             await anyio.sleep(min(delay * random.uniform(0.5, 1.5), remaining))
             delay = min(delay * 2, LOCK_POLL_MAX)
 
-    async def _wait_for_earlier_transactions(self, holder: Connection) -> None:
+    async def _wait_for_earlier_transactions(self) -> None:
         """A run killed inside a statement frees the run-wide lock at once (its session
         ends with the process), while the server may still run that statement's
         transaction, and hold its locks, until it notices that the client is gone. Such a
         transaction holds the mark of the dialect's transaction_marker_sql: wait for it to
         end, at most lock_timeout, saying so; then give up naming it."""
-        query = self.dialect.earlier_transactions_sql(self.config.schema)
+        query = self._holder_questions.get("earlier")
         if query is None:
             return
-        earlier = await self._backends(holder, query)
+        earlier = await self._backends(query)
         if not earlier:
             return
         where = self.config.display_dsn
@@ -781,10 +805,10 @@ class _Database:
             "is gone (the migration lock was free), but the server still runs its transaction, whose locks would "
             f"block this run (waiting at most lock_timeout {self.config.lock_timeout:g} s).")
         started = time.monotonic()
-        wait = self.dialect.wait_for_earlier_transactions_sql(self.config.schema, self.config.lock_timeout)
+        wait = self._holder_questions.get("wait")
         if self.config.lock_timeout > 0 and wait is not None:
             try:
-                await holder.fetch(wait)
+                await wait.fetch()
                 self.notices.append(f"The earlier run's transaction ended after {time.monotonic() - started:.1f} s; "
                                     "this run goes on.")
                 return
@@ -792,17 +816,17 @@ class _Database:
                 if not exc.is_lock_timeout:
                     raise DatabaseError(f"{where} could not say when an earlier mf run's transaction ends "
                                         f"({exc.message}); nothing was applied") from None
-        still = await self._backends(holder, query) or earlier
+        still = await self._backends(query) or earlier
         raise LockTimeoutError(
             f"the transaction of an earlier mf run, {describe_backends(still)}, still runs on {where} after "
             f"lock_timeout {self.config.lock_timeout:g} s: that run is gone (the migration lock was free), but the "
             "server has not ended its transaction, whose locks would block this run; nothing was applied. Run "
             "migrate again when it has ended (or end it: SELECT pg_cancel_backend(pid))")
 
-    async def _backends(self, connection: Connection, query: str, *args) -> list:
+    async def _backends(self, query: PreparedQuery, *args) -> list:
         """Other sessions of the server, as ``query`` (of the dialect) finds them."""
         try:
-            rows = await connection.fetch(query, args)
+            rows = await query.fetch(args)
         except StatementError as exc:
             raise DatabaseError(f"{self.config.display_dsn} cannot list its sessions ({exc.message}); "
                                 "nothing was applied") from None
@@ -1097,7 +1121,7 @@ class _Database:
         statement_lock_timeout, which sessions hold the lock the migration session waits
         for (the migration's own connection is busy waiting); the last answer that named
         any is left in ``seen``. Without a run-wide lock's connection, just the attempt."""
-        holder, session, query = self._holder, self._session_id, self.dialect.blockers_sql()
+        holder, session, query = self._holder, self._session_id, self._holder_questions.get("blockers")
         lock_wait = duration_seconds(self.config.statement_lock_timeout)
         if holder is None or session is None or query is None or lock_wait <= 0:
             return await attempt()
@@ -1115,7 +1139,7 @@ class _Database:
                 asked = True
                 with anyio.CancelScope(shield=True):  # never cut a question half-way
                     try:
-                        found = await self._backends(holder, query, session)
+                        found = await self._backends(query, session)
                     except (StatementError, DatabaseError):
                         return  # the failure, if any, is the attempt's to report
                 if found:

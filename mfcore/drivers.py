@@ -65,6 +65,14 @@ class Connection:
     async def close(self) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    async def prepare(self, sql: str) -> "PreparedQuery":
+        """``sql``, made ready now to be run later (and again) by the result's fetch().
+        Where the server parses a statement in one exchange and runs it in another
+        (PostgreSQL's extended protocol), that later run is a single exchange ending in
+        Sync: a client that goes quiet after it leaves no server session waiting
+        half-way through a statement, holding what it holds."""
+        return PreparedQuery(self, sql)
+
     async def execute_each(self, statements: Sequence[str]) -> None:
         """Each statement in order, as execute() runs it; the first refused stops the
         rest and raises its StatementError with ``position`` set."""
@@ -93,6 +101,16 @@ class Connection:
             # migration and the statement); any other (a connection lost at BEGIN, a
             # ledger that cannot be read) leaves as a DatabaseError naming the database.
             raise DatabaseError(f"the database {self.display_dsn} refused a statement: {exc.message}") from None
+
+
+class PreparedQuery:
+    """A query of one connection, run by fetch(args) (see Connection.prepare)."""
+
+    def __init__(self, connection: Connection, sql: str):
+        self.connection, self.sql = connection, sql
+
+    async def fetch(self, args: Sequence[Any] = ()) -> list:
+        return await self.connection.fetch(self.sql, args)
 
 
 # ---------------------------------------------------------------- SQLite
@@ -212,6 +230,10 @@ class PostgresConnection(Connection):
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list:
         return await self._call(self._raw.fetch, sql, *args)
 
+    async def prepare(self, sql: str) -> PreparedQuery:
+        statement = await self._call(self._raw.prepare, sql)
+        return _PostgresPrepared(self, sql, statement)
+
     async def _call(self, method, sql: str, *args):
         import asyncio
 
@@ -278,6 +300,17 @@ class PostgresConnection(Connection):
                 await self._raw.close()
         except Exception:  # noqa: BLE001 - a connection we cannot close politely is cut
             self._raw.terminate()
+
+
+class _PostgresPrepared(PreparedQuery):
+    """A server-side prepared statement: each fetch sends Bind, Execute and Sync at once."""
+
+    def __init__(self, connection: PostgresConnection, sql: str, statement):
+        super().__init__(connection, sql)
+        self._statement = statement
+
+    async def fetch(self, args: Sequence[Any] = ()) -> list:
+        return await self.connection._call(lambda _sql, *values: self._statement.fetch(*values), self.sql, *args)
 
 
 def _keep_alive(raw) -> None:

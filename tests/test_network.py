@@ -52,6 +52,8 @@ class Proxy:
         self.trigger = None       # (k, action) or None
         self.state = "forwarding"  # then "stalled" or "cut"
         self.sockets: list = []
+        self.sent: list = []       # (connection number, data) of every piece clients sent
+        self.connections = 0
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
@@ -79,7 +81,7 @@ class Proxy:
     def arm(self, k, action: str = "stall") -> None:
         def reset():
             self.close_all()
-            self.pieces, self.state = 0, "forwarding"
+            self.pieces, self.state, self.sent = 0, "forwarding", []
             self.trigger = (k, action) if k is not None else None
         self._call(reset)
 
@@ -104,16 +106,18 @@ class Proxy:
             writer.transport.abort()
             return
         self.sockets.append(writer)
+        self.connections += 1
+        number = self.connections
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             writer.transport.abort()
             return
         self.sockets.append(upstream_writer)
-        await asyncio.gather(self._pipe(reader, upstream_writer, counted=True),
+        await asyncio.gather(self._pipe(reader, upstream_writer, counted=number),
                              self._pipe(upstream_reader, writer, counted=False), return_exceptions=True)
 
-    async def _pipe(self, reader, writer, counted: bool) -> None:
+    async def _pipe(self, reader, writer, counted: int = 0) -> None:
         while True:
             data = await reader.read(65536)
             if self.state == "stalled":
@@ -126,6 +130,7 @@ class Proxy:
             writer.write(data)
             if counted:
                 self.pieces += 1
+                self.sent.append((counted, data))
                 if self.trigger is not None and self.pieces == self.trigger[0]:
                     self._act(self.trigger[1])
             if self.state == "cut":
@@ -167,10 +172,14 @@ def wait_for_lock_free(session, context: str) -> None:
     # through a read may keep reading its tables: that blocks no migration).
     while session.fetchval(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'mf' "
-                "AND a.datname = current_database() "
+            "AND a.datname = current_database() "
             "AND ((l.locktype = 'advisory' AND ((l.classid::bigint << 32) | l.objid::bigint) = $1) "
             "OR (l.locktype = 'relation' AND l.mode <> 'AccessShareLock'))", ADVISORY_LOCK_KEY):
-        assert time.monotonic() < deadline, f"{context}: the server kept the vanished run's lock or transaction"
+        if time.monotonic() >= deadline:
+            sessions = session.fetch("SELECT pid, state, wait_event, left(query, 80) FROM pg_stat_activity "
+                                     "WHERE application_name = 'mf' AND datname = current_database()")
+            raise AssertionError(f"{context}: the server kept the vanished run's lock or transaction; mf's "
+                                 f"sessions: {[tuple(row) for row in sessions]}")
         time.sleep(0.05)
 
 
@@ -264,3 +273,45 @@ def test_a_stalled_statement_raises_database_error_through_the_api(proxy, pg_url
     assert events == ["start"]
     wait_for_lock_free(pg_session, "stalled in migration 001")
     assert applied_count(pg_session, names, "stalled in migration 001") == 0
+
+
+def last_message_kinds(data: bytes) -> list:
+    """The kinds (first bytes) of the frontend messages in ``data``, in order."""
+    kinds, at = [], 0
+    while at + 5 <= len(data):
+        kinds.append(data[at:at + 1])
+        at += 1 + int.from_bytes(data[at + 1:at + 5], "big")
+    return kinds
+
+
+def test_once_the_lock_is_held_its_session_is_sent_only_whole_exchanges(proxy, pg_url, pg_session, tmp_path):
+    """What mf sends on the migration lock's connection after asking for the lock ends
+    in Sync, a simple query or goodbye: whatever piece a stalled network cuts it at, the
+    server is never left waiting half-way through a statement (where no timeout and no
+    lease ends its session) while holding the lock. Checked on a run that waits for a
+    lock long enough to ask the lock's session who holds it."""
+    write_chain(tmp_path / "migrations", 2)
+    schema = pg_session.fresh_schema()
+    direct = config_for(f"{pg_url}?search_path={schema}", str(tmp_path / "migrations"))
+    anyio.run(lambda: applier.migrate(direct, to=1))
+    blocker = pg_session.fetchval("SELECT pg_backend_pid()")
+    pg_session.execute("BEGIN")
+    pg_session.execute("LOCK TABLE item IN ACCESS SHARE MODE")  # migration 002's ALTER TABLE waits for it
+    config = dataclasses.replace(
+        config_for(through(pg_url, proxy.port) + f"?search_path={schema}", str(tmp_path / "migrations")),
+        statement_lock_timeout="1s", lock_retries=0)
+    proxy.arm(None)
+    try:
+        with pytest.raises(DatabaseError) as refused:
+            anyio.run(lambda: applier.migrate(config))
+    finally:
+        pg_session.execute("ROLLBACK")
+    assert f"pid {blocker}" in str(refused.value)  # the lock's session was asked who blocks
+
+    holder = next(number for number, data in proxy.sent if b"pg_try_advisory_lock" in data)
+    pieces = [data for number, data in proxy.sent if number == holder]
+    asked = next(i for i, data in enumerate(pieces) if b"pg_try_advisory_lock" in data)
+    after_asking = pieces[asked + 1:]
+    assert len(after_asking) >= 4, after_asking  # the lock, earlier runs, who blocks, the unlock
+    unfinished = [data[:60] for data in after_asking if last_message_kinds(data)[-1] not in (b"S", b"Q", b"X")]
+    assert unfinished == []
