@@ -23,6 +23,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The `mf` processes the tests start cache their bytecode, as an installed mf does: an
+# environment that says not to write it would have every one of them compile mf from
+# its source again (about a third of a short command's time).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 COMPAT = Path(__file__).resolve().parent / "fixtures" / "compat"  # always there
 
 
