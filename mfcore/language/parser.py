@@ -69,19 +69,21 @@ def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None,
         declarations = read_raw(text, path, compiled=compiled)
         if outline is not None:
             outline.extend(declaration_outline(declarations))
-        schema, problems = build(declarations, compiled=compiled, index_foreign_keys=index_foreign_keys)
+        schema, problems = build(declarations, compiled=compiled, index_foreign_keys=index_foreign_keys,
+                                 consume=True)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema
 
 
 def build(declarations, *, compiled: bool | None = None, other_models=frozenset(),
-          index_foreign_keys: bool = False) -> tuple:
-    """(Schema, problems as (message, pos)) of a raw tree; see validate.build_schema."""
+          index_foreign_keys: bool = False, consume: bool = False) -> tuple:
+    """(Schema, problems as (message, pos)) of a raw tree; see validate.build_schema
+    (``consume``: the tree is let go as it is built)."""
     use_compiled = _compiled is not None if compiled is None else compiled
     loops = _compiled_loops if use_compiled and _compiled_loops is not None else hotloops
     return build_schema(declarations, loops.build_fields, loops.split_statements, other_models,
-                        index_foreign_keys)
+                        index_foreign_keys, consume)
 
 
 def declaration_outline(declarations) -> list:

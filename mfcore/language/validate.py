@@ -42,14 +42,18 @@ class Problem:
 
 
 def build_schema(declarations, fields_builder=None, statement_splitter=None,
-                 other_models=frozenset(), index_foreign_keys: bool = False) -> tuple[Schema, list]:
+                 other_models=frozenset(), index_foreign_keys: bool = False,
+                 consume: bool = False) -> tuple[Schema, list]:
     """Validate the raw tree; returns (schema, problems) with problems as (message, pos).
 
     ``fields_builder`` and ``statement_splitter`` are build_fields and split_statements
     of hotloops.py, as Python (the default) or compiled. ``other_models`` names models
     declared elsewhere that foreign keys may point to (makemigrations reads only the
     declarations that changed, see model_cache.py). ``index_foreign_keys``: a ForeignKey
-    whose db_index is not given gets an index (see _ModelBuilder._foreign_key_specs)."""
+    whose db_index is not given gets an index (see _ModelBuilder._foreign_key_specs).
+    ``consume``: ``declarations`` is emptied, and each model's statements are let go
+    once it is built, so that a large project's raw tree and its built schema are never
+    in memory whole at once (the checks after the build need only names and positions)."""
     problems: list = []
     add = lambda message, pos: problems.append((message, pos))  # noqa: E731
 
@@ -71,6 +75,8 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
                 continue
             raw_models[decl.name] = decl
 
+    if consume:
+        declarations.clear()
     builder = _ModelBuilder(raw_models, enums, add, fields_builder or build_fields,
                             statement_splitter or split_statements, index_foreign_keys)
     models = {}
@@ -78,6 +84,8 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
         built = builder.model(name)
         if built is not None and not builder.is_abstract(name):
             models[name] = built
+        if consume:
+            raw_models[name] = raw_models[name]._replace(statements=())
 
     _check_references(models, raw_models, builder, add, other_models)
     _check_tables(models, raw_models, add, enums, enum_positions, builder)
