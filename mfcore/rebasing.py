@@ -103,12 +103,19 @@ def _named(files, names) -> list:
 
 def _to_move(files, applied: Optional[set]) -> list:
     """The default: with a database's applied names, its unapplied files that share a
-    number or lie below its newest; without, the later of each shared number by name."""
-    counts: dict = {}
+    number or lie below its newest; without, the later of each shared number by name.
+
+    A squashed migration (in one file or in parts) and the originals it replaces are one
+    line of history, not branches: they never move, and the number they hold is taken,
+    so a branch's file beside them moves."""
+    squashed = _squash_lines(files)
+    taken = {f.number for f in files if f.name in squashed}
+    files = [f for f in files if f.name not in squashed]
+    counts: dict = {number: 1 for number in taken}
     for file in files:
         counts[file.number] = counts.get(file.number, 0) + 1
     if applied is None:
-        seen = set()
+        seen = set(taken)
         chosen = []
         for file in files:
             if file.number in seen:
@@ -116,14 +123,28 @@ def _to_move(files, applied: Optional[set]) -> list:
             seen.add(file.number)
         return chosen
     newest = max((f.number for f in files if f.name in applied), default=0)
+    newest = max([newest] + [f.number for f in squashed.values() if f.name in applied])
     unapplied = [f for f in files if f.name not in applied]
     chosen = [f for f in unapplied if counts[f.number] > 1 or f.number < newest]
     # Of a shared number none of which is applied, the first by name may stay.
     for number in {f.number for f in chosen}:
         group = [f for f in files if f.number == number]
-        if all(f in chosen for f in group) and number > newest:
+        if all(f in chosen for f in group) and number > newest and number not in taken:
             chosen.remove(group[0])
     return sorted(chosen, key=lambda f: (f.number, f.name))
+
+
+def _squash_lines(files) -> dict:
+    """{name: file} of the squashed migrations among ``files`` and of the originals they
+    replace that are there."""
+    by_name = {f.name: f for f in files}
+    line: dict = {}
+    for file in files:
+        replaced = file.replaces()
+        if replaced:
+            line[file.name] = file
+            line.update((name, by_name[name]) for name in replaced if name in by_name)
+    return line
 
 
 async def _applied_names(config: Config, notices: list) -> Optional[set]:

@@ -559,3 +559,40 @@ def test_a_pending_file_below_the_newest_with_a_data_step_is_refused(project):
     ours.write_bytes(hidden)
     result = project.run("db", "migrate")
     assert result.code == 0 and "002_ours.json runs after migrations numbered above it" in result.out, result
+
+
+def test_rebase_keeps_a_squash_and_its_originals_and_moves_the_branch_beside_them(project, databases):
+    """A squash (here in parts) keeps the number of the last migration it replaces and
+    sits beside it: that is one line of history, not two branches. Rebase moves only the
+    other branch's file of that number, and both an old database and a fresh one end
+    with the same catalog."""
+    originals_db, originals_url = databases("originals")
+    fresh_db, fresh_url = databases("fresh")
+    _two_branches_side_by_side(project, NICKNAME, TAG)  # 001, 002_ours, 002_theirs
+    theirs = (project.migrations / "002_theirs.json").read_bytes()
+    (project.migrations / "002_theirs.json").unlink()
+    assert mf(project, originals_url, "db", "migrate").code == 0  # 001 and 002_ours
+    squashed = project.run("db", "squash", "--max-tables", "1")
+    assert squashed.code == 0, squashed
+    assert len(list(project.migrations.glob("002_*_part*.json"))) >= 2
+    (project.migrations / "002_theirs.json").write_bytes(theirs)  # the merged branch
+    project.write_models(NICKNAME + TAG[len(BASE):])
+    before = sorted(p.name for p in project.migrations.glob("0*.json"))
+
+    rebased = mf(project, originals_url, "db", "rebase")
+    assert rebased.code == 0, rebased
+    assert "Moved 002_theirs.json to 003_theirs.json" in rebased.out
+    assert sorted(p.name for p in project.migrations.glob("0*.json")) == \
+        sorted(set(before) - {"002_theirs.json"} | {"003_theirs.json"})
+    assert project.run("db", "makemigrations").out.strip() == "No changes detected."
+    for url in (originals_url, fresh_url):
+        migrated = mf(project, url, "db", "migrate")
+        assert migrated.code == 0, migrated
+    assert ledger(originals_db)[-1] == "003_theirs.json"
+    same_catalog(originals_db, fresh_db)
+
+    unmoved = project.state()
+    again = project.run("db", "rebase")  # no database: chosen by name, and nothing is left to move
+    assert again.code == 0 and "No migration to move." in again.out, again
+    assert {k: v for k, v in project.state().items() if k != "migrations/schema.json"} == \
+        {k: v for k, v in unmoved.items() if k != "migrations/schema.json"}
