@@ -143,8 +143,33 @@ def list_migration_files(directory: str) -> list[MigrationFile]:
     listed = []
     for number in sorted(found):
         same = found[number]
+        if len(same) == 1 and _PART_NAME.search(same[0].name):
+            _check_lone_part(same[0])
         listed.extend(same if len(same) == 1 else _squash_beside_original(same))
     return listed
+
+
+# How mf db squash names the files of a split squash (part_suffixes): only a file so
+# named is read to see whether it is one part left alone.
+_PART_NAME = re.compile(r"_part\d+\.json$")
+_PART_KEY = re.compile(rb'"part"\s*:')
+
+
+def _check_lone_part(file: MigrationFile) -> None:
+    """A part of a split squash without the other parts (and without the original of its
+    number) would apply as if it were the whole squash: refuse it, naming what is missing.
+    The files makemigrations splits are named so too, one to a number, and are large:
+    only one whose bytes hold a "part" key is parsed."""
+    data = file.read_bytes()
+    if _PART_KEY.search(data) is None:
+        return
+    _replaced, part = squash_facts(data, file.name)
+    if part is not None and part[1] > 1:
+        missing = [index for index in range(1, part[1] + 1) if index != part[0]]
+        raise MigrationFileError(
+            f"the squashed migration numbered {file.number:03d} is split into {part[1]} files and part(s) "
+            f"{', '.join(map(str, missing))} of it are missing (found {file.name}); restore them from version "
+            "control")
 
 
 def every_migration_file(directory: str) -> list[MigrationFile]:

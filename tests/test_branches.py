@@ -472,6 +472,20 @@ def test_the_parts_of_a_split_squash_are_checked_where_they_are_read(project):
     parts[0].write_text(json.dumps({key: value for key, value in document.items() if key != "replaces"}))
     result = project.run("db", "migrate")
     assert result.code == 2 and "'part' belongs to a squashed migration" in result.err, result
+    parts[0].write_text(json.dumps(document))
+
+    # The originals removed (every database migrated past them), and one part left alone.
+    for path in project.migrations.glob("0*.json"):
+        if path != parts[0]:
+            path.unlink()
+    before = project.state()
+    for command in (("db", "migrate"), ("db", "status"), ("db", "makemigrations")):
+        result = project.run(*command)
+        assert result.code == 2, result
+        missing = ", ".join(map(str, range(2, len(parts) + 1)))
+        assert f"is split into {len(parts)} files and part(s) {missing} of it are missing" in result.err, result
+        assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert project.state() == before
 
 
 def test_a_replaces_key_is_checked_where_the_file_is_read(project):
