@@ -352,15 +352,16 @@ def migration_names(config: ConfigLike = None) -> list:
     return [file.name for file in store.list_migration_files(resolve_config(config).migrations_dir)]
 
 
-def sql(config: ConfigLike, number: int, *, reverse: bool = False) -> tuple:
+def sql(config: ConfigLike, number, *, reverse: bool = False) -> tuple:
     """(name, [statement, ...]) of migration ``number`` on the configured database (with
-    ``reverse``, of its undo); no connection is made."""
+    ``reverse``, of its undo); no connection is made. ``number``: an int, which only one
+    file may have, or a file name (the files of a squash share a number)."""
     from . import applier
 
     return applier.migration_statements(resolve_config(config), number, reverse=reverse)
 
 
-def sql_rewrites(config: ConfigLike, number: int) -> dict:
+def sql_rewrites(config: ConfigLike, number) -> dict:
     """{statement text: [note, ...]} for the statements of ``api.sql(config, number)``
     that rewrite a table under a lock blocking reads and writes ("⏳ rewrites table
     items (...)"); no connection is made."""
@@ -433,10 +434,11 @@ async def baseline(config: ConfigLike = None, *, name: str = "baseline"):
 
 # ---------------------------------------------------------------- repairing and starting over
 
-async def resolve(config: ConfigLike, number: int, *, applied: bool) -> str:
+async def resolve(config: ConfigLike, number, *, applied: bool) -> str:
     """Settle a non-transactional migration that a run left half-way: ``applied=True``
     records it as applied, ``False`` forgets it so that the next migrate runs it
-    again. Returns a sentence saying what was done."""
+    again. ``number``: an int, or a file name to pick one of the files of a number.
+    Returns a sentence saying what was done."""
     from . import applier
 
     return await applier.resolve(resolve_config(config), number, applied)

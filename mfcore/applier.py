@@ -57,7 +57,7 @@ from .operations import fold, lock_estimate
 from .ownership import applied_files, owned_objects
 from .schema import Schema
 from .steps import Prepared, Step, UndoPlan, shown_statements, undo_plan
-from .store import load_history, read_applied, write_applied
+from .store import find_migration, load_history, read_applied, write_applied
 
 LOCK_POLL_MAX = 0.25  # seconds between two attempts at a run-wide lock, at most
 LOCK_RETRY_FIRST_WAIT = 0.5  # seconds before the first retry after a lock timeout (then doubling)
@@ -228,13 +228,12 @@ async def pending_sql(config: Config, *, to: Optional[int] = None) -> PendingSQL
     return plan
 
 
-def migration_statements(config: Config, number: int, *, reverse: bool = False) -> tuple:
-    """(name, [statement, ...]) of migration ``number`` on the configured driver (with
-    ``reverse``, of its undo); no database needed."""
+def migration_statements(config: Config, which, *, reverse: bool = False) -> tuple:
+    """(name, [statement, ...]) of the migration ``which`` names (a number or a file
+    name, see store.find_migration) on the configured driver (with ``reverse``, of its
+    undo); no database needed."""
     files = migration_files(config.migrations_dir)
-    file = next((f for f in files if f.number == number), None)
-    if file is None:
-        raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
+    file = find_migration(files, which, config.migrations_dir)
     if reverse:
         return file.name, list(undo_plan(config, files, [file.name]).steps[0].statements)
     prepared = Prepared(config, files)
@@ -442,14 +441,14 @@ def _refused_out_of_order(config: Config, files, reading, ahead) -> set:
     return {f.name for f in below} if refusal is not None else set()
 
 
-async def resolve(config: Config, number: int, applied: bool) -> str:
+async def resolve(config: Config, which, applied: bool) -> str:
     """Settle a non-atomic migration that a run left 'started' (or a migration made of
     steps left partly applied, 'step N'): ``applied=True`` records
     it as applied (its changes are all in the database), ``False`` forgets it (none
     are, or they were undone), so the next migrate runs it again. Returns a sentence
     saying what was done."""
     files = migration_files(config.migrations_dir)
-    file = next((f for f in files if f.number == number), None)
+    number = number_of(which) if isinstance(which, str) else which
     if not database_exists(config):
         raise ResolveError(f"the database {config.dsn} does not exist; nothing to resolve")
     async with await connect(config) as connection:
@@ -457,7 +456,8 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
         async with database.exclusive():
             async with database.write_transaction():
                 entries = await ledger.read_ledger(connection) or []
-                matching = [e for e in entries if number_of(e.name) == number]
+                matching = [e for e in entries if (e.name == which if isinstance(which, str)
+                                                   else number_of(e.name) == number)]
                 entry = next((e for e in matching if e.state == STARTED or ledger.steps_done(e.state) is not None),
                              None)
                 if entry is None:
@@ -466,7 +466,8 @@ async def resolve(config: Config, number: int, applied: bool) -> str:
                     raise ResolveError(f"migration {number:03d} was never started on this database; "
                                        "nothing to resolve")
                 if applied:
-                    if file is None or file.name != entry.name:
+                    file = next((f for f in files if f.name == entry.name), None)
+                    if file is None:
                         raise ResolveError(f"{entry.name} is not in {config.migrations_dir}; restore the "
                                            "file before recording it as applied")
                     await ledger.mark_applied(connection, entry.name, file.checksum())

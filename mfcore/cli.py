@@ -1025,6 +1025,17 @@ def _migration_number(text: str) -> int:
     return int(digits)
 
 
+def _migration_file(text: str):
+    """A migration's number (int), or its file name (str) when given as one: the files of
+    a squash share a number with each other and with the last original."""
+    if text.endswith(".json"):
+        name = os.path.basename(text)
+        if not name.split("_", 1)[0].isdigit():
+            raise argparse.ArgumentTypeError(f"expected a migration number like 002 or a file name, got '{text}'")
+        return name
+    return _migration_number(text)
+
+
 def _fleet_options(p) -> None:
     """--all, --target, --tenant, --concurrency: the fleet of targets: and tenants: in the config."""
     p.add_argument("--all", action="store_true", help="every target and tenant schema of the config")
@@ -1159,14 +1170,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("lint", parents=[common],
                             help="check migrations for changes that break clients or block traffic")
-    p.add_argument("numbers", nargs="*", type=_migration_number, metavar="NNN",
+    p.add_argument("numbers", nargs="*", type=_migration_file, metavar="NNN",
                    help="the migrations to check (default: the pending ones, which .applied does not list)")
     p.add_argument("--all", action="store_true", help="check every migration")
     p.add_argument("--rules", action="store_true", help="list the rules for the configured database")
     p.set_defaults(handler=cmd_lint)
 
     p = commands.add_parser("sql", parents=[common], help="print the SQL of one migration")
-    p.add_argument("number", type=_migration_number, metavar="NNN",
+    p.add_argument("number", type=_migration_file, metavar="NNN",
                    help="the migration's number (e.g. 002) or file name")
     p.add_argument("--reverse", action="store_true", help="print the SQL that undoes it")
     p.set_defaults(handler=cmd_sql)
@@ -1179,7 +1190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("resolve", parents=[common],
                             help="settle a non-transactional migration that died half-way")
-    p.add_argument("number", type=_migration_number, metavar="NNN",
+    p.add_argument("number", type=_migration_file, metavar="NNN",
                    help="the migration's number (e.g. 002) or file name")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--applied", dest="applied", action="store_true", help="it completed: record it")

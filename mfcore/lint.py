@@ -113,18 +113,20 @@ def known_rules() -> dict:
 
 def lint_project(config, numbers=(), every: bool = False) -> LintReport:
     """Lint the pending migrations (those .applied does not list; no database is read),
-    or those numbered ``numbers``, or ``every`` one."""
+    or those ``numbers`` names (numbers or file names), or ``every`` one."""
     from . import store
     from .dialects import dialect_for
 
     directory = config.migrations_dir
     files = store.list_migration_files(directory)
     if numbers:
-        present = {f.number for f in files}
-        for number in numbers:
-            if number not in present:
-                raise MigrationFileError(f"no migration numbered {number:03d} in {directory}")
-        wanted = {f.name for f in files if f.number in set(numbers)}
+        # A number stands for every file it has; a file name for that file.
+        present = {f.number for f in files} | {f.name for f in files}
+        for which in numbers:
+            if which not in present:
+                raise MigrationFileError(f"no migration file {which} in {directory}" if isinstance(which, str)
+                                         else f"no migration numbered {which:03d} in {directory}")
+        wanted = {f.name for f in files if f.number in set(numbers) or f.name in set(numbers)}
     elif every:
         wanted = {f.name for f in files}
     else:
@@ -372,15 +374,14 @@ def rewrite_notes(dialect, migration, statements: list) -> dict:
     return notes
 
 
-def sql_rewrite_notes(config, number: int) -> dict:
-    """{statement text: [note]} for migration ``number``'s statements that rewrite a table."""
+def sql_rewrite_notes(config, which) -> dict:
+    """{statement text: [note]} for the statements that rewrite a table of the migration
+    ``which`` names (a number or a file name, see store.find_migration)."""
     from . import store
     from .dialects import dialect_for
 
     files = store.list_migration_files(config.migrations_dir)
-    file = next((f for f in files if f.number == number), None)
-    if file is None:
-        raise MigrationFileError(f"no migration numbered {number:03d} in {config.migrations_dir}")
+    file = store.find_migration(files, which, config.migrations_dir)
     migration = store.read_migrations(config.migrations_dir, files, [file])[file.name]
     dialect = dialect_for(config.driver)
     statements = migration_statements(dialect, migration, config.online)

@@ -229,6 +229,23 @@ def _squash_beside_original(same: list) -> list:
         "after the newest one, renumbered, with schema.json rebuilt")
 
 
+def find_migration(files, which, directory: str) -> MigrationFile:
+    """The file of ``files`` that ``which`` names: a file name, or a number only one file
+    has (a squash beside its original, or in parts, shares its number with others)."""
+    if isinstance(which, str):
+        found = next((f for f in files if f.name == which), None)
+        if found is None:
+            raise MigrationFileError(f"no migration file {which} in {directory}")
+        return found
+    same = [f for f in files if f.number == which]
+    if not same:
+        raise MigrationFileError(f"no migration numbered {which:03d} in {directory}")
+    if len(same) > 1:
+        raise MigrationFileError(f"{len(same)} migration files have the number {which:03d} "
+                                 f"({', '.join(f.name for f in same)}); name the one you mean by its file name")
+    return same[0]
+
+
 def next_number(files) -> int:
     return files[-1].number + 1 if files else 1
 

@@ -610,3 +610,46 @@ def test_rebase_keeps_a_squash_and_its_originals_and_moves_the_branch_beside_the
     assert again.code == 0 and "No migration to move." in again.out, again
     assert {k: v for k, v in project.state().items() if k != "migrations/schema.json"} == \
         {k: v for k, v in unmoved.items() if k != "migrations/schema.json"}
+
+
+def test_sql_lint_and_resolve_take_a_file_name_where_a_number_has_several_files(project, tmp_path):
+    """The parts of a squash share its number with each other and with the last original:
+    a number that several files have is refused, naming them; a file name picks one."""
+    for models in VERSIONS[:3]:
+        project.write_models(models)
+        assert project.run("db", "makemigrations").code == 0
+    squashed = project.run("--json", "db", "squash", "--max-tables", "1")
+    assert squashed.code == 0, squashed
+    parts = [project.path / shown for shown in json.loads(squashed.out)["files"]]
+    number = parts[0].name[:3]
+    sharing = sorted(p.name for p in project.migrations.glob(f"{number}_*.json"))
+    assert len(sharing) == len(parts) + 1  # the original and the parts
+
+    before = project.state()
+    refused = project.run("db", "sql", number)
+    assert refused.code == 2, refused
+    assert refused.err == (f"error: {len(sharing)} migration files have the number {number} ({', '.join(sharing)}); "
+                           "name the one you mean by its file name\n")
+    assert project.state() == before
+
+    second = parts[1]
+    shown = project.run("--json", "db", "sql", second.name)
+    assert shown.code == 0, shown
+    document = json.loads(shown.out)
+    assert document["name"] == second.name
+    created = {op["table"] for op in _ops(second) if op["op"] == "create_model"}
+    assert created and all(any(f'CREATE TABLE "{table}"' in line for line in document["sql"]) for table in created)
+    first_tables = {op["table"] for op in _ops(parts[0]) if op["op"] == "create_model"}
+    assert not any(f'CREATE TABLE "{table}"' in line for table in first_tables for line in document["sql"])
+    missing = project.run("db", "sql", f"{number}_no_such_file.json")
+    assert missing.code == 2 and "no migration file" in missing.err, missing
+
+    linted = project.run("--json", "db", "lint", second.name)
+    assert linted.code in (0, 1), linted
+    assert json.loads(linted.out)["migrations"] == [second.name]
+
+    # resolve looks in the ledger for the file named, not the first of its number.
+    database = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert mf(project, database, "db", "migrate").code == 0
+    settled = mf(project, database, "db", "resolve", second.name, "--applied")
+    assert settled.code == 2 and f"{second.name} is applied, not unresolved" in settled.err, settled
