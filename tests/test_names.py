@@ -8,9 +8,14 @@ project may be deployed to either, so a clash on either is an error on both.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mfcore
 
 from bothdb import database  # noqa: F401 - the fixture
 
@@ -181,3 +186,40 @@ def test_identity_sequence_names_are_postgresql_s_own_in_bytes(pg_session, table
     found = pg_session.fetch("SELECT pg_get_serial_sequence($1, $2)", f'"{schema}"."{table}"', column)[0][0]
     found_schema, found_name = found.split(".", 1)
     assert (found_schema, found_name.strip('"')) == (schema, sequence_name(table, column))
+
+
+# Table, index and enum names drawn from few letters, so that clashes (case, the first
+# 63 bytes, sqlite_, the ledger's name, non-ASCII letters) are common.
+_NAME_PARTS = st.sampled_from(["a", "A", "sqlite_", "mf_migrations", "é", "É", LONG])
+
+
+@settings(max_examples=int(os.environ.get("MF_NAMES_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(tables=st.lists(st.lists(_NAME_PARTS, min_size=1, max_size=3).map("".join), min_size=1, max_size=4),
+       indexed=st.lists(st.booleans(), min_size=4, max_size=4),
+       enums=st.lists(st.sampled_from(["a", "A", "Aa", "Mf_migrations"]), max_size=2, unique=True))
+def test_the_bulk_name_check_finds_a_clash_exactly_when_the_full_check_does(tables, indexed, enums):
+    """validate's bulk check of table, index and enum type names (a large project's
+    common case) lets through only what the name-by-name checks find nothing wrong with."""
+    from mfcore.errors import ModelsError
+    from mfcore.language import validate
+
+    text = "".join(f"enum {name} {{ X }}\n" for name in enums)
+    for number, table in enumerate(tables):
+        index = f'\n  indexes = [Index(v, name="{table}")]' if indexed[number] else ""
+        text += f'model M{number} extends Model {{\n  v = IntegerField()\n  table = "{table}"{index}\n}}\n'
+
+    def problems() -> list:
+        try:
+            mfcore.parse(text)
+        except ModelsError as exc:
+            return sorted(str(problem) for problem in exc.problems)
+        return []
+
+    found = problems()
+    original = validate._plainly_distinct
+    validate._plainly_distinct = lambda models, enums: False
+    try:
+        assert problems() == found
+    finally:
+        validate._plainly_distinct = original

@@ -549,6 +549,8 @@ def _check_tables(models, raw_models, add, enums, enum_positions, builder):
     tables on both databases, and with mf's ledger), and PostgreSQL's types (each table
     has a row type of its name, which an enum's type may not take). Names beginning with
     sqlite_ are SQLite's own."""
+    if _plainly_distinct(models, enums):
+        return  # checked in bulk: the loops below would find nothing
     types = _Names(("postgresql",))
     for name, enum in enums.items():
         clash = types.taken(enum.type_name)
@@ -603,6 +605,25 @@ def _check_tables(models, raw_models, add, enums, enum_positions, builder):
                     add(f"{what} and index '{other}' of model {owner[0]} are one name to {_HOW[database]};"
                         " rename one of them", pos)
             relations.claim(index.name, (model.name,))
+
+
+def _plainly_distinct(models, enums) -> bool:
+    """The common case of _check_tables, told in bulk (a large project has tens of
+    thousands of tables and indexes): every name ASCII, no two tables, indexes or the
+    ledger one name to either database, none SQLite's own, no enum type taking another's
+    or a table's name. False sends the names through the checks that say what is wrong."""
+    names = [LEDGER_TABLE]
+    names.extend([model.table for model in models.values()])
+    names.extend([index.name for model in models.values() for index in model.indexes])
+    types = [enum.type_name for enum in enums.values()]
+    if not (all(map(str.isascii, names)) and all(map(str.isascii, types))):
+        return False
+    # same_name_keys of an ASCII name: its first 63 characters, and it in lower case.
+    postgres = {name[:MAX_IDENTIFIER] for name in names}
+    sqlite = {name.lower() for name in names}
+    type_keys = {name[:MAX_IDENTIFIER] for name in types}
+    return len(postgres) == len(sqlite) == len(names) and len(type_keys) == len(types) \
+        and not any(name.startswith("sqlite_") for name in sqlite) and type_keys.isdisjoint(postgres)
 
 
 def _check_check_names(models, raw_models, builder, add):
