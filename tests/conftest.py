@@ -100,7 +100,9 @@ class Project:
 def tree_state(root: Path) -> dict:
     found = {}
     for path in sorted(Path(root).rglob("*")):
-        if path.is_file():
+        # Python's bytecode of a project module that mf imported (a data step's function)
+        # is the interpreter's cache, not a file mf wrote.
+        if path.is_file() and "__pycache__" not in path.relative_to(root).parts:
             found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 
