@@ -442,13 +442,18 @@ def test_a_squash_over_the_table_limit_is_written_in_parts_that_stand_for_the_ra
     same_catalog(made["point"][0], fresh)
 
 
-def test_the_parts_of_a_split_squash_are_checked_where_they_are_read(project):
+def _squashed_in_parts(project) -> list:
+    """Migrations 001-003 of VERSIONS, squashed one table to a file: the parts' paths."""
     for models in VERSIONS[:3]:
         project.write_models(models)
         assert project.run("db", "makemigrations").code == 0
     squashed = project.run("--json", "db", "squash", "--max-tables", "1")
     assert squashed.code == 0, squashed
-    parts = [project.path / shown for shown in json.loads(squashed.out)["files"]]
+    return [project.path / shown for shown in json.loads(squashed.out)["files"]]
+
+
+def test_the_parts_of_a_split_squash_are_checked_where_they_are_read(project):
+    parts = _squashed_in_parts(project)
     assert len(parts) >= 3
     # schema.json names the last part: nothing to make.
     assert json.loads((project.migrations / "schema.json").read_text())["migration"] == parts[-1].name
@@ -615,12 +620,7 @@ def test_rebase_keeps_a_squash_and_its_originals_and_moves_the_branch_beside_the
 def test_sql_lint_and_resolve_take_a_file_name_where_a_number_has_several_files(project, tmp_path):
     """The parts of a squash share its number with each other and with the last original:
     a number that several files have is refused, naming them; a file name picks one."""
-    for models in VERSIONS[:3]:
-        project.write_models(models)
-        assert project.run("db", "makemigrations").code == 0
-    squashed = project.run("--json", "db", "squash", "--max-tables", "1")
-    assert squashed.code == 0, squashed
-    parts = [project.path / shown for shown in json.loads(squashed.out)["files"]]
+    parts = _squashed_in_parts(project)
     number = parts[0].name[:3]
     sharing = sorted(p.name for p in project.migrations.glob(f"{number}_*.json"))
     assert len(sharing) == len(parts) + 1  # the original and the parts

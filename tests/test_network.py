@@ -114,10 +114,12 @@ class Proxy:
             writer.transport.abort()
             return
         self.sockets.append(upstream_writer)
-        await asyncio.gather(self._pipe(reader, upstream_writer, counted=number),
-                             self._pipe(upstream_reader, writer, counted=False), return_exceptions=True)
+        await asyncio.gather(self._pipe(reader, upstream_writer, sender=number),
+                             self._pipe(upstream_reader, writer), return_exceptions=True)
 
-    async def _pipe(self, reader, writer, counted: int = 0) -> None:
+    async def _pipe(self, reader, writer, sender: int = 0) -> None:
+        """Forward reader to writer; ``sender``: the number of the client connection whose
+        data this is (counted as pieces), 0 for the server's answers."""
         while True:
             data = await reader.read(65536)
             if self.state == "stalled":
@@ -128,9 +130,9 @@ class Proxy:
                 writer.transport.abort()
                 return
             writer.write(data)
-            if counted:
+            if sender:
                 self.pieces += 1
-                self.sent.append((counted, data))
+                self.sent.append((sender, data))
                 if self.trigger is not None and self.pieces == self.trigger[0]:
                     self._act(self.trigger[1])
             if self.state == "cut":
