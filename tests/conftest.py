@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from forkserver import ForkServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 # its source again (about a third of a short command's time).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 COMPAT = Path(__file__).resolve().parent / "fixtures" / "compat"  # always there
+
+# `mf` as the tests run it: a process per command, forked from one that has mf imported
+# (tests/forkserver.py); MF_TEST_FRESH_PROCESS=1 starts each as `python -m mfcore.cli`.
+MF = ForkServer()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    MF.close()
 
 
 def _shared_compat():
@@ -82,6 +91,9 @@ class Project:
         full_env = dict(os.environ)
         full_env.pop("MF_DATABASE_URL", None)
         full_env.update(env or {})
+        if MF.can_run(full_env):
+            return Result(*MF.run(list(args), cwd=cwd or self.path, env=full_env,
+                                  input=input if input is not None else "", timeout=120))
         completed = subprocess.run(
             [sys.executable, "-m", "mfcore.cli", *args], cwd=str(cwd or self.path), env=full_env,
             input=input if input is not None else "", capture_output=True, text=True, timeout=120)

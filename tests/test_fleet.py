@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 import dbutil
+from conftest import Project, Result
 from mfcore import api
 from mfcore.config import load_fleet
 from mfcore.dialects import dialect_for
@@ -66,10 +67,8 @@ def sqlite_ledger(path: Path) -> list:
         connection.close()
 
 
-def run_cli(root: Path, *args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "mfcore.cli", "db", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
+def run_cli(root: Path, *args) -> Result:
+    return Project(root).run("db", *args, env={"NO_COLOR": "1"})
 
 
 # ---------------------------------------------------------------- SQLite files
@@ -99,16 +98,16 @@ def test_a_failing_target_does_not_stop_the_others_and_a_rerun_does_what_is_left
     blocker.close()
 
     result = run_cli(root, "migrate", "--all")
-    assert result.returncode == 3, result.stderr
-    assert "2 of 3 target(s) migrated, 1 failed." in result.stdout
-    assert f"south at {names[2]}" in result.stderr and "already exists" in result.stderr
+    assert result.code == 3, result.err
+    assert "2 of 3 target(s) migrated, 1 failed." in result.out
+    assert f"south at {names[2]}" in result.err and "already exists" in result.err
     assert sqlite_ledger(root / "north.db") == names and sqlite_ledger(root / "west.db") == names
     assert sqlite_ledger(root / "south.db") == names[:2]
 
     status = run_cli(root, "status", "--all", "--json")
-    assert status.returncode == 0, status.stderr
+    assert status.code == 0, status.err
     pending = {t["name"]: [m["name"] for m in t["migrations"] if not m["applied"]]
-               for t in json.loads(status.stdout)["targets"]}
+               for t in json.loads(status.out)["targets"]}
     assert pending == {"north": [], "south": [names[2]], "west": []}
 
     fixed = sqlite3.connect(root / "south.db")
@@ -134,16 +133,16 @@ def test_fail_fast_stops_the_fleet_at_the_first_failure(sqlite_fleet):
 def test_target_choice_and_status_lines(sqlite_fleet):
     root, names = sqlite_fleet
     result = run_cli(root, "migrate", "--target", "west", "--target", "north")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     assert not (root / "south.db").exists()
     status = run_cli(root, "status", "--all")
-    assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines() == ["  north  3 applied, 0 pending", "  south  0 applied, 3 pending",
+    assert status.code == 0, status.err
+    assert status.out.splitlines() == ["  north  3 applied, 0 pending", "  south  0 applied, 3 pending",
                                           "  west  3 applied, 0 pending", "3 of 3 target(s) read."]
     wrong = run_cli(root, "migrate", "--target", "east")
-    assert wrong.returncode == 2 and "no target named 'east'" in wrong.stderr
+    assert wrong.code == 2 and "no target named 'east'" in wrong.err
     mixed = run_cli(root, "migrate", "--all", "--fake")
-    assert mixed.returncode == 2 and "--fake works on one database" in mixed.stderr
+    assert mixed.code == 2 and "--fake works on one database" in mixed.err
 
 
 def test_tenant_schemas_need_a_database_with_schemas(tmp_path):
@@ -236,8 +235,8 @@ def test_a_failing_tenant_is_reported_and_the_rerun_finishes_it(pg_fleet):
     root, names, session = pg_fleet
     session.execute('CREATE TABLE "Globex Corp".tag (id integer)')  # migration 003 creates table tag
     result = run_cli(root, "migrate", "--tenant", "acme", "--tenant", "Globex Corp", "--concurrency", "2")
-    assert result.returncode == 3
-    assert f"tenanted.Globex Corp at {names[2]}" in result.stderr and "already exists" in result.stderr
+    assert result.code == 3
+    assert f"tenanted.Globex Corp at {names[2]}" in result.err and "already exists" in result.err
     assert pg_ledger(session, "acme") == names and pg_ledger(session, "Globex Corp") == names[:2]
     assert session.fetchval("SELECT to_regclass('\"quote\"\"d\".mf_migrations')") is None  # not chosen
 
@@ -278,9 +277,9 @@ def test_an_engine_without_advisory_lock_functions_is_refused(tmp_path, pg_datab
                     "END$$")
     write_project(tmp_path, {"nolocks": ("postgresql", first + "?search_path=nolocks,pg_catalog,public")})
     result = run_cli(tmp_path, "migrate", "--all")
-    assert result.returncode == 3
-    assert "cannot give mf its migration lock (unknown function: pg_try_advisory_lock())" in result.stderr
-    assert "nothing was applied" in result.stderr
+    assert result.code == 3
+    assert "cannot give mf its migration lock (unknown function: pg_try_advisory_lock())" in result.err
+    assert "nothing was applied" in result.err
     assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname IN ('nolocks', 'public') "
                          "AND tablename <> 'tenants'") == []  # public.tenants: the tenant list of other tests
     session.execute("DROP SCHEMA nolocks CASCADE")
@@ -318,8 +317,8 @@ def test_an_engine_whose_ddl_survives_rollback_is_refused_before_anything_is_app
                     "AS $$SELECT 'pg_class'::regclass$$")
     write_project(tmp_path, {"keeps": ("postgresql", first + "?search_path=keeps,pg_catalog,public")})
     result = run_cli(tmp_path, "migrate", "--all", "--json")
-    assert result.returncode == 3
-    error = json.loads(result.stdout)["targets"][0]["error"]
+    assert result.code == 3
+    error = json.loads(result.out)["targets"][0]["error"]
     assert "does not roll DDL back: a table created inside a transaction was still there after ROLLBACK" \
         in error and "applied nothing" in error
     assert session.fetch("SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ('keeps', 'public') "
@@ -340,9 +339,9 @@ def test_an_engine_that_refuses_ddl_in_a_transaction_stops_with_its_words_and_no
                         "EXECUTE FUNCTION no_ddl()")
         write_project(tmp_path, {"noddl": ("postgresql", url)})
         result = run_cli(tmp_path, "migrate", "--all")
-        assert result.returncode == 3
-        assert "cannot create the ledger mf_migrations" in result.stderr
-        assert "DDL statements are not allowed in transactions" in result.stderr
+        assert result.code == 3
+        assert "cannot create the ledger mf_migrations" in result.err
+        assert "DDL statements are not allowed in transactions" in result.err
         assert session.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
         session.loop.run_until_complete(session.connection.close())
 
@@ -354,8 +353,8 @@ def test_a_tenant_schema_that_does_not_exist_is_a_failed_target(tmp_path, pg_dat
     names = write_project(tmp_path, {"db": ("postgresql", first)},
                           tenants={"target": "db", "schemas": ["present", "absent"]})
     result = run_cli(tmp_path, "migrate", "--all", "--json")
-    assert result.returncode == 3
-    targets = {t["name"]: t for t in json.loads(result.stdout)["targets"]}
+    assert result.code == 3
+    targets = {t["name"]: t for t in json.loads(result.out)["targets"]}
     assert targets["db.present"]["applied"] == names and not targets["db.present"]["failed"]
     assert "cannot create the ledger mf_migrations" in targets["db.absent"]["error"]
     assert "in schema absent" in targets["db.absent"]["error"]
@@ -422,7 +421,7 @@ def test_a_killed_fleet_run_resumes_to_every_migration_once_per_tenant(tmp_path,
             check_consistent(Database("postgresql", first, session), names, context)
         session.execute("SET search_path TO public")
         rerun = run_cli(tmp_path, "migrate", "--all")
-        assert rerun.returncode == 0, rerun.stderr
+        assert rerun.code == 0, rerun.err
         for schema in KILL_TENANTS:
             session.execute(f'SET search_path TO "{schema}"')
             assert check_consistent(Database("postgresql", first, session), names, context) == len(names)
@@ -487,16 +486,16 @@ def test_rollback_all_undoes_on_every_sqlite_file_and_each_catalog_follows(sqlit
     anyio.run(lambda: api.migrate_all(root / "language_config.yaml"))
 
     preview = run_cli(root, "rollback", "--all", "--dry-run", "--json")
-    assert preview.returncode == 0, preview.stderr
+    assert preview.code == 0, preview.err
     previewed = {t["name"]: ([s["name"] for s in t["sql"]], t["rolled_back"])
-                 for t in json.loads(preview.stdout)["targets"]}
+                 for t in json.loads(preview.out)["targets"]}
     assert previewed == {n: ([names[2]], [names[2]]) for n in ("north", "south", "west")}
     assert all(sqlite_ledger(root / f"{n}.db") == names for n in ("north", "south", "west"))  # a dry run
 
     result = run_cli(root, "rollback", "--all")
-    assert result.returncode == 0, result.stderr
-    assert f"  north  rolled back 1: {names[2]}" in result.stdout.splitlines()
-    assert result.stdout.splitlines()[-1] == "3 of 3 target(s) rolled back."
+    assert result.code == 0, result.err
+    assert f"  north  rolled back 1: {names[2]}" in result.out.splitlines()
+    assert result.out.splitlines()[-1] == "3 of 3 target(s) rolled back."
     for name in ("north", "south", "west"):
         assert sqlite_ledger(root / f"{name}.db") == names[:2]
         assert "tag" not in sqlite_tables(root / f"{name}.db") and "item" in sqlite_tables(root / f"{name}.db")
@@ -524,15 +523,15 @@ def test_rollback_all_refuses_an_undo_without_reverse_on_any_target_before_touch
     # One at a time, west last: a rollback that checked targets only as it reached
     # them would have undone 003 on north and south by then.
     refused = run_cli(root, "rollback", "--all", "--concurrency", "1")
-    assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.startswith(f"error: 1 of 3 target(s) cannot be rolled back: west: cannot undo {fourth}: ")
-    assert refused.stderr.rstrip().endswith("Nothing was undone on any target.")
-    assert refused.stdout == ""
+    assert refused.code == 2, refused.err
+    assert refused.err.startswith(f"error: 1 of 3 target(s) cannot be rolled back: west: cannot undo {fourth}: ")
+    assert refused.err.rstrip().endswith("Nothing was undone on any target.")
+    assert refused.out == ""
     assert sqlite_state(root, ("north", "south", "west")) == before
 
     as_json = run_cli(root, "rollback", "--all", "--to", "000", "--json")
-    assert as_json.returncode == 2
-    assert json.loads(as_json.stdout)["error"]["kind"] == "IrreversibleError"
+    assert as_json.code == 2
+    assert json.loads(as_json.out)["error"]["kind"] == "IrreversibleError"
     assert sqlite_state(root, ("north", "south", "west")) == before
 
 
@@ -545,8 +544,8 @@ def test_rollback_all_refuses_data_loss_on_any_target_unless_allowed(sqlite_flee
     before = sqlite_state(root, ("north", "south", "west"))
 
     refused = run_cli(root, "rollback", "--all", "--concurrency", "1")
-    assert refused.returncode == 2
-    assert refused.stderr == (f"error: undoing would lose data on 1 of 3 target(s): west: {fourth}: column "
+    assert refused.code == 2
+    assert refused.err == (f"error: undoing would lose data on 1 of 3 target(s): west: {fourth}: column "
                               "item.price comes back empty. Nothing was undone on any target; pass "
                               "--allow-data-loss (allow_data_loss=True) to go ahead.\n")
     assert sqlite_state(root, ("north", "south", "west")) == before
@@ -559,8 +558,8 @@ def test_rollback_all_refuses_data_loss_on_any_target_unless_allowed(sqlite_flee
     assert sqlite_state(root, ("north", "south", "west")) == before
 
     allowed = run_cli(root, "rollback", "--all", "--allow-data-loss", "--json")
-    assert allowed.returncode == 0, allowed.stderr
-    doc = {t["name"]: (t["rolled_back"], t["losses"]) for t in json.loads(allowed.stdout)["targets"]}
+    assert allowed.code == 0, allowed.err
+    doc = {t["name"]: (t["rolled_back"], t["losses"]) for t in json.loads(allowed.out)["targets"]}
     assert doc == {"north": ([names[2]], []), "south": ([names[2]], []),
                    "west": ([fourth], [f"{fourth}: column item.price comes back empty"])}
     assert sqlite_ledger(root / "west.db") == names and "price" in sqlite_columns(root / "west.db", "item")
@@ -573,23 +572,23 @@ def test_a_target_that_cannot_be_read_fails_alone_or_with_fail_fast_stops_all_be
     (root / "south.db").write_bytes(b"not a database " * 40)
 
     stopped = run_cli(root, "rollback", "--all", "--fail-fast")
-    assert stopped.returncode == 3
-    assert "0 of 3 target(s) rolled back, 1 failed, 2 not finished (--fail-fast)." in stopped.stdout
-    assert "error: south: cannot use the SQLite database" in stopped.stderr
+    assert stopped.code == 3
+    assert "0 of 3 target(s) rolled back, 1 failed, 2 not finished (--fail-fast)." in stopped.out
+    assert "error: south: cannot use the SQLite database" in stopped.err
     assert sqlite_ledger(root / "north.db") == names and sqlite_ledger(root / "west.db") == names
 
     carried_on = run_cli(root, "rollback", "--all")
-    assert carried_on.returncode == 3
-    assert "2 of 3 target(s) rolled back, 1 failed." in carried_on.stdout
+    assert carried_on.code == 3
+    assert "2 of 3 target(s) rolled back, 1 failed." in carried_on.out
     assert sqlite_ledger(root / "north.db") == names[:2] and sqlite_ledger(root / "west.db") == names[:2]
 
 
 def test_rollback_all_arguments_are_those_of_rollback(sqlite_fleet):
     root, _names = sqlite_fleet
     both = run_cli(root, "rollback", "2", "--to", "001", "--all")
-    assert both.returncode == 2 and "a number of migrations or a target (--to), not both" in both.stderr
+    assert both.code == 2 and "a number of migrations or a target (--to), not both" in both.err
     mixed = run_cli(root, "rollback", "--all", "--target", "north")
-    assert mixed.returncode == 2 and "--all takes every target" in mixed.stderr
+    assert mixed.code == 2 and "--all takes every target" in mixed.err
     assert not (root / "north.db").exists()
 
 
@@ -631,12 +630,12 @@ def test_a_tenant_whose_undo_fails_is_reported_and_the_others_are_rolled_back(pg
     anyio.run(lambda: api.migrate_all(root / "language_config.yaml", targets=["tenanted"]))
     session.execute('CREATE VIEW "Globex Corp".tags AS SELECT * FROM "Globex Corp".tag')  # blocks DROP TABLE tag
     result = run_cli(root, "rollback", "--target", "tenanted", "--concurrency", "2")
-    assert result.returncode == 3
-    assert f"  ✓ tenanted.acme  rolled back 1: {names[2]}" not in result.stdout  # NO_COLOR: no marks
-    assert f"  tenanted.acme  rolled back 1: {names[2]}" in result.stdout.splitlines()
-    assert "2 of 3 target(s) rolled back, 1 failed." in result.stdout
-    assert f"error: tenanted.Globex Corp at {names[2]}: undoing {names[2]} failed" in result.stderr
-    assert "depend" in result.stderr
+    assert result.code == 3
+    assert f"  ✓ tenanted.acme  rolled back 1: {names[2]}" not in result.out  # NO_COLOR: no marks
+    assert f"  tenanted.acme  rolled back 1: {names[2]}" in result.out.splitlines()
+    assert "2 of 3 target(s) rolled back, 1 failed." in result.out
+    assert f"error: tenanted.Globex Corp at {names[2]}: undoing {names[2]} failed" in result.err
+    assert "depend" in result.err
     assert pg_ledger(session, "acme") == names[:2] and pg_ledger(session, 'quote"d') == names[:2]
     assert pg_ledger(session, "Globex Corp") == names
     assert session.fetchval("SELECT to_regclass('\"Globex Corp\".tag')") is not None
@@ -703,7 +702,7 @@ def test_a_killed_fleet_rollback_resumes_to_a_consistent_state(tmp_path, pg_data
         outcomes.append("/".join(map(str, left)))
         session.execute("SET search_path TO public")
         rerun = run_cli(tmp_path, "rollback", "--all", "--to", "001")
-        assert rerun.returncode == 0, rerun.stderr
+        assert rerun.code == 0, rerun.err
         for schema in KILL_TENANTS:
             session.execute(f'SET search_path TO "{schema}"')
             assert check_consistent(Database("postgresql", first, session), names, context) == 1
