@@ -86,11 +86,16 @@ def serve(path: str) -> None:
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    # Standard input is a pipe from the test process: its end, even when that process
+    # dies without closing the server, ends the server.
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
     waiting = {}  # pidfd -> (pid, the requester's connection)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
         for key, _events in selector.select():
+            if key.fileobj == sys.stdin.fileno():
+                return
             if key.fileobj is listener:
                 connection, _ = listener.accept()
                 request = _read_request(connection)
@@ -133,7 +138,7 @@ class ForkServer:
         if os.path.exists(self._socket):
             os.unlink(self._socket)
         self._environment = dict(os.environ)
-        self._process = subprocess.Popen([sys.executable, __file__, self._socket], stdin=subprocess.DEVNULL,
+        self._process = subprocess.Popen([sys.executable, __file__, self._socket], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env=self._environment)
         if self._process.stdout.readline() != b"ready\n":
             raise RuntimeError("the mf fork server did not start")
@@ -172,7 +177,7 @@ class ForkServer:
 
     def close(self) -> None:
         if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+            self._process.stdin.close()
             self._process.wait()
         self._process = None
         if os.path.exists(self._socket):

@@ -5,6 +5,7 @@ others wait for the lock, see it done and return.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -105,18 +106,27 @@ def test_five_tasks_in_one_event_loop_apply_each_migration_once(database, tmp_pa
 
 
 def test_eight_processes_at_once_apply_each_of_thirty_migrations_once(database, tmp_path):
+    """Eight `mf db migrate` processes all wait behind one holder of the database's
+    write lock (SQLite) or migration lock (PostgreSQL); once it lets go, the eight
+    contend for the thirty pending migrations, and each is applied exactly once."""
     dsn, ledger = database
     names = write_chain(tmp_path / "migrations", 31)
     anyio.run(lambda: applier.migrate(config_for(dsn, str(tmp_path / "migrations")), to=1))
-    fill(dsn, 40000)  # so that the run lasts long enough for all eight to contend
+    fill(dsn, 1000)
     (tmp_path / "language_config.yaml").write_text(
         'database:\n  driver: "sqlite"\n  dsn: "./unused.db"\nmigrations: "migrations"\n')
     env = dict(os.environ, MF_DATABASE_URL=dsn if "://" in dsn else f"sqlite:///{dsn}",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    processes = [subprocess.Popen([sys.executable, "-m", "mfcore.cli", "db", "migrate", "--json"],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-                 for _ in range(8)]
+    with held_lock(dsn) as waiting:
+        processes = [subprocess.Popen([sys.executable, "-m", "mfcore.cli", "db", "migrate", "--json"],
+                                      cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)
+                     for _ in range(8)]
+        deadline = time.monotonic() + 60
+        while not waiting(processes):
+            assert time.monotonic() < deadline, "the eight runs never all waited for the lock"
+            time.sleep(0.01)
+        assert ledger() == names[:1]  # all eight are waiting, none has applied anything
     outcomes = [(p.returncode, out, err) for p in processes for out, err in [p.communicate(timeout=120)]]
 
     assert [code for code, _out, _err in outcomes] == [0] * 8, outcomes
@@ -126,6 +136,68 @@ def test_eight_processes_at_once_apply_each_of_thirty_migrations_once(database, 
     assert sorted(everything) == names[1:]  # each of the 30 exactly once
     assert ledger() == names
     assert json.loads((tmp_path / "migrations" / ".applied").read_text()) == {"applied": names}
+    assert count_rows(dsn) == 1000  # thirty rewrites of table item, every row kept
+
+
+@contextlib.contextmanager
+def held_lock(dsn: str):
+    """Hold what a migration must take before it runs: SQLite's write lock (BEGIN
+    IMMEDIATE) or mf's migration lock on PostgreSQL. Gives a check of a list of `mf`
+    processes: true once every one of them is waiting for it."""
+    if "://" not in dsn:
+        holder = sqlite3.connect(dsn, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        database_file = os.path.realpath(dsn)
+
+        def waiting(processes) -> bool:
+            # Each has the database open; none can write past the lock held here.
+            return all(database_file in open_files(p.pid) for p in processes)
+        try:
+            yield waiting
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    holder = dbutil.PostgresSession(dsn)
+    assert holder.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY)
+    holder_pid = holder.fetchval("SELECT pg_backend_pid()")
+
+    def waiting(processes) -> bool:
+        return holder.fetchval(
+            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE datname = current_database() AND "
+            "application_name = 'mf' AND pid <> $1 AND query LIKE '%pg_try_advisory_lock(%'",
+            holder_pid) >= len(processes)
+    try:
+        yield waiting
+    finally:
+        holder.execute("SELECT pg_advisory_unlock_all()")
+        holder.loop.run_until_complete(holder.connection.close())
+        holder.loop.close()
+
+
+def open_files(pid: int) -> set:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass  # closed meanwhile
+    return found
+
+
+def count_rows(dsn: str) -> int:
+    if "://" not in dsn:
+        connection = sqlite3.connect(dsn)
+        try:
+            return connection.execute("SELECT count(*) FROM item").fetchone()[0]
+        finally:
+            connection.close()
+    session = dbutil.PostgresSession(dsn)
+    try:
+        return session.fetchval("SELECT count(*) FROM item")
+    finally:
+        session.loop.run_until_complete(session.connection.close())
+        session.loop.close()
 
 
 def test_a_killed_lock_holder_frees_the_lock_and_the_waiter_carries_on(pg_url, pg_session, tmp_path):
