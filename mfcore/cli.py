@@ -909,8 +909,9 @@ def cmd_completion(args, out: Output) -> int:
             names = api.migration_names(getattr(args, "config_path", None))
         except Exception:  # noqa: BLE001 - completion offers nothing rather than an error
             return EXIT_OK
-        for name in names:
-            print(name.split("_", 1)[0])
+        # A squash and its originals, or a squash's parts, share a number: offer it once.
+        for number in dict.fromkeys(name.split("_", 1)[0] for name in names):
+            print(number)
         return EXIT_OK
     sys.stdout.write(completion_script(args.shell))
     return EXIT_OK
@@ -947,16 +948,17 @@ def _bash(commands: dict) -> str:
     return f"""# mf completion for bash: eval "$(mf completion bash)"
 _mf() {{
     local cur prev cmd opts word i
-    local -a mf_words
+    local -a mf_words config
     cur="${{COMP_WORDS[COMP_CWORD]}}"
     prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     mf_words=()
+    config=()
     i=1
     while [ "$i" -lt "$COMP_CWORD" ]; do
         word="${{COMP_WORDS[i]}}"
         i=$((i + 1))
         case "$word" in
-            --config) i=$((i + 1)) ;;
+            --config) config=(--config "${{COMP_WORDS[i]}}"); i=$((i + 1)) ;;
             -*) ;;
             *) mf_words+=("$word") ;;
         esac
@@ -975,7 +977,7 @@ _mf() {{
     fi
     cmd="${{mf_words[1]}}"
     if [ "$prev" = "--to" ] || {{ [ "${{#mf_words[@]}}" -eq 2 ] && {{ [ "$cmd" = "sql" ] || [ "$cmd" = "resolve" ]; }}; }}; then
-        COMPREPLY=($(compgen -W "$(mf completion numbers 2>/dev/null)" -- "$cur")); return
+        COMPREPLY=($(compgen -W "$(mf "${{config[@]}}" completion numbers 2>/dev/null)" -- "$cur")); return
     fi
     case "$cmd" in
 {cases}

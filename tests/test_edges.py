@@ -621,7 +621,7 @@ def test_shell_completion(project):
     assert project.run("db", "makemigrations").code == 0
     bash = project.run("completion", "bash")
     assert bash.code == 0 and "complete -F _mf mf" in bash.out and "makemigrations" in bash.out
-    assert "--drop-db" in bash.out and "mf completion numbers" in bash.out
+    assert "--drop-db" in bash.out and "completion numbers" in bash.out
     assert subprocess.run(["bash", "-n"], input=bash.out, text=True).returncode == 0
     assert project.run("completion", "numbers").out == "001\n"
     fish = project.run("completion", "fish")
@@ -649,10 +649,10 @@ def test_bash_completion_offers_commands_options_and_migration_numbers(project, 
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
-    def offered(*words) -> list:
+    def offered(*words, cwd=project.path) -> list:
         script = ('eval "$(mf completion bash)"; COMP_WORDS=(' + " ".join(f"'{w}'" for w in words)
                   + f"); COMP_CWORD={len(words) - 1}; _mf; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
-        done = subprocess.run(["bash", "-c", script], cwd=project.path, env=env, capture_output=True, text=True,
+        done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 0 and done.stderr == "", done
         return sorted(filter(None, done.stdout.split("\n")))
@@ -668,6 +668,16 @@ def test_bash_completion_offers_commands_options_and_migration_numbers(project, 
     assert offered("mf", "-v", "db", "st") == ["status"]
     assert "--drop-db" in offered("mf", "db", "reset", "--")
     assert offered("mf", "completion", "") == ["bash", "fish", "zsh"]
+    # From another folder, the numbers are those of the project --config names.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = str(project.path / "language_config.yaml")
+    assert offered("mf", "--config", config, "db", "sql", "", cwd=elsewhere) == ["001", "002"]
+    assert offered("mf", "db", "sql", "", cwd=elsewhere) == []
+    # A squash beside the originals it replaces shares the number of the last: offered once.
+    assert project.run("db", "squash", "--to", "002").code == 0, project.run("db", "status").err
+    assert len(project.migration_names()) == 3
+    assert offered("mf", "db", "sql", "") == ["001", "002"]
 
 
 def test_several_refused_fields_are_each_an_error(project):
