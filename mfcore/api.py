@@ -494,7 +494,8 @@ async def migrate_all(fleet: FleetLike = None, *, targets=(), tenants=(), concur
     """Migrate every target of the config's ``targets:`` and ``tenants:`` (or those named
     in ``targets``/``tenants``) at once, each by the single-database run with its own
     lock, ledger and transactions; returns a TargetResult per target (``applied``
-    names, or ``error``). A failure stops only its target unless ``fail_fast``.
+    names, or ``error``; ``notices`` and ``warnings`` as migrate gives them, each also
+    logged with the target's name). A failure stops only its target unless ``fail_fast``.
     ``concurrency``: runs at a time (default: 10, fewer when a PostgreSQL server's
     max_connections is small; each run holds two connections). ``on_result(result,
     done, total)`` hears each target as it finishes."""
@@ -509,7 +510,11 @@ async def migrate_all(fleet: FleetLike = None, *, targets=(), tenants=(), concur
         def heard(kind, name, index, total):
             if kind == "applied":
                 result.applied.append(name)
-        await applier.migrate(config, on_event=heard)
+        try:
+            outcome = await applier.migrate(config, on_event=heard, notices=result.notices)
+            result.warnings = list(outcome.warnings)
+        finally:
+            _log_notices(result)
 
     return await _fleet_module().run_all(chosen, work, concurrency=resolved_concurrency, fail_fast=fail_fast,
                                         on_result=on_result)
@@ -518,13 +523,15 @@ async def migrate_all(fleet: FleetLike = None, *, targets=(), tenants=(), concur
 async def status_all(fleet: FleetLike = None, *, targets=(), tenants=(), concurrency: Optional[int] = None,
                      on_result: Optional[Callable] = None) -> list:
     """status() of every target (or those named): a TargetResult per target whose
-    ``records`` are its MigrationStatus lines, or whose ``error`` says why not."""
+    ``records`` are its MigrationStatus lines (and ``notices`` the report's), or whose
+    ``error`` says why not."""
     from . import applier
 
     chosen, resolved_concurrency = await _fleet_targets(fleet, targets, tenants, concurrency)
 
     async def work(config, result):
         result.records = await applier.status(config)
+        result.notices = list(result.records.notices)
 
     return await _fleet_module().run_all(chosen, work, concurrency=resolved_concurrency, on_result=on_result)
 
@@ -535,7 +542,8 @@ async def rollback_all(fleet: FleetLike = None, *, targets=(), tenants=(), steps
                        fail_fast: bool = False, on_result: Optional[Callable] = None) -> list:
     """rollback() on every target of the config's ``targets:`` and ``tenants:`` (or those
     named), ``steps``/``to`` as there, each with its own lock, ledger and transactions;
-    returns a TargetResult per target (``rolled_back`` names, ``losses``, or ``error``).
+    returns a TargetResult per target (``rolled_back`` names, ``losses``, or ``error``;
+    ``notices`` as rollback gives them, each also logged with the target's name).
 
     First every target is read, without changing anything: if any one's undo cannot be
     done (IrreversibleError) or would lose data (DataLossError, unless
@@ -585,10 +593,19 @@ async def rollback_all(fleet: FleetLike = None, *, targets=(), tenants=(), steps
         def heard(kind, name, index, total):
             if kind == "rolled_back":
                 result.rolled_back.append(name)
-        await applier.rollback(config, count=steps, to=to, allow_data_loss=allow_data_loss, on_event=heard)
+        try:
+            await applier.rollback(config, count=steps, to=to, allow_data_loss=allow_data_loss, on_event=heard,
+                                   notices=result.notices)
+        finally:
+            _log_notices(result)
 
     return await runner.run_all(chosen, work, concurrency=resolved_concurrency, fail_fast=fail_fast,
                                 on_result=on_result)
+
+
+def _log_notices(result) -> None:
+    for notice in result.notices:
+        log.log(logging.WARNING if notice in result.warnings else logging.INFO, "%s: %s", result.name, notice)
 
 
 def _fleet_module():

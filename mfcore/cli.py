@@ -583,7 +583,8 @@ def _fleet_doc(result, done: Optional[str] = "applied") -> dict:
     command applied or undid (None for status, which does neither)."""
     doc = {"name": result.name, "database": result.display,
            "finished": result.finished, "failed": result.error is not None,
-           "migration": result.migration, "error": str(result.error) if result.error else None}
+           "migration": result.migration, "error": str(result.error) if result.error else None,
+           "notices": result.notices, "warnings": result.warnings}
     if done is not None:
         doc[done] = getattr(result, done)
     return doc
@@ -596,7 +597,11 @@ def _fleet_exit(results) -> int:
 
 
 def _fleet_summary(results, out: Output, verb: str) -> int:
-    """The last lines: how many targets, and every failed one with its migration and message."""
+    """The last lines: each target's notices (⚠ on those that ask the user to act), how
+    many targets, and every failed one with its migration and message."""
+    for result in results:
+        for notice in result.notices:
+            out.notice(f"{'⚠ ' if notice in result.warnings else ''}{result.name}: {notice}")
     failed = [r for r in results if r.error is not None]
     stopped = [r for r in results if not r.finished]
     good = len(results) - len(failed) - len(stopped)

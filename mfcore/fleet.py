@@ -40,6 +40,10 @@ class TargetResult:
     rolled_back: list = field(default_factory=list)   # rollback: names undone (dry run: would be)
     losses: list = field(default_factory=list)        # rollback: what its undo cannot bring back
     sql: list = field(default_factory=list)           # rollback dry run: [(name, [statement])]
+    # Sentences for the user, as the single-database run gives them (a lock wait's
+    # retry, a database ahead of the files); ``warnings``: those that ask them to act.
+    notices: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
     error: Optional[MfError] = None
     finished: bool = False
 

@@ -145,6 +145,33 @@ def test_target_choice_and_status_lines(sqlite_fleet):
     assert mixed.code == 2 and "--fake works on one database" in mixed.err
 
 
+def test_a_target_ahead_of_the_files_is_told_by_name_and_the_others_are_not(tmp_path):
+    """What a single run tells (here: the database has a migration newer than every
+    file, applied by newer code) is told for its target in a fleet run too."""
+    targets = {name: ("sqlite", str(tmp_path / f"{name}.db")) for name in ("north", "west")}
+    newer, older = tmp_path / "newer", tmp_path / "older"
+    names = write_project(newer, targets)
+    assert run_cli(newer, "migrate", "--target", "west").code == 0
+    write_project(older, targets, migrations=2)  # the same project, one release before
+
+    result = run_cli(older, "migrate", "--all")
+    assert result.code == 0, result.err
+    told = [line for line in result.out.splitlines() if ": " in line and not line.startswith("  ")]
+    assert told == [f"⚠ west: The database is ahead of these migration files: {names[2]} was applied by newer "
+                    f"code (the files here end at {names[1]}); nothing here is left to apply."]
+    assert result.out.splitlines()[-1] == "2 of 2 target(s) migrated."
+    assert sqlite_ledger(tmp_path / "north.db") == names[:2] and sqlite_ledger(tmp_path / "west.db") == names
+
+    as_json = {t["name"]: t for t in json.loads(run_cli(older, "migrate", "--all", "--json").out)["targets"]}
+    assert as_json["north"]["notices"] == [] and as_json["north"]["warnings"] == []
+    assert as_json["west"]["warnings"] == as_json["west"]["notices"] == [told[0][len("⚠ west: "):]]
+
+    status = run_cli(older, "status", "--all")
+    assert status.code == 0, status.err
+    assert f"west: {told[0][len('⚠ west: '):]}" in status.out.splitlines()
+    assert not any(line.startswith("north: ") for line in status.out.splitlines())
+
+
 def test_tenant_schemas_need_a_database_with_schemas(tmp_path):
     write_project(tmp_path, {"files": ("sqlite", str(tmp_path / "a.db"))},
                   tenants={"target": "files", "schemas": ["a", "b"]})
