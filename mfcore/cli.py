@@ -487,6 +487,7 @@ def _fleet_choice(args, fleet_options=()) -> dict:
 
 
 def _migrate_fleet(args, out: Output) -> int:
+    _quiet_library_log()
     progress = _FleetProgress(out) if out.tty and not out.json_mode else None
     results = _run(lambda: api.migrate_all(args.config_path, fail_fast=args.fail_fast,
                                                 on_result=progress.event if progress else None,
@@ -504,6 +505,7 @@ def _migrate_fleet(args, out: Output) -> int:
 
 
 def _rollback_fleet(args, out: Output) -> int:
+    _quiet_library_log()
     progress = _FleetProgress(out) if out.tty and not out.json_mode else None
     confirm = _FleetConfirm(out) if out.tty and sys.stdin.isatty() and not out.json_mode else None
     results = _run(lambda: api.rollback_all(args.config_path, steps=args.steps, to=args.to,
@@ -964,6 +966,7 @@ _mf() {{
         i=$((i + 1))
         case "$word" in
             --config) config=(--config "${{COMP_WORDS[i]}}"); i=$((i + 1)) ;;
+            --config=*) config=("$word") ;;
             -*) ;;
             *) mf_words+=("$word") ;;
         esac

@@ -673,6 +673,7 @@ def test_bash_completion_offers_commands_options_and_migration_numbers(project, 
     elsewhere.mkdir()
     config = str(project.path / "language_config.yaml")
     assert offered("mf", "--config", config, "db", "sql", "", cwd=elsewhere) == ["001", "002"]
+    assert offered("mf", f"--config={config}", "db", "sql", "", cwd=elsewhere) == ["001", "002"]
     assert offered("mf", "db", "sql", "", cwd=elsewhere) == []
     # A squash beside the originals it replaces shares the number of the last: offered once.
     assert project.run("db", "squash", "--to", "002").code == 0, project.run("db", "status").err
