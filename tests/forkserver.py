@@ -182,7 +182,8 @@ class ForkServer:
         self._process = None
         if os.path.exists(self._socket):
             os.unlink(self._socket)
-        os.rmdir(self._folder) if not os.listdir(self._folder) else None
+        if not os.listdir(self._folder):
+            os.rmdir(self._folder)
 
 
 if __name__ == "__main__":
