@@ -114,8 +114,7 @@ async def migrate(config: ConfigLike = None, *, dsn: Optional[str] = None,
 def _log_run(result) -> None:
     for name in result:
         log.info("applied %s", name)
-    for notice in result.notices:
-        log.log(logging.WARNING if notice in result.warnings else logging.INFO, "%s", notice)
+    _log_notices(result)
 
 
 async def rollback(config: ConfigLike = None, *, steps: Optional[int] = None, to: Optional[int] = None,
@@ -514,7 +513,7 @@ async def migrate_all(fleet: FleetLike = None, *, targets=(), tenants=(), concur
             outcome = await applier.migrate(config, on_event=heard, notices=result.notices)
             result.warnings = list(outcome.warnings)
         finally:
-            _log_notices(result)
+            _log_notices(result, result.name)
 
     return await _fleet_module().run_all(chosen, work, concurrency=resolved_concurrency, fail_fast=fail_fast,
                                         on_result=on_result)
@@ -597,15 +596,17 @@ async def rollback_all(fleet: FleetLike = None, *, targets=(), tenants=(), steps
             await applier.rollback(config, count=steps, to=to, allow_data_loss=allow_data_loss, on_event=heard,
                                    notices=result.notices)
         finally:
-            _log_notices(result)
+            _log_notices(result, result.name)
 
     return await runner.run_all(chosen, work, concurrency=resolved_concurrency, fail_fast=fail_fast,
                                 on_result=on_result)
 
 
-def _log_notices(result) -> None:
+def _log_notices(result, target: Optional[str] = None) -> None:
+    """Log a run's notices, the warnings among them as warnings; a fleet's after the target's name."""
     for notice in result.notices:
-        log.log(logging.WARNING if notice in result.warnings else logging.INFO, "%s: %s", result.name, notice)
+        log.log(logging.WARNING if notice in result.warnings else logging.INFO, "%s",
+                f"{target}: {notice}" if target else notice)
 
 
 def _fleet_module():

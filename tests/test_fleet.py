@@ -138,7 +138,7 @@ def test_target_choice_and_status_lines(sqlite_fleet):
     status = run_cli(root, "status", "--all")
     assert status.code == 0, status.err
     assert status.out.splitlines() == ["  north  3 applied, 0 pending", "  south  0 applied, 3 pending",
-                                          "  west  3 applied, 0 pending", "3 of 3 target(s) read."]
+                                       "  west  3 applied, 0 pending", "3 of 3 target(s) read."]
     wrong = run_cli(root, "migrate", "--target", "east")
     assert wrong.code == 2 and "no target named 'east'" in wrong.err
     mixed = run_cli(root, "migrate", "--all", "--fake")
@@ -573,8 +573,8 @@ def test_rollback_all_refuses_data_loss_on_any_target_unless_allowed(sqlite_flee
     refused = run_cli(root, "rollback", "--all", "--concurrency", "1")
     assert refused.code == 2
     assert refused.err == (f"error: undoing would lose data on 1 of 3 target(s): west: {fourth}: column "
-                              "item.price comes back empty. Nothing was undone on any target; pass "
-                              "--allow-data-loss (allow_data_loss=True) to go ahead.\n")
+                           "item.price comes back empty. Nothing was undone on any target; pass "
+                           "--allow-data-loss (allow_data_loss=True) to go ahead.\n")
     assert sqlite_state(root, ("north", "south", "west")) == before
 
     asked = []
