@@ -213,7 +213,6 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
         from . import store
 
         store.remove_stale_temporaries(resolved.migrations_dir)
-        store.remove_stale_cache_temporaries(resolved.migrations_dir)
     with gc_paused(), shared_model_documents():
         carried = carryover.pending_conversion(resolved.migrations_dir, resolved.max_tables_per_migration)
         draft = writer.draft_migration(resolved, name=name, empty=empty, questioner=questioner,
@@ -461,7 +460,7 @@ async def reset(config: ConfigLike = None, *, drop_database: bool = False,
     ``drop_database``, empty the ledger (mf_migrations keeps no row; the tables and
     their rows stay), so that the next makemigrations writes a new 001 that the next
     migrate records as applied once the catalog matches it. Then remove the migration
-    files, schema.json, .applied and the model cache. The database comes first: when
+    files, schema.json and .applied. The database comes first: when
     it cannot be reached, nothing is removed. Asks nothing: confirming is the caller's
     business."""
     from . import applier, store

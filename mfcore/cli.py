@@ -132,7 +132,7 @@ def cmd_makemigrations(args, out: Output) -> int:
         out.notice(notice)
     if args.verbose and result.models_read < result.models_total:
         out.notice(f"Read {result.models_read} of {result.models_total} models; the others are unchanged "
-                   "since the last run (.mf_cache/).")
+                   "since schema.json was written (its \"sources\").")
     if out.json_mode:
         out.document({
             "changes": [dict(op.to_json(), destructive=op.destructive, description=op.describe())

@@ -1,33 +1,32 @@
 """makemigrations on a large project reads only the models that were edited.
 
-Each run that writes schema.json also writes a small cache beside the migrations
-directory (``.mf_cache/<directory name>.json``): a digest of every top-level
-declaration of models.mp (see language/chunks.py) and of the enums, the size and
-checksum of the schema.json just written, and for each model its table, index
-names, foreign key targets and where it lies in that file. On the next run, a model
-whose declaration, abstract bases and enums have the same digests, under the same
-schema.json, is exactly the model schema.json holds: it is neither read nor
-compared again, and its bytes are copied into the new schema.json. The declarations
-that changed are read, checked against the others' names, tables and index names,
-and diffed along with the models they point to (and, when a key changes or a model
-goes, those that point to them), so the operations are those a full run gives.
+Each run that writes a migration ends schema.json with its "sources" (the layout is
+snapshot.py's): a digest of every top-level declaration of models.mp (see
+language/chunks.py) and of the enums, and for each model its table, index names and
+foreign key targets; the digest that seals them covers the whole file before it. On
+the next run, in this clone or any other, a model whose declaration, abstract bases
+and enums have the same digests, under a schema.json unchanged since, is exactly the
+model schema.json holds: it is neither read nor compared again, and its bytes are
+copied into the new schema.json. The declarations that changed are read, checked
+against the others' names, tables and index names, and diffed along with the models
+they point to (and, when a key changes or a model goes, those that point to them), so
+the operations are those a full run gives.
 
-The cache is only ever a shortcut. Whatever does not fit (no cache, another
-schema.json or mf version, an edited enum, a model declared mid-line, any problem
-in the edited models) returns None here and makemigrations takes the full path,
-which explains problems with their positions. Deleting the cache is always safe.
-That full path still skips most of schema.json (verified_plan): a model that lies
-there exactly as the writer lays out the model just read is that model.
+The sources are only ever a shortcut. Whatever does not fit (none, a schema.json
+changed since they were sealed, another mf version, an edited enum, a model declared
+mid-line, any problem in the edited models) returns None here and makemigrations
+takes the full path, which explains problems with their positions. That full path
+still skips most of schema.json (verified_plan): a model that lies there exactly as
+the writer lays out the model just read is that model.
 """
 from __future__ import annotations
 
 import hashlib
-import zlib
 from typing import NamedTuple, Optional
 
 import orjson
 
-from . import __version__, snapshot as schema_file, store
+from . import __version__, snapshot as schema_file
 from .errors import ModelsError, SchemaFileError
 from .language.chunks import Outline
 from .language.raw import RawEnum, RawModel
@@ -38,87 +37,87 @@ FORMAT = 1
 
 
 class Plan(NamedTuple):
-    """What a cached run diffs: ``old`` and ``new`` hold the same neighbourhood of
-    models (every model that may change, and those linked to them by a foreign key),
-    the unchanged ones as the very same objects on both sides."""
+    """What a run diffs: ``old`` and ``new`` hold the same neighbourhood of models
+    (every model that may change, and those linked to them by a foreign key), the
+    unchanged ones as the very same objects on both sides."""
     old: Schema
     new: Schema
     snapshot: bytes   # schema.json as read
-    cache: dict       # the cache as read
-    entries: dict     # the cache's model entries for models.mp as it is now (info to fill in)
+    entries: dict     # the sources' model entries for models.mp as it is now (info to fill in)
     context: str
     models_read: int  # model declarations read (the changed ones and their bases)
-    # verified_plan's: where every model and the relations lie in ``snapshot`` (as
-    # schema_file.layout gives them), there being no cache to say it.
-    spans: Optional[tuple] = None
+    spans: tuple      # where every model and the relations lie in ``snapshot`` (schema_file.layout)
 
 
-# A cache entry, per model of models.mp: [digest of its declaration, its base, and,
-# when it has a table, its table, index names, foreign key targets and where its
-# value lies in schema.json (byte offsets)].
+# A model's entry in the sources: [digest of its declaration, its base, and, when it
+# has a table, its table, index names and foreign key targets]; once read here, where
+# its value lies in schema.json (byte offsets) is added.
 _DIGEST, _BASE, _TABLE, _INDEXES, _TARGETS, _START, _END = range(7)
-
 
 
 def digest(data: bytes) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
-def _identity(snapshot: bytes) -> list:
-    """Which schema.json the cache describes. A checksum is enough: the file is ours,
-    written whole and replaced atomically, so a different one is another write, not
-    a forgery; together with the size, the chance of a false match is 2**-32."""
-    return [len(snapshot), zlib.crc32(snapshot)]
-
-
-def load(migrations_dir: str) -> Optional[dict]:
-    """The cache document, or None when there is none fit for this mf."""
-    document = store.read_cache(migrations_dir)
+def load(snapshot: bytes) -> Optional[tuple]:
+    """(sources, spans): schema.json's sources, each model's entry with where it lies,
+    and the file's layout; None when it has none fit for this mf (a file changed since
+    they were sealed, written by another mf version, damaged)."""
+    text = schema_file.sealed_sources(snapshot)
+    if text is None:
+        return None
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("mf") != __version__ \
             or not _well_formed(document):
         return None
-    return document
+    spans = schema_file.layout(snapshot)
+    if spans is None:
+        return None
+    model_spans = spans[0]
+    tables = 0
+    for name, entry in document["models"].items():
+        if len(entry) > _TABLE:
+            if name not in model_spans:
+                return None
+            entry.extend(model_spans[name])
+            tables += 1
+    if tables != len(model_spans):
+        return None  # a model of schema.json that the sources do not name
+    return document, spans
 
 
 def _well_formed(document: dict) -> bool:
-    """Whether a cache document has the shape save() writes (a damaged one is unused)."""
+    """Whether sources have the shape sources() writes (damaged ones are unused)."""
     models = document.get("models")
-    if not isinstance(models, dict) or not isinstance(document.get("context"), str) \
-            or not _is_span(document.get("relations")) or not isinstance(document.get("snapshot"), list):
+    if not isinstance(models, dict) or not isinstance(document.get("context"), str):
         return False
     for entry in models.values():
-        if type(entry) is not list or len(entry) not in (_TABLE, _END + 1) or type(entry[_DIGEST]) is not str \
+        if type(entry) is not list or len(entry) not in (_TABLE, _TARGETS + 1) or type(entry[_DIGEST]) is not str \
                 or not isinstance(entry[_BASE], str):
             return False
         if len(entry) > _TABLE and (type(entry[_TABLE]) is not str or not _are_names(entry[_INDEXES])
-                                    or not _are_names(entry[_TARGETS]) or not _is_span(entry[_START:])):
+                                    or not _are_names(entry[_TARGETS])):
             return False
     return True
-
-
-def _is_span(value) -> bool:
-    return type(value) is list and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
-        and 0 <= value[0] <= value[1]
 
 
 def _are_names(value) -> bool:
     return type(value) is list and all(type(item) is str for item in value)
 
 
-def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snapshot: bytes,
-         spans: Optional[tuple] = None) -> None:
-    """Record the cache for the schema.json whose bytes are ``snapshot``. ``entries``
+def sources(context: str, entries: dict, schema: Schema) -> bytes:
+    """The value of schema.json's sources (for snapshot.with_sources), one line per
+    model, so that a migration changes the lines of the models it changes. ``entries``
     are {model: [digest, base, ...]}; a model's table and keys come from ``schema``
-    or, for a model it does not hold, from its entry (an unchanged model of a cached
-    run); a model in neither has no table. ``spans`` say where the models lie in
-    ``snapshot`` (snapshot_after gives them), else they are looked for. A cache that
-    cannot be written is no error: the next run is a full one."""
-    spans = spans or schema_file.layout(snapshot)
-    if spans is None:
-        return
-    model_spans, relations_span = spans
-    models = {}
-    for name, entry in entries.items():
+    (the schema after the migration) or, for a model it does not hold, from its entry
+    (an unchanged model of a run that read only the edited ones); a model in neither
+    has no table."""
+    lines = []
+    for name in sorted(entries):
+        entry = entries[name]
         model = schema.models.get(name)
         if model is not None:
             # Index and check names: each must stay unique in the schema (validate.py).
@@ -127,21 +126,17 @@ def save(migrations_dir: str, context: str, entries: dict, schema: Schema, snaps
         elif len(entry) > _TABLE:
             info = entry[_TABLE:_START]
         else:
-            models[name] = entry[:_TABLE]
-            continue
-        if name not in model_spans:
-            return
-        models[name] = [entry[_DIGEST], entry[_BASE], *info, *model_spans[name]]
-    document = {"format": FORMAT, "mf": __version__, "snapshot": _identity(snapshot), "context": context,
-                "models": models, "relations": list(relations_span)}
-    store.write_cache(migrations_dir, orjson.dumps(document))
+            info = []
+        lines.append(b"      %s: %s" % (orjson.dumps(name), orjson.dumps([entry[_DIGEST], entry[_BASE], *info])))
+    head = b'{\n    "context": %s,\n    "format": %d,\n    "mf": %s,\n    "models": {' % (
+        orjson.dumps(context), FORMAT, orjson.dumps(__version__))
+    return head + (b"\n" + b",\n".join(lines) + b"\n    }" if lines else b"}")
 
 
 def context_digest(outline: Outline, index_foreign_keys: bool = False) -> str:
     """The digest of what every model's meaning may depend on besides its own
     declaration and bases: the enums (their values are stored for enum defaults),
-    anything before the first declaration, and whether foreign keys are indexed (only
-    when they are, so that caches written before the setting stay valid)."""
+    anything before the first declaration, and whether foreign keys are indexed."""
     parts = [outline.data[:outline.prologue_end]]
     parts.extend(outline.text_of(chunk) for chunk in outline.chunks if chunk.kind == "enum")
     if index_foreign_keys:
@@ -165,17 +160,21 @@ def entries_for(outline: Outline, declarations: list) -> Optional[dict]:
     return entries
 
 
-def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_name: str, reader,
+def plan(outline: Outline, snapshot: bytes, migration_name: str, reader,
          index_foreign_keys: bool = False) -> Optional[Plan]:
     """The partial schemas to diff, or None when this run must read everything.
 
-    ``migration_name`` is the newest migration file, which schema.json must reflect;
-    ``reader(text)`` returns the raw declarations of a piece of models.mp, raising
-    ModelsError (parser.read_raw). ``index_foreign_keys``: the project's setting.
+    ``snapshot`` is schema.json's bytes, which must reflect ``migration_name``, the
+    newest migration file; ``reader(text)`` returns the raw declarations of a piece of
+    models.mp, raising ModelsError (parser.read_raw). ``index_foreign_keys``: the
+    project's setting.
     """
-    if cache is None or cache.get("snapshot") != _identity(snapshot) \
-            or not schema_file.reflects(snapshot, migration_name):
+    if not schema_file.reflects(snapshot, migration_name):
         return None
+    loaded = load(snapshot)
+    if loaded is None:
+        return None
+    document, spans = loaded
     chunks = outline.chunks
     model_chunks = {chunk.name: chunk for chunk in chunks if chunk.kind == "model"}
     enum_chunks = [chunk for chunk in chunks if chunk.kind == "enum"]
@@ -183,9 +182,9 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
     if len(model_chunks) + len(enum_names) != len(chunks) or enum_names & model_chunks.keys():
         return None  # a name declared twice: the full run says where
     context = context_digest(outline, index_foreign_keys)
-    if cache.get("context") != context:
+    if document["context"] != context:
         return None
-    cached = cache["models"]
+    cached = document["models"]
 
     entries = {}
     same = set()
@@ -253,7 +252,7 @@ def plan(outline: Outline, cache: Optional[dict], snapshot: bytes, migration_nam
             new_models[name] = old_models[name]
     old = Schema(enums=old_enums, models=old_models)
     new = Schema(enums=built.enums, models=new_models)
-    return Plan(old, new, snapshot, cache, entries, context, len(declarations))
+    return Plan(old, new, snapshot, entries, context, len(declarations), spans)
 
 
 def _bases_unchanged(name, cached, same) -> bool:
@@ -360,7 +359,7 @@ def _load_key_chains(snapshot, cached, models: dict, built: dict) -> None:
 
 
 def _load(snapshot, cached, names) -> dict:
-    """The models of schema.json among ``names``, read from where the cache says they lie."""
+    """The models of schema.json among ``names``, read from where they lie."""
     found = {}
     for name in sorted(names):
         entry = cached.get(name)
@@ -371,7 +370,7 @@ def _load(snapshot, cached, names) -> dict:
 
 def verified_plan(outline: Outline, declarations: list, new: Schema, snapshot: bytes, migration_name: str,
                   index_foreign_keys: bool = False) -> Optional[Plan]:
-    """The Plan of a run that found no cache to use and read all of models.mp (``new``;
+    """The Plan of a run that found no sources to use and read all of models.mp (``new``;
     ``declarations`` is the outline parse() gave): ``old`` is schema.json, where each
     model that lies exactly as the writer lays out the model just read is that very
     model, neither parsed nor checked again (snapshot.schema_from_layout); those the
@@ -396,22 +395,17 @@ def verified_plan(outline: Outline, declarations: list, new: Schema, snapshot: b
     old = schema_file.schema_from_layout(snapshot, spans, relations_span, known)
     if old is None:
         return None
-    return Plan(old, new, snapshot, None, entries_for(outline, declarations),
+    return Plan(old, new, snapshot, entries_for(outline, declarations),
                 context_digest(outline, index_foreign_keys), len(declarations), found)
 
 
 def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Optional[str] = None,
-                   index_foreign_keys: bool = False) -> tuple:
-    """schema.json's bytes after the diff of ``plan`` (``after`` is plan.old with the
-    operations applied), and where its models lie (for save): the models ``after``
-    changes are written anew, the others are copied as they lie in the old file."""
+                   index_foreign_keys: bool = False) -> bytes:
+    """schema.json's bytes, without sources, after the diff of ``plan`` (``after`` is
+    plan.old with the operations applied): the models ``after`` changes are written
+    anew, the others are copied as they lie in the old file."""
     before = plan.old
-    if plan.spans is not None:
-        spans, relations_span = plan.spans
-    else:
-        spans = {name: (entry[_START], entry[_END]) for name, entry in plan.cache["models"].items()
-                 if len(entry) > _TABLE}
-        relations_span = plan.cache["relations"]
+    spans, relations_span = plan.spans
     rewritten = {name for name in before.models if after.models.get(name) is not before.models[name]}
     rewritten |= after.models.keys() - before.models.keys()
     kept = {name: span for name, span in spans.items()

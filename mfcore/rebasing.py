@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from . import store
 from .config import Config
 from .differ import diff
 from .errors import MfError, MigrationFileError, ModelsError, RebaseConflictError
 from .history import effects, shared_objects
+from .snapshot import with_sources
 
 
 @dataclass
@@ -53,15 +54,25 @@ async def rebase(config: Config, names=()) -> RebaseResult:
         raise RebaseConflictError(f"cannot rebase: the migrations do not apply in the new order ({exc}); two "
                                   f"branches changed the same thing differently. {_advice()}") from None
     index_foreign_keys = _indexes_foreign_keys(config, bool(ordered), schema)
-    made_from = _check_branches(config, history, moving, staying, schema, notices, index_foreign_keys)
+    read = _check_branches(config, history, moving, staying, schema, notices, index_foreign_keys)
     moved = [(old.name, new.name) for old, new in moving if old.name != new.name]
     for old, new in moving:
         if old.name != new.name:
             store.rename_migration_file(old, new.name)
     newest = ordered[-1].name if ordered else None
     if ordered:
-        store.write_snapshot(directory, schema, newest, made_from=made_from, index_foreign_keys=index_foreign_keys)
+        snapshot = store.snapshot_bytes(schema, newest, made_from=read.made_from if read else None,
+                                        index_foreign_keys=index_foreign_keys)
+        if read is not None and read.sources is not None:
+            snapshot = with_sources(snapshot, read.sources)
+        store.write_snapshot_bytes(directory, snapshot)
     return RebaseResult(moved, len(ordered), newest, notices)
+
+
+class _ModelsRead(NamedTuple):
+    """models.mp as the migrations in their new order build all of it: for schema.json."""
+    made_from: str              # its digest (store.models_digest)
+    sources: Optional[bytes]    # what each model was read from (model_cache.sources), when it can say
 
 
 def _indexes_foreign_keys(config: Config, has_migrations: bool, schema) -> bool:
@@ -171,11 +182,11 @@ async def _applied_names(config: Config, notices: list) -> Optional[set]:
 
 
 def _check_branches(config: Config, history, moving, staying, schema, notices: list,
-                    index_foreign_keys: bool) -> Optional[str]:
+                    index_foreign_keys: bool) -> Optional[_ModelsRead]:
     """The moved migrations against the others since the first moved one's old number:
     they must not change the same thing, and together they must still build models.mp
-    in what they change. Returns models.mp's digest when the migrations build all of it
-    (for schema.json's "made_from"), else None."""
+    in what they change. Returns what schema.json records of models.mp when the
+    migrations build all of it, else None."""
     if not moving:
         return None
     by_name = {m.name: m for m in history}
@@ -189,10 +200,14 @@ def _check_branches(config: Config, history, moving, staying, schema, notices: l
             f"change {', '.join(shared[:5])} (two branches changed the same thing). {_advice()}")
     if not os.path.exists(config.models_path):
         return None
+    from . import model_cache
+    from .language import chunks
     from .language.parser import parse_bytes, read_models_file
 
-    models = read_models_file(config.models_path)
-    drift = diff(schema, parse_bytes(models, config.models_path, index_foreign_keys=index_foreign_keys))
+    outline = chunks.outline(read_models_file(config.models_path))
+    declarations: list = []
+    built = parse_bytes(outline.data, config.models_path, outline=declarations, index_foreign_keys=index_foreign_keys)
+    drift = diff(schema, built)
     touched = {key[1] for key in effects(moved + other)[1] if key[0] in ("model", "field", "enum")}
     differing = sorted({op.model_name or getattr(op, "name", None) for op in drift} & touched)
     if differing:
@@ -203,4 +218,8 @@ def _check_branches(config: Config, history, moving, staying, schema, notices: l
         notices.append(f"{os.path.basename(config.models_path)} has changes no migration holds yet; "
                        "`mf db makemigrations` writes them.")
         return None
-    return store.models_digest(models)
+    entries = model_cache.entries_for(outline, declarations)
+    sources = None
+    if entries is not None and built == schema:
+        sources = model_cache.sources(model_cache.context_digest(outline, index_foreign_keys), entries, schema)
+    return _ModelsRead(store.models_digest(outline.data), sources)

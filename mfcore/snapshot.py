@@ -8,6 +8,7 @@ which the model cache uses to copy unchanged models without reading them.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from contextlib import contextmanager
 from decimal import Decimal
@@ -497,6 +498,7 @@ def _short(value) -> str:
 # What dumps() writes for a schema.json document: top-level keys in order (enums,
 # format, made_from, migration, models, relations), two-space indent, one model per entry of
 # "models". The model cache reads models where they lie and copies unchanged ones.
+# makemigrations appends "sources" (model_cache.py): what each model was read from.
 
 _INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 _MODELS_OPEN = b'\n  "models": {\n'
@@ -541,11 +543,14 @@ def made_from(snapshot: bytes) -> Optional[str]:
 
 def layout(snapshot: bytes):
     """({model: (start, end)}, (start, end)): where each model's value and the
-    relations list lie in a schema.json written by dumps; None if it is not laid out
-    as that writes it."""
+    relations list lie in a schema.json written by dumps (with sources or without);
+    None if it is not laid out as that writes it."""
     models_at = snapshot.find(_MODELS_OPEN)
     relations_at = snapshot.find(_RELATIONS_OPEN, models_at)
-    if models_at < 0 or relations_at < 0 or not snapshot.endswith(b"]\n}\n"):
+    body_end = sources_start(snapshot)
+    if body_end is None:
+        body_end = len(snapshot) - 3 if snapshot.endswith(b"\n}\n") else -1
+    if models_at < 0 or relations_at < 0 or body_end < 0 or snapshot[body_end - 1:body_end] != b"]":
         return None
     found = [(match.group(1).decode(), match.end() - 2, match.start())
              for match in _ENTRY.finditer(snapshot, models_at, relations_at)]
@@ -556,7 +561,64 @@ def layout(snapshot: bytes):
         if snapshot[start:start + 1] != b"{" or snapshot[end - 1:end] != b"}":
             return None
         spans[name] = (start, end)
-    return spans, (relations_at + len(_RELATIONS_OPEN), len(snapshot) - 3)
+    return spans, (relations_at + len(_RELATIONS_OPEN), body_end)
+
+
+# ---------------------------------------------------------------- schema.json's sources
+#
+# makemigrations ends schema.json with what each model was read from (model_cache.py
+# makes the value): a last top-level key, "sources", whose own last key is the SHA-1
+# of every byte of the file before that digest. A file changed anywhere else (by hand,
+# by a merge, by another command that writes schema.json without sources) no longer
+# matches it, and its sources are not used.
+
+_SOURCES_OPEN = b',\n  "sources": '
+_SOURCES_SEAL = b',\n    "sha1": "'
+_SOURCES_CLOSE = b'"\n  }\n}\n'
+_SHA1_HEX = 40
+
+
+def sources_start(snapshot: bytes) -> Optional[int]:
+    """Where the sources begin (their key's comma) in schema.json's bytes, when the file
+    ends with them as with_sources() writes them, whatever the digest; else None."""
+    if not snapshot.endswith(_SOURCES_CLOSE):
+        return None
+    at = snapshot.rfind(_SOURCES_OPEN, 0, len(snapshot) - len(_SOURCES_CLOSE))
+    return at if at >= 0 else None
+
+
+def with_sources(body: bytes, sources: bytes) -> list:
+    """schema.json's bytes: ``body`` (as dumps or rewrite make it) ending with the
+    sources, whose value is ``sources`` (an object's text without its closing brace,
+    laid out two spaces deep) sealed by their digest. Given as pieces to write one after
+    the other, so that a large file is not copied once more."""
+    if not body.endswith(b"\n}\n"):
+        raise ValueError("schema.json's body must end as dumps() ends it")
+    pieces = [memoryview(body)[:-3], _SOURCES_OPEN, sources, _SOURCES_SEAL]
+    sealed = hashlib.sha1(usedforsecurity=False)
+    for piece in pieces:
+        sealed.update(piece)
+    return pieces + [sealed.hexdigest().encode(), _SOURCES_CLOSE]
+
+
+def sealed_sources(snapshot: bytes) -> Optional[bytes]:
+    """The text of the sources in schema.json's bytes, when their digest is that of the
+    file before it (so nothing in the file changed since makemigrations wrote it);
+    else None."""
+    end = len(snapshot) - len(_SOURCES_CLOSE) - _SHA1_HEX
+    start = sources_start(snapshot)
+    if start is None or end < start or not snapshot.startswith(_SOURCES_SEAL, end - len(_SOURCES_SEAL)):
+        return None
+    view = memoryview(snapshot)
+    if hashlib.sha1(view[:end], usedforsecurity=False).hexdigest().encode() != view[end:end + _SHA1_HEX]:
+        return None
+    return snapshot[start + len(_SOURCES_OPEN):end - len(_SOURCES_SEAL)] + b"}"
+
+
+def without_sources(snapshot: bytes) -> bytes:
+    """schema.json's bytes as dumps() writes the document without its sources."""
+    start = sources_start(snapshot)
+    return snapshot if start is None else snapshot[:start] + b"\n}\n"
 
 
 def model_bytes(model: Model) -> bytes:
@@ -617,12 +679,11 @@ def model_at(snapshot: bytes, span, name: str) -> Model:
 
 
 def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str,
-            made_from_digest: Optional[str] = None, index_foreign_keys: bool = False) -> tuple:
+            made_from_digest: Optional[str] = None, index_foreign_keys: bool = False) -> bytes:
     """schema.json's bytes for ``after``, copying the models in ``kept`` ({name: (start,
     end)} in ``snapshot``) as they lie and writing those in ``rewritten`` anew (a name
-    of ``rewritten`` that ``after`` lacks is a model gone, with its relations).
-    Returns the bytes and their layout (as layout() gives it): the same bytes as
-    dumps of the whole document."""
+    of ``rewritten`` that ``after`` lacks is a model gone, with its relations): the
+    same bytes as dumps of the whole document."""
     names = sorted(kept.keys() | (rewritten & after.models.keys()))
     pieces = [b'{\n  "enums": ',
               _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},
@@ -633,8 +694,6 @@ def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritte
     if made_from_digest is not None:
         pieces += [b',\n  "%s": ' % MADE_FROM.encode(), orjson.dumps(made_from_digest)]
     pieces += [b',\n  "migration": ', orjson.dumps(migration_name), b',\n  "models": {']
-    size = sum(map(len, pieces))
-    spans = {}
     view = memoryview(snapshot)
     run_start = run_end = None  # a run of models copied as they lie, separators and all
     separator = b"\n"
@@ -644,26 +703,17 @@ def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritte
         if name not in rewritten:
             start, end = kept[name]
             if run_end is not None and start == run_end + len(head):
-                # Next to the previous model in the old file, as in the new one.
-                spans[name] = (size + start - run_start, size + end - run_start)
-                run_end = end
+                run_end = end  # next to the previous model in the old file, as in the new one
                 continue
             if run_end is not None:
                 pieces.append(view[run_start:run_end])
-                size += run_end - run_start
             pieces.append(head)
-            size += len(head)
             run_start, run_end = start, end
-            spans[name] = (size, size + end - start)
             continue
         if run_end is not None:
             pieces.append(view[run_start:run_end])
-            size += run_end - run_start
             run_start = run_end = None
-        value = _nested(orjson.dumps(model_to_json(after.models[name]), option=_INDENT), 4)
-        spans[name] = (size + len(head), size + len(head) + len(value))
-        pieces += [head, value]
-        size += len(head) + len(value)
+        pieces += [head, _nested(orjson.dumps(model_to_json(after.models[name]), option=_INDENT), 4)]
     if run_end is not None:
         pieces.append(view[run_start:run_end])
     pieces.append(b"\n  }" if names else b"}")
@@ -672,11 +722,8 @@ def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritte
     added = relations(Schema(models={name: after.models[name] for name in rewritten if name in after.models}))
     # relations() lists models in name order: a stable sort on the name merges the two.
     merged = sorted(kept_relations + added, key=_relation_owner)
-    pieces.append(b',\n  "relations": ')
-    relations_start = sum(map(len, pieces))
-    pieces += [_nested(orjson.dumps(merged, option=_INDENT), 2), b"\n}\n"]
-    data = b"".join(pieces)
-    return data, (spans, (relations_start, len(data) - 3))
+    pieces += [b',\n  "relations": ', _nested(orjson.dumps(merged, option=_INDENT), 2), b"\n}\n"]
+    return b"".join(pieces)
 
 
 def _nested(value: bytes, depth: int) -> bytes:

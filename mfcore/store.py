@@ -28,8 +28,6 @@ from .snapshot import (FORMAT, INDEX_FOREIGN_KEYS, MADE_FROM, dumps, indexes_for
 MIGRATION_FILE = re.compile(r"^(\d+)_([A-Za-z0-9_]*)\.json$")
 SCHEMA_FILE = "schema.json"
 APPLIED_FILE = ".applied"
-CACHE_DIR = ".mf_cache"
-_CACHE_GITIGNORE = b"# Created by mf: a cache that makemigrations rebuilds at will.\n*\n"
 SUFFIX_LIMIT = 60
 
 
@@ -669,8 +667,9 @@ def models_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def write_snapshot_bytes(directory: str, data: bytes) -> None:
-    """schema.json as snapshot_bytes (or snapshot.rewrite) made it, written atomically."""
+def write_snapshot_bytes(directory: str, data) -> None:
+    """schema.json as snapshot_bytes, snapshot.rewrite or snapshot.with_sources made it
+    (bytes, or pieces), written atomically."""
     atomic_write(snapshot_path(directory), data)
 
 
@@ -702,70 +701,11 @@ def write_applied(directory: str, names) -> None:
     atomic_write(applied_path(directory), orjson.dumps({"applied": list(names)}, option=orjson.OPT_INDENT_2) + b"\n")
 
 
-# ---------------------------------------------------------------- the model cache
-
-def cache_path(migrations_dir: str) -> str:
-    """``.mf_cache/<directory name>.json`` beside the migrations directory."""
-    directory = os.path.abspath(migrations_dir)
-    return os.path.join(os.path.dirname(directory), CACHE_DIR, os.path.basename(directory) + ".json")
-
-
-def read_cache(migrations_dir: str):
-    """The cache document as parsed (model_cache.py checks its shape), or None when
-    there is none or it does not read: the cache is only ever a shortcut."""
-    try:
-        data = files.read_file(cache_path(migrations_dir), MigrationFileError, missing_ok=True)
-        return orjson.loads(data) if data is not None else None
-    except (MigrationFileError, orjson.JSONDecodeError):
-        return None
-
-
-def write_cache(migrations_dir: str, data: bytes) -> None:
-    """Replace the cache; a cache that cannot be written is no error (the next run is a
-    full one). No fsync: a torn cache is unreadable or names another schema.json.
-    As for the project's files, the temporary file carries the writer's pid and
-    terminating signals wait while it is written and renamed (see atomic_write)."""
-    path = cache_path(migrations_dir)
-    directory = os.path.dirname(path)
-    with signals_deferred():
-        try:
-            if not os.path.isdir(directory):
-                os.makedirs(directory, exist_ok=True)
-                with open(os.path.join(directory, ".gitignore"), "wb") as handle:
-                    handle.write(_CACHE_GITIGNORE)
-            handle, temporary = _create_temporary(directory)
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, path)
-        except BaseException as exc:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            if not isinstance(exc, OSError):
-                raise
-
-
-def remove_stale_cache_temporaries(migrations_dir: str) -> list:
-    """remove_stale_temporaries for the model cache's directory, and the cache files
-    that mf wrote before the pid-named form (``<name>.json.<pid>.tmp``) and a killed
-    run left there."""
-    directory = os.path.dirname(cache_path(migrations_dir))
-    return remove_stale_temporaries(directory) + remove_stale_temporaries(directory, _OLD_CACHE_TEMPORARY)
-
-
-_OLD_CACHE_TEMPORARY = re.compile(r".+\.json\.([0-9]+)\.tmp")
-
-
 # ---------------------------------------------------------------- reset
 
 def remove_project_files(migrations_dir: str) -> list:
-    """Delete the migration files, schema.json, .applied and the model cache (which
-    would describe files that are gone); returns the names removed from the directory,
-    in that order (the cache is not named: it is not the project's)."""
+    """Delete the migration files, schema.json and .applied; returns the names removed,
+    in that order."""
     removed = []
     for file in list_migration_files(migrations_dir):
         os.unlink(file.path)
@@ -776,15 +716,14 @@ def remove_project_files(migrations_dir: str) -> list:
             removed.append(os.path.basename(extra))
     if os.path.isdir(migrations_dir):
         fsync_directory(migrations_dir)
-    if os.path.exists(cache_path(migrations_dir)):
-        os.unlink(cache_path(migrations_dir))
     return removed
 
 
 # ---------------------------------------------------------------- atomic writes
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` so that a reader sees the old file or the new one, never half of one:
+def atomic_write(path: str, data) -> None:
+    """Write ``data`` (bytes, or a list of the pieces to write one after the other) so
+    that a reader sees the old file or the new one, never half of one:
     a temporary file in the same directory, flushed and fsynced, renamed over the old
     one, then the directory fsynced. FileWriteError, naming the directory or the file,
     when it cannot be written; the file is then as it was and no temporary file is left.
@@ -804,7 +743,7 @@ def atomic_write(path: str, data: bytes) -> None:
             except FileNotFoundError:
                 pass  # a new file: the umask applied when the temporary file was created
             with os.fdopen(handle, "wb") as out:
-                out.write(data)
+                out.writelines([data] if isinstance(data, bytes) else data)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, path)
@@ -869,19 +808,18 @@ def _create_temporary(directory: str) -> tuple:
     raise FileExistsError(f"{directory}: no free name for a temporary file")
 
 
-def remove_stale_temporaries(directory: str, pattern=None) -> list:
-    """Remove the temporary files in ``directory`` that a killed mf left (its process
-    is no longer running on this machine); returns their names. Any that cannot be
-    removed is left: it is never read. ``pattern``: how such a name reads (default
-    mf's ``.mf-<pid>-<hex>.tmp``), the writer's pid its first group."""
-    pattern = pattern or _TEMPORARY
+def remove_stale_temporaries(directory: str) -> list:
+    """Remove the temporary files in ``directory`` (``.mf-<pid>-<hex>.tmp``) that a
+    killed mf left (its process is no longer running on this machine, or the name
+    carries none); returns their names. Any that cannot be removed is left: it is never
+    read."""
     removed = []
     try:
         names = os.listdir(directory)
     except OSError:
         return removed
     for name in sorted(names):
-        match = pattern.fullmatch(name)
+        match = _TEMPORARY.fullmatch(name)
         if match is None or (match.group(1) is not None and _running(int(match.group(1)))):
             continue
         try:

@@ -24,6 +24,7 @@ from .operations import AddColumn, AlterColumn, fold, locked_objects, split_oper
 from . import model_cache
 from .questioner import BY_HAND, Questioner
 from .schema import Schema
+from .snapshot import with_sources
 from . import store
 
 
@@ -180,7 +181,7 @@ class Draft:
     result: MakeMigrationsResult
     old: Schema                       # the schema the migration starts from
     old_document: Optional[dict]      # schema.json's document for ``old``, when it can be reused
-    cached: Optional[object]          # the model cache's Plan when only changed models were read, or
+    cached: Optional[object]          # model_cache's Plan when only the edited models were read, or
     #                                   when schema.json's unchanged models were taken as read (verified_plan)
     outline: object
     declarations: list
@@ -204,7 +205,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     files = [] if carried is not None else store.list_migration_files(directory)
     snapshot_data = None if carried is not None else store.read_snapshot_data(directory)
     index_fks = store.index_foreign_keys(config.index_foreign_keys, snapshot_data, bool(files) or carried is not None)
-    cached = None if carried is not None else _cached_plan(directory, files, outline, snapshot_data, index_fks)
+    cached = None if carried is not None else _cached_plan(files, outline, snapshot_data, index_fks)
     declarations: list = []
     verified = None
     if cached is not None:
@@ -212,7 +213,7 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     else:
         new = parse_bytes(outline.data, display, outline=declarations, index_foreign_keys=index_fks)
         if carried is None and files and snapshot_data is not None:
-            # No cache: the models schema.json holds exactly as models.mp now says
+            # No sources to use: the models schema.json holds exactly as models.mp now says
             # them, which after a small edit is nearly all, are taken as read.
             verified = model_cache.verified_plan(outline, declarations, new, snapshot_data, files[-1].name,
                                                  index_fks)
@@ -240,9 +241,11 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     check_safety(operations, old)
     if rebuilt and repair and files and not operations and not empty:
         # The rebuilt schema.json is what models.mp says: record its digest, so that
-        # migrate and status know without parsing models.mp that nothing is unmigrated.
-        store.write_snapshot(directory, old, files[-1].name, made_from=store.models_digest(outline.data),
-                             index_foreign_keys=index_fks)
+        # migrate and status know without parsing models.mp that nothing is unmigrated,
+        # and its sources, as makemigrations writes them.
+        snapshot = store.snapshot_bytes(old, files[-1].name, made_from=store.models_digest(outline.data),
+                                        index_foreign_keys=index_fks)
+        store.write_snapshot_bytes(directory, _with_sources(snapshot, old, outline, declarations, index_fks))
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)
     models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \
         else sum(1 for kind, *_rest in declarations if kind == "model")
@@ -275,7 +278,7 @@ def _plan_files(result: MakeMigrationsResult, directory: str, number: int, suffi
 
 
 def write_draft(draft: Draft) -> None:
-    """Write the drafted migration file, then schema.json and the model cache."""
+    """Write the drafted migration files, then schema.json with its sources."""
     result = draft.result
     if result.path is None:
         return
@@ -287,30 +290,40 @@ def write_draft(draft: Draft) -> None:
     # status can tell an edit no migration holds without parsing models.mp.
     made_from = store.models_digest(draft.outline.data)
     if cached is not None:
-        snapshot, spans = model_cache.snapshot_after(cached, after, newest, made_from, draft.index_foreign_keys)
-        entries, context = cached.entries, cached.context
+        snapshot = model_cache.snapshot_after(cached, after, newest, made_from, draft.index_foreign_keys)
+        if cached.entries is not None:  # (none when a declaration is not alone on its lines)
+            snapshot = with_sources(snapshot, model_cache.sources(cached.context, cached.entries, after))
     else:
         reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
-        snapshot, spans = store.snapshot_bytes(after, newest, reuse, made_from, draft.index_foreign_keys), None
-        entries = model_cache.entries_for(draft.outline, draft.declarations)
-        context = model_cache.context_digest(draft.outline, draft.index_foreign_keys)
+        snapshot = _with_sources(store.snapshot_bytes(after, newest, reuse, made_from, draft.index_foreign_keys),
+                                 after, draft.outline, draft.declarations, draft.index_foreign_keys)
     store.make_directory(directory)
     with store.signals_deferred():  # interrupted, makemigrations writes every file or none
         for planned in result.files:  # in order, schema.json last
             store.write_migration_bytes(planned.path, planned.content)
         store.write_snapshot_bytes(directory, snapshot)
-        if entries is not None:
-            model_cache.save(directory, context, entries, after, snapshot, spans)
     result.written = True
 
 
-def _cached_plan(directory, files, outline, data: Optional[bytes], index_foreign_keys: bool):
-    """The cached run's Plan, or None when schema.json (``data``) is not current or the
-    cache does not fit it."""
-    cache = model_cache.load(directory) if files else None
-    if cache is None or data is None:
+def _with_sources(snapshot: bytes, schema: Schema, outline, declarations: list, index_foreign_keys: bool):
+    """schema.json's bytes for ``schema``, read in full from models.mp (``outline``,
+    whose ``declarations`` parse() gave), ending with what each model was read from, so
+    that the next run, in any clone, reads only the models edited since
+    (model_cache.py); as they are when the file cannot say (a declaration not alone on
+    its lines)."""
+    entries = model_cache.entries_for(outline, declarations)
+    if entries is None:
+        return snapshot
+    return with_sources(snapshot, model_cache.sources(model_cache.context_digest(outline, index_foreign_keys),
+                                                      entries, schema))
+
+
+def _cached_plan(files, outline, data: Optional[bytes], index_foreign_keys: bool):
+    """The Plan of a run that reads only the edited models, or None when schema.json
+    (``data``) is not current or its sources do not fit it."""
+    if not files or data is None:
         return None
-    return model_cache.plan(outline, cache, data, files[-1].name, read_raw, index_foreign_keys)
+    return model_cache.plan(outline, data, files[-1].name, read_raw, index_foreign_keys)
 
 
 def _display(path: str) -> str:

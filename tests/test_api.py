@@ -52,7 +52,6 @@ def test_a_project_from_first_migration_to_reset_through_the_api_alone(project):
     assert sorted(result.removed) == [".applied", "001_enum_invoicestatus_enum_userrole.json",
                                       "002_add_phone.json", "schema.json"]
     assert project.migration_names() == [] and sorted(p.name for p in project.migrations.iterdir()) == []
-    assert not (project.path / ".mf_cache" / "migrations.json").exists()
     assert sqlite_tables(project.path / "dev.db") == set()
 
 

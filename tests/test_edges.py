@@ -322,68 +322,6 @@ def test_leftovers_of_a_killed_makemigrations_are_removed_by_the_next(project):
     assert len(project.migration_names()) == 1
 
 
-# The same for the model cache: the signal lands as its temporary file is renamed.
-SIGNALLED_AT_CACHE = """
-import os, signal, sys
-# Ctrl-C raises KeyboardInterrupt here even when the suite was started in the background
-# (a shell starts background commands with SIGINT ignored, which Python would keep).
-signal.signal(signal.SIGINT, signal.default_int_handler)
-replace = os.replace
-def signalled(source, target, **kwargs):
-    if ".mf_cache" in str(target):
-        os.replace = replace
-        os.kill(os.getpid(), signal.{signal})
-    return replace(source, target, **kwargs)
-os.replace = signalled
-from mfcore.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def run_signalled_at_cache(project, signal_name):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-c", SIGNALLED_AT_CACHE.format(signal=signal_name),
-                           "db", "makemigrations"], cwd=project.path, capture_output=True, text=True, timeout=120)
-
-
-def cache_files(project) -> list:
-    return sorted(p.name for p in (project.path / ".mf_cache").iterdir())
-
-
-@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", -15)])
-def test_an_interrupted_cache_write_finishes_and_leaves_no_temporary_file(project, signal_name, code):
-    project.write_models(SEED)
-    completed = run_signalled_at_cache(project, signal_name)
-    assert completed.returncode == code, completed
-    assert "Traceback" not in completed.stderr
-    assert cache_files(project) == [".gitignore", "migrations.json"]  # the new cache, in place
-    assert len(project.migration_names()) == 1
-    assert project.run("db", "makemigrations", "--check").code == 0
-
-
-def test_cache_leftovers_of_a_killed_makemigrations_are_removed_by_the_next(project):
-    import os
-
-    project.write_models(SEED)
-    completed = run_signalled_at_cache(project, "SIGKILL")
-    assert completed.returncode == -9
-    [leftover] = [name for name in cache_files(project) if name.endswith(".tmp")]
-    assert re.fullmatch(r"\.mf-[0-9]+-[0-9a-f]+\.tmp", leftover), leftover  # named with the writer's pid
-    cache = project.path / ".mf_cache"
-    running = cache / f".mf-{os.getpid()}-0123456789ab.tmp"  # this process is running: kept
-    running.write_bytes(b"being written")
-    earlier = cache / "migrations.json.999999999.tmp"  # the form mf wrote before, of no running process
-    earlier.write_bytes(b"{}")
-    assert project.run("db", "makemigrations", "--check").code == 0
-    assert leftover in cache_files(project)  # --check writes and removes nothing
-    project.write_models(WITH_PHONE)
-    result = project.run("db", "makemigrations")
-    assert result.code == 0, result
-    assert cache_files(project) == sorted([".gitignore", "migrations.json", running.name])
-
-
 # ---------------------------------------------------------------- database errors
 
 def test_a_file_that_is_not_sqlite_is_a_database_error(project):

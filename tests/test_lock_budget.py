@@ -104,6 +104,9 @@ def test_a_migration_over_the_table_limit_is_split_into_files_that_add_up_to_it(
     whole_schema = json.loads((whole.migrations / "schema.json").read_text())
     assert split_schema.pop("migration") == files[-1][0]
     whole_schema.pop("migration")
+    # (The digest sealing the sources covers the file, the newest file's name included.)
+    split_schema["sources"].pop("sha1")
+    whole_schema["sources"].pop("sha1")
     assert split_schema == whole_schema
     again = split.run("db", "makemigrations")
     assert again.code == 0 and "No changes detected." in again.out

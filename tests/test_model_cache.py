@@ -1,9 +1,10 @@
-"""The model cache: a second makemigrations reads only the models that were edited,
-and its files are exactly those of a run that reads everything.
+"""schema.json's sources: a second makemigrations, in this clone or any other, reads
+only the models that were edited, and its files are exactly those of a run that reads
+everything.
 
-Each test edits a project that already has migrations, runs makemigrations with the
-cache the last run left, and compares with a copy of the project whose cache was
-deleted first (the full run).
+Each test edits a project that already has migrations, runs makemigrations on it, and
+compares with a copy of the project whose schema.json lost its sources first (the
+full run).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mfcore
-from mfcore.store import cache_path
+from mfcore.model_cache import load
+from mfcore.snapshot import sealed_sources, with_sources, without_sources
 
 from conftest import SQLITE_CONFIG, Project, tree_state
 from strategies import schema_texts
@@ -40,9 +42,20 @@ def make_project(path, text: str) -> Project:
 
 
 def cold_copy(project: Project, path) -> Project:
-    """The same project without its cache: makemigrations there reads every model."""
-    shutil.copytree(project.path, path, ignore=shutil.ignore_patterns(".mf_cache"))
+    """The same project with schema.json's sources taken off: makemigrations there reads
+    every model."""
+    shutil.copytree(project.path, path)
+    snapshot = path / "migrations" / "schema.json"
+    snapshot.write_bytes(without_sources(snapshot.read_bytes()))
     return Project(path)
+
+
+def resealed(data: bytes, change) -> bytes:
+    """schema.json with its sources' text changed by ``change`` and sealed again, as if
+    mf had written them so."""
+    text = sealed_sources(data)
+    assert text is not None
+    return b"".join(with_sources(without_sources(data), change(text[:-1])))
 
 
 def outcome(project: Project):
@@ -53,12 +66,16 @@ def outcome(project: Project):
         return ("error", type(error).__name__, str(error).replace(str(project.path), "<project>")), None
     files = {path.name: path.read_bytes() for path in sorted(project.migrations.iterdir())
              if path.is_file()}
+    if not result.written:
+        # schema.json as it was: the full run's copy lost its sources before the run.
+        files["schema.json"] = without_sources(files["schema.json"])
     return ("files", files), result
 
 
 def edit_and_compare(tmp_path, before: str, after: str):
-    """Run makemigrations on ``before``, then on ``after`` with and without the cache;
-    both runs must give the same files (or the same error). Returns the cached run's result."""
+    """Run makemigrations on ``before``, then on ``after`` with and without schema.json's
+    sources; both runs must give the same files (or the same error). Returns the result
+    of the run with them."""
     warm = make_project(tmp_path / "warm", before)
     first = warm.run("db", "makemigrations")
     assert first.code == 0, first
@@ -74,8 +91,11 @@ def edit_and_compare(tmp_path, before: str, after: str):
 def test_a_second_run_reads_only_the_edited_model(project, tmp_path):
     project.write_models(ENUMS + MODELS)
     assert project.run("db", "makemigrations").code == 0
-    assert (project.path / ".mf_cache" / ".gitignore").read_text().endswith("*\n")
+    sources, _layout = load((project.migrations / "schema.json").read_bytes())
+    assert sorted(sources["models"]) == [f"Item{i}" for i in sorted(range(12), key=str)]
+    assert sources["models"]["Item3"][2:5] == ["item3", ["ix_item3_parent"], ["Item2"]]  # table, indexes, targets
     cold = cold_copy(project, tmp_path / "cold")
+    assert load((cold.migrations / "schema.json").read_bytes()) is None
     edited = (ENUMS + MODELS).replace("model Item5 extends Model {\n", "model Item5 extends Model {\n"
                                       "    sku = CharField(20, default=\"\")\n")
     project.write_models(edited)
@@ -85,14 +105,13 @@ def test_a_second_run_reads_only_the_edited_model(project, tmp_path):
     cold_run = cold.run("db", "makemigrations", "-v")
 
     assert warm_run.code == cold_run.code == 0
-    assert "Read 1 of 12 models; the others are unchanged since the last run" in warm_run.out
+    assert "Read 1 of 12 models; the others are unchanged since schema.json was written" in warm_run.out
     assert "Read" not in cold_run.out
     assert project.migration_names() == ["001_enum_status_create_item0.json", "002_add_sku.json"]
+    # Sources included: those the shorter run writes are those a full run writes.
     for name in ("002_add_sku.json", "schema.json"):
         assert (project.migrations / name).read_bytes() == (cold.migrations / name).read_bytes()
-    # The cache the cached run leaves is the one a full run leaves.
-    assert (project.path / ".mf_cache" / "migrations.json").read_bytes() == \
-        (cold.path / ".mf_cache" / "migrations.json").read_bytes()
+    assert load((project.migrations / "schema.json").read_bytes()) is not None
 
 
 def test_no_change_reads_nothing_and_writes_nothing(project):
@@ -201,44 +220,69 @@ def test_a_new_model_pointing_along_a_chain_reads_the_chain(tmp_path):
     assert create.table_def.references["bistro"].key.max_length == 10
 
 
-def test_a_changed_schema_json_is_not_trusted_to_the_cache(project, tmp_path):
-    """After a pull brings someone else's migration, the cache describes an older
-    schema.json: the run reads everything and builds on the new one."""
+def test_a_pulled_schema_json_brings_the_sources_of_its_models(project, tmp_path):
+    """A teammate's migration, pulled: its schema.json says what each model was read
+    from, so the next run here reads only the model edited since."""
     project.write_models(ENUMS + MODELS)
     assert project.run("db", "makemigrations").code == 0
-    teammate = cold_copy(project, tmp_path / "teammate")
+    teammate = Project(tmp_path / "teammate")
+    shutil.copytree(project.path, teammate.path)
     teammate.write_models(ENUMS + MODELS + "model Extra extends Model {\n    note = TextField()\n}\n")
     assert teammate.run("db", "makemigrations").code == 0
     shutil.rmtree(project.migrations)
     shutil.copytree(teammate.migrations, project.migrations)
-    project.write_models(ENUMS + MODELS + "model Extra extends Model {\n    note = TextField(null=true)\n}\n")
+    edited = ENUMS + MODELS + "model Extra extends Model {\n    note = TextField(null=true)\n}\n"
+    project.write_models(edited)
+    cold = cold_copy(project, tmp_path / "cold")
 
     result = project.run("db", "makemigrations", "-v")
 
-    assert result.code == 0
-    assert "Read" not in result.out
+    assert result.code == 0 and cold.run("db", "makemigrations").code == 0
+    assert "Read 1 of 13 models" in result.out
     assert project.migration_names()[-1] == "003_alter_note.json"
+    assert tree_state(project.migrations) == tree_state(cold.migrations)
 
 
-def _entry_replaced(cache: bytes) -> bytes:
-    document = orjson.loads(cache)
+def test_a_schema_json_edited_by_hand_is_read_in_full(project, tmp_path):
+    """An edit anywhere in schema.json breaks the seal of its sources: a model changed
+    there by hand is compared with models.mp again, as a full run compares it."""
+    project.write_models(ENUMS + MODELS)
+    assert project.run("db", "makemigrations").code == 0
+    path = project.migrations / "schema.json"
+    edited_by_hand = path.read_bytes().replace(b'"max_length": 40', b'"max_length": 41', 1)
+    path.write_bytes(edited_by_hand)
+    assert load(edited_by_hand) is None
+    project.write_models((ENUMS + MODELS).replace("model Item5 extends Model {\n", "model Item5 extends Model {\n"
+                                                  "    sku = CharField(20, default=\"\")\n"))
+
+    result = project.run("db", "makemigrations", "-v")
+
+    assert result.code == 0, result
+    assert "Read" not in result.out
+    operations = orjson.loads((project.migrations / project.migration_names()[-1]).read_bytes())["ops"]
+    assert [(op["op"], op["model"]) for op in operations] == [("alter_column", "Item0"), ("add_column", "Item5")]
+
+
+def _entry_replaced(text: bytes) -> bytes:
+    document = orjson.loads(text + b"}")
     document["models"]["Item3"] = 5
-    return orjson.dumps(document)
+    return orjson.dumps(document)[:-1]
 
 
-@pytest.mark.parametrize("damage", [lambda cache: b"", lambda cache: b"not json", lambda cache: cache[:-10],
-                                    lambda cache: cache.replace(mfcore.__version__.encode(), b"0.0.0"),
-                                    _entry_replaced],
-                         ids=["empty", "not-json", "cut-short", "other-mf-version", "entry-replaced"])
-def test_a_damaged_or_foreign_cache_is_ignored(project, tmp_path, damage):
+@pytest.mark.parametrize("damage", [
+    lambda data: data.replace(b'"sha1": "', b'"sha1": "0', 1)[:-8] + data[-7:],
+    lambda data: resealed(data, lambda text: b"not json"),
+    lambda data: resealed(data, lambda text: text.replace(mfcore.__version__.encode(), b"0.0.0")),
+    lambda data: resealed(data, lambda text: text.replace(b'"format": 1', b'"format": 2')),
+    lambda data: resealed(data, _entry_replaced),
+    lambda data: resealed(data, lambda text: re.sub(rb'\n      "Item3": [^\n]*', b"", text)),
+], ids=["seal-broken", "not-json", "other-mf-version", "other-format", "entry-replaced", "entry-gone"])
+def test_damaged_or_foreign_sources_are_not_used(project, tmp_path, damage):
     project.write_models(ENUMS + MODELS)
     assert project.run("db", "makemigrations").code == 0
     cold = cold_copy(project, tmp_path / "cold")
-    path = cache_path(str(project.migrations))
-    with open(path, "rb") as handle:
-        cache = handle.read()
-    with open(path, "wb") as handle:
-        handle.write(damage(cache))
+    path = project.migrations / "schema.json"
+    path.write_bytes(damage(path.read_bytes()))
     edited = (ENUMS + MODELS).replace("    name = CharField(40)\n", "    name = CharField(60)\n", 1)
     project.write_models(edited)
     cold.write_models(edited)
@@ -293,22 +337,11 @@ def edits(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits())
-def test_a_cached_run_writes_what_a_full_run_writes(tmp_path_factory, edit):
+def test_a_run_on_the_sources_writes_what_a_full_run_writes(tmp_path_factory, edit):
     before, after = edit
     result = edit_and_compare(tmp_path_factory.mktemp("edit"), before, after)
     enums, models = _pieces(before)
     after_enums, after_models = _pieces(after)
     if result is not None and after_enums == enums:
-        # The cache was used: only the declarations whose text changed were read.
+        # The sources were used: only the declarations whose text changed were read.
         assert result.models_read == sum(1 for name, text in after_models.items() if models.get(name) != text)
-
-
-def test_a_cache_that_cannot_be_written_does_not_stop_makemigrations(project):
-    (project.path / ".mf_cache").write_text("a file where the cache folder would go\n")
-    project.write_models(ENUMS + MODELS)
-
-    result = project.run("db", "makemigrations")
-
-    assert result.code == 0, result
-    assert project.migration_names() == ["001_enum_status_create_item0.json"]
-    assert (project.path / ".mf_cache").read_text() == "a file where the cache folder would go\n"
