@@ -400,10 +400,11 @@ def verified_plan(outline: Outline, declarations: list, new: Schema, snapshot: b
 
 
 def snapshot_after(plan: Plan, after: Schema, migration_name: str, made_from: Optional[str] = None,
-                   index_foreign_keys: bool = False) -> bytes:
-    """schema.json's bytes, without sources, after the diff of ``plan`` (``after`` is
-    plan.old with the operations applied): the models ``after`` changes are written
-    anew, the others are copied as they lie in the old file."""
+                   index_foreign_keys: bool = False) -> list:
+    """schema.json's bytes (pieces, see schema_file.rewrite), without sources, after
+    the diff of ``plan`` (``after`` is plan.old with the operations applied): the models
+    ``after`` changes are written anew, the others are copied as they lie in the old
+    file."""
     before = plan.old
     spans, relations_span = plan.spans
     rewritten = {name for name in before.models if after.models.get(name) is not before.models[name]}

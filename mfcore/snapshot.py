@@ -587,14 +587,17 @@ def sources_start(snapshot: bytes) -> Optional[int]:
     return at if at >= 0 else None
 
 
-def with_sources(body: bytes, sources: bytes) -> list:
-    """schema.json's bytes: ``body`` (as dumps or rewrite make it) ending with the
-    sources, whose value is ``sources`` (an object's text without its closing brace,
-    laid out two spaces deep) sealed by their digest. Given as pieces to write one after
-    the other, so that a large file is not copied once more."""
-    if not body.endswith(b"\n}\n"):
+def with_sources(body, sources: bytes) -> list:
+    """schema.json's bytes: ``body`` (as dumps or rewrite make it: bytes, or a list of
+    pieces) ending with the sources, whose value is ``sources`` (an object's text
+    without its closing brace, laid out two spaces deep) sealed by their digest. Given
+    as pieces to write one after the other, so that a large file is not copied once
+    more."""
+    pieces = [body] if isinstance(body, bytes) else list(body)
+    if bytes(pieces[-1][-3:]) != b"\n}\n":
         raise ValueError("schema.json's body must end as dumps() ends it")
-    pieces = [memoryview(body)[:-3], _SOURCES_OPEN, sources, _SOURCES_SEAL]
+    pieces[-1] = memoryview(pieces[-1])[:-3]
+    pieces += [_SOURCES_OPEN, sources, _SOURCES_SEAL]
     sealed = hashlib.sha1(usedforsecurity=False)
     for piece in pieces:
         sealed.update(piece)
@@ -679,11 +682,12 @@ def model_at(snapshot: bytes, span, name: str) -> Model:
 
 
 def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritten: set, migration_name: str,
-            made_from_digest: Optional[str] = None, index_foreign_keys: bool = False) -> bytes:
+            made_from_digest: Optional[str] = None, index_foreign_keys: bool = False) -> list:
     """schema.json's bytes for ``after``, copying the models in ``kept`` ({name: (start,
     end)} in ``snapshot``) as they lie and writing those in ``rewritten`` anew (a name
     of ``rewritten`` that ``after`` lacks is a model gone, with its relations): the
-    same bytes as dumps of the whole document."""
+    same bytes as dumps of the whole document, as pieces to write one after the other
+    (most of them views of ``snapshot``, which a large file is not copied into)."""
     names = sorted(kept.keys() | (rewritten & after.models.keys()))
     pieces = [b'{\n  "enums": ',
               _nested(orjson.dumps({name: [list(m) for m in e.members] for name, e in after.enums.items()},
@@ -723,7 +727,7 @@ def rewrite(snapshot: bytes, kept: dict, relations_span, after: Schema, rewritte
     # relations() lists models in name order: a stable sort on the name merges the two.
     merged = sorted(kept_relations + added, key=_relation_owner)
     pieces += [b',\n  "relations": ', _nested(orjson.dumps(merged, option=_INDENT), 2), b"\n}\n"]
-    return b"".join(pieces)
+    return pieces
 
 
 def _nested(value: bytes, depth: int) -> bytes:

@@ -163,3 +163,42 @@ def test_a_model_laid_out_otherwise_is_read_in_full():
     spans, relations_span = schema_file.layout(edited)
     assert edited[spans["A"][0]:spans["A"][1]] != schema_file.model_bytes(read.models["A"])
     assert schema_file.schema_from_layout(edited, spans, relations_span, {}) is None  # the full check refuses
+
+
+# ---------------------------------------------------------------- sources
+
+SOURCES = b'{\n    "context": "c",\n    "format": 1,\n    "mf": "0",\n    "models": {}'
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_sources_are_sealed_by_every_byte_before_their_digest(data):
+    """with_sources ends the file with the sources; they read back only while no byte
+    before the digest changed, and the file without them is the one dumps() writes."""
+    from strategies import schema_texts
+
+    read = mfcore.parse(data.draw(schema_texts()))
+    body = schema_file.dumps({**schema_file.schema_to_json(read), "migration": "0001_initial.json"})
+    sealed = b"".join(schema_file.with_sources(body, SOURCES))
+
+    assert orjson.loads(sealed)["sources"]["models"] == {}
+    assert schema_file.sealed_sources(sealed) == SOURCES + b"}"
+    assert schema_file.without_sources(sealed) == body
+    assert schema_file.layout(sealed) == schema_file.layout(body)
+    assert schema_file.sealed_sources(body) is None
+    digest_at = sealed.rindex(b'"sha1": "') + len(b'"sha1": "')
+    position = data.draw(st.integers(0, digest_at - 1))
+    changed = sealed[:position] + bytes([sealed[position] ^ 1]) + sealed[position + 1:]
+    assert schema_file.sealed_sources(changed) is None
+
+
+def test_sources_follow_a_rewrite_given_in_pieces():
+    """rewrite() gives pieces of the old file; the sources seal them as written."""
+    read = mfcore.parse("model A extends Model { n = IntegerField() }\nmodel B extends Model { a = ForeignKey(A) }\n")
+    body = schema_file.dumps({**schema_file.schema_to_json(read), "migration": "0001_initial.json"})
+    spans, relations_span = schema_file.layout(body)
+    pieces = schema_file.rewrite(body, {"A": spans["A"]}, relations_span, read, {"B"}, "0002_next.json")
+    assert b"".join(pieces) == body.replace(b"0001_initial.json", b"0002_next.json")
+    sealed = b"".join(schema_file.with_sources(pieces, SOURCES))
+    assert schema_file.sealed_sources(sealed) == SOURCES + b"}"
+    assert schema_file.without_sources(sealed) == b"".join(pieces)
