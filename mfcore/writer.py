@@ -242,10 +242,12 @@ def draft_migration(config: Config, *, name: Optional[str] = None, empty: bool =
     if rebuilt and repair and files and not operations and not empty:
         # The rebuilt schema.json is what models.mp says: record its digest, so that
         # migrate and status know without parsing models.mp that nothing is unmigrated,
-        # and its sources, as makemigrations writes them.
+        # and, when its models are the very ones models.mp gives, its sources.
         snapshot = store.snapshot_bytes(old, files[-1].name, made_from=store.models_digest(outline.data),
                                         index_foreign_keys=index_fks)
-        store.write_snapshot_bytes(directory, _with_sources(snapshot, old, outline, declarations, index_fks))
+        if old == new:
+            snapshot = _with_sources(snapshot, old, outline, declarations, index_fks)
+        store.write_snapshot_bytes(directory, snapshot)
     number = len(carried.files) + 1 if carried is not None else store.next_number(files)
     models_total = sum(1 for chunk in outline.chunks if chunk.kind == "model") if cached is not None \
         else sum(1 for kind, *_rest in declarations if kind == "model")
