@@ -173,25 +173,51 @@ def migration_statements(dialect, migration, online: bool = True) -> list:
 
 
 def lint_migration(dialect, migration, tables_before: frozenset, statements: Optional[list] = None,
-                   config=None) -> list:
+                   config=None, drafted: bool = False) -> list:
     """[Finding] for one migration (store.Migration); ``tables_before``: the tables that
     exist before it. ``config``: the project's (its ``online`` plans the statements, its
     timeouts make the prologue), so that a finding's statement is numbered as the line
-    of `mf db sql NNN` that shows it; without it, migrate's default plan and prologue."""
+    of `mf db sql NNN` that shows it; without it, migrate's default plan and prologue.
+    ``drafted``: the operations are makemigrations' own, made from models.mp and so
+    written as SQL without error; their statements are then written out only when a rule
+    could find something in them (see reads_statements)."""
     operations = tuple(migration.operations)
     atomic = migration.atomic or not dialect.supports_non_atomic
-    if statements is None:
-        statements = migration_statements(dialect, migration, config.online if config is not None else True)
-    lines = shown_lines(dialect, migration, statements, config)
     rules = {rule.name: rule for rule in rules_for(dialect)}
     accepted = set(migration.lint_accept)
-    listed = lint_statements(dialect, operations, atomic, statements)
     found: list = []  # (operation, statement number, sql, Risk)
     for position, operation in enumerate(operations):
         for risk in _operation_risks(operation, tables_before):
             found.append((position, None, None, risk))
         for risk in dialect.rewrite_risks(dialect.rewrites(operation, Plan(atomic, operations))):
             found.append((position, None, None, risk))
+    lines: list = []
+    if statements is not None or not drafted or reads_statements(dialect, operations):
+        if statements is None:
+            statements = migration_statements(dialect, migration, config.online if config is not None else True)
+        lines = shown_lines(dialect, migration, statements, config)
+        found += _statement_findings(dialect, operations, atomic, statements)
+    found.sort(key=lambda item: (item[0] if item[0] is not None else -1, item[1] or 0))
+    return [Finding(risk.rule, migration.name, position,
+                    operations[position].op if position is not None else None,
+                    lines[number - 1] if number is not None else None,
+                    normalized(sql) if sql is not None else None, risk.reason, rules[risk.rule].alternative,
+                    risk.rule in accepted)
+            for position, number, sql, risk in found]
+
+
+def reads_statements(dialect, operations: tuple) -> bool:
+    """Could a rule find something in the statements of ``operations``? The application's
+    rules read only run_sql steps' SQL, the database's (dialect.flags_own_sql) may read
+    mf's own too. Neither does for a first migration's CREATE TABLEs, which in a large
+    project are tens of thousands of statements."""
+    return any(operation.op == "run_sql" for operation in operations) or dialect.flags_own_sql(operations)
+
+
+def _statement_findings(dialect, operations: tuple, atomic: bool, statements: list) -> list:
+    """[(operation, statement number, sql, Risk)] that the rules find in ``statements``."""
+    found: list = []
+    listed = lint_statements(dialect, operations, atomic, statements)
     checked = [s for s in listed if not is_comment(s.sql)]
     for index, risk in dialect.statement_risks(checked):
         statement = checked[index]
@@ -200,19 +226,13 @@ def lint_migration(dialect, migration, tables_before: frozenset, statements: Opt
         if statement.hand_written:
             for risk in _statement_risks(statement):
                 found.append((statement.operation, statement.number, statement.sql, risk))
-    if any(position is None and number is not None for position, number, _sql, _risk in found):
+    if any(position is None for position, _number, _sql, _risk in found):
         # mf's own statements are traced to their operation only when one is reported:
         # it means writing each operation's SQL again.
         owners, _exact = _owners(dialect, operations, atomic, statements)
-        found = [(owners[number - 1] if position is None and number is not None else position, number, sql, risk)
+        found = [(owners[number - 1] if position is None else position, number, sql, risk)
                  for position, number, sql, risk in found]
-    found.sort(key=lambda item: (item[0] if item[0] is not None else -1, item[1] or 0))
-    return [Finding(risk.rule, migration.name, position,
-                    operations[position].op if position is not None else None,
-                    lines[number - 1] if number is not None else None,
-                    normalized(sql) if sql is not None else None, risk.reason, rules[risk.rule].alternative,
-                    risk.rule in accepted)
-            for position, number, sql, risk in found]
+    return found
 
 
 def shown_lines(dialect, migration, statements: list, config=None) -> list:
@@ -414,7 +434,7 @@ def lint_draft(config, schema_before, result) -> tuple:
         migration = store.Migration(store.MigrationFile(number, name, planned.path), tuple(planned.operations),
                                     atomic, "", False)
         tables = frozenset(map(_table_of, state.models.values()))
-        findings += lint_migration(dialect, migration, tables, config=config)
+        findings += lint_migration(dialect, migration, tables, config=config, drafted=True)
         rewrites += operation_rewrites(dialect, planned.operations, atomic or not dialect.supports_non_atomic)
         state = fold(planned.operations, state)
     if len(rewrites) != len(result.operations):

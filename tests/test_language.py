@@ -204,6 +204,14 @@ def test_json_literals_where_they_do_not_belong(call, message):
     assert problems[0].line == 2
 
 
+def test_a_text_default_holding_nul_is_refused_where_it_is_written():
+    """No database stores NUL in a text column; JSON and bytes write it escaped."""
+    problems = problems_of('model A extends Model {\n    f = TextField(default="a\0b")\n}\n')
+    assert [(p.message, p.line) for p in problems] == [("a default cannot contain NUL", 2)]
+    for call in ('JSONField(default="a\0b")', 'BinaryField(default="a\0b")'):
+        assert mfcore.parse("model A extends Model {\n    f = " + call + "\n}\n").models["A"].fields[1].default
+
+
 def test_a_duplicate_json_key_is_reported_at_the_key():
     problems = problems_of('model A extends Model {\n    f = JSONField(default={"a": 1,\n        "a": 2})\n}\n')
     assert [(p.line, p.column) for p in problems] == [(3, 9)]

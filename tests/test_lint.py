@@ -455,3 +455,70 @@ def test_a_new_column_with_a_random_default_rewrites(pg):
     lines = pg.run("db", "sql", "002").out.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith('ALTER TABLE "tags" ADD COLUMN "token"'))
     assert lines[at - 1] == "-- ⏳ rewrites table tags (volatile default gen_random_uuid())"
+
+
+# ---------------------------------------------------------------- makemigrations' own lint
+
+def lint_as_drafted(project: Project) -> list:
+    """What makemigrations' lint (lint_draft) finds in the operations of the project's
+    first migration file, as if it had just drafted them: the findings' JSON."""
+    from mfcore import load_config, store
+    from mfcore.lint import lint_draft
+    from mfcore.schema import Schema
+    from mfcore.writer import MakeMigrationsResult, MigrationFileDraft
+
+    config = load_config(str(project.path / "language_config.yaml"))
+    files = store.list_migration_files(config.migrations_dir)
+    migration = store.read_migrations(config.migrations_dir, files, files[:1])[files[0].name]
+    operations = list(migration.operations)
+    planned = MigrationFileDraft(str(project.migrations / files[0].name), b"", operations)
+    findings, _rewrites = lint_draft(config, Schema(), MakeMigrationsResult(operations, files=[planned]))
+    return [finding.to_json() for finding in findings]
+
+
+def with_run_sql(project: Project, sql: str) -> None:
+    """The project's first migration file with a run_sql step added at its end."""
+    path = project.migrations / project.migration_names()[0]
+    document = json.loads(path.read_text())
+    document["ops"].append({"op": "run_sql", "sql": sql, "reverse_sql": ""})
+    path.write_text(json.dumps(document, indent=2, sort_keys=True))
+
+
+def test_a_first_migrations_run_sql_is_linted_by_makemigrations_as_by_lint(project):
+    """makemigrations leaves the SQL of its CREATE TABLEs unwritten when no rule can read
+    anything in it; a hand-written statement among them is still read, and numbered."""
+    project.write_models(MODELS)
+    assert project.run("db", "makemigrations").code == 0
+    assert lint_as_drafted(project) == []
+    with_run_sql(project, "UPDATE items SET name = name;\nALTER TABLE items DROP COLUMN code")
+    code, document = lint(project, "001")
+    assert code == 1 and rules_of(document) == ["ban-drop-column"]
+    shown = json.loads(project.run("db", "sql", "001", "--json").out)["sql"]
+    assert shown[document["findings"][0]["statement"] - 1] == "ALTER TABLE items DROP COLUMN code"
+    assert lint_as_drafted(project) == document["findings"]
+
+
+def test_a_first_migrations_risky_statement_keeps_its_line_on_postgresql(pg):
+    assert lint_as_drafted(pg) == []
+    with_run_sql(pg, "CREATE INDEX ix_label ON tags (label);\nCREATE INDEX ix_name ON elsewhere (name)")
+    code, document = lint(pg, "001")
+    # tags is created by the migration: only the index on a table it did not create is flagged.
+    assert code == 1 and rules_of(document) == ["require-concurrent-index-creation"]
+    shown = json.loads(pg.run("db", "sql", "001", "--json").out)["sql"]
+    assert shown[document["findings"][0]["statement"] - 1] == "CREATE INDEX ix_name ON elsewhere (name)"
+    assert lint_as_drafted(pg) == document["findings"]
+
+
+@pytest.mark.parametrize("table, index", [('a\\" b--', "ix_item_code"), ("items", "ix/*code*/")])
+def test_a_first_migration_whose_names_read_as_comments_is_linted_as_by_lint(pg, table, index):
+    """The statement checks read SQL without its comments: a table or index name holding
+    "--" or "/*" reads as another name (here the table's index seems to be on a table
+    that exists), so makemigrations writes and reads the SQL of that migration."""
+    for path in pg.migrations.iterdir():
+        path.unlink()
+    pg.write_models(MODELS.replace('table = "items"', f'table = "{table}"')
+                    .replace('name="ix_item_code"', f'name="{index}"'))
+    assert pg.run("db", "makemigrations").code == 0
+    findings = lint(pg, "001")[1]["findings"]
+    assert rules_of({"findings": findings}) == (["require-concurrent-index-creation"] if "--" in table else [])
+    assert lint_as_drafted(pg) == findings

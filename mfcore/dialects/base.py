@@ -354,6 +354,12 @@ class Dialect:
         """[(position, risks.Risk)] in a migration's statements (risks.LintStatement)."""
         return []
 
+    def flags_own_sql(self, operations) -> bool:
+        """Could ``statement_risks`` flag a statement mf writes for ``operations`` (the
+        SQL of their run_sql steps aside, which the lint always reads)? When not, the lint
+        of makemigrations' draft leaves mf's SQL unwritten. Here no rule reads statements."""
+        return False
+
     def rewrites(self, operation: Operation, plan: Plan) -> list:
         """[risks.Rewrite]: the tables ``operation`` rewrites or scans while holding a lock
         that blocks reads and writes."""

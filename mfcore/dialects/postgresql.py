@@ -164,6 +164,11 @@ class PostgreSQLDialect(Dialect):
 
         return statement_risks(statements)
 
+    def flags_own_sql(self, operations) -> bool:
+        from .postgresql_risks import flags_own_sql
+
+        return flags_own_sql(operations)
+
     def rewrites(self, operation, plan) -> list:
         from .postgresql_risks import rewrites
 

@@ -179,6 +179,25 @@ def statement_risks(statements: list) -> list:
     return found
 
 
+def flags_own_sql(operations) -> bool:
+    """Could statement_risks flag a statement mf writes for ``operations``? Not when they
+    only create enum types and tables, as a first migration does: CREATE TYPE matches no
+    check, CREATE TABLE only records its table, and each CREATE INDEX mf writes for a new
+    table (never CONCURRENTLY) is on the table just recorded. Provided the table's and
+    the indexes' names hold no "--" or "/*": normalized() would take that for a comment
+    and read another name."""
+    for operation in operations:
+        if operation.op == "create_enum":
+            continue
+        if operation.op != "create_model" or operation.table_def is None:
+            return True
+        model = operation.table_def.model
+        names = [model.table] + [index.name for index in model.indexes if not index.constraint]
+        if any("--" in name or "/*" in name for name in names):
+            return True
+    return False
+
+
 def _risks(statement: LintStatement, state: _Migration) -> list:
     text = normalized(statement.sql)
     risks = []

@@ -231,6 +231,10 @@ def build_field(model: str, name: str, type_name: str, args, type_pos, enums):
         value, pos = values["default"]
         try:
             default = _fit_default(type_name, value, null, max_length, enums.get(enum_name))
+            if type(default) is str and "\0" in default and type_name not in ("JSONField", "BinaryField"):
+                # Written as a text literal (JSON and bytes are written escaped), which
+                # no database stores with a NUL in it.
+                raise FieldProblem("a default cannot contain NUL")
             if type(default) is Decimal and type(max_digits) is int and type(decimal_places) is int:
                 _fit_digits(default, max_digits, decimal_places)
         except FieldProblem as problem:
