@@ -34,7 +34,7 @@ from . import store
 from .config import Config
 from .differ import diff
 from .errors import SquashError
-from .operations import fold, locked_objects, split_operations, tables_of
+from .operations import fold, locked_tables, split_operations
 from .questioner import Questioner
 from .schema import Schema
 
@@ -111,7 +111,7 @@ def squash(config: Config, to: Optional[int] = None, name: Optional[str] = None)
                                  index_foreign_keys=data is not None and store.indexes_foreign_keys(data))
     reason = None
     if len(parts) > 1:
-        touched = len(tables_of(set().union(*map(locked_objects, operations))))
+        touched = len(set().union(*map(locked_tables, operations)))
         reason = (f"split into {len(parts)} files: together they touch {touched} tables, more than "
                   f"max_tables_per_migration ({max_tables}) allows in one transaction; each file applies and "
                   "rolls back on its own, in order")

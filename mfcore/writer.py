@@ -20,7 +20,7 @@ from .differ import diff
 from .errors import SchemaFileError, UnsafeChangeError
 from .language import chunks
 from .language.parser import parse_bytes, read_models_file, read_raw
-from .operations import AddColumn, AlterColumn, fold, locked_objects, split_operations, tables_of
+from .operations import AddColumn, AlterColumn, fold, locked_tables, split_operations
 from . import model_cache
 from .questioner import BY_HAND, Questioner
 from .schema import Schema
@@ -273,7 +273,7 @@ def _plan_files(result: MakeMigrationsResult, directory: str, number: int, suffi
                                                content, part))
     result.path, result.content = result.files[0].path, result.files[0].content
     if len(parts) > 1:
-        touched = len(tables_of(set().union(*map(locked_objects, operations))))
+        touched = len(set().union(*map(locked_tables, operations)))
         result.split_reason = (f"split into {len(parts)} migrations: together they touch {touched} tables, more than "
                                f"max_tables_per_migration ({max_tables}) allows in one transaction; each file applies "
                                "and rolls back on its own, in order")

@@ -370,3 +370,17 @@ def test_migrate_refuses_a_migration_the_lock_table_cannot_hold_before_running_a
 
     result = project.run("--json", "db", "migrate")
     assert result.code == 3 and json.loads(result.out)["error"]["kind"] == "LockBudgetError"
+
+
+def test_a_split_counts_the_tables_among_the_objects_each_operation_locks():
+    """split_operations counts only tables (locked_tables); they are those of locked_objects."""
+    from mfcore import diff, parse
+    from mfcore.operations import locked_objects, locked_tables, tables_of
+
+    first = generate_models(MODELS)
+    later = (first.replace("PAID, ", "").replace('table = "t_account00000"', 'table = "accounts"')
+             .replace("    id = AutoField()\n", "    id = AutoField()\n    buyer = ForeignKey(Account00000, null=true)\n", 3))
+    operations = diff(Schema(), parse(first)) + diff(parse(first), parse(later))
+    assert {"create_model", "create_enum", "alter_enum", "add_column"} <= {op.op for op in operations}
+    for operation in operations:
+        assert locked_tables(operation) == tables_of(locked_objects(operation)), operation.op

@@ -13,7 +13,7 @@ from .records import (COLUMN_ASPECTS, AddCheck, AddColumn, AddForeignKey, AddInd
                       RenameColumn, RenameModel, RunPython, RunSQL, column_changes, fill_placeholder, fold,
                       is_narrowing, referencing_type, rounding, undo)
 from .tables import Reference, TableDef, attach_tables, fold_start, folding, referenced_key, table_def
-from .locks import lock_estimate, locked_objects, split_operations, tables_of
+from .locks import lock_estimate, locked_objects, locked_tables, split_operations, tables_of
 
 __all__ = [
     "OPERATION_KINDS", "operation_from_json", "operation_to_json", "table_def_from_json", "table_def_to_json",
@@ -22,5 +22,5 @@ __all__ = [
     "RenameColumn", "RenameModel", "RunPython", "RunSQL", "column_changes", "fill_placeholder", "fold",
     "is_narrowing", "referencing_type", "rounding", "undo",
     "Reference", "TableDef", "attach_tables", "fold_start", "folding", "referenced_key", "table_def", "cannot_undo", "undo_loss",
-    "lock_estimate", "locked_objects", "split_operations", "tables_of",
+    "lock_estimate", "locked_objects", "locked_tables", "split_operations", "tables_of",
 ]
