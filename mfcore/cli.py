@@ -123,6 +123,16 @@ def _run(make):
 
 
 def cmd_makemigrations(args, out: Output) -> int:
+    from .gcpause import gc_paused
+
+    # The collector stays paused, as it is while the migration is made, until its result
+    # is printed and freed: a first pass over a large project's millions of objects, set
+    # off by printing the tree, would take longer than the printing.
+    with gc_paused():
+        return _makemigrations(args, out)
+
+
+def _makemigrations(args, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_input and not out.json_mode
     questioner = api.InteractiveQuestioner() if interactive else api.Questioner()
     result = api.makemigrations(args.config_path, name=args.name, dry_run=args.dry_run, check=args.check,
