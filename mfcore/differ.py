@@ -443,6 +443,8 @@ def _free_names_first(operations, old: Schema):
     itself takes a name still held (two tables or two columns swap), it goes in two
     steps: to a temporary name first, to its own name where it stood.
     """
+    if not old.models:
+        return None  # a first migration: no name is held yet, and listing those taken is long
     wanted = set()
     for operation in operations:
         wanted |= _taken_and_freed(operation)[0]
