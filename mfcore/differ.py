@@ -18,8 +18,8 @@ from dataclasses import replace
 
 from .operations import (AddCheck, AddColumn, AddForeignKey, AddIndex, AlterColumn, AlterEnum, CreateEnum,
                          CreateModel, DropCheck, DropColumn, DropEnum, DropForeignKey, DropIndex, DropModel,
-                         RenameColumn, RenameModel, attach_tables, column_changes, fold_start, folding,
-                         referenced_key, referencing_type, table_def)
+                         RenameColumn, RenameModel, TableDef, attach_tables, column_changes, fold_start,
+                         folding, referenced_key, referencing_type, table_def)
 from .questioner import Questioner
 from .schema import MAX_IDENTIFIER, Schema
 
@@ -73,7 +73,10 @@ def diff(old: Schema, new: Schema, questioner: Questioner | None = None, *, keep
     deferred_keys = []
     for name, deferred in _creation_order(created, new):
         model = new.models[name]
-        operations.append(CreateModel(name, model.table, table_def(new, name, deferred), deferred))
+        # attach_tables below gives the table its TableDef as it stands then; until then
+        # it carries its model, and where a cycle's keys point, which only ``new`` knows.
+        carried = table_def(new, name, deferred) if deferred else TableDef(model)
+        operations.append(CreateModel(name, model.table, carried, deferred))
         deferred_keys.extend((name, field_name) for field_name in deferred)
 
     # 5. Changed tables, one at a time (step 3 changes no model that was equal before it).
