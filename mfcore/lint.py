@@ -178,9 +178,8 @@ def lint_migration(dialect, migration, tables_before: frozenset, statements: Opt
     exist before it. ``config``: the project's (its ``online`` plans the statements, its
     timeouts make the prologue), so that a finding's statement is numbered as the line
     of `mf db sql NNN` that shows it; without it, migrate's default plan and prologue.
-    ``drafted``: the operations are makemigrations' own, made from models.mp and so
-    written as SQL without error; their statements are then written out only when a rule
-    could find something in them (see reads_statements)."""
+    ``drafted``: the operations are makemigrations' own, just made from models.mp; their
+    statements are then written out only when that can matter (see reads_statements)."""
     operations = tuple(migration.operations)
     atomic = migration.atomic or not dialect.supports_non_atomic
     rules = {rule.name: rule for rule in rules_for(dialect)}
@@ -206,12 +205,22 @@ def lint_migration(dialect, migration, tables_before: frozenset, statements: Opt
             for position, number, sql, risk in found]
 
 
+# What a first migration holds. Written by makemigrations, their SQL is written without
+# error (what would stop it, a NUL or a number too large, models.mp's reader refuses),
+# and the application's rules, which read only run_sql steps, find nothing in it.
+_CREATES = frozenset({"create_model", "create_enum"})
+
+
 def reads_statements(dialect, operations: tuple) -> bool:
-    """Could a rule find something in the statements of ``operations``? The application's
-    rules read only run_sql steps' SQL, the database's (dialect.flags_own_sql) may read
-    mf's own too. Neither does for a first migration's CREATE TABLEs, which in a large
-    project are tens of thousands of statements."""
-    return any(operation.op == "run_sql" for operation in operations) or dialect.flags_own_sql(operations)
+    """Must makemigrations write out the statements of ``operations`` (its own) for the
+    lint? Not when they only create types and tables and the database's rules find
+    nothing in mf's SQL for them (dialect.flags_own_sql): the first migration of a large
+    project, tens of thousands of statements. Otherwise writing them may refuse a value
+    (a backfill's) or a rule may find something."""
+    for operation in operations:
+        if operation.op not in _CREATES or (operation.op == "create_model" and operation.table_def is None):
+            return True
+    return dialect.flags_own_sql(operations)
 
 
 def _statement_findings(dialect, operations: tuple, atomic: bool, statements: list) -> list:

@@ -522,3 +522,16 @@ def test_a_first_migration_whose_names_read_as_comments_is_linted_as_by_lint(pg,
     findings = lint(pg, "001")[1]["findings"]
     assert rules_of({"findings": findings}) == (["require-concurrent-index-creation"] if "--" in table else [])
     assert lint_as_drafted(pg) == findings
+
+
+def test_makemigrations_still_writes_the_sql_of_a_change_to_check_its_values(project):
+    """Writing a migration's SQL refuses a value no database stores; makemigrations
+    leaves unwritten only the SQL of a migration that just creates, whose values
+    models.mp's reader checked. A backfill given through the API is not one of those."""
+    from mfcore import MigrationFileError, makemigrations
+
+    project.write_models(MODELS)
+    assert project.run("db", "makemigrations").code == 0
+    project.write_models(MODELS.replace("code = CharField(20, null=true)", "code = CharField(20)"))
+    with pytest.raises(MigrationFileError, match="contains a NUL character"):
+        makemigrations(str(project.path / "language_config.yaml"), backfill={"Item.code": "a\0b"}, check=True)

@@ -355,9 +355,9 @@ class Dialect:
         return []
 
     def flags_own_sql(self, operations) -> bool:
-        """Could ``statement_risks`` flag a statement mf writes for ``operations`` (the
-        SQL of their run_sql steps aside, which the lint always reads)? When not, the lint
-        of makemigrations' draft leaves mf's SQL unwritten. Here no rule reads statements."""
+        """Could ``statement_risks`` flag a statement mf writes for ``operations``? When
+        not, and they only create types and tables, the lint of makemigrations' draft
+        leaves their SQL unwritten (lint.reads_statements). Here no rule reads statements."""
         return False
 
     def rewrites(self, operation: Operation, plan: Plan) -> list:
