@@ -234,6 +234,17 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
     return draft.result
 
 
+def collector_paused():
+    """A context in which the cyclic garbage collector is paused, as it is while
+    makemigrations works (gcpause.py): for a caller that goes on using a large result,
+    such as the CLI printing the tree of a first migration of many thousands of models,
+    where a collector pass over its millions of objects would take longer than the
+    printing."""
+    from .gcpause import gc_paused
+
+    return gc_paused()
+
+
 def _with_max_tables(config: Config, max_tables: Optional[int]) -> Config:
     """``config`` with ``max_tables`` (when given) as its max_tables_per_migration."""
     if max_tables is None:

@@ -123,12 +123,10 @@ def _run(make):
 
 
 def cmd_makemigrations(args, out: Output) -> int:
-    from .gcpause import gc_paused
-
     # The collector stays paused, as it is while the migration is made, until its result
     # is printed and freed: a first pass over a large project's millions of objects, set
     # off by printing the tree, would take longer than the printing.
-    with gc_paused():
+    with api.collector_paused():
         return _makemigrations(args, out)
 
 
