@@ -497,7 +497,7 @@ def _short(value) -> str:
 #
 # What dumps() writes for a schema.json document: top-level keys in order (enums,
 # format, made_from, migration, models, relations), two-space indent, one model per entry of
-# "models". The model cache reads models where they lie and copies unchanged ones.
+# "models". model_cache.py reads models where they lie and copies unchanged ones.
 # makemigrations appends "sources" (model_cache.py): what each model was read from.
 
 _INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS

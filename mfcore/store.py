@@ -1,5 +1,5 @@
 """The project's files: numbered migration files, the earlier tool's plans,
-schema.json, .applied and the model cache (SPEC §3).
+schema.json and .applied (SPEC §3).
 
 This is the one module that opens them. Documents are checked here and handed in
 their current form to the codecs (operations/codec.py, snapshot.py); the earlier
