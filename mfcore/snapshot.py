@@ -4,7 +4,8 @@ Only the current form (``"format": 1``) is read here; the earlier tool's forms b
 current ones in legacy.py, where store.py reads files. Output is canonical: orjson
 with sorted keys and two-space indent, so equal Schemas give byte-identical files.
 This module also knows schema.json's byte layout (where each model's value lies),
-which the model cache uses to copy unchanged models without reading them.
+which model_cache.py uses to copy unchanged models without reading them, and the
+sources makemigrations ends the file with.
 """
 from __future__ import annotations
 
