@@ -35,23 +35,33 @@ _VARIABLE_LENGTH = frozenset({"CharField", "TextField", "JSONField", "BinaryFiel
 def locked_objects(operation) -> set:
     """The objects one operation creates, alters, drops or references (a foreign key
     locks the table it points at); empty for a data step, whose SQL is its own."""
+    found = _locked(operation, table_objects)
+    if isinstance(operation, (CreateEnum, DropEnum, AlterEnum)):
+        found.add(("type", operation.name))
+    table = getattr(operation, "table", None)
+    index = getattr(operation, "index", None)
+    if index is not None and table is not None:
+        found.add(("index", table, index.name))  # a dropped index is no longer in the table_def
+    return found
+
+
+def _locked(operation, of_table) -> set:
+    """What ``of_table`` gives of each table an operation touches, with the tables it
+    names (its own, the old name of a renamed one)."""
     if isinstance(operation, (CreateEnum, DropEnum)):
-        return {("type", operation.name)}
+        return set()
     if isinstance(operation, AlterEnum):
-        found = {("type", operation.name)}
+        found: set = set()
         for table_def in operation.tables:
-            found |= table_objects(table_def)
+            found |= of_table(table_def)
         return found
     table_def: Optional[TableDef] = getattr(operation, "table_def", None)
     table = getattr(operation, "table", None)
-    found = table_objects(table_def) if table_def is not None else set()
+    found = of_table(table_def) if table_def is not None else set()
     if table is not None:
         found.add(("table", table))
     if isinstance(operation, RenameModel):
         found.add(("table", operation.old_table))
-    index = getattr(operation, "index", None)
-    if index is not None and table is not None:
-        found.add(("index", table, index.name))  # a dropped index is no longer in the table_def
     return found
 
 
@@ -88,21 +98,7 @@ def tables_of(objects: set) -> set:
 def locked_tables(operation) -> set:
     """tables_of(locked_objects(operation)), without listing the rest: what splitting a
     migration counts, for each of a first migration's many thousand operations."""
-    if isinstance(operation, (CreateEnum, DropEnum)):
-        return set()
-    if isinstance(operation, AlterEnum):
-        found: set = set()
-        for table_def in operation.tables:
-            found |= _tables_of_table(table_def)
-        return found
-    table_def: Optional[TableDef] = getattr(operation, "table_def", None)
-    table = getattr(operation, "table", None)
-    found = _tables_of_table(table_def) if table_def is not None else set()
-    if table is not None:
-        found.add(("table", table))
-    if isinstance(operation, RenameModel):
-        found.add(("table", operation.old_table))
-    return found
+    return _locked(operation, _tables_of_table)
 
 
 def _tables_of_table(table_def: TableDef) -> set:
