@@ -360,6 +360,7 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, fake, o
         plan = _undo_plan(config, files, survey, count, to, allow_data_loss, fake)
         if not fake:
             await database.check_lock_budget(plan.steps, undoing=True)
+            await database.hold_schema(plan.steps)
         undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
     except BaseException:
         # Also when interrupted (Ctrl-C cancels the run): .applied follows what committed.
@@ -593,6 +594,7 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
         database.on_event = on_event
         if not fake:  # files that appeared while the lock was awaited
             await database.check_lock_budget([prepared[file.name] for file in pending])
+            await database.hold_schema([prepared[file.name] for file in pending])
         applied = await _each([prepared[file.name] for file in pending],
                               lambda step: database.apply(step, fake), "applied", on_event)
     except BaseException:
@@ -683,6 +685,15 @@ class _Database:
             if estimate > self._lock_budget.total:
                 raise self._over_budget(step, estimate, undoing)
             self._within_budget.add(step.name)
+
+    async def hold_schema(self, steps) -> None:
+        """Room for the schema these steps leave, where the database parses its schema
+        again after every DDL statement (SQLite: see its dialect)."""
+        if not steps:
+            return
+        with suppress(StatementError):  # only a matter of speed: the run goes on without it
+            await self.dialect.hold_schema(self.connection, sum(
+                len(statement) for step in steps for statement in step.statements if isinstance(statement, str)))
 
     def _over_budget(self, step: Step, estimate: int, undoing: bool) -> LockBudgetError:
         what = "undoing it" if undoing else "applying it"

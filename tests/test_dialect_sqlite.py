@@ -7,6 +7,7 @@ from SQLite's own catalog (PRAGMA table_xinfo / foreign_key_list / index_list).
 """
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 
@@ -710,3 +711,45 @@ def test_diff_applied_to_a_database_matches_creating_the_target(pair):
     migrate(stepped, diff(Schema(), parse(before)))
     migrate(stepped, diff(parse(before), parse(after)))
     assert sqlite_catalog(stepped) == sqlite_catalog(direct)
+
+
+# ---------------------------------------------------------------- a run's page cache
+
+def _models(count: int) -> str:
+    return "".join(f"model Ledger{n:04d} extends Model {{\n"
+                   + "".join(f"    entry_{f:02d} = CharField(120, null=true)\n" for f in range(20)) + "}\n"
+                   for n in range(count))
+
+
+def _cache_seen_by_a_migration_after(project, models: str) -> tuple:
+    """Make the migrations of ``models`` and one after them whose run_sql keeps the
+    connection's cache_size in a table; apply them all in one run. (cache_size the
+    migration saw, KiB of SQL text in the schema table afterwards)."""
+    project.write_models(models)
+    assert project.run("db", "makemigrations").code == 0
+    assert project.run("db", "makemigrations", "--empty", "--name", "seen").code == 0
+    [seen] = project.migrations.glob("*_seen.json")
+    document = json.loads(seen.read_text())
+    document["ops"] = [{"op": "run_sql", "sql": "CREATE TABLE seen AS SELECT cache_size FROM pragma_cache_size()",
+                        "reverse_sql": "DROP TABLE seen"}]
+    seen.write_text(json.dumps(document))
+    assert project.run("db", "migrate").code == 0
+    with sqlite3.connect(project.path / "dev.db") as connection:
+        [(cache_size,)] = connection.execute("SELECT cache_size FROM seen")
+        [(schema_bytes,)] = connection.execute("SELECT sum(length(sql)) FROM sqlite_master")
+    return cache_size, schema_bytes / 1024
+
+
+def test_a_run_on_a_large_schema_gets_a_page_cache_that_holds_the_schema_table(project):
+    # SQLite scans its whole schema table after each DDL statement: the run's
+    # connection keeps it in memory instead of reading it from the file each time.
+    cache_size, schema_kib = _cache_seen_by_a_migration_after(project, _models(1000))
+    default = sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]  # -2000: KiB
+    assert cache_size < default, (cache_size, default)
+    assert -cache_size >= 2 * schema_kib, (cache_size, schema_kib)
+
+
+def test_a_run_on_a_small_schema_keeps_sqlites_own_page_cache(project):
+    cache_size, schema_kib = _cache_seen_by_a_migration_after(project, _models(3))
+    assert schema_kib < 100
+    assert cache_size == sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]

@@ -489,6 +489,11 @@ class Dialect:
         limit, as on SQLite, whose transactions lock the whole database file)."""
         return None
 
+    async def hold_schema(self, connection, statement_bytes: int) -> None:
+        """Before a run whose statements come to ``statement_bytes``: room in the
+        connection's memory for the schema the run leaves, where the database reads its
+        schema again after every DDL statement. Nothing by default."""
+
     async def foreign_key_problem(self, connection, tables=None) -> Optional[str]:
         """After statements run with foreign keys off: what broke, or None. ``tables``:
         the tables whose rows the statements can have broken (see foreign_key_tables);

@@ -68,6 +68,11 @@ _FIELD_TYPES = {"INTEGER": "IntegerField", "INT": "IntegerField", "BIGINT": "Big
 
 _INTEGER_FIELDS = ("IntegerField", "BigIntegerField", "SmallIntegerField")
 
+# The page cache a run of DDL asks for: this many times the SQL text of the schema it
+# leaves, in KiB, at most SCHEMA_CACHE_MAX_KIB (see hold_schema).
+SCHEMA_CACHE_FACTOR = 4
+SCHEMA_CACHE_MAX_KIB = 1 << 20
+
 REBUILD_PREFIX = "_mf_old_"  # the rows set aside while their table is made again (a TEMP table)
 
 # default=uuid4() on SQLite, which has no UUID function: a version 4 UUID in its text
@@ -131,6 +136,22 @@ class SQLiteDialect(Dialect):
         return f"{self.quote(f.column)} IN ({', '.join(self.string_literal(v) for v in values)})"
 
     # ------------------------------------------------------------ the applier's questions
+    async def hold_schema(self, connection, statement_bytes: int) -> None:
+        # SQLite parses its schema table again after every DDL statement, and that
+        # table has no index: each CREATE, DROP or ALTER scans all of it. With the
+        # default page cache (2 MB) a schema larger than that is read back from the
+        # file at every statement, which doubles the time DDL takes on a schema of
+        # thousands of tables. The cache is sized to hold the schema table the run
+        # leaves, with the root pages its transactions add (measured: 3 times the
+        # schema's SQL text is enough); SQLite takes the memory only as pages are read.
+        schema_bytes = (await connection.fetch("SELECT coalesce(sum(length(sql)), 0) FROM sqlite_master"))[0][0]
+        wanted = min(SCHEMA_CACHE_FACTOR * (schema_bytes + statement_bytes) // 1024, SCHEMA_CACHE_MAX_KIB)
+        size = (await connection.fetch("PRAGMA cache_size"))[0][0]
+        if size > 0:  # in pages
+            size = -size * (await connection.fetch("PRAGMA page_size"))[0][0] // 1024
+        if wanted > -size:
+            await connection.execute(f"PRAGMA cache_size = -{wanted}")
+
     async def foreign_key_problem(self, connection, tables=None) -> Optional[str]:
         if tables is None:
             problems = await connection.fetch(self.foreign_key_check_sql)
