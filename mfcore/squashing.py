@@ -30,6 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import snapshot as snapshot_file
 from . import store
 from .config import Config
 from .differ import diff
@@ -106,9 +107,8 @@ def squash(config: Config, to: Optional[int] = None, name: Optional[str] = None)
             raise
         if last.name == files[-1].name:
             # The squash is now the newest file (its last part): schema.json says it reflects it.
-            data = store.read_snapshot_data(directory)
-            store.write_snapshot(directory, after, os.path.basename(paths[-1]),
-                                 index_foreign_keys=data is not None and store.indexes_foreign_keys(data))
+            store.write_snapshot_bytes(directory, _snapshot_after(store.read_snapshot_data(directory), after,
+                                                                  last.name, os.path.basename(paths[-1])))
     reason = None
     if len(parts) > 1:
         touched = len(set().union(*map(locked_tables, operations)))
@@ -116,6 +116,29 @@ def squash(config: Config, to: Optional[int] = None, name: Optional[str] = None)
                   f"max_tables_per_migration ({max_tables}) allows in one transaction; each file applies and "
                   "rolls back on its own, in order")
     return SquashResult(paths[0], replaces, operations, paths, reason)
+
+
+def _snapshot_after(data: Optional[bytes], after, newest: str, squash_name: str):
+    """schema.json once the squash is the newest file. The schema is the one schema.json
+    held (``data``, reflecting ``newest``): when the file says just that, but for the
+    migration it names, its models digest and sources still describe models.mp and are
+    kept (model_cache.py), so that the next makemigrations reads only the models edited
+    since. A schema.json edited by hand, or one whose sources' seal is broken, loses them."""
+    index_foreign_keys = data is not None and store.indexes_foreign_keys(data)
+    made_from = snapshot_file.made_from(data) if data is not None else None
+    written = store.snapshot_bytes(after, squash_name, made_from=made_from, index_foreign_keys=index_foreign_keys)
+    if made_from is None:
+        return written
+    said_before = snapshot_file.without_sources(data).replace(
+        _migration_line(newest), _migration_line(squash_name), 1)
+    if said_before != written:
+        return store.snapshot_bytes(after, squash_name, index_foreign_keys=index_foreign_keys)
+    sources = snapshot_file.sealed_sources(data)
+    return written if sources is None else snapshot_file.with_sources(written, sources[:-1])
+
+
+def _migration_line(name: str) -> bytes:
+    return b'\n  "migration": ' + snapshot_file.dumps(name).rstrip(b"\n") + b",\n"
 
 
 def _schema_before(history, first):

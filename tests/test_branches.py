@@ -330,6 +330,38 @@ def test_squash_round_trip_at_zero_in_between_and_at_the_squash_point(project, d
     same_catalog(at_zero, fresh)
 
 
+def test_a_squash_of_the_newest_keeps_what_schema_json_says_models_mp_was_read_from(project):
+    for models in VERSIONS[:3]:
+        project.write_models(models)
+        assert project.run("db", "makemigrations").code == 0
+    before = json.loads((project.migrations / "schema.json").read_bytes())
+
+    assert project.run("db", "squash").code == 0
+    after = json.loads((project.migrations / "schema.json").read_bytes())
+    assert after["migration"] == "003_squashed_001_003.json"
+    assert after["made_from"] == before["made_from"]
+    assert after["sources"]["models"] == before["sources"]["models"]
+    # The next run reads no model: the sources still describe models.mp, sealed anew.
+    made = project.run("db", "makemigrations", "-v")
+    assert made.code == 0 and made.out.endswith("No changes detected.\n"), made
+    assert f"Read 0 of {len(before['models'])} models" in made.out, made
+
+
+def test_a_squash_over_a_hand_edited_schema_json_keeps_no_sources(project):
+    for models in VERSIONS[:3]:
+        project.write_models(models)
+        assert project.run("db", "makemigrations").code == 0
+    path = project.migrations / "schema.json"
+    path.write_bytes(path.read_bytes().replace(b'"format": 1', b'"format":  1', 1))  # same JSON, other bytes
+
+    assert project.run("db", "squash").code == 0
+    after = json.loads(path.read_bytes())
+    assert "sources" not in after and "made_from" not in after
+    made = project.run("db", "makemigrations", "-v")
+    assert made.code == 0 and made.out.endswith("No changes detected.\n"), made
+    assert "Read 0 of" not in made.out, made
+
+
 def test_squash_refuses_a_range_with_data_steps_naming_them(project):
     for models in VERSIONS[:2]:
         project.write_models(models)
