@@ -30,8 +30,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import snapshot as snapshot_file
-from . import store
+from . import snapshot, store
 from .config import Config
 from .differ import diff
 from .errors import SquashError
@@ -125,20 +124,20 @@ def _snapshot_after(data: Optional[bytes], after, newest: str, squash_name: str)
     kept (model_cache.py), so that the next makemigrations reads only the models edited
     since. A schema.json edited by hand, or one whose sources' seal is broken, loses them."""
     index_foreign_keys = data is not None and store.indexes_foreign_keys(data)
-    made_from = snapshot_file.made_from(data) if data is not None else None
+    made_from = snapshot.made_from(data) if data is not None else None
     written = store.snapshot_bytes(after, squash_name, made_from=made_from, index_foreign_keys=index_foreign_keys)
     if made_from is None:
         return written
-    said_before = snapshot_file.without_sources(data).replace(
+    said_before = snapshot.without_sources(data).replace(
         _migration_line(newest), _migration_line(squash_name), 1)
     if said_before != written:
         return store.snapshot_bytes(after, squash_name, index_foreign_keys=index_foreign_keys)
-    sources = snapshot_file.sealed_sources(data)
-    return written if sources is None else snapshot_file.with_sources(written, sources[:-1])
+    sources = snapshot.sealed_sources(data)
+    return written if sources is None else snapshot.with_sources(written, sources[:-1])
 
 
 def _migration_line(name: str) -> bytes:
-    return b'\n  "migration": ' + snapshot_file.dumps(name).rstrip(b"\n") + b",\n"
+    return b'\n  "migration": ' + snapshot.dumps(name).rstrip(b"\n") + b",\n"
 
 
 def _schema_before(history, first):
