@@ -140,10 +140,11 @@ class SQLiteDialect(Dialect):
         # SQLite parses its schema table again after every DDL statement, and that
         # table has no index: each CREATE, DROP or ALTER scans all of it. With the
         # default page cache (2 MB) a schema larger than that is read back from the
-        # file at every statement, which doubles the time DDL takes on a schema of
-        # thousands of tables. The cache is sized to hold the schema table the run
-        # leaves, with the root pages its transactions add (measured: 3 times the
-        # schema's SQL text is enough); SQLite takes the memory only as pages are read.
+        # file at every statement: DDL on a schema of 4,000 tables took 1.4 to 1.8
+        # times as long as with the table in memory. The cache is sized to hold the
+        # schema table the run leaves, with the root pages its transactions add
+        # (measured: 3 times the schema's SQL text is enough); SQLite takes the memory
+        # only as pages are read.
         schema_bytes = (await connection.fetch("SELECT coalesce(sum(length(sql)), 0) FROM sqlite_master"))[0][0]
         wanted = min(SCHEMA_CACHE_FACTOR * (schema_bytes + statement_bytes) // 1024, SCHEMA_CACHE_MAX_KIB)
         size = (await connection.fetch("PRAGMA cache_size"))[0][0]
