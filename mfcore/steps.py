@@ -13,6 +13,7 @@ from typing import Optional
 from .config import Config
 from .datasteps import PythonCall, import_root, resolve
 from .errors import IrreversibleError, MigrationFileError
+from .gcpause import gc_paused
 from .operations import cannot_undo, undo, undo_loss
 from .schema import Schema
 from .store import Migration, load_history, read_migrations, schemas_around
@@ -59,9 +60,13 @@ class Prepared:
         wanted = [f for f in wanted if f.name not in self.steps]
         if not wanted:
             return
-        migrations = read_migrations(self.directory, self.files, wanted)
-        for file in wanted:
-            self.steps[file.name] = self._step(migrations[file.name], file.name in partly_applied)
+        # Reading and translating a large first migration builds millions of objects
+        # that form no cycles: the collector's passes over them took a third of the time
+        # (gcpause.py; 20,000 models: 8.6 s, 5.8 s paused).
+        with gc_paused():
+            migrations = read_migrations(self.directory, self.files, wanted)
+            for file in wanted:
+                self.steps[file.name] = self._step(migrations[file.name], file.name in partly_applied)
 
     def _step(self, migration: Migration, resuming: bool = False) -> Step:
         return step_for(self.dialect, migration, import_root(self.config), online=self.config.online or resuming)
