@@ -815,16 +815,20 @@ cdef class _Reader:
         return 0
 
 
-def read(str text not None):
-    """Parse models.mp text into the raw tree (see raw.py); ReadError if it is not valid."""
+def read(str text not None, Py_ssize_t first_line=1):
+    """Parse models.mp text into the raw tree (see raw.py); ReadError if it is not valid.
+    ``first_line``: the line the text starts on, when it is a part of a file cut at a
+    line's start (positions are then the file's)."""
+    reader = _Reader(text)
+    reader.line = first_line
     if not gc.isenabled():
-        return _Reader(text).read_file()
+        return reader.read_file()
     # The tree is a few hundred thousand new objects and no cycles; letting the
     # cyclic collector walk them again and again while they are made costs ten
     # times the reading.
     gc.disable()
     try:
-        return _Reader(text).read_file()
+        return reader.read_file()
     finally:
         gc.enable()
 

@@ -58,3 +58,33 @@ def outline(data: bytes) -> Outline:
     ends = [start for start, _kind, _name in found[1:]] + [len(data)]
     chunks = [Chunk(kind, name, start, end) for (start, kind, name), end in zip(found, ends)]
     return Outline(data, found[0][0] if found else len(data), chunks)
+
+
+_TEXT_HEADER = re.compile(r"\n(model|enum)[ \t\f]+[A-Za-z_]")
+
+
+class Part(NamedTuple):
+    kind: str    # "enum": enum declarations only, as their lines start; "model": the others
+    start: int   # text[start:end] is the part
+    end: int
+    line: int    # the line it starts on
+
+
+def parts(text: str, size: int) -> list:
+    """The text cut as outline() cuts bytes, into parts of about ``size`` characters
+    (more when one declaration is longer): runs of whole declarations of one kind,
+    in file order. What precedes the first cut is a "model" part."""
+    found = [(match.start(), match.group(1)) for match in _TEXT_HEADER.finditer("\n" + text)]
+    if not found or found[0][0] > 0:
+        found.insert(0, (0, "model"))
+    found.append((len(text), None))
+    cut = []
+    start, kind = found[0]
+    line = 1
+    for at, next_kind in found[1:]:  # the last, at the text's end, ends the last part
+        if next_kind == kind and at - start < size:
+            continue
+        cut.append(Part(kind, start, at, line))
+        line += text.count("\n", start, at)
+        start, kind = at, next_kind
+    return cut

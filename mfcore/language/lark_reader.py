@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from .raw import Call, ListValue, Name, ObjectValue, RawEnum, RawModel, TupleValue, number, unescape
@@ -60,62 +60,66 @@ class _DropNewlinesInBrackets:
             yield token
 
 
-def _pos(token: Token) -> tuple:
-    return (token.line, token.column)
-
-
 @v_args(inline=True)
 class _ToRaw(Transformer):
     # Values travel as (value, pos) pairs until they are placed in a statement,
     # an argument or a list item, which all keep the position.
+    def __init__(self, first_line: int = 1):
+        super().__init__()
+        self.line_offset = first_line - 1
+
+    def _pos(self, token) -> tuple:
+        """(line, column) of a token or a rule's meta, in the whole file."""
+        return (token.line + self.line_offset, token.column)
+
     def start(self, *declarations):
         return list(declarations)
 
     def enum_decl(self, _keyword, name, *members):
-        return RawEnum(str(name), _pos(name), tuple(members))
+        return RawEnum(str(name), self._pos(name), tuple(members))
 
     def enum_member(self, key, value=None):
-        return (str(key), None if value is None else unescape(value[1:-1]), _pos(key))
+        return (str(key), None if value is None else unescape(value[1:-1]), self._pos(key))
 
     def model_decl(self, _keyword, name, _extends, base, *statements):
-        return RawModel(str(name), _pos(name), str(base), _pos(base), tuple(statements))
+        return RawModel(str(name), self._pos(name), str(base), self._pos(base), tuple(statements))
 
     def field_name(self, token):
         return token
 
     def statement(self, name, value):
-        return (str(name), _pos(name), value[0], value[1])
+        return (str(name), self._pos(name), value[0], value[1])
 
     def string(self, token):
-        return (unescape(token[1:-1]), _pos(token))
+        return (unescape(token[1:-1]), self._pos(token))
 
     def number(self, token):
         try:
-            return (number(str(token)), _pos(token))
+            return (number(str(token)), self._pos(token))
         except ValueError:  # Python refuses integers of more than 4,300 digits
-            raise SyntaxProblem(f"number {str(token)[:12]}... has too many digits", *_pos(token)) from None
+            raise SyntaxProblem(f"number {str(token)[:12]}... has too many digits", *self._pos(token)) from None
 
     @v_args(meta=True)
     def true(self, meta, *_):
-        return (True, (meta.line, meta.column))
+        return (True, self._pos(meta))
 
     @v_args(meta=True)
     def false(self, meta, *_):
-        return (False, (meta.line, meta.column))
+        return (False, self._pos(meta))
 
     @v_args(meta=True)
     def null(self, meta, *_):
-        return (None, (meta.line, meta.column))
+        return (None, self._pos(meta))
 
     def dotted(self, *names):
-        return (Name(".".join(str(n) for n in names)), _pos(names[0]))
+        return (Name(".".join(str(n) for n in names)), self._pos(names[0]))
 
     def call(self, name, *arguments):
         args = tuple(a for a in arguments if a is not None)
-        return (Call(str(name), _pos(name), args), _pos(name))
+        return (Call(str(name), self._pos(name), args), self._pos(name))
 
     def keyword_argument(self, key, value):
-        return (str(key), value[0], _pos(key))
+        return (str(key), value[0], self._pos(key))
 
     def positional_argument(self, value):
         return (None, value[0], value[1])
@@ -123,18 +127,18 @@ class _ToRaw(Transformer):
     # With meta=True Lark passes the children as one list, not inlined.
     @v_args(meta=True)
     def list(self, meta, items):
-        return (ListValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
+        return (ListValue(tuple(i for i in items if i is not None)), self._pos(meta))
 
     @v_args(meta=True)
     def tuple(self, meta, items):
-        return (TupleValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
+        return (TupleValue(tuple(i for i in items if i is not None)), self._pos(meta))
 
     @v_args(meta=True)
     def object(self, meta, items):
-        return (ObjectValue(tuple(i for i in items if i is not None)), (meta.line, meta.column))
+        return (ObjectValue(tuple(i for i in items if i is not None)), self._pos(meta))
 
     def pair(self, key, value):
-        return (unescape(key[1:-1]), value[0], _pos(key))
+        return (unescape(key[1:-1]), value[0], self._pos(key))
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,8 +207,11 @@ def _expected(names) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def read(text: str) -> list:
-    """Parse models.mp text into the raw tree; raise SyntaxProblem on bad syntax."""
+def read(text: str, first_line: int = 1) -> list:
+    """Parse models.mp text into the raw tree; raise SyntaxProblem on bad syntax.
+    ``first_line``: the line the text starts on, when it is a part of a file cut at a
+    line's start (the tree's positions are then the file's; a SyntaxProblem's are the
+    part's)."""
     parser = _parser()
     try:
         tree = parser.parse(text)
@@ -227,7 +234,7 @@ def read(text: str) -> list:
     except UnexpectedInput as exc:  # pragma: no cover - other Lark input errors
         raise SyntaxProblem(str(exc).splitlines()[0], exc.line, exc.column) from None
     try:
-        return _ToRaw().transform(tree)
+        return _ToRaw(first_line).transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, SyntaxProblem):
             raise exc.orig_exc from None

@@ -12,8 +12,9 @@ from ..errors import ModelsError
 from ..gcpause import gc_paused
 from ..schema import Schema
 from . import hotloops
+from .chunks import parts
 from .raw import RawEnum
-from .validate import Problem, build_schema
+from .validate import Problem, SchemaBuilder, build_schema
 
 
 _compiled = compiled_core.core
@@ -26,23 +27,25 @@ def implementation() -> str:
     return "compiled" if _compiled is not None else "python"
 
 
-def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None) -> list:
+def read_raw(text: str, path: str = "models.mp", *, compiled: bool | None = None, first_line: int = 1) -> list:
     """The raw declaration tree of a models file (see raw.py); ModelsError on bad syntax.
 
     ``compiled`` forces one reader (None: the compiled one when it is available).
+    ``first_line``: the line ``text`` starts on, when it is a part of the file cut at a
+    line's start; the tree's positions are then the file's (a ModelsError's are not).
     """
     use_compiled = _compiled is not None if compiled is None else compiled
     if use_compiled:
         if _compiled is None:
             raise RuntimeError("the compiled reader is not built in this installation")
         try:
-            return _compiled.read(text)
+            return _compiled.read(text, first_line)
         except (ValueError, RecursionError):  # ReadError is a ValueError
             pass  # Lark explains the error: it is the normative reader.
     from .lark_reader import SyntaxProblem, read
 
     try:
-        declarations = read(text)
+        declarations = read(text, first_line)
     except SyntaxProblem as problem:
         raise ModelsError([Problem(problem.message, (problem.line, problem.column), path, text)]) from None
     except RecursionError:
@@ -66,14 +69,59 @@ def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None,
     with gc_paused():
         # The raw tree dies inside the pause: alive when the collector came back, it
         # would be scanned once in full for nothing.
-        declarations = read_raw(text, path, compiled=compiled)
-        if outline is not None:
-            outline.extend(declaration_outline(declarations))
-        schema, problems = build(declarations, compiled=compiled, index_foreign_keys=index_foreign_keys,
-                                 consume=True)
+        cut = parts(text, PART_SIZE) if len(text) > PART_SIZE else None
+        read_in_parts = _read_in_parts(text, cut, compiled, index_foreign_keys) if cut and len(cut) > 1 else None
+        if read_in_parts is not None:
+            schema, declared = read_in_parts
+            problems = ()
+            if outline is not None:
+                outline.extend(declared)
+        else:
+            declarations = read_raw(text, path, compiled=compiled)
+            if outline is not None:
+                outline.extend(declaration_outline(declarations))
+            schema, problems = build(declarations, compiled=compiled, index_foreign_keys=index_foreign_keys,
+                                     consume=True)
     if problems:
         raise ModelsError([Problem(message, pos, path, text) for message, pos in problems])
     return schema
+
+
+# A file longer than this (in characters) is read in parts of about this size, each
+# built into its models before the next is read: the raw tree of a whole file is
+# about ten times its text (200 MB at 20,000 models), its models half that.
+PART_SIZE = 1 << 20
+
+
+def _read_in_parts(text: str, cut: list, compiled, index_foreign_keys: bool):
+    """(schema, outline) of a valid file read part by part (``cut``: chunks.parts), the
+    enums first; None when anything is wrong, or when a part holds what its kind does
+    not say (a declaration that does not start its line): the whole file is then read
+    at once, which is what explains every problem in it, in the order of the file."""
+    use_compiled = _compiled is not None if compiled is None else compiled
+    loops = _compiled_loops if use_compiled and _compiled_loops is not None else hotloops
+    builder = SchemaBuilder(loops.build_fields, loops.split_statements, index_foreign_keys=index_foreign_keys,
+                            keep_positions=False)
+    declared = []
+    try:
+        for kind in ("enum", "model"):
+            for part in cut:
+                if part.kind != kind:
+                    continue
+                declarations = read_raw(text[part.start:part.end], compiled=compiled, first_line=part.line)
+                if any((type(d) is RawEnum) != (kind == "enum") for d in declarations):
+                    return None
+                declared += declaration_outline(declarations)
+                builder.declare(declarations)
+                del declarations
+                builder.build_declared(consume=True, ready_only=True)
+    except ModelsError:
+        return None
+    schema, problems = builder.finish()
+    if problems:
+        return None
+    declared.sort(key=lambda entry: entry[3])  # by line: several declarations on one line are one part
+    return schema, declared
 
 
 def build(declarations, *, compiled: bool | None = None, other_models=frozenset(),

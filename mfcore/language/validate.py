@@ -54,44 +54,102 @@ def build_schema(declarations, fields_builder=None, statement_splitter=None,
     ``consume``: ``declarations`` is emptied, and each model's statements are let go
     once it is built, so that a large project's raw tree and its built schema are never
     in memory whole at once (the checks after the build need only names and positions)."""
-    problems: list = []
-    add = lambda message, pos: problems.append((message, pos))  # noqa: E731
-
-    enums: dict = {}
-    enum_positions: dict = {}
-    raw_models: dict = {}
-    for decl in declarations:
-        if type(decl) is RawEnum:
-            if decl.name in enums or decl.name in raw_models:
-                add(f"duplicate name '{decl.name}': an enum or model of that name is declared already",
-                    decl.pos)
-                continue
-            enums[decl.name] = _build_enum(decl, add)
-            enum_positions[decl.name] = decl.pos
-        else:
-            if decl.name in raw_models or decl.name in enums:
-                add(f"duplicate name '{decl.name}': a model or enum of that name is declared already",
-                    decl.pos)
-                continue
-            raw_models[decl.name] = decl
-
+    builder = SchemaBuilder(fields_builder, statement_splitter, other_models, index_foreign_keys)
+    builder.declare(declarations)
     if consume:
         declarations.clear()
-    builder = _ModelBuilder(raw_models, enums, add, fields_builder or build_fields,
-                            statement_splitter or split_statements, index_foreign_keys)
-    models = {}
-    for name in raw_models:
-        built = builder.model(name)
-        if built is not None and not builder.is_abstract(name):
-            models[name] = built
-        if consume:
-            raw_models[name] = raw_models[name]._replace(statements=())
+    builder.build_declared(consume)
+    return builder.finish()
 
-    _check_references(models, raw_models, builder, add, other_models)
-    _check_tables(models, raw_models, add, enums, enum_positions, builder)
-    _check_check_names(models, raw_models, builder, add)
-    problems.sort(key=lambda p: (p[1] or (0, 0)))
-    return Schema(enums=enums, models=models), problems
+
+class SchemaBuilder:
+    """build_schema in steps, for declarations given in parts (parser.parse reads a
+    large file so, and its raw tree is never whole): declare() each part, build what
+    can be built (build_declared), and finish() once every part is declared.
+
+    Given in parts, the enums must all come first (a field's enum is looked up as it is
+    built), and a model is built only once the models it extends are declared. A
+    problem may then be found where a whole reading finds another first, or not at
+    all (a name declared twice, an enum declared after a model of its name): the
+    problems of declarations given in parts are a sign to read the whole file again,
+    not what to show; so such a reading keeps no positions of fields
+    (``keep_positions``), and its messages may then point at a model's name rather
+    than at the field."""
+
+    def __init__(self, fields_builder=None, statement_splitter=None, other_models=frozenset(),
+                 index_foreign_keys: bool = False, keep_positions: bool = True):
+        self.problems: list = []
+        self.add = lambda message, pos: self.problems.append((message, pos))  # noqa: E731
+        self.enums: dict = {}
+        self.enum_positions: dict = {}
+        self.raw_models: dict = {}
+        self.other_models = other_models
+        self.models = _ModelBuilder(self.raw_models, self.enums, self.add, fields_builder or build_fields,
+                                    statement_splitter or split_statements, index_foreign_keys, keep_positions)
+        self.unbuilt: list = []  # names of the models declared and not built yet, in file order
+
+    def declare(self, declarations) -> None:
+        add = self.add
+        enums, raw_models = self.enums, self.raw_models
+        for decl in declarations:
+            if type(decl) is RawEnum:
+                if decl.name in enums or decl.name in raw_models:
+                    add(f"duplicate name '{decl.name}': an enum or model of that name is declared already",
+                        decl.pos)
+                    continue
+                enums[decl.name] = _build_enum(decl, add)
+                self.enum_positions[decl.name] = decl.pos
+            else:
+                if decl.name in raw_models or decl.name in enums:
+                    add(f"duplicate name '{decl.name}': a model or enum of that name is declared already",
+                        decl.pos)
+                    continue
+                raw_models[decl.name] = decl
+                self.unbuilt.append(decl.name)
+
+    def build_declared(self, consume: bool = False, ready_only: bool = False) -> None:
+        """Build the models declared and not built yet (``ready_only``: those whose
+        bases are all declared; the others wait). ``consume``: let each one's
+        statements go once it is built."""
+        raw_models, builder = self.raw_models, self.models
+        waiting = []
+        for name in self.unbuilt:
+            if ready_only and not self._bases_declared(name):
+                waiting.append(name)
+                continue
+            builder.model(name)
+            if consume:
+                raw_models[name] = raw_models[name]._replace(statements=())
+        self.unbuilt = waiting
+
+    def _bases_declared(self, name) -> bool:
+        seen = {name}
+        base = self.raw_models[name].base
+        while base not in BASE_MODELS:
+            decl = self.raw_models.get(base)
+            if decl is None:
+                return False
+            if base in seen:
+                return True  # circular: building it says so
+            seen.add(base)
+            base = decl.base
+        return True
+
+    def finish(self) -> tuple[Schema, list]:
+        """(schema, problems): every model built, and the checks across models."""
+        self.build_declared()
+        builder, raw_models, add = self.models, self.raw_models, self.add
+        models = {}
+        for name in raw_models:
+            built = builder.built.get(name)
+            if built is not None and not builder.is_abstract(name):
+                models[name] = built
+        _check_references(models, raw_models, builder, add, self.other_models)
+        _check_tables(models, raw_models, add, self.enums, self.enum_positions, builder)
+        _check_check_names(models, raw_models, builder, add)
+        problems = self.problems
+        problems.sort(key=lambda p: (p[1] or (0, 0)))
+        return Schema(enums=self.enums, models=models), problems
 
 
 def _build_enum(decl, add) -> Enum:
@@ -121,8 +179,13 @@ def _build_enum(decl, add) -> Enum:
 class _ModelBuilder:
     """Builds models on demand, so that a model can extend one declared after it."""
 
-    def __init__(self, raw_models, enums, add, fields_builder, statement_splitter, index_foreign_keys=False):
+    def __init__(self, raw_models, enums, add, fields_builder, statement_splitter, index_foreign_keys=False,
+                 keep_positions=True):
         self.build_fields = fields_builder
+        # Where each field is declared, for the messages of the checks across models;
+        # SchemaBuilder's caller that does not show them (reading in parts) keeps none:
+        # at 20,000 models they are a hundred megabytes.
+        self.keep_positions = keep_positions
         self.index_foreign_keys = index_foreign_keys
         # model -> {field: pos}: its foreign keys whose db_index is not given (inherited ones too)
         self.unsaid_foreign_keys: dict = {}
@@ -183,8 +246,9 @@ class _ModelBuilder:
                     inherited_specs = list(self.index_specs.get(decl.base, ()))
                     inherited_checks = list(self.check_specs.get(decl.base, ()))
                     foreign_keys = dict(self.unsaid_foreign_keys.get(decl.base, {}))
-                    self.field_positions.setdefault(decl.name, {}).update(
-                        self.field_positions.get(decl.base, {}))
+                    if self.keep_positions:
+                        self.field_positions.setdefault(decl.name, {}).update(
+                            self.field_positions.get(decl.base, {}))
 
         abstract = options.get("abstract", False)
         table = options.get("table") or table_name_for(decl.name)
@@ -194,7 +258,7 @@ class _ModelBuilder:
             by_name[f.name] = len(fields)
             fields.append(f)
         index_fields: list = []
-        positions = self.field_positions.setdefault(decl.name, {})
+        positions = self.field_positions.setdefault(decl.name, {}) if self.keep_positions else {}
         own_foreign_keys: dict = {}
         self.build_fields(decl.name, field_statements, self.enums, self.field_cache, fields, by_name,
                           positions, index_fields, add, _build_uncached, Field, Name, own_foreign_keys)
