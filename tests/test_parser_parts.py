@@ -179,3 +179,10 @@ def test_a_large_file_is_never_in_memory_whole_as_a_raw_tree():
     # What is left is the builder's record of each model, kept for the checks across models.
     assert in_parts < whole / 2, (in_parts, whole)
 
+
+def test_a_field_declared_alike_in_two_models_is_one_object():
+    schema = parser.parse("model A extends Model {\n  name = CharField(20)\n  n = IntegerField()\n}\n"
+                          "model B extends Model {\n  name = CharField(20)\n  n = IntegerField(default=1)\n}\n")
+    a, b = schema.models["A"].field("name"), schema.models["B"].field("name")
+    assert a is b
+    assert schema.models["A"].field("n") != schema.models["B"].field("n")

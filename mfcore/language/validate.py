@@ -562,7 +562,7 @@ def _build_uncached(model_name, name, pos, call, enums, cache, key, add):
     if built is None or field_problems:
         return None
     named_column = all(kw != "db_column" for kw, _value, _pos in call.args)
-    cache[key] = (built.type, None if named_column else built.column, built[3:], db_index)
+    cache[key] = (built.type, None if named_column else built.column, built[3:], db_index, {name: built})
     return built, db_index
 
 
