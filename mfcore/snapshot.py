@@ -310,20 +310,24 @@ _new_form_fields = _fitting_twin()
 
 # Inside shared_model_documents(), a model's JSON is built once per model object and
 # shared: a makemigrations that creates thousands of models writes each of them twice,
-# in the migration's create_model and in schema.json. The documents are never changed.
+# in the migration's create_model and in schema.json. So is a field's JSON, per field
+# value: most fields of a large schema are the same as fields of other models (an id,
+# a created_at, a name), and a document each would hold several hundred megabytes at
+# 20,000 models. The documents are never changed.
 _shared_documents: Optional[dict] = None
+_shared_fields: Optional[dict] = None
 
 
 @contextmanager
 def shared_model_documents():
-    global _shared_documents
-    outer = _shared_documents
+    global _shared_documents, _shared_fields
+    outer, outer_fields = _shared_documents, _shared_fields
     if outer is None:
-        _shared_documents = {}
+        _shared_documents, _shared_fields = {}, {}
     try:
         yield
     finally:
-        _shared_documents = outer
+        _shared_documents, _shared_fields = outer, outer_fields
 
 
 def model_to_json(model: Model) -> dict:
@@ -339,15 +343,38 @@ def model_to_json(model: Model) -> dict:
 
 
 def _model_document(model: Model) -> dict:
+    shared = _shared_fields
     doc = {
         "name": model.name,
         "table": model.table,
-        "fields": [field_to_json(f) for f in model.fields],
+        "fields": [field_to_json(f) for f in model.fields] if shared is None else _field_documents(model.fields, shared),
         "indexes": [index_to_json(i) for i in model.indexes],
     }
     if model.checks:  # written only when there are some: files without checks stay as they were
         doc["checks"] = [check_to_json(c) for c in model.checks]
     return doc
+
+
+# The defaults whose fields share a document: a key (the field, the default's type)
+# tells apart the values that Python holds equal but JSON writes differently (True and
+# 1). A float (-0.0 equals 0.0) or a Decimal default, or one that cannot be hashed,
+# gets a document of its own.
+_SHARED_DEFAULT_TYPES = (type(None), str, int, bool)
+
+
+def _field_documents(fields, shared: dict) -> list:
+    documents = []
+    for f in fields:
+        default_type = type(f.default)
+        if default_type not in _SHARED_DEFAULT_TYPES:
+            documents.append(field_to_json(f))
+            continue
+        key = (f, default_type)
+        doc = shared.get(key)
+        if doc is None:
+            doc = shared[key] = field_to_json(f)
+        documents.append(doc)
+    return documents
 
 
 def check_to_json(check: Check) -> dict:
