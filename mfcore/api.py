@@ -229,7 +229,7 @@ def makemigrations(config: ConfigLike = None, *, name: Optional[str] = None, dry
             draft.result.findings, draft.result.rewrites = lint_draft(resolved, draft.old, draft.result)
         if writing:
             writer.write_draft(draft)
-        elif dry_run and draft.result.content is not None:
+        elif dry_run and draft.result.files:
             draft.result.sql = _draft_sql(resolved, draft.result)
     return draft.result
 

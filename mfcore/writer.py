@@ -11,6 +11,7 @@ folding the files.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -30,19 +31,25 @@ from . import store
 
 @dataclass(frozen=True)
 class MigrationFileDraft:
-    """One file of the migration: its path, bytes and operations."""
+    """One file of the migration: its path and operations, and its bytes (``content``),
+    made each time they are asked for: a first migration of 20,000 models is a hundred
+    megabytes of JSON, and write_draft makes and writes one file at a time."""
 
     path: str
-    content: bytes
     operations: list
     atomic: bool = True  # what its "atomic" key says (makemigrations writes atomic migrations)
+    doc: Optional[list] = None  # its "doc" key (an empty migration's template of data steps)
+
+    @property
+    def content(self) -> bytes:
+        return store.migration_bytes(self.operations, self.atomic, doc=self.doc)
 
 
 @dataclass
 class MakeMigrationsResult:
     operations: list
     path: Optional[str] = None          # the file written (or that would be, with dry_run/check); when the
-    content: Optional[bytes] = None     # migration is split, the first of ``files``; its bytes
+    #                                     migration is split, the first of ``files``
     written: bool = False
     notices: list = field(default_factory=list)  # things mf repaired or converted, to tell the user
     models_read: int = 0    # model declarations read from models.mp in this run
@@ -60,6 +67,11 @@ class MakeMigrationsResult:
     @property
     def changed(self) -> bool:
         return bool(self.operations)
+
+    @property
+    def content(self) -> Optional[bytes]:
+        """The bytes of the file at ``path`` (made anew at each call)."""
+        return self.files[0].content if self.files else None
 
     @property
     def file_name(self) -> Optional[str]:
@@ -268,10 +280,9 @@ def _plan_files(result: MakeMigrationsResult, directory: str, number: int, suffi
     parts = split_operations(operations, max_tables) if operations else [operations]
     suffixes = store.part_suffixes(suffix, len(parts)) if len(parts) > 1 else [suffix]
     for offset, (part, part_suffix) in enumerate(zip(parts, suffixes)):
-        content = store.migration_bytes(part, doc=None if part else store.DATA_STEP_TEMPLATE)
         result.files.append(MigrationFileDraft(os.path.join(directory, store.file_name(number + offset, part_suffix)),
-                                               content, part))
-    result.path, result.content = result.files[0].path, result.files[0].content
+                                               part, doc=None if part else store.DATA_STEP_TEMPLATE))
+    result.path = result.files[0].path
     if len(parts) > 1:
         touched = len(set().union(*map(locked_tables, operations)))
         result.split_reason = (f"split into {len(parts)} migrations: together they touch {touched} tables, more than "
@@ -300,10 +311,20 @@ def write_draft(draft: Draft) -> None:
         snapshot = _with_sources(store.snapshot_bytes(after, newest, reuse, made_from, draft.index_foreign_keys),
                                  after, draft.outline, draft.declarations, draft.index_foreign_keys)
     store.make_directory(directory)
+    written = []
     with store.signals_deferred():  # interrupted, makemigrations writes every file or none
-        for planned in result.files:  # in order, schema.json last
-            store.write_migration_bytes(planned.path, planned.content)
-        store.write_snapshot_bytes(directory, snapshot)
+        try:
+            for planned in result.files:  # in order, schema.json last
+                store.write_migration_bytes(planned.path, planned.content)
+                written.append(planned.path)
+            store.write_snapshot_bytes(directory, snapshot)
+        except BaseException:
+            # A file that cannot be written: the new ones written before it go, so that
+            # schema.json and the files still agree.
+            for path in written:
+                with suppress(OSError):
+                    os.unlink(path)
+            raise
     result.written = True
 
 

@@ -471,7 +471,7 @@ def lint_as_drafted(project: Project) -> list:
     files = store.list_migration_files(config.migrations_dir)
     migration = store.read_migrations(config.migrations_dir, files, files[:1])[files[0].name]
     operations = list(migration.operations)
-    planned = MigrationFileDraft(str(project.migrations / files[0].name), b"", operations)
+    planned = MigrationFileDraft(str(project.migrations / files[0].name), operations)
     findings, _rewrites = lint_draft(config, Schema(), MakeMigrationsResult(operations, files=[planned]))
     return [finding.to_json() for finding in findings]
 

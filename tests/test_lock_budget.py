@@ -112,6 +112,37 @@ def test_a_migration_over_the_table_limit_is_split_into_files_that_add_up_to_it(
     assert again.code == 0 and "No changes detected." in again.out
 
 
+def test_a_split_migration_that_cannot_be_written_whole_leaves_no_file(tmp_path):
+    """The files are made and written one at a time: when one of them (here schema.json,
+    written last, larger than a file size limit the others fit in) cannot be written,
+    the ones written before it go, and the project is as it was."""
+    import resource
+
+    sizes = make_project(tmp_path / "sizes", max_tables=MAX_TABLES)
+    assert sizes.run("db", "makemigrations").code == 0
+    largest_file = max(path.stat().st_size for path in sizes.migrations.glob("0*.json"))
+    assert (sizes.migrations / "schema.json").stat().st_size > largest_file
+
+    project = make_project(tmp_path / "app", max_tables=MAX_TABLES)
+    models = project.path / "models.mp"
+    generated = models.read_text()
+    models.write_text("model Seed extends Model {\n    n = IntegerField()\n}\n")
+    assert project.run("db", "makemigrations", "--name", "initial").code == 0
+    models.write_text(generated + "model Seed extends Model {\n    n = IntegerField()\n}\n")
+    before = tree_state(project.path)
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (largest_file + 4096, largest_file + 4096))
+
+    done = subprocess.run([sys.executable, "-m", "mfcore.cli", "db", "makemigrations"], cwd=project.path,
+                          capture_output=True, text=True, preexec_fn=limit_file_size, timeout=300)
+    assert done.returncode != 0
+    assert "cannot" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert tree_state(project.path) == before
+    assert project.migration_names() == ["001_initial.json"]
+
+
 def test_the_command_line_limit_overrides_the_config_and_json_lists_every_file(tmp_path):
     project = make_project(tmp_path / "app", models=12)
     result = project.run("--json", "db", "makemigrations", "--max-tables", "5", "--dry-run")
