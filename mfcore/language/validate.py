@@ -78,8 +78,12 @@ class SchemaBuilder:
 
     def __init__(self, fields_builder=None, statement_splitter=None, other_models=frozenset(),
                  index_foreign_keys: bool = False, keep_positions: bool = True):
-        self.problems: list = []
-        self.add = lambda message, pos: self.problems.append((message, pos))  # noqa: E731
+        # add() closes over the list, not over self: a builder that referred to itself
+        # would outlive its use until a pass of the collector, which makemigrations
+        # pauses, then cost that pass a walk over every model it built.
+        problems: list = []
+        self.problems = problems
+        self.add = lambda message, pos: problems.append((message, pos))  # noqa: E731
         self.enums: dict = {}
         self.enum_positions: dict = {}
         self.raw_models: dict = {}
