@@ -24,7 +24,7 @@ from conftest import SLOW, SUMMARIES, models_text
 from generate import change_models
 from mfcore import applier
 from mfcore.config import config_for
-from mfcore.dialects.sqlite import SCHEMA_CACHE_FACTOR, SCHEMA_CACHE_MAX_KIB
+from mfcore.dialects.sqlite import schema_cache_kib
 
 MODELS = int(os.environ.get("MF_BENCH_E2E_MODELS", "20000" if SLOW else "2000"))
 
@@ -57,8 +57,8 @@ def _bare_apply(database: Path, config, numbers, page_cache: bool = False) -> fl
     if page_cache:
         [(schema_bytes,)] = connection.execute("SELECT coalesce(sum(length(sql)), 0) FROM sqlite_master")
         statement_bytes = sum(len(s) for _name, statements in scripts for s in statements)
-        kib = min(SCHEMA_CACHE_FACTOR * (schema_bytes + statement_bytes) // 1024, SCHEMA_CACHE_MAX_KIB)
-        connection.execute(f"PRAGMA cache_size = -{max(kib, 2000)}")
+        # (never below SQLite's default, 2,000 KiB, as hold_schema never lowers it)
+        connection.execute(f"PRAGMA cache_size = -{max(schema_cache_kib(schema_bytes, statement_bytes), 2000)}")
     connection.execute("CREATE TABLE IF NOT EXISTS mf_migrations (name TEXT PRIMARY KEY, checksum TEXT,"
                        " applied_at TEXT, duration REAL, state TEXT)")
     started = time.perf_counter()

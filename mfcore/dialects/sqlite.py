@@ -73,6 +73,12 @@ _INTEGER_FIELDS = ("IntegerField", "BigIntegerField", "SmallIntegerField")
 SCHEMA_CACHE_FACTOR = 4
 SCHEMA_CACHE_MAX_KIB = 1 << 20
 
+
+def schema_cache_kib(schema_bytes: int, statement_bytes: int) -> int:
+    """The page cache (KiB) that holds a schema table of ``schema_bytes`` of SQL text
+    once ``statement_bytes`` of DDL have run on it (see hold_schema)."""
+    return min(SCHEMA_CACHE_FACTOR * (schema_bytes + statement_bytes) // 1024, SCHEMA_CACHE_MAX_KIB)
+
 REBUILD_PREFIX = "_mf_old_"  # the rows set aside while their table is made again (a TEMP table)
 
 # default=uuid4() on SQLite, which has no UUID function: a version 4 UUID in its text
@@ -146,7 +152,7 @@ class SQLiteDialect(Dialect):
         # (measured: 3 times the schema's SQL text is enough); SQLite takes the memory
         # only as pages are read.
         schema_bytes = (await connection.fetch("SELECT coalesce(sum(length(sql)), 0) FROM sqlite_master"))[0][0]
-        wanted = min(SCHEMA_CACHE_FACTOR * (schema_bytes + statement_bytes) // 1024, SCHEMA_CACHE_MAX_KIB)
+        wanted = schema_cache_kib(schema_bytes, statement_bytes)
         size = (await connection.fetch("PRAGMA cache_size"))[0][0]
         if size > 0:  # in pages
             size = -size * (await connection.fetch("PRAGMA page_size"))[0][0] // 1024
