@@ -9,6 +9,7 @@ end). So every piece is a run of whole declarations, usually exactly one; what
 precedes the first cut (a header comment) is a piece of its own, the prologue.
 
 The cut works on bytes, so the pieces that are not read again are never decoded.
+parse() cuts a large file's text the same way (parts()), to read it part by part.
 """
 from __future__ import annotations
 

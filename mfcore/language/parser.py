@@ -89,7 +89,7 @@ def parse(text: str, path: str = "models.mp", *, compiled: bool | None = None,
 
 # A file longer than this (in characters) is read in parts of about this size, each
 # built into its models before the next is read: the raw tree of a whole file is
-# about ten times its text (200 MB at 20,000 models), its models half that.
+# about ten times its text (over 200 MB at 20,000 models).
 PART_SIZE = 1 << 20
 
 
