@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mfcore.errors import ModelsError
 from mfcore.language import chunks, parser
@@ -146,10 +147,23 @@ def test_parts_are_runs_of_whole_declarations_of_one_kind_in_file_order():
     cut = chunks.parts(text, 1 << 20)
     assert [(p.kind, text[p.start:p.end].split("\n", 1)[0], p.line) for p in cut] == [
         ("model", "// header", 1), ("enum", "enum E { X }", 4), ("model", "model C extends Model { }", 6)]
-    assert "".join(text[p.start:p.end] for p in cut) == text
     one_each = chunks.parts(text, 1)
-    assert len(one_each) == 6  # the header, then a part per declaration
-    assert "".join(text[p.start:p.end] for p in one_each) == text
+    assert [(p.kind, p.line) for p in one_each] == [
+        ("model", 1), ("model", 2), ("model", 3), ("enum", 4), ("model", 6)]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(text=schema_texts(max_models=6), size=st.sampled_from([1, 40, 200, 1 << 20]))
+def test_parts_cover_the_text_and_start_where_declarations_do(text, size):
+    cut = chunks.parts(text, size)
+    assert "".join(text[p.start:p.end] for p in cut) == text
+    for part in cut:
+        assert part.line == text.count("\n", 0, part.start) + 1
+        head = text[part.start:part.end]
+        if part.kind == "enum":
+            assert head.startswith("enum ")
+        else:
+            assert part.start == 0 or head.startswith("model ")
 
 
 def _generated_models(n_models: int) -> str:

@@ -61,9 +61,6 @@ def outline(data: bytes) -> Outline:
     return Outline(data, found[0][0] if found else len(data), chunks)
 
 
-_TEXT_HEADER = re.compile(r"\n(model|enum)[ \t\f]+[A-Za-z_]")
-
-
 class Part(NamedTuple):
     kind: str    # "enum": enum declarations only, as their lines start; "model": the others
     start: int   # text[start:end] is the part
@@ -72,20 +69,62 @@ class Part(NamedTuple):
 
 
 def parts(text: str, size: int) -> list:
-    """The text cut as outline() cuts bytes, into parts of about ``size`` characters
-    (more when one declaration is longer): runs of whole declarations of one kind,
-    in file order. What precedes the first cut is a "model" part."""
-    found = [(match.start(), match.group(1)) for match in _TEXT_HEADER.finditer("\n" + text)]
-    if not found or found[0][0] > 0:
-        found.insert(0, (0, "model"))
-    found.append((len(text), None))
+    """The text cut where outline() would cut its bytes, into parts of about ``size``
+    characters (more when one declaration is longer), in file order: each enum
+    declaration that starts a line, with those that follow it on its lines, is an
+    "enum" part; the rest is cut into "model" parts, each run of whole declarations
+    starting where a model does (what precedes the first declaration too).
+
+    Only the cuts are looked for (str.find, not a pattern over every line): at 20,000
+    models the file is cut into about 20 parts, and the enums are a handful."""
+    end = len(text)
+    kinds = {0: "model"}  # where a part starts: its kind
+    at = _header(text, "enum", 0)
+    while at < end:
+        kinds[at] = "enum"
+        after = min(_header(text, "enum", at + 1), _header(text, "model", at + 1))
+        kinds.setdefault(after, "model")
+        at = _header(text, "enum", after)
+    at = 0
+    while True:
+        at = _header(text, "model", at + size)
+        if at >= end:
+            break
+        kinds.setdefault(at, "model")
+    starts = sorted(kinds)
     cut = []
-    start, kind = found[0]
     line = 1
-    for at, next_kind in found[1:]:  # the last, at the text's end, ends the last part
-        if next_kind == kind and at - start < size:
-            continue
-        cut.append(Part(kind, start, at, line))
-        line += text.count("\n", start, at)
-        start, kind = at, next_kind
+    for start, stop in zip(starts, starts[1:] + [end]):
+        if start >= end and cut:
+            break
+        if cut and cut[-1].kind == kinds[start] == "enum":  # a run of enums is one part
+            cut[-1] = cut[-1]._replace(end=stop)
+        else:
+            cut.append(Part(kinds[start], start, stop, line))
+        line += text.count("\n", start, stop)
     return cut
+
+
+def _header(text: str, keyword: str, start: int) -> int:
+    """Where the first line at or after ``start`` that starts a declaration of
+    ``keyword`` ("model" or "enum") begins; len(text) when there is none."""
+    end = len(text)
+    if start == 0 and _declares(text, keyword, 0):
+        return 0
+    at = text.find("\n" + keyword, max(start - 1, 0))
+    while at >= 0:
+        if _declares(text, keyword, at + 1):
+            return at + 1
+        at = text.find("\n" + keyword, at + 1)
+    return end
+
+
+def _declares(text: str, keyword: str, at: int) -> bool:
+    """Whether text[at:] starts with ``keyword``, blanks and a name, as a declaration does."""
+    if not text.startswith(keyword, at):
+        return False
+    at += len(keyword)
+    blank = at
+    while at < len(text) and text[at] in " \t\f":
+        at += 1
+    return at > blank and at < len(text) and (text[at].isascii() and (text[at].isalpha() or text[at] == "_"))
