@@ -1,6 +1,7 @@
 """The models.mp language (SPEC §2): what parses, what it means, and every error kind."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -202,6 +203,17 @@ def test_json_literals_where_they_do_not_belong(call, message):
     problems = problems_of("model A extends Model {\n    f = " + call + "\n}\n")
     assert [p.message for p in problems] == [message]
     assert problems[0].line == 2
+
+
+def test_a_default_is_the_one_written_whatever_other_models_declare():
+    """Equal numbers written apart are different defaults: -0.0 is a float of its own
+    sign, beside a 0.0 of another model (validation reuses what it built for a call
+    written alike)."""
+    schema = mfcore.parse("model A extends Model {\n  x = FloatField(default=0.0)\n}\n"
+                          "model B extends Model {\n  x = FloatField(default=-0.0)\n}\n")
+    assert math.copysign(1, schema.models["A"].field("x").default) == 1
+    assert math.copysign(1, schema.models["B"].field("x").default) == -1
+    assert b"-0.0" in dump_schema(schema)
 
 
 def test_a_text_default_holding_nul_is_refused_where_it_is_written():

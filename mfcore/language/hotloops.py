@@ -31,7 +31,8 @@ def build_fields(model_name, statements, enums, cache, fields, by_name, position
 
     Large schemas repeat the same calls (CharField(max_length=255) ...): a call that
     built cleanly once is reused under the new name from ``cache``. Types are part of
-    the key because True == 1 and 1 == 1.0 in Python. They repeat whole fields too
+    the key because True == 1 and 1 == 1.0 in Python, and so is a decimal number's
+    text, because 0.0 == -0.0 (a float default keeps its sign). They repeat whole fields too
     (an id, a created_at): the same name with the same call is one Field object, which
     at 20,000 models keeps a quarter of the fields' memory.
     """
@@ -43,10 +44,13 @@ def build_fields(model_name, statements, enums, cache, fields, by_name, position
         own_seen.add(name)
         key_args = []
         for keyword, value, _pos in call.args:
-            if type(value) is name_class:
+            kind = type(value)
+            if kind is name_class:
                 key_args.append((keyword, name_class, value.text))
-            else:
-                key_args.append((keyword, type(value), value))
+            elif kind is str or kind is int or kind is bool:
+                key_args.append((keyword, kind, value))
+            else:  # a decimal number: equal values may be different defaults (0.0 and -0.0)
+                key_args.append((keyword, kind, value, str(value)))
         key = (call.name, tuple(key_args))
         cached = cache.get(key)
         if cached is not None:
