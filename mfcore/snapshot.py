@@ -311,9 +311,9 @@ _new_form_fields = _fitting_twin()
 # Inside shared_model_documents(), a model's JSON is built once per model object and
 # shared: a makemigrations that creates thousands of models writes each of them twice,
 # in the migration's create_model and in schema.json. So is a field's JSON, per field
-# value: most fields of a large schema are the same as fields of other models (an id,
-# a created_at, a name), and a document each would hold several hundred megabytes at
-# 20,000 models. The documents are never changed.
+# object: validation makes a field declared alike in several models (an id, a
+# created_at) one object, and a document for each use would hold several hundred
+# megabytes at 20,000 models. The documents are never changed.
 _shared_documents: Optional[dict] = None
 _shared_fields: Optional[dict] = None
 
@@ -355,25 +355,13 @@ def _model_document(model: Model) -> dict:
     return doc
 
 
-# The defaults whose fields share a document: a key (the field, the default's type)
-# tells apart the values that Python holds equal but JSON writes differently (True and
-# 1). A float (-0.0 equals 0.0) or a Decimal default, or one that cannot be hashed,
-# gets a document of its own.
-_SHARED_DEFAULT_TYPES = (type(None), str, int, bool)
-
-
 def _field_documents(fields, shared: dict) -> list:
     documents = []
     for f in fields:
-        default_type = type(f.default)
-        if default_type not in _SHARED_DEFAULT_TYPES:
-            documents.append(field_to_json(f))
-            continue
-        key = (f, default_type)
-        doc = shared.get(key)
-        if doc is None:
-            doc = shared[key] = field_to_json(f)
-        documents.append(doc)
+        found = shared.get(id(f))
+        if found is None or found[0] is not f:
+            found = shared[id(f)] = (f, field_to_json(f))  # the field is kept, so its id stays its own
+        documents.append(found[1])
     return documents
 
 
