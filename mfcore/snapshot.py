@@ -344,10 +344,11 @@ def model_to_json(model: Model) -> dict:
 
 def _model_document(model: Model) -> dict:
     shared = _shared_fields
+    fields = [field_to_json(f) for f in model.fields] if shared is None else _field_documents(model.fields, shared)
     doc = {
         "name": model.name,
         "table": model.table,
-        "fields": [field_to_json(f) for f in model.fields] if shared is None else _field_documents(model.fields, shared),
+        "fields": fields,
         "indexes": [index_to_json(i) for i in model.indexes],
     }
     if model.checks:  # written only when there are some: files without checks stay as they were
