@@ -44,6 +44,30 @@ def dumps(document) -> bytes:
     return orjson.dumps(document, option=_DUMP_OPTIONS | orjson.OPT_APPEND_NEWLINE)
 
 
+def dumps_pieces(document: dict, key: str, per_piece: int = 500):
+    """dumps(document) as an iterator of pieces that, joined, are its bytes: the entries
+    of ``document[key]`` (a dict at its top level) are made ``per_piece`` at a time, so
+    that a schema.json of many thousands of models is written while it is made and is
+    never whole in memory."""
+    entries = document[key]
+    if len(entries) <= per_piece:
+        yield dumps(document)
+        return
+    opening = b"\n  %s: {" % orjson.dumps(key)
+    outline = dumps({**document, key: {}})
+    at = outline.index(opening + b"}") + len(opening)  # unique: the document's other keys are not this one
+    inner_start = b"{%s\n" % opening
+    inner_end = b"\n  }\n}\n"
+    yield outline[:at]
+    names = sorted(entries)
+    for first in range(0, len(names), per_piece):
+        part = dumps({key: {name: entries[name] for name in names[first:first + per_piece]}})
+        yield b"\n" if first == 0 else b",\n"
+        yield memoryview(part)[len(inner_start):-len(inner_end)]
+    yield b"\n  "
+    yield outline[at:]
+
+
 # ---------------------------------------------------------------- fields
 
 # (key, position in Field, default) of the optional keys: read by position, which is
@@ -604,21 +628,34 @@ def sources_start(snapshot: bytes) -> Optional[int]:
     return at if at >= 0 else None
 
 
-def with_sources(body, sources: bytes) -> list:
-    """schema.json's bytes: ``body`` (as dumps or rewrite make it: bytes, or a list of
+def with_sources(body, sources: bytes):
+    """schema.json's bytes: ``body`` (as dumps, dumps_pieces or rewrite make it: bytes, or
     pieces) ending with the sources, whose value is ``sources`` (an object's text
     without its closing brace, laid out two spaces deep) sealed by their digest. Given
     as pieces to write one after the other, so that a large file is not copied once
-    more."""
-    pieces = [body] if isinstance(body, bytes) else list(body)
-    if bytes(pieces[-1][-3:]) != b"\n}\n":
-        raise ValueError("schema.json's body must end as dumps() ends it")
-    pieces[-1] = memoryview(pieces[-1])[:-3]
-    pieces += [_SOURCES_OPEN, sources, _SOURCES_SEAL]
+    more: a list, or an iterator when ``body`` is one, sealing each piece as it comes."""
+    if isinstance(body, bytes):
+        return list(_sealed([body], sources))
+    if isinstance(body, list):
+        return list(_sealed(body, sources))
+    return _sealed(body, sources)
+
+
+def _sealed(body, sources: bytes):
     sealed = hashlib.sha1(usedforsecurity=False)
-    for piece in pieces:
+    last = None
+    for piece in body:
+        if last is not None:
+            sealed.update(last)
+            yield last
+        last = piece
+    if last is None or bytes(last[-3:]) != b"\n}\n":
+        raise ValueError("schema.json's body must end as dumps() ends it")
+    for piece in (memoryview(last)[:-3], _SOURCES_OPEN, sources, _SOURCES_SEAL):
         sealed.update(piece)
-    return pieces + [sealed.hexdigest().encode(), _SOURCES_CLOSE]
+        yield piece
+    yield sealed.hexdigest().encode()
+    yield _SOURCES_CLOSE
 
 
 def sealed_sources(snapshot: bytes) -> Optional[bytes]:

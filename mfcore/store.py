@@ -22,8 +22,8 @@ from . import files, legacy
 from .errors import FileWriteError, MigrationFileError, SchemaFileError
 from .operations import fold, operation_from_json
 from .schema import Schema
-from .snapshot import (FORMAT, INDEX_FOREIGN_KEYS, MADE_FROM, dumps, indexes_foreign_keys, schema_from_json,
-                       schema_to_json)
+from .snapshot import (FORMAT, INDEX_FOREIGN_KEYS, MADE_FROM, dumps, dumps_pieces, indexes_foreign_keys,
+                       schema_from_json, schema_to_json)
 
 MIGRATION_FILE = re.compile(r"^(\d+)_([A-Za-z0-9_]*)\.json$")
 SCHEMA_FILE = "schema.json"
@@ -629,6 +629,11 @@ def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None,
     models_digest of the models.mp text the schema was read from (None when it was not
     read from models.mp, e.g. rebuilt from the migration files). ``index_foreign_keys``:
     the project's setting (see index_foreign_keys), recorded when true."""
+    return dumps(_snapshot_document(schema, migration_name, reuse, made_from, index_foreign_keys))
+
+
+def _snapshot_document(schema: Schema, migration_name: Optional[str], reuse, made_from: Optional[str],
+                       index_foreign_keys: bool) -> dict:
     document = schema_to_json(schema, reuse)
     if index_foreign_keys:
         document[INDEX_FOREIGN_KEYS] = True
@@ -636,7 +641,15 @@ def snapshot_bytes(schema: Schema, migration_name: Optional[str], reuse=None,
         document["migration"] = migration_name
     if made_from is not None:
         document[MADE_FROM] = made_from
-    return dumps(document)
+    return document
+
+
+def snapshot_pieces(schema: Schema, migration_name: Optional[str], reuse=None,
+                    made_from: Optional[str] = None, index_foreign_keys: bool = False):
+    """snapshot_bytes as an iterator of pieces (snapshot.dumps_pieces), for a schema.json
+    written while it is made."""
+    return dumps_pieces(_snapshot_document(schema, migration_name, reuse, made_from, index_foreign_keys),
+                        "models")
 
 
 def write_snapshot(directory: str, schema: Schema, migration_name: Optional[str], reuse=None,
@@ -722,40 +735,165 @@ def remove_project_files(migrations_dir: str) -> list:
 # ---------------------------------------------------------------- atomic writes
 
 def atomic_write(path: str, data) -> None:
-    """Write ``data`` (bytes, or a list of the pieces to write one after the other) so
-    that a reader sees the old file or the new one, never half of one:
-    a temporary file in the same directory, flushed and fsynced, renamed over the old
-    one, then the directory fsynced. FileWriteError, naming the directory or the file,
-    when it cannot be written; the file is then as it was and no temporary file is left.
+    """Write ``data`` (bytes, or the pieces to write one after the other) so that a
+    reader sees the old file or the new one, never half of one: a temporary file in the
+    same directory, flushed and fsynced, renamed over the old one, then the directory
+    fsynced. FileWriteError, naming the directory or the file, when it cannot be
+    written; the file is then as it was and no temporary file is left.
 
     The file gets the mode open() would give it: a new file 0666 less the umask (so
     0644 under umask 022, readable by the user a container runs as), a replaced file
     the mode it had."""
-    directory = os.path.dirname(os.path.abspath(path))
     with signals_deferred():
+        pending = PendingFile(path)
         try:
-            handle, temporary = _create_temporary(directory)
+            for piece in [data] if isinstance(data, bytes) else data:
+                pending.write(piece)
+        except BaseException:
+            pending.discard()
+            raise
+        pending.put_in_place()
+
+
+class PendingFile:
+    """A file atomic_write is writing: its temporary file, written piece by piece
+    (``write``), then put in place (``put_in_place``) or removed (``discard``). Every
+    step that fails raises FileWriteError and leaves no temporary file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.directory = os.path.dirname(os.path.abspath(path))
+        try:
+            handle, self.temporary = _create_temporary(self.directory)
         except OSError as exc:
-            raise FileWriteError(f"{directory}: cannot write to it ({files.describe_os_error(exc)})") from None
-        try:
+            raise FileWriteError(f"{self.directory}: cannot write to it ({files.describe_os_error(exc)})") from None
+        self._out = None
+        with self._failing_whole():
             try:
-                os.chmod(temporary, os.stat(path).st_mode & 0o7777)
+                os.chmod(self.temporary, os.stat(path).st_mode & 0o7777)
             except FileNotFoundError:
                 pass  # a new file: the umask applied when the temporary file was created
-            with os.fdopen(handle, "wb") as out:
-                out.writelines([data] if isinstance(data, bytes) else data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
+            self._out = os.fdopen(handle, "wb")
+
+    @contextlib.contextmanager
+    def _failing_whole(self):
+        try:
+            yield
         except BaseException as exc:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
+            self.discard()
             if isinstance(exc, OSError):
-                raise FileWriteError(f"{path}: cannot write it ({files.describe_os_error(exc)})") from None
+                raise FileWriteError(f"{self.path}: cannot write it ({files.describe_os_error(exc)})") from None
             raise
-    fsync_directory(directory)
+
+    def write(self, piece) -> None:
+        with self._failing_whole():
+            self._out.write(piece)
+
+    def put_in_place(self) -> None:
+        with self._failing_whole():
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            self._out.close()
+            os.replace(self.temporary, self.path)
+        fsync_directory(self.directory)
+
+    def discard(self) -> None:
+        if self._out is not None:
+            with contextlib.suppress(OSError):
+                self._out.close()
+        try:
+            os.unlink(self.temporary)
+        except FileNotFoundError:
+            pass
+
+
+class OrderedWrites:
+    """Files written as atomic_write writes them, in the order given, by a thread of
+    their own while the caller makes the next file's bytes: writing and fsyncing a
+    hundred megabytes of JSON is kernel time that needs no lock of Python's. A file's
+    data is bytes, a list of pieces, or an iterator of them, which the caller's thread
+    runs, handing each piece over as it comes: a large file is written while it is
+    made and is never whole in memory. ``written`` lists the paths put in place so far.
+
+    Use it as a context: leaving it waits for every file given. The first file that
+    cannot be written stops the rest, and its error is raised there (by ``write`` too,
+    once known, so that no more is made)."""
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self.written: list = []
+        self._error: Optional[BaseException] = None
+        self._queue = queue.Queue(maxsize=4)  # a bound on the bytes made and not yet written
+        self._thread = threading.Thread(target=self._write_each, name="mf-writes", daemon=True)
+        self._thread.start()
+
+    def write(self, path: str, data) -> None:
+        self._raise_error()
+        if isinstance(data, (bytes, list)):
+            self._queue.put((path, data))
+            return
+        self._queue.put((path, None))
+        for piece in data:
+            self._raise_error()
+            self._queue.put(piece)
+        self._queue.put(None)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _write_each(self) -> None:
+        pending = None  # the streamed file being written
+        streaming = False  # between a streamed file's path and the None that ends it
+        while True:
+            item = self._queue.get()
+            if pending is not None and (self._error is not None or item is _DONE):
+                pending.discard()
+                pending = None
+            if item is _DONE:
+                return
+            try:
+                if streaming:
+                    if item is not None:
+                        if pending is not None:
+                            pending.write(item)
+                        continue
+                    streaming = False
+                    if pending is not None:
+                        finished, pending = pending, None
+                        finished.put_in_place()
+                        self.written.append(finished.path)
+                    continue
+                path, data = item
+                if data is None:
+                    streaming = True
+                    if self._error is None:
+                        pending = PendingFile(path)
+                elif self._error is None:
+                    atomic_write(path, data)
+                    self.written.append(path)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                if self._error is None:
+                    self._error = exc
+                if pending is not None:
+                    pending.discard()
+                    pending = None
+
+    def __enter__(self) -> "OrderedWrites":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None and self._error is None:
+            self._error = value  # what stopped the caller stops the writing too
+        self._queue.put(_DONE)
+        self._thread.join()
+        if kind is None:
+            self._raise_error()
+
+
+_DONE = object()
 
 
 def make_directory(directory: str) -> None:

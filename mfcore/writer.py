@@ -296,8 +296,32 @@ def write_draft(draft: Draft) -> None:
     if result.path is None:
         return
     directory = os.path.dirname(result.path)
-    newest = os.path.basename(result.files[-1].path)
-    after = fold(result.operations, draft.old)
+    store.make_directory(directory)
+    # Interrupted, makemigrations writes every file or none. The files are written in
+    # order, schema.json last, by a thread of their own (store.OrderedWrites) while the
+    # next one is made; schema.json while it is made.
+    with store.signals_deferred():
+        writes = store.OrderedWrites()
+        try:
+            with writes:
+                for planned in result.files:
+                    writes.write(planned.path, planned.content)
+                writes.write(store.snapshot_path(directory), _snapshot_after(draft))
+        except BaseException:
+            # A file that cannot be written: the new ones written before it go, so that
+            # schema.json and the files still agree.
+            for path in writes.written:
+                with suppress(OSError):
+                    os.unlink(path)
+            raise
+    result.written = True
+
+
+def _snapshot_after(draft: Draft):
+    """schema.json's pieces after the drafted migration (an iterator when it is made
+    whole, see store.snapshot_pieces)."""
+    newest = os.path.basename(draft.result.files[-1].path)
+    after = fold(draft.result.operations, draft.old)
     cached = draft.cached
     # schema.json keeps a digest of the models.mp text it was made from, so that migrate and
     # status can tell an edit no migration holds without parsing models.mp.
@@ -306,34 +330,18 @@ def write_draft(draft: Draft) -> None:
         snapshot = model_cache.snapshot_after(cached, after, newest, made_from, draft.index_foreign_keys)
         if cached.entries is not None:  # (none when a declaration is not alone on its lines)
             snapshot = with_sources(snapshot, model_cache.sources(cached.context, cached.entries, after))
-    else:
-        reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
-        snapshot = _with_sources(store.snapshot_bytes(after, newest, reuse, made_from, draft.index_foreign_keys),
-                                 after, draft.outline, draft.declarations, draft.index_foreign_keys)
-    store.make_directory(directory)
-    written = []
-    with store.signals_deferred():  # interrupted, makemigrations writes every file or none
-        try:
-            for planned in result.files:  # in order, schema.json last
-                store.write_migration_bytes(planned.path, planned.content)
-                written.append(planned.path)
-            store.write_snapshot_bytes(directory, snapshot)
-        except BaseException:
-            # A file that cannot be written: the new ones written before it go, so that
-            # schema.json and the files still agree.
-            for path in written:
-                with suppress(OSError):
-                    os.unlink(path)
-            raise
-    result.written = True
+        return snapshot
+    reuse = (draft.old, draft.old_document) if draft.old_document is not None else None
+    return _with_sources(store.snapshot_pieces(after, newest, reuse, made_from, draft.index_foreign_keys),
+                         after, draft.outline, draft.declarations, draft.index_foreign_keys)
 
 
-def _with_sources(snapshot: bytes, schema: Schema, outline, declarations: list, index_foreign_keys: bool):
-    """schema.json's bytes for ``schema``, read in full from models.mp (``outline``,
-    whose ``declarations`` parse() gave), ending with what each model was read from, so
-    that the next run, in any clone, reads only the models edited since
-    (model_cache.py); as they are when the file cannot say (a declaration not alone on
-    its lines)."""
+def _with_sources(snapshot, schema: Schema, outline, declarations: list, index_foreign_keys: bool):
+    """schema.json's pieces (``snapshot``: see snapshot.with_sources) for ``schema``,
+    read in full from models.mp (``outline``, whose ``declarations`` parse() gave),
+    ending with what each model was read from, so that the next run, in any clone,
+    reads only the models edited since (model_cache.py); as they are when the file
+    cannot say (a declaration not alone on its lines)."""
     entries = model_cache.entries_for(outline, declarations)
     if entries is None:
         return snapshot

@@ -192,6 +192,36 @@ def test_sources_are_sealed_by_every_byte_before_their_digest(data):
     assert schema_file.sealed_sources(changed) is None
 
 
+_KEYS = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
+_JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.text(max_size=5),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+                            max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_KEYS, _JSON_VALUES, max_size=4), st.dictionaries(_KEYS, _JSON_VALUES, max_size=12),
+       st.integers(1, 5))
+def test_a_document_made_in_pieces_is_the_one_dumps_makes(others, models, per_piece):
+    """dumps_pieces makes schema.json's models a few at a time; joined, the pieces are
+    dumps()'s bytes, whatever the keys (sorted by code point, escaped, before or after
+    "models") and values."""
+    document = {**others, "models": models}
+    pieces = list(schema_file.dumps_pieces(document, "models", per_piece))
+    assert b"".join(pieces) == schema_file.dumps(document)
+    if len(models) > per_piece:
+        assert len(pieces) > 2 + len(models) // per_piece  # made in pieces, not whole
+
+
+def test_sources_seal_a_snapshot_made_in_pieces_as_they_come():
+    """makemigrations writes a large schema.json while it is made: with_sources seals
+    the pieces of dumps_pieces one by one, to the bytes it gives for the whole file."""
+    text = "".join(f"model M{n} extends Model {{ n = IntegerField() }}\n" for n in range(7))
+    document = {**schema_file.schema_to_json(mfcore.parse(text)), "migration": "0001_initial.json"}
+    streamed = schema_file.with_sources(schema_file.dumps_pieces(document, "models", 2), SOURCES)
+    assert not isinstance(streamed, list)
+    assert b"".join(streamed) == b"".join(schema_file.with_sources(schema_file.dumps(document), SOURCES))
+
+
 def test_sources_follow_a_rewrite_given_in_pieces():
     """rewrite() gives pieces of the old file; the sources seal them as written."""
     read = mfcore.parse("model A extends Model { n = IntegerField() }\nmodel B extends Model { a = ForeignKey(A) }\n")

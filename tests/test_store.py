@@ -167,6 +167,68 @@ def test_files_get_the_mode_the_umask_gives_and_are_still_written_atomically(pro
     assert stat.S_IMODE((project.migrations / "schema.json").stat().st_mode) == 0o664
 
 
+# ---------------------------------------------------------------- writes in order, by a thread
+
+def test_ordered_writes_put_each_file_in_place_in_the_order_given(tmp_path, monkeypatch):
+    """Bytes, a list of pieces and an iterator of them (made while the file is written)
+    all land whole, renamed into place one after the other, with no temporary left."""
+    import os
+
+    renamed = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda source, target: (renamed.append(os.path.basename(target)),
+                                                               replace(source, target)))
+    made = []
+
+    def made_while_written():
+        for n in range(5):
+            made.append(n)
+            yield b"piece %d\n" % n
+
+    with store.OrderedWrites() as writes:
+        writes.write(str(tmp_path / "001_a.json"), b"first\n")
+        writes.write(str(tmp_path / "002_b.json"), [b"sec", memoryview(b"ond\n")])
+        writes.write(str(tmp_path / "schema.json"), made_while_written())
+    assert renamed == ["001_a.json", "002_b.json", "schema.json"]
+    assert writes.written == [str(tmp_path / name) for name in renamed]
+    assert (tmp_path / "002_b.json").read_bytes() == b"second\n"
+    assert (tmp_path / "schema.json").read_bytes() == b"".join(b"piece %d\n" % n for n in range(5))
+    assert made == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["001_a.json", "002_b.json", "schema.json"]
+
+
+def test_a_file_that_cannot_be_written_stops_the_ones_after_it(tmp_path):
+    """Its error comes out of the block; the files before it stay listed in ``written``
+    (makemigrations removes them), none after it is written, no temporary is left."""
+    from mfcore.errors import FileWriteError
+
+    with pytest.raises(FileWriteError, match="missing"):
+        with store.OrderedWrites() as writes:
+            writes.write(str(tmp_path / "001_a.json"), b"first\n")
+            writes.write(str(tmp_path / "missing" / "002_b.json"), b"second\n")
+            writes.write(str(tmp_path / "schema.json"), iter([b"{", b"}\n"]))
+    assert writes.written == [str(tmp_path / "001_a.json")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["001_a.json"]
+
+
+def test_a_file_whose_making_fails_is_not_written(tmp_path):
+    """An error while the pieces are made stops the writing: the file is not put in
+    place, its temporary file is gone, and the error is the caller's own."""
+    import os
+
+    def failing():
+        yield b'{"models": {'
+        raise RuntimeError("made badly")
+
+    with pytest.raises(RuntimeError, match="made badly"):
+        with store.OrderedWrites() as writes:
+            writes.write(str(tmp_path / "001_a.json"), b"first\n")
+            writes.write(str(tmp_path / "schema.json"), failing())
+    # 001_a.json is written or not, as the thread got to it first; it is listed if it is.
+    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(path) for path in writes.written]
+    assert writes.written in ([], [str(tmp_path / "001_a.json")])
+
+
 # ---------------------------------------------------------------- conflict markers, found without a regex
 
 import re as _re  # noqa: E402
