@@ -143,6 +143,34 @@ def test_a_split_migration_that_cannot_be_written_whole_leaves_no_file(tmp_path)
     assert project.migration_names() == ["001_initial.json"]
 
 
+def test_the_files_of_a_split_migration_are_read_one_document_at_a_time(tmp_path):
+    """migrate reads every pending file before it runs one; the JSON of each is let go
+    once the file is understood, so reading many files costs, beyond what they hold
+    when read, the memory of one document, not of all of them."""
+    import tracemalloc
+
+    from mfcore.store import read_migrations
+
+    project = make_project(tmp_path / "app", models=400, max_tables=50)
+    assert api.makemigrations(str(project.path / "language_config.yaml")).written
+    files = list_migration_files(str(project.migrations))
+    assert len(files) >= 8
+
+    def transient(wanted) -> int:
+        """The memory read_migrations used beyond what its result keeps."""
+        tracemalloc.start()
+        try:
+            read = read_migrations(str(project.migrations), files, wanted)
+            kept, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert sorted(read) == sorted(f.name for f in wanted)
+        return peak - kept
+
+    largest = max(files, key=lambda f: os.path.getsize(f.path))
+    assert transient(files) < 2 * transient([largest])
+
+
 def test_the_command_line_limit_overrides_the_config_and_json_lists_every_file(tmp_path):
     project = make_project(tmp_path / "app", models=12)
     result = project.run("--json", "db", "makemigrations", "--max-tables", "5", "--dry-run")
