@@ -766,6 +766,7 @@ class PendingFile:
             handle, self.temporary = _create_temporary(self.directory)
         except OSError as exc:
             raise FileWriteError(f"{self.directory}: cannot write to it ({files.describe_os_error(exc)})") from None
+        self._handle = handle  # until _out owns it
         self._out = None
         with self._failing_whole():
             try:
@@ -797,9 +798,11 @@ class PendingFile:
         fsync_directory(self.directory)
 
     def discard(self) -> None:
-        if self._out is not None:
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if self._out is not None:
                 self._out.close()
+            else:
+                os.close(self._handle)
         try:
             os.unlink(self.temporary)
         except FileNotFoundError:
