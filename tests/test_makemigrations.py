@@ -94,6 +94,25 @@ def test_files_are_canonical_json_with_sorted_keys(project):
     assert snapshot["format"] == 1 and snapshot["migration"] == "001_enum_invoicestatus_enum_userrole.json"
 
 
+def test_a_schema_json_of_many_models_is_the_one_a_whole_dump_makes(project):
+    """Over 500 models, makemigrations writes schema.json while it makes it, a few hundred
+    models at a time: the file is still the canonical dump of the folded history, and
+    its sources, sealed piece by piece, serve the next run."""
+    from pathlib import Path
+
+    from mfcore.snapshot import sealed_sources
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from generate import generate_models
+
+    project.write_models(generate_models(1200))
+    assert project.run("db", "makemigrations").code == 0
+    assert_history_folds_to_snapshot(project)
+    assert sealed_sources((project.migrations / "schema.json").read_bytes()) is not None
+    again = project.run("-v", "db", "makemigrations", "--check")
+    assert again.code == 0 and "Read 0 of 1200 models" in again.out, again
+
+
 def test_marks_and_colour_only_on_a_terminal(project):
     project.write_models(SEED)
     code, output = run_on_terminal(project, "db", "makemigrations")
