@@ -361,7 +361,7 @@ async def _run_undo(database, config, files, count, to, allow_data_loss, fake, o
         if not fake:
             await database.check_lock_budget(plan.steps, undoing=True)
             await database.hold_schema(plan.steps)
-        undone = await _each(plan.steps, database.unapply, "rolled_back", on_event)
+        undone = await _each(list(plan.steps), database.unapply, "rolled_back", on_event)
     except BaseException:
         # Also when interrupted (Ctrl-C cancels the run): .applied follows what committed.
         with anyio.CancelScope(shield=True), suppress(MfError, OSError):
@@ -592,11 +592,11 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
                     "in this order they build the same schema as in the files' order.")
         prepared.load(pending, _partly_applied(survey))
         database.on_event = on_event
+        steps = [prepared.take(file.name) for file in pending]
         if not fake:  # files that appeared while the lock was awaited
-            await database.check_lock_budget([prepared[file.name] for file in pending])
-            await database.hold_schema([prepared[file.name] for file in pending])
-        applied = await _each([prepared[file.name] for file in pending],
-                              lambda step: database.apply(step, fake), "applied", on_event)
+            await database.check_lock_budget(steps)
+            await database.hold_schema(steps)
+        applied = await _each(steps, lambda step: database.apply(step, fake), "applied", on_event)
     except BaseException:
         # Keep .applied in line with what did commit, also when interrupted (Ctrl-C
         # cancels the run); the original error matters more.
@@ -607,12 +607,17 @@ async def _run(database, files, prepared: Prepared, to, fake: bool, on_event) ->
     return applied, survey
 
 
-async def _each(steps, run, done: str, on_event) -> list:
+async def _each(steps: list, run, done: str, on_event) -> list:
     """``await run(step)`` for each step in order, telling ``on_event`` "start", then
-    ``done`` (or "skipped" when run says another process did it first); the names done."""
+    ``done`` (or "skipped" when run says another process did it first); the names done.
+    ``steps`` is emptied as they run, and a step that ran is let go: the steps of a
+    first migration of 20,000 models hold 200 MB, and SQLite's own memory grows with
+    each table created."""
     names = []
     total = len(steps)
-    for index, step in enumerate(steps, 1):
+    steps.reverse()
+    for index in range(1, total + 1):
+        step = steps.pop()
         await _emit(on_event, "start", step.name, index, total)
         if await run(step):
             names.append(step.name)

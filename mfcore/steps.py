@@ -53,6 +53,10 @@ class Prepared:
     def __getitem__(self, name: str) -> Step:
         return self.steps[name]
 
+    def take(self, name: str) -> Step:
+        """The step of ``name``, which this no longer keeps (see applier._each)."""
+        return self.steps.pop(name)
+
     def load(self, wanted, partly_applied=()) -> None:
         """Read and translate ``wanted`` (files). ``partly_applied``: the names of
         migrations the ledger records as partly applied ('step N'): they are resumed in

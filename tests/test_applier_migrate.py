@@ -185,6 +185,31 @@ def test_seed_scenario_applies_in_order_and_records_each_migration(target):
     assert [(r.name, r.applied, r.state) for r in run(applier.status, target.config)] == \
         [(name, True, "applied") for name in names]
 
+def test_a_run_lets_each_migration_go_once_it_has_run(target):
+    """migrate reads every pending file before the first runs (a malformed one stops the
+    run with nothing applied), then keeps each only until it has run: at the start of
+    its last migration a run holds far less than at the start of its first."""
+    import sys
+    import tracemalloc
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from generate import generate_models
+
+    target.make(generate_models(200), max_tables=25)
+    held = []
+
+    def on_event(kind, name, index, total):
+        if kind == "start":
+            held.append(tracemalloc.get_traced_memory()[0])
+
+    tracemalloc.start()
+    try:
+        applied = run(applier.migrate, target.config, on_event=on_event)
+    finally:
+        tracemalloc.stop()
+    assert len(applied) == len(held) >= 6
+    assert held[-1] < held[0] / 2, held
+
 
 def test_second_run_applies_nothing_and_leaves_files_alone(target):
     target.make(SEED_V1)
