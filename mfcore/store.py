@@ -422,17 +422,24 @@ def load_history(directory: str, files=None) -> tuple[list[Migration], Schema]:
     migration and the originals it replaces count once: see fold_skips)."""
     if files is None:
         files = list_migration_files(directory)
-    raw = []
+    # A file in the current form is understood as it is read, and its JSON let go (see
+    # read_migrations); the earlier tool's files wait for the schema before them.
+    read = []  # for each file, its Migration, or (data, document) of an earlier tool's file
+    replaces = {}
     for file in files:
         data = file.read_bytes()
         document = _parse(data, file.name, MigrationFileError)
-        raw.append((file, data, document))
-    skipped = fold_skips({file.name: _replaces(document, file) if isinstance(document, dict) else ()
-                          for file, _data, document in raw})
+        replaces[file.name] = _replaces(document, file) if isinstance(document, dict) else ()
+        if isinstance(document, dict) and document.get("format") is not None:
+            read.append(read_migration(file, Schema(), data, document))
+        else:
+            read.append((data, document))
+        del data, document
+    skipped = fold_skips(replaces)
     state = Schema()
     migrations = []
-    for file, data, document in raw:
-        migration = read_migration(file, state, data, document)
+    for file, item in zip(files, read):
+        migration = item if isinstance(item, Migration) else read_migration(file, state, *item)
         migrations.append(migration)
         if file.name not in skipped:
             state = fold(migration.operations, state)
