@@ -171,6 +171,31 @@ def test_the_files_of_a_split_migration_are_read_one_document_at_a_time(tmp_path
     assert transient(files) < 2 * transient([largest])
 
 
+def test_a_history_of_many_files_is_read_one_document_at_a_time(tmp_path):
+    """Folding the history (migrate where the ledger is missing or empty, drift, lint,
+    squash, rollback) also lets each file's JSON go once the file is understood."""
+    import tracemalloc
+
+    from mfcore.store import load_history
+
+    project = make_project(tmp_path / "app", models=400, max_tables=50)
+    assert api.makemigrations(str(project.path / "language_config.yaml")).written
+    files = list_migration_files(str(project.migrations))
+
+    def transient(some) -> int:
+        tracemalloc.start()
+        try:
+            history, _schema = load_history(str(project.migrations), some)
+            kept, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [m.name for m in history] == [f.name for f in some]
+        return peak - kept
+
+    largest = max(files, key=lambda f: os.path.getsize(f.path))
+    assert transient(files) < 2 * transient([largest])
+
+
 def test_the_command_line_limit_overrides_the_config_and_json_lists_every_file(tmp_path):
     project = make_project(tmp_path / "app", models=12)
     result = project.run("--json", "db", "makemigrations", "--max-tables", "5", "--dry-run")
