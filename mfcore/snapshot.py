@@ -634,10 +634,8 @@ def with_sources(body, sources: bytes):
     without its closing brace, laid out two spaces deep) sealed by their digest. Given
     as pieces to write one after the other, so that a large file is not copied once
     more: a list, or an iterator when ``body`` is one, sealing each piece as it comes."""
-    if isinstance(body, bytes):
-        return list(_sealed([body], sources))
-    if isinstance(body, list):
-        return list(_sealed(body, sources))
+    if isinstance(body, (bytes, list)):
+        return list(_sealed([body] if isinstance(body, bytes) else body, sources))
     return _sealed(body, sources)
 
 

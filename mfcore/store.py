@@ -840,11 +840,8 @@ class OrderedWrites:
 
     def write(self, path: str, data) -> None:
         self._raise_error()
-        if isinstance(data, (bytes, list)):
-            self._queue.put((path, data))
-            return
-        self._queue.put((path, None))
-        for piece in data:
+        self._queue.put(path)
+        for piece in [data] if isinstance(data, bytes) else data:
             self._raise_error()
             self._queue.put(piece)
         self._queue.put(None)
@@ -854,8 +851,8 @@ class OrderedWrites:
             raise self._error
 
     def _write_each(self) -> None:
-        pending = None  # the streamed file being written
-        streaming = False  # between a streamed file's path and the None that ends it
+        # The queue holds, for each file, its path, its pieces, then None.
+        pending = None  # the file being written
         while True:
             item = self._queue.get()
             if pending is not None and (self._error is not None or item is _DONE):
@@ -863,29 +860,19 @@ class OrderedWrites:
                 pending = None
             if item is _DONE:
                 return
+            if self._error is not None:
+                continue
             try:
-                if streaming:
-                    if item is not None:
-                        if pending is not None:
-                            pending.write(item)
-                        continue
-                    streaming = False
-                    if pending is not None:
-                        finished, pending = pending, None
-                        finished.put_in_place()
-                        self.written.append(finished.path)
-                    continue
-                path, data = item
-                if data is None:
-                    streaming = True
-                    if self._error is None:
-                        pending = PendingFile(path)
-                elif self._error is None:
-                    atomic_write(path, data)
-                    self.written.append(path)
+                if isinstance(item, str):
+                    pending = PendingFile(item)
+                elif item is not None:
+                    pending.write(item)
+                else:
+                    finished, pending = pending, None
+                    finished.put_in_place()
+                    self.written.append(finished.path)
             except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-                if self._error is None:
-                    self._error = exc
+                self._error = exc
                 if pending is not None:
                     pending.discard()
                     pending = None
