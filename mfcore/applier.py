@@ -1007,6 +1007,8 @@ class _Database:
         """§6.2, after a look at the catalog: the listed files to record as applied
         (the database holds what they create), or [] when it holds none of it and they
         are to be applied. Anything in between is drift, reported in full."""
+        if not existing_tables and not existing_types:
+            return []  # an empty database: nothing to compare, the history is not read
         _history, schema = load_history(self.directory, listed)
         tables = {m.table for m in schema.models.values()}
         types = {e.type_name for e in schema.enums.values()} if self.dialect.has_enum_types else set()
