@@ -216,24 +216,49 @@ class SQLiteDialect(Dialect):
         return {r[0] for r in rows if not r[0].startswith("sqlite_")}
 
     async def read_catalog(self, connection, tables=None) -> Catalog:
-        names = await self.table_names(connection)
-        if tables is not None:
-            names &= set(tables)
+        # A few queries for all the tables, each pragma joined to sqlite_master: a
+        # query a table (and a lookup of its definition, a scan of sqlite_master, each)
+        # made reading 5,000 tables take some 170,000 queries.
+        definitions, index_definitions = {}, {}
+        for kind, name, sql in await connection.fetch("SELECT type, name, sql FROM sqlite_master"):
+            if kind == "table" and not name.startswith("sqlite_"):
+                definitions[name] = sql or ""
+            elif kind == "index":
+                index_definitions[name] = sql or ""
+        names = set(definitions) if tables is None else set(definitions) & set(tables)
+        tables_only = "FROM sqlite_master m JOIN {} WHERE m.type = 'table'"
+        columns, keys, index_lists, index_columns = {}, {}, {}, {}
+        for table, *row in await connection.fetch(
+                'SELECT m.name, p.name, p.type, p."notnull", p.dflt_value, p.pk '
+                + tables_only.format("pragma_table_xinfo(m.name) p") + " ORDER BY m.name, p.cid"):
+            columns.setdefault(table, []).append(row)
+        for table, *row in await connection.fetch(
+                'SELECT m.name, p.id, p."table", p."from", p."to", p.on_delete '
+                + tables_only.format("pragma_foreign_key_list(m.name) p") + " ORDER BY m.name, p.id, p.seq"):
+            keys.setdefault(table, []).append(row)
+        for table, *row in await connection.fetch(
+                'SELECT m.name, p.name, p."unique", p.origin, p.partial '
+                + tables_only.format("pragma_index_list(m.name) p") + " ORDER BY m.name, p.seq"):
+            index_lists.setdefault(table, []).append(row)
+        for index, *row in await connection.fetch(
+                'SELECT p.name, x.name, x."desc" '
+                + tables_only.format("pragma_index_list(m.name) p JOIN pragma_index_xinfo(p.name) x")
+                + " AND x.key = 1 ORDER BY m.name, p.seq, x.seqno"):
+            index_columns.setdefault(index, []).append(row)
         catalog = Catalog()
         for name in sorted(names):
-            catalog.tables[name] = await self._read_table(connection, name)
+            catalog.tables[name] = self._table_of(name, definitions[name], columns.get(name, ()),
+                                                  keys.get(name, ()), index_lists.get(name, ()),
+                                                  index_columns, index_definitions)
         return catalog
 
-    async def _read_table(self, connection, name: str) -> Table:
+    def _table_of(self, name: str, definition: str, columns, keys, index_list, index_columns,
+                  index_definitions) -> Table:
         table = Table(name)
         keyed = []
-        rows = await connection.fetch("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-        definition = rows[0][0] if rows and rows[0][0] else ""
         autoincrement = re.search(r"\bAUTOINCREMENT\b", definition, re.IGNORECASE) is not None
-        rows = await connection.fetch(
-            'SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_xinfo(?) ORDER BY cid', (name,))
-        key_columns = sum(1 for row in rows if row[4])
-        for column, kind, notnull, default, pk in rows:
+        key_columns = sum(1 for row in columns if row[4])
+        for column, kind, notnull, default, pk in columns:
             # Type names are case-insensitive: one spelling for all. An INTEGER PRIMARY
             # KEY is the rowid, never NULL, whether NOT NULL is written or not.
             kind = kind.upper()
@@ -244,34 +269,26 @@ class SQLiteDialect(Dialect):
         table.checks = in_list_checks(definition)
         table.check_constraints = check_constraints(definition)
         table.primary_key = tuple(column for _n, column in sorted(keyed))
-        keys: dict = {}
-        for key_id, target, source, target_column, on_delete in await connection.fetch(
-                'SELECT id, "table", "from", "to", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq',
-                (name,)):
-            keys.setdefault(key_id, (target, on_delete, []))[2].append((source, target_column))
+        by_id: dict = {}
+        for key_id, target, source, target_column, on_delete in keys:
+            by_id.setdefault(key_id, (target, on_delete, []))[2].append((source, target_column))
         named = constraint_names(definition)
-        for target, on_delete, pairs in keys.values():
-            columns = tuple(s for s, _t in pairs)
-            table.foreign_keys.append(ForeignKey(columns, target, tuple(t for _s, t in pairs), on_delete.upper(),
-                                                 named.get(("foreign key", columns)),
-                                                 *named.get(("deferrable", columns), (False, False))))
-        for index, unique, origin, partial in await connection.fetch(
-                'SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY seq', (name,)):
+        for target, on_delete, pairs in by_id.values():
+            key = tuple(s for s, _t in pairs)
+            table.foreign_keys.append(ForeignKey(key, target, tuple(t for _s, t in pairs), on_delete.upper(),
+                                                 named.get(("foreign key", key)),
+                                                 *named.get(("deferrable", key), (False, False))))
+        for index, unique, origin, partial in index_list:
             if origin == "pk":
                 continue
-            described = await connection.fetch(
-                'SELECT name, "desc" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno', (index,))
-            columns = tuple(r[0] for r in described)
+            described = index_columns.get(index, ())
+            indexed = tuple(r[0] for r in described)
             if origin == "u":
-                table.uniques.append(Unique(named.get(("unique", columns), index), columns))
+                table.uniques.append(Unique(named.get(("unique", indexed), index), indexed))
             else:
-                condition = None
-                if partial:
-                    found = await connection.fetch(
-                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,))
-                    condition = _index_condition(found[0][0] if found else "")
+                condition = _index_condition(index_definitions.get(index, "")) if partial else None
                 descending = tuple(r[0] for r in described if r[0] is not None and r[1])
-                table.indexes.append(Index(index, None if None in columns else columns, bool(unique),
+                table.indexes.append(Index(index, None if None in indexed else indexed, bool(unique),
                                            descending, condition))
         table.uniques.sort(key=lambda u: u.columns)
         table.indexes.sort(key=lambda i: i.name)
