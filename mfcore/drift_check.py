@@ -25,7 +25,7 @@ from .ledger import APPLIED, STARTED, steps_done
 from .dialects.catalog import Catalog, Table
 from .introspect import index_text, schema_of_catalog
 from .operations import fold_start, folding
-from .schema import Schema
+from .schema import Model, Schema
 
 
 @dataclass(frozen=True)
@@ -381,20 +381,85 @@ async def detect(config, *, strict: bool = False, with_sql: bool = False) -> Dri
 
 async def expected_catalog(config, dialect, schema: Schema) -> Catalog:
     """The catalog ``schema`` has when mf creates it (diff from nothing, the dialect's
-    SQL), built where it leaves nothing behind, on a connection of its own."""
+    SQL), built where it leaves nothing behind, on a connection of its own.
+
+    It is built a part at a time (schema_parts), each part of at most
+    max_tables_per_migration tables: on PostgreSQL in a transaction of its own that
+    is rolled back, so that no transaction takes more locks than a migration may
+    (one transaction creating 5,000 tables runs out of the server's lock table); on
+    SQLite in an empty database of its own, since every CREATE costs in proportion to
+    the schema already there."""
     from . import drivers
     from .differ import diff
     from .errors import DatabaseError
 
-    statements = dialect.migration_sql(diff(Schema(), schema))
+    tables: dict = {}
+    enums: dict = {}
     scratch_config = replace(config, dsn=":memory:") if dialect.scratch_database else config
-    async with await drivers.connect(scratch_config) as scratch:
-        try:
-            return await dialect.catalog_of(scratch, statements)
-        except drivers.StatementError as exc:
-            raise DatabaseError(f"cannot build the expected schema to compare with ({exc.message}); on "
-                                f"PostgreSQL mf builds it in a schema it rolls back, which needs the right "
-                                f"to create a schema in the database") from None
+    scratch = None
+    try:
+        for part, whole in schema_parts(schema, config.max_tables_per_migration):
+            statements = dialect.migration_sql(diff(Schema(), part))
+            if scratch is None or dialect.scratch_database:
+                if scratch is not None:
+                    await scratch.close()
+                    scratch = None
+                scratch = await drivers.connect(scratch_config)
+            try:
+                built = await dialect.catalog_of(scratch, statements)
+            except drivers.StatementError as exc:
+                raise DatabaseError(f"cannot build the expected schema to compare with ({exc.message}); on "
+                                    f"PostgreSQL mf builds it in a schema it rolls back, which needs the right "
+                                    f"to create a schema in the database") from None
+            tables.update((name, built.tables[name]) for name in whole if name in built.tables)
+            enums.update(built.enums)
+    finally:
+        if scratch is not None:
+            await scratch.close()
+    return Catalog({name: tables[name] for name in sorted(tables)}, enums)
+
+
+def schema_parts(schema: Schema, max_tables: int):
+    """``schema`` as schemas of at most ``max_tables`` tables each: (part, tables) pairs
+    where every model is whole in exactly one part (``tables``: those models' tables).
+    A model a part's foreign keys point to but that is whole elsewhere is in the part
+    as its key alone, a table that only has to be there with the column referenced;
+    every part has all the enums. The catalog of a table depends on nothing else, so
+    the parts' catalogs together are the whole schema's. A chain of keys that are
+    foreign keys and never ends makes one part of everything (it cannot be cut)."""
+    from .operations import referenced_key
+
+    stand_ins: dict = {}  # model name -> its key alone
+    for model in schema.models.values():
+        for f in model.fields:
+            if f.target is None or f.target in stand_ins:
+                continue
+            key = referenced_key(schema, f.target)
+            if key is None:
+                continue  # no table of that model: the field references nothing
+            if key.target is not None:
+                yield schema, {m.table for m in schema.models.values()}
+                return
+            target = schema.models[f.target]
+            stand_ins[f.target] = Model(target.name, target.table, (key,))
+    whole: dict = {}
+    keys_only: set = set()
+    for name, model in schema.models.items():
+        wanted = {f.target for f in model.fields if f.target in stand_ins and f.target != name}
+        if whole and len(whole) + 1 + len((keys_only | wanted) - set(whole) - {name}) > max_tables:
+            yield _part(schema, whole, keys_only, stand_ins)
+            whole, keys_only = {}, set()
+        whole[name] = model
+        keys_only |= wanted
+    if whole or not schema.models:
+        yield _part(schema, whole, keys_only, stand_ins)
+
+
+def _part(schema: Schema, whole: dict, keys_only: set, stand_ins: dict) -> tuple:
+    models = dict(whole)
+    for name in sorted(keys_only - set(whole)):
+        models[name] = stand_ins[name]
+    return Schema(enums=schema.enums, models=models), {m.table for m in whole.values()}
 
 
 def compare_catalogs(dialect, actual: Catalog, expected: Catalog, *, owned_tables=(), owned_types=()) -> tuple:

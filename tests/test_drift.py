@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -249,10 +250,13 @@ def test_a_table_dropped_by_a_migration_but_still_there_is_drift(database):
 
 # ---------------------------------------------------------------- no false positive, ever
 
-def _history_has_no_drift(driver: str, request, texts: list) -> None:
-    """Migrate the history of ``texts`` (each a models.mp) through mf, then ask for drift."""
+def _history_has_no_drift(driver: str, request, texts: list, max_tables: int = 500) -> None:
+    """Migrate the history of ``texts`` (each a models.mp) through mf, then ask for drift,
+    the expected catalog built ``max_tables`` tables at a time."""
     root = request.getfixturevalue("tmp_path_factory").mktemp("history")
     database = _project_for(driver, root / f"p{uuid.uuid4().hex[:8]}", request, close_at_end=False)
+    config_file = database.project.path / "language_config.yaml"
+    config_file.write_text(config_file.read_text() + f"max_tables_per_migration: {max_tables}\n")
     directory = str(database.project.migrations)
     before = Schema()
     for number, text in enumerate(texts, 1):
@@ -284,8 +288,58 @@ def _history_has_no_drift(driver: str, request, texts: list) -> None:
 def test_no_drift_right_after_any_history(driver, request, data):
     created = data.draw(schema_texts(), label="first")
     before, after = data.draw(schema_pairs(vary_keys=True), label="pair")
-    _history_has_no_drift(driver, request, [created])
-    _history_has_no_drift(driver, request, [before, after])
+    max_tables = data.draw(st.sampled_from([1, 2, 500]), label="max_tables_per_migration")
+    _history_has_no_drift(driver, request, [created], max_tables)
+    _history_has_no_drift(driver, request, [before, after], max_tables)
+
+
+def _expected_catalog(database: Database, schema: Schema, max_tables: int):
+    from mfcore.config import load_config
+    from mfcore.dialects import dialect_for
+    from mfcore.drift_check import expected_catalog
+
+    config = load_config(str(database.project.path / "language_config.yaml"))
+    config = replace(config, max_tables_per_migration=max_tables)
+    return anyio.run(expected_catalog, config, dialect_for(config.driver), schema)
+
+
+@pytest.mark.parametrize("driver", ["sqlite", "postgresql"])
+@settings(max_examples=max(10, EXAMPLES // 2), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=schema_texts(max_models=6), max_tables=st.integers(1, 3))
+def test_the_expected_catalog_built_in_parts_is_the_one_built_whole(driver, request, text, max_tables):
+    # Parts keep each transaction within the server's lock table on a large schema;
+    # a foreign key into another part points at a table that has only its key.
+    database = _project_for(driver, request.getfixturevalue("tmp_path_factory").mktemp("parts") / "app", request)
+    schema = parse(text)
+    in_parts = _expected_catalog(database, schema, max_tables)
+    whole = _expected_catalog(database, schema, 10_000)
+    assert in_parts == whole
+    assert set(whole.tables) == {model.table for model in schema.models.values()}
+
+
+def test_schema_parts_hold_each_model_once_and_the_keys_its_foreign_keys_need():
+    from mfcore.drift_check import schema_parts
+
+    schema = parse("""
+enum Role { ADMIN, USER }
+model Team extends Model { name = CharField(50) }
+model Member extends Model {
+    team = ForeignKey(Team, on_delete=CASCADE)
+    role = EnumField(Role, default=Role.USER)
+}
+model Badge extends Model {
+    member = ForeignKey(Member, on_delete=CASCADE)
+    parent = ForeignKey(Badge, on_delete=CASCADE, null=true)
+}
+""")
+    parts = list(schema_parts(schema, 2))
+    assert [sorted(whole) for _part, whole in parts] == [["member", "team"], ["badge"]]
+    first, second = parts[0][0], parts[1][0]
+    assert first.models == {"Team": schema.models["Team"], "Member": schema.models["Member"]}
+    assert second.models["Badge"] == schema.models["Badge"]
+    assert [f.name for f in second.models["Member"].fields] == ["id"]  # the key alone
+    assert first.enums == second.enums == schema.enums
 
 
 # ---------------------------------------------------------------- mf db inspect
