@@ -1634,23 +1634,64 @@ class _Database:
 
     async def drop_owned(self, plan) -> list:
         """Run the drops of owned_drop_plan in one transaction (foreign keys off around
-        it where the database has the switch)."""
-        dropped = []
-        async with self._foreign_keys_off():
-            async with self.write_transaction():
-                for statement, what in plan:
-                    await self._drop(statement)
-                    if what is not None:
-                        dropped.append(what)
+        it where the database has the switch).
+
+        On a database with a lock table, drops that would take more than half of it
+        (the dialect's estimate), or more than max_tables_per_migration tables, run
+        in parts within both, a transaction each, in the plan's order: one transaction dropping thousands of tables runs
+        out of a stock PostgreSQL server's locks. The parts start only when nothing
+        outside the plan depends on its tables (what would stop a DROP without
+        CASCADE); a part that fails all the same leaves the parts before it dropped
+        and the ledger (dropped last) in place, and reset run again drops the rest."""
+        parts = [plan]
+        budget = await self.dialect.lock_budget(self.connection)
+        if budget is not None:
+            table_of = {statement: what.split(" ", 1)[1] for statement, what in plan
+                        if what and what.startswith("table ")}
+            locks = await self.dialect.drop_locks(self.connection, table_of.values())
+            costs = [locks.get(table_of.get(statement), 4) for statement, _what in plan]
+            ceiling = budget.total // 2  # other sessions hold locks too
+            most = self.config.max_tables_per_migration
+            if sum(costs) > ceiling or len(table_of) > most:
+                dependents = await self.dialect.drop_dependents(self.connection, table_of.values())
+                if dependents:
+                    described = ", ".join(f"{thing} depends on table {table}" for thing, table in dependents[:3])
+                    more = f" (and {len(dependents) - 3} more)" if len(dependents) > 3 else ""
+                    raise DatabaseError(f"cannot drop the schema's tables on {self.config.display_dsn}: "
+                                        f"{described}{more}; nothing was dropped{self.dialect.drop_failure_note}")
+                parts, taken, tables = [[]], 0, 0
+                for entry, cost in zip(plan, costs):
+                    if parts[-1] and (taken + cost > ceiling or tables == most):
+                        parts.append([])
+                        taken = tables = 0
+                    parts[-1].append(entry)
+                    taken += cost
+                    tables += entry[0] in table_of
+        dropped: list = []
+        for part in parts:
+            done = []
+            async with self._foreign_keys_off():
+                async with self.write_transaction():
+                    for statement, what in part:
+                        await self._drop(statement, dropped)
+                        if what is not None:
+                            done.append(what)
+            dropped += done
         return dropped
 
-    async def _drop(self, statement: str) -> None:
-        """One DROP of reset; a failure rolls the whole reset back (it runs in one transaction)."""
+    async def _drop(self, statement: str, dropped: list) -> None:
+        """One DROP of reset; a failure rolls its transaction back (``dropped``: what
+        transactions before it dropped)."""
         try:
             await self.connection.execute(statement)
         except StatementError as exc:
+            if dropped:
+                outcome = (f"the {len(dropped)} object(s) dropped in the transactions before it stay dropped, "
+                           f"the rest is left: run reset again to drop it")
+            else:
+                outcome = "nothing was dropped"
             raise DatabaseError(f"{statement} failed on {self.config.display_dsn}: {exc.message}; "
-                                f"nothing was dropped{self.dialect.drop_failure_note}") from None
+                                f"{outcome}{self.dialect.drop_failure_note}") from None
 
 
 # What _run_statements hands to the driver one by one, each with its own handling.

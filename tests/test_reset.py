@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bothdb import database  # noqa: F401 - the fixture
 from seed import SEED, WITH_PHONE
 
@@ -218,8 +220,30 @@ def test_a_renamed_tables_old_name_is_the_users_now_and_stays(project, database)
     assert project.migration_names() == []
 
 
-def test_a_users_table_that_references_an_owned_one_stops_the_reset(project, database):
+def drops_in_parts(project) -> None:
+    """A table at a time: on PostgreSQL each drop in a transaction of its own."""
+    config = project.path / "language_config.yaml"
+    config.write_text(config.read_text() + "max_tables_per_migration: 1\n")
+
+
+def test_a_reset_larger_than_one_transaction_holds_drops_in_parts(project, database):
     migrated_through(project, database, SEED)
+    drops_in_parts(project)
+    database.query("CREATE TABLE notes (id integer PRIMARY KEY, text text)")
+    listed = json.loads(project.run("db", "reset", "--drop-db", "--json", env=database.env).out)["would_drop"]
+    result = project.run("db", "reset", "--drop-db", "--yes", "--json", env=database.env)
+    assert result.code == 0, result
+    assert json.loads(result.out)["dropped"] == listed
+    assert set(listed) == expected_drops(database, MF_TABLES)
+    assert database.tables() == ["notes"] and enum_types(database) == set()
+    assert project.migration_names() == []
+
+
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one transaction", "in parts"])
+def test_a_users_table_that_references_an_owned_one_stops_the_reset(project, database, in_parts):
+    migrated_through(project, database, SEED)
+    if in_parts:
+        drops_in_parts(project)
     database.query("CREATE TABLE notes (id integer PRIMARY KEY, customer integer REFERENCES lt_customers (id))")
     before, files = database.snapshot(), project.state()
     result = project.run("db", "reset", "--drop-db", "--yes", env=database.env)

@@ -489,6 +489,16 @@ class Dialect:
         limit, as on SQLite, whose transactions lock the whole database file)."""
         return None
 
+    async def drop_dependents(self, connection, tables) -> list:
+        """``[(object, table)]``: objects outside ``tables`` that depend on one of them,
+        so that a DROP TABLE without CASCADE fails, as the database describes them.
+        Asked before a reset drops in parts (a database with a lock table only)."""
+        return []
+
+    async def drop_locks(self, connection, tables) -> dict:
+        """{table: how many locks dropping it takes, about}, on a database with a lock table."""
+        return {}
+
     async def hold_schema(self, connection, statement_bytes: int) -> None:
         """Before a run whose statements come to ``statement_bytes``: room in the
         connection's memory for the schema the run leaves, where the database reads its

@@ -482,6 +482,30 @@ class PostgreSQLDialect(Dialect):
         plan.extend((f"DROP TYPE {self.quote(row[0])}", f"type {row[0]}") for row in types)
         return plan
 
+    async def drop_dependents(self, connection, tables) -> list:
+        # What DROP TABLE without CASCADE refuses for: a normal dependency (a foreign
+        # key, a view's rule, a function body) of an object not part of these tables.
+        rows = await connection.fetch(
+            "WITH t AS (SELECT to_regclass(quote_ident(name))::oid AS oid FROM unnest($1::text[]) AS name)"
+            " SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regclass::text"
+            " FROM pg_depend d"
+            " LEFT JOIN pg_constraint c ON d.classid = 'pg_constraint'::regclass AND c.oid = d.objid"
+            " LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid"
+            " WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'"
+            " AND d.refobjid IN (SELECT oid FROM t WHERE oid IS NOT NULL)"
+            " AND coalesce(c.conrelid, r.ev_class, 0) NOT IN (SELECT oid FROM t WHERE oid IS NOT NULL)"
+            " ORDER BY 2, 1", (sorted(tables),))
+        return [(row[0], row[1]) for row in rows]
+
+    async def drop_locks(self, connection, tables) -> dict:
+        # DROP TABLE locks the table and every object it takes along (indexes, the
+        # TOAST table, constraints, defaults, the row type), and theirs in turn: a
+        # 20-column table of the generated schema with 15 such objects took 30 locks.
+        rows = await connection.fetch(
+            "SELECT name, (SELECT count(*) FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass"
+            " AND d.refobjid = to_regclass(quote_ident(name))) FROM unnest($1::text[]) AS name", (sorted(tables),))
+        return {row[0]: 2 * (1 + int(row[1])) for row in rows}
+
     # ------------------------------------------------------------ enums
     def _create_enum(self, op, plan) -> list[str]:
         values = ", ".join(self.string_literal(v) for _k, v in op.members)
