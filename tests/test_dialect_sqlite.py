@@ -13,6 +13,7 @@ import sqlite3
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dbutil
 from mfcore.dialects.catalog import Column, ForeignKey, Index
@@ -753,3 +754,20 @@ def test_a_run_on_a_small_schema_keeps_sqlites_own_page_cache(project):
     cache_size, schema_kib = _cache_seen_by_a_migration_after(project, _models(3))
     assert schema_kib < 100
     assert cache_size == sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+
+
+# ---------------------------------------------------------------- reading CREATE TABLE text
+
+_WORDS = st.sampled_from(["id", '"email"', "INTEGER", "NOT NULL", "DEFAULT", "CHECK", "REFERENCES", "`x`", "[y]"])
+_LITERALS = st.text(st.sampled_from(list("a,() \"`")), max_size=6).map(lambda text: "'" + text + "'") \
+    | st.just("'it''s, (so)'")
+_GROUPS = st.lists(_WORDS | _LITERALS, min_size=1, max_size=3).map(lambda parts: "(" + ", ".join(parts) + ")")
+_ITEM_TEXTS = st.lists(_WORDS | _LITERALS | _GROUPS, min_size=1, max_size=4).map(" ".join)
+
+
+@given(items=st.lists(_ITEM_TEXTS, min_size=1, max_size=6))
+def test_a_create_table_text_splits_into_its_items_at_top_level_commas_only(items):
+    from mfcore.dialects.sqlite import _items
+
+    definition = 'CREATE TABLE "t" (\n    ' + ",\n    ".join(items) + "\n) STRICT, WITHOUT ROWID"
+    assert _items(definition) == items

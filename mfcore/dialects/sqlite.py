@@ -893,8 +893,11 @@ def check_constraints(definition: str) -> list:
     expression between its parentheses, as written."""
     found = []
     for item in _items(definition or ""):
+        matches = list(_CHECK_START.finditer(item))
+        if not matches:
+            continue
         outside = _top_level(item)
-        for match in _CHECK_START.finditer(item):
+        for match in matches:
             if match.start() not in outside:
                 continue
             end = _closing(item, match.end())
@@ -943,11 +946,17 @@ def _closing(text: str, start: int):
     return None
 
 
+_ITEM_MARK = re.compile(r"""['"`(),]""")
+
+
 def _items(definition: str) -> list:
     """The comma-separated items (columns, table constraints) of a CREATE TABLE text."""
     start = definition.find("(")
-    items, depth, current, quote = [], 0, [], None
-    for char in definition[start + 1:] if start >= 0 else "":
+    if start < 0:
+        return []
+    items, depth, quote, begin = [], 0, None, start + 1
+    for mark in _ITEM_MARK.finditer(definition, start + 1):
+        char = mark.group()
         if quote:
             quote = None if char == quote else quote
         elif char in "'\"`":
@@ -956,14 +965,14 @@ def _items(definition: str) -> list:
             depth += 1
         elif char == ")":
             if depth == 0:
+                items.append(definition[begin:mark.start()].strip())
                 break
             depth -= 1
-        elif char == "," and depth == 0:
-            items.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    items.append("".join(current).strip())
+        elif depth == 0:
+            items.append(definition[begin:mark.start()].strip())
+            begin = mark.end()
+    else:
+        items.append(definition[begin:].strip())
     return [item for item in items if item]
 
 
