@@ -69,7 +69,7 @@ def _compare(config: Config, models: bytes, files, current: Optional[bytes],
         if rebuilt and config.index_foreign_keys is None and not index_foreign_keys \
                 and inferred_index_foreign_keys(models, shown, old):
             new = parse_bytes(models, shown, index_foreign_keys=True)
-        operations = diff(old, new, Questioner())
+        operations = diff(old, new, Questioner(), keep_names=True)  # as makemigrations diffs
     except MfError as exc:
         return f"{shown} could not be compared with the migrations ({exc})"
     if not operations:
