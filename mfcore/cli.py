@@ -766,11 +766,14 @@ def cmd_inspect(args, out: Output) -> int:
 def cmd_baseline(args, out: Output) -> int:
     result = _run(lambda: api.baseline(args.config_path, name=args.name))
     if out.json_mode:
-        out.document({"migration": result.migration, "tables": result.tables, "kept_names": result.kept_names,
-                      "models_written": result.models_written,
+        out.document({"migration": result.migration, "migrations": result.migrations, "tables": result.tables,
+                      "kept_names": result.kept_names, "models_written": result.models_written,
                       "notes": [{"table": table, "note": note} for table, note in result.notes]})
         return EXIT_OK
-    out.line(f"{out.mark()}Wrote {result.migration} for {result.tables} table(s) and recorded it as applied"
+    written = (result.migration if len(result.migrations) == 1 else
+               f"{len(result.migrations)} files, {result.migrations[0]} to {result.migrations[-1]},")
+    it = "it" if len(result.migrations) == 1 else "them"
+    out.line(f"{out.mark()}Wrote {written} for {result.tables} table(s) and recorded {it} as applied"
              + (f" (keeping {len(result.kept_names)} constraint name(s) of the database)"
                 if result.kept_names else ""))
     if result.models_written:

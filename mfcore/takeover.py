@@ -11,6 +11,7 @@ the objects that exist and a fresh database built from the files has the same na
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from .dialects.base import LEDGER_TABLE
@@ -18,11 +19,14 @@ from .dialects.base import LEDGER_TABLE
 
 @dataclass
 class BaselineResult:
-    migration: str                                 # the file written, e.g. 001_baseline.json
+    migration: str                                 # the (first) file written, e.g. 001_baseline.json
     tables: int
     kept_names: list = field(default_factory=list)  # "table.constraint": names not mf's, kept in 001
     notes: list = field(default_factory=list)      # [(table or None, what models.mp cannot say)]
     models_written: bool = False                   # models.mp was written (the project had none)
+    # Every file written: one, or the parts of a baseline of more tables than
+    # max_tables_per_migration (001_baseline_part1.json, 002_baseline_part2.json, ...).
+    migrations: list = field(default_factory=list)
 
 
 async def baseline(config, *, name: str = "baseline") -> BaselineResult:
@@ -32,6 +36,7 @@ async def baseline(config, *, name: str = "baseline") -> BaselineResult:
     from .errors import ConfigError, DatabaseError
     from .introspect import schema_of_catalog
     from .language.emit import models_text
+    from .operations import split_operations
     from .schema import Schema
 
     directory = config.migrations_dir
@@ -52,17 +57,29 @@ async def baseline(config, *, name: str = "baseline") -> BaselineResult:
     refuse_doubled_constraints(catalog)
     schema, notes = schema_of_catalog(catalog, dialect, unique_indexes=True)
     operations = diff(Schema(), schema)
+    # As makemigrations splits a migration: a fresh database built from the files
+    # applies each part in its own transaction, within a stock server's lock table.
+    parts = split_operations(operations, config.max_tables_per_migration)
+    suffixes = store.part_suffixes(name, len(parts)) if len(parts) > 1 else [name]
     os.makedirs(directory, exist_ok=True)
-    path = store.write_migration(directory, 1, name, operations)
-    migration = os.path.basename(path)
-    index_foreign_keys = store.index_foreign_keys(config.index_foreign_keys, None, False)  # a new history
-    store.write_snapshot(directory, schema, migration, index_foreign_keys=index_foreign_keys)
+    written: list = []
+    try:
+        for number, (part, suffix) in enumerate(zip(parts, suffixes), 1):
+            written.append(store.write_migration(directory, number, suffix, part))
+        migrations = [os.path.basename(path) for path in written]
+        index_foreign_keys = store.index_foreign_keys(config.index_foreign_keys, None, False)  # a new history
+        store.write_snapshot(directory, schema, migrations[-1], index_foreign_keys=index_foreign_keys)
+    except BaseException:
+        for path in written:  # schema.json could not follow them: the files go too
+            with suppress(OSError):
+                os.unlink(path)
+        raise
     models_written = not os.path.exists(config.models_path)
     if models_written:
         header = f"Taken over from the {dialect.title} database {config.display_dsn} by `mf db baseline`."
         store.atomic_write(config.models_path, models_text(schema, notes, header, index_foreign_keys).encode("utf-8"))
     await applier.migrate(config, fake=True)
-    return BaselineResult(migration, len(schema.models), kept_names(schema), notes, models_written)
+    return BaselineResult(migrations[0], len(schema.models), kept_names(schema), notes, models_written, migrations)
 
 
 def refuse_doubled_constraints(catalog) -> None:
