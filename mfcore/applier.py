@@ -1638,11 +1638,12 @@ class _Database:
 
         On a database with a lock table, drops that would take more than half of it
         (the dialect's estimate), or more than max_tables_per_migration tables, run
-        in parts within both, a transaction each, in the plan's order: one transaction dropping thousands of tables runs
-        out of a stock PostgreSQL server's locks. The parts start only when nothing
-        outside the plan depends on its tables (what would stop a DROP without
-        CASCADE); a part that fails all the same leaves the parts before it dropped
-        and the ledger (dropped last) in place, and reset run again drops the rest."""
+        in parts within both, a transaction each, in the plan's order: one
+        transaction dropping thousands of tables runs out of a stock PostgreSQL
+        server's locks. The parts start only when nothing outside the plan depends
+        on its tables (what would stop a DROP without CASCADE); a part that fails all
+        the same leaves the parts before it dropped and the ledger (dropped last) in
+        place, and reset run again drops the rest."""
         parts = [plan]
         budget = await self.dialect.lock_budget(self.connection)
         if budget is not None:

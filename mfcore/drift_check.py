@@ -400,10 +400,10 @@ async def expected_catalog(config, dialect, schema: Schema) -> Catalog:
     try:
         for part, whole in schema_parts(schema, config.max_tables_per_migration):
             statements = dialect.migration_sql(diff(Schema(), part))
-            if scratch is None or dialect.scratch_database:
-                if scratch is not None:
-                    await scratch.close()
-                    scratch = None
+            if scratch is not None and dialect.scratch_database:  # each part in an empty database
+                await scratch.close()
+                scratch = None
+            if scratch is None:
                 scratch = await drivers.connect(scratch_config)
             try:
                 built = await dialect.catalog_of(scratch, statements)

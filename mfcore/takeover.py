@@ -2,7 +2,9 @@
 
 The live catalog is read into the Schema IR (introspect), and written as migration
 001 with its schema.json, and models.mp when the project has none; 001 is recorded
-as applied without running (migrate's fake). The database is not changed: its
+as applied without running (migrate's fake). More tables than
+max_tables_per_migration make consecutive parts, as makemigrations splits a
+migration, all recorded as applied. The database is not changed: its
 constraints and indexes keep the names they have, and 001 and schema.json record
 them (a field's ``fk_name`` and ``key_name`` where they are not the names mf gives,
 an index under its own name, a DEFERRABLE foreign key), so later migrations address
