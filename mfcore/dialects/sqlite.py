@@ -227,24 +227,17 @@ class SQLiteDialect(Dialect):
                 index_definitions[name] = sql or ""
         names = set(definitions) if tables is None else set(definitions) & set(tables)
         tables_only = "FROM sqlite_master m JOIN {} WHERE m.type = 'table'"
-        columns, keys, index_lists, index_columns = {}, {}, {}, {}
-        for table, *row in await connection.fetch(
-                'SELECT m.name, p.name, p.type, p."notnull", p.dflt_value, p.pk '
-                + tables_only.format("pragma_table_xinfo(m.name) p") + " ORDER BY m.name, p.cid"):
-            columns.setdefault(table, []).append(row)
-        for table, *row in await connection.fetch(
-                'SELECT m.name, p.id, p."table", p."from", p."to", p.on_delete '
-                + tables_only.format("pragma_foreign_key_list(m.name) p") + " ORDER BY m.name, p.id, p.seq"):
-            keys.setdefault(table, []).append(row)
-        for table, *row in await connection.fetch(
-                'SELECT m.name, p.name, p."unique", p.origin, p.partial '
-                + tables_only.format("pragma_index_list(m.name) p") + " ORDER BY m.name, p.seq"):
-            index_lists.setdefault(table, []).append(row)
-        for index, *row in await connection.fetch(
-                'SELECT p.name, x.name, x."desc" '
-                + tables_only.format("pragma_index_list(m.name) p JOIN pragma_index_xinfo(p.name) x")
-                + " AND x.key = 1 ORDER BY m.name, p.seq, x.seqno"):
-            index_columns.setdefault(index, []).append(row)
+        columns = await _grouped(connection, 'SELECT m.name, p.name, p.type, p."notnull", p.dflt_value, p.pk '
+                                 + tables_only.format("pragma_table_xinfo(m.name) p") + " ORDER BY m.name, p.cid")
+        keys = await _grouped(connection, 'SELECT m.name, p.id, p."table", p."from", p."to", p.on_delete '
+                              + tables_only.format("pragma_foreign_key_list(m.name) p")
+                              + " ORDER BY m.name, p.id, p.seq")
+        index_lists = await _grouped(connection, 'SELECT m.name, p.name, p."unique", p.origin, p.partial '
+                                     + tables_only.format("pragma_index_list(m.name) p") + " ORDER BY m.name, p.seq")
+        index_columns = await _grouped(
+            connection, 'SELECT p.name, x.name, x."desc" '
+            + tables_only.format("pragma_index_list(m.name) p JOIN pragma_index_xinfo(p.name) x")
+            + " AND x.key = 1 ORDER BY m.name, p.seq, x.seqno")
         catalog = Catalog()
         for name in sorted(names):
             catalog.tables[name] = self._table_of(name, definitions[name], columns.get(name, ()),
@@ -856,6 +849,14 @@ class _Restore(CatalogStep):
 _NAME = r'(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\]|[A-Za-z_][A-Za-z0-9_$]*)'
 _IN_CHECK = re.compile(rf"(?:CONSTRAINT\s+({_NAME})\s+)?CHECK\s*\(\s*({_NAME})\s+IN\s*\(", re.IGNORECASE)
 _LITERAL = re.compile(r"\s*'((?:[^']|'')*)'\s*([,)])")
+
+
+async def _grouped(connection, sql: str) -> dict:
+    """The rows of ``sql`` by their first column, each without it, in the order read."""
+    grouped: dict = {}
+    for first, *rest in await connection.fetch(sql):
+        grouped.setdefault(first, []).append(rest)
+    return grouped
 
 
 def _unquote(name: str) -> str:
